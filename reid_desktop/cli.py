@@ -1,0 +1,298 @@
+"""The headless command line: ``reid-desktop process | models | config``.
+
+Exit status of ``process``: 0 all sources processed; 1 some sources failed, the others were
+processed; 2 bad command line or settings; 3 a model could not be loaded; 4 every source failed;
+130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import re
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from reid_desktop import __version__
+from reid_desktop.core import config as config_mod
+from reid_desktop.core.errors import ModelError
+
+log = logging.getLogger("reid_desktop")
+
+EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+_NAMED_SOURCE = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)=(?P<uri>.+)$")
+
+
+def _parse_sources(values: Sequence[str], demo: bool) -> list[Any]:
+    from reid_desktop.core.paths import demo_clip
+    from reid_desktop.core.sources import SourceSpec
+
+    raw = list(values)
+    if demo:
+        raw.insert(0, f"demo={demo_clip()}")
+    specs = []
+    seen: dict[str, int] = {}
+    for value in raw:
+        match = _NAMED_SOURCE.match(value)
+        spec = SourceSpec(match["uri"], match["name"]) if match and "/" not in match["name"] else SourceSpec(value)
+        if spec.source_id in seen:  # the same clip twice: keep both, as distinct cameras
+            seen[spec.source_id] += 1
+            spec = SourceSpec(spec.uri, f"{spec.source_id}#{seen[spec.source_id]}")
+        seen[spec.source_id] = 1
+        specs.append(spec)
+    return specs
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    mapping = {
+        "detector": "detector.model", "imgsz": "detector.imgsz", "conf": "detector.confidence",
+        "device": "detector.device", "tracker": "tracker.kind", "reid_model": "reid.model",
+        "reid_weights": "reid.weights", "providers": "reid.providers", "threshold": "matcher.threshold",
+        "embed_every": "reid.embed_every",
+    }
+    values: dict[str, Any] = {key: getattr(args, attr) for attr, key in mapping.items()
+                              if getattr(args, attr, None) is not None}
+    if args.realtime:
+        values["sources.realtime"] = True
+    if args.loop:
+        values["sources.loop"] = True
+    if args.no_download:
+        values["reid.allow_download"] = False
+    if args.reconnect_attempts is not None:
+        values["sources.reconnect_max_attempts"] = args.reconnect_attempts
+    for item in args.set or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise config_mod.ConfigError(f"--set expects KEY=VALUE, got {item!r}")
+        values[key.strip()] = value.strip()
+    return values
+
+
+def _fmt_time(seconds: float | None, media: float | None) -> str:
+    if media is not None:
+        minutes, secs = divmod(media, 60.0)
+        return f"{int(minutes):02d}:{secs:05.2f}"
+    if seconds is None:
+        return "-"
+    return dt.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def cmd_process(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from reid_desktop.core.paths import default_database
+    from reid_desktop.core.pipeline import PipelineInfo, run
+    from reid_desktop.core.sources import SourceKind, VideoSource
+    from reid_desktop.core.storage import SightingStore, StoreError
+    from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+
+    if not args.sources and not args.demo:
+        print("error: give at least one source (file, URL or webcam index) or --demo", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        cfg = config_mod.load(Path(args.config) if args.config else None, _overrides(args))
+    except config_mod.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    specs = _parse_sources(args.sources, args.demo)
+    db_path = Path(args.db) if args.db else default_database()
+    try:
+        store = SightingStore(db_path, cfg.storage.commit_interval_s)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+    # Frame totals for the progress bar: known for files that are not looped.
+    total = 0
+    for spec in specs:
+        if spec.kind is SourceKind.FILE and not cfg.sources.loop and Path(spec.uri).is_file():
+            import cv2
+
+            cap = cv2.VideoCapture(spec.uri)
+            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            cap.release()
+            total += min(count, args.max_frames) if args.max_frames else count
+    final: dict[str, SourceStatus] = {}
+    frames_per_source = dict.fromkeys((s.source_id for s in specs), 0)
+    started = time.monotonic()
+    info: PipelineInfo | None = None
+    bar = tqdm(total=total or None, unit="frame", desc="processing", disable=args.quiet, dynamic_ncols=True,
+               file=sys.stderr)
+    interrupted = False
+    try:
+        for event in run(specs, cfg, store, max_frames=args.max_frames):
+            if isinstance(event, PipelineInfo):
+                info = event
+                bar.write(f"detector: {event.detector} ({event.detector_device}); re-id: {event.embedder} "
+                          f"on {event.provider}; match threshold {event.match_threshold:.2f}", file=sys.stderr)
+                for warning in event.warnings:
+                    bar.write(f"WARNING: {warning}", file=sys.stderr)
+            elif isinstance(event, SourceStatus):
+                if event.state.is_final or event.state is SourceState.RECONNECTING:
+                    final[event.source_id] = event
+                if event.state is SourceState.FAILED:
+                    bar.write(f"error: source {event.source_id}: {event.reason}", file=sys.stderr)
+                elif event.state is SourceState.RECONNECTING:
+                    bar.write(f"warning: source {event.source_id}: reconnecting ({event.reason})", file=sys.stderr)
+                elif event.state is SourceState.ENDED and event.reason not in ("", "end of file"):
+                    bar.write(f"warning: source {event.source_id}: {event.reason}", file=sys.stderr)
+            elif isinstance(event, FrameResult):
+                frames_per_source[event.source_id] += 1
+                bar.update(1)
+    except ModelError as exc:
+        bar.close()
+        print(f"error: {exc}", file=sys.stderr)
+        store.close()
+        return EXIT_MODEL
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        bar.close()
+    elapsed = time.monotonic() - started
+    run_id = info.run_id if info else None
+    identities = store.identities(run_id)
+    processed = sum(frames_per_source.values())
+    print(f"\nProcessed {processed} frames from {len(specs)} source(s) in {elapsed:.1f} s "
+          f"({processed / max(elapsed, 1e-9):.1f} frames/s); database: {db_path}")
+    if info is not None and info.embedder_is_fallback:
+        print("NOTE: identities below come from the colour-texture fallback descriptor, not a neural re-id model.")
+    print(f"Identities found: {len(identities)}")
+    if identities:
+        print(f"  {'id':>4}  {'sightings':>9}  {'first seen':>19}  {'last seen':>19}  cameras")
+        for ident in identities:
+            print(f"  {ident.identity_id:>4}  {ident.sightings:>9}  "
+                  f"{_fmt_time(ident.first_seen, ident.first_media_time):>19}  "
+                  f"{_fmt_time(ident.last_seen, ident.last_media_time):>19}  {', '.join(ident.cameras)}")
+    for path, writer in ((args.export_csv, store.export_csv), (args.export_json, store.export_json)):
+        if path:
+            count = writer(Path(path))
+            print(f"Exported {count} sightings to {path}")
+    store.close()
+
+    failed = [s for s in specs if final.get(s.source_id) and final[s.source_id].state is SourceState.FAILED]
+    if interrupted:
+        return EXIT_INTERRUPTED
+    if failed and len(failed) == len(specs):
+        return EXIT_ALL_FAILED
+    if failed:
+        return EXIT_SOME_FAILED
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from reid_desktop.core.detection import bundled_detector_path
+    from reid_desktop.core.embedding import OnnxEmbedder, candidate_providers
+    from reid_desktop.core.models import build_default_reid_model, default_reid_model_path
+
+    if args.models_command == "build-default":
+        from trainer.model import WeightsUnavailable
+
+        target = Path(args.output) if args.output else default_reid_model_path()
+        if target.exists() and not args.force:
+            print(f"{target} already exists (use --force to rebuild)")
+            return EXIT_OK
+        try:
+            path = build_default_reid_model(args.weights, allow_download=not args.no_download, output=target)
+        except (WeightsUnavailable, ModelError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_MODEL
+        print(f"wrote {path}")
+        return EXIT_OK
+    if args.models_command == "check":
+        try:
+            embedder = OnnxEmbedder(Path(args.path))
+        except ModelError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return EXIT_MODEL
+        i = embedder.info
+        print(f"{embedder.name}: OK, input {i.input_height}x{i.input_width} {i.channel_order}, "
+              f"{embedder.dim}-d embeddings, weights: {i.weights}, provider: {embedder.provider}")
+        return EXIT_OK
+    import onnxruntime as ort
+
+    try:
+        detector = str(bundled_detector_path())
+    except ModelError as exc:
+        detector = f"missing ({exc})"
+    default = default_reid_model_path()
+    print(f"detector (bundled): {detector}")
+    print(f"re-id default:      {default} ({'present' if default.exists() else 'not built yet'})")
+    print(f"onnxruntime {ort.__version__}: providers built in: {', '.join(ort.get_available_providers())}")
+    print(f"                    usable here: {', '.join(candidate_providers('auto'))}")
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="reid-desktop", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"reid-desktop {__version__}")
+    parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
+    sub = parser.add_subparsers(dest="command")
+
+    p = sub.add_parser("process", help="run the pipeline headless on files, streams or webcams",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    p.add_argument("sources", nargs="*", metavar="SOURCE",
+                   help="video file, rtsp/http URL or webcam index; NAME=SOURCE names the camera")
+    p.add_argument("--demo", action="store_true", help="add the bundled demo clip as a source")
+    p.add_argument("--db", help="sightings database (default: per-user data folder)")
+    p.add_argument("--config", help="settings file (TOML); see 'reid-desktop config'")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. detector.imgsz=960")
+    p.add_argument("--detector", help="detector weights (.pt or .onnx); default: bundled YOLO11n-pose")
+    p.add_argument("--imgsz", type=int, help="detector input size")
+    p.add_argument("--conf", type=float, help="detector confidence threshold")
+    p.add_argument("--device", help="detector device: cpu, 0, 1, ...")
+    p.add_argument("--tracker", choices=["bytetrack", "botsort"], help="per-camera tracker")
+    p.add_argument("--reid-model", help="re-id ONNX model; default: our ResNet-50 export")
+    p.add_argument("--reid-weights", help="ImageNet ResNet-50 .pth to build the default re-id model offline")
+    p.add_argument("--providers", choices=["auto", "cpu", "cuda", "tensorrt"], help="ONNX Runtime providers")
+    p.add_argument("--no-download", action="store_true", help="never download model weights")
+    p.add_argument("--threshold", type=float, help="identity match threshold (cosine similarity)")
+    p.add_argument("--embed-every", type=int, help="re-embed each track every N frames")
+    p.add_argument("--realtime", action="store_true", help="read files at real-time pace (drop frames if behind)")
+    p.add_argument("--loop", action="store_true", help="loop files")
+    p.add_argument("--reconnect-attempts", type=int, help="give up on a stream after N failed attempts (0: never)")
+    p.add_argument("--max-frames", type=int, help="stop each source after N frames")
+    p.add_argument("--export-csv", help="write all sightings to this CSV file")
+    p.add_argument("--export-json", help="write identities, sightings and runs to this JSON file")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_process)
+
+    m = sub.add_parser("models", help="list, check or build models")
+    m.set_defaults(func=cmd_models, models_command="list")
+    msub = m.add_subparsers(dest="models_command")
+    msub.add_parser("list", help="show the models in use and the ONNX Runtime providers")
+    b = msub.add_parser("build-default", help="export the default ResNet-50 re-id model to ONNX")
+    b.add_argument("--weights", help="ImageNet ResNet-50 state dict (.pth); default: torchvision download")
+    b.add_argument("--output", help="where to write the ONNX file (default: the app's model folder)")
+    b.add_argument("--no-download", action="store_true", help="fail instead of downloading weights")
+    b.add_argument("--force", action="store_true", help="rebuild even if the model exists")
+    c = msub.add_parser("check", help="validate a re-id ONNX model and show what it declares")
+    c.add_argument("path")
+
+    cf = sub.add_parser("config", help="print every setting with its default and meaning (TOML)")
+    cf.set_defaults(func=lambda args: print(config_mod.describe(), end="") or EXIT_OK)
+    return parser
+
+
+def configure_logging(verbosity: int) -> None:
+    level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("ultralytics").setLevel(max(level, logging.WARNING))
+    # the pipeline reports these itself, once, in plain words
+    logging.getLogger("reid_desktop.core.sources").setLevel(max(level, logging.ERROR))
+    logging.getLogger("reid_desktop.core.models").setLevel(max(level, logging.ERROR))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return EXIT_USAGE
+    configure_logging(args.verbose)
+    result: int = args.func(args)
+    return result

@@ -1,0 +1,202 @@
+"""Pipeline configuration: packaged defaults -> user TOML file -> command-line overrides.
+
+Every key is a dataclass field with a one-line ``help`` and, where it makes sense, a range. Unknown
+keys are rejected with a suggestion, so a typo in a settings file never silently does nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+class ConfigError(ValueError):
+    """A configuration value or key is invalid; the message names the key and what is allowed."""
+
+
+def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
+         choices: tuple[str, ...] | None = None) -> Any:
+    return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices})
+
+
+@dataclass
+class SourceOptions:
+    realtime: bool = _opt(False, "Read files at their own frame rate, dropping frames when behind (live-like)")
+    loop: bool = _opt(False, "Restart files from the beginning when they end")
+    reconnect_initial_delay_s: float = _opt(0.5, "First wait before reconnecting a lost stream", min=0.0)
+    reconnect_max_delay_s: float = _opt(30.0, "Longest wait between reconnection attempts", min=0.0)
+    reconnect_max_attempts: int = _opt(0, "Give up on a stream after this many failed attempts (0: never)", min=0)
+    open_timeout_s: float = _opt(10.0, "How long opening a stream may take", min=0.1)
+    read_timeout_s: float = _opt(10.0, "How long a stream may stay silent before it counts as lost", min=0.1)
+    max_corrupt_frames: int = _opt(25, "Undecodable frames in a row a file may have before it counts as broken",
+                                   min=1)
+    queue_size: int = _opt(8, "Decoded frames buffered per file source", min=1, max=256)
+
+
+@dataclass
+class DetectorConfig:
+    model: str = _opt("", "Ultralytics detector (.pt or exported .onnx); empty: bundled YOLO11n-pose")
+    imgsz: int = _opt(1280, "Inference size in pixels; small people need about 1280", min=64, max=4096)
+    confidence: float = _opt(0.35, "Minimum detection confidence", min=0.0, max=1.0)
+    iou: float = _opt(0.6, "Non-maximum-suppression IoU threshold", min=0.0, max=1.0)
+    device: str = _opt("", "Torch device for the detector ('cpu', '0', ...); empty: GPU when present")
+
+
+@dataclass
+class TrackerConfig:
+    kind: str = _opt("bytetrack", "Per-camera tracker from ultralytics", choices=("bytetrack", "botsort"))
+    track_buffer: int = _opt(30, "Frames a lost track is kept before its id is retired", min=1)
+    high_threshold: float = _opt(0.35, "Detections above this start or continue tracks", min=0.0, max=1.0)
+    low_threshold: float = _opt(0.1, "Detections above this may continue existing tracks", min=0.0, max=1.0)
+    new_track_threshold: float = _opt(0.4, "Confidence needed to open a new track", min=0.0, max=1.0)
+    match_threshold: float = _opt(0.8, "Tracker association cost threshold", min=0.0, max=1.0)
+
+
+@dataclass
+class ReidConfig:
+    model: str = _opt("", "Re-id ONNX model [N,3,H,W]->[N,D]; empty: the default ResNet-50")
+    weights: str = _opt("", "ImageNet ResNet-50 .pth used to build the default model when offline")
+    allow_download: bool = _opt(True, "Let torchvision download ImageNet weights for the default model")
+    providers: str = _opt("auto", "ONNX Runtime execution providers",
+                          choices=("auto", "cpu", "cuda", "tensorrt"))
+    batch_size: int = _opt(32, "Crops per ONNX Runtime call", min=1, max=1024)
+    embed_every: int = _opt(10, "Re-embed a track every this many frames", min=1)
+    quality_gain: float = _opt(1.25, "Re-embed early when crop quality beats the best so far by this factor",
+                               min=1.0)
+    track_gallery_size: int = _opt(5, "Best embeddings kept per track", min=1, max=100)
+
+
+@dataclass
+class MatcherConfig:
+    threshold: float = _opt(0.0, "Cosine similarity needed to link a track to an identity (0: the model's "
+                                 "recommended value)", min=0.0, max=1.0)
+    identity_gallery_size: int = _opt(30, "Embeddings kept per identity", min=1, max=1000)
+
+
+@dataclass
+class StorageConfig:
+    commit_interval_s: float = _opt(1.0, "Longest time between commits to the sightings database", min=0.0)
+    thumbnail_height: int = _opt(128, "Height of stored best-crop thumbnails", min=16, max=1024)
+
+
+@dataclass
+class PipelineConfig:
+    sources: SourceOptions = field(default_factory=SourceOptions)
+    detector: DetectorConfig = field(default_factory=DetectorConfig)
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    reid: ReidConfig = field(default_factory=ReidConfig)
+    matcher: MatcherConfig = field(default_factory=MatcherConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(self)}
+
+
+def _sections() -> dict[str, type]:
+    return {f.name: typing.get_type_hints(PipelineConfig)[f.name] for f in dataclasses.fields(PipelineConfig)}
+
+
+def _check_value(section: str, f: dataclasses.Field[Any], value: Any, hint: Any) -> Any:
+    key = f"{section}.{f.name}"
+    base = hint
+    if isinstance(hint, types.UnionType):
+        base = next(a for a in typing.get_args(hint) if a is not type(None))
+    if base is bool:
+        if isinstance(value, str) and value.lower() in ("1", "true", "yes", "on", "0", "false", "no", "off"):
+            value = value.lower() in ("1", "true", "yes", "on")
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+    elif base in (int, float):
+        try:
+            number = base(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key}: expected a {base.__name__}, got {value!r}") from None
+        if isinstance(value, bool) or (base is int and isinstance(value, float) and not value.is_integer()):
+            raise ConfigError(f"{key}: expected a {base.__name__}, got {value!r}")
+        value = number
+        lo, hi = f.metadata.get("min"), f.metadata.get("max")
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            rng = f"[{lo if lo is not None else '-inf'}, {hi if hi is not None else 'inf'}]"
+            raise ConfigError(f"{key}: {value} is outside the allowed range {rng}")
+    elif base is str:
+        value = str(value)
+        choices = f.metadata.get("choices")
+        if choices and value not in choices:
+            raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _unknown(kind: str, name: str, known: typing.Iterable[str]) -> ConfigError:
+    close = difflib.get_close_matches(name, list(known), n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ConfigError(f"unknown {kind} {name!r}{hint}")
+
+
+def apply(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
+    """Return a copy of ``config`` with nested ``{section: {key: value}}`` or dotted ``section.key`` values."""
+    nested: dict[str, dict[str, Any]] = {}
+    for key, value in values.items():
+        if key == "schema_version":
+            if int(value) > SCHEMA_VERSION:
+                raise ConfigError(f"settings schema {value} is newer than this version understands ({SCHEMA_VERSION})")
+            continue
+        if isinstance(value, dict):
+            nested.setdefault(key, {}).update(value)
+        elif "." in key:
+            section, name = key.split(".", 1)
+            nested.setdefault(section, {})[name] = value
+        else:
+            raise _unknown("setting", key, [f"{s}.{n}" for s, c in _sections().items()
+                                            for n in (f.name for f in dataclasses.fields(c))])
+    sections = _sections()
+    updated: dict[str, Any] = {}
+    for section, items in nested.items():
+        if section not in sections:
+            raise _unknown("settings section", section, sections)
+        cls = sections[section]
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        hints = typing.get_type_hints(cls)
+        changes = {}
+        for name, value in items.items():
+            if name not in fields:
+                raise _unknown(f"setting in [{section}]", name, fields)
+            changes[name] = _check_value(section, fields[name], value, hints[name])
+        updated[section] = dataclasses.replace(getattr(config, section), **changes)
+    return dataclasses.replace(config, **updated)
+
+
+def load(path: Path | None = None, overrides: dict[str, Any] | None = None) -> PipelineConfig:
+    """Defaults, then the TOML file at ``path`` (if given), then ``overrides``."""
+    config = PipelineConfig()
+    if path is not None:
+        try:
+            data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"settings file not found: {path}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"settings file {path} is not valid TOML: {exc}") from None
+        config = apply(config, data)
+    if overrides:
+        config = apply(config, overrides)
+    return config
+
+
+def describe() -> str:
+    """The default settings as commented TOML: every key with its one-line explanation."""
+    lines = [f"schema_version = {SCHEMA_VERSION}"]
+    for section, cls in _sections().items():
+        lines.append(f"\n[{section}]")
+        for f in dataclasses.fields(cls):
+            default = f.default
+            literal = str(default).lower() if isinstance(default, bool) else repr(default).replace("'", '"')
+            lines.append(f"# {f.metadata['help']}")
+            lines.append(f"{f.name} = {literal}")
+    return "\n".join(lines) + "\n"

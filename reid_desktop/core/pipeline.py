@@ -1,0 +1,368 @@
+"""The re-id pipeline: frames -> detections -> per-camera tracks -> embeddings -> identities -> store.
+
+:func:`run` is a plain generator over :data:`PipelineEvent`s so the headless CLI iterates it
+directly and the GUI wraps it in a worker thread. Models are created inside the generator, i.e. in
+the thread that consumes it. Embeddings are computed when a track is new, then every
+``embed_every`` frames or as soon as the crop is clearly better than the best one so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+
+import cv2
+import numpy as np
+
+from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.detection import Detector, YoloDetector
+from reid_desktop.core.embedding import Embedder
+from reid_desktop.core.matching import IdentityMatcher, MatchRequest
+from reid_desktop.core.models import load_embedder
+from reid_desktop.core.sources import SourceSpec, VideoSource
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.tracking import Tracker, UltralyticsTracker
+from reid_desktop.core.types import Detections, Frame, FrameResult, SourceStatus, TrackedPerson
+
+log = logging.getLogger(__name__)
+
+MIN_CROP_PIXELS = 12
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """What the pipeline runs on; the first event of every run."""
+
+    detector: str
+    detector_device: str
+    embedder: str
+    embedder_key: str
+    provider: str
+    embedder_is_fallback: bool
+    match_threshold: float
+    warnings: tuple[str, ...]
+    run_id: int | None
+
+
+PipelineEvent = PipelineInfo | SourceStatus | FrameResult
+
+
+def crop_quality(box: np.ndarray, confidence: float, keypoints: np.ndarray | None,
+                 frame_shape: tuple[int, ...]) -> float:
+    """How useful a crop is for re-id: confident, tall enough, person-shaped, not cut by the border,
+    and (with pose models) with most body keypoints visible."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+    size = min(1.0, h / 160.0)
+    aspect = 1.0 if 1.6 <= h / w <= 4.0 else 0.6
+    fh, fw = frame_shape[:2]
+    border = 0.7 if x1 <= 2 or y1 <= 2 or x2 >= fw - 2 or y2 >= fh - 2 else 1.0
+    visible = 1.0
+    if keypoints is not None and len(keypoints):
+        visible = 0.5 + 0.5 * float(np.mean(keypoints[:, 2] > 0.5))
+    return float(confidence) * size * aspect * border * visible
+
+
+def crop(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+    h, w = image.shape[:2]
+    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x2, y2 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)
+    if x2 - x1 < MIN_CROP_PIXELS // 2 or y2 - y1 < MIN_CROP_PIXELS:
+        return None
+    return image[y1:y2, x1:x2]
+
+
+@dataclass
+class _TrackState:
+    """What the pipeline remembers about one per-camera track."""
+
+    identity_id: int | None = None
+    match_score: float | None = None
+    embeddings: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, vector), best first
+    best_quality: float = 0.0
+    last_embedded: int = -(10**9)
+    last_seen: int = 0
+    db_row: int | None = None
+
+    def descriptor(self) -> np.ndarray:
+        mean = np.mean([v for _, v in self.embeddings], axis=0)
+        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+
+
+class Pipeline:
+    """Per-frame processing for any number of cameras. Use from one thread only."""
+
+    def __init__(self, config: PipelineConfig, store: SightingStore | None = None,
+                 detector: Detector | None = None, embedder: Embedder | None = None,
+                 embedder_warnings: Sequence[str] = (), tracker_factory: Callable[[], Tracker] | None = None) -> None:
+        self.config = config
+        self.detector = detector or YoloDetector(config.detector)
+        if embedder is None:
+            embedder, embedder_warnings = load_embedder(config.reid)
+        self.embedder = embedder
+        self.warnings = tuple(embedder_warnings)
+        threshold = config.matcher.threshold or embedder.match_threshold
+        self.matcher = IdentityMatcher(threshold, config.matcher.identity_gallery_size)
+        self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
+        self._trackers: dict[str, Tracker] = {}
+        self._tracks: dict[tuple[str, int], _TrackState] = {}
+        self._source_uris: dict[str, str] = {}
+        self._source_kinds: dict[str, str] = {}
+        self.store = store
+        self.run_id: int | None = None
+        if store is not None:
+            self.matcher._next_id = store.next_identity_id()
+            for identity_id, is_target, gallery in store.identity_galleries(
+                    embedder.key, config.matcher.identity_gallery_size):
+                self.matcher.restore(identity_id, gallery, is_target)
+            self.run_id = store.begin_run(
+                detector=getattr(self.detector, "name", type(self.detector).__name__),
+                embedder=embedder.name, embedder_is_fallback=embedder.is_fallback, provider=embedder.provider,
+                model_key=embedder.key, warnings=self.warnings, config=config.to_dict())
+
+    @property
+    def info(self) -> PipelineInfo:
+        return PipelineInfo(
+            detector=getattr(self.detector, "name", type(self.detector).__name__),
+            detector_device=str(getattr(self.detector, "device", "")),
+            embedder=self.embedder.name, embedder_key=self.embedder.key, provider=self.embedder.provider,
+            embedder_is_fallback=self.embedder.is_fallback, match_threshold=self.matcher.threshold,
+            warnings=self.warnings, run_id=self.run_id)
+
+    # -- targets ---------------------------------------------------------------------------------
+
+    def identity_of(self, source_id: str, track_id: int) -> int | None:
+        state = self._tracks.get((source_id, track_id))
+        return state.identity_id if state else None
+
+    def set_target(self, identity_id: int, is_target: bool = True) -> None:
+        if identity_id in self.matcher.identities:
+            self.matcher.set_target(identity_id, is_target)
+        if self.store is not None:
+            self.store.set_target(identity_id, is_target)
+
+    # -- processing ------------------------------------------------------------------------------
+
+    def process(self, frames: Sequence[Frame]) -> list[FrameResult]:
+        """Detect in all frames at once, then track, embed and match camera by camera."""
+        if not frames:
+            return []
+        detections = self.detector.detect([f.image for f in frames])
+        tracked = []
+        for frame, dets in zip(frames, detections, strict=True):
+            tracker = self._trackers.get(frame.source_id)
+            if tracker is None:
+                tracker = self._trackers[frame.source_id] = self._tracker_factory()
+            tracked.append(tracker.update(dets, frame.image))
+
+        # One embedding batch for every crop that needs one, across all cameras.
+        jobs: list[tuple[int, int, float]] = []  # (frame position, row in tracks, quality)
+        crops: list[np.ndarray] = []
+        for pos, (frame, dets, tracks) in enumerate(zip(frames, detections, tracked, strict=True)):
+            for row in range(len(tracks)):
+                key = (frame.source_id, int(tracks.track_ids[row]))
+                state = self._tracks.setdefault(key, _TrackState())
+                state.last_seen = frame.index
+                kpts = self._keypoints(dets, int(tracks.det_index[row]))
+                quality = crop_quality(tracks.boxes[row], float(tracks.scores[row]), kpts, frame.image.shape)
+                due = (not state.embeddings
+                       or frame.index - state.last_embedded >= self.config.reid.embed_every
+                       or quality > state.best_quality * self.config.reid.quality_gain)
+                if not due:
+                    continue
+                patch = crop(frame.image, tracks.boxes[row])
+                if patch is not None:
+                    jobs.append((pos, row, quality))
+                    crops.append(patch)
+        vectors = self.embedder.embed(crops) if crops else np.zeros((0, self.embedder.dim), np.float32)
+        fresh: dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray]] = {}
+        for (pos, row, quality), vector, patch in zip(jobs, vectors, crops, strict=True):
+            frame = frames[pos]
+            key = (frame.source_id, int(tracked[pos].track_ids[row]))
+            state = self._tracks[key]
+            state.embeddings.append((quality, vector))
+            state.embeddings.sort(key=lambda item: -item[0])
+            del state.embeddings[self.config.reid.track_gallery_size:]
+            state.last_embedded = frame.index
+            fresh[key] = (vector, quality, patch)
+
+        results = []
+        for frame, dets, tracks in zip(frames, detections, tracked, strict=True):
+            results.append(self._link_and_store(frame, dets, tracks, fresh))
+        self._forget_stale_tracks()
+        if self.store is not None:
+            self.store.maybe_commit()
+        return results
+
+    @staticmethod
+    def _keypoints(dets: Detections, index: int) -> np.ndarray | None:
+        if dets.keypoints is None or not 0 <= index < len(dets.keypoints):
+            return None
+        return dets.keypoints[index]
+
+    def _link_and_store(self, frame: Frame, dets: Detections, tracks, fresh) -> FrameResult:  # type: ignore[no-untyped-def]
+        source = frame.source_id
+        keys = [(source, int(t)) for t in tracks.track_ids]
+        waiting = [k for k in keys if self._tracks[k].identity_id is None and self._tracks[k].embeddings]
+        busy = {self._tracks[k].identity_id for k in keys if self._tracks[k].identity_id is not None}
+        requests = [MatchRequest(k, self._tracks[k].descriptor()) for k in waiting]
+        for decision in self.matcher.assign(requests, busy={i for i in busy if i is not None}):
+            state = self._tracks[decision.key]  # type: ignore[index]
+            state.identity_id, state.match_score = decision.identity_id, decision.score
+            log.debug("%s track %s -> identity %d (%s, %.2f)", source, decision.key, decision.identity_id,
+                      "new" if decision.is_new else "matched", decision.score)
+        for key, (vector, quality, _) in fresh.items():
+            if key[0] == source and self._tracks[key].identity_id is not None:
+                self.matcher.add(self._tracks[key].identity_id, vector[None, :], np.array([quality]), source)
+
+        persons = []
+        targets = self.matcher.targets
+        for row, key in enumerate(keys):
+            state = self._tracks[key]
+            det_index = int(tracks.det_index[row])
+            persons.append(TrackedPerson(
+                track_id=key[1], box=tracks.boxes[row].copy(), confidence=float(tracks.scores[row]),
+                identity_id=state.identity_id, match_score=state.match_score,
+                keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets))
+            if self.store is not None:
+                self._store_sighting(frame, key, state, persons[-1], fresh.get(key))
+        return FrameResult(source, frame.index, frame.timestamp, frame.image, tuple(persons), frame.media_time)
+
+    def _store_sighting(self, frame: Frame, key: tuple[str, int], state: _TrackState, person: TrackedPerson,
+                        fresh: tuple[np.ndarray, float, np.ndarray] | None) -> None:
+        store, run_id = self.store, self.run_id
+        assert store is not None and run_id is not None
+        source_row = store.source_row(frame.source_id, self._source_uris.get(frame.source_id, frame.source_id),
+                                      self._source_kinds.get(frame.source_id, "file"))
+        if state.identity_id is not None:
+            store.ensure_identity(state.identity_id, frame.timestamp)
+        state.db_row = store.track_row(run_id, source_row, key[1], state.identity_id, frame.timestamp)
+        sighting_id = store.add_sighting(
+            run_id=run_id, source_row=source_row, track_row=state.db_row, identity_id=state.identity_id,
+            frame_index=frame.index, timestamp=frame.timestamp, media_time=frame.media_time, box=person.box,
+            confidence=person.confidence, match_score=state.match_score)
+        if fresh is not None:
+            vector, quality, patch = fresh
+            store.add_embeddings(track_row=state.db_row, identity_id=state.identity_id, sighting_id=sighting_id,
+                                 model_key=self.embedder.key, vectors=vector[None, :], qualities=[quality])
+            if quality >= state.best_quality:
+                state.best_quality = quality
+                store.set_thumbnail(state.db_row, state.identity_id, self._thumbnail(patch), quality)
+
+    def _thumbnail(self, patch: np.ndarray) -> bytes:
+        height = self.config.storage.thumbnail_height
+        scale = height / max(patch.shape[0], 1)
+        resized = cv2.resize(patch, (max(1, round(patch.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+        ok, buf = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 85])
+        return buf.tobytes() if ok else b""
+
+    def _forget_stale_tracks(self) -> None:
+        horizon = 4 * self.config.tracker.track_buffer
+        newest: dict[str, int] = {}
+        for (source, _), state in self._tracks.items():
+            newest[source] = max(newest.get(source, 0), state.last_seen)
+        for key in [k for k, s in self._tracks.items() if newest[k[0]] - s.last_seen > horizon]:
+            del self._tracks[key]
+
+    def register_source(self, spec: SourceSpec) -> None:
+        """Record how a source is described in the store (its URI without credentials, its kind)."""
+        self._source_uris[spec.source_id] = spec.display_uri
+        self._source_kinds[spec.source_id] = spec.kind.value
+
+    def close(self, status: str = "finished") -> None:
+        if self.store is not None and self.run_id is not None:
+            self.store.end_run(self.run_id, status)
+
+
+class PipelineControl:
+    """Thread-safe handle for a running :func:`run`: cancel it, or mark targets from another thread."""
+
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+        self._commands: queue.SimpleQueue[Callable[[Pipeline], None]] = queue.SimpleQueue()
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def set_target(self, identity_id: int, is_target: bool = True) -> None:
+        self._commands.put(lambda p: p.set_target(identity_id, is_target))
+
+    def _apply(self, pipeline: Pipeline) -> None:
+        while True:
+            try:
+                command = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            command(pipeline)
+
+
+def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStore | None = None,
+        control: PipelineControl | None = None, max_frames: int | None = None,
+        pipeline: Pipeline | None = None) -> Iterator[PipelineEvent]:
+    """Process ``specs`` until every source has ended or failed, or ``control`` cancels.
+
+    ``max_frames`` bounds the frames taken per source. Model errors raise :class:`ModelError` before
+    the first event; source problems arrive as :class:`SourceStatus` events and never stop the others.
+    """
+    control = control or PipelineControl()
+    pipeline = pipeline or Pipeline(config, store)
+    statuses: queue.SimpleQueue[SourceStatus] = queue.SimpleQueue()
+    wakeup = threading.Event()
+    for spec in specs:
+        pipeline.register_source(spec)
+    yield pipeline.info
+    sources = [VideoSource(spec, config.sources, statuses.put, wakeup).start() for spec in specs]
+    taken = dict.fromkeys((s.source_id for s in sources), 0)
+    status = "finished"
+
+    def stop_sources() -> None:
+        for source in sources:
+            source.stop(timeout=0.0)
+        deadline = time.monotonic() + 2.0
+        for source in sources:
+            source.stop(timeout=max(0.0, deadline - time.monotonic()))
+
+    try:
+        while not control.cancelled:
+            control._apply(pipeline)
+            wakeup.clear()
+            while not statuses.empty():
+                yield statuses.get()
+            frames = []
+            for source in sources:
+                if max_frames is not None and taken[source.source_id] >= max_frames:
+                    continue
+                frame = source.get()
+                if frame is not None:
+                    frames.append(frame)
+                    taken[source.source_id] += 1
+            if frames:
+                yield from pipeline.process(frames)
+                continue
+            done = [s.exhausted or (max_frames is not None and taken[s.source_id] >= max_frames) for s in sources]
+            if all(done):
+                break
+            wakeup.wait(0.2)
+        else:
+            status = "cancelled"
+        control._apply(pipeline)
+        stop_sources()
+        while not statuses.empty():  # the last words of sources that just ended
+            yield statuses.get()
+    except GeneratorExit:
+        status = "cancelled"
+        raise
+    except BaseException:
+        status = "crashed"
+        raise
+    finally:
+        stop_sources()
+        pipeline.close(status)

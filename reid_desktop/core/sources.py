@@ -1,0 +1,340 @@
+"""Video sources: files, RTSP/HTTP streams and webcams, each decoded on its own reader thread.
+
+Files processed offline are read at their own pace through a bounded queue, so no frame is
+dropped; live streams (and files in real-time mode) keep only the newest frame, so a slow
+consumer always sees the present. Lost streams reconnect with exponential back-off and every state
+change is reported as a :class:`SourceStatus`. URLs are only ever shown through :func:`redact`.
+"""
+
+from __future__ import annotations
+
+import collections
+import enum
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+
+from reid_desktop.core.config import SourceOptions
+from reid_desktop.core.types import Frame, SourceState, SourceStatus
+
+log = logging.getLogger(__name__)
+
+# FFmpeg prints stream URLs (with credentials) in its own messages; keep it quiet and prefer TCP
+# for RTSP, which survives NAT and packet loss far better than UDP.
+os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+
+
+class SourceKind(enum.Enum):
+    FILE = "file"
+    STREAM = "stream"
+    WEBCAM = "webcam"
+
+
+def redact(uri: str) -> str:
+    """The URI with any user name and password replaced, safe for logs, errors and the database."""
+    parts = urlsplit(uri)
+    if not parts.scheme or "@" not in parts.netloc:
+        return uri
+    host = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
+
+
+@dataclass(frozen=True)
+class SourceSpec:
+    """What to open. ``uri`` is a file path, a stream URL or a webcam index such as ``"0"``."""
+
+    uri: str
+    name: str = ""
+
+    @property
+    def kind(self) -> SourceKind:
+        if self.uri.strip().isdigit():
+            return SourceKind.WEBCAM
+        scheme = urlsplit(self.uri).scheme.lower()
+        return SourceKind.STREAM if scheme in STREAM_SCHEMES else SourceKind.FILE
+
+    @property
+    def source_id(self) -> str:
+        if self.name:
+            return self.name
+        if self.kind is SourceKind.WEBCAM:
+            return f"webcam{self.uri.strip()}"
+        if self.kind is SourceKind.FILE:
+            return Path(self.uri).stem or self.uri
+        return redact(self.uri)
+
+    @property
+    def display_uri(self) -> str:
+        return redact(self.uri)
+
+
+class _FrameBuffer:
+    """Bounded hand-over between the reader thread and the pipeline.
+
+    ``latest_only`` keeps just the newest frame (live streams); otherwise ``put`` blocks while full
+    so that offline processing never loses a frame.
+    """
+
+    def __init__(self, capacity: int, latest_only: bool, wakeup: threading.Event) -> None:
+        self._items: collections.deque[Frame] = collections.deque()
+        self._capacity = 1 if latest_only else capacity
+        self._latest_only = latest_only
+        self._cond = threading.Condition()
+        self._wakeup = wakeup
+        self.dropped = 0
+
+    def put(self, frame: Frame, stopped: threading.Event) -> bool:
+        with self._cond:
+            while len(self._items) >= self._capacity:
+                if self._latest_only:
+                    self._items.popleft()
+                    self.dropped += 1
+                elif stopped.is_set():
+                    return False
+                else:
+                    self._cond.wait(0.05)
+            self._items.append(frame)
+        self._wakeup.set()
+        return True
+
+    def get(self) -> Frame | None:
+        with self._cond:
+            frame = self._items.popleft() if self._items else None
+            self._cond.notify_all()
+            return frame
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._items)
+
+
+class VideoSource:
+    """Decodes one source on a daemon thread and reports its state.
+
+    ``on_status`` is called from the reader thread; ``wakeup`` is set whenever a frame or a status
+    arrives, so a consumer of many sources can sleep until something happens.
+    """
+
+    def __init__(
+        self,
+        spec: SourceSpec,
+        options: SourceOptions | None = None,
+        on_status: Callable[[SourceStatus], None] | None = None,
+        wakeup: threading.Event | None = None,
+    ) -> None:
+        self.spec = spec
+        self.options = options or SourceOptions()
+        self._on_status = on_status
+        self.wakeup = wakeup or threading.Event()
+        latest_only = spec.kind is not SourceKind.FILE or self.options.realtime
+        self._buffer = _FrameBuffer(self.options.queue_size, latest_only, self.wakeup)
+        self._stopped = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"source:{spec.source_id}", daemon=True)
+        self._state = SourceState.CONNECTING
+        self._reason = ""
+        self._status_lock = threading.Lock()
+        self.frame_count: int | None = None  # frames in a file, when the container says
+        self.fps: float | None = None
+        self.frames_decoded = 0
+
+    @property
+    def source_id(self) -> str:
+        return self.spec.source_id
+
+    @property
+    def state(self) -> SourceState:
+        with self._status_lock:
+            return self._state
+
+    @property
+    def reason(self) -> str:
+        with self._status_lock:
+            return self._reason
+
+    @property
+    def frames_dropped(self) -> int:
+        return self._buffer.dropped
+
+    @property
+    def exhausted(self) -> bool:
+        """Finished for good and every decoded frame has been taken."""
+        return self.state.is_final and len(self._buffer) == 0
+
+    def start(self) -> VideoSource:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def is_alive(self) -> bool:
+        return self._thread.is_alive()
+
+    def get(self) -> Frame | None:
+        """The next frame if one is ready; never blocks."""
+        return self._buffer.get()
+
+    # -- reader thread -------------------------------------------------------------------------
+
+    def _set_state(self, state: SourceState, reason: str = "") -> None:
+        with self._status_lock:
+            if state is self._state and reason == self._reason:
+                return
+            self._state, self._reason = state, reason
+        status = SourceStatus(self.source_id, state, reason, time.time())
+        if state in (SourceState.FAILED, SourceState.RECONNECTING):
+            log.warning("source %s: %s%s", self.source_id, state.value, f" ({reason})" if reason else "")
+        else:
+            log.info("source %s: %s", self.source_id, state.value)
+        if self._on_status is not None:
+            self._on_status(status)
+        self.wakeup.set()
+
+    def _open(self) -> tuple[cv2.VideoCapture | None, str]:
+        kind = self.spec.kind
+        if kind is SourceKind.FILE:
+            path = Path(self.spec.uri)
+            if not path.exists():
+                return None, f"file not found: {path}"
+            if not path.is_file():
+                return None, f"not a file: {path}"
+            cap = cv2.VideoCapture(str(path))
+            if not cap.isOpened():
+                return None, f"cannot open {path.name}: not a video OpenCV can decode (unsupported or corrupt)"
+        elif kind is SourceKind.WEBCAM:
+            cap = cv2.VideoCapture(int(self.spec.uri))
+            if not cap.isOpened():
+                return None, f"webcam {self.spec.uri} is not available"
+        else:
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.options.open_timeout_s * 1000),
+                      cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.options.read_timeout_s * 1000)]
+            cap = cv2.VideoCapture(self.spec.uri, cv2.CAP_FFMPEG, params)
+            if not cap.isOpened():
+                return None, f"cannot connect to {self.spec.display_uri} (refused, unreachable or timed out)"
+        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        if kind is SourceKind.FILE and count > 0:
+            self.frame_count = count
+        self.fps = fps if 0.0 < fps < 1000.0 else None
+        return cap, ""
+
+    def _wait(self, seconds: float) -> bool:
+        """Sleep unless stopped; True when the source was stopped meanwhile."""
+        return self._stopped.wait(seconds)
+
+    def _run(self) -> None:
+        opts = self.options
+        attempts = 0
+        delay = opts.reconnect_initial_delay_s
+        was_live = False
+        try:
+            while not self._stopped.is_set():
+                cap, error = self._open()
+                if cap is None:
+                    if self.spec.kind is SourceKind.FILE:
+                        self._set_state(SourceState.FAILED, error)
+                        return
+                    attempts += 1
+                    if opts.reconnect_max_attempts and attempts >= opts.reconnect_max_attempts:
+                        self._set_state(SourceState.FAILED, f"{error}; gave up after {attempts} attempts")
+                        return
+                    state = SourceState.RECONNECTING if was_live else SourceState.CONNECTING
+                    self._set_state(state, f"{error}; retrying in {delay:.1f} s")
+                    if self._wait(delay):
+                        return
+                    delay = min(max(delay * 2, 0.1), opts.reconnect_max_delay_s)
+                    continue
+                try:
+                    outcome, reason = self._pump(cap)
+                finally:
+                    cap.release()
+                if outcome == "stopped":
+                    return
+                if outcome == "broken":
+                    self._set_state(SourceState.FAILED, reason)
+                    return
+                if self.spec.kind is SourceKind.FILE:
+                    if outcome == "ended" and opts.loop and self.frames_decoded > 0:
+                        continue
+                    self._set_state(SourceState.ENDED, reason)
+                    return
+                if outcome == "lost":
+                    # a stream or webcam that was live went away: start over from the first back-off step
+                    was_live = True
+                    attempts, delay = 0, opts.reconnect_initial_delay_s
+                    self._set_state(SourceState.RECONNECTING, reason)
+                    continue
+                # it opened but never sent a frame: a failed attempt like any other
+                attempts += 1
+                if opts.reconnect_max_attempts and attempts >= opts.reconnect_max_attempts:
+                    self._set_state(SourceState.FAILED, f"{reason}; gave up after {attempts} attempts")
+                    return
+                state = SourceState.RECONNECTING if was_live else SourceState.CONNECTING
+                self._set_state(state, f"{reason}; retrying in {delay:.1f} s")
+                if self._wait(delay):
+                    return
+                delay = min(max(delay * 2, 0.1), opts.reconnect_max_delay_s)
+        except Exception as exc:  # a reader must never die silently
+            log.exception("source %s crashed", self.source_id)
+            self._set_state(SourceState.FAILED, f"reader error: {exc}")
+
+    def _pump(self, cap: cv2.VideoCapture) -> tuple[str, str]:
+        """Read until the source ends or is stopped: ('ended'|'lost'|'silent'|'broken'|'stopped', reason)."""
+        is_file = self.spec.kind is SourceKind.FILE
+        pace = is_file and self.options.realtime
+        started = time.monotonic()
+        first_media: float | None = None
+        bad_in_row = 0
+        read_in_session = 0
+        while not self._stopped.is_set():
+            ok, image = cap.read()
+            if not ok or image is None or image.size == 0:
+                if not is_file:
+                    if read_in_session:
+                        return "lost", "stream stopped sending frames"
+                    return "silent", "stream opened but sent no frames"
+                position = int(cap.get(cv2.CAP_PROP_POS_FRAMES) or 0)
+                expected = self.frame_count or 0
+                if read_in_session == 0 and self.frames_decoded == 0:
+                    return "broken", f"{Path(self.spec.uri).name}: no decodable frames (empty or corrupt video)"
+                if expected and position < expected - 1 and bad_in_row < self.options.max_corrupt_frames:
+                    bad_in_row += 1
+                    cap.grab()  # skip the undecodable frame and try the next one
+                    continue
+                if expected and position < expected - 1:
+                    return "ended", f"stopped at frame {position} of {expected}: the rest is unreadable"
+                return "ended", "end of file"
+            bad_in_row = 0
+            read_in_session += 1
+            if read_in_session == 1:
+                self._set_state(SourceState.LIVE)
+            media_time: float | None = None
+            if is_file:
+                media_time = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
+                if media_time <= 0.0 and self.fps:
+                    media_time = (read_in_session - 1) / self.fps
+                if pace:
+                    first_media = media_time if first_media is None else first_media
+                    ahead = (media_time - first_media) - (time.monotonic() - started)
+                    if ahead > 0 and self._wait(ahead):
+                        return "stopped", ""
+            frame = Frame(self.source_id, self.frames_decoded, time.time(),
+                          np.ascontiguousarray(image), media_time)
+            self.frames_decoded += 1
+            if not self._buffer.put(frame, self._stopped):
+                return "stopped", ""
+        return "stopped", ""

@@ -1,0 +1,97 @@
+"""Immutable data that flows between the pipeline stages (and across threads)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One decoded picture.
+
+    ``image`` is H x W x 3 uint8 BGR. ``timestamp`` is wall-clock seconds since the epoch for live
+    sources and the position in the file (seconds) for files; ``media_time`` is the file position in
+    seconds (``None`` for live sources) so a file can be seeked back to a sighting.
+    """
+
+    source_id: str
+    index: int
+    timestamp: float
+    image: np.ndarray
+    media_time: float | None = None
+
+
+class SourceState(enum.Enum):
+    CONNECTING = "connecting"
+    LIVE = "live"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"
+    FAILED = "failed"
+
+    @property
+    def is_final(self) -> bool:
+        return self in (SourceState.ENDED, SourceState.FAILED)
+
+
+@dataclass(frozen=True)
+class SourceStatus:
+    """A change of a source's state; ``reason`` is a one-line, credential-free explanation."""
+
+    source_id: str
+    state: SourceState
+    reason: str = ""
+    timestamp: float = 0.0
+
+
+@dataclass(frozen=True)
+class Detections:
+    """Person detections of one frame.
+
+    ``boxes``: N x 6 float32 ``[x1, y1, x2, y2, confidence, class]`` in pixels.
+    ``keypoints``: N x K x 3 float32 ``[x, y, visibility]`` or ``None`` for plain detectors.
+    """
+
+    boxes: np.ndarray
+    keypoints: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+    @staticmethod
+    def empty() -> Detections:
+        return Detections(np.zeros((0, 6), dtype=np.float32))
+
+
+@dataclass(frozen=True)
+class TrackedPerson:
+    """A person in one frame: per-camera track id plus the global identity it was linked to.
+
+    ``box`` is ``[x1, y1, x2, y2]`` float32; ``match_score`` is the cosine similarity that linked
+    the track to its identity (1.0 for a newly created identity).
+    """
+
+    track_id: int
+    box: np.ndarray
+    confidence: float
+    identity_id: int | None
+    match_score: float | None
+    keypoints: np.ndarray | None = None
+    is_target: bool = False
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    """Everything the pipeline learned from one frame of one source."""
+
+    source_id: str
+    frame_index: int
+    timestamp: float
+    image: np.ndarray
+    persons: tuple[TrackedPerson, ...] = field(default_factory=tuple)
+    media_time: float | None = None
+
+
+PipelineEvent = FrameResult | SourceStatus
