@@ -45,7 +45,8 @@ class SourceOptions:
 class DetectorConfig:
     model: str = _opt("", "Ultralytics detector (.pt or exported .onnx); empty: bundled YOLO11n-pose")
     imgsz: int = _opt(1280, "Inference size in pixels; small people need about 1280", min=64, max=4096)
-    confidence: float = _opt(0.35, "Minimum detection confidence", min=0.0, max=1.0)
+    confidence: float = _opt(0.1, "Lowest detection score kept; the tracker uses weak detections to bridge "
+                                  "occlusions but opens tracks only on strong ones", min=0.0, max=1.0)
     iou: float = _opt(0.6, "Non-maximum-suppression IoU threshold", min=0.0, max=1.0)
     device: str = _opt("", "Torch device for the detector ('cpu', '0', ...); empty: GPU when present")
 
@@ -54,9 +55,9 @@ class DetectorConfig:
 class TrackerConfig:
     kind: str = _opt("bytetrack", "Per-camera tracker from ultralytics", choices=("bytetrack", "botsort"))
     track_buffer: int = _opt(30, "Frames a lost track is kept before its id is retired", min=1)
-    high_threshold: float = _opt(0.35, "Detections above this start or continue tracks", min=0.0, max=1.0)
+    high_threshold: float = _opt(0.25, "Detections above this start or continue tracks", min=0.0, max=1.0)
     low_threshold: float = _opt(0.1, "Detections above this may continue existing tracks", min=0.0, max=1.0)
-    new_track_threshold: float = _opt(0.4, "Confidence needed to open a new track", min=0.0, max=1.0)
+    new_track_threshold: float = _opt(0.3, "Confidence needed to open a new track", min=0.0, max=1.0)
     match_threshold: float = _opt(0.8, "Tracker association cost threshold", min=0.0, max=1.0)
 
 

@@ -1,0 +1,70 @@
+"""Test set-up: offline Ultralytics, isolated user data, shared data located or skipped visibly."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports ultralytics or the app: no downloads, no pip installs, no writes to $HOME.
+_isolated = Path(tempfile.mkdtemp(prefix="reid-desktop-tests-"))
+os.environ["YOLO_OFFLINE"] = "1"
+os.environ["YOLO_AUTOINSTALL"] = "false"
+os.environ["YOLO_CONFIG_DIR"] = str(_isolated / "ultralytics")
+os.environ["REID_DESKTOP_DATA_DIR"] = str(_isolated / "data")
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+DEMO_CLIP = ROOT / "assets" / "demo" / "vtest_excerpt.mp4"
+
+
+def shared_path(relative: str) -> Path:
+    """A file from ../shared, or a visible skip when the shared folder is not there."""
+    path = SHARED / relative
+    if not path.exists():
+        pytest.skip(f"needs ../shared/{relative} (shared test data not present)")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _isolated_data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    data = tmp_path / "user-data"
+    monkeypatch.setenv("REID_DESKTOP_DATA_DIR", str(data))
+    return data
+
+
+@pytest.fixture(scope="session")
+def demo_clip() -> Path:
+    assert DEMO_CLIP.is_file(), "the demo clip is part of the repository"
+    return DEMO_CLIP
+
+
+@pytest.fixture(scope="session")
+def demo_frames(demo_clip: Path) -> list[np.ndarray]:
+    cap = cv2.VideoCapture(str(demo_clip))
+    frames = []
+    while True:
+        ok, frame = cap.read()
+        if not ok:
+            break
+        frames.append(frame)
+    cap.release()
+    return frames
+
+
+@pytest.fixture(scope="session")
+def pose_detector():
+    from reid_desktop.core.config import DetectorConfig
+    from reid_desktop.core.detection import YoloDetector
+
+    return YoloDetector(DetectorConfig(imgsz=1280, device="cpu"))
+
+
+@pytest.fixture(scope="session")
+def osnet_path() -> Path:
+    return shared_path("models/osnet_x0_25_msmt17.onnx")

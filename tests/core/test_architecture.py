@@ -1,0 +1,31 @@
+"""The core must run without Qt: the headless CLI and the trainer depend on it."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+
+from tests.conftest import ROOT
+
+
+def test_core_and_cli_import_without_pyside6() -> None:
+    code = (
+        "import sys\n"
+        "sys.modules['PySide6'] = None  # any import of PySide6 now raises ImportError\n"
+        "import reid_desktop.cli, reid_desktop.core.pipeline, reid_desktop.core.storage\n"
+        "import trainer.export, trainer.model\n"
+        "assert not any(m.startswith('PySide6') for m in sys.modules if sys.modules[m] is not None)\n"
+        "print('ok')\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
+
+
+def test_import_contracts_hold() -> None:
+    lint = shutil.which("lint-imports", path=str(ROOT / ".venv" / "bin")) or shutil.which("lint-imports")
+    assert lint, "import-linter is a dev dependency"
+    out = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "broken" not in out.stdout.lower() or "0 broken" in out.stdout.lower()

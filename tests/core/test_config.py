@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from reid_desktop.core import config
+
+
+def test_defaults_then_file_then_overrides(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text("schema_version = 1\n[detector]\nimgsz = 960\nconfidence = 0.5\n")
+    cfg = config.load(path, {"detector.confidence": "0.25", "sources.realtime": "true"})
+    assert cfg.detector.imgsz == 960
+    assert cfg.detector.confidence == 0.25
+    assert cfg.sources.realtime is True
+    assert cfg.tracker.kind == "bytetrack"
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"detector.imgsize": 640}, "did you mean 'imgsz'"),
+        ({"detectr.imgsz": 640}, "did you mean 'detector'"),
+        ({"detector.imgsz": 10}, "outside the allowed range"),
+        ({"detector.confidence": "high"}, "expected a float"),
+        ({"tracker.kind": "sort"}, "not one of bytetrack, botsort"),
+        ({"sources.realtime": "maybe"}, "expected true or false"),
+        ({"schema_version": 99}, "newer than this version"),
+    ],
+)
+def test_bad_settings_are_rejected_with_a_clear_message(values: dict, message: str) -> None:
+    with pytest.raises(config.ConfigError, match=message):
+        config.apply(config.PipelineConfig(), values)
+
+
+def test_broken_settings_file(tmp_path: Path) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text("[detector\nimgsz = ")
+    with pytest.raises(config.ConfigError, match="not valid TOML"):
+        config.load(path)
+    with pytest.raises(config.ConfigError, match="not found"):
+        config.load(tmp_path / "missing.toml")
+
+
+def test_described_defaults_are_valid_toml_that_loads_back(tmp_path: Path) -> None:
+    text = config.describe()
+    assert text.count("# ") >= 30  # every key has its one-line comment
+    parsed = tomllib.loads(text)
+    assert parsed["detector"]["imgsz"] == 1280
+    path = tmp_path / "defaults.toml"
+    path.write_text(text)
+    assert config.load(path) == config.PipelineConfig()

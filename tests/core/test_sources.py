@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from reid_desktop.core.config import SourceOptions
+from reid_desktop.core.sources import SourceKind, SourceSpec, VideoSource, redact
+from reid_desktop.core.types import SourceState, SourceStatus
+
+
+def drain(source: VideoSource, timeout: float = 60.0) -> list:
+    frames, deadline = [], time.monotonic() + timeout
+    while not source.exhausted and time.monotonic() < deadline:
+        frame = source.get()
+        if frame is None:
+            source.wakeup.wait(0.05)
+            source.wakeup.clear()
+        else:
+            frames.append(frame)
+    return frames
+
+
+def run_to_end(spec: SourceSpec, **options) -> tuple[VideoSource, list, list[SourceStatus]]:
+    statuses: list[SourceStatus] = []
+    source = VideoSource(spec, SourceOptions(**options), statuses.append).start()
+    frames = drain(source)
+    source.stop()
+    return source, frames, statuses
+
+
+def test_source_kinds_and_ids() -> None:
+    assert SourceSpec("0").kind is SourceKind.WEBCAM
+    assert SourceSpec("0").source_id == "webcam0"
+    assert SourceSpec("rtsp://cam.local/stream").kind is SourceKind.STREAM
+    assert SourceSpec("https://x/y.m3u8").kind is SourceKind.STREAM
+    assert SourceSpec("/videos/lobby.mp4").kind is SourceKind.FILE
+    assert SourceSpec("/videos/lobby.mp4").source_id == "lobby"
+    assert SourceSpec("rtsp://u:p@cam/s", name="gate").source_id == "gate"
+
+
+def test_credentials_never_appear_in_ids_or_display() -> None:
+    spec = SourceSpec("rtsp://admin:s3cret@10.0.0.5:554/Streaming/101")
+    assert "s3cret" not in spec.source_id and "admin" not in spec.display_uri
+    assert redact("rtsp://admin:s3cret@host/x") == "rtsp://***@host/x"
+    assert redact("rtsp://host/x") == "rtsp://host/x"
+    assert redact("/path/with@sign.mp4") == "/path/with@sign.mp4"
+
+
+def test_file_is_read_completely_without_drops(demo_clip: Path) -> None:
+    source, frames, statuses = run_to_end(SourceSpec(str(demo_clip)), queue_size=2)
+    assert len(frames) == 80 == source.frame_count
+    assert source.frames_dropped == 0
+    assert [f.index for f in frames] == list(range(80))
+    media = [f.media_time for f in frames]
+    assert media == sorted(media) and media[-1] == pytest.approx(7.9, abs=0.11)
+    assert [s.state for s in statuses] == [SourceState.LIVE, SourceState.ENDED]
+
+
+def test_realtime_file_keeps_only_the_newest_frame(demo_clip: Path) -> None:
+    source = VideoSource(SourceSpec(str(demo_clip)), SourceOptions(realtime=True)).start()
+    time.sleep(1.5)  # nobody consumes: a live-like source must not pile frames up
+    frame = source.get()
+    source.stop()
+    assert frame is not None and frame.index >= 5
+    assert source.frames_dropped >= 5
+    assert source.get() is None
+
+
+def test_loop_restarts_a_file(demo_clip: Path) -> None:
+    source = VideoSource(SourceSpec(str(demo_clip)), SourceOptions(loop=True)).start()
+    frames = []
+    deadline = time.monotonic() + 60
+    while len(frames) < 100 and time.monotonic() < deadline:
+        frame = source.get()
+        if frame is None:
+            time.sleep(0.005)
+        else:
+            frames.append(frame)
+    source.stop()
+    assert len(frames) == 100
+    assert source.state is SourceState.LIVE
+
+
+def test_missing_file_fails_with_the_path(tmp_path: Path) -> None:
+    _, frames, statuses = run_to_end(SourceSpec(str(tmp_path / "nope.mp4")))
+    assert frames == []
+    assert statuses[-1].state is SourceState.FAILED
+    assert "file not found" in statuses[-1].reason and "nope.mp4" in statuses[-1].reason
+
+
+def test_garbage_file_fails_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "garbage.mp4"
+    bad.write_bytes(b"this is not a video" * 1000)
+    _, frames, statuses = run_to_end(SourceSpec(str(bad)))
+    assert frames == []
+    assert statuses[-1].state is SourceState.FAILED
+    assert "garbage.mp4" in statuses[-1].reason
+
+
+def test_empty_file_fails_clearly(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.avi"
+    empty.write_bytes(b"")
+    _, frames, statuses = run_to_end(SourceSpec(str(empty)))
+    assert frames == [] and statuses[-1].state is SourceState.FAILED
+
+
+def test_truncated_file_delivers_what_it_has(tmp_path: Path, demo_clip: Path) -> None:
+    data = demo_clip.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])  # moov atom first (faststart): the index promises 80 frames
+    _, frames, statuses = run_to_end(SourceSpec(str(cut)))
+    assert 10 < len(frames) < 80
+    assert statuses[-1].state is SourceState.ENDED
+
+
+def test_dead_webcam_reports_and_gives_up() -> None:
+    _, frames, statuses = run_to_end(SourceSpec("97"), reconnect_initial_delay_s=0.05, reconnect_max_attempts=2)
+    assert frames == []
+    assert statuses[0].state is SourceState.CONNECTING
+    assert statuses[-1].state is SourceState.FAILED
+    assert "webcam 97 is not available" in statuses[-1].reason and "2 attempts" in statuses[-1].reason
+
+
+def test_refused_stream_backs_off_without_leaking_credentials() -> None:
+    spec = SourceSpec("rtsp://operator:hunter2@127.0.0.1:9/live")  # discard port: connection refused
+    started = time.monotonic()
+    _, frames, statuses = run_to_end(spec, reconnect_initial_delay_s=0.2, reconnect_max_attempts=3,
+                                     open_timeout_s=2.0)
+    assert frames == []
+    assert statuses[-1].state is SourceState.FAILED
+    assert all("hunter2" not in s.reason and "operator" not in s.reason for s in statuses)
+    assert "rtsp://***@127.0.0.1:9/live" in statuses[-1].reason
+    retries = [s.reason for s in statuses if "retrying in" in s.reason]
+    assert retries[:2] == [retries[0], retries[1]] and "0.2 s" in retries[0] and "0.4 s" in retries[1]
+    assert time.monotonic() - started >= 0.6  # it did wait between attempts
+
+
+def test_stop_ends_the_reader_thread(demo_clip: Path) -> None:
+    source = VideoSource(SourceSpec(str(demo_clip)), SourceOptions(queue_size=1)).start()
+    time.sleep(0.3)  # the queue is full and the reader blocks on it
+    before = threading.active_count()
+    source.stop(timeout=2.0)
+    assert not source.is_alive()
+    assert threading.active_count() == before - 1
