@@ -42,7 +42,11 @@ def resnet50_backbone(weights: Path | str | None, allow_download: bool = True) -
         model = torchvision.models.resnet50(weights=None)
         state = _load_state_dict(path)
         state = {k: v for k, v in state.items() if not k.startswith("fc.")}
-        missing, unexpected = model.load_state_dict(state, strict=False)
+        try:
+            missing, unexpected = model.load_state_dict(state, strict=False)
+        except RuntimeError as exc:  # tensors of the wrong shape
+            first = str(exc).strip().splitlines()[-1].strip()
+            raise WeightsUnavailable(f"{path.name} does not fit ResNet-50: {first}") from None
         missing = [k for k in missing if not k.startswith("fc.")]
         if missing or unexpected:
             raise WeightsUnavailable(f"{path.name} does not fit ResNet-50: {len(missing)} missing and "

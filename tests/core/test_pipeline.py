@@ -1,0 +1,151 @@
+"""The whole pipeline on real video: identities across 'cameras', persistence, targets, the store."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reid_desktop.core.config import PipelineConfig, load
+from reid_desktop.core.embedding import OnnxEmbedder
+from reid_desktop.core.pipeline import Pipeline, PipelineControl, PipelineInfo, run
+from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+
+
+def fast_config(**extra) -> PipelineConfig:
+    return load(overrides={"detector.imgsz": 960, "detector.device": "cpu", "reid.allow_download": False, **extra})
+
+
+def collect(events) -> tuple[list[PipelineInfo], list[SourceStatus], list[FrameResult]]:
+    infos, statuses, results = [], [], []
+    for event in events:
+        {PipelineInfo: infos, SourceStatus: statuses, FrameResult: results}[type(event)].append(event)
+    return infos, statuses, results
+
+
+@pytest.fixture(scope="module")
+def osnet_pipeline_parts(pose_detector, osnet_path: Path):
+    return pose_detector, OnnxEmbedder(osnet_path)
+
+
+def test_two_cameras_showing_the_same_clip_agree_on_identities(tmp_path: Path, demo_clip: Path,
+                                                               osnet_pipeline_parts) -> None:
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config()
+    specs = [SourceSpec(str(demo_clip), "north"), SourceSpec(str(demo_clip), "south")]
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        pipeline = Pipeline(cfg, store, detector=detector, embedder=embedder)
+        infos, statuses, results = collect(run(specs, cfg, store, max_frames=25, pipeline=pipeline))
+        assert infos[0].embedder == embedder.name and not infos[0].embedder_is_fallback
+        by_camera: dict[str, dict[int, list]] = {"north": {}, "south": {}}
+        for r in results:
+            by_camera[r.source_id][r.frame_index] = list(r.persons)
+        assert len(by_camera["north"]) == len(by_camera["south"]) == 25
+        agree = total = 0
+        for index, persons in by_camera["north"].items():
+            for p in persons:
+                twin = [q for q in by_camera["south"][index] if np.allclose(q.box, p.box, atol=1.0)]
+                if twin:
+                    total += 1
+                    agree += twin[0].identity_id == p.identity_id
+        assert total > 100 and agree / total >= 0.95
+        identities = store.identities()
+        assert len(identities) >= 5
+        both = [i for i in identities if i.cameras == ("north", "south")]
+        assert len(both) >= 5  # the same people are linked across the two cameras
+
+
+def test_identities_persist_across_runs_and_targets_get_every_sighting(tmp_path: Path, demo_clip: Path,
+                                                                      osnet_pipeline_parts) -> None:
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config()
+    db = tmp_path / "s.sqlite"
+    spec = [SourceSpec(str(demo_clip), "lobby")]
+    with SightingStore(db) as store:
+        _, _, first = collect(run(spec, cfg, store, max_frames=15,
+                                  pipeline=Pipeline(cfg, store, detector=detector, embedder=embedder)))
+    first_ids = {p.identity_id for r in first for p in r.persons}
+    with SightingStore(db) as store:
+        pipeline = Pipeline(cfg, store, detector=detector, embedder=embedder)
+        control = PipelineControl()
+        target = sorted(first_ids)[0]
+        control.set_target(target)
+        _, _, second = collect(run([SourceSpec(str(demo_clip), "entrance")], cfg, store, control=control,
+                                   max_frames=15, pipeline=pipeline))
+        second_ids = {p.identity_id for r in second for p in r.persons}
+        # the same clip again, later, on another camera: mostly the people we already know
+        assert len(second_ids & first_ids) >= 0.7 * len(second_ids)
+        marked = [p for r in second for p in r.persons if p.identity_id == target]
+        assert marked and all(p.is_target for p in marked)
+        sightings = store.sightings(identity_id=target)
+        assert {s.source for s in sightings} == {"lobby", "entrance"}
+        assert [s.timestamp for s in sightings] == sorted(s.timestamp for s in sightings)
+        assert [i.identity_id for i in store.identities() if i.is_target] == [target]
+
+
+def test_fallback_run_is_recorded_loudly_and_bad_sources_do_not_stop_good_ones(
+        tmp_path: Path, demo_clip: Path, pose_detector) -> None:
+    cfg = fast_config()
+    specs = [SourceSpec(str(tmp_path / "missing.mp4"), "ghost"), SourceSpec(str(demo_clip), "real")]
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        infos, statuses, results = collect(run(specs, cfg, store, max_frames=10,
+                                               pipeline=Pipeline(cfg, store, detector=pose_detector)))
+        assert infos[0].embedder_is_fallback and "NO NEURAL RE-ID MODEL" in infos[0].warnings[0]
+        failed = [s for s in statuses if s.state is SourceState.FAILED]
+        assert [s.source_id for s in failed] == ["ghost"] and "file not found" in failed[0].reason
+        assert len(results) == 10 and {r.source_id for r in results} == {"real"}
+        run_row = store.runs()[-1]
+        assert run_row["embedder_is_fallback"] and "NO NEURAL RE-ID MODEL" in run_row["warnings"][0]
+        assert run_row["status"] == "finished"
+
+
+def test_embeddings_are_computed_per_track_not_per_detection(tmp_path: Path, demo_clip: Path,
+                                                            osnet_pipeline_parts) -> None:
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config(**{"reid.embed_every": 10})
+    db = tmp_path / "s.sqlite"
+    with SightingStore(db) as store:
+        collect(run([SourceSpec(str(demo_clip), "cam")], cfg, store, max_frames=30,
+                    pipeline=Pipeline(cfg, store, detector=detector, embedder=embedder)))
+    con = sqlite3.connect(db)
+    sightings = con.execute("SELECT COUNT(*) FROM sightings").fetchone()[0]
+    embeddings = con.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0]
+    tracks = con.execute("SELECT COUNT(*) FROM tracks").fetchone()[0]
+    assert embeddings >= tracks  # every track got at least one
+    assert embeddings < sightings / 2  # but far from one per detection
+    assert con.execute("SELECT COUNT(*) FROM tracks WHERE thumbnail IS NULL").fetchone()[0] == 0
+
+
+def test_appearance_search_finds_the_person_first(tmp_path: Path, demo_clip: Path, osnet_pipeline_parts) -> None:
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config()
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        _, _, results = collect(run([SourceSpec(str(demo_clip), "cam")], cfg, store, max_frames=20,
+                                    pipeline=Pipeline(cfg, store, detector=detector, embedder=embedder)))
+        frame = results[12]
+        person = max(frame.persons, key=lambda p: p.box[3] - p.box[1])
+        x1, y1, x2, y2 = person.box.astype(int)
+        query = embedder.embed([frame.image[y1:y2, x1:x2]])[0]
+        hits = store.search(query, embedder.key, k=5)
+        assert len(hits) == 5 and hits[0].score > 0.8
+        assert hits[0].sighting.identity_id == person.identity_id
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+def test_cancel_stops_a_looping_source(tmp_path: Path, demo_clip: Path, pose_detector) -> None:
+    cfg = fast_config(**{"sources.loop": True})
+    control = PipelineControl()
+    count = 0
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        for event in run([SourceSpec(str(demo_clip))], cfg, store, control=control,
+                         pipeline=Pipeline(cfg, store, detector=pose_detector)):
+            if isinstance(event, FrameResult):
+                count += 1
+                if count == 3:
+                    control.cancel()
+        assert count == 3
+        assert store.runs()[-1]["status"] == "cancelled"
