@@ -1,0 +1,140 @@
+"""The sightings store under a killed process, and the headless CLI on good and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from reid_desktop.core.storage import SightingStore, StoreError
+from tests.conftest import ROOT
+
+FAST = ["--imgsz", "960", "--device", "cpu", "--no-download", "-q"]
+
+
+def cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "reid_desktop", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=timeout, env=os.environ.copy())
+
+
+def write(path: Path, data: bytes) -> str:
+    path.write_bytes(data)
+    return str(path)
+
+
+def count_sightings(db: Path) -> int:
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
+        try:
+            return int(con.execute("SELECT COUNT(*) FROM sightings").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return 0
+
+
+@pytest.mark.slow
+def test_store_survives_a_killed_process(tmp_path: Path, demo_clip: Path) -> None:
+    db = tmp_path / "crash.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "reid_desktop", "process", str(demo_clip), "--loop",
+                             "--db", str(db), "--set", "storage.commit_interval_s=0.2", *FAST],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        seen = 0
+        while time.monotonic() < deadline and seen < 60:
+            time.sleep(0.3)
+            seen = count_sightings(db)
+        assert seen >= 60, "the pipeline never committed"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    con = sqlite3.connect(db)
+    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    assert con.execute("SELECT COUNT(*) FROM sightings").fetchone()[0] >= seen
+    assert con.execute("SELECT status FROM runs").fetchone()[0] == "running"  # it never got to finish
+    con.close()
+    with SightingStore(db) as store:  # and the app can carry on with it
+        assert store.identities()
+
+
+def test_not_a_database_is_a_clear_error(tmp_path: Path) -> None:
+    bad = tmp_path / "notes.sqlite"
+    bad.write_text("hello, I am a text file" * 100)
+    with pytest.raises(StoreError, match="not a usable reid-desktop database"):
+        SightingStore(bad)
+
+
+@pytest.mark.slow
+def test_process_prints_identities_and_exports(tmp_path: Path, demo_clip: Path) -> None:
+    db, csv_path, json_path = tmp_path / "s.sqlite", tmp_path / "s.csv", tmp_path / "s.json"
+    out = cli("process", f"gate={demo_clip}", "--db", str(db), "--max-frames", "12",
+              "--export-csv", str(csv_path), "--export-json", str(json_path), *FAST)
+    assert out.returncode == 0, out.stderr
+    assert "Processed 12 frames from 1 source(s)" in out.stdout
+    assert "Identities found:" in out.stdout and "gate" in out.stdout
+    assert "WARNING: NO NEURAL RE-ID MODEL" in out.stderr  # offline, no weights: said out loud
+    lines = csv_path.read_text().splitlines()
+    assert lines[0].startswith("sighting_id,source,identity_id") and len(lines) > 12
+    payload = json.loads(json_path.read_text())
+    assert payload["identities"] and len(payload["sightings"]) == len(lines) - 1
+    assert payload["runs"][0]["embedder_is_fallback"] is True
+
+
+@pytest.mark.slow
+def test_one_bad_source_among_good_ones(tmp_path: Path, demo_clip: Path) -> None:
+    out = cli("process", str(demo_clip), str(tmp_path / "lost.mp4"), "--db", str(tmp_path / "s.sqlite"),
+              "--max-frames", "3", *FAST)
+    assert out.returncode == 1
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: source lost: file not found: {tmp_path / 'lost.mp4'}"]
+    assert "Processed 3 frames" in out.stdout
+
+
+@pytest.mark.parametrize(
+    ("make_source", "expected"),
+    [
+        (lambda d: str(d / "missing.mp4"), "file not found"),
+        (lambda d: write(d / "empty.mp4", b""), "empty.mp4"),
+        (lambda d: write(d / "junk.avi", os.urandom(4096)), "junk.avi"),
+        (lambda d: "rtsp://admin:pw123@127.0.0.1:9/cam", "rtsp://***@127.0.0.1:9/cam"),
+    ],
+    ids=["missing", "empty", "corrupt", "refused-url"],
+)
+def test_every_source_failed(tmp_path: Path, make_source, expected: str) -> None:
+    source = make_source(tmp_path)
+    out = cli("process", source, "--db", str(tmp_path / "s.sqlite"), "--reconnect-attempts", "2",
+              "--set", "sources.reconnect_initial_delay_s=0.1", "--set", "sources.open_timeout_s=2", *FAST)
+    assert out.returncode == 4, out.stderr
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and expected in errors[0]
+    assert "pw123" not in out.stdout + out.stderr and "Traceback" not in out.stderr
+
+
+def test_bad_models_and_settings_exit_with_their_own_status(tmp_path: Path, demo_clip: Path) -> None:
+    fake = tmp_path / "reid.onnx"
+    fake.write_text("not a model")
+    out = cli("process", str(demo_clip), "--reid-model", str(fake), "--db", str(tmp_path / "s.sqlite"), *FAST)
+    assert out.returncode == 3 and "error: re-id model reid.onnx is not a readable ONNX file" in out.stderr
+    out = cli("process", str(demo_clip), "--detector", str(tmp_path / "nope.pt"), "--db", str(tmp_path / "s.sqlite"))
+    assert out.returncode == 3 and "detector model not found" in out.stderr
+    out = cli("process", str(demo_clip), "--set", "detector.imgsize=640")
+    assert out.returncode == 2 and "did you mean 'imgsz'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_models_and_config_commands(osnet_path: Path) -> None:
+    out = cli("models", "list")
+    assert out.returncode == 0 and "yolo11n-pose.pt" in out.stdout and "CPUExecutionProvider" in out.stdout
+    out = cli("models", "check", str(osnet_path))
+    assert out.returncode == 0 and "input 256x128 rgb, 512-d embeddings" in out.stdout
+    out = cli("config")
+    assert out.returncode == 0 and "[detector]" in out.stdout and "imgsz = 1280" in out.stdout
+    assert cli("--version").stdout.startswith("reid-desktop ")
