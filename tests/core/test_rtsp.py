@@ -1,0 +1,116 @@
+"""A live RTSP camera served by a real gst-rtsp-server on 127.0.0.1: live, lost, reconnected."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from reid_desktop.core.config import load
+from reid_desktop.core.pipeline import Pipeline, PipelineControl, run
+from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+SERVER = Path(__file__).resolve().parents[1] / "tools" / "rtsp_server.py"
+
+
+def _gst_available() -> bool:
+    if not Path(SYSTEM_PYTHON).exists():
+        return False
+    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
+             "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
+             "assert all(Gst.ElementFactory.find(e) for e in ('qtdemux', 'h264parse', 'rtph264pay'))")
+    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=60).returncode == 0
+
+
+pytestmark = [
+    pytest.mark.rtsp,
+    pytest.mark.skipif(not _gst_available(), reason="needs Debian's python3-gi, gir1.2-gst-rtsp-server-1.0 and "
+                                                    "gstreamer1.0-plugins-good/bad (make system-deps)"),
+    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to lengthen the demo clip"),
+]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class RtspServer:
+    def __init__(self, video: Path, port: int, mount: str = "/cam") -> None:
+        self.args = [SYSTEM_PYTHON, str(SERVER), str(video), str(port), mount, "150"]
+        self.proc: subprocess.Popen | None = None
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        assert self.proc.stdout is not None
+        assert self.proc.stdout.readline().strip() == "ready"
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait(10)
+            self.proc = None
+
+
+@pytest.fixture
+def long_clip(tmp_path: Path, demo_clip: Path) -> Path:
+    out = tmp_path / "long.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-stream_loop", "9", "-i", str(demo_clip), "-c", "copy",
+                    str(out)], check=True, timeout=60)
+    return out
+
+
+@pytest.mark.slow
+def test_stream_goes_live_survives_server_loss_and_reconnects(tmp_path: Path, long_clip: Path, demo_clip: Path,
+                                                              pose_detector) -> None:
+    port = free_port()
+    server = RtspServer(long_clip, port)
+    server.start()
+    cfg = load(overrides={
+        "sources.realtime": True, "sources.loop": True, "sources.read_timeout_s": 2.0,
+        "sources.open_timeout_s": 3.0, "sources.reconnect_initial_delay_s": 0.2,
+        "sources.reconnect_max_delay_s": 1.0, "reid.allow_download": False,
+    })
+    street = SourceSpec(f"rtsp://viewer:secret@127.0.0.1:{port}/cam", "street")
+    lobby = SourceSpec(str(demo_clip), "lobby")
+    control = PipelineControl()
+    phase, lobby_frames_while_down, people_on_street = "live", 0, 0
+    history: list[str] = []
+    deadline = time.monotonic() + 150
+    try:
+        for event in run([street, lobby], cfg, control=control, pipeline=Pipeline(cfg, detector=pose_detector)):
+            assert time.monotonic() < deadline, f"stuck in phase {phase}: {history}"
+            if isinstance(event, SourceStatus):
+                assert "secret" not in event.reason
+                if event.source_id == "street":
+                    history.append(event.state.value)
+                    if phase == "down" and event.state is SourceState.RECONNECTING:
+                        phase = "reconnecting"
+                    elif phase == "restarted" and event.state is SourceState.LIVE:
+                        phase = "live-again"
+                assert event.state is not SourceState.FAILED, event
+            elif isinstance(event, FrameResult):
+                if event.source_id == "street":
+                    people_on_street += len(event.persons)
+                    if phase == "live" and people_on_street >= 10:
+                        server.stop()
+                        phase = "down"
+                    elif phase == "live-again":
+                        control.cancel()
+                elif phase == "reconnecting":
+                    lobby_frames_while_down += 1
+                    if lobby_frames_while_down >= 3:  # the other camera carries on meanwhile
+                        server.start()
+                        phase = "restarted"
+    finally:
+        server.stop()
+    assert phase == "live-again", history
+    assert history[0] in ("connecting", "live") and "reconnecting" in history and history[-1] == "live"
+    assert lobby_frames_while_down >= 3
