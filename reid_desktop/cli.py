@@ -86,7 +86,7 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     from reid_desktop.core.paths import default_database
     from reid_desktop.core.pipeline import PipelineInfo, run
-    from reid_desktop.core.sources import SourceKind, VideoSource
+    from reid_desktop.core.sources import SourceKind
     from reid_desktop.core.storage import SightingStore, StoreError
     from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import itertools
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -131,10 +132,10 @@ def inspect_onnx(path: Path) -> OnnxModelCheck:
         raise ModelError(f"re-id model {path.name} has input shape {in_dims}; expected [N,3,H,W]")
     if len(out_dims) != 2:
         raise ModelError(f"re-id model {path.name} has output shape {out_dims}; expected [N,D]")
-    hw = (in_dims[2], in_dims[3]) if in_dims[2] and in_dims[3] else None
+    hw = (in_dims[2], in_dims[3]) if in_dims[2] is not None and in_dims[3] is not None else None
     return OnnxModelCheck(
         input_name=inputs[0].name,
-        input_hw=hw,  # type: ignore[arg-type]
+        input_hw=hw,
         output_dim=out_dims[1],
         dynamic_batch=in_dims[0] is None,
         metadata={p.key: p.value for p in model.metadata_props},
@@ -264,14 +265,14 @@ class ColorTextureEmbedder:
         grey_bin = (hsv[:, :, 2].astype(np.int32) * ng // 256).clip(0, ng - 1)
         parts = []
         edges = np.linspace(0, 128, self.STRIPES + 1).astype(int)
-        for top, bottom in zip(edges[:-1], edges[1:], strict=True):
+        for top, bottom in itertools.pairwise(edges):
             g = grey[top:bottom]
             pixels = float((bottom - top) * width)
             colour = np.bincount(colour_bin[top:bottom][~g], minlength=nh * ns * nv) / pixels
             achromatic = np.bincount(grey_bin[top:bottom][g], minlength=ng) / pixels
-            texture = np.bincount(orientation[top:bottom].ravel(), weights=magnitude[top:bottom].ravel(),
+            strokes = np.bincount(orientation[top:bottom].ravel(), weights=magnitude[top:bottom].ravel(),
                                   minlength=no)
-            texture = texture / (float(texture.sum()) or 1.0)
+            texture = strokes / (float(strokes.sum()) or 1.0)
             parts += [np.sqrt(colour), np.sqrt(achromatic), 0.5 * np.sqrt(texture)]
         return np.concatenate(parts).astype(np.float32)
 

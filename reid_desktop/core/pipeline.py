@@ -25,7 +25,7 @@ from reid_desktop.core.matching import IdentityMatcher, MatchRequest
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.tracking import Tracker, UltralyticsTracker
+from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.types import Detections, Frame, FrameResult, SourceStatus, TrackedPerson
 
 log = logging.getLogger(__name__)
@@ -204,7 +204,8 @@ class Pipeline:
             return None
         return dets.keypoints[index]
 
-    def _link_and_store(self, frame: Frame, dets: Detections, tracks, fresh) -> FrameResult:  # type: ignore[no-untyped-def]
+    def _link_and_store(self, frame: Frame, dets: Detections, tracks: TrackOutput,
+                        fresh: dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray]]) -> FrameResult:
         source = frame.source_id
         keys = [(source, int(t)) for t in tracks.track_ids]
         waiting = [k for k in keys if self._tracks[k].identity_id is None and self._tracks[k].embeddings]
@@ -216,8 +217,9 @@ class Pipeline:
             log.debug("%s track %s -> identity %d (%s, %.2f)", source, decision.key, decision.identity_id,
                       "new" if decision.is_new else "matched", decision.score)
         for key, (vector, quality, _) in fresh.items():
-            if key[0] == source and self._tracks[key].identity_id is not None:
-                self.matcher.add(self._tracks[key].identity_id, vector[None, :], np.array([quality]), source)
+            identity_id = self._tracks[key].identity_id
+            if key[0] == source and identity_id is not None:
+                self.matcher.add(identity_id, vector[None, :], np.array([quality]), source)
 
         persons = []
         targets = self.matcher.targets
@@ -243,7 +245,7 @@ class Pipeline:
         state.db_row = store.track_row(run_id, source_row, key[1], state.identity_id, frame.timestamp)
         sighting_id = store.add_sighting(
             run_id=run_id, source_row=source_row, track_row=state.db_row, identity_id=state.identity_id,
-            frame_index=frame.index, timestamp=frame.timestamp, media_time=frame.media_time, box=person.box,
+            frame_index=frame.index, timestamp=frame.timestamp, media_time=frame.media_time, box=person.box.tolist(),
             confidence=person.confidence, match_score=state.match_score)
         if fresh is not None:
             vector, quality, patch = fresh

@@ -264,7 +264,8 @@ class SightingStore:
 
     def sightings(self, identity_id: int | None = None, source: str | None = None) -> list[Sighting]:
         """Sightings in time order, optionally of one identity or one source."""
-        where, args = [], []
+        where: list[str] = []
+        args: list[int | str] = []
         if identity_id is not None:
             where.append("s.identity_id = ?")
             args.append(identity_id)

@@ -66,11 +66,11 @@ def test_bad_detector_files_raise_model_errors(tmp_path: Path) -> None:
         YoloDetector(DetectorConfig(model=str(tmp_path / "missing.pt")))
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"\x00garbage" * 100)
-    with pytest.raises(ModelError, match="cannot load detector junk.pt"):
+    with pytest.raises(ModelError, match=r"cannot load detector junk\.pt"):
         YoloDetector(DetectorConfig(model=str(junk)))
     junk_onnx = tmp_path / "junk.onnx"
     junk_onnx.write_text("not onnx")
-    with pytest.raises(ModelError, match="junk.onnx"):
+    with pytest.raises(ModelError, match=r"junk\.onnx"):
         YoloDetector(DetectorConfig(model=str(junk_onnx)))
 
 

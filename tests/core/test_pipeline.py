@@ -39,7 +39,7 @@ def test_two_cameras_showing_the_same_clip_agree_on_identities(tmp_path: Path, d
     specs = [SourceSpec(str(demo_clip), "north"), SourceSpec(str(demo_clip), "south")]
     with SightingStore(tmp_path / "s.sqlite") as store:
         pipeline = Pipeline(cfg, store, detector=detector, embedder=embedder)
-        infos, statuses, results = collect(run(specs, cfg, store, max_frames=25, pipeline=pipeline))
+        infos, _statuses, results = collect(run(specs, cfg, store, max_frames=25, pipeline=pipeline))
         assert infos[0].embedder == embedder.name and not infos[0].embedder_is_fallback
         by_camera: dict[str, dict[int, list]] = {"north": {}, "south": {}}
         for r in results:

@@ -1,0 +1,46 @@
+# Set-up and everyday commands. Everything lands in .venv inside the repository.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# Debian packages for the RTSP test server (python3-gi + gst-rtsp-server), ffmpeg, and Qt's X11/EGL libraries.
+SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
+	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly ffmpeg xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 \
+	libegl1 libgl1 libfontconfig1 libdbus-1-3
+export YOLO_AUTOINSTALL := false
+
+.PHONY: run test install system-deps lint bench clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Installs what is missing when we may (root, Debian); otherwise says which tests will skip.
+system-deps:
+	@missing=""; for p in $(SYSTEM_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing system packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	else echo "warning: missing system packages:$$missing (RTSP and X11 tests will be skipped)"; fi
+
+run: $(STAMP)
+	$(BIN)/reid-desktop process --demo --db .data/demo.sqlite
+
+test: $(STAMP) system-deps
+	QT_QPA_PLATFORM=offscreen YOLO_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check reid_desktop trainer tests bench
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+bench: $(STAMP)
+	YOLO_OFFLINE=1 $(BIN)/python bench/pipeline_bench.py
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
