@@ -1,4 +1,4 @@
-"""The headless command line: ``reid-desktop process | models | config``.
+"""The headless command line: ``reid-desktop process | search | models | config``.
 
 Exit status of ``process``: 0 all sources processed; 1 some sources failed, the others were
 processed; 2 bad command line or settings; 3 a model could not be loaded; 4 every source failed;
@@ -38,7 +38,7 @@ def _parse_sources(values: Sequence[str], demo: bool) -> list[Any]:
     seen: dict[str, int] = {}
     for value in raw:
         match = _NAMED_SOURCE.match(value)
-        spec = SourceSpec(match["uri"], match["name"]) if match and "/" not in match["name"] else SourceSpec(value)
+        spec = SourceSpec(match["uri"], match["name"]) if match else SourceSpec(value)
         if spec.source_id in seen:  # the same clip twice: keep both, as distinct cameras
             seen[spec.source_id] += 1
             spec = SourceSpec(spec.uri, f"{spec.source_id}#{seen[spec.source_id]}")
@@ -56,13 +56,13 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
     }
     values: dict[str, Any] = {key: getattr(args, attr) for attr, key in mapping.items()
                               if getattr(args, attr, None) is not None}
-    if args.realtime:
+    if getattr(args, "realtime", False):
         values["sources.realtime"] = True
-    if args.loop:
+    if getattr(args, "loop", False):
         values["sources.loop"] = True
-    if args.no_download:
+    if getattr(args, "no_download", False):
         values["reid.allow_download"] = False
-    if args.reconnect_attempts is not None:
+    if getattr(args, "reconnect_attempts", None) is not None:
         values["sources.reconnect_max_attempts"] = args.reconnect_attempts
     for item in args.set or []:
         key, sep, value = item.partition("=")
@@ -183,6 +183,50 @@ def cmd_process(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    import cv2
+
+    from reid_desktop.core.models import load_embedder
+    from reid_desktop.core.paths import default_database
+    from reid_desktop.core.storage import SightingStore, StoreError
+
+    try:
+        cfg = config_mod.load(Path(args.config) if args.config else None, _overrides(args))
+    except config_mod.ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    image = cv2.imread(args.image) if Path(args.image).is_file() else None
+    if image is None:
+        print(f"error: cannot read image {args.image} (missing or not an image)", file=sys.stderr)
+        return EXIT_USAGE
+    db_path = Path(args.db) if args.db else default_database()
+    try:
+        store = SightingStore(db_path, readonly=True)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        embedder, warnings = load_embedder(cfg.reid)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    for warning in warnings:
+        print(f"WARNING: {warning}", file=sys.stderr)
+    with store:
+        hits = store.search(embedder.embed([image])[0], embedder.key, args.k)
+        if not hits:
+            used = sorted({r["model_key"] for r in store.runs()})
+            print(f"No sightings in {db_path} were indexed with {embedder.key}; they use: {', '.join(used) or '-'}")
+            return EXIT_OK
+        print(f"Top {len(hits)} sightings like {Path(args.image).name} ({embedder.name}):")
+        print(f"  {'score':>5}  {'sighting':>8}  {'identity':>8}  {'time':>19}  source")
+        for hit in hits:
+            s = hit.sighting
+            print(f"  {hit.score:5.3f}  {s.id:>8}  {s.identity_id if s.identity_id is not None else '-':>8}  "
+                  f"{_fmt_time(s.timestamp, s.media_time):>19}  {s.source} (frame {s.frame_index})")
+    return EXIT_OK
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from reid_desktop.core.detection import bundled_detector_path
     from reid_desktop.core.embedding import OnnxEmbedder, candidate_providers
@@ -260,6 +304,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-json", help="write identities, sightings and runs to this JSON file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_process)
+
+    se = sub.add_parser("search", help="appearance search: stored sightings that look like a person image",
+                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    se.add_argument("image", help="a picture of one person (a crop), e.g. a snapshot from another camera")
+    se.add_argument("--db", help="sightings database (default: per-user data folder)")
+    se.add_argument("-k", type=int, default=10, help="how many sightings to list")
+    se.add_argument("--config", help="settings file (TOML)")
+    se.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
+    se.add_argument("--reid-model", help="re-id ONNX model (must be the one the database was built with)")
+    se.add_argument("--reid-weights", help="ImageNet ResNet-50 .pth for the default re-id model")
+    se.add_argument("--no-download", action="store_true", help="never download model weights")
+    se.set_defaults(func=cmd_search)
 
     m = sub.add_parser("models", help="list, check or build models")
     m.set_defaults(func=cmd_models, models_command="list")

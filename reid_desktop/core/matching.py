@@ -54,6 +54,10 @@ class IdentityMatcher:
 
     # -- gallery maintenance ---------------------------------------------------------------------
 
+    def reserve_ids_below(self, next_id: int) -> None:
+        """Never hand out ids below ``next_id`` (ids already used in the store)."""
+        self._next_id = max(self._next_id, next_id)
+
     def create(self) -> int:
         identity_id = self._next_id
         self._next_id += 1

@@ -24,7 +24,7 @@ from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.matching import IdentityMatcher, MatchRequest
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.sources import SourceSpec, VideoSource
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.storage import SearchHit, SightingStore
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.types import Detections, Frame, FrameResult, SourceStatus, TrackedPerson
 
@@ -115,7 +115,7 @@ class Pipeline:
         self.store = store
         self.run_id: int | None = None
         if store is not None:
-            self.matcher._next_id = store.next_identity_id()
+            self.matcher.reserve_ids_below(store.next_identity_id())
             for identity_id, is_target, gallery in store.identity_galleries(
                     embedder.key, config.matcher.identity_gallery_size):
                 self.matcher.restore(identity_id, gallery, is_target)
@@ -138,6 +138,13 @@ class Pipeline:
     def identity_of(self, source_id: str, track_id: int) -> int | None:
         state = self._tracks.get((source_id, track_id))
         return state.identity_id if state else None
+
+    def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> int | None:
+        """Mark the identity behind a camera's track (what an operator clicked); returns that identity."""
+        identity_id = self.identity_of(source_id, track_id)
+        if identity_id is not None:
+            self.set_target(identity_id, is_target)
+        return identity_id
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         if identity_id in self.matcher.identities:
@@ -275,6 +282,13 @@ class Pipeline:
         self._source_uris[spec.source_id] = spec.display_uri
         self._source_kinds[spec.source_id] = spec.kind.value
 
+    def search(self, crop_bgr: np.ndarray, k: int = 10) -> list[SearchHit]:
+        """Appearance search: the stored sightings that look most like this person crop."""
+        if self.store is None:
+            return []
+        query = self.embedder.embed([crop_bgr])[0]
+        return self.store.search(query, self.embedder.key, k)
+
     def close(self, status: str = "finished") -> None:
         if self.store is not None and self.run_id is not None:
             self.store.end_run(self.run_id, status)
@@ -296,6 +310,9 @@ class PipelineControl:
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         self._commands.put(lambda p: p.set_target(identity_id, is_target))
+
+    def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> None:
+        self._commands.put(lambda p: p.target_track(source_id, track_id, is_target) and None)
 
     def _apply(self, pipeline: Pipeline) -> None:
         while True:

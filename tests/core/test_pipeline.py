@@ -149,3 +149,20 @@ def test_cancel_stops_a_looping_source(tmp_path: Path, demo_clip: Path, pose_det
                     control.cancel()
         assert count == 3
         assert store.runs()[-1]["status"] == "cancelled"
+
+
+def test_clicking_a_track_targets_its_identity(tmp_path: Path, demo_clip: Path, osnet_pipeline_parts) -> None:
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config()
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        pipeline = Pipeline(cfg, store, detector=detector, embedder=embedder)
+        control = PipelineControl()
+        clicked = None
+        for event in run([SourceSpec(str(demo_clip), "cam")], cfg, store, control=control, max_frames=12,
+                         pipeline=pipeline):
+            if isinstance(event, FrameResult) and event.frame_index == 3:
+                clicked = event.persons[0]
+                control.target_track("cam", clicked.track_id)
+        assert clicked is not None
+        assert pipeline.matcher.targets == {clicked.identity_id}
+        assert len(store.sightings(identity_id=clicked.identity_id)) >= 10
