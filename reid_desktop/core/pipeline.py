@@ -312,7 +312,10 @@ class PipelineControl:
         self._commands.put(lambda p: p.set_target(identity_id, is_target))
 
     def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> None:
-        self._commands.put(lambda p: p.target_track(source_id, track_id, is_target) and None)
+        def command(pipeline: Pipeline) -> None:
+            pipeline.target_track(source_id, track_id, is_target)
+
+        self._commands.put(command)
 
     def _apply(self, pipeline: Pipeline) -> None:
         while True:
