@@ -241,6 +241,21 @@ class VideoSource:
         attempts = 0
         delay = opts.reconnect_initial_delay_s
         was_live = False
+
+        def failed_attempt(reason: str) -> bool:
+            """Count a failed attempt and wait the back-off; False when it is time to give up or stop."""
+            nonlocal attempts, delay
+            attempts += 1
+            if opts.reconnect_max_attempts and attempts >= opts.reconnect_max_attempts:
+                self._set_state(SourceState.FAILED, f"{reason}; gave up after {attempts} attempts")
+                return False
+            state = SourceState.RECONNECTING if was_live else SourceState.CONNECTING
+            self._set_state(state, f"{reason}; retrying in {delay:.1f} s")
+            if self._wait(delay):
+                return False
+            delay = min(max(delay * 2, 0.1), opts.reconnect_max_delay_s)
+            return True
+
         try:
             while not self._stopped.is_set():
                 cap, error = self._open()
@@ -248,15 +263,8 @@ class VideoSource:
                     if self.spec.kind is SourceKind.FILE:
                         self._set_state(SourceState.FAILED, error)
                         return
-                    attempts += 1
-                    if opts.reconnect_max_attempts and attempts >= opts.reconnect_max_attempts:
-                        self._set_state(SourceState.FAILED, f"{error}; gave up after {attempts} attempts")
+                    if not failed_attempt(error):
                         return
-                    state = SourceState.RECONNECTING if was_live else SourceState.CONNECTING
-                    self._set_state(state, f"{error}; retrying in {delay:.1f} s")
-                    if self._wait(delay):
-                        return
-                    delay = min(max(delay * 2, 0.1), opts.reconnect_max_delay_s)
                     continue
                 try:
                     outcome, reason = self._pump(cap)
@@ -279,15 +287,8 @@ class VideoSource:
                     self._set_state(SourceState.RECONNECTING, reason)
                     continue
                 # it opened but never sent a frame: a failed attempt like any other
-                attempts += 1
-                if opts.reconnect_max_attempts and attempts >= opts.reconnect_max_attempts:
-                    self._set_state(SourceState.FAILED, f"{reason}; gave up after {attempts} attempts")
+                if not failed_attempt(reason):
                     return
-                state = SourceState.RECONNECTING if was_live else SourceState.CONNECTING
-                self._set_state(state, f"{reason}; retrying in {delay:.1f} s")
-                if self._wait(delay):
-                    return
-                delay = min(max(delay * 2, 0.1), opts.reconnect_max_delay_s)
         except Exception as exc:  # a reader must never die silently
             log.exception("source %s crashed", self.source_id)
             self._set_state(SourceState.FAILED, f"reader error: {exc}")
