@@ -186,7 +186,7 @@ class Pipeline:
                     jobs.append((pos, row, quality))
                     crops.append(patch)
         vectors = self.embedder.embed(crops) if crops else np.zeros((0, self.embedder.dim), np.float32)
-        fresh: dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray]] = {}
+        fresh: dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray | None]] = {}
         for (pos, row, quality), vector, patch in zip(jobs, vectors, crops, strict=True):
             frame = frames[pos]
             key = (frame.source_id, int(tracked[pos].track_ids[row]))
@@ -195,7 +195,9 @@ class Pipeline:
             state.embeddings.sort(key=lambda item: -item[0])
             del state.embeddings[self.config.reid.track_gallery_size:]
             state.last_embedded = frame.index
-            fresh[key] = (vector, quality, patch)
+            improved = quality >= state.best_quality
+            state.best_quality = max(state.best_quality, quality)
+            fresh[key] = (vector, quality, patch if improved else None)  # the patch only when it is the best crop
 
         results = []
         for frame, dets, tracks in zip(frames, detections, tracked, strict=True):
@@ -212,7 +214,7 @@ class Pipeline:
         return dets.keypoints[index]
 
     def _link_and_store(self, frame: Frame, dets: Detections, tracks: TrackOutput,
-                        fresh: dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray]]) -> FrameResult:
+                        fresh: dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray | None]]) -> FrameResult:
         source = frame.source_id
         keys = [(source, int(t)) for t in tracks.track_ids]
         waiting = [k for k in keys if self._tracks[k].identity_id is None and self._tracks[k].embeddings]
@@ -242,7 +244,7 @@ class Pipeline:
         return FrameResult(source, frame.index, frame.timestamp, frame.image, tuple(persons), frame.media_time)
 
     def _store_sighting(self, frame: Frame, key: tuple[str, int], state: _TrackState, person: TrackedPerson,
-                        fresh: tuple[np.ndarray, float, np.ndarray] | None) -> None:
+                        fresh: tuple[np.ndarray, float, np.ndarray | None] | None) -> None:
         store, run_id = self.store, self.run_id
         assert store is not None and run_id is not None
         source_row = store.source_row(frame.source_id, self._source_uris.get(frame.source_id, frame.source_id),
@@ -258,8 +260,7 @@ class Pipeline:
             vector, quality, patch = fresh
             store.add_embeddings(track_row=state.db_row, identity_id=state.identity_id, sighting_id=sighting_id,
                                  model_key=self.embedder.key, vectors=vector[None, :], qualities=[quality])
-            if quality >= state.best_quality:
-                state.best_quality = quality
+            if patch is not None:
                 store.set_thumbnail(state.db_row, state.identity_id, self._thumbnail(patch), quality)
 
     def _thumbnail(self, patch: np.ndarray) -> bytes:

@@ -166,3 +166,28 @@ def test_clicking_a_track_targets_its_identity(tmp_path: Path, demo_clip: Path, 
         assert clicked is not None
         assert pipeline.matcher.targets == {clicked.identity_id}
         assert len(store.sightings(identity_id=clicked.identity_id)) >= 10
+
+
+class CountingEmbedder:
+    """The real embedder, counting the crops it is asked to embed."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.crops = inner, 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def embed(self, crops):
+        self.crops += len(crops)
+        return self.inner.embed(crops)
+
+
+def test_without_a_store_tracks_are_still_embedded_sparingly(demo_clip: Path, osnet_pipeline_parts) -> None:
+    detector, embedder = osnet_pipeline_parts
+    counting = CountingEmbedder(embedder)
+    cfg = fast_config(**{"reid.embed_every": 10})
+    _, _, results = collect(run([SourceSpec(str(demo_clip), "cam")], cfg, max_frames=30,
+                                pipeline=Pipeline(cfg, detector=detector, embedder=counting)))
+    sightings = sum(len(r.persons) for r in results)
+    tracks = len({p.track_id for r in results for p in r.persons})
+    assert tracks <= counting.crops < sightings / 2
