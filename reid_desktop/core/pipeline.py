@@ -251,7 +251,10 @@ class Pipeline:
                                       self._source_kinds.get(frame.source_id, "file"))
         if state.identity_id is not None:
             store.ensure_identity(state.identity_id, frame.timestamp)
-        state.db_row = store.track_row(run_id, source_row, key[1], state.identity_id, frame.timestamp)
+        if state.db_row is None:
+            state.db_row = store.track_row(run_id, source_row, key[1], state.identity_id, frame.timestamp)
+        else:
+            store.touch_track(state.db_row, state.identity_id, frame.timestamp)
         sighting_id = store.add_sighting(
             run_id=run_id, source_row=source_row, track_row=state.db_row, identity_id=state.identity_id,
             frame_index=frame.index, timestamp=frame.timestamp, media_time=frame.media_time, box=person.box.tolist(),

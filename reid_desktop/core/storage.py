@@ -169,6 +169,11 @@ class SightingStore:
                                (run_id, source_row, track_id)).fetchone()
         return int(row[0])
 
+    def touch_track(self, track_row: int, identity_id: int | None, timestamp: float) -> None:
+        """Extend a track already stored (cheaper than :meth:`track_row` on every frame)."""
+        self._db.execute("UPDATE tracks SET last_seen = ?, identity_id = ? WHERE id = ?",
+                         (timestamp, identity_id, track_row))
+
     def add_sighting(self, *, run_id: int, source_row: int, track_row: int, identity_id: int | None,
                      frame_index: int, timestamp: float, media_time: float | None, box: Sequence[float],
                      confidence: float, match_score: float | None) -> int:
