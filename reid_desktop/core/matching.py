@@ -86,6 +86,27 @@ class IdentityMatcher:
             gallery, qualities = gallery[np.sort(order)], qualities[np.sort(order)]
         identity.gallery, identity.qualities = gallery.astype(np.float32), qualities.astype(np.float32)
 
+    def merge(self, keep: int, drop: int) -> None:
+        """The operator says ``drop`` is ``keep``: one identity with both galleries from now on."""
+        dropped = self.identities.pop(drop, None)
+        if dropped is None:
+            return
+        if keep not in self.identities:
+            self.identities[keep] = Identity(keep, np.zeros((0, 0), np.float32), np.zeros(0, np.float32))
+        kept = self.identities[keep]
+        kept.is_target = kept.is_target or dropped.is_target
+        kept.cameras |= dropped.cameras
+        if dropped.gallery.size:
+            self.add(keep, dropped.gallery, dropped.qualities)
+
+    def replace_gallery(self, identity_id: int, embeddings: np.ndarray) -> None:
+        """Rebuild one identity's gallery (after a wrong track was split off it); empty removes it."""
+        if len(embeddings) == 0:
+            self.identities.pop(identity_id, None)
+            return
+        is_target = identity_id in self.identities and self.identities[identity_id].is_target
+        self.restore(identity_id, embeddings, is_target)
+
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         self.identities[identity_id].is_target = is_target
 

@@ -13,7 +13,9 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import cv2
 import numpy as np
@@ -27,6 +29,8 @@ from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.storage import SearchHit, SightingStore
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.types import Detections, Frame, FrameResult, SourceStatus, TrackedPerson
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +119,11 @@ class Pipeline:
         self.store = store
         self.run_id: int | None = None
         if store is not None:
+            if config.storage.retention_days:
+                purged = store.purge_older_than(time.time() - config.storage.retention_days * 86400.0)
+                if purged:
+                    log.info("retention: deleted %d sightings older than %d days", purged,
+                             config.storage.retention_days)
             self.matcher.reserve_ids_below(store.next_identity_id())
             for identity_id, is_target, gallery in store.identity_galleries(
                     embedder.key, config.matcher.identity_gallery_size):
@@ -151,6 +160,41 @@ class Pipeline:
             self.matcher.set_target(identity_id, is_target)
         if self.store is not None:
             self.store.set_target(identity_id, is_target)
+
+    def set_label(self, identity_id: int, label: str) -> None:
+        if self.store is not None:
+            self.store.set_label(identity_id, label)
+
+    def merge_identities(self, keep: int, drop: int) -> None:
+        """Two identities are one person: everything of ``drop``, stored and live, becomes ``keep``."""
+        if self.store is not None:
+            self.store.merge_identities(keep, drop)
+        self.matcher.merge(keep, drop)
+        for state in self._tracks.values():
+            if state.identity_id == drop:
+                state.identity_id = keep
+
+    def split_track(self, track_row: int) -> int:
+        """"Not this person": the stored track ``track_row`` (and its live continuation) gets a new identity."""
+        if self.store is None:
+            raise ValueError("splitting needs the sightings database")
+        old = self.store.track_identity(track_row)
+        new = self.store.split_track(track_row, self.matcher.create())
+        for state in self._tracks.values():
+            if state.db_row == track_row:
+                state.identity_id, state.match_score = new, 1.0
+        for identity_id in (old, new):
+            if identity_id is not None:
+                gallery = self.store.identity_gallery(identity_id, self.embedder.key,
+                                                      self.config.matcher.identity_gallery_size)
+                self.matcher.replace_gallery(identity_id, gallery)
+        return new
+
+    def forget_source(self, source_id: str) -> None:
+        """Drop a camera's tracker and tracks (it was removed, or jumped in time)."""
+        self._trackers.pop(source_id, None)
+        for key in [k for k in self._tracks if k[0] == source_id]:
+            del self._tracks[key]
 
     # -- processing ------------------------------------------------------------------------------
 
@@ -299,41 +343,153 @@ class Pipeline:
 
 
 class PipelineControl:
-    """Thread-safe handle for a running :func:`run`: cancel it, or mark targets from another thread."""
+    """Thread-safe handle on a running :func:`run`.
+
+    Other threads (the GUI) cancel it, add, remove, pause or seek sources, and submit any function
+    of the :class:`Pipeline`; commands run in the pipeline's own thread between frames, and
+    :meth:`submit` hands back a :class:`~concurrent.futures.Future` with the function's result.
+    """
 
     def __init__(self) -> None:
         self._cancelled = threading.Event()
-        self._commands: queue.SimpleQueue[Callable[[Pipeline], None]] = queue.SimpleQueue()
+        self.wakeup = threading.Event()  # set on every command, frame and status: the run loop sleeps on it
+        self._commands: queue.SimpleQueue[tuple[Callable[[_Session], Any], Future[Any]]] = queue.SimpleQueue()
 
     def cancel(self) -> None:
         self._cancelled.set()
+        self.wakeup.set()
 
     @property
     def cancelled(self) -> bool:
         return self._cancelled.is_set()
 
-    def set_target(self, identity_id: int, is_target: bool = True) -> None:
-        self._commands.put(lambda p: p.set_target(identity_id, is_target))
+    def submit(self, fn: Callable[[Pipeline], T]) -> Future[T]:
+        """Run ``fn(pipeline)`` in the pipeline thread; the future fails if the run ends first."""
+        return self._post(lambda session: fn(session.pipeline))
 
-    def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> None:
-        def command(pipeline: Pipeline) -> None:
-            pipeline.target_track(source_id, track_id, is_target)
+    def set_target(self, identity_id: int, is_target: bool = True) -> Future[None]:
+        return self.submit(lambda p: p.set_target(identity_id, is_target))
 
-        self._commands.put(command)
+    def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> Future[int | None]:
+        return self.submit(lambda p: p.target_track(source_id, track_id, is_target))
 
-    def _apply(self, pipeline: Pipeline) -> None:
+    def add_source(self, spec: SourceSpec) -> Future[None]:
+        return self._post(lambda session: session.add(spec))
+
+    def remove_source(self, source_id: str) -> Future[None]:
+        return self._post(lambda session: session.remove(source_id))
+
+    def pause_source(self, source_id: str, paused: bool = True) -> Future[None]:
+        return self._post(lambda session: session.pause(source_id, paused))
+
+    def seek(self, source_id: str, media_time: float) -> Future[None]:
+        return self._post(lambda session: session.seek(source_id, media_time))
+
+    def _post(self, command: Callable[[_Session], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        self._commands.put((command, future))
+        self.wakeup.set()
+        return future
+
+    def _apply(self, session: _Session) -> None:
         while True:
             try:
-                command = self._commands.get_nowait()
+                command, future = self._commands.get_nowait()
             except queue.Empty:
                 return
-            command(pipeline)
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(command(session))
+            except Exception as exc:  # the caller gets it through the future; the run goes on
+                future.set_exception(exc)
+
+    def _abandon(self) -> None:
+        """The run is over: commands still waiting will never run."""
+        while True:
+            try:
+                _, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            future.cancel()
+
+
+class _Session:
+    """The sources of one :func:`run` and what the run loop knows about them."""
+
+    def __init__(self, pipeline: Pipeline, config: PipelineConfig, control: PipelineControl,
+                 statuses: queue.SimpleQueue[SourceStatus]) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.control = control
+        self.statuses = statuses
+        self.sources: dict[str, VideoSource] = {}
+        self.taken: dict[str, int] = {}
+        self.paused: set[str] = set()
+        self._retired: list[VideoSource] = []
+
+    def add(self, spec: SourceSpec) -> None:
+        if spec.source_id in self.sources:
+            raise ValueError(f"there is already a source named {spec.source_id!r}")
+        self.pipeline.register_source(spec)
+        source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup)
+        self.sources[spec.source_id] = source.start()
+        self.taken[spec.source_id] = 0
+
+    def _source(self, source_id: str) -> VideoSource:
+        try:
+            return self.sources[source_id]
+        except KeyError:
+            raise ValueError(f"no source named {source_id!r}") from None
+
+    def remove(self, source_id: str) -> None:
+        source = self._source(source_id)
+        del self.sources[source_id]
+        self.paused.discard(source_id)
+        source.stop(timeout=0.0)
+        self._retired.append(source)
+        self.pipeline.forget_source(source_id)
+
+    def pause(self, source_id: str, paused: bool) -> None:
+        self._source(source_id)
+        if paused:
+            self.paused.add(source_id)
+        else:
+            self.paused.discard(source_id)
+
+    def seek(self, source_id: str, media_time: float) -> None:
+        self._source(source_id).seek(media_time)
+        self.pipeline.forget_source(source_id)  # a jump in time: the tracker must start afresh
+
+    def next_frames(self, max_frames: int | None) -> list[Frame]:
+        frames = []
+        for source_id, source in self.sources.items():
+            if source_id in self.paused or (max_frames is not None and self.taken[source_id] >= max_frames):
+                continue
+            frame = source.get()
+            if frame is not None:
+                frames.append(frame)
+                self.taken[source_id] += 1
+        return frames
+
+    def all_done(self, max_frames: int | None) -> bool:
+        return all(s.exhausted or (max_frames is not None and self.taken[i] >= max_frames)
+                   for i, s in self.sources.items())
+
+    def stop_all(self) -> None:
+        everything = [*self.sources.values(), *self._retired]
+        for source in everything:
+            source.stop(timeout=0.0)
+        deadline = time.monotonic() + 2.0
+        for source in everything:
+            source.stop(timeout=max(0.0, deadline - time.monotonic()))
 
 
 def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStore | None = None,
         control: PipelineControl | None = None, max_frames: int | None = None,
-        pipeline: Pipeline | None = None) -> Iterator[PipelineEvent]:
-    """Process ``specs`` until every source has ended or failed, or ``control`` cancels.
+        pipeline: Pipeline | None = None, stay_open: bool = False) -> Iterator[PipelineEvent]:
+    """Process ``specs`` (and sources added through ``control``) until every source has ended or
+    failed, or ``control`` cancels; with ``stay_open`` only ``control`` ends it (the GUI).
 
     ``max_frames`` bounds the frames taken per source. Model errors raise :class:`ModelError` before
     the first event; source problems arrive as :class:`SourceStatus` events and never stop the others.
@@ -341,46 +497,28 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStor
     control = control or PipelineControl()
     pipeline = pipeline or Pipeline(config, store)
     statuses: queue.SimpleQueue[SourceStatus] = queue.SimpleQueue()
-    wakeup = threading.Event()
-    for spec in specs:
-        pipeline.register_source(spec)
+    session = _Session(pipeline, config, control, statuses)
     yield pipeline.info
-    sources = [VideoSource(spec, config.sources, statuses.put, wakeup).start() for spec in specs]
-    taken = dict.fromkeys((s.source_id for s in sources), 0)
     status = "finished"
-
-    def stop_sources() -> None:
-        for source in sources:
-            source.stop(timeout=0.0)
-        deadline = time.monotonic() + 2.0
-        for source in sources:
-            source.stop(timeout=max(0.0, deadline - time.monotonic()))
-
     try:
+        for spec in specs:
+            session.add(spec)
         while not control.cancelled:
-            control._apply(pipeline)
-            wakeup.clear()
+            control._apply(session)
+            control.wakeup.clear()
             while not statuses.empty():
                 yield statuses.get()
-            frames = []
-            for source in sources:
-                if max_frames is not None and taken[source.source_id] >= max_frames:
-                    continue
-                frame = source.get()
-                if frame is not None:
-                    frames.append(frame)
-                    taken[source.source_id] += 1
+            frames = session.next_frames(max_frames)
             if frames:
                 yield from pipeline.process(frames)
                 continue
-            done = [s.exhausted or (max_frames is not None and taken[s.source_id] >= max_frames) for s in sources]
-            if all(done):
+            if not stay_open and session.all_done(max_frames):
                 break
-            wakeup.wait(0.2)
+            control.wakeup.wait(0.2)
         else:
             status = "cancelled"
-        control._apply(pipeline)
-        stop_sources()
+        control._apply(session)
+        session.stop_all()
         while not statuses.empty():  # the last words of sources that just ended
             yield statuses.get()
     except GeneratorExit:
@@ -390,5 +528,6 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStor
         status = "crashed"
         raise
     finally:
-        stop_sources()
+        control._abandon()
+        session.stop_all()
         pipeline.close(status)

