@@ -354,6 +354,8 @@ class PipelineControl:
         self._cancelled = threading.Event()
         self.wakeup = threading.Event()  # set on every command, frame and status: the run loop sleeps on it
         self._commands: queue.SimpleQueue[tuple[Callable[[_Session], Any], Future[Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
 
     def cancel(self) -> None:
         self._cancelled.set()
@@ -387,7 +389,11 @@ class PipelineControl:
 
     def _post(self, command: Callable[[_Session], Any]) -> Future[Any]:
         future: Future[Any] = Future()
-        self._commands.put((command, future))
+        with self._lock:
+            if self._closed:
+                future.cancel()
+                return future
+            self._commands.put((command, future))
         self.wakeup.set()
         return future
 
@@ -405,7 +411,9 @@ class PipelineControl:
                 future.set_exception(exc)
 
     def _abandon(self) -> None:
-        """The run is over: commands still waiting will never run."""
+        """The run is over: commands still waiting, or sent later, will never run."""
+        with self._lock:
+            self._closed = True
         while True:
             try:
                 _, future = self._commands.get_nowait()

@@ -95,7 +95,8 @@ class _FrameBuffer:
         self._wakeup = wakeup
         self.dropped = 0
 
-    def put(self, frame: Frame, stopped: threading.Event) -> bool:
+    def put(self, frame: Frame, stopped: threading.Event, stale: Callable[[], bool] = lambda: False) -> bool:
+        """Hand a frame over; a frame that became ``stale`` meanwhile (a seek arrived) is dropped silently."""
         with self._cond:
             while len(self._items) >= self._capacity:
                 if self._latest_only:
@@ -105,6 +106,8 @@ class _FrameBuffer:
                     return False
                 else:
                     self._cond.wait(0.05)
+            if stale():
+                return True
             self._items.append(frame)
         self._wakeup.set()
         return True
@@ -209,6 +212,10 @@ class VideoSource:
             self._thread.join(1.0)
             self._thread = threading.Thread(target=self._run, name=f"source:{self.source_id}", daemon=True)
             self._thread.start()
+
+    def _seek_pending(self) -> bool:
+        with self._seek_lock:
+            return self._pending_seek is not None
 
     def _take_seek(self) -> float | None:
         with self._seek_lock:
@@ -378,6 +385,6 @@ class VideoSource:
             frame = Frame(self.source_id, self.frames_decoded, time.time(),
                           np.ascontiguousarray(image), media_time)
             self.frames_decoded += 1
-            if not self._buffer.put(frame, self._stopped):
+            if not self._buffer.put(frame, self._stopped, self._seek_pending):
                 return "stopped", ""
         return "stopped", ""

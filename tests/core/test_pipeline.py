@@ -191,3 +191,46 @@ def test_without_a_store_tracks_are_still_embedded_sparingly(demo_clip: Path, os
     sightings = sum(len(r.persons) for r in results)
     tracks = len({p.track_id for r in results for p in r.persons})
     assert tracks <= counting.crops < sightings / 2
+
+
+def test_sources_are_added_paused_seeked_and_removed_while_running(tmp_path: Path, demo_clip: Path,
+                                                                   osnet_pipeline_parts) -> None:
+    """What the GUI does: an open-ended run steered only through the control, from another thread."""
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config(**{"detector.imgsz": 320})  # this test is about the mechanics, not about detections
+    control = PipelineControl()
+    seen: dict[str, list[FrameResult]] = {"a": [], "b": []}
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        pipeline = Pipeline(cfg, store, detector=detector, embedder=embedder)
+        events = run([], cfg, store, control=control, pipeline=pipeline, stay_open=True)
+        assert isinstance(next(events), PipelineInfo)
+        added = control.add_source(SourceSpec(str(demo_clip), "a"))
+        duplicate = control.add_source(SourceSpec(str(demo_clip), "a"))
+        for event in events:
+            if not isinstance(event, FrameResult):
+                continue
+            seen[event.source_id].append(event)
+            if event.source_id == "a" and len(seen["a"]) == 3:
+                control.add_source(SourceSpec(str(demo_clip), "b"))
+                paused = control.pause_source("a")
+            if event.source_id == "b" and len(seen["b"]) == 5:
+                a_before = len(seen["a"])
+                control.seek("b", 6.0)
+            if event.source_id == "b" and len(seen["b"]) == 10:
+                control.remove_source("b")
+                removal = control.remove_source("b")
+                control.pause_source("a", False)
+            if len(seen["a"]) == 8:
+                control.cancel()
+        assert added.result(0) is None
+        with pytest.raises(ValueError, match="already a source named 'a'"):
+            duplicate.result(0)
+        assert paused.done()
+        with pytest.raises(ValueError, match="no source named 'b'"):
+            removal.result(0)
+        assert len(seen["b"]) == 10  # removed: nothing more came from it
+        assert a_before <= 4  # at most the frame already in flight arrived while "a" was paused
+        assert len(seen["a"]) == 8  # resumed after "b" was removed
+        media_b = [r.media_time for r in seen["b"]]
+        assert media_b[5] == pytest.approx(6.0, abs=0.15) and media_b[4] < 1.0
+        assert control.submit(lambda p: None).cancelled()  # the run is over: late commands never hang

@@ -145,3 +145,26 @@ def test_stop_ends_the_reader_thread(demo_clip: Path) -> None:
     source.stop(timeout=2.0)
     assert not source.is_alive()
     assert threading.active_count() == before - 1
+
+
+def test_seek_jumps_within_a_file_and_restarts_one_that_ended(demo_clip: Path) -> None:
+    source = VideoSource(SourceSpec(str(demo_clip)), SourceOptions(queue_size=2)).start()
+    frames = drain(source)
+    source._thread.join(5)
+    assert source.exhausted and not source.is_alive()
+    source.seek(5.0)  # e.g. the operator clicked a sighting at 0:05 in the timeline
+    replay = []
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not (replay and source.exhausted):
+        frame = source.get()
+        if frame is None:
+            time.sleep(0.01)
+            continue
+        replay.append(frame)
+    source.stop()
+    assert replay, "the ended file was restarted by the seek"
+    assert replay[0].media_time == pytest.approx(5.0, abs=0.15)
+    assert len(replay) == pytest.approx(30, abs=2)  # 5.0 s .. 7.9 s at 10 fps
+    assert replay[0].index > frames[-1].index  # frame numbers keep increasing: a tracker sees a new segment
+    with pytest.raises(ValueError, match="live source"):
+        VideoSource(SourceSpec("rtsp://127.0.0.1:9/x")).seek(1.0)
