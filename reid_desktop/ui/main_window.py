@@ -104,6 +104,7 @@ class MainWindow(QMainWindow):
         self._paused: set[str] = set()
         self._states: dict[str, SourceState] = {}
         self._timeline_identity: int | None = None
+        self._select_after_refresh: int | None = None
         self._labels: dict[int, str] = {}
 
         self._build_central()
@@ -167,6 +168,10 @@ class MainWindow(QMainWindow):
         self.act_pause = QAction("Pause / resume", self, shortcut=QKeySequence("Ctrl+P"))
         self.act_rename_source = QAction("Rename…", self, shortcut=QKeySequence("F2"))
         self.act_remove_source = QAction("Remove", self)
+        for action, short in ((self.act_add_file, "+ File"), (self.act_add_stream, "+ Stream"),
+                              (self.act_add_webcam, "+ Webcam")):
+            action.setIconText(short)
+            action.setToolTip(f"{action.text()} ({action.shortcut().toString()})")
         self.sources_panel = SourcesPanel([self.act_add_file, self.act_add_stream, self.act_add_webcam])
         self.sources_panel.list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.sources_panel.list.addActions([self.act_pause, self.act_rename_source, self.act_remove_source])
@@ -552,6 +557,8 @@ class MainWindow(QMainWindow):
 
     def set_target(self, identity_id: int, is_target: bool) -> None:
         verb = "follow" if is_target else "stop following"
+        if is_target:
+            self._select_after_refresh = identity_id  # a new target is selected, so its timeline shows
         self._control_call(lambda c: c.set_target(identity_id, is_target), lambda _: self.refresh_targets(),
                            what=f"{verb} #{identity_id}")
 
@@ -584,6 +591,11 @@ class MainWindow(QMainWindow):
         def show(result: tuple[list[IdentitySummary], dict[int, bytes | None]] | None) -> None:
             targets, thumbnails = result or ([], {})
             self.targets_panel.set_targets(targets, thumbnails)
+            selected = self._select_after_refresh
+            item = self.targets_panel.item_for(selected) if selected is not None else None
+            if item is not None:
+                self._select_after_refresh = None
+                self.targets_panel.tree.setCurrentItem(item)
             self._labels = {t.identity_id: t.label for t in targets if t.label}
             for feed in self.grid.feeds.values():
                 feed.names = self._labels

@@ -186,6 +186,9 @@ class TimelinePanel(QWidget):
         layout.addWidget(self.split_button)
 
     def set_segments(self, identity_id: int | None, name: str, segments: list[TrackSegment]) -> None:
+        """Show a target's segments; refreshing the same target keeps the selected row."""
+        current = self.tree.currentItem()
+        keep = current.data(0, ID_ROLE).track_row if current is not None and identity_id == self.identity_id else None
         self.identity_id = identity_id
         self.tree.clear()
         if identity_id is None:
@@ -203,6 +206,8 @@ class TimelinePanel(QWidget):
             item.setIcon(0, thumbnail_icon(segment.thumbnail))
             item.setToolTip(0, "Click to jump to this moment (file sources) or show the stored snapshot")
             self.tree.addTopLevelItem(item)
+            if segment.track_row == keep:
+                self.tree.setCurrentItem(item)
         for column in range(5):
             self.tree.resizeColumnToContents(column)
 

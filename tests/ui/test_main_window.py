@@ -1,0 +1,319 @@
+"""The operator's window, driven like an operator: real clicks on real detections, real models."""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt, QThreadPool, QTimer
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLineEdit, QMessageBox
+
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.types import SourceState, TrackedPerson
+from reid_desktop.ui.dialogs import SettingsDialog, StreamDialog
+from reid_desktop.ui.feeds import FeedView
+from reid_desktop.ui.search_panel import SearchQuery
+from reid_desktop.ui.settings import load_settings
+
+pytestmark = pytest.mark.slow
+WAIT_MS = 120_000
+
+
+def clearest_person(feed: FeedView) -> TrackedPerson | None:
+    """The tallest identified person in the feed's current frame (easy to click, easy to re-identify)."""
+    if feed.result is None:
+        return None
+    persons = [p for p in feed.result.persons if p.identity_id is not None and p.box[3] - p.box[1] > 60]
+    return max(persons, key=lambda p: float(p.box[3] - p.box[1]), default=None)
+
+
+def click_person(qtbot, feed: FeedView, person: TrackedPerson) -> None:
+    x, y = float(person.box[0] + person.box[2]) / 2, float(person.box[1] + person.box[3]) / 2
+    qtbot.mouseClick(feed, Qt.MouseButton.LeftButton, pos=feed.widget_point(x, y).toPoint())
+
+
+def source_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name.startswith("source:") and t.is_alive()]
+
+
+def test_click_follow_rename_search_timeline_untarget_close(qtbot, make_window, app_settings, demo_clip: Path) -> None:
+    window = make_window(app_settings)
+    assert window.add_files([str(demo_clip), str(demo_clip)]) == ["vtest_excerpt", "vtest_excerpt-2"]
+    north, south = (window.grid.feeds[n] for n in ("vtest_excerpt", "vtest_excerpt-2"))
+    seen: list[tuple[str, float | None]] = []
+    window.engine.frame_processed.connect(lambda r: seen.append((r.source_id, r.media_time)))
+
+    qtbot.waitUntil(lambda: clearest_person(north) is not None, timeout=WAIT_MS)
+    assert "osnet" in window.model_label.text() and window.warning_label.text() == ""
+    person = clearest_person(north)
+    assert person is not None and person.identity_id is not None
+    identity = person.identity_id
+    with qtbot.waitSignal(window.targets_refreshed, timeout=WAIT_MS):
+        click_person(qtbot, north, person)
+    qtbot.waitUntil(lambda: window.targets_panel.identity_ids() == [identity], timeout=WAIT_MS)
+
+    # highlighted in every feed where it is re-identified: the other camera shows the same person as a target
+    def highlighted(feed: FeedView) -> bool:
+        return feed.result is not None and any(p.is_target and p.identity_id == identity for p in feed.result.persons)
+
+    qtbot.waitUntil(lambda: highlighted(north) and highlighted(south), timeout=WAIT_MS)
+
+    # rename through the editor, as an operator types it
+    item = window.targets_panel.item_for(identity)
+    window.targets_panel.tree.editItem(item, 1)
+    editor = window.targets_panel.tree.findChild(QLineEdit)
+    assert editor is not None
+    qtbot.keyClicks(editor, "Dark coat")
+    qtbot.keyClick(editor, Qt.Key.Key_Return)
+    qtbot.waitUntil(lambda: (window.targets_panel.item_for(identity) is not None
+                             and window.targets_panel.item_for(identity).text(1) == "Dark coat"
+                             and window._labels.get(identity) == "Dark coat"), timeout=WAIT_MS)
+    assert north.names[identity] == "Dark coat"  # the wall shows the name next to the number
+
+    # the timeline lists the target's sightings in both cameras, oldest first
+    window.targets_panel.tree.setCurrentItem(window.targets_panel.item_for(identity))
+    qtbot.waitUntil(lambda: {window.timeline_panel.tree.topLevelItem(i).text(1)
+                             for i in range(window.timeline_panel.tree.topLevelItemCount())}
+                    == {"vtest_excerpt", "vtest_excerpt-2"}, timeout=WAIT_MS)
+
+    # appearance search with the clicked person's crop finds that same person first
+    crop = north.crop_of(person)
+    assert crop is not None
+    with qtbot.waitSignal(window.search_finished, timeout=WAIT_MS):
+        window.search(SearchQuery(crop, identity, f"#{identity}"))
+    rows = window.search_panel.result_rows()
+    assert rows and rows[0].hit.sighting.identity_id == identity and rows[0].thumbnail
+    assert [r.hit.score for r in rows] == sorted((r.hit.score for r in rows), reverse=True)
+
+    # clicking a sighting in the timeline jumps the file back to that moment
+    timeline = window.timeline_panel.tree
+    first = timeline.topLevelItem(0)
+    segment = first.data(0, Qt.ItemDataRole.UserRole)
+    seen.clear()
+    rect = timeline.visualItemRect(first)
+    qtbot.mouseClick(timeline.viewport(), Qt.MouseButton.LeftButton, pos=rect.center())
+    qtbot.waitUntil(lambda: any(s == segment.source and t is not None and abs(t - segment.first_media_time) < 0.2
+                                for s, t in seen), timeout=WAIT_MS)
+
+    # un-target with the panel's button
+    window.targets_panel.tree.setCurrentItem(window.targets_panel.item_for(identity))
+    qtbot.mouseClick(window.targets_panel.untarget_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.targets_panel.identity_ids() == [], timeout=WAIT_MS)
+
+    database = window.settings.database_path
+    window.close()
+    assert not window.engine.running
+    assert source_threads() == []
+    assert QThreadPool.globalInstance().activeThreadCount() == 0
+    with SightingStore(database, readonly=True) as store:  # flushed: everything is on disk after closing
+        summary = store.identity(identity)
+        assert summary is not None and summary.label == "Dark coat" and not summary.is_target
+        assert store.runs()[-1]["status"] == "cancelled"
+
+
+def test_bad_sources_show_an_error_and_the_others_keep_running(qtbot, make_window, app_settings, demo_clip: Path,
+                                                               tmp_path: Path) -> None:
+    app_settings.pipeline["detector.imgsz"] = 320  # about the plumbing, not about detections
+    garbage = tmp_path / "garbage.mp4"
+    garbage.write_bytes(b"\x00not a video" * 500)
+    window = make_window(app_settings)
+    window.add_files([str(demo_clip), str(tmp_path / "missing.mp4"), str(garbage)])
+    good, missing, broken = (window.grid.feeds[n] for n in ("vtest_excerpt", "missing", "garbage"))
+    qtbot.waitUntil(lambda: missing.state is SourceState.FAILED and broken.state is SourceState.FAILED,
+                    timeout=WAIT_MS)
+    assert "file not found" in missing.reason
+    assert window.banner.isVisible() and "missing failed: file not found" in window.banner.label.text()
+    assert "garbage failed" in window.banner.label.text()
+    qtbot.waitUntil(lambda: good.result is not None, timeout=WAIT_MS)
+    index = good.result.frame_index
+    qtbot.waitUntil(lambda: good.result.frame_index > index + 3, timeout=WAIT_MS)  # still running
+    window.remove_source("missing")
+    assert "missing" not in window.grid.feeds and "missing" not in window.sources_panel.names()
+    saved = json.loads(window.settings_file.read_text())
+    assert [s["name"] for s in saved["sources"]] == ["vtest_excerpt", "garbage"]
+
+
+def test_settings_round_trip_and_restart_the_engine(qtbot, make_window, app_settings) -> None:
+    window = make_window(app_settings)
+    qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
+    dialog = SettingsDialog(window.settings, window)
+    qtbot.addWidget(dialog)
+    dialog.imgsz.setValue(960)
+    dialog.threshold.setValue(0.55)
+    dialog.retention.setValue(30)
+    dialog.providers.setCurrentIndex(dialog.providers.findData("cpu"))
+    qtbot.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok),
+                     Qt.MouseButton.LeftButton)
+    assert dialog.result_settings is not None
+    with qtbot.waitSignal(window.engine.info_ready, timeout=WAIT_MS) as info:
+        window.apply_settings(dialog.result_settings)
+    assert info.args[0].match_threshold == pytest.approx(0.55)
+
+    reloaded, warning = load_settings(window.settings_file)
+    assert warning == ""
+    assert reloaded.pipeline["detector.imgsz"] == 960 and reloaded.pipeline["matcher.threshold"] == 0.55
+    assert reloaded.pipeline["storage.retention_days"] == 30 and reloaded.pipeline["reid.providers"] == "cpu"
+    config = reloaded.pipeline_config()
+    assert (config.detector.imgsz, config.matcher.threshold, config.storage.retention_days) == (960, 0.55, 30)
+    again = SettingsDialog(reloaded)
+    assert (again.imgsz.value(), again.retention.value()) == (960, 30)
+
+    # a settings file from a newer version, or a broken one, is put aside with a clear message
+    window.settings_file.write_text(json.dumps({"schema_version": 99}))
+    defaults, warning = load_settings(window.settings_file)
+    assert "newer than this version" in warning and defaults.pipeline == {}
+    assert window.settings_file.with_suffix(".json.bad").exists()
+
+
+def memory_keyring_backend():
+    """A real keyring backend that keeps secrets in memory (the test machine has no Secret Service)."""
+    import keyring.backend
+
+    class MemoryKeyring(keyring.backend.KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.secrets: dict[tuple[str, str], str] = {}
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            self.secrets[(service, username)] = password
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return self.secrets.get((service, username))
+
+        def delete_password(self, service: str, username: str) -> None:
+            self.secrets.pop((service, username), None)
+
+    return MemoryKeyring()
+
+
+@pytest.fixture
+def memory_keyring():
+    import keyring
+
+    previous = keyring.get_keyring()
+    ring = memory_keyring_backend()
+    keyring.set_keyring(ring)
+    yield ring
+    keyring.set_keyring(previous)
+
+
+def test_stream_password_is_masked_kept_in_the_keyring_and_never_saved(qtbot, make_window, app_settings,
+                                                                      memory_keyring) -> None:
+    app_settings.pipeline["sources.open_timeout_s"] = 1.0
+    window = make_window(app_settings)
+
+    def fill_dialog() -> None:
+        dialog = QApplication.activeModalWidget()
+        assert isinstance(dialog, StreamDialog)
+        assert dialog.password.echoMode() is QLineEdit.EchoMode.Password
+        dialog.name.setText("gate")
+        dialog.url.setText("rtsp://127.0.0.1:9/cam")
+        dialog.user.setText("admin")
+        dialog.password.setText("s3cret!pw")
+        qtbot.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok),
+                         Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(100, fill_dialog)
+    window.add_stream_dialog()
+    assert window.sources_panel.names() == ["gate"]
+    feed = window.grid.feeds["gate"]
+    qtbot.waitUntil(lambda: "refused" in feed.reason or "cannot connect" in feed.reason, timeout=WAIT_MS)
+    text = window.settings_file.read_text()
+    assert "s3cret" not in text and "rtsp://127.0.0.1:9/cam" in text and "admin" in text
+    assert memory_keyring.secrets[("reid-desktop", "source:gate")] == "s3cret!pw"
+    assert "s3cret" not in feed.reason and "s3cret" not in window.sources_panel.list.item(0).toolTip()
+    window.close()
+
+    # the next start gets the password back from the keyring
+    reopened = make_window(load_settings(window.settings_file)[0])
+    assert reopened._specs["gate"].uri == "rtsp://admin:s3cret%21pw@127.0.0.1:9/cam"
+    reopened.remove_source("gate")
+    assert ("reid-desktop", "source:gate") not in memory_keyring.secrets
+
+
+def test_without_a_keyring_the_password_is_used_but_not_kept(qtbot, make_window, app_settings) -> None:
+    import keyring
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    try:
+        window = make_window(app_settings)
+        window.add_source("rtsp://127.0.0.1:9/cam", "gate", username="admin", password="s3cret")
+        assert "not saved" in window.banner.label.text()
+        assert window._specs["gate"].uri == "rtsp://admin:s3cret@127.0.0.1:9/cam"
+        assert "s3cret" not in window.settings_file.read_text()
+    finally:
+        keyring.set_keyring(previous)
+
+
+def test_pause_rename_layout_and_persisted_sources(qtbot, make_window, app_settings, demo_clip: Path) -> None:
+    app_settings.pipeline["detector.imgsz"] = 320
+    window = make_window(app_settings)
+    window.add_files([str(demo_clip)])
+    feed = window.grid.feeds["vtest_excerpt"]
+    qtbot.waitUntil(lambda: feed.result is not None, timeout=WAIT_MS)
+    window.sources_panel.list.setCurrentRow(0)
+    window.act_pause.trigger()
+    assert feed.paused and "paused" in window.sources_panel.list.item(0).text()
+    qtbot.wait(1500)  # let a frame already in flight arrive
+    index = feed.result.frame_index
+    qtbot.wait(2000)
+    assert feed.result.frame_index == index  # nothing new while paused
+    window.act_pause.trigger()
+    qtbot.waitUntil(lambda: feed.result.frame_index > index, timeout=WAIT_MS)
+
+    window.rename_source("vtest_excerpt", "lobby")
+    assert list(window.grid.feeds) == ["lobby"] and window.sources_panel.names() == ["lobby"]
+    qtbot.waitUntil(lambda: window.grid.feeds["lobby"].result is not None
+                    and window.grid.feeds["lobby"].result.source_id == "lobby", timeout=WAIT_MS)
+    window.set_layout_mode("2x2")
+    window.close()
+    settings, _ = load_settings(window.settings_file)
+    assert [(s.name, s.uri) for s in settings.sources] == [("lobby", str(demo_clip))]
+    assert settings.layout == "2x2"
+
+
+def test_merge_two_targets_then_split_a_wrong_sighting_off(qtbot, make_window, app_settings, demo_clip: Path) -> None:
+    window = make_window(app_settings)
+    window.add_files([str(demo_clip)])
+    feed = window.grid.feeds["vtest_excerpt"]
+    qtbot.waitUntil(lambda: feed.result is not None and len({p.identity_id for p in feed.result.persons
+                                                             if p.identity_id is not None}) >= 2, timeout=WAIT_MS)
+    first, second = sorted({p.identity_id for p in feed.result.persons if p.identity_id is not None})[:2]
+    for identity in (first, second):
+        window.set_target(identity, True)
+    qtbot.waitUntil(lambda: sorted(window.targets_panel.identity_ids()) == [first, second], timeout=WAIT_MS)
+    for identity in (first, second):
+        window.targets_panel.item_for(identity).setSelected(True)
+    assert window.targets_panel.merge_button.isEnabled()
+
+    def answer_yes() -> None:
+        box = QApplication.activeModalWidget()
+        assert isinstance(box, QMessageBox) and "same person" in box.text()
+        qtbot.mouseClick(box.button(QMessageBox.StandardButton.Yes), Qt.MouseButton.LeftButton)
+
+    QTimer.singleShot(100, answer_yes)
+    qtbot.mouseClick(window.targets_panel.merge_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: len(window.targets_panel.identity_ids()) == 1, timeout=WAIT_MS)
+    keep = window.targets_panel.identity_ids()[0]
+    assert keep in (first, second)
+
+    window.targets_panel.tree.setCurrentItem(window.targets_panel.item_for(keep))
+    qtbot.waitUntil(lambda: window.timeline_panel.tree.topLevelItemCount() == 2, timeout=WAIT_MS)
+    timeline = window.timeline_panel.tree
+    wrong = timeline.topLevelItem(1).data(0, Qt.ItemDataRole.UserRole)
+    timeline.setCurrentItem(timeline.topLevelItem(1))
+    qtbot.mouseClick(window.timeline_panel.split_button, Qt.MouseButton.LeftButton)
+    qtbot.waitUntil(lambda: window.timeline_panel.tree.topLevelItemCount() == 1, timeout=WAIT_MS)
+    database = window.settings.database_path
+    window.close()
+    with SightingStore(database, readonly=True) as store:
+        assert [s.track_row for s in store.track_segments(keep)] != [wrong.track_row]
+        split_off = store.track_identity(wrong.track_row)
+        assert split_off not in (first, second, None)
+        assert store.identity(keep).is_target and not store.identity(split_off).is_target

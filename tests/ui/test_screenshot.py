@@ -1,0 +1,35 @@
+"""The main window on a real X server (Xvfb) with live feeds, saved as a PNG and checked for content."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs Debian's xvfb (make test installs it)")
+def test_main_window_screenshot_under_xvfb(tmp_path: Path, osnet_path: Path) -> None:
+    out = tmp_path / "main-window.png"
+    env = {**os.environ, "QT_QPA_PLATFORM": "xcb", "REID_DESKTOP_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.run(
+        ["xvfb-run", "-a", "-s", "-screen 0 1400x860x24", sys.executable, "tests/tools/gui_screenshot.py", str(out),
+         str(osnet_path)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
+    assert "platform=xcb screen=1400x860" in proc.stdout
+    image = cv2.imread(str(out))
+    assert image is not None and image.shape[:2] == (860, 1400)
+    assert float(image.std()) > 25  # not a blank or single-colour screen
+    colours = np.unique(image.reshape(-1, 3)[::7], axis=0)
+    assert len(colours) > 2000  # real video pixels, not just flat widgets
+    target_red = np.all(np.abs(image.astype(int) - [40, 40, 255]) < 30, axis=2)  # BGR of the target frame
+    assert target_red.sum() > 100  # the highlighted target is drawn
