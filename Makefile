@@ -30,7 +30,7 @@ system-deps:
 	else echo "warning: missing system packages:$$missing (RTSP and X11 tests will be skipped)"; fi
 
 run: $(STAMP)
-	$(BIN)/reid-desktop process --demo --db .data/demo.sqlite
+	$(BIN)/reid-desktop --demo
 
 test: $(STAMP) system-deps
 	QT_QPA_PLATFORM=offscreen YOLO_OFFLINE=1 $(BIN)/python -m pytest

@@ -54,7 +54,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     extra += [SourceSpec(str(Path(f).resolve())) for f in args.files]
     window = MainWindow(settings, settings_file, extra, warning)
     window.show()
-    signal.signal(signal.SIGINT, lambda *_: window.close())  # Ctrl+C in the terminal closes cleanly
+    for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C or a shutdown closes cleanly, store flushed
+        signal.signal(signum, lambda *_: window.close())
     # let Python see SIGINT while Qt's loop runs
     from PySide6.QtCore import QTimer
 

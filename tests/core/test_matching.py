@@ -59,3 +59,17 @@ def test_restored_identities_continue_the_numbering() -> None:
     assert m.targets == {7}
     assert m.assign([MatchRequest("a", unit(1, 0, 0))])[0].identity_id == 7
     assert m.assign([MatchRequest("b", unit(0, 0, 1))])[0].identity_id == 8
+
+
+def test_merge_and_replace_gallery_follow_the_operator() -> None:
+    m = IdentityMatcher(threshold=0.8)
+    m.restore(1, np.repeat(unit(1, 0, 0)[None], 3, axis=0), is_target=False)  # one look, seen three times
+    m.restore(2, np.repeat(unit(0, 1, 0)[None], 3, axis=0), is_target=True)  # the same person from behind
+    m.merge(keep=1, drop=2)
+    assert list(m.identities) == [1] and m.targets == {1}
+    assert m.assign([MatchRequest("x", unit(0, 1, 0))])[0].identity_id == 1  # both looks now match #1
+    m.replace_gallery(1, np.repeat(unit(1, 0, 0)[None], 3, axis=0))  # the second look was split off again
+    decision = m.assign([MatchRequest("y", unit(0, 1, 0))])[0]
+    assert decision.is_new and m.targets == {1}
+    m.replace_gallery(decision.identity_id, np.zeros((0, 3), np.float32))
+    assert decision.identity_id not in m.identities

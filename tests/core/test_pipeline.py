@@ -234,3 +234,20 @@ def test_sources_are_added_paused_seeked_and_removed_while_running(tmp_path: Pat
         media_b = [r.media_time for r in seen["b"]]
         assert media_b[5] == pytest.approx(6.0, abs=0.15) and media_b[4] < 1.0
         assert control.submit(lambda p: None).cancelled()  # the run is over: late commands never hang
+
+
+def test_retention_deletes_old_sightings_when_processing_starts(tmp_path: Path, demo_clip: Path,
+                                                                 osnet_pipeline_parts) -> None:
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config()
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        collect(run([SourceSpec(str(demo_clip), "cam")], cfg, store, max_frames=5,
+                    pipeline=Pipeline(cfg, store, detector=detector, embedder=embedder)))
+        kept = len(store.sightings())
+        assert kept > 10
+    with sqlite3.connect(tmp_path / "s.sqlite") as db:  # make half of them 40 days old
+        db.execute("UPDATE sightings SET timestamp = timestamp - 40 * 86400 WHERE frame_index < 2")
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        Pipeline(fast_config(**{"storage.retention_days": 30}), store, detector=detector, embedder=embedder)
+        remaining = store.sightings()
+        assert 0 < len(remaining) < kept and all(s.frame_index >= 2 for s in remaining)

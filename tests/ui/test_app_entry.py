@@ -1,0 +1,63 @@
+"""``reid-desktop`` without a command opens the window; ``--demo`` opens it on the bundled clip."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def sightings_of(database: Path, source: str) -> int:
+    if not database.exists():
+        return 0
+    try:
+        with sqlite3.connect(f"file:{database}?mode=ro", uri=True) as db:
+            row = db.execute("SELECT COUNT(*) FROM sightings s JOIN sources src ON src.id = s.source_id "
+                             "WHERE src.name = ?", (source,)).fetchone()
+            return int(row[0])
+    except sqlite3.Error:  # not created yet
+        return 0
+
+
+def test_demo_opens_the_window_processes_the_clip_and_closes_cleanly_on_ctrl_c(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "REID_DESKTOP_DATA_DIR": str(data)}
+    proc = subprocess.Popen([sys.executable, "-m", "reid_desktop", "--demo"], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    database = data / "sightings.sqlite"
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and proc.poll() is None and sightings_of(database, "demo") < 20:
+            time.sleep(1)
+        assert proc.poll() is None, proc.communicate()[1][-3000:]
+        assert sightings_of(database, "demo") >= 20  # the GUI's engine processed the demo clip
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "Traceback" not in stderr
+    assert (data / "settings.json").exists()
+    assert '"sources": []' in (data / "settings.json").read_text()  # the demo clip is not saved as a camera
+
+
+def test_commands_still_reach_the_headless_cli() -> None:
+    from reid_desktop import __version__
+
+    out = subprocess.run([sys.executable, "-m", "reid_desktop", "--version"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.strip() == f"reid-desktop {__version__}"
+    out = subprocess.run([sys.executable, "-m", "reid_desktop", "gui", "--help"], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60)
+    assert out.returncode == 0 and "--demo" in out.stdout
