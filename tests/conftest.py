@@ -68,3 +68,17 @@ def pose_detector():
 @pytest.fixture(scope="session")
 def osnet_path() -> Path:
     return shared_path("models/osnet_x0_25_msmt17.onnx")
+
+
+@pytest.fixture
+def long_clip(tmp_path: Path, demo_clip: Path) -> Path:
+    """The demo clip ten times over (80 s), for streams that must not end during a test."""
+    import shutil
+    import subprocess
+
+    if shutil.which("ffmpeg") is None:
+        pytest.skip("needs ffmpeg to lengthen the demo clip")
+    out = tmp_path / "long.mp4"
+    subprocess.run(["ffmpeg", "-loglevel", "error", "-stream_loop", "9", "-i", str(demo_clip), "-c", "copy",
+                    str(out)], check=True, timeout=60)
+    return out

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import socket
-import subprocess
 import time
 from pathlib import Path
 
@@ -14,57 +11,9 @@ from reid_desktop.core.config import load
 from reid_desktop.core.pipeline import Pipeline, PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+from tests.tools.rtsp import RTSP_MARKS, RtspServer, free_port
 
-SYSTEM_PYTHON = "/usr/bin/python3"
-SERVER = Path(__file__).resolve().parents[1] / "tools" / "rtsp_server.py"
-
-
-def _gst_available() -> bool:
-    if not Path(SYSTEM_PYTHON).exists():
-        return False
-    probe = ("import gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0'); "
-             "from gi.repository import Gst, GstRtspServer; Gst.init(None); "
-             "assert all(Gst.ElementFactory.find(e) for e in ('qtdemux', 'h264parse', 'rtph264pay'))")
-    return subprocess.run([SYSTEM_PYTHON, "-c", probe], capture_output=True, timeout=60).returncode == 0
-
-
-pytestmark = [
-    pytest.mark.rtsp,
-    pytest.mark.skipif(not _gst_available(), reason="needs Debian's python3-gi, gir1.2-gst-rtsp-server-1.0 and "
-                                                    "gstreamer1.0-plugins-good/bad (make system-deps)"),
-    pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg to lengthen the demo clip"),
-]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class RtspServer:
-    def __init__(self, video: Path, port: int, mount: str = "/cam") -> None:
-        self.args = [SYSTEM_PYTHON, str(SERVER), str(video), str(port), mount, "150"]
-        self.proc: subprocess.Popen | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        assert self.proc.stdout is not None
-        assert self.proc.stdout.readline().strip() == "ready"
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(10)
-            self.proc = None
-
-
-@pytest.fixture
-def long_clip(tmp_path: Path, demo_clip: Path) -> Path:
-    out = tmp_path / "long.mp4"
-    subprocess.run(["ffmpeg", "-loglevel", "error", "-stream_loop", "9", "-i", str(demo_clip), "-c", "copy",
-                    str(out)], check=True, timeout=60)
-    return out
+pytestmark = RTSP_MARKS
 
 
 @pytest.mark.slow

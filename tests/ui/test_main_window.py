@@ -7,8 +7,9 @@ import threading
 from pathlib import Path
 
 import pytest
-from PySide6.QtCore import Qt, QThreadPool, QTimer
-from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLineEdit, QMessageBox
+from PySide6.QtCore import QMimeData, QPointF, Qt, QThreadPool, QTimer, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLabel, QLineEdit, QMessageBox
 
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.types import SourceState, TrackedPerson
@@ -16,6 +17,7 @@ from reid_desktop.ui.dialogs import SettingsDialog, StreamDialog
 from reid_desktop.ui.feeds import FeedView
 from reid_desktop.ui.search_panel import SearchQuery
 from reid_desktop.ui.settings import load_settings
+from tests.tools.rtsp import RtspServer, free_port, needs_rtsp
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 120_000
@@ -267,6 +269,15 @@ def test_pause_rename_layout_and_persisted_sources(qtbot, make_window, app_setti
     window.act_pause.trigger()
     qtbot.waitUntil(lambda: feed.result.frame_index > index, timeout=WAIT_MS)
 
+    # a file dropped on the window becomes a camera
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(demo_clip))])
+    drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    window.dropEvent(drop)
+    assert window.sources_panel.names() == ["vtest_excerpt", "vtest_excerpt-2"]
+    window.remove_source("vtest_excerpt-2")
+
     window.rename_source("vtest_excerpt", "lobby")
     assert list(window.grid.feeds) == ["lobby"] and window.sources_panel.names() == ["lobby"]
     qtbot.waitUntil(lambda: window.grid.feeds["lobby"].result is not None
@@ -278,7 +289,8 @@ def test_pause_rename_layout_and_persisted_sources(qtbot, make_window, app_setti
     assert settings.layout == "2x2"
 
 
-def test_merge_two_targets_then_split_a_wrong_sighting_off(qtbot, make_window, app_settings, demo_clip: Path) -> None:
+def test_merge_two_targets_split_a_wrong_sighting_off_and_export(qtbot, make_window, app_settings, demo_clip: Path,
+                                                                  tmp_path: Path) -> None:
     window = make_window(app_settings)
     window.add_files([str(demo_clip)])
     feed = window.grid.feeds["vtest_excerpt"]
@@ -310,6 +322,17 @@ def test_merge_two_targets_then_split_a_wrong_sighting_off(qtbot, make_window, a
     timeline.setCurrentItem(timeline.topLevelItem(1))
     qtbot.mouseClick(window.timeline_panel.split_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.timeline_panel.tree.topLevelItemCount() == 1, timeout=WAIT_MS)
+
+    # export the target: CSV of its sightings and a self-contained HTML report with its thumbnail
+    report, table = tmp_path / "target.html", tmp_path / "target.csv"
+    window.export(keep, report, "html")
+    window.export(keep, table, "csv")
+    qtbot.waitUntil(lambda: report.exists() and table.exists(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "Exported" in window.statusBar().currentMessage(), timeout=WAIT_MS)
+    assert "data:image/jpeg;base64," in report.read_text() and "vtest_excerpt" in report.read_text()
+    rows = table.read_text().splitlines()
+    assert rows[0].startswith("sighting_id,source,identity_id") and len(rows) > 2
+    assert all(line.split(",")[2] == str(keep) for line in rows[1:])
     database = window.settings.database_path
     window.close()
     with SightingStore(database, readonly=True) as store:
@@ -317,3 +340,43 @@ def test_merge_two_targets_then_split_a_wrong_sighting_off(qtbot, make_window, a
         split_off = store.track_identity(wrong.track_row)
         assert split_off not in (first, second, None)
         assert store.identity(keep).is_target and not store.identity(split_off).is_target
+
+
+@needs_rtsp
+def test_a_real_rtsp_camera_goes_live_drops_and_comes_back_while_the_window_stays_responsive(
+        qtbot, make_window, app_settings, demo_clip: Path, long_clip: Path) -> None:
+    app_settings.pipeline.update({"detector.imgsz": 320, "sources.read_timeout_s": 2.0, "sources.open_timeout_s": 3.0,
+                                  "sources.reconnect_initial_delay_s": 0.2, "sources.reconnect_max_delay_s": 1.0,
+                                  "sources.loop": True})
+    port = free_port()
+    server = RtspServer(long_clip, port)
+    server.start()
+    try:
+        window = make_window(app_settings)
+        window.add_source(f"rtsp://127.0.0.1:{port}/cam", "street", username="viewer", password="secret")
+        window.add_files([str(demo_clip)])
+        street, lobby = window.grid.feeds["street"], window.grid.feeds["vtest_excerpt"]
+        qtbot.waitUntil(lambda: street.state is SourceState.LIVE and street.result is not None, timeout=WAIT_MS)
+        server.stop()
+        qtbot.waitUntil(lambda: street.state is SourceState.RECONNECTING, timeout=WAIT_MS)
+        assert "secret" not in street.reason
+        index = lobby.result.frame_index
+        qtbot.waitUntil(lambda: lobby.result.frame_index > index + 2, timeout=WAIT_MS)  # the other camera runs on
+        window.grab()  # the GUI thread is free: it paints while the camera is down
+        server.start()
+        qtbot.waitUntil(lambda: street.state is SourceState.LIVE, timeout=WAIT_MS)
+        frames = street.result.frame_index
+        qtbot.waitUntil(lambda: street.result.frame_index > frames, timeout=WAIT_MS)  # pictures again
+    finally:
+        server.stop()
+
+
+def test_about_names_versions_and_licences(qtbot) -> None:
+    from reid_desktop import __version__
+    from reid_desktop.ui.dialogs import AboutDialog
+
+    dialog = AboutDialog(runtime="Re-id: osnet [CPU]")
+    qtbot.addWidget(dialog)
+    text = dialog.findChild(QLabel).text()
+    assert f"reid-desktop {__version__}" in text and "AGPL-3.0" in text and "LGPL-3.0" in text
+    assert "PySide6" in text and "Re-id: osnet [CPU]" in text
