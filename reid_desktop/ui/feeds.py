@@ -189,7 +189,8 @@ class FeedView(QWidget):
             if person.is_target:
                 label = "◎ " + label
             text_w, text_h = metrics.horizontalAdvance(label) + 6, metrics.height()
-            tag = QRectF(box.x(), max(box.y() - text_h, rect.y()), text_w, text_h)
+            tag_x = max(rect.x(), min(box.x(), rect.right() - text_w))  # keep the label inside the picture
+            tag = QRectF(tag_x, max(box.y() - text_h, rect.y()), text_w, text_h)
             painter.fillRect(tag, TARGET_COLOUR if person.is_target else colour)
             painter.setPen(QColor(255, 255, 255) if person.is_target else QColor(0, 0, 0))
             painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, label)
@@ -238,6 +239,10 @@ class FeedGrid(QWidget):
         self.layout_mode = "auto"
         self.maximised: str | None = None
         self._columns_used = 0
+        self.setAutoFillBackground(True)
+        palette = self.palette()
+        palette.setColor(self.backgroundRole(), QColor(18, 18, 20))  # empty cells look like an idle monitor
+        self.setPalette(palette)
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(3)

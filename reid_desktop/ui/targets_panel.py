@@ -195,7 +195,8 @@ class TimelinePanel(QWidget):
             self.title.setText("Select a target to see where it was seen.")
             return
         cameras = sorted({s.source for s in segments})
-        self.title.setText(f"#{identity_id} {name}: {len(segments)} sightings in {len(cameras)} camera(s)")
+        who = f"#{identity_id} {name}" if name else f"#{identity_id}"
+        self.title.setText(f"{who}: {len(segments)} sightings in {len(cameras)} camera(s)")
         for segment in segments:
             media = ""
             if segment.first_media_time is not None:
