@@ -33,7 +33,7 @@ def _when(timestamp: float | None) -> str:
     return datetime.fromtimestamp(timestamp).strftime("%Y-%m-%d %H:%M:%S")
 
 
-def _media_time(seconds: float) -> str:
+def format_media_time(seconds: float) -> str:
     """mm:ss.s, rounded once so that 59.96 s reads 01:00.0 and not 00:60.0."""
     minutes, tenths = divmod(round(seconds * 10), 600)
     return f"{minutes:02d}:{tenths / 10:04.1f}"
@@ -42,7 +42,7 @@ def _media_time(seconds: float) -> str:
 def _media_range(segment: TrackSegment) -> str:
     if segment.first_media_time is None or segment.last_media_time is None:
         return "—"  # a live source has no position in a file
-    return f"{_media_time(segment.first_media_time)} – {_media_time(segment.last_media_time)}"
+    return f"{format_media_time(segment.first_media_time)} – {format_media_time(segment.last_media_time)}"
 
 
 def _thumbnail(jpeg: bytes | None) -> str:

@@ -80,7 +80,6 @@ class Engine(QObject):
         self._worker: _Worker | None = None
         self.control: PipelineControl | None = None
         self.info: PipelineInfo | None = None
-        self.database: Path | None = None
         self._stragglers: list[tuple[QThread, _Worker | None]] = []  # threads that outlived stop()
 
     @property
@@ -89,7 +88,6 @@ class Engine(QObject):
 
     def start(self, config: PipelineConfig, database: Path, specs: Sequence[SourceSpec]) -> None:
         self.stop()
-        self.database = database
         self.info = None
         self.control = PipelineControl()
         thread = QThread()

@@ -19,9 +19,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from reid_desktop.core.report import format_media_time
 from reid_desktop.core.storage import SearchHit
 from reid_desktop.ui.feeds import to_qimage
-from reid_desktop.ui.targets_panel import ID_ROLE, THUMB, format_media_time, format_time, thumbnail_icon
+from reid_desktop.ui.targets_panel import ID_ROLE, THUMB, format_time, thumbnail_icon
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ class SearchPanel(QWidget):
         for result in results:
             sighting = result.hit.sighting
             item = QTreeWidgetItem([f"{result.hit.score:.3f}", sighting.source, format_time(sighting.timestamp),
-                                    format_media_time(sighting.media_time),
+                                    "" if sighting.media_time is None else format_media_time(sighting.media_time),
                                     "" if sighting.identity_id is None else f"#{sighting.identity_id}"])
             item.setData(0, ID_ROLE, result)
             item.setIcon(0, thumbnail_icon(result.thumbnail))

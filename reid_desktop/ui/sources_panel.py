@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QListWidget, QListWidgetItem, QToolBar, QVBoxLayout, QWidget
 
@@ -15,11 +15,6 @@ _STATE_MARKS = {
 
 
 class SourcesPanel(QWidget):
-    remove_requested = Signal(str)
-    pause_requested = Signal(str)
-    rename_requested = Signal(str)
-    selected = Signal(str)
-
     def __init__(self, actions: list[QAction], parent: QWidget | None = None) -> None:
         super().__init__(parent)
         layout = QVBoxLayout(self)
@@ -31,7 +26,6 @@ class SourcesPanel(QWidget):
         layout.addWidget(bar)
         self.list = QListWidget()
         self.list.setAlternatingRowColors(True)
-        self.list.currentItemChanged.connect(self._on_current_changed)
         layout.addWidget(self.list)
 
     def _item(self, name: str) -> QListWidgetItem | None:
@@ -80,7 +74,3 @@ class SourcesPanel(QWidget):
             item.setForeground(Qt.GlobalColor.red)
         else:
             item.setData(Qt.ItemDataRole.ForegroundRole, None)
-
-    def _on_current_changed(self, current: QListWidgetItem | None, _previous: QListWidgetItem | None) -> None:
-        if current is not None:
-            self.selected.emit(current.data(Qt.ItemDataRole.UserRole))

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from reid_desktop.core.report import format_media_time
 from reid_desktop.core.storage import IdentitySummary, TrackSegment
 
 THUMB = QSize(48, 96)
@@ -42,13 +43,6 @@ def format_time(seconds: float | None) -> str:
     if moment.date() == dt.date.today():
         return moment.strftime("%H:%M:%S")
     return moment.strftime("%Y-%m-%d %H:%M:%S")
-
-
-def format_media_time(seconds: float | None) -> str:
-    if seconds is None:
-        return ""
-    minutes, secs = divmod(seconds, 60.0)
-    return f"{int(minutes):02d}:{secs:04.1f}"
 
 
 class TargetsPanel(QWidget):
@@ -199,7 +193,7 @@ class TimelinePanel(QWidget):
         self.title.setText(f"{who}: {len(segments)} sightings in {len(cameras)} camera(s)")
         for segment in segments:
             media = ""
-            if segment.first_media_time is not None:
+            if segment.first_media_time is not None and segment.last_media_time is not None:
                 media = f"{format_media_time(segment.first_media_time)}–{format_media_time(segment.last_media_time)}"
             item = QTreeWidgetItem([format_time(segment.first_seen), segment.source, format_time(segment.last_seen),
                                     media, str(segment.sightings)])
