@@ -58,6 +58,10 @@ class IdentityMatcher:
         """Never hand out ids below ``next_id`` (ids already used in the store)."""
         self._next_id = max(self._next_id, next_id)
 
+    @property
+    def next_id(self) -> int:
+        return self._next_id
+
     def create(self) -> int:
         identity_id = self._next_id
         self._next_id += 1

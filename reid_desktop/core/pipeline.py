@@ -190,6 +190,35 @@ class Pipeline:
                 self.matcher.replace_gallery(identity_id, gallery)
         return new
 
+    def set_embedder(self, embedder: Embedder, warnings: Sequence[str] = ()) -> PipelineInfo:
+        """Hot-swap the re-id model (e.g. one just trained) without stopping the cameras.
+
+        Embeddings of different models are not comparable: live tracks are re-embedded, the matcher
+        is rebuilt from what the store holds for the new model, and a new run records the change.
+        Identity numbers go on from where they were, so nothing an operator named is lost.
+        """
+        self.embedder = embedder
+        self.warnings = tuple(warnings)
+        next_id = max(self.matcher.next_id, self.store.next_identity_id() if self.store is not None else 1)
+        threshold = self.config.matcher.threshold or embedder.match_threshold
+        targets = self.matcher.targets
+        self.matcher = IdentityMatcher(threshold, self.config.matcher.identity_gallery_size, first_id=next_id)
+        for state in self._tracks.values():
+            state.identity_id, state.match_score, state.embeddings, state.best_quality = None, None, [], 0.0
+            state.db_row = None
+        if self.store is not None:
+            for identity_id, is_target, gallery in self.store.identity_galleries(
+                    embedder.key, self.config.matcher.identity_gallery_size):
+                self.matcher.restore(identity_id, gallery, is_target or identity_id in targets)
+            if self.run_id is not None:
+                self.store.end_run(self.run_id, "model changed")
+            self.run_id = self.store.begin_run(
+                detector=getattr(self.detector, "name", type(self.detector).__name__), embedder=embedder.name,
+                embedder_is_fallback=embedder.is_fallback, provider=embedder.provider, model_key=embedder.key,
+                warnings=self.warnings, config=self.config.to_dict())
+        log.info("re-id model swapped to %s (%s)", embedder.name, embedder.provider)
+        return self.info
+
     def forget_source(self, source_id: str) -> None:
         """Drop a camera's tracker and tracks (it was removed, or jumped in time)."""
         self._trackers.pop(source_id, None)
