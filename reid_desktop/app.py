@@ -17,6 +17,10 @@ _GUI_FIRST_ARGS = ("gui", "--demo", "--db", "--settings")
 def main(argv: Sequence[str] | None = None) -> int:
     multiprocessing.freeze_support()
     args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "trainer":  # hidden: how the GUI runs the trainer, also from a frozen bundle
+        from trainer.cli import main as trainer_main
+
+        return trainer_main(args[1:])
     if not args or args[0] in _GUI_FIRST_ARGS:
         from reid_desktop.ui.app import main as gui_main
 

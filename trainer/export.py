@@ -5,14 +5,15 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import warnings
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from reid_desktop.core.model_info import ReidModelInfo
+from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -54,3 +55,96 @@ def parity(model: nn.Module, onnx_path: Path, batch: int = 4, seed: int = 0) -> 
         expected = model.eval().cpu()(x).numpy()
     got = session.run(None, {session.get_inputs()[0].name: x.numpy()})[0]
     return float(np.abs(expected - got).max())
+
+
+@dataclass(frozen=True)
+class ExportedModel:
+    path: Path
+    variant: str  # fp32 | fp16 | int8
+    max_abs_diff: float  # against PyTorch on random input (fp32) or against the fp32 ONNX (others)
+    size_mb: float
+    metrics: dict[str, float]  # Rank-k/mAP measured through the app's own ONNX embedder; empty if not evaluated
+
+
+def info_for_checkpoint(checkpoint: dict[str, Any], metrics: dict[str, Any]) -> ReidModelInfo:
+    """The metadata the app reads: geometry, normalisation, provenance, metrics, hyper-parameters."""
+    from trainer.config import TrainConfig
+
+    cfg = TrainConfig.from_dict(checkpoint["config"])
+    headline: dict[str, float] = {k: float(metrics[k]) for k in ("rank1", "rank5", "rank10", "mAP") if k in metrics}
+    threshold = float(metrics.get("match_threshold") or GENERIC_MATCH_THRESHOLD)
+    keys = ("epochs", "batch_size", "lr", "optimizer", "schedule", "milestones", "gamma", "weight_decay",
+            "embedding_dim", "last_stride", "bnneck", "ce_weight", "label_smoothing", "triplet_weight",
+            "arcface_weight", "freeze_stages", "freeze_epochs", "seed")
+    return ReidModelInfo(
+        input_height=cfg.height, input_width=cfg.width, embedding_dim=cfg.embedding_dim,
+        architecture="resnet50-bnneck", weights=f"{checkpoint['weights_source']}, trained on {checkpoint['dataset']}",
+        match_threshold=threshold, dataset=str(checkpoint["dataset"]), metrics=headline,
+        hyperparameters={k: getattr(cfg, k) for k in keys} | {"epochs_done": checkpoint["epoch"]})
+
+
+def export_checkpoint(checkpoint_path: Path, output: Path, *, fp16: bool = False, int8: bool = False,
+                      dataset: Any = None) -> list[ExportedModel]:
+    """Export a training checkpoint to ONNX (plus optional FP16/INT8 variants), check parity and, given a
+    data set, measure each variant's accuracy the way the app will run it."""
+    from trainer.train import load_trained
+
+    model, checkpoint = load_trained(Path(checkpoint_path))
+    best = checkpoint.get("best") or {}
+    info = info_for_checkpoint(checkpoint, best)
+    output = Path(output)
+    export_onnx(model, info, output)
+    results = [ExportedModel(output, "fp32", parity(model, output), output.stat().st_size / 1e6,
+                             _variant_metrics(output, dataset))]
+    reference = output
+    if fp16:
+        path = output.with_name(output.stem + "-fp16.onnx")
+        _to_fp16(reference, path)
+        results.append(ExportedModel(path, "fp16", onnx_parity(reference, path), path.stat().st_size / 1e6,
+                                     _variant_metrics(path, dataset)))
+    if int8:
+        path = output.with_name(output.stem + "-int8.onnx")
+        _to_int8(reference, path)
+        results.append(ExportedModel(path, "int8", onnx_parity(reference, path), path.stat().st_size / 1e6,
+                                     _variant_metrics(path, dataset)))
+    return results
+
+
+def _to_fp16(source: Path, target: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    proto = onnx.load(str(source))
+    converted = convert_float_to_float16(proto, keep_io_types=True)  # float32 in and out: the app is unchanged
+    onnx.save(converted, str(target))
+
+
+def _to_int8(source: Path, target: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+    import onnx
+
+    proto, reference = onnx.load(str(target)), onnx.load(str(source))
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(reference.metadata_props)  # quantisation drops our metadata: put it back
+    onnx.save(proto, str(target))
+
+
+def onnx_parity(reference: Path, candidate: Path, batch: int = 4, seed: int = 0) -> float:
+    """Largest absolute difference between two ONNX models' outputs on the same random input."""
+    import onnxruntime as ort
+
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (reference, candidate)]
+    shape = sessions[0].get_inputs()[0].shape
+    x = np.random.default_rng(seed).standard_normal((batch, 3, int(shape[2]), int(shape[3]))).astype(np.float32)
+    a, b = (s.run(None, {s.get_inputs()[0].name: x})[0] for s in sessions)
+    return float(np.abs(a - b).max())
+
+
+def _variant_metrics(path: Path, dataset: Any) -> dict[str, float]:
+    if dataset is None:
+        return {}
+    from trainer.evaluate_onnx import evaluate_onnx
+
+    return evaluate_onnx(path, dataset).to_dict()

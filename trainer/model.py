@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -63,3 +64,54 @@ def resnet50_backbone(weights: Path | str | None, allow_download: bool = True) -
         source = "imagenet (torchvision IMAGENET1K_V2)"
     model.fc = nn.Identity()
     return model, source
+
+
+class ReidNet(nn.Module):
+    """ResNet-50 re-id network in the "bag of tricks" shape (Luo et al. 2019).
+
+    backbone -> global average pool -> optional reduction to ``embedding_dim`` -> BNNeck -> classifier.
+    In training mode ``forward`` returns ``(logits, features)`` where ``features`` are taken before
+    the BNNeck (for metric losses); in eval mode it returns the L2-normalised BNNeck features,
+    which is what the ONNX export and the app use (cosine similarity = dot product).
+    """
+
+    def __init__(self, num_classes: int, backbone: nn.Module, embedding_dim: int = 2048, last_stride: int = 1,
+                 bnneck: bool = True) -> None:
+        super().__init__()
+        if last_stride == 1:  # doubles the last feature map (16x8 for 256x128 input): finer detail for re-id
+            block: Any = backbone.layer4[0]  # type: ignore[index]
+            block.conv2.stride = (1, 1)
+            block.downsample[0].stride = (1, 1)
+        self.backbone = backbone
+        self.embedding_dim = embedding_dim
+        self.reduction: nn.Module = nn.Identity() if embedding_dim == 2048 else nn.Linear(2048, embedding_dim)
+        self.neck: nn.Module = nn.BatchNorm1d(embedding_dim) if bnneck else nn.Identity()
+        if bnneck:
+            self.neck.bias.requires_grad_(False)  # no shift: keeps the features centred
+        self.classifier = nn.Linear(embedding_dim, num_classes, bias=False)
+        nn.init.normal_(self.classifier.weight, std=0.001)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        features = self.reduction(self.backbone(images))
+        normed = self.neck(features)
+        if self.training:
+            return self.classifier(normed), features
+        return nn.functional.normalize(normed, dim=1)
+
+    def stages(self) -> list[nn.Module]:
+        """The backbone's stages from the input on: stem, layer1 .. layer4 (what freezing counts)."""
+        b = self.backbone
+        return [nn.ModuleList([b.conv1, b.bn1]), b.layer1, b.layer2, b.layer3, b.layer4]  # type: ignore[list-item]
+
+    def freeze_stages(self, count: int) -> None:
+        """Freeze the first ``count`` backbone stages (0: train everything; 5: the whole backbone)."""
+        for index, stage in enumerate(self.stages()):
+            for parameter in stage.parameters():
+                parameter.requires_grad_(index >= count)
+
+
+def build_model(num_classes: int, weights: str, *, embedding_dim: int = 2048, last_stride: int = 1,
+                bnneck: bool = True, allow_download: bool = True) -> tuple[ReidNet, str]:
+    """``weights``: ``"imagenet"`` (torchvision, downloaded once), a ``.pth`` file, or ``"random"``."""
+    backbone, source = resnet50_backbone(None if weights == "imagenet" else weights, allow_download)
+    return ReidNet(num_classes, backbone, embedding_dim, last_stride, bnneck), source

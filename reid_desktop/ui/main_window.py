@@ -7,6 +7,7 @@ operator actions into engine commands. Database reads run on Qt's thread pool th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -47,6 +48,7 @@ from reid_desktop.ui.settings import AppSettings, SavedSource, save_settings
 from reid_desktop.ui.sources_panel import SourcesPanel
 from reid_desktop.ui.targets_panel import TargetsPanel, TimelinePanel
 from reid_desktop.ui.tasks import Dispatcher
+from reid_desktop.ui.trainer_tab import TrainerTab
 
 log = logging.getLogger(__name__)
 
@@ -152,6 +154,9 @@ class MainWindow(QMainWindow):
         self.empty_hint.setWordWrap(True)
         layout.addWidget(self.empty_hint)
         self.tabs.addTab(live, "Live")
+        self.trainer_tab = TrainerTab(self.dispatcher)
+        self.trainer_tab.model_ready.connect(self.use_reid_model)
+        self.tabs.addTab(self.trainer_tab, "Trainer")
         self.setCentralWidget(self.tabs)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -753,6 +758,23 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Settings changed: restarting processing", 4000)
             self.start_engine()
 
+    def use_reid_model(self, path: str) -> None:
+        """Hot-swap the running pipeline's re-id model (the cameras keep running) and remember it."""
+
+        def swap(pipeline: Pipeline) -> PipelineInfo:
+            from reid_desktop.core.models import load_embedder
+
+            embedder, warnings = load_embedder(dataclasses.replace(pipeline.config.reid, model=path))
+            return pipeline.set_embedder(embedder, warnings)
+
+        def swapped(info: PipelineInfo) -> None:
+            self.settings.pipeline["reid.model"] = path
+            self.save_settings()
+            self._on_info_ready(info)
+            self.statusBar().showMessage(f"Re-id model switched to {Path(path).name}", 6000)
+
+        self._submit(swap, swapped, what=f"switch to {Path(path).name}")
+
     def about_dialog(self) -> None:
         AboutDialog(self, self.model_label.text()).exec()
 
@@ -767,6 +789,7 @@ class MainWindow(QMainWindow):
     def closeEvent(self, event: QCloseEvent) -> None:
         self._refresh_timer.stop()
         self._fps_timer.stop()
+        self.trainer_tab.shutdown()
         self.save_settings()
         self.engine.stop()  # cancels the run: sources stop, the store commits and closes
         QThreadPool.globalInstance().waitForDone(3000)

@@ -1,0 +1,533 @@
+"""The Trainer tab: pick a data set, set the options, train in a separate process, watch it learn.
+
+Training runs as ``reid-desktop trainer train --events ...`` (the same executable, so it works
+when frozen) in a :class:`QProcess`; its JSON-lines events drive the progress bar, the plots and
+the log. Stop sends SIGTERM: the trainer keeps its last finished epoch and can resume from it.
+"Use this model" exports the best checkpoint to ONNX in another trainer process and hands the
+file to the main window, which hot-swaps the running pipeline's re-id model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+import typing
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QProcess, Qt, Signal
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QGridLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QScrollArea,
+    QSpinBox,
+    QSplitter,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from reid_desktop.core.paths import data_dir, models_dir
+from reid_desktop.ui.tasks import Dispatcher
+from trainer.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+# Which options the form shows, grouped; everything else keeps its default (CLI for experts).
+FORM_GROUPS: dict[str, tuple[str, ...]] = {
+    "Optimisation": ("lr", "batch_size", "epochs", "optimizer", "schedule", "milestones", "gamma",
+                     "restart_period", "warmup_epochs", "weight_decay"),
+    "Model": ("weights", "embedding_dim", "last_stride", "freeze_stages", "freeze_epochs"),
+    "Losses": ("ce_weight", "label_smoothing", "triplet_weight", "instances_per_identity", "arcface_weight"),
+    "Augmentation": ("flip", "random_erasing", "color_jitter", "grayscale", "posterize", "equalize"),
+    "Input and machine": ("height", "width", "device", "workers", "eval_every", "max_steps_per_epoch", "seed"),
+}
+
+
+def trainer_command(*args: str) -> tuple[str, list[str]]:
+    """Program and arguments that run the trainer CLI with this very installation (frozen or not)."""
+    if getattr(sys, "frozen", False):
+        return sys.executable, ["trainer", *args]
+    return sys.executable, ["-m", "reid_desktop", "trainer", *args]
+
+
+def runs_dir() -> Path:
+    path = data_dir() / "training"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+class OptionsForm(QWidget):
+    """Widgets generated from :class:`TrainConfig`'s fields (help text as tooltip, ranges from metadata)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.widgets: dict[str, QWidget] = {}
+        hints = typing.get_type_hints(TrainConfig)
+        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+        layout = QVBoxLayout(self)
+        for title, names in FORM_GROUPS.items():
+            box = QGroupBox(title)
+            form = QFormLayout(box)
+            for name in names:
+                widget = self._widget(fields[name], hints[name])
+                widget.setToolTip(fields[name].metadata["help"])
+                self.widgets[name] = widget
+                form.addRow(name.replace("_", " ").capitalize(), widget)
+            layout.addWidget(box)
+        layout.addStretch(1)
+
+    @staticmethod
+    def _widget(f: dataclasses.Field[Any], kind: Any) -> QWidget:
+        lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+        if kind is bool:
+            check = QCheckBox()
+            check.setChecked(bool(f.default))
+            return check
+        if choices:
+            combo = QComboBox()
+            combo.addItems(list(choices))
+            combo.setCurrentText(str(f.default))
+            return combo
+        if kind is int:
+            spin = QSpinBox()
+            spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None else 2**31 - 1)
+            spin.setValue(int(f.default))
+            return spin
+        if kind is float:
+            double = QDoubleSpinBox()
+            double.setDecimals(6)
+            double.setRange(float(lo) if lo is not None else -1e9, float(hi) if hi is not None else 1e9)
+            double.setSingleStep(0.01 if (hi or 1) <= 1 else 0.1)
+            double.setValue(float(f.default))
+            return double
+        edit = QLineEdit(str(f.default))
+        return edit
+
+    def values(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for name, widget in self.widgets.items():
+            if isinstance(widget, QCheckBox):
+                out[name] = widget.isChecked()
+            elif isinstance(widget, QComboBox):
+                out[name] = widget.currentText()
+            elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+                out[name] = widget.value()
+            elif isinstance(widget, QLineEdit):
+                out[name] = widget.text().strip()
+        return out
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        for name, value in values.items():
+            widget = self.widgets.get(name)
+            if isinstance(widget, QCheckBox):
+                widget.setChecked(bool(value))
+            elif isinstance(widget, QComboBox):
+                widget.setCurrentText(str(value))
+            elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
+                widget.setValue(value)
+            elif isinstance(widget, QLineEdit):
+                widget.setText(str(value))
+
+
+class TrainingPlots(QWidget):
+    """Loss, train top-1 error and learning rate per step; Rank-1 and mAP per evaluation."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        import pyqtgraph as pg
+
+        pg.setConfigOptions(antialias=True, background="w", foreground="k")
+        layout = QGridLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        self.curves: dict[str, Any] = {}
+        specs = [("loss", "Loss", (0, 0), ("#d62728",)), ("top1_error", "Train top-1 error", (0, 1), ("#1f77b4",)),
+                 ("lr", "Learning rate", (1, 0), ("#2ca02c",)), ("accuracy", "Rank-1 / mAP", (1, 1),
+                                                                 ("#9467bd", "#ff7f0e"))]
+        for key, title, (row, col), colours in specs:
+            plot = pg.PlotWidget(title=title)
+            plot.showGrid(x=True, y=True, alpha=0.3)
+            plot.setLabel("bottom", "epoch")
+            if key == "accuracy":
+                plot.addLegend(offset=(5, 5))
+                self.curves["rank1"] = plot.plot(pen=pg.mkPen(colours[0], width=2), symbol="o", name="Rank-1")
+                self.curves["mAP"] = plot.plot(pen=pg.mkPen(colours[1], width=2), symbol="s", name="mAP")
+            else:
+                self.curves[key] = plot.plot(pen=pg.mkPen(colours[0], width=1.5))
+            layout.addWidget(plot, row, col)
+        self.data: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in self.curves}
+
+    def clear(self) -> None:
+        for key, (xs, ys) in self.data.items():
+            xs.clear()
+            ys.clear()
+            self.curves[key].setData([], [])
+
+    def add(self, key: str, x: float, y: float) -> None:
+        xs, ys = self.data[key]
+        xs.append(x)
+        ys.append(y)
+        self.curves[key].setData(xs, ys)
+
+
+class TrainerTab(QWidget):
+    model_ready = Signal(str)  # an exported ONNX file the operator wants the live pipeline to use
+    event_received = Signal(dict)  # every trainer event, after the tab handled it
+    run_finished = Signal(str)  # finished | stopped | failed
+
+    def __init__(self, dispatcher: Dispatcher, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.dispatcher = dispatcher
+        self.process: QProcess | None = None
+        self.exporter: QProcess | None = None
+        self.run_dir: Path | None = None
+        self._buffer = b""
+        self._started_at = 0.0
+        self._total_steps = 0
+        self._steps_per_epoch = 1
+
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        data_row = QHBoxLayout()
+        self.data_edit = QLineEdit()
+        self.data_edit.setPlaceholderText("Market-1501, MARS-style or one folder per identity")
+        browse = QPushButton("Browse…")
+        browse.clicked.connect(self._browse_data)
+        check = QPushButton("Check")
+        check.clicked.connect(self.check_dataset)
+        data_row.addWidget(QLabel("Data set"))
+        data_row.addWidget(self.data_edit, 1)
+        data_row.addWidget(browse)
+        data_row.addWidget(check)
+        left_layout.addLayout(data_row)
+        self.dataset_summary = QLabel("Pick a data set to see its identities, images and cameras.")
+        self.dataset_summary.setWordWrap(True)
+        self.dataset_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.dataset_summary.setStyleSheet("font-family: monospace;")
+        left_layout.addWidget(self.dataset_summary)
+        self.options = OptionsForm()
+        scroll = QScrollArea()
+        scroll.setWidget(self.options)
+        scroll.setWidgetResizable(True)
+        left_layout.addWidget(scroll, 1)
+        buttons = QHBoxLayout()
+        self.start_button = QPushButton("Start")
+        self.start_button.clicked.connect(self.start)
+        self.stop_button = QPushButton("Stop")
+        self.stop_button.clicked.connect(self.stop)
+        self.resume_button = QPushButton("Resume selected run")
+        self.resume_button.clicked.connect(self.resume_selected)
+        for button in (self.start_button, self.stop_button, self.resume_button):
+            buttons.addWidget(button)
+        left_layout.addLayout(buttons)
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        progress_row = QHBoxLayout()
+        self.progress = QProgressBar()
+        self.progress.setFormat("%p%")
+        self.eta_label = QLabel("idle")
+        progress_row.addWidget(self.progress, 1)
+        progress_row.addWidget(self.eta_label)
+        top_layout.addLayout(progress_row)
+        self.plots = TrainingPlots()
+        top_layout.addWidget(self.plots, 1)
+        right.addWidget(top)
+        self.log_view = QPlainTextEdit()
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        right.addWidget(self.log_view)
+        runs = QWidget()
+        runs_layout = QVBoxLayout(runs)
+        self.runs_table = QTableWidget(0, 9)
+        self.runs_table.setHorizontalHeaderLabels(["Run", "Status", "Data set", "lr", "Batch", "Epochs", "Rank-1",
+                                                   "mAP", "Train time"])
+        self.runs_table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.runs_table.setSelectionMode(QAbstractItemView.SelectionMode.SingleSelection)
+        self.runs_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.runs_table.setSortingEnabled(True)
+        runs_layout.addWidget(self.runs_table)
+        self.use_button = QPushButton("Use this model in the live view")
+        self.use_button.setToolTip("Export the selected run's best checkpoint to ONNX and switch the running "
+                                   "cameras to it")
+        self.use_button.clicked.connect(self.use_selected_model)
+        runs_layout.addWidget(self.use_button)
+        right.addWidget(runs)
+        right.setSizes([420, 160, 200])
+
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(left)
+        splitter.addWidget(right)
+        splitter.setSizes([380, 900])
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+        self._set_running(False)
+        self.refresh_runs()
+
+    # -- data set -------------------------------------------------------------------------------
+
+    def _browse_data(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Re-id data set folder", self.data_edit.text())
+        if path:
+            self.data_edit.setText(path)
+            self.check_dataset()
+
+    def check_dataset(self) -> None:
+        """Run the validator on the thread pool (it opens every image) and show its summary."""
+        path = self.data_edit.text().strip()
+        if not path:
+            return
+        self.dataset_summary.setText("Checking…")
+
+        def load() -> str:
+            from trainer.datasets import load_dataset
+
+            return load_dataset(path).summary()
+
+        self.dispatcher.in_background(load, self.dataset_summary.setText,
+                                      lambda message: self.dataset_summary.setText(f"Cannot use it: {message}"))
+
+    # -- training process -----------------------------------------------------------------------
+
+    def config(self) -> TrainConfig:
+        values = {**self.options.values(), "data": self.data_edit.text().strip()}
+        cfg = TrainConfig.from_dict(values)
+        if not cfg.data:
+            raise ValueError("choose a data set first")
+        cfg.output = str(runs_dir() / time.strftime("%Y%m%d-%H%M%S"))
+        return cfg
+
+    def start(self) -> None:
+        try:
+            cfg = self.config()
+        except ValueError as exc:
+            self._log(f"error: {exc}")
+            self.eta_label.setText(str(exc))
+            return
+        args = []
+        for f in dataclasses.fields(TrainConfig):
+            value = getattr(cfg, f.name)
+            flag = "--" + f.name.replace("_", "-")
+            if isinstance(value, bool):
+                args.append(flag if value else "--no-" + f.name.replace("_", "-"))
+            else:
+                args += [flag, str(value)]
+        self._launch(["train", "--events", *args])
+
+    def resume_selected(self) -> None:
+        run = self._selected_run()
+        if run is None or not (run / "last.pt").exists():
+            self._log("select a run with a checkpoint (last.pt) to resume")
+            return
+        self._launch(["train", "--events", "--resume", str(run / "last.pt")])
+
+    def _launch(self, args: list[str]) -> None:
+        if self.process is not None:
+            return
+        self.plots.clear()
+        self.progress.setValue(0)
+        self.log_view.clear()
+        self._buffer = b""
+        process = QProcess(self)
+        program, full_args = trainer_command(*args)
+        process.setProgram(program)
+        process.setArguments(full_args)
+        process.readyReadStandardOutput.connect(self._on_stdout)
+        process.readyReadStandardError.connect(self._on_stderr)
+        process.finished.connect(self._on_finished)
+        process.errorOccurred.connect(self._on_process_error)
+        self.process = process
+        self._started_at = time.monotonic()
+        self._set_running(True)
+        self.eta_label.setText("starting…")
+        self._log("$ reid-trainer " + " ".join(args))
+        process.start()
+
+    def stop(self) -> None:
+        """Ask the trainer to stop after the current step (it keeps its last finished epoch)."""
+        if self.process is None:
+            return
+        self.eta_label.setText("stopping…")
+        self.process.terminate()
+        if not self.process.waitForFinished(15000):
+            self.process.kill()  # a trainer that does not react: take it (and its data workers) down
+            self.process.waitForFinished(5000)
+
+    def _set_running(self, running: bool) -> None:
+        self.start_button.setEnabled(not running)
+        self.resume_button.setEnabled(not running)
+        self.stop_button.setEnabled(running)
+
+    def _on_stdout(self) -> None:
+        assert self.process is not None
+        self._buffer += bytes(self.process.readAllStandardOutput().data())
+        *lines, self._buffer = self._buffer.split(b"\n")
+        for line in lines:
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                self._log(line.decode(errors="replace"))
+                continue
+            if isinstance(event, dict) and "event" in event:
+                self._handle(event)
+
+    def _on_stderr(self) -> None:
+        assert self.process is not None
+        text = bytes(self.process.readAllStandardError().data()).decode(errors="replace").rstrip()
+        if text:
+            self._log(text)
+
+    def _handle(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":
+            self.run_dir = Path(event["run_dir"])
+            self._steps_per_epoch = int(event["steps_per_epoch"])
+            self._total_steps = int(event["epochs"]) * self._steps_per_epoch
+            self.progress.setRange(0, self._total_steps)
+            self._log(f"training {event['identities']} identities, {event['images']} images on {event['device']} "
+                      f"({event['weights']}) -> {event['run_dir']}")
+        elif kind == "step":
+            x = event["epoch"] - 1 + event["step"] / max(event["steps"], 1)
+            self.plots.add("loss", x, event["loss"])
+            self.plots.add("top1_error", x, event["top1_error"])
+            self.plots.add("lr", x, event["lr"])
+            done = (event["epoch"] - 1) * self._steps_per_epoch + event["step"]
+            self.progress.setValue(done)
+            elapsed = time.monotonic() - self._started_at
+            remaining = elapsed / max(done, 1) * (self._total_steps - done)
+            self.eta_label.setText(f"epoch {event['epoch']}  {event['images_per_s']:.0f} img/s  ETA "
+                                   f"{int(remaining // 60)}:{int(remaining % 60):02d}")
+        elif kind == "eval":
+            self.plots.add("rank1", event["epoch"], event["rank1"])
+            self.plots.add("mAP", event["epoch"], event["mAP"])
+            self._log(f"epoch {event['epoch']}: Rank-1 {event['rank1']:.1%}  Rank-5 {event['rank5']:.1%}  "
+                      f"Rank-10 {event['rank10']:.1%}  mAP {event['mAP']:.1%}")
+        elif kind == "epoch":
+            self._log(f"epoch {event['epoch']} done: loss {event['loss']:.3f} in {event['seconds']:.0f} s")
+            self.refresh_runs()
+        elif kind in ("warning", "error"):
+            self._log(f"{kind}: {event['message']}")
+            if kind == "error":
+                self.eta_label.setText(event["message"][:120])
+        elif kind == "done":
+            self._log(f"run {event['status']} after {event['epochs_done']} epochs")
+        self.event_received.emit(event)
+
+    def _on_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
+        self._on_stdout()
+        outcome = {0: "finished", 1: "stopped"}.get(code, "failed")
+        if outcome == "failed" and "error" not in self.eta_label.text():
+            self.eta_label.setText(f"trainer exited with status {code}: see the log")
+        elif outcome != "failed":
+            self.eta_label.setText(outcome)
+        self.process = None
+        self._set_running(False)
+        self.refresh_runs()
+        self.run_finished.emit(outcome)
+
+    def _on_process_error(self, error: QProcess.ProcessError) -> None:
+        if error == QProcess.ProcessError.FailedToStart:
+            self._log("error: the trainer could not be started")
+            self.process = None
+            self._set_running(False)
+            self.run_finished.emit("failed")
+
+    def _log(self, text: str) -> None:
+        self.log_view.appendPlainText(text)
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def refresh_runs(self) -> None:
+        def read() -> list[tuple[Path, dict[str, Any]]]:
+            out = []
+            for summary in sorted(runs_dir().glob("*/summary.json"), reverse=True):
+                try:
+                    out.append((summary.parent, json.loads(summary.read_text(encoding="utf-8"))))
+                except (OSError, ValueError):
+                    continue
+            return out
+
+        self.dispatcher.in_background(read, self._show_runs)
+
+    def _show_runs(self, runs: list[tuple[Path, dict[str, Any]]]) -> None:
+        self.runs_table.setSortingEnabled(False)
+        self.runs_table.setRowCount(len(runs))
+        for row, (path, summary) in enumerate(runs):
+            cfg, best = summary.get("config", {}), summary.get("best") or {}
+            seconds = float(summary.get("train_seconds", 0.0))
+            cells = [path.name, summary.get("status", ""), Path(summary.get("dataset", "")).name,
+                     f"{cfg.get('lr', '')}", f"{cfg.get('batch_size', '')}",
+                     f"{summary.get('epochs_done', 0)}/{cfg.get('epochs', '')}",
+                     f"{best['rank1']:.1%}" if "rank1" in best else "", f"{best['mAP']:.1%}" if "mAP" in best else "",
+                     f"{int(seconds // 60)} min {int(seconds % 60)} s"]
+            for col, text in enumerate(cells):
+                item = QTableWidgetItem(text)
+                item.setData(Qt.ItemDataRole.UserRole, str(path))
+                self.runs_table.setItem(row, col, item)
+        self.runs_table.setSortingEnabled(True)
+        self.runs_table.resizeColumnsToContents()
+
+    def _selected_run(self) -> Path | None:
+        items = self.runs_table.selectedItems()
+        if items:
+            return Path(items[0].data(Qt.ItemDataRole.UserRole))
+        return self.run_dir
+
+    def use_selected_model(self) -> None:
+        run = self._selected_run()
+        checkpoint = run / "best.pt" if run is not None else None
+        if checkpoint is None or not checkpoint.exists():
+            self._log("select a run that has been evaluated at least once (best.pt)")
+            return
+        if self.exporter is not None:
+            return
+        output = models_dir() / f"reid-{run.name}.onnx"  # type: ignore[union-attr]
+        exporter = QProcess(self)
+        program, args = trainer_command("export", str(checkpoint), "--output", str(output))
+        exporter.setProgram(program)
+        exporter.setArguments(args)
+        exporter.readyReadStandardOutput.connect(
+            lambda: self._log(bytes(exporter.readAllStandardOutput().data()).decode(errors="replace").rstrip()))
+        exporter.readyReadStandardError.connect(
+            lambda: self._log(bytes(exporter.readAllStandardError().data()).decode(errors="replace").rstrip()))
+
+        def exported(code: int, _status: QProcess.ExitStatus) -> None:
+            self.exporter = None
+            self.use_button.setEnabled(True)
+            if code == 0 and output.exists():
+                self._log(f"exported {output}; switching the live view to it")
+                self.model_ready.emit(str(output))
+            else:
+                self._log(f"error: export failed (status {code})")
+
+        exporter.finished.connect(exported)
+        self.exporter = exporter
+        self.use_button.setEnabled(False)
+        self._log(f"exporting {checkpoint} -> {output}")
+        exporter.start()
+
+    def shutdown(self) -> None:
+        """The window closes: stop a running trainer or exporter so no process outlives the app."""
+        for process in (self.process, self.exporter):
+            if process is not None:
+                process.terminate()
+                if not process.waitForFinished(10000):
+                    process.kill()
+                    process.waitForFinished(3000)

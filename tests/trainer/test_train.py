@@ -1,0 +1,135 @@
+"""Training for real on MARS crops (CPU): it learns, stops, resumes, guards, exports."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from tests.conftest import ROOT
+from tests.trainer.conftest import tiny_config
+from trainer.datasets import load_dataset
+from trainer.export import export_checkpoint
+from trainer.model import build_model
+from trainer.train import DivergenceError, TrainResult, evaluate_model, train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def trained(mini_mars: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """Four epochs in two sittings: stopped after epoch 2 (as the Stop button does), then resumed."""
+    cfg = tiny_config(mini_mars, tmp_path_factory.mktemp("run"))
+    dataset = load_dataset(mini_mars)
+    torch.manual_seed(cfg.seed)
+    untrained, _ = build_model(dataset.num_train_pids, "random")
+    baseline = evaluate_model(untrained, dataset, cfg, torch.device("cpu")).metrics
+    events: list[dict] = []
+    stop_after = {"epoch": 2}
+
+    def sink(event: dict) -> None:
+        events.append(event)
+
+    first = train(cfg, sink, should_stop=lambda: any(e["event"] == "epoch" and e["epoch"] == stop_after["epoch"]
+                                                     for e in events))
+    resumed_events: list[dict] = []
+    second = train(cfg, resumed_events.append, resume=Path(cfg.output) / "last.pt")
+    return {"cfg": cfg, "dataset": dataset, "baseline": baseline, "first": first, "second": second,
+            "events": events, "resumed_events": resumed_events}
+
+
+def test_loss_falls_and_accuracy_rises_clearly_above_the_untrained_network(trained: dict) -> None:
+    second: TrainResult = trained["second"]
+    history = second.history
+    assert [r["epoch"] for r in history] == [1, 2, 3, 4]
+    assert history[-1]["loss"] < 0.6 * history[0]["loss"]
+    baseline = trained["baseline"]
+    final = history[-1]
+    assert final["rank1"] >= baseline.rank1 + 0.10, (baseline, final)
+    assert final["mAP"] >= baseline.mAP + 0.10, (baseline, final)
+    assert "tracklet" in final and 0 < final["tracklet"]["mAP"] <= 1  # MARS-style per-tracklet evaluation too
+    assert 0 < final["match_threshold"] < 1
+    steps = [e for e in trained["events"] + trained["resumed_events"] if e["event"] == "step"]
+    assert steps and all({"loss", "top1_error", "lr", "images_per_s"} <= set(e) for e in steps)
+
+
+def test_stop_keeps_the_last_epoch_and_resume_continues_the_same_run(trained: dict) -> None:
+    first: TrainResult = trained["first"]
+    second: TrainResult = trained["second"]
+    assert first.status == "stopped" and first.epochs_done == 2
+    assert second.status == "finished" and second.run_dir == first.run_dir
+    start = next(e for e in trained["resumed_events"] if e["event"] == "start")
+    assert start["resumed_from"] == 2
+    assert [e["epoch"] for e in trained["resumed_events"] if e["event"] == "epoch"] == [3, 4]
+    assert second.history[:2] == first.history  # the first sitting's epochs are kept as they were
+    summary = json.loads((second.run_dir / "summary.json").read_text())
+    assert summary["status"] == "finished" and summary["epochs_done"] == 4
+    assert (second.run_dir / "best.pt").exists()
+
+
+def test_export_with_metadata_parity_and_quantised_variants(trained: dict, tmp_path: Path) -> None:
+    from reid_desktop.core.embedding import OnnxEmbedder
+
+    run_dir = trained["second"].run_dir
+    results = export_checkpoint(run_dir / "best.pt", tmp_path / "reid.onnx", fp16=True, int8=True,
+                                dataset=trained["dataset"])
+    fp32, fp16, int8 = results
+    assert fp32.max_abs_diff < 1e-4  # PyTorch vs ONNX Runtime
+    assert fp16.max_abs_diff < 2e-2 and int8.max_abs_diff < 0.2
+    assert int8.size_mb < 0.5 * fp32.size_mb
+    best = trained["second"].best
+    assert fp32.metrics["mAP"] == pytest.approx(best["mAP"], abs=0.05)  # the app's own preprocessing agrees
+    assert all(0 < r.metrics["rank1"] <= 1 for r in results)
+    meta = {p.key: p.value for p in onnx.load(str(fp32.path)).metadata_props}
+    assert json.loads(meta["reid.input_height"]) == 64 and json.loads(meta["reid.embedding_dim"]) == 2048
+    assert json.loads(meta["reid.metrics"])["mAP"] == pytest.approx(best["mAP"])
+    assert json.loads(meta["reid.match_threshold"]) == pytest.approx(best["match_threshold"])
+    assert json.loads(meta["reid.hyperparameters"])["lr"] == pytest.approx(1e-3)
+    assert "mini_mars" in meta["reid.dataset"] and meta["reid.created"]
+    for result in results:  # every variant is a model the app can load
+        embedder = OnnxEmbedder(result.path)
+        vectors = embedder.embed([np.zeros((128, 64, 3), np.uint8)])
+        assert vectors.shape == (1, 2048) and embedder.match_threshold == pytest.approx(best["match_threshold"])
+
+
+def test_an_absurd_learning_rate_trips_the_divergence_guard(mini_mars: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(mini_mars, tmp_path / "run", optimizer="sgd", lr=1e5, epochs=1, max_steps_per_epoch=30)
+    with pytest.raises(DivergenceError, match=r"learning rate .* too high"):
+        train(cfg)
+
+
+def test_bad_options_are_refused_with_the_option_named(mini_mars: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="batch_size 10 must be a multiple"):
+        tiny_config(mini_mars, tmp_path, batch_size=10)
+    with pytest.raises(ValueError, match="schedule: 'linear' is not one of"):
+        tiny_config(mini_mars, tmp_path, schedule="linear")
+
+
+def test_cli_trains_with_json_events_and_reports_broken_data(mini_mars: Path, tmp_path: Path) -> None:
+    run = subprocess.run(
+        [sys.executable, "-m", "reid_desktop", "trainer", "train", "--events", "--data", str(mini_mars),
+         "--output", str(tmp_path / "run"), "--weights", "random", "--epochs", "1", "--max-steps-per-epoch", "2",
+         "--height", "64", "--width", "32", "--workers", "0", "--device", "cpu", "--eval-every", "1",
+         "--no-allow-download"], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-3000:]
+    events = [json.loads(line) for line in run.stdout.splitlines()]
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "start" and kinds[-1] == "done" and "eval" in kinds and kinds.count("step") == 2
+    assert events[-1]["status"] == "finished"
+
+    (tmp_path / "empty").mkdir()
+    broken = subprocess.run([sys.executable, "-m", "trainer.cli", "dataset", str(tmp_path / "empty")], cwd=ROOT,
+                            capture_output=True, text=True, timeout=120)
+    assert broken.returncode == 3 and "error:" in broken.stderr
+    ok = subprocess.run([sys.executable, "-m", "trainer.cli", "dataset", str(mini_mars)], cwd=ROOT,
+                        capture_output=True, text=True, timeout=120)
+    assert ok.returncode == 0 and "identities" in ok.stdout
+    helptext = subprocess.run([sys.executable, "-m", "trainer.cli", "train", "--help"], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120).stdout
+    assert "--lr" in helptext and "(default: 0.09)" in helptext and "--batch-size" in helptext

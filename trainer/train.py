@@ -1,0 +1,368 @@
+"""The training loop: data, model, losses, schedule, evaluation, checkpoints, divergence guard.
+
+:func:`train` reports through an ``events`` callback of plain dicts (the CLI prints them as JSON
+lines for the GUI) and checks ``should_stop`` between steps. A checkpoint is written after every
+epoch (``last.pt``) and whenever mAP improves (``best.pt``), so a crashed or stopped run resumes
+where it left off.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from trainer.config import TrainConfig
+from trainer.datasets import ImageDataset, ReidDataset, ReidImage, load_dataset
+from trainer.evaluate import Metrics, evaluate_rank, pairwise_distance, pool_tracklets
+from trainer.losses import LossWeights, ReidLoss
+from trainer.model import ReidNet, build_model
+
+log = logging.getLogger(__name__)
+
+EventSink = Callable[[dict[str, Any]], None]
+
+
+class DivergenceError(RuntimeError):
+    """The loss exploded or became NaN; the message names the likely cause."""
+
+
+class TrainingStopped(RuntimeError):
+    """``should_stop`` asked the run to end; the last finished epoch is checkpointed."""
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    metrics: Metrics
+    tracklet_metrics: Metrics | None
+    match_threshold: float  # cosine similarity separating same from different people on the test split
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {**self.metrics.to_dict(), "match_threshold": self.match_threshold}
+        if self.tracklet_metrics is not None:
+            out["tracklet"] = self.tracklet_metrics.to_dict()
+        return out
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    status: str  # finished | stopped
+    epochs_done: int
+    best: dict[str, Any] = field(default_factory=dict)  # metrics of the best epoch by mAP
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def transforms(cfg: TrainConfig, train: bool) -> Callable[[Any], torch.Tensor]:
+    from torchvision import transforms as T
+
+    steps: list[Any] = [T.Resize((cfg.height, cfg.width), interpolation=T.InterpolationMode.BICUBIC)]
+    if train:
+        if cfg.flip:
+            steps.append(T.RandomHorizontalFlip())
+        pad = max(1, cfg.height // 25)
+        steps += [T.Pad(pad), T.RandomCrop((cfg.height, cfg.width))]
+        if cfg.color_jitter:
+            steps.append(T.ColorJitter(0.2, 0.15, 0.1, 0.0))
+        if cfg.grayscale:
+            steps.append(T.RandomGrayscale(0.1))
+        if cfg.posterize:
+            steps.append(T.RandomPosterize(bits=4, p=0.2))
+        if cfg.equalize:
+            steps.append(T.RandomEqualize(p=0.2))
+    steps += [T.ToTensor(), T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))]
+    if train and cfg.random_erasing:
+        steps.append(T.RandomErasing(p=0.5, value=(0.4914, 0.4822, 0.4465)))
+    composed: Callable[[Any], torch.Tensor] = T.Compose(steps)
+    return composed
+
+
+def _train_loader(dataset: ImageDataset, cfg: TrainConfig, identity_batches: bool) -> torch.utils.data.DataLoader:
+    generator = torch.Generator().manual_seed(cfg.seed)
+    common: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.workers, "drop_last": True,
+                              "pin_memory": torch.cuda.is_available(), "persistent_workers": cfg.workers > 0}
+    if identity_batches:
+        from pytorch_metric_learning.samplers import MPerClassSampler
+
+        sampler = MPerClassSampler(dataset.labels, m=cfg.instances_per_identity, batch_size=cfg.batch_size,
+                                   length_before_new_iter=max(len(dataset), cfg.batch_size))
+        return torch.utils.data.DataLoader(dataset, sampler=sampler, **common)
+    return torch.utils.data.DataLoader(dataset, shuffle=True, generator=generator, **common)
+
+
+def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
+    """Stepped once per iteration; epochs are counted in fractions so warm restarts are smooth."""
+    from torch.optim import lr_scheduler
+
+    total = cfg.epochs * steps_per_epoch
+    warm = cfg.warmup_epochs * steps_per_epoch
+    if cfg.schedule == "step":
+        milestones = [m * steps_per_epoch for m in cfg.milestone_epochs()]
+        main: Any = lr_scheduler.MultiStepLR(optimizer, [max(0, m - warm) for m in milestones], cfg.gamma)
+    elif cfg.schedule == "cosine":
+        main = lr_scheduler.CosineAnnealingLR(optimizer, max(1, total - warm), eta_min=cfg.min_lr)
+    elif cfg.schedule == "cosine_restarts":
+        main = lr_scheduler.CosineAnnealingWarmRestarts(optimizer, cfg.restart_period * steps_per_epoch,
+                                                        cfg.restart_mult, eta_min=cfg.min_lr)
+    else:
+        main = lr_scheduler.ConstantLR(optimizer, factor=1.0, total_iters=0)
+    if not warm:
+        return main
+    warmup = lr_scheduler.LinearLR(optimizer, start_factor=0.1, total_iters=warm)
+    return lr_scheduler.SequentialLR(optimizer, [warmup, main], milestones=[warm])
+
+
+def _optimizer(params: Sequence[nn.Parameter], cfg: TrainConfig) -> torch.optim.Optimizer:
+    if cfg.optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay, nesterov=True)
+
+
+@torch.no_grad()
+def extract_features(model: nn.Module, images: Sequence[ReidImage], cfg: TrainConfig,
+                     device: torch.device, batch_size: int = 64) -> np.ndarray:
+    """L2-normalised embeddings (N x D float32) of ``images`` in order."""
+    model.eval()
+    loader = torch.utils.data.DataLoader(ImageDataset(images, transforms(cfg, train=False), relabel=False),
+                                         batch_size=batch_size, num_workers=cfg.workers, shuffle=False)
+    out = []
+    use_amp = cfg.amp and device.type == "cuda"
+    for batch, *_ in loader:
+        batch = batch.to(device, non_blocking=True)
+        if device.type == "cuda" and cfg.channels_last:
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+            features = model(batch)
+        out.append(nn.functional.normalize(features.float(), dim=1).cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+
+def calibrate_threshold(query: np.ndarray, gallery: np.ndarray, q_pids: np.ndarray, g_pids: np.ndarray) -> float:
+    """The cosine similarity that best separates same-person from different-person pairs.
+
+    Maximises balanced accuracy over all query-gallery pairs; the app links a track to an identity
+    above it, so the exported model recommends its own threshold instead of a generic one.
+    """
+    sims = (query @ gallery.T).ravel()
+    same = (q_pids[:, None] == g_pids[None, :]).ravel()
+    if same.all() or not same.any():
+        return 0.6
+    candidates = np.unique(np.quantile(sims, np.linspace(0.01, 0.99, 199)))
+    tpr = np.array([(sims[same] >= t).mean() for t in candidates])
+    tnr = np.array([(sims[~same] < t).mean() for t in candidates])
+    return float(candidates[int(np.argmax(tpr + tnr))])
+
+
+def evaluate_model(model: nn.Module, dataset: ReidDataset, cfg: TrainConfig, device: torch.device) -> Evaluation:
+    """Rank-1/5/10 and mAP on the data set's query/gallery split (Market-1501 protocol)."""
+    query, gallery = list(dataset.query), list(dataset.gallery)
+    if not query or not gallery:
+        raise ValueError(f"{dataset.name} has no query/gallery split to evaluate on")
+    qf, gf = extract_features(model, query, cfg, device), extract_features(model, gallery, cfg, device)
+    q_pids, q_cams = np.array([i.pid for i in query]), np.array([i.camid for i in query])
+    g_pids, g_cams = np.array([i.pid for i in gallery]), np.array([i.camid for i in gallery])
+    metrics = evaluate_rank(pairwise_distance(qf, gf), q_pids, g_pids, q_cams, g_cams)
+    tracklet_metrics = None
+    if all(i.tracklet >= 0 for i in (*query, *gallery)):
+        qt, qtp, qtc = pool_tracklets(qf, q_pids, q_cams, np.array([i.tracklet for i in query]))
+        gt, gtp, gtc = pool_tracklets(gf, g_pids, g_cams, np.array([i.tracklet for i in gallery]))
+        tracklet_metrics = evaluate_rank(pairwise_distance(qt, gt), qtp, gtp, qtc, gtc)
+    return Evaluation(metrics, tracklet_metrics, calibrate_threshold(qf, gf, q_pids, g_pids))
+
+
+def _save(path: Path, payload: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # a crash while saving never corrupts the previous checkpoint
+
+
+def default_run_dir() -> Path:
+    """A new folder under the per-user data folder, never inside an installation."""
+    from reid_desktop.core.paths import data_dir
+
+    return data_dir() / "training" / time.strftime("%Y%m%d-%H%M%S")
+
+
+def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callable[[], bool] | None = None,
+          resume: Path | None = None) -> TrainResult:
+    """Train (or resume) a re-id model; returns where its checkpoints are and how it went."""
+    emit = events or (lambda event: None)
+    checkpoint: dict[str, Any] | None = None
+    if resume is not None:
+        checkpoint = torch.load(str(resume), map_location="cpu", weights_only=False)
+        cfg = TrainConfig.from_dict(checkpoint["config"])
+    cfg.validate()
+    run_dir = Path(cfg.output) if cfg.output else default_run_dir()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg.output = str(run_dir)
+    cfg.save(run_dir / "config.json")
+    seed_everything(cfg.seed + (checkpoint["epoch"] if checkpoint else 0))
+    device = resolve_device(cfg.device)
+
+    dataset = load_dataset(cfg.data)
+    train_set = ImageDataset(dataset.train, transforms(cfg, train=True), relabel=True)
+    if train_set.num_classes < 2:
+        raise ValueError(f"{dataset.name}: training needs at least 2 identities, found {train_set.num_classes}")
+    model, weights_source = build_model(train_set.num_classes, cfg.weights, embedding_dim=cfg.embedding_dim,
+                                        last_stride=cfg.last_stride, bnneck=cfg.bnneck,
+                                        allow_download=cfg.allow_download)
+    criterion = ReidLoss(LossWeights(cfg.ce_weight, cfg.label_smoothing, cfg.triplet_weight, cfg.triplet_margin,
+                                     cfg.arcface_weight), train_set.num_classes, cfg.embedding_dim)
+    model.to(device)
+    criterion.to(device)
+    if device.type == "cuda" and cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    loader = _train_loader(train_set, cfg, criterion.needs_identity_batches)
+    steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
+    if steps_per_epoch == 0:
+        raise ValueError(f"{dataset.name}: {len(train_set)} training images make no batch of {cfg.batch_size}")
+    optimizer = _optimizer([*model.parameters(), *criterion.parameters()], cfg)
+    scheduler = _scheduler(optimizer, cfg, steps_per_epoch)
+    use_amp = cfg.amp and device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    start_epoch, history, best = 1, [], {}
+    if checkpoint is not None:
+        model.load_state_dict(checkpoint["model"])
+        criterion.load_state_dict(checkpoint["criterion"])
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        scheduler.load_state_dict(checkpoint["scheduler"])
+        scaler.load_state_dict(checkpoint["scaler"])
+        start_epoch, history, best = checkpoint["epoch"] + 1, checkpoint["history"], checkpoint["best"]
+    emit({"event": "start", "run_dir": str(run_dir), "dataset": dataset.name, "identities": train_set.num_classes,
+          "images": len(train_set), "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
+          "device": str(device), "weights": weights_source, "resumed_from": start_epoch - 1, "config": cfg.to_dict()})
+    if weights_source.startswith("random"):
+        emit({"event": "warning", "message": "training from random initialisation: expect far lower accuracy than "
+                                             "from ImageNet weights"})
+
+    baseline: float | None = None
+    first_losses: list[float] = []
+    log_every = max(1, steps_per_epoch // 100)
+    status = "finished"
+    epoch = start_epoch - 1
+    for epoch in range(start_epoch, cfg.epochs + 1):
+        frozen = cfg.freeze_stages if (cfg.freeze_epochs == 0 or epoch <= cfg.freeze_epochs) else 0
+        model.freeze_stages(frozen)
+        model.train()
+        started, seen, loss_sum, wrong, counted = time.monotonic(), 0, 0.0, 0, 0
+        for step, (images, labels, _cams, _idx) in enumerate(loader, start=1):
+            if step > steps_per_epoch:
+                break
+            if should_stop is not None and should_stop():
+                status = "stopped"
+                break
+            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
+            if device.type == "cuda" and cfg.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
+                logits, features = model(images)
+                loss, parts = criterion(logits, features, labels)
+            value = float(loss.detach())
+            lr = optimizer.param_groups[0]["lr"]
+            if baseline is None and math.isfinite(value):
+                first_losses.append(value)
+                if len(first_losses) >= min(10, steps_per_epoch):
+                    baseline = float(np.median(first_losses))
+            _guard(value, baseline, cfg, epoch, step, lr)
+            optimizer.zero_grad(set_to_none=True)
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            scheduler.step()
+            seen += len(labels)
+            loss_sum += value * len(labels)
+            wrong += int((logits.argmax(1) != labels).sum())
+            counted += len(labels)
+            if step % log_every == 0 or step == steps_per_epoch:
+                emit({"event": "step", "epoch": epoch, "step": step, "steps": steps_per_epoch, "loss": value,
+                      "parts": parts, "top1_error": wrong / max(counted, 1), "lr": lr,
+                      "images_per_s": seen / max(time.monotonic() - started, 1e-9)})
+                wrong = counted = 0
+        if status == "stopped":
+            break
+        record: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / max(seen, 1),
+                                  "seconds": time.monotonic() - started, "images_per_s":
+                                  seen / max(time.monotonic() - started, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
+        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+            evaluation = evaluate_model(model, dataset, cfg, device)
+            record.update(evaluation.to_dict())
+            emit({"event": "eval", "epoch": epoch, **evaluation.to_dict()})
+            if not best or evaluation.metrics.mAP > best["mAP"]:
+                best = dict(record)
+                _save(run_dir / "best.pt", _checkpoint(model, criterion, optimizer, scheduler, scaler, cfg, epoch,
+                                                      [*history, record], best, dataset, weights_source,
+                                                      train_set.num_classes))
+        history.append(record)
+        write_summary(run_dir, cfg, dataset.name, history, best, "running")
+        _save(run_dir / "last.pt", _checkpoint(model, criterion, optimizer, scheduler, scaler, cfg, epoch, history,
+                                               best, dataset, weights_source, train_set.num_classes))
+        emit({"event": "epoch", **record, "checkpoint": str(run_dir / "last.pt")})
+    done = epoch if status == "finished" else epoch - 1
+    write_summary(run_dir, cfg, dataset.name, history, best, status)
+    emit({"event": "done", "status": status, "epochs_done": done, "best": best, "run_dir": str(run_dir)})
+    return TrainResult(run_dir, status, done, best, history)
+
+
+def _guard(loss: float, baseline: float | None, cfg: TrainConfig, epoch: int, step: int, lr: float) -> None:
+    """Stop a run that diverged instead of training garbage for hours."""
+    exploded = baseline is not None and loss > cfg.divergence_factor * max(baseline, 1e-3)
+    if math.isfinite(loss) and not exploded:
+        return
+    what = "became NaN/inf" if not math.isfinite(loss) else f"jumped to {loss:.3g} (started near {baseline:.3g})"
+    raise DivergenceError(
+        f"training diverged at epoch {epoch}, step {step}: the loss {what}. Likely cause: the learning rate "
+        f"{lr:g} is too high for batch size {cfg.batch_size} (the study saw lr 0.2 diverge and batch 8 collapse); "
+        f"try a lower --lr, a larger --batch-size or --warmup-epochs.")
+
+
+def write_summary(run_dir: Path, cfg: TrainConfig, dataset: str, history: list[dict[str, Any]],
+                  best: dict[str, Any], status: str) -> None:
+    """``summary.json``: what the runs table shows, readable without loading a checkpoint."""
+    payload = {"status": status, "dataset": dataset, "config": cfg.to_dict(), "history": history, "best": best,
+               "epochs_done": history[-1]["epoch"] if history else 0,
+               "train_seconds": sum(r["seconds"] for r in history)}
+    tmp = run_dir / "summary.json.tmp"
+    tmp.write_text(json.dumps(payload, indent=1, default=float), encoding="utf-8")
+    tmp.replace(run_dir / "summary.json")
+
+
+def _checkpoint(model: ReidNet, criterion: ReidLoss, optimizer: torch.optim.Optimizer, scheduler: Any,
+                scaler: torch.amp.GradScaler, cfg: TrainConfig, epoch: int, history: list[dict[str, Any]],
+                best: dict[str, Any], dataset: ReidDataset, weights_source: str, num_classes: int) -> dict[str, Any]:
+    return {"model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
+            "config": cfg.to_dict(), "history": history, "best": best, "dataset": dataset.name,
+            "weights_source": weights_source, "num_classes": num_classes}
+
+
+def load_trained(checkpoint_path: Path) -> tuple[ReidNet, dict[str, Any]]:
+    """The network of a checkpoint, in eval mode on the CPU, and the checkpoint's other contents."""
+    checkpoint = torch.load(str(checkpoint_path), map_location="cpu", weights_only=False)
+    cfg = TrainConfig.from_dict(checkpoint["config"])
+    model, _ = build_model(checkpoint["num_classes"], "random", embedding_dim=cfg.embedding_dim,
+                           last_stride=cfg.last_stride, bnneck=cfg.bnneck)
+    model.load_state_dict(checkpoint["model"])
+    return model.eval(), checkpoint
