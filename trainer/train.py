@@ -13,6 +13,7 @@ import logging
 import math
 import random
 import time
+import typing
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,7 +100,13 @@ def transforms(cfg: TrainConfig, train: bool) -> Callable[[Any], torch.Tensor]:
     return composed
 
 
-def _train_loader(dataset: ImageDataset, cfg: TrainConfig, identity_batches: bool) -> torch.utils.data.DataLoader:
+def _as_torch(dataset: ImageDataset) -> torch.utils.data.Dataset[Any]:
+    """ImageDataset is map-style without importing torch itself (the data set checker stays light)."""
+    return typing.cast(torch.utils.data.Dataset[Any], dataset)
+
+
+def _train_loader(dataset: ImageDataset, cfg: TrainConfig,
+                  identity_batches: bool) -> torch.utils.data.DataLoader[Any]:
     generator = torch.Generator().manual_seed(cfg.seed)
     common: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.workers, "drop_last": True,
                               "pin_memory": torch.cuda.is_available(), "persistent_workers": cfg.workers > 0}
@@ -108,8 +115,8 @@ def _train_loader(dataset: ImageDataset, cfg: TrainConfig, identity_batches: boo
 
         sampler = MPerClassSampler(dataset.labels, m=cfg.instances_per_identity, batch_size=cfg.batch_size,
                                    length_before_new_iter=max(len(dataset), cfg.batch_size))
-        return torch.utils.data.DataLoader(dataset, sampler=sampler, **common)
-    return torch.utils.data.DataLoader(dataset, shuffle=True, generator=generator, **common)
+        return torch.utils.data.DataLoader(_as_torch(dataset), sampler=sampler, **common)
+    return torch.utils.data.DataLoader(_as_torch(dataset), shuffle=True, generator=generator, **common)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
@@ -145,7 +152,7 @@ def extract_features(model: nn.Module, images: Sequence[ReidImage], cfg: TrainCo
                      device: torch.device, batch_size: int = 64) -> np.ndarray:
     """L2-normalised embeddings (N x D float32) of ``images`` in order."""
     model.eval()
-    loader = torch.utils.data.DataLoader(ImageDataset(images, transforms(cfg, train=False), relabel=False),
+    loader = torch.utils.data.DataLoader(_as_torch(ImageDataset(images, transforms(cfg, train=False), relabel=False)),
                                          batch_size=batch_size, num_workers=cfg.workers, shuffle=False)
     out = []
     use_amp = cfg.amp and device.type == "cuda"

@@ -90,6 +90,7 @@ class MessageBanner(QWidget):
 class MainWindow(QMainWindow):
     targets_refreshed = Signal()  # after the Targets panel shows the database's current targets
     search_finished = Signal()
+    reid_model_swapped = Signal(object)  # PipelineInfo of the pipeline after a hot swap
 
     def __init__(self, settings: AppSettings, settings_file: Path | None = None,
                  extra_sources: list[SourceSpec] | None = None, settings_warning: str = "") -> None:
@@ -772,6 +773,7 @@ class MainWindow(QMainWindow):
             self.save_settings()
             self._on_info_ready(info)
             self.statusBar().showMessage(f"Re-id model switched to {Path(path).name}", 6000)
+            self.reid_model_swapped.emit(info)
 
         self._submit(swap, swapped, what=f"switch to {Path(path).name}")
 

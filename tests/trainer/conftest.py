@@ -15,7 +15,7 @@ def mars_slice(source: Path, target: Path, test_frames_per_tracklet: int) -> Pat
         for identity in sorted((source / split).iterdir()):
             tracklets: dict[str, list[Path]] = {}
             for image in sorted(identity.glob("*.jpg")):
-                tracklets.setdefault(image.name[:10], []).append(image)  # PPPPCcTttt
+                tracklets.setdefault(image.name[:11], []).append(image)  # PPPPCcTtttt
             out = target / split / identity.name
             out.mkdir(parents=True, exist_ok=True)
             for frames in tracklets.values():

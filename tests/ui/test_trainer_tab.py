@@ -1,0 +1,79 @@
+"""The Trainer tab: a real training subprocess driven from the GUI, stopped, then its model hot-swapped
+into the running pipeline."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from PySide6.QtCore import Qt
+
+from reid_desktop.core.storage import SightingStore
+from tests.trainer.conftest import mini_mars  # noqa: F401 - fixture
+
+pytestmark = pytest.mark.slow
+WAIT_MS = 240_000
+
+
+def set_tiny_options(tab, data: Path, **extra) -> None:
+    tab.data_edit.setText(str(data))
+    tab.options.set_values({"weights": "random", "height": 64, "width": 32, "batch_size": 16, "optimizer": "adamw",
+                            "lr": 0.001, "weight_decay": 0.01, "schedule": "constant", "workers": 0, "device": "cpu",
+                            "random_erasing": False, **extra})
+
+
+def test_start_shows_progress_and_stop_ends_the_process(qtbot, make_window, app_settings, mini_mars) -> None:  # noqa: F811
+    window = make_window(app_settings)
+    tab = window.trainer_tab
+    set_tiny_options(tab, mini_mars, epochs=50, eval_every=50)
+    tab.check_dataset()
+    qtbot.waitUntil(lambda: "identities" in tab.dataset_summary.text(), timeout=WAIT_MS)
+    steps: list[dict] = []
+    tab.event_received.connect(lambda e: steps.append(e) if e["event"] == "step" else None)
+    qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
+    assert not tab.start_button.isEnabled() and tab.stop_button.isEnabled()
+    qtbot.waitUntil(lambda: len(steps) >= 3, timeout=WAIT_MS)
+    assert tab.progress.value() >= 3 and "ETA" in tab.eta_label.text()
+    assert len(tab.plots.data["loss"][1]) >= 3 and len(tab.plots.data["lr"][1]) >= 3
+    with qtbot.waitSignal(tab.run_finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(tab.stop_button, Qt.MouseButton.LeftButton)
+    assert finished.args[0] == "stopped"
+    assert tab.process is None and tab.start_button.isEnabled()
+    assert "$ reid-trainer train --events" in tab.log_view.toPlainText()
+
+
+def test_a_finished_run_is_listed_and_its_model_replaces_the_live_one(qtbot, make_window, app_settings, demo_clip,
+                                                                      mini_mars) -> None:  # noqa: F811
+    app_settings.pipeline["sources.loop"] = True  # the camera must still be running when the new model arrives
+    window = make_window(app_settings)
+    window.add_files([str(demo_clip)])
+    qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
+    before = window.engine.info
+    tab = window.trainer_tab
+    set_tiny_options(tab, mini_mars, epochs=1, eval_every=1, max_steps_per_epoch=3)
+    with qtbot.waitSignal(tab.run_finished, timeout=WAIT_MS) as finished:
+        tab.start()
+    assert finished.args[0] == "finished"
+    qtbot.waitUntil(lambda: tab.runs_table.rowCount() == 1 and tab.runs_table.item(0, 1).text() == "finished",
+                    timeout=WAIT_MS)
+    assert tab.runs_table.item(0, 7).text().endswith("%")  # best mAP of the run
+    tab.runs_table.selectRow(0)
+    with qtbot.waitSignal(window.reid_model_swapped, timeout=WAIT_MS) as swapped:
+        qtbot.mouseClick(tab.use_button, Qt.MouseButton.LeftButton)
+    info = swapped.args[0]
+    assert info.embedder_key != before.embedder_key and info.embedder.startswith("reid-")
+    assert "reid-" in window.model_label.text()
+    assert window.settings.pipeline["reid.model"].endswith(".onnx")
+    # the cameras kept running and now produce embeddings of the new model (2048-d instead of OSNet's 512)
+    database = window.settings.database_path
+
+    def new_embeddings() -> int:
+        with SightingStore(database, readonly=True) as store:
+            return len(list(store.identity_galleries(info.embedder_key, 5)))
+
+    qtbot.waitUntil(lambda: new_embeddings() > 0, timeout=WAIT_MS)
+    with SightingStore(database, readonly=True) as store:
+        runs = store.runs()
+        assert runs[-2]["status"] == "model changed" and runs[-1]["model_key"] == info.embedder_key
+        _, _, gallery = next(store.identity_galleries(info.embedder_key, 5))
+        assert gallery.shape[1] == 2048
