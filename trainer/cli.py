@@ -49,6 +49,11 @@ class EventPrinter:
                   f"Rank-10 {event['rank10']:.1%}  mAP {event['mAP']:.1%}", file=sys.stderr)
         elif kind == "warning":
             print(f"warning: {event['message']}", file=sys.stderr)
+        elif kind == "trial":
+            self._close_bar()
+            score = f"mAP {event['mAP']:.1%}" if event.get("mAP") is not None else ""
+            print(f"trial {event['number']}: lr {event['lr']:g}, batch {event['batch_size']}: {event['status']} "
+                  f"{score}", file=sys.stderr)
         elif kind == "done":
             self._close_bar()
 
@@ -157,6 +162,46 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(",") if v.strip())
+
+
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(v) for v in text.split(",") if v.strip())
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from trainer.datasets import DatasetError
+    from trainer.search import SearchSettings, format_table, run_search
+
+    printer = EventPrinter(args.events)
+    try:
+        base = config_mod.from_arguments(args)
+        if not base.data:
+            raise ValueError("--data is required")
+        settings = SearchSettings(args.sampler, _floats(args.lrs), _ints(args.batch_sizes), args.trials,
+                                  args.storage, args.study, not args.no_prune, args.seed)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    folder = Path(args.folder) if args.folder else _default_search_folder(args.study)
+    stop = _stop_on_signals()
+    try:
+        rows = run_search(base, settings, folder, printer, stop.is_set)
+    except (DatasetError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_DATA
+    if not args.events:
+        print(format_table(rows))
+    return EXIT_STOPPED if stop.is_set() else EXIT_OK
+
+
+def _default_search_folder(study: str) -> Path:
+    from reid_desktop.core.paths import data_dir
+
+    return data_dir() / "search" / study
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reid-trainer", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -174,6 +219,22 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", metavar="CHECKPOINT", help="continue a run from its last.pt (other options ignored)")
     t.add_argument("--events", action="store_true", help="JSON lines on stdout instead of a progress bar")
     t.set_defaults(func=cmd_train)
+
+    s = sub.add_parser("search", help="hyper-parameter search with Optuna (learning rate x batch size)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    config_mod.add_arguments(s, skip=("lr", "batch_size", "output"))
+    s.add_argument("--sampler", choices=["grid", "tpe"], default="grid", help="grid: every lr x batch; tpe: Bayesian")
+    s.add_argument("--lrs", default="0.01,0.03,0.06,0.09,0.12,0.2",
+                   help="grid learning rates; TPE searches log-uniformly between their min and max")
+    s.add_argument("--batch-sizes", default="8,16,32,64", help="batch sizes to try")
+    s.add_argument("--trials", type=int, default=0, help="trials to run here (0: whole grid / 20 for TPE)")
+    s.add_argument("--storage", default="", help="Optuna storage URL shared by several machines, e.g. "
+                                                 "postgresql://user@host/db (default: SQLite in the study folder)")
+    s.add_argument("--study", default="reid-search", help="study name (trials of one study are pooled)")
+    s.add_argument("--folder", help="where trial runs go (default: the per-user data folder)")
+    s.add_argument("--no-prune", action="store_true", help="never stop hopeless trials early")
+    s.add_argument("--events", action="store_true", help="JSON lines on stdout")
+    s.set_defaults(func=cmd_search)
 
     e = sub.add_parser("eval", help="Rank-1/5/10 and mAP of a checkpoint (.pt) or an exported model (.onnx)")
     e.add_argument("model")

@@ -133,3 +133,39 @@ def test_cli_trains_with_json_events_and_reports_broken_data(mini_mars: Path, tm
     helptext = subprocess.run([sys.executable, "-m", "trainer.cli", "train", "--help"], cwd=ROOT,
                               capture_output=True, text=True, timeout=120).stdout
     assert "--lr" in helptext and "(default: 0.09)" in helptext and "--batch-size" in helptext
+
+
+def test_grid_search_tabulates_trials_records_divergence_and_resumes_from_storage(mini_mars: Path,
+                                                                                  tmp_path: Path) -> None:
+    from trainer.search import SearchSettings, format_table, run_search
+
+    base = tiny_config(mini_mars, tmp_path, epochs=1, eval_every=1, max_steps_per_epoch=3)
+    settings = SearchSettings("grid", lrs=(1e-3, 1e5), batch_sizes=(16,), study="unit", prune=False)
+    events: list[dict] = []
+    rows = run_search(base, settings, tmp_path / "study", events.append)
+    by_lr = {r.lr: r for r in rows}
+    assert set(by_lr) == {1e-3, 1e5}
+    assert by_lr[1e5].status == "diverged" and by_lr[1e5].mAP is None
+    good = by_lr[1e-3]
+    assert good.status == "complete" and 0 < good.mAP <= 1 and good.train_seconds > 0
+    assert Path(good.run_dir, "best.pt").exists()
+    assert [e["status"] for e in events if e["event"] == "trial"] == [r.status for r in sorted(rows, key=lambda r:
+                                                                                                r.number)]
+    table = format_table(rows)
+    assert "Rank-1" in table and "diverged" in table and table.splitlines()[1].split()[1] == "0.001"
+    # another machine (or a later session) joining the same storage sees the finished trials
+    again = run_search(base, SearchSettings("grid", lrs=(1e-3, 1e5), batch_sizes=(16,), study="unit", trials=1,
+                                            storage=f"sqlite:///{tmp_path / 'study' / 'optuna.sqlite'}"),
+                       tmp_path / "study")
+    assert len(again) >= 2 and {r.number for r in rows} <= {r.number for r in again}
+
+
+def test_tpe_search_samples_learning_rates_and_batch_sizes_within_the_ranges(mini_mars: Path, tmp_path: Path) -> None:
+    from trainer.search import SearchSettings, run_search
+
+    base = tiny_config(mini_mars, tmp_path, epochs=2, eval_every=1, max_steps_per_epoch=2)
+    rows = run_search(base, SearchSettings("tpe", lrs=(1e-4, 3e-3), batch_sizes=(16, 32), trials=4, study="tpe"),
+                      tmp_path / "study")
+    assert len(rows) == 4
+    assert all(1e-4 <= r.lr <= 3e-3 and r.batch_size in (16, 32) for r in rows)
+    assert {r.status for r in rows} <= {"complete", "pruned"} and "complete" in {r.status for r in rows}
