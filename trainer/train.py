@@ -188,6 +188,8 @@ def evaluate_model(model: nn.Module, dataset: ReidDataset, cfg: TrainConfig, dev
     if not query or not gallery:
         raise ValueError(f"{dataset.name} has no query/gallery split to evaluate on")
     qf, gf = extract_features(model, query, cfg, device), extract_features(model, gallery, cfg, device)
+    if not (np.isfinite(qf).all() and np.isfinite(gf).all()):  # the weights blew up after the loss was last seen
+        raise DivergenceError(_diverged("before this evaluation: the network's embeddings are NaN/inf", cfg.lr, cfg))
     q_pids, q_cams = np.array([i.pid for i in query]), np.array([i.camid for i in query])
     g_pids, g_cams = np.array([i.pid for i in gallery]), np.array([i.camid for i in gallery])
     metrics = evaluate_rank(pairwise_distance(qf, gf), q_pids, g_pids, q_cams, g_cams)
@@ -339,10 +341,13 @@ def _guard(loss: float, baseline: float | None, cfg: TrainConfig, epoch: int, st
     if math.isfinite(loss) and not exploded:
         return
     what = "became NaN/inf" if not math.isfinite(loss) else f"jumped to {loss:.3g} (started near {baseline:.3g})"
-    raise DivergenceError(
-        f"training diverged at epoch {epoch}, step {step}: the loss {what}. Likely cause: the learning rate "
-        f"{lr:g} is too high for batch size {cfg.batch_size} (the study saw lr 0.2 diverge and batch 8 collapse); "
-        f"try a lower --lr, a larger --batch-size or --warmup-epochs.")
+    raise DivergenceError(_diverged(f"at epoch {epoch}, step {step}: the loss {what}", lr, cfg))
+
+
+def _diverged(where_what: str, lr: float, cfg: TrainConfig) -> str:
+    return (f"training diverged {where_what}. Likely cause: the learning rate {lr:g} is too high for batch size "
+            f"{cfg.batch_size} (the study saw lr 0.2 diverge and batch 8 collapse); try a lower --lr, a larger "
+            "--batch-size or --warmup-epochs.")
 
 
 def write_summary(run_dir: Path, cfg: TrainConfig, dataset: str, history: list[dict[str, Any]],

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
     QSplitter,
     QTableWidget,
     QTableWidgetItem,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
@@ -236,6 +237,7 @@ class TrainerTab(QWidget):
         for button in (self.start_button, self.stop_button, self.resume_button):
             buttons.addWidget(button)
         left_layout.addLayout(buttons)
+        left_layout.addWidget(self._build_search_box())
 
         right = QSplitter(Qt.Orientation.Vertical)
         top = QWidget()
@@ -269,7 +271,14 @@ class TrainerTab(QWidget):
                                    "cameras to it")
         self.use_button.clicked.connect(self.use_selected_model)
         runs_layout.addWidget(self.use_button)
-        right.addWidget(runs)
+        self.results_tabs = QTabWidget()
+        self.results_tabs.addTab(runs, "Runs")
+        self.search_table = QTableWidget(0, 9)
+        self.search_table.setHorizontalHeaderLabels(["Trial", "lr", "Batch", "Status", "Rank-1", "Rank-5", "Rank-10",
+                                                     "mAP", "Train time"])
+        self.search_table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.results_tabs.addTab(self.search_table, "Search results")
+        right.addWidget(self.results_tabs)
         right.setSizes([420, 160, 200])
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
@@ -280,6 +289,75 @@ class TrainerTab(QWidget):
         layout.addWidget(splitter)
         self._set_running(False)
         self.refresh_runs()
+
+    def _build_search_box(self) -> QGroupBox:
+        box = QGroupBox("Hyper-parameter search (Optuna)")
+        form = QFormLayout(box)
+        self.search_sampler = QComboBox()
+        self.search_sampler.addItems(["grid", "tpe"])
+        self.search_sampler.setToolTip("grid: every learning rate x batch size (the study's table); tpe: Bayesian")
+        self.search_lrs = QLineEdit("0.01,0.03,0.06,0.09,0.12")
+        self.search_batches = QLineEdit("16,32,64")
+        self.search_trials = QSpinBox()
+        self.search_trials.setRange(0, 1000)
+        self.search_trials.setSpecialValueText("whole grid / 20")
+        self.search_storage = QLineEdit()
+        self.search_storage.setPlaceholderText("SQLite in the data folder; or postgresql://… to share")
+        self.search_button = QPushButton("Start search")
+        self.search_button.clicked.connect(self.start_search)
+        form.addRow("Sampler", self.search_sampler)
+        form.addRow("Learning rates", self.search_lrs)
+        form.addRow("Batch sizes", self.search_batches)
+        form.addRow("Trials", self.search_trials)
+        form.addRow("Storage", self.search_storage)
+        form.addRow(self.search_button)
+        return box
+
+    def start_search(self) -> None:
+        """Run ``reid-trainer search`` with the options above (epochs etc.) as the base of every trial."""
+        try:
+            cfg = self.config()
+        except ValueError as exc:
+            self._log(f"error: {exc}")
+            return
+        skip = {"lr", "batch_size", "output"}
+        args = self._option_args(cfg, skip)
+        args += ["--sampler", self.search_sampler.currentText(), "--lrs", self.search_lrs.text().strip(),
+                 "--batch-sizes", self.search_batches.text().strip(), "--trials", str(self.search_trials.value()),
+                 "--folder", str(runs_dir() / "search" / time.strftime("%Y%m%d-%H%M%S"))]
+        if self.search_storage.text().strip():
+            args += ["--storage", self.search_storage.text().strip()]
+        self.search_table.setRowCount(0)
+        self.results_tabs.setCurrentIndex(1)
+        self._launch(["search", "--events", *args])
+
+    @staticmethod
+    def _option_args(cfg: TrainConfig, skip: set[str] | None = None) -> list[str]:
+        args: list[str] = []
+        for f in dataclasses.fields(TrainConfig):
+            if skip and f.name in skip:
+                continue
+            value = getattr(cfg, f.name)
+            flag = f.name.replace("_", "-")
+            if isinstance(value, bool):
+                args.append(f"--{flag}" if value else f"--no-{flag}")
+            else:
+                args += [f"--{flag}", str(value)]
+        return args
+
+    def _add_trial_row(self, event: dict[str, Any]) -> None:
+        row = self.search_table.rowCount()
+        self.search_table.insertRow(row)
+
+        def pct(key: str) -> str:
+            return "" if event.get(key) is None else f"{event[key]:.1%}"
+
+        seconds = event.get("train_seconds")
+        cells = [str(event["number"]), f"{event['lr']:.4g}", str(event["batch_size"]), event["status"], pct("rank1"),
+                 pct("rank5"), pct("rank10"), pct("mAP"), "" if seconds is None else f"{seconds / 60:.1f} min"]
+        for col, text in enumerate(cells):
+            self.search_table.setItem(row, col, QTableWidgetItem(text))
+        self.search_table.resizeColumnsToContents()
 
     # -- data set -------------------------------------------------------------------------------
 
@@ -321,15 +399,7 @@ class TrainerTab(QWidget):
             self._log(f"error: {exc}")
             self.eta_label.setText(str(exc))
             return
-        args = []
-        for f in dataclasses.fields(TrainConfig):
-            value = getattr(cfg, f.name)
-            flag = "--" + f.name.replace("_", "-")
-            if isinstance(value, bool):
-                args.append(flag if value else "--no-" + f.name.replace("_", "-"))
-            else:
-                args += [flag, str(value)]
-        self._launch(["train", "--events", *args])
+        self._launch(["train", "--events", *self._option_args(cfg)])
 
     def resume_selected(self) -> None:
         run = self._selected_run()
@@ -371,6 +441,7 @@ class TrainerTab(QWidget):
             self.process.waitForFinished(5000)
 
     def _set_running(self, running: bool) -> None:
+        self.search_button.setEnabled(not running)
         self.start_button.setEnabled(not running)
         self.resume_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
@@ -428,6 +499,13 @@ class TrainerTab(QWidget):
                 self.eta_label.setText(event["message"][:120])
         elif kind == "done":
             self._log(f"run {event['status']} after {event['epochs_done']} epochs")
+        elif kind == "trial_start":
+            self.plots.clear()
+            self._started_at = time.monotonic()
+            self._log(f"trial {event['number']}: lr {event['lr']:g}, batch {event['batch_size']}")
+        elif kind == "trial":
+            self._add_trial_row(event)
+            self._log(f"trial {event['number']} {event['status']}")
         self.event_received.emit(event)
 
     def _on_finished(self, code: int, _status: QProcess.ExitStatus) -> None:

@@ -77,3 +77,19 @@ def test_a_finished_run_is_listed_and_its_model_replaces_the_live_one(qtbot, mak
         assert runs[-2]["status"] == "model changed" and runs[-1]["model_key"] == info.embedder_key
         _, _, gallery = next(store.identity_galleries(info.embedder_key, 5))
         assert gallery.shape[1] == 2048
+
+
+def test_search_panel_fills_the_results_table_live(qtbot, make_window, app_settings, mini_mars) -> None:  # noqa: F811
+    window = make_window(app_settings)
+    tab = window.trainer_tab
+    set_tiny_options(tab, mini_mars, epochs=1, eval_every=1, max_steps_per_epoch=2)
+    tab.search_lrs.setText("0.001,100000")
+    tab.search_batches.setText("16")
+    with qtbot.waitSignal(tab.run_finished, timeout=WAIT_MS) as finished:
+        qtbot.mouseClick(tab.search_button, Qt.MouseButton.LeftButton)
+    assert finished.args[0] == "finished"
+    rows = {tab.search_table.item(r, 1).text(): tab.search_table.item(r, 3).text()
+            for r in range(tab.search_table.rowCount())}
+    assert rows == {"0.001": "complete", "1e+05": "diverged"}
+    complete = next(r for r in range(tab.search_table.rowCount()) if tab.search_table.item(r, 3).text() == "complete")
+    assert tab.search_table.item(complete, 7).text().endswith("%")
