@@ -42,6 +42,7 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	YOLO_OFFLINE=1 $(BIN)/python bench/pipeline_bench.py
+	$(BIN)/python bench/train_bench.py
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
