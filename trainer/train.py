@@ -105,18 +105,24 @@ def _as_torch(dataset: ImageDataset) -> torch.utils.data.Dataset[Any]:
     return typing.cast(torch.utils.data.Dataset[Any], dataset)
 
 
-def _train_loader(dataset: ImageDataset, cfg: TrainConfig,
-                  identity_batches: bool) -> torch.utils.data.DataLoader[Any]:
-    generator = torch.Generator().manual_seed(cfg.seed)
-    common: dict[str, Any] = {"batch_size": cfg.batch_size, "num_workers": cfg.workers, "drop_last": True,
+def _train_loader(dataset: ImageDataset, cfg: TrainConfig, identity_batches: bool,
+                  dist: Distributed) -> torch.utils.data.DataLoader[Any]:
+    """``cfg.batch_size`` is the global batch; with DDP each of the ``world_size`` processes takes its share."""
+    batch = cfg.batch_size // dist.world_size
+    common: dict[str, Any] = {"batch_size": batch, "num_workers": cfg.workers, "drop_last": True,
                               "pin_memory": torch.cuda.is_available(), "persistent_workers": cfg.workers > 0}
     if identity_batches:
         from pytorch_metric_learning.samplers import MPerClassSampler
 
-        sampler = MPerClassSampler(dataset.labels, m=cfg.instances_per_identity, batch_size=cfg.batch_size,
-                                   length_before_new_iter=max(len(dataset), cfg.batch_size))
-        return torch.utils.data.DataLoader(_as_torch(dataset), sampler=sampler, **common)
-    return torch.utils.data.DataLoader(_as_torch(dataset), shuffle=True, generator=generator, **common)
+        # every process draws its own P x K batches (seeded per rank by seed_everything)
+        sampler: Any = MPerClassSampler(dataset.labels, m=cfg.instances_per_identity, batch_size=batch,
+                                        length_before_new_iter=max(len(dataset) // dist.world_size, batch))
+    elif dist.world_size > 1:
+        sampler = torch.utils.data.DistributedSampler(_as_torch(dataset), dist.world_size, dist.rank, seed=cfg.seed)
+    else:
+        sampler = torch.utils.data.RandomSampler(typing.cast(Any, dataset),
+                                                 generator=torch.Generator().manual_seed(cfg.seed))
+    return torch.utils.data.DataLoader(_as_torch(dataset), sampler=sampler, **common)
 
 
 def _scheduler(optimizer: torch.optim.Optimizer, cfg: TrainConfig, steps_per_epoch: int) -> Any:
@@ -201,6 +207,73 @@ def evaluate_model(model: nn.Module, dataset: ReidDataset, cfg: TrainConfig, dev
     return Evaluation(metrics, tracklet_metrics, calibrate_threshold(qf, gf, q_pids, g_pids))
 
 
+class _TrainStep(nn.Module):
+    """Network and loss as one module, so DDP synchronises ArcFace's class centres too."""
+
+    def __init__(self, model: ReidNet, criterion: ReidLoss) -> None:
+        super().__init__()
+        self.model, self.criterion = model, criterion
+
+    def forward(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor,
+                                                                           dict[str, float]]:
+        logits, features = self.model(images)
+        loss, parts = self.criterion(logits, features, labels)
+        return loss, logits, parts
+
+
+@dataclass(frozen=True)
+class Distributed:
+    """The process's place in a ``torchrun`` job (multi-GPU DDP); a single process is rank 0 of 1."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @staticmethod
+    def from_environment() -> Distributed:
+        """Join the process group ``torchrun`` set up (NCCL on GPUs, Gloo on CPUs)."""
+        import os
+
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world <= 1:
+            return Distributed()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return Distributed(dist.get_rank(), world, int(os.environ.get("LOCAL_RANK", "0")))
+
+    def device(self, name: str) -> torch.device:
+        device = resolve_device(name)
+        if self.world_size > 1 and device.type == "cuda":
+            return torch.device("cuda", self.local_rank)
+        return device
+
+    def wrap(self, module: nn.Module, device: torch.device) -> nn.Module:
+        if self.world_size == 1:
+            return module
+        from torch.nn.parallel import DistributedDataParallel
+
+        return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+    def barrier(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.world_size > 1:
+            import torch.distributed as dist
+
+            if dist.is_initialized():
+                dist.destroy_process_group()
+
+
 def _save(path: Path, payload: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(payload, tmp)
@@ -216,19 +289,40 @@ def default_run_dir() -> Path:
 
 def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callable[[], bool] | None = None,
           resume: Path | None = None) -> TrainResult:
-    """Train (or resume) a re-id model; returns where its checkpoints are and how it went."""
+    """Train (or resume) a re-id model; returns where its checkpoints are and how it went.
+
+    Under ``torchrun`` (several processes, one per GPU) the run is data-parallel (DDP): every process
+    trains on its share of each batch, and only rank 0 evaluates, writes checkpoints and reports.
+    """
+    dist = Distributed.from_environment()
+    try:
+        return _train(cfg, events if dist.is_main else None, should_stop, resume, dist)
+    finally:
+        dist.close()
+
+
+def _train(cfg: TrainConfig, events: EventSink | None, should_stop: Callable[[], bool] | None,
+           resume: Path | None, dist: Distributed) -> TrainResult:
     emit = events or (lambda event: None)
     checkpoint: dict[str, Any] | None = None
     if resume is not None:
         checkpoint = torch.load(str(resume), map_location="cpu", weights_only=False)
         cfg = TrainConfig.from_dict(checkpoint["config"])
     cfg.validate()
+    if dist.world_size > 1:
+        share = cfg.batch_size // dist.world_size
+        if cfg.batch_size % dist.world_size or (cfg.triplet_weight and share % cfg.instances_per_identity):
+            raise ValueError(f"batch_size {cfg.batch_size} must split into {dist.world_size} equal shares of whole "
+                             f"P x K batches (multiples of instances_per_identity {cfg.instances_per_identity})")
+        if not cfg.output:
+            raise ValueError("--output is required with torchrun: every process must write to the same run folder")
     run_dir = Path(cfg.output) if cfg.output else default_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg.output = str(run_dir)
-    cfg.save(run_dir / "config.json")
-    seed_everything(cfg.seed + (checkpoint["epoch"] if checkpoint else 0))
-    device = resolve_device(cfg.device)
+    if dist.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        cfg.save(run_dir / "config.json")
+    seed_everything(cfg.seed + (checkpoint["epoch"] if checkpoint else 0) + 1000 * dist.rank)
+    device = dist.device(cfg.device)
 
     dataset = load_dataset(cfg.data)
     train_set = ImageDataset(dataset.train, transforms(cfg, train=True), relabel=True)
@@ -243,7 +337,7 @@ def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callab
     criterion.to(device)
     if device.type == "cuda" and cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
-    loader = _train_loader(train_set, cfg, criterion.needs_identity_batches)
+    loader = _train_loader(train_set, cfg, criterion.needs_identity_batches, dist)
     steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
     if steps_per_epoch == 0:
         raise ValueError(f"{dataset.name}: {len(train_set)} training images make no batch of {cfg.batch_size}")
@@ -262,7 +356,8 @@ def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callab
         start_epoch, history, best = checkpoint["epoch"] + 1, checkpoint["history"], checkpoint["best"]
     emit({"event": "start", "run_dir": str(run_dir), "dataset": dataset.name, "identities": train_set.num_classes,
           "images": len(train_set), "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
-          "device": str(device), "weights": weights_source, "resumed_from": start_epoch - 1, "config": cfg.to_dict()})
+          "device": str(device), "world_size": dist.world_size, "weights": weights_source,
+          "resumed_from": start_epoch - 1, "config": cfg.to_dict()})
     if weights_source.startswith("random"):
         emit({"event": "warning", "message": "training from random initialisation: expect far lower accuracy than "
                                              "from ImageNet weights"})
@@ -272,9 +367,15 @@ def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callab
     log_every = max(1, steps_per_epoch // 100)
     status = "finished"
     epoch = start_epoch - 1
+    step_module: nn.Module | None = None
+    frozen_now = -1
     for epoch in range(start_epoch, cfg.epochs + 1):
         frozen = cfg.freeze_stages if (cfg.freeze_epochs == 0 or epoch <= cfg.freeze_epochs) else 0
-        model.freeze_stages(frozen)
+        if frozen != frozen_now or step_module is None:  # DDP must know which parameters train: re-wrap
+            model.freeze_stages(frozen)
+            step_module, frozen_now = dist.wrap(_TrainStep(model, criterion), device), frozen
+        if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
+            loader.sampler.set_epoch(epoch)
         model.train()
         started, seen, loss_sum, wrong, counted = time.monotonic(), 0, 0.0, 0, 0
         for step, (images, labels, _cams, _idx) in enumerate(loader, start=1):
@@ -287,8 +388,7 @@ def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callab
             if device.type == "cuda" and cfg.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
             with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                logits, features = model(images)
-                loss, parts = criterion(logits, features, labels)
+                loss, logits, parts = step_module(images, labels)
             value = float(loss.detach())
             lr = optimizer.param_groups[0]["lr"]
             if baseline is None and math.isfinite(value):
@@ -308,14 +408,15 @@ def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callab
             if step % log_every == 0 or step == steps_per_epoch:
                 emit({"event": "step", "epoch": epoch, "step": step, "steps": steps_per_epoch, "loss": value,
                       "parts": parts, "top1_error": wrong / max(counted, 1), "lr": lr,
-                      "images_per_s": seen / max(time.monotonic() - started, 1e-9)})
+                      "images_per_s": seen * dist.world_size / max(time.monotonic() - started, 1e-9)})
                 wrong = counted = 0
         if status == "stopped":
             break
         record: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / max(seen, 1),
                                   "seconds": time.monotonic() - started, "images_per_s":
-                                  seen / max(time.monotonic() - started, 1e-9), "lr": optimizer.param_groups[0]["lr"]}
-        if epoch % cfg.eval_every == 0 or epoch == cfg.epochs:
+                                  seen * dist.world_size / max(time.monotonic() - started, 1e-9),
+                                  "lr": optimizer.param_groups[0]["lr"]}
+        if dist.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
             evaluation = evaluate_model(model, dataset, cfg, device)
             record.update(evaluation.to_dict())
             emit({"event": "eval", "epoch": epoch, **evaluation.to_dict()})
@@ -325,12 +426,15 @@ def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callab
                                                       [*history, record], best, dataset, weights_source,
                                                       train_set.num_classes))
         history.append(record)
-        write_summary(run_dir, cfg, dataset.name, history, best, "running")
-        _save(run_dir / "last.pt", _checkpoint(model, criterion, optimizer, scheduler, scaler, cfg, epoch, history,
-                                               best, dataset, weights_source, train_set.num_classes))
+        if dist.is_main:
+            write_summary(run_dir, cfg, dataset.name, history, best, "running")
+            _save(run_dir / "last.pt", _checkpoint(model, criterion, optimizer, scheduler, scaler, cfg, epoch,
+                                                   history, best, dataset, weights_source, train_set.num_classes))
+        dist.barrier()  # the others wait while rank 0 evaluates and saves
         emit({"event": "epoch", **record, "checkpoint": str(run_dir / "last.pt")})
     done = epoch if status == "finished" else epoch - 1
-    write_summary(run_dir, cfg, dataset.name, history, best, status)
+    if dist.is_main:
+        write_summary(run_dir, cfg, dataset.name, history, best, status)
     emit({"event": "done", "status": status, "epochs_done": done, "best": best, "run_dir": str(run_dir)})
     return TrainResult(run_dir, status, done, best, history)
 

@@ -169,3 +169,24 @@ def test_tpe_search_samples_learning_rates_and_batch_sizes_within_the_ranges(min
     assert len(rows) == 4
     assert all(1e-4 <= r.lr <= 3e-3 and r.batch_size in (16, 32) for r in rows)
     assert {r.status for r in rows} <= {"complete", "pruned"} and "complete" in {r.status for r in rows}
+
+
+def test_torchrun_trains_data_parallel_and_its_checkpoint_resumes_in_one_process(mini_mars: Path,
+                                                                                  tmp_path: Path) -> None:
+    """DDP with two processes on the CPU (Gloo): the same code path as several GPUs with NCCL."""
+    import os
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    out = tmp_path / "ddp"
+    proc = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node", "2", "-m", "trainer.cli", "train", "--events",
+         "--data", str(mini_mars), "--output", str(out), "--weights", "random", "--height", "64", "--width", "32",
+         "--epochs", "1", "--max-steps-per-epoch", "2", "--optimizer", "adamw", "--lr", "0.001", "--workers", "0",
+         "--device", "cpu", "--no-allow-download"], cwd=ROOT, capture_output=True, text=True, timeout=400,
+        env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [e["event"] for e in events].count("start") == 1  # only rank 0 reports
+    assert events[0]["world_size"] == 2 and events[-1]["status"] == "finished"
+    resumed = train(tiny_config(mini_mars, out), resume=out / "last.pt")  # the DDP checkpoint loads in one process
+    assert resumed.status == "finished" and [r["epoch"] for r in resumed.history] == [1]
