@@ -85,8 +85,16 @@ def cmd_dataset(args: argparse.Namespace) -> int:
     from trainer.datasets import DatasetError, load_dataset
 
     try:
+        if args.from_store:
+            from trainer.store_export import export_store_dataset
+
+            summary = export_store_dataset(Path(args.from_store), Path(args.path))
+            print(f"exported {summary.identities} confirmed identities: {summary.train_images} training, "
+                  f"{summary.test_images} test and {summary.query_images} query images to {summary.out_dir}")
+            for reason in summary.skipped[:10]:
+                print(f"  note: {reason}")
         dataset = load_dataset(args.path, verify_images=not args.no_verify)
-    except DatasetError as exc:
+    except (DatasetError, FileExistsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA
     print(dataset.summary())
@@ -209,8 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     d = sub.add_parser("dataset", help="check a data set and print its identities, images and cameras")
-    d.add_argument("path")
+    d.add_argument("path", help="the data set folder (with --from-store: where to write it)")
     d.add_argument("--no-verify", action="store_true", help="do not open every image")
+    d.add_argument("--from-store", metavar="DATABASE", help="first export the operator-confirmed identities (named "
+                   "or targeted) of this sightings database as a Market-1501-layout data set")
     d.set_defaults(func=cmd_dataset)
 
     t = sub.add_parser("train", help="train a ResNet-50 re-id model",

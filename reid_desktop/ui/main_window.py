@@ -232,6 +232,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Export target sightings (CSV)…", lambda: self.export_dialog("csv"), "Ctrl+E")
         self._action(file_menu, "Export target sightings (JSON)…", lambda: self.export_dialog("json"))
         self._action(file_menu, "Export target report (HTML)…", lambda: self.export_dialog("html"), "Ctrl+Shift+E")
+        self._action(file_menu, "Export confirmed people as training data…", self.export_training_data_dialog)
         file_menu.addSeparator()
         self._action(file_menu, "Settings…", self.settings_dialog, QKeySequence.StandardKey.Preferences)
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -745,6 +746,27 @@ class MainWindow(QMainWindow):
 
         self._read_store(write, lambda n: self.statusBar().showMessage(f"Exported {n or 0} rows to {path}", 6000),
                          f"export to {path}")
+
+    def export_training_data_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Empty folder for the training data set")
+        if folder:
+            self.export_training_data(Path(folder) / "reid-dataset")
+
+    def export_training_data(self, out_dir: Path) -> None:
+        """Named or followed identities -> a Market-1501-layout data set, handed to the Trainer tab."""
+        from trainer.store_export import export_store_dataset
+
+        database = self.settings.database_path
+
+        def done(summary: Any) -> None:
+            self.statusBar().showMessage(f"Exported {summary.identities} people ({summary.train_images} training, "
+                                         f"{summary.test_images} test images) to {out_dir}", 8000)
+            self.trainer_tab.data_edit.setText(str(out_dir))
+            self.trainer_tab.check_dataset()
+            self.tabs.setCurrentWidget(self.trainer_tab)
+
+        self.dispatcher.in_background(lambda: export_store_dataset(database, out_dir), done,
+                                      lambda m: self.banner.show_message(f"Could not export training data: {m}"))
 
     def settings_dialog(self) -> None:
         dialog = SettingsDialog(self.settings, self)

@@ -392,3 +392,39 @@ def test_loaded_dataset_is_frozen(full_mars: Path) -> None:
     assert isinstance(dataset, ReidDataset)
     with pytest.raises(AttributeError):
         dataset.train = ()  # type: ignore[misc]
+
+
+def test_cli_and_window_export_confirmed_people_as_training_data(tmp_path: Path, demo_clip: Path, qtbot) -> None:
+    """``reid-trainer dataset OUT --from-store DB`` and File > Export confirmed people as training data."""
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT
+
+    database = tmp_path / "sightings.sqlite"
+    tracks = [TrackSpec(identity, cam, str(demo_clip), tuple(range(start, start + 10)))
+              for identity in (1, 2, 3) for cam, start in (("cam-b", 40), ("cam-a", 5))]
+    _make_store(database, tracks, labels={1: "Alice"}, targets={2, 3})
+    out = subprocess.run([sys.executable, "-m", "trainer.cli", "dataset", str(tmp_path / "cli"), "--from-store",
+                          str(database)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "exported 3 confirmed identities" in out.stdout and "queries with a match" in out.stdout
+    again = subprocess.run([sys.executable, "-m", "trainer.cli", "dataset", str(tmp_path / "cli"), "--from-store",
+                            str(database)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 3 and "error:" in again.stderr  # never overwrites an earlier export
+
+    from reid_desktop.ui.qt_env import sanitize_qt_environment
+
+    sanitize_qt_environment()
+    from reid_desktop.ui.main_window import MainWindow
+    from reid_desktop.ui.settings import AppSettings
+
+    window = MainWindow(AppSettings(database=str(database), pipeline={"reid.allow_download": False}),
+                        tmp_path / "settings.json")
+    qtbot.addWidget(window)
+    window.export_training_data(tmp_path / "gui")
+    qtbot.waitUntil(lambda: "queries with a match" in window.trainer_tab.dataset_summary.text(), timeout=120_000)
+    assert window.tabs.currentWidget() is window.trainer_tab
+    assert window.trainer_tab.data_edit.text() == str(tmp_path / "gui")
+    assert load_dataset(tmp_path / "gui").num_train_pids + load_dataset(tmp_path / "gui").num_test_pids == 3
+    window.close()

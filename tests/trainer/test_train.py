@@ -190,3 +190,12 @@ def test_torchrun_trains_data_parallel_and_its_checkpoint_resumes_in_one_process
     assert events[0]["world_size"] == 2 and events[-1]["status"] == "finished"
     resumed = train(tiny_config(mini_mars, out), resume=out / "last.pt")  # the DDP checkpoint loads in one process
     assert resumed.status == "finished" and [r["epoch"] for r in resumed.history] == [1]
+
+
+def test_the_same_seed_gives_the_same_run(mini_mars: Path, tmp_path: Path) -> None:
+    losses = []
+    for name in ("a", "b"):
+        events: list[dict] = []
+        train(tiny_config(mini_mars, tmp_path / name, epochs=1, max_steps_per_epoch=3, seed=7), events.append)
+        losses.append([e["loss"] for e in events if e["event"] == "step"])
+    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-5)

@@ -27,7 +27,7 @@ def test_start_shows_progress_and_stop_ends_the_process(qtbot, make_window, app_
     tab = window.trainer_tab
     set_tiny_options(tab, mini_mars, epochs=50, eval_every=50)
     tab.check_dataset()
-    qtbot.waitUntil(lambda: "identities" in tab.dataset_summary.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "queries with a match" in tab.dataset_summary.text(), timeout=WAIT_MS)
     steps: list[dict] = []
     tab.event_received.connect(lambda e: steps.append(e) if e["event"] == "step" else None)
     qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
