@@ -16,7 +16,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from PySide6.QtCore import QPoint, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QByteArray, QPoint, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QPixmap
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -108,6 +108,7 @@ class MainWindow(QMainWindow):
         self._states: dict[str, SourceState] = {}
         self._timeline_identity: int | None = None
         self._select_after_refresh: int | None = None
+        self._live_dock_state: QByteArray | None = None
         self._labels: dict[int, str] = {}
 
         self._build_central()
@@ -158,6 +159,7 @@ class MainWindow(QMainWindow):
         self.trainer_tab = TrainerTab(self.dispatcher)
         self.trainer_tab.model_ready.connect(self.use_reid_model)
         self.tabs.addTab(self.trainer_tab, "Trainer")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
         self.setCentralWidget(self.tabs)
 
     def _dock(self, title: str, widget: QWidget, area: Qt.DockWidgetArea) -> QDockWidget:
@@ -272,6 +274,17 @@ class MainWindow(QMainWindow):
         status.addPermanentWidget(self.model_label)
         status.addPermanentWidget(self.warning_label)
         status.addPermanentWidget(self.fps_label)
+
+    def _on_tab_changed(self, index: int) -> None:
+        """The camera docks belong to the live view; the Trainer tab gets the whole window."""
+        on_trainer = self.tabs.widget(index) is self.trainer_tab
+        if on_trainer:
+            self._live_dock_state = self.saveState()
+            for dock in (self.sources_dock, self.targets_dock, self.timeline_dock, self.search_dock):
+                dock.hide()
+        elif self._live_dock_state is not None:
+            self.restoreState(self._live_dock_state)
+            self._live_dock_state = None
 
     # -- engine ------------------------------------------------------------------------------------
 

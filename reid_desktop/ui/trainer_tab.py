@@ -61,6 +61,11 @@ FORM_GROUPS: dict[str, tuple[str, ...]] = {
 }
 
 
+LABELS = {"lr": "Learning rate", "ce_weight": "Cross-entropy weight", "triplet_weight": "Triplet weight",
+          "arcface_weight": "ArcFace weight", "instances_per_identity": "Images per identity (K)",
+          "max_steps_per_epoch": "Max steps per epoch", "eval_every": "Evaluate every (epochs)"}
+
+
 def trainer_command(*args: str) -> tuple[str, list[str]]:
     """Program and arguments that run the trainer CLI with this very installation (frozen or not)."""
     if getattr(sys, "frozen", False):
@@ -90,7 +95,7 @@ class OptionsForm(QWidget):
                 widget = self._widget(fields[name], hints[name])
                 widget.setToolTip(fields[name].metadata["help"])
                 self.widgets[name] = widget
-                form.addRow(name.replace("_", " ").capitalize(), widget)
+                form.addRow(LABELS.get(name, name.replace("_", " ").capitalize()), widget)
             layout.addWidget(box)
         layout.addStretch(1)
 
@@ -217,10 +222,11 @@ class TrainerTab(QWidget):
         data_row.addWidget(browse)
         data_row.addWidget(check)
         left_layout.addLayout(data_row)
-        self.dataset_summary = QLabel("Pick a data set to see its identities, images and cameras.")
-        self.dataset_summary.setWordWrap(True)
-        self.dataset_summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.dataset_summary = QPlainTextEdit("Pick a data set to see its identities, images and cameras.")
+        self.dataset_summary.setReadOnly(True)
+        self.dataset_summary.setLineWrapMode(QPlainTextEdit.LineWrapMode.NoWrap)
         self.dataset_summary.setStyleSheet("font-family: monospace;")
+        self.dataset_summary.setMaximumHeight(150)
         left_layout.addWidget(self.dataset_summary)
         self.options = OptionsForm()
         scroll = QScrollArea()
@@ -372,15 +378,15 @@ class TrainerTab(QWidget):
         path = self.data_edit.text().strip()
         if not path:
             return
-        self.dataset_summary.setText("Checking…")
+        self.dataset_summary.setPlainText("Checking…")
 
         def load() -> str:
             from trainer.datasets import load_dataset
 
             return load_dataset(path).summary()
 
-        self.dispatcher.in_background(load, self.dataset_summary.setText,
-                                      lambda message: self.dataset_summary.setText(f"Cannot use it: {message}"))
+        self.dispatcher.in_background(load, self.dataset_summary.setPlainText,
+                                      lambda message: self.dataset_summary.setPlainText(f"Cannot use it: {message}"))
 
     # -- training process -----------------------------------------------------------------------
 

@@ -423,7 +423,7 @@ def test_cli_and_window_export_confirmed_people_as_training_data(tmp_path: Path,
                         tmp_path / "settings.json")
     qtbot.addWidget(window)
     window.export_training_data(tmp_path / "gui")
-    qtbot.waitUntil(lambda: "queries with a match" in window.trainer_tab.dataset_summary.text(), timeout=120_000)
+    qtbot.waitUntil(lambda: "queries with a match" in window.trainer_tab.dataset_summary.toPlainText(), timeout=120_000)
     assert window.tabs.currentWidget() is window.trainer_tab
     assert window.trainer_tab.data_edit.text() == str(tmp_path / "gui")
     assert load_dataset(tmp_path / "gui").num_train_pids + load_dataset(tmp_path / "gui").num_test_pids == 3

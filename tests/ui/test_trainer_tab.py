@@ -27,17 +27,24 @@ def test_start_shows_progress_and_stop_ends_the_process(qtbot, make_window, app_
     tab = window.trainer_tab
     set_tiny_options(tab, mini_mars, epochs=50, eval_every=50)
     tab.check_dataset()
-    qtbot.waitUntil(lambda: "queries with a match" in tab.dataset_summary.text(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: "queries with a match" in tab.dataset_summary.toPlainText(), timeout=WAIT_MS)
     steps: list[dict] = []
     tab.event_received.connect(lambda e: steps.append(e) if e["event"] == "step" else None)
     qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
     assert not tab.start_button.isEnabled() and tab.stop_button.isEnabled()
+    window.tabs.setCurrentWidget(tab)  # the operator watches: the plots are really painted
+    assert not window.sources_dock.isVisible() and not window.targets_dock.isVisible()  # the tab gets the window
     qtbot.waitUntil(lambda: len(steps) >= 3, timeout=WAIT_MS)
     assert tab.progress.value() >= 3 and "ETA" in tab.eta_label.text()
     assert len(tab.plots.data["loss"][1]) >= 3 and len(tab.plots.data["lr"][1]) >= 3
+    picture = tab.plots.grab().toImage()
+    assert picture.width() > 100 and len({picture.pixel(x, picture.height() // 4)
+                                          for x in range(0, picture.width(), 3)}) > 3  # axes and curves drawn
     with qtbot.waitSignal(tab.run_finished, timeout=WAIT_MS) as finished:
         qtbot.mouseClick(tab.stop_button, Qt.MouseButton.LeftButton)
     assert finished.args[0] == "stopped"
+    window.tabs.setCurrentIndex(0)
+    assert window.sources_dock.isVisible() and window.targets_dock.isVisible()  # the live view's docks come back
     assert tab.process is None and tab.start_button.isEnabled()
     assert "$ reid-trainer train --events" in tab.log_view.toPlainText()
 
