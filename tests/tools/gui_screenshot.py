@@ -37,13 +37,18 @@ def main() -> int:
 
     def check() -> None:
         feeds = list(window.grid.feeds.values())
-        ready = all(f.result is not None and f.result.frame_index >= 5 and f.result.persons for f in feeds)
-        if ready:
-            first = feeds[0].result.persons[0]
-            if first.identity_id is not None:
-                window.set_target(first.identity_id, True)  # a highlighted target in the picture
-            QTimer.singleShot(2500, shoot)
-        elif time.monotonic() > deadline:
+        results = [f.result for f in feeds]
+        if all(r is not None and r.frame_index >= 5 and r.persons for r in results):
+            if not window.targets_panel.identity_ids() and not status.get("asked"):
+                person = next((p for r in results for p in r.persons if p.identity_id is not None), None)
+                if person is not None:
+                    window.set_target(person.identity_id, True)  # a highlighted target in the picture
+                    status["asked"] = 1
+            if any(p.is_target for r in results for p in r.persons):
+                QTimer.singleShot(300, shoot)
+                return
+        if time.monotonic() > deadline:
+            print("timed out waiting for live feeds with a highlighted target")
             window.close()
         else:
             QTimer.singleShot(200, check)
