@@ -18,7 +18,7 @@ import typing
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QProcess, Qt, Signal
+from PySide6.QtCore import QProcess, Qt, QTimer, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QCheckBox,
@@ -64,6 +64,9 @@ FORM_GROUPS: dict[str, tuple[str, ...]] = {
 LABELS = {"lr": "Learning rate", "ce_weight": "Cross-entropy weight", "triplet_weight": "Triplet weight",
           "arcface_weight": "ArcFace weight", "instances_per_identity": "Images per identity (K)",
           "max_steps_per_epoch": "Max steps per epoch", "eval_every": "Evaluate every (epochs)"}
+
+
+STOP_GRACE_MS = 60_000  # a stopping trainer finishes its step or evaluation; after this it is killed
 
 
 def trainer_command(*args: str) -> tuple[str, list[str]]:
@@ -421,10 +424,7 @@ class TrainerTab(QWidget):
         self.progress.setValue(0)
         self.log_view.clear()
         self._buffer = b""
-        process = QProcess(self)
-        program, full_args = trainer_command(*args)
-        process.setProgram(program)
-        process.setArguments(full_args)
+        process = self._trainer_process(*args)
         process.readyReadStandardOutput.connect(self._on_stdout)
         process.readyReadStandardError.connect(self._on_stderr)
         process.finished.connect(self._on_finished)
@@ -436,15 +436,26 @@ class TrainerTab(QWidget):
         self._log("$ reid-trainer " + " ".join(args))
         process.start()
 
+    def _trainer_process(self, *args: str) -> QProcess:
+        process = QProcess(self)
+        program, full_args = trainer_command(*args)
+        process.setProgram(program)
+        process.setArguments(full_args)
+        return process
+
     def stop(self) -> None:
-        """Ask the trainer to stop after the current step (it keeps its last finished epoch)."""
-        if self.process is None:
+        """Ask the trainer to stop after the current step (it keeps its last finished epoch).
+
+        Never waits on the GUI thread: the trainer may be in the middle of an evaluation. ``finished``
+        reports the end; one that has not reacted after a grace period is killed.
+        """
+        process = self.process
+        if process is None:
             return
         self.eta_label.setText("stopping…")
-        self.process.terminate()
-        if not self.process.waitForFinished(15000):
-            self.process.kill()  # a trainer that does not react: take it (and its data workers) down
-            self.process.waitForFinished(5000)
+        self.stop_button.setEnabled(False)
+        process.terminate()
+        QTimer.singleShot(STOP_GRACE_MS, process, process.kill)  # no-op once it ended; cancelled if it is deleted
 
     def _set_running(self, running: bool) -> None:
         self.search_button.setEnabled(not running)
@@ -583,10 +594,7 @@ class TrainerTab(QWidget):
         if self.exporter is not None:
             return
         output = models_dir() / f"reid-{run.name}.onnx"  # type: ignore[union-attr]
-        exporter = QProcess(self)
-        program, args = trainer_command("export", str(checkpoint), "--output", str(output))
-        exporter.setProgram(program)
-        exporter.setArguments(args)
+        exporter = self._trainer_process("export", str(checkpoint), "--output", str(output))
         exporter.readyReadStandardOutput.connect(
             lambda: self._log(bytes(exporter.readAllStandardOutput().data()).decode(errors="replace").rstrip()))
         exporter.readyReadStandardError.connect(
