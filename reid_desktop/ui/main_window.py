@@ -383,23 +383,11 @@ class MainWindow(QMainWindow):
     def add_source(self, uri: str, name: str = "", persist: bool = True, username: str = "",
                    password: str = "", paused: bool = False) -> str:
         """Add a camera to the list, the wall and the running engine; returns its (unique) name."""
-        full_uri = credentials.join_credentials(uri, username, password)
         name = self._unique_name(name or SourceSpec(uri).source_id)
-        spec = SourceSpec(full_uri, name)
-        self._specs[name] = spec
+        spec = self._show_source(name, credentials.join_credentials(uri, username, password), paused)
         if not persist:
             self._transient.add(name)
-        if paused:
-            self._paused.add(name)
-        feed = FeedView(name, name)
-        feed.paused = paused
-        feed.person_clicked.connect(self._on_person_clicked)
-        feed.person_context_requested.connect(self._on_person_context)
-        self.grid.add_feed(feed)
-        self.sources_panel.add(name, spec.display_uri)
-        self.sources_panel.set_state(name, SourceState.CONNECTING, "", paused)
-        self.empty_hint.hide()
-        if persist:
+        else:
             has_password = bool(password)
             if has_password and not credentials.save_password(name, password):
                 self.banner.show_message(f"No system keyring: the password of {name} is used now but not saved; you "
@@ -419,18 +407,23 @@ class MainWindow(QMainWindow):
             if not password:
                 self.banner.show_message(f"The password of {saved.name} is not in the system keyring: remove the "
                                          "camera and add it again.")
-        full_uri = credentials.join_credentials(saved.uri, saved.username, password)
-        self._specs[saved.name] = SourceSpec(full_uri, saved.name)
-        if saved.paused:
-            self._paused.add(saved.name)
-        feed = FeedView(saved.name, saved.name)
-        feed.paused = saved.paused
+        self._show_source(saved.name, credentials.join_credentials(saved.uri, saved.username, password), saved.paused)
+
+    def _show_source(self, name: str, full_uri: str, paused: bool) -> SourceSpec:
+        """Register a camera in this window (spec, feed, list entry); the engine is told separately."""
+        spec = SourceSpec(full_uri, name)
+        self._specs[name] = spec
+        if paused:
+            self._paused.add(name)
+        feed = FeedView(name, name)
+        feed.paused = paused
         feed.person_clicked.connect(self._on_person_clicked)
         feed.person_context_requested.connect(self._on_person_context)
         self.grid.add_feed(feed)
-        self.sources_panel.add(saved.name, self._specs[saved.name].display_uri)
-        self.sources_panel.set_state(saved.name, SourceState.CONNECTING, "", saved.paused)
+        self.sources_panel.add(name, spec.display_uri)
+        self.sources_panel.set_state(name, SourceState.CONNECTING, "", paused)
         self.empty_hint.hide()
+        return spec
 
     def add_files(self, paths: list[str]) -> list[str]:
         return [self.add_source(str(Path(p))) for p in paths]
