@@ -125,18 +125,31 @@ class Pipeline:
                     log.info("retention: deleted %d sightings older than %d days", purged,
                              config.storage.retention_days)
             self.matcher.reserve_ids_below(store.next_identity_id())
-            for identity_id, is_target, gallery in store.identity_galleries(
-                    embedder.key, config.matcher.identity_gallery_size):
-                self.matcher.restore(identity_id, gallery, is_target)
-            self.run_id = store.begin_run(
-                detector=getattr(self.detector, "name", type(self.detector).__name__),
-                embedder=embedder.name, embedder_is_fallback=embedder.is_fallback, provider=embedder.provider,
-                model_key=embedder.key, warnings=self.warnings, config=config.to_dict())
+            self._restore_identities()
+            self.run_id = self._begin_run()
+
+    @property
+    def detector_name(self) -> str:
+        return str(getattr(self.detector, "name", type(self.detector).__name__))
+
+    def _restore_identities(self, also_targets: set[int] | None = None) -> None:
+        """Bring back the stored identities that have embeddings of the current model."""
+        assert self.store is not None
+        for identity_id, is_target, gallery in self.store.identity_galleries(
+                self.embedder.key, self.config.matcher.identity_gallery_size):
+            self.matcher.restore(identity_id, gallery, is_target or identity_id in (also_targets or set()))
+
+    def _begin_run(self) -> int:
+        assert self.store is not None
+        embedder = self.embedder
+        return self.store.begin_run(detector=self.detector_name, embedder=embedder.name,
+                                    embedder_is_fallback=embedder.is_fallback, provider=embedder.provider,
+                                    model_key=embedder.key, warnings=self.warnings, config=self.config.to_dict())
 
     @property
     def info(self) -> PipelineInfo:
         return PipelineInfo(
-            detector=getattr(self.detector, "name", type(self.detector).__name__),
+            detector=self.detector_name,
             detector_device=str(getattr(self.detector, "device", "")),
             embedder=self.embedder.name, embedder_key=self.embedder.key, provider=self.embedder.provider,
             embedder_is_fallback=self.embedder.is_fallback, match_threshold=self.matcher.threshold,
@@ -207,15 +220,10 @@ class Pipeline:
             state.identity_id, state.match_score, state.embeddings, state.best_quality = None, None, [], 0.0
             state.db_row = None
         if self.store is not None:
-            for identity_id, is_target, gallery in self.store.identity_galleries(
-                    embedder.key, self.config.matcher.identity_gallery_size):
-                self.matcher.restore(identity_id, gallery, is_target or identity_id in targets)
+            self._restore_identities(targets)
             if self.run_id is not None:
                 self.store.end_run(self.run_id, "model changed")
-            self.run_id = self.store.begin_run(
-                detector=getattr(self.detector, "name", type(self.detector).__name__), embedder=embedder.name,
-                embedder_is_fallback=embedder.is_fallback, provider=embedder.provider, model_key=embedder.key,
-                warnings=self.warnings, config=self.config.to_dict())
+            self.run_id = self._begin_run()
         log.info("re-id model swapped to %s (%s)", embedder.name, embedder.provider)
         return self.info
 
