@@ -56,20 +56,20 @@ class TrialRow:
         return dataclasses.asdict(self)
 
 
+def _row(number: int, params: dict[str, Any], attrs: dict[str, Any], status: str) -> TrialRow:
+    """A table row from what a trial recorded (its parameters and user attributes)."""
+    return TrialRow(number, float(params.get("lr", math.nan)), int(params.get("batch_size", 0)), status,
+                    attrs.get("rank1"), attrs.get("rank5"), attrs.get("rank10"), attrs.get("mAP"),
+                    attrs.get("train_seconds"), attrs.get("run_dir", ""))
+
+
 def _rows(study: Any) -> list[TrialRow]:
     import optuna
 
-    rows = []
-    for trial in study.get_trials(deepcopy=False):
-        attrs = trial.user_attrs
-        status = attrs.get("status") or {optuna.trial.TrialState.COMPLETE: "complete",
-                                         optuna.trial.TrialState.PRUNED: "pruned",
-                                         optuna.trial.TrialState.RUNNING: "running"}.get(trial.state, "failed")
-        rows.append(TrialRow(trial.number, float(trial.params.get("lr", math.nan)),
-                             int(trial.params.get("batch_size", 0)), status, attrs.get("rank1"), attrs.get("rank5"),
-                             attrs.get("rank10"), attrs.get("mAP"), attrs.get("train_seconds"),
-                             attrs.get("run_dir", "")))
-    return rows
+    states = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState.PRUNED: "pruned",
+              optuna.trial.TrialState.RUNNING: "running"}
+    return [_row(t.number, t.params, t.user_attrs, t.user_attrs.get("status") or states.get(t.state, "failed"))
+            for t in study.get_trials(deepcopy=False)]
 
 
 def format_table(rows: Sequence[TrialRow]) -> str:
@@ -136,10 +136,10 @@ def run_search(base: TrainConfig, settings: SearchSettings, folder: Path, events
         except DivergenceError as exc:
             trial.set_user_attr("status", "diverged")
             trial.set_user_attr("error", str(exc))
-            emit({"event": "trial", **_row_dict(study, trial.number, "diverged")})
+            emit({"event": "trial", **_row(trial.number, trial.params, trial.user_attrs, "diverged").to_dict()})
             return float("nan")  # Optuna records it as failed; the table says why
         except optuna.TrialPruned:
-            emit({"event": "trial", **_row_dict(study, trial.number, "pruned")})
+            emit({"event": "trial", **_row(trial.number, trial.params, trial.user_attrs, "pruned").to_dict()})
             raise
         best = result.best
         for key in ("rank1", "rank5", "rank10", "mAP"):
@@ -147,20 +147,10 @@ def run_search(base: TrainConfig, settings: SearchSettings, folder: Path, events
         trial.set_user_attr("train_seconds", float(sum(r["seconds"] for r in result.history)))
         if result.status != "finished":
             study.stop()
-        emit({"event": "trial", **_row_dict(study, trial.number, "complete", best, result)})
+        emit({"event": "trial", **_row(trial.number, trial.params, trial.user_attrs, "complete").to_dict()})
         return float(best.get("mAP", 0.0))
 
     study.optimize(objective, n_trials=trials, catch=())
     rows = _rows(study)
     emit({"event": "search_done", "trials": [r.to_dict() for r in rows]})
     return rows
-
-
-def _row_dict(study: Any, number: int, status: str, best: dict[str, Any] | None = None,
-              result: Any = None) -> dict[str, Any]:
-    trial = next(t for t in study.get_trials(deepcopy=False) if t.number == number)
-    best = best or {}
-    seconds = None if result is None else float(sum(r["seconds"] for r in result.history))
-    return TrialRow(number, float(trial.params.get("lr", math.nan)), int(trial.params.get("batch_size", 0)), status,
-                    best.get("rank1"), best.get("rank5"), best.get("rank10"), best.get("mAP"), seconds,
-                    trial.user_attrs.get("run_dir", "")).to_dict()
