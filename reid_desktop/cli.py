@@ -262,7 +262,10 @@ def cmd_models(args: argparse.Namespace) -> int:
         detector = str(bundled_detector_path())
     except ModelError as exc:
         detector = f"missing ({exc})"
+    from reid_desktop.core.paths import build_description, data_dir
+
     default = default_reid_model_path()
+    print(f"reid-desktop {__version__}: {build_description()}; user data in {data_dir()}")
     print(f"detector (bundled): {detector}")
     print(f"re-id default:      {default} ({'present' if default.exists() else 'not built yet'})")
     print(f"onnxruntime {ort.__version__}: providers built in: {', '.join(ort.get_available_providers())}")

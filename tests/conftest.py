@@ -23,6 +23,11 @@ SHARED = ROOT.parent / "shared"
 DEMO_CLIP = ROOT / "assets" / "demo" / "vtest_excerpt.mp4"
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--prebuilt", default=None, metavar="DIR",
+                     help="packaging tests: use the build in DIR (packaging/build.py's --out) instead of building")
+
+
 def shared_path(relative: str) -> Path:
     """A file from ../shared, or a visible skip when the shared folder is not there."""
     path = SHARED / relative

@@ -31,6 +31,18 @@ def default_database() -> Path:
     return data_dir() / "sightings.sqlite"
 
 
+def build_description() -> str:
+    """Which build is running: the frozen bundle's variant (written by packaging/) or a Python install."""
+    import sys
+
+    frozen_root = getattr(sys, "_MEIPASS", None)
+    if frozen_root is None:
+        return "Python package"
+    marker = Path(frozen_root) / "BUILD_VARIANT"
+    variant = marker.read_text(encoding="ascii").strip() if marker.is_file() else "unknown variant"
+    return f"bundle {variant} in {Path(sys.executable).parent}"
+
+
 def assets_dir() -> Path:
     """Bundled assets: next to the package in a source checkout, or inside a frozen bundle."""
     import sys

@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 
 from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
+from reid_desktop.core.paths import build_description
 from reid_desktop.core.sources import STREAM_SCHEMES
 from reid_desktop.ui.credentials import split_credentials
 from reid_desktop.ui.settings import AppSettings
@@ -242,7 +243,7 @@ class AboutDialog(QDialog):
         licences = "".join(f"<tr><td>{name}</td><td>{lic}</td></tr>" for name, lic in LICENCES)
         text = (f"<h2>reid-desktop {__version__}</h2><p>Follow people across cameras: detection, tracking and "
                 f"re-identification on your own machine.</p><p>Python {platform.python_version()} on "
-                f"{platform.system()} {platform.machine()}</p>"
+                f"{platform.system()} {platform.machine()}, {build_description()}</p>"
                 + (f"<p>Running now: {runtime}</p>" if runtime else "")
                 + f"<h3>Components</h3><table>{rows}</table><h3>Licences</h3><table>{licences}</table>")
         label = QLabel(text)

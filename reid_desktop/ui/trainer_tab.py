@@ -72,8 +72,16 @@ STOP_GRACE_MS = 60_000  # a stopping trainer finishes its step or evaluation; af
 def trainer_command(*args: str) -> tuple[str, list[str]]:
     """Program and arguments that run the trainer CLI with this very installation (frozen or not)."""
     if getattr(sys, "frozen", False):
-        return sys.executable, ["trainer", *args]
+        # The Windows bundle's window program has no standard streams; its console twin does.
+        console_twin = Path(sys.executable).with_name("reid-desktop-cli.exe")
+        program = console_twin if console_twin.is_file() else Path(sys.executable)
+        return str(program), ["trainer", *args]
     return sys.executable, ["-m", "reid_desktop", "trainer", *args]
+
+
+def _without_console_window(arguments: typing.Any) -> None:
+    """Windows: start the console trainer without flashing a console window (CREATE_NO_WINDOW)."""
+    arguments.flags |= 0x08000000
 
 
 def runs_dir() -> Path:
@@ -441,6 +449,8 @@ class TrainerTab(QWidget):
         program, full_args = trainer_command(*args)
         process.setProgram(program)
         process.setArguments(full_args)
+        if sys.platform == "win32" and hasattr(process, "setCreateProcessArgumentsModifier"):
+            process.setCreateProcessArgumentsModifier(_without_console_window)  # untested: no Windows here
         return process
 
     def stop(self) -> None:
