@@ -36,7 +36,7 @@ test: $(STAMP) system-deps
 	QT_QPA_PLATFORM=offscreen YOLO_OFFLINE=1 $(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check reid_desktop trainer tests bench
+	$(BIN)/ruff check reid_desktop trainer tests bench packaging
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (  # noqa: E402
+from common import (
     APP_NAME,
     ASSETS_DIR,
     DISPLAY_NAME,
@@ -237,7 +237,8 @@ def build_windows_installer(bundle: Path, variant: str, version: str, out_dir: P
         raise BuildError("Inno Setup's ISCC.exe is not installed (https://jrsoftware.org/isinfo.php)")
     suffix = "" if variant == "cpu" else "-gpu"
     _run([iscc, f"/DAppVersion={version}", f"/DBundleDir={bundle}", f"/DOutputDir={out_dir}",
-          f"/DOutputBase={DISPLAY_NAME}{suffix}-{version}-setup", f"/DIconFile={ASSETS_DIR / 'icons' / 'reid-desktop.ico'}",
+          f"/DOutputBase={DISPLAY_NAME}{suffix}-{version}-setup",
+          f"/DIconFile={ASSETS_DIR / 'icons' / 'reid-desktop.ico'}",
           str(PACKAGING_DIR / "windows" / "reid-desktop.iss")])
     return out_dir / f"{DISPLAY_NAME}{suffix}-{version}-setup.exe"
 

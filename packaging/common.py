@@ -30,7 +30,7 @@ VARIANTS = ("cpu", "gpu")
 EXCLUDED_MODULES = [
     "tkinter", "_tkinter", "IPython", "jupyter", "notebook", "pytest", "_pytest", "pytestqt", "mypy",
     "ruff", "importlinter", "grimp", "motmetrics", "setuptools", "pip", "PyQt5", "PyQt6", "PySide2",
-    "triton", "tensorboard", "torch.utils.tensorboard", "sklearn", "pyinstaller", "PyInstaller",
+    "triton", "tensorboard", "torch.utils.tensorboard", "pyinstaller", "PyInstaller",
 ]
 
 # Qt modules that PySide6-Essentials ships but the app never imports (QtQuick/QML come with

@@ -120,6 +120,22 @@ def test_provider_choice_falls_back_to_cpu_without_a_driver() -> None:
     assert candidate_providers("cpu") == ["CPUExecutionProvider"]
 
 
+def test_gpu_providers_are_offered_only_when_their_library_is_installed(tmp_path: Path,
+                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CPU desktop bundle leaves ONNX Runtime's CUDA provider library out; don't offer CUDA there."""
+    import onnxruntime as ort
+
+    if "CUDAExecutionProvider" not in ort.get_available_providers():
+        pytest.skip("this onnxruntime build has no CUDA provider")
+    assert candidate_providers("cuda") == ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    bundle_like = tmp_path / "onnxruntime"
+    (bundle_like / "capi").mkdir(parents=True)
+    (bundle_like / "capi" / "libonnxruntime_providers_shared.so").touch()
+    monkeypatch.setattr(ort, "__file__", str(bundle_like / "__init__.py"))
+    assert candidate_providers("cuda") == ["CPUExecutionProvider"]
+    assert candidate_providers("tensorrt") == ["CPUExecutionProvider"]
+
+
 def test_offline_default_falls_back_loudly_instead_of_using_random_weights() -> None:
     embedder, warnings = load_embedder(ReidConfig(allow_download=False))
     assert isinstance(embedder, ColorTextureEmbedder) and embedder.is_fallback

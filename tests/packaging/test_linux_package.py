@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.trainer.conftest import mars_slice
+
 REPO = Path(__file__).resolve().parents[2]
 SHARED = REPO.parent / "shared"
 VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
@@ -175,11 +177,12 @@ def test_installed_app_runs_a_reid_onnx_model_through_onnx_runtime(installed: In
     assert "NO NEURAL RE-ID MODEL" not in result.stderr
 
 
-@pytest.mark.skipif(not (SHARED / "data/reid/market_4ids").is_dir(), reason="../shared re-id data missing")
+@pytest.mark.skipif(not (SHARED / "data/reid/mini_mars").is_dir(), reason="../shared re-id data missing")
 def test_installed_app_trains_through_the_hidden_trainer_subcommand(installed: Installed, tmp_path: Path) -> None:
     """What the Trainer tab starts: ``reid-desktop trainer train ...``, a subprocess of the same bundle."""
+    data = mars_slice(SHARED / "data/reid/mini_mars", tmp_path / "mini_mars", test_frames_per_tracklet=2)
     output = tmp_path / "run"
-    result = installed.run("trainer", "train", "--data", str(SHARED / "data/reid/market_4ids"), "--output",
+    result = installed.run("trainer", "train", "--data", str(data), "--output",
                            str(output), "--weights", "random", "--height", "64", "--width", "32", "--batch-size", "8",
                            "--epochs", "1", "--max-steps-per-epoch", "2", "--workers", "1", "--device", "cpu",
                            "--eval-every", "1", "--events", timeout=600)
