@@ -13,6 +13,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -65,8 +66,9 @@ class BuildReport:
 
 
 def _size_mb(path: Path) -> float:
-    if path.is_file():
-        return path.stat().st_size / 1e6
+    """Bytes on disk in MB; symbolic links (PyInstaller links shared libraries) count as links."""
+    if not path.is_dir() or path.is_symlink():
+        return path.lstat().st_size / 1e6
     return sum(p.lstat().st_size for p in path.rglob("*") if not p.is_dir()) / 1e6
 
 
@@ -117,22 +119,29 @@ def _elf_files(root: Path) -> Iterator[Path]:
                     yield path
 
 
-def _needed_sonames(path: Path) -> set[str]:
-    out = subprocess.run(["readelf", "-d", str(path)], capture_output=True, text=True, check=False).stdout
-    return {line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line}
+def _dynamic_needs(path: Path) -> tuple[set[str], set[tuple[int, ...]]]:
+    """DT_NEEDED library names and the glibc symbol versions (GLIBC_2.x) an ELF file asks for."""
+    out = subprocess.run(["readelf", "-d", "-V", str(path)], capture_output=True, text=True, check=False).stdout
+    names = {line.split("[", 1)[1].rstrip("]") for line in out.splitlines() if "(NEEDED)" in line}
+    glibc = {tuple(int(n) for n in m.split(".")) for m in re.findall(r"Name: GLIBC_(\d+(?:\.\d+)+)", out)}
+    return names, glibc
 
 
 def system_dependencies(bundle: Path) -> list[str]:
-    """Debian packages providing the libraries the bundle links but does not carry (Qt's X11 libs, ...).
+    """Debian dependencies of the bundle: packages of the libraries it links but does not carry.
 
     What ``dpkg-shlibdeps`` does for a source package: every DT_NEEDED name not in the bundle is
-    looked up with ``ldconfig`` and ``dpkg -S``. Names nobody provides here (the NVIDIA driver's
+    looked up with ``ldconfig`` and ``dpkg -S``, and libc6 gets the newest GLIBC symbol version any
+    binary asks for as its lower bound. Names nobody provides here (the NVIDIA driver's
     ``libcuda.so.1``) belong to optional features and are not declared.
     """
     bundled = {p.name for p in bundle.rglob("*")}
     needed: set[str] = set()
+    glibc: set[tuple[int, ...]] = {(2, 17)}
     for elf in _elf_files(bundle):
-        needed |= _needed_sonames(elf)
+        names, versions = _dynamic_needs(elf)
+        needed |= names
+        glibc |= versions
     missing = sorted(needed - bundled)
     arch_tag = {"amd64": "x86-64", "arm64": "AArch64"}.get(DEB_ARCH, "")
     paths: dict[str, str] = {}
@@ -152,7 +161,9 @@ def system_dependencies(bundle: Path) -> list[str]:
             owner = subprocess.run(["dpkg", "-S", paths[soname]], capture_output=True, text=True, check=False)
         if owner.returncode == 0:
             packages.add(owner.stdout.split(":", 1)[0].strip())
-    return sorted(packages)
+    packages.discard("libc6")
+    floor = ".".join(str(n) for n in max(glibc))
+    return [f"libc6 (>= {floor})", *sorted(packages)]
 
 
 def _desktop_entry() -> str:

@@ -31,16 +31,18 @@ EXCLUDED_MODULES = [
     "tkinter", "_tkinter", "IPython", "jupyter", "notebook", "pytest", "_pytest", "pytestqt", "mypy",
     "ruff", "importlinter", "grimp", "motmetrics", "setuptools", "pip", "PyQt5", "PyQt6", "PySide2",
     "triton", "tensorboard", "torch.utils.tensorboard", "pyinstaller", "PyInstaller",
+    # Ultralytics' data-frame exports and training callbacks only (170 MB): the app never calls them.
+    "polars",
 ]
 
-# Qt modules that PySide6-Essentials ships but the app never imports (QtQuick/QML come with
-# pyqtgraph's optional bits); leaving them out also leaves out their plugins and libraries.
+# Qt modules that PySide6-Essentials ships but the app never imports; leaving them out also leaves
+# out their plugins and libraries. (pyqtgraph imports QtOpenGL and QtOpenGLWidgets: they stay.)
 EXCLUDED_QT = [
     "PySide6.QtQml", "PySide6.QtQuick", "PySide6.QtQuickWidgets", "PySide6.QtQuickControls2",
     "PySide6.QtQuick3D", "PySide6.QtPdf", "PySide6.QtPdfWidgets", "PySide6.QtWebEngineCore",
     "PySide6.QtWebEngineWidgets", "PySide6.QtDesigner", "PySide6.QtHelp", "PySide6.QtUiTools",
-    "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtNetwork", "PySide6.QtOpenGL",
-    "PySide6.QtOpenGLWidgets", "PySide6.QtSvgWidgets", "PySide6.QtXml", "PySide6.QtConcurrent",
+    "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtNetwork", "PySide6.QtSvgWidgets", "PySide6.QtXml",
+    "PySide6.QtConcurrent",
     "PySide6.QtDBus", "PySide6.QtPrintSupport",
 ]
 

@@ -26,6 +26,8 @@ DEMO_CLIP = ROOT / "assets" / "demo" / "vtest_excerpt.mp4"
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--prebuilt", default=None, metavar="DIR",
                      help="packaging tests: use the build in DIR (packaging/build.py's --out) instead of building")
+    parser.addoption("--package-variant", default="cpu", choices=["cpu", "gpu"],
+                     help="packaging tests: which Linux variant to build or take from --prebuilt")
 
 
 def shared_path(relative: str) -> Path:
