@@ -166,6 +166,14 @@ def system_dependencies(bundle: Path) -> list[str]:
     return [f"libc6 (>= {floor})", *sorted(packages)]
 
 
+def _link_or_copy(source: str, dest: str) -> None:
+    """Stage the multi-GB bundle with hard links where the file system allows (no second copy)."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copy2(source, dest)
+
+
 def _desktop_entry() -> str:
     return (PACKAGING_DIR / "linux" / f"{APP_NAME}.desktop").read_text(encoding="utf-8")
 
@@ -188,7 +196,7 @@ def build_deb(bundle: Path, variant: str, version: str, out_dir: Path, compressi
     other = f"{APP_NAME}-gpu" if variant == "cpu" else APP_NAME
     root = out_dir / "deb-root"
     shutil.rmtree(root, ignore_errors=True)
-    shutil.copytree(bundle, root / INSTALL_DIR.lstrip("/"), symlinks=True)
+    shutil.copytree(bundle, root / INSTALL_DIR.lstrip("/"), symlinks=True, copy_function=_link_or_copy)
     (root / "usr" / "bin").mkdir(parents=True)
     (root / "usr" / "bin" / APP_NAME).symlink_to(f"{INSTALL_DIR}/{APP_NAME}")
     share = root / "usr" / "share"
@@ -226,7 +234,7 @@ def build_appimage(bundle: Path, variant: str, version: str, out_dir: Path) -> P
                          "downloads it from github.com/AppImage/appimagetool)")
     appdir = out_dir / "AppDir"
     shutil.rmtree(appdir, ignore_errors=True)
-    shutil.copytree(bundle, appdir / "usr" / "lib" / APP_NAME, symlinks=True)
+    shutil.copytree(bundle, appdir / "usr" / "lib" / APP_NAME, symlinks=True, copy_function=_link_or_copy)
     (appdir / "AppRun").symlink_to(f"usr/lib/{APP_NAME}/{APP_NAME}")
     (appdir / f"{APP_NAME}.desktop").write_text(_desktop_entry(), encoding="utf-8")
     _install_icons(appdir / "usr" / "share")
@@ -285,7 +293,7 @@ def build(target: str, variant: str, out_root: Path, formats: set[str], deb_comp
     with _timed(report, "freeze"):
         bundle = freeze(target, variant, out_dir)
     report.artifacts["bundle"] = str(bundle)
-    internal = bundle / "Contents" / "Resources" if target == "macos" else bundle / "_internal"
+    internal = bundle / "Contents" / "Frameworks" if target == "macos" else bundle / "_internal"
     report.largest_in_bundle_mb = {k: round(v, 1) for k, v in _largest_parts(internal).items()}
 
     steps = {

