@@ -56,6 +56,4 @@ Name: "{autodesktop}\reid-desktop"; Filename: "{app}\reid-desktop.exe"; Tasks: d
 [Run]
 Filename: "{app}\reid-desktop.exe"; Description: "{cm:LaunchProgram,reid-desktop}"; Flags: nowait postinstall skipifsilent
 
-[UninstallDelete]
-; Only the install folder. The operator's data (%LOCALAPPDATA%\reid-desktop) stays.
-Type: filesandordirs; Name: "{app}"
+; The uninstaller removes what it installed; the operator's data (%LOCALAPPDATA%\reid-desktop) stays.

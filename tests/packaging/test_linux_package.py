@@ -4,7 +4,8 @@ Builds with ``packaging/build.py linux --variant cpu --formats deb`` (a few minu
 finished build from ``--prebuilt DIR`` (the folder build.py wrote, e.g. ``dist/packaging``). The
 installed app is run as an operator would: ``--version``, ``models list``, the headless ``process``
 on the bundled demo clip (and with a real re-id ONNX through ONNX Runtime), the trainer's hidden
-sub-command, and the window offscreen; then the package is removed again.
+sub-command (a short training), the window offscreen and on an X screen; then the package is
+removed again and the user's data must still be there.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import subprocess
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,11 +27,10 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.conftest import ROOT, SHARED
 from tests.trainer.conftest import mars_slice
 
-REPO = Path(__file__).resolve().parents[2]
-SHARED = REPO.parent / "shared"
-VERSION = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["version"]
+VERSION = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
 
 pytestmark = [
     pytest.mark.packaging,
@@ -72,18 +72,20 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def linux_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> LinuxBuild:
+def linux_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[LinuxBuild]:
     prebuilt = request.config.getoption("--prebuilt")
     variant = request.config.getoption("--package-variant")
     out = Path(prebuilt) if prebuilt else tmp_path_factory.mktemp("packaging")
     if not prebuilt:
-        result = subprocess.run([sys.executable, str(REPO / "packaging" / "build.py"), "linux", "--variant", variant,
+        result = subprocess.run([sys.executable, str(ROOT / "packaging" / "build.py"), "linux", "--variant", variant,
                                  "--formats", "deb", "--out", str(out)], capture_output=True, text=True,
                                 timeout=3000, check=False)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         print(result.stdout[-1500:])  # the build report: sizes and times (shown with -s / in CI logs)
     report = json.loads((out / f"linux-{variant}" / "build-report.json").read_text())
-    return LinuxBuild(variant, Path(report["artifacts"]["bundle"]), Path(report["artifacts"]["deb"]), report)
+    yield LinuxBuild(variant, Path(report["artifacts"]["bundle"]), Path(report["artifacts"]["deb"]), report)
+    if not prebuilt:
+        shutil.rmtree(out)  # several GB: pytest would otherwise keep the last three runs
 
 
 def _dpkg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -93,7 +95,7 @@ def _dpkg(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def installed(linux_build: LinuxBuild, tmp_path_factory: pytest.TempPathFactory) -> Installed:
+def installed(linux_build: LinuxBuild, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Installed]:
     root = tmp_path_factory.mktemp("root")
     for folder in ("var/lib/dpkg/info", "var/lib/dpkg/updates", "usr/bin"):
         (root / folder).mkdir(parents=True)
@@ -101,7 +103,8 @@ def installed(linux_build: LinuxBuild, tmp_path_factory: pytest.TempPathFactory)
     result = _dpkg(root, "--install", str(linux_build.deb))
     assert result.returncode == 0, result.stdout + result.stderr
     home = tmp_path_factory.mktemp("home")
-    return Installed(linux_build, root, root / "opt" / "reid-desktop" / "reid-desktop", home)
+    yield Installed(linux_build, root, root / "opt" / "reid-desktop" / "reid-desktop", home)
+    shutil.rmtree(root)
 
 
 def _tree(root: Path) -> dict[str, float]:
@@ -147,7 +150,8 @@ def test_deb_metadata_and_contents(linux_build: LinuxBuild) -> None:
                              check=True).stdout
     for path in ("./opt/reid-desktop/reid-desktop", "./usr/share/applications/reid-desktop.desktop",
                  "./usr/share/icons/hicolor/256x256/apps/reid-desktop.png",
-                 "./usr/share/icons/hicolor/scalable/apps/reid-desktop.svg", "./usr/share/doc/reid-desktop/copyright"):
+                 "./usr/share/icons/hicolor/scalable/apps/reid-desktop.svg",
+                 f"./usr/share/doc/{linux_build.package}/copyright"):
         assert path in listing, path
     assert "./usr/bin/reid-desktop -> /opt/reid-desktop/reid-desktop" in listing
 
