@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly ffmpeg xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 \
 	libegl1 libgl1 libfontconfig1 libdbus-1-3 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
-	libxcb-shape0 libxcb-xkb1 libxcb-randr0 desktop-file-utils binutils
+	libxcb-shape0 libxcb-xkb1 libxcb-randr0 desktop-file-utils appstream binutils
 export YOLO_AUTOINSTALL := false
 
 .PHONY: run test install system-deps lint bench clean package package-test

@@ -10,6 +10,7 @@ TARGET is ``linux`` (one-folder bundle, ``.deb``, AppImage when ``appimagetool``
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
 import platform
@@ -26,6 +27,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     APP_NAME,
+    APPSTREAM_ID,
     ASSETS_DIR,
     DISPLAY_NAME,
     PACKAGING_DIR,
@@ -174,8 +176,15 @@ def _link_or_copy(source: str, dest: str) -> None:
         shutil.copy2(source, dest)
 
 
-def _desktop_entry() -> str:
-    return (PACKAGING_DIR / "linux" / f"{APP_NAME}.desktop").read_text(encoding="utf-8")
+def _install_metadata(share: Path, version: str) -> None:
+    """Menu entry and AppStream metadata (software centres), from ``assets/metadata``."""
+    metadata = ASSETS_DIR / "metadata"
+    (share / "applications").mkdir(parents=True, exist_ok=True)
+    shutil.copy2(metadata / f"{APP_NAME}.desktop", share / "applications" / f"{APP_NAME}.desktop")
+    (share / "metainfo").mkdir(parents=True, exist_ok=True)
+    template = (metadata / f"{APPSTREAM_ID}.metainfo.xml.in").read_text(encoding="utf-8")
+    (share / "metainfo" / f"{APPSTREAM_ID}.metainfo.xml").write_text(
+        template.format(version=version, date=datetime.date.today().isoformat()), encoding="utf-8")
 
 
 def _install_icons(share: Path) -> None:
@@ -200,8 +209,7 @@ def build_deb(bundle: Path, variant: str, version: str, out_dir: Path, compressi
     (root / "usr" / "bin").mkdir(parents=True)
     (root / "usr" / "bin" / APP_NAME).symlink_to(f"{INSTALL_DIR}/{APP_NAME}")
     share = root / "usr" / "share"
-    (share / "applications").mkdir(parents=True)
-    (share / "applications" / f"{APP_NAME}.desktop").write_text(_desktop_entry(), encoding="utf-8")
+    _install_metadata(share, version)
     _install_icons(share)
     doc = share / "doc" / package
     doc.mkdir(parents=True)
@@ -236,13 +244,14 @@ def build_appimage(bundle: Path, variant: str, version: str, out_dir: Path) -> P
     shutil.rmtree(appdir, ignore_errors=True)
     shutil.copytree(bundle, appdir / "usr" / "lib" / APP_NAME, symlinks=True, copy_function=_link_or_copy)
     (appdir / "AppRun").symlink_to(f"usr/lib/{APP_NAME}/{APP_NAME}")
-    (appdir / f"{APP_NAME}.desktop").write_text(_desktop_entry(), encoding="utf-8")
+    _install_metadata(appdir / "usr" / "share", version)
+    (appdir / f"{APP_NAME}.desktop").symlink_to(f"usr/share/applications/{APP_NAME}.desktop")
     _install_icons(appdir / "usr" / "share")
     shutil.copy2(ASSETS_DIR / "icons" / f"{APP_NAME}.png", appdir / f"{APP_NAME}.png")
     (appdir / ".DirIcon").symlink_to(f"{APP_NAME}.png")
     suffix = "" if variant == "cpu" else "-gpu"
     image = out_dir / f"{DISPLAY_NAME}{suffix}-{version}-{platform.machine()}.AppImage"
-    _run([tool, "--no-appstream", str(appdir), str(image)], env={**os.environ, "ARCH": platform.machine()})
+    _run([tool, str(appdir), str(image)], env={**os.environ, "ARCH": platform.machine()})
     shutil.rmtree(appdir)
     return image
 

@@ -23,6 +23,7 @@ ASSETS_DIR = REPO_ROOT / "assets"
 APP_NAME = "reid-desktop"
 DISPLAY_NAME = "reid-desktop"
 BUNDLE_IDENTIFIER = "org.reid-desktop.ReidDesktop"
+APPSTREAM_ID = "org.reid_desktop.ReidDesktop"  # AppStream ids take no hyphens
 VARIANTS = ("cpu", "gpu")
 
 # Never needed at run time: tools, test frameworks, notebooks, other GUI toolkits, torch.compile's

@@ -164,6 +164,15 @@ def test_desktop_entry_is_valid(installed: Installed) -> None:
     assert "Exec=reid-desktop gui %F" in entry.read_text()
 
 
+@pytest.mark.skipif(shutil.which("appstreamcli") is None, reason="appstream is not installed")
+def test_software_centre_metadata_is_valid_and_carries_the_version(installed: Installed) -> None:
+    metainfo = installed.root / "usr/share/metainfo/org.reid_desktop.ReidDesktop.metainfo.xml"
+    result = subprocess.run(["appstreamcli", "validate", "--no-net", str(metainfo)], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f'<release version="{VERSION}"' in metainfo.read_text()
+
+
 def test_installed_app_reports_version_build_and_providers(installed: Installed) -> None:
     version = installed.run("--version", timeout=60)
     assert version.returncode == 0, version.stderr
@@ -286,6 +295,7 @@ def _gui_sightings(database: Path) -> int:
 
 
 def test_removing_the_package_leaves_user_data(installed: Installed) -> None:
+    assert installed.run("process", "--demo", "--max-frames", "3", "--quiet").returncode == 0  # some user data
     result = _dpkg(installed.root, "--remove", installed.build.package)
     assert result.returncode == 0, result.stdout + result.stderr
     assert not (installed.root / "opt/reid-desktop").exists()

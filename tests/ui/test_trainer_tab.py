@@ -100,3 +100,21 @@ def test_search_panel_fills_the_results_table_live(qtbot, make_window, app_setti
     assert rows == {"0.001": "complete", "1e+05": "diverged"}
     complete = next(r for r in range(tab.search_table.rowCount()) if tab.search_table.item(r, 3).text() == "complete")
     assert tab.search_table.item(complete, 7).text().endswith("%")
+
+
+def test_the_trainer_runs_as_a_subcommand_of_the_same_program(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From a venv: this Python; from an installed bundle: the bundle itself (its console twin on Windows)."""
+    import sys
+
+    from reid_desktop.ui.trainer_tab import trainer_command
+
+    assert trainer_command("train", "--epochs", "1") == (sys.executable,
+                                                        ["-m", "reid_desktop", "trainer", "train", "--epochs", "1"])
+    bundle = tmp_path / "reid-desktop"
+    bundle.mkdir()
+    monkeypatch.setattr(sys, "frozen", True, raising=False)
+    monkeypatch.setattr(sys, "executable", str(bundle / "reid-desktop"))
+    assert trainer_command("dataset", "x") == (str(bundle / "reid-desktop"), ["trainer", "dataset", "x"])
+    (bundle / "reid-desktop-cli.exe").touch()  # the Windows bundle's console program
+    monkeypatch.setattr(sys, "executable", str(bundle / "reid-desktop.exe"))
+    assert trainer_command("dataset", "x") == (str(bundle / "reid-desktop-cli.exe"), ["trainer", "dataset", "x"])
