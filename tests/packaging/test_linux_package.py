@@ -177,6 +177,12 @@ def test_installed_app_reports_version_build_and_providers(installed: Installed)
     version = installed.run("--version", timeout=60)
     assert version.returncode == 0, version.stderr
     assert version.stdout.strip() == f"reid-desktop {VERSION}"
+    # /usr/bin/reid-desktop is a symbolic link into /opt: the bundle must find itself through one.
+    link = installed.home / "reid-desktop-link"
+    link.symlink_to(installed.app)
+    through_link = subprocess.run([str(link), "--version"], capture_output=True, text=True, timeout=60,
+                                  env=installed.env(), check=False)
+    assert through_link.stdout.strip() == f"reid-desktop {VERSION}", through_link.stderr
     models = installed.run("models", "list", timeout=120)
     assert models.returncode == 0, models.stderr
     assert f"bundle linux-{installed.build.variant}" in models.stdout
