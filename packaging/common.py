@@ -141,3 +141,33 @@ class BuildOptions:
         kept_binaries = [entry for entry in binaries if self.keep_binary(entry[0])]
         kept_datas = [entry for entry in datas if not _matches(entry[0], EXCLUDED_DATA)]
         return kept_binaries, kept_datas
+
+    def licence_datas(self, pure: list, binaries: list, datas: list, workpath: str) -> list[tuple[str, str, str]]:
+        """Licence texts of every distribution the bundle carries code from, under ``licenses/``.
+
+        Redistributing torch (BSD), Qt for Python (LGPL), Ultralytics (AGPL) and the CUDA libraries
+        requires shipping their notices. ``licenses/INDEX.txt`` lists each distribution with its
+        version and declared licence; its own licence files follow in ``licenses/NAME/``.
+        """
+        import importlib.metadata as metadata
+
+        tops = {entry[0].split(".")[0] for entry in pure}
+        tops |= {Path(entry[0]).parts[0] for entry in (*binaries, *datas) if len(Path(entry[0]).parts) > 1}
+        owners = metadata.packages_distributions()
+        names = sorted({dist for top in tops for dist in owners.get(top, [])}, key=str.lower)
+        entries, index = [], []
+        for name in names:
+            dist = metadata.distribution(name)
+            declared = dist.metadata.get("License-Expression") or dist.metadata.get("License") or ", ".join(
+                c.split(" :: ")[-1] for c in dist.metadata.get_all("Classifier") or [] if c.startswith("License"))
+            index.append(f"{name} {dist.version}: {(declared or 'see its licence files').splitlines()[0]}")
+            for file in dist.files or []:
+                if any(key in file.name.lower() for key in ("licen", "copying", "notice")):
+                    source = Path(str(dist.locate_file(file)))
+                    if source.is_file():
+                        entries.append((f"licenses/{name}/{file.name}", str(source), "DATA"))
+        listing = Path(workpath) / "licenses-index.txt"
+        listing.write_text("Third-party software in this bundle (distribution, version, declared licence):\n"
+                           + "\n".join(index) + "\n", encoding="utf-8")
+        entries.append(("licenses/INDEX.txt", str(listing), "DATA"))
+        return entries

@@ -130,6 +130,13 @@ def test_bundle_has_what_the_app_needs_and_not_what_it_does_not(linux_build: Lin
     for package in ("pytest", "triton", "tkinter", "polars", "mypy", "PyInstaller"):
         assert not (internal / package).exists(), package
     assert not list(internal.glob("PySide6/Qt/lib/libQt6Quick*")), "unused Qt modules were bundled"
+    # The notices redistribution requires: every bundled distribution's licence files and an index.
+    index = (internal / "licenses" / "INDEX.txt").read_text()
+    for distribution in ("reid-desktop 0", "torch ", "PySide6_Essentials ", "ultralytics ", "onnxruntime-gpu ",
+                         "opencv-python ", "nvidia-cublas "):
+        assert distribution in index, distribution
+    assert "GNU AFFERO GENERAL PUBLIC LICENSE" in (internal / "licenses" / "reid-desktop" / "LICENSE").read_text()
+    assert (internal / "licenses" / "torch" / "LICENSE").is_file()
     assert linux_build.report["sizes_mb"]["bundle"] > 0 and linux_build.report["seconds"]["freeze"] > 0
 
 
