@@ -41,6 +41,11 @@ DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platf
 INSTALL_DIR = f"/opt/{APP_NAME}"
 
 
+TARGET_FORMATS = {"linux": ("deb", "appimage"), "windows": ("installer",), "macos": ("dmg",)}
+# Formats whose tools ship with the OS's standard build image; the others are skipped with a reason.
+REQUIRED_FORMATS = {"deb", "dmg"}
+
+
 class BuildError(RuntimeError):
     """A build step failed; the message says which and why."""
 
@@ -322,11 +327,6 @@ def build(target: str, variant: str, out_root: Path, formats: set[str], deb_comp
     report.sizes_mb = {name: round(_size_mb(Path(path)), 1) for name, path in report.artifacts.items()}
     (out_dir / "build-report.json").write_text(json.dumps(asdict(report), indent=2), encoding="utf-8")
     return report
-
-
-TARGET_FORMATS = {"linux": ("deb", "appimage"), "windows": ("installer",), "macos": ("dmg",)}
-# Formats whose tools ship with the OS's standard build image; the others are skipped with a reason.
-REQUIRED_FORMATS = {"deb", "dmg"}
 
 
 def main(argv: list[str] | None = None) -> int:

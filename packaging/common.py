@@ -116,7 +116,7 @@ class BuildOptions:
             except Exception:  # a distribution this platform installs under another name (onnxruntime on macOS)
                 continue
         return {
-            "scripts": [str(PACKAGING_DIR / "entry.py")],
+            "scripts": [str(REPO_ROOT / "reid_desktop" / "__main__.py")],  # the frozen executable runs app.main
             "pathex": [str(REPO_ROOT)],
             # torchvision >= 0.29 names its operator library _C_stable (nms, roi_align), which the
             # contributed torchvision hook does not know yet; without it ultralytics cannot run.
