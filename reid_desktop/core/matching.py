@@ -4,12 +4,12 @@ Every identity keeps a gallery of its best embeddings. A track that needs an ide
 with all galleries (cosine similarity, mean of the best three gallery matches); within one camera
 and frame the assignment is solved jointly with the Hungarian algorithm, so two people visible at
 the same time in the same camera never share an identity. Below the threshold a new identity is
-created.
+created, with an id from ``allocate_id`` (the database's, so two processes never hand out the same one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,27 +45,32 @@ class MatchDecision:
     is_new: bool
 
 
+IdAllocator = Callable[[], int | None]
+
+
 class IdentityMatcher:
-    def __init__(self, threshold: float, gallery_size: int = 30, first_id: int = 1) -> None:
+    """``allocate_id`` hands out new identity ids (None: none available now, the track waits); without it
+    ids count on from the highest one known, for use without a database."""
+
+    def __init__(self, threshold: float, gallery_size: int = 30, allocate_id: IdAllocator | None = None) -> None:
         self.threshold = threshold
         self.gallery_size = gallery_size
         self.identities: dict[int, Identity] = {}
-        self._next_id = first_id
+        self._highest_id = 0
+        self._allocate_id: IdAllocator = allocate_id or self._count_up
+
+    def _count_up(self) -> int:
+        return self._highest_id + 1
 
     # -- gallery maintenance ---------------------------------------------------------------------
 
-    def reserve_ids_below(self, next_id: int) -> None:
-        """Never hand out ids below ``next_id`` (ids already used in the store)."""
-        self._next_id = max(self._next_id, next_id)
-
-    @property
-    def next_id(self) -> int:
-        return self._next_id
-
-    def create(self) -> int:
-        identity_id = self._next_id
-        self._next_id += 1
-        self.identities[identity_id] = Identity(identity_id, np.zeros((0, 0), np.float32), np.zeros(0, np.float32))
+    def create(self) -> int | None:
+        """A new, empty identity; None when no id can be had (the database is failing)."""
+        identity_id = self._allocate_id()
+        if identity_id is not None:
+            self._highest_id = max(self._highest_id, identity_id)
+            self.identities[identity_id] = Identity(identity_id, np.zeros((0, 0), np.float32),
+                                                    np.zeros(0, np.float32))
         return identity_id
 
     def restore(self, identity_id: int, embeddings: np.ndarray, is_target: bool = False) -> None:
@@ -73,7 +78,7 @@ class IdentityMatcher:
         self.identities[identity_id] = Identity(identity_id, np.zeros((0, 0), np.float32), np.zeros(0, np.float32),
                                                 is_target=is_target)
         self.add(identity_id, embeddings, np.zeros(len(embeddings), np.float32))
-        self._next_id = max(self._next_id, identity_id + 1)
+        self._highest_id = max(self._highest_id, identity_id)
 
     def add(self, identity_id: int, embeddings: np.ndarray, qualities: np.ndarray, camera: str | None = None) -> None:
         """Add embeddings to an identity's gallery, keeping the highest-quality ``gallery_size`` rows."""
@@ -133,7 +138,10 @@ class IdentityMatcher:
         return out
 
     def assign(self, requests: Sequence[MatchRequest], busy: Iterable[int] = ()) -> list[MatchDecision]:
-        """Identities for tracks of one camera and frame; ``busy`` identities are held by other tracks there."""
+        """Identities for tracks of one camera and frame; ``busy`` identities are held by other tracks there.
+
+        A request that needs a new identity when no id can be had gets no decision (it asks again later).
+        """
         if not requests:
             return []
         busy = set(busy)
@@ -151,6 +159,9 @@ class IdentityMatcher:
         for request in requests:
             decision = decisions.get(request.key)
             if decision is None:
-                decision = MatchDecision(request.key, self.create(), 1.0, is_new=True)
+                new_id = self.create()
+                if new_id is None:
+                    continue
+                decision = MatchDecision(request.key, new_id, 1.0, is_new=True)
             out.append(decision)
         return out

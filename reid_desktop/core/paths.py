@@ -1,12 +1,47 @@
 """Where user data lives: the OS's per-user data folder, never the install folder.
 
-``REID_DESKTOP_DATA_DIR`` overrides it (tests, portable installs).
+``REID_DESKTOP_DATA_DIR`` overrides it (tests, portable installs). What the app records is
+biometric data (faces, bodies, movements): on POSIX the data folder is 0700 and the database,
+exports, reports, settings and logs are 0600, whatever the user's umask.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import IO
+
+PRIVATE_DIR_MODE = 0o700
+PRIVATE_FILE_MODE = 0o600
+
+
+def make_private(path: Path) -> None:
+    """Restrict an existing file (0600) or folder (0700) to its owner; a no-op on Windows or when missing."""
+    if os.name != "posix" or not path.exists():
+        return
+    mode = PRIVATE_DIR_MODE if path.is_dir() else PRIVATE_FILE_MODE
+    with contextlib.suppress(PermissionError):  # not ours (a shared folder the user chose): leave it
+        os.chmod(path, mode)
+
+
+def private_dir(path: Path) -> Path:
+    """Create ``path`` (and parents) if needed; the folder itself is made 0700."""
+    path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR_MODE)
+    make_private(path)
+    return path
+
+
+@contextmanager
+def open_private(path: Path, mode: str = "w", newline: str | None = None) -> Iterator[IO[str]]:
+    """Open a text file for writing that only its owner can read, created that way (no window of 0644)."""
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_APPEND if "a" in mode else os.O_TRUNC)
+    fd = os.open(path, flags, PRIVATE_FILE_MODE)
+    make_private(path)  # an existing file keeps its mode through os.open
+    with os.fdopen(fd, mode, encoding="utf-8", newline=newline) as handle:
+        yield handle
 
 
 def data_dir() -> Path:
@@ -17,8 +52,7 @@ def data_dir() -> Path:
         import platformdirs
 
         path = Path(platformdirs.user_data_dir("reid-desktop", appauthor=False))
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+    return private_dir(path)
 
 
 def models_dir() -> Path:

@@ -4,10 +4,15 @@
 directly and the GUI wraps it in a worker thread. Models are created inside the generator, i.e. in
 the thread that consumes it. Embeddings are computed when a track is new, then every
 ``embed_every`` frames or as soon as the crop is clearly better than the best one so far.
+
+Faults stay local: a failing detector batch, tracker, crop or embedding is logged (rate-limited)
+and skipped, the other cameras and frames go on; database faults are the store's to buffer and
+retry, and arrive here as :class:`StorageHealth` events for the operator.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
 import queue
 import threading
@@ -23,10 +28,18 @@ import numpy as np
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.detection import Detector, YoloDetector
 from reid_desktop.core.embedding import Embedder
-from reid_desktop.core.matching import IdentityMatcher, MatchRequest
+from reid_desktop.core.faults import FaultLog
+from reid_desktop.core.matching import IdAllocator, IdentityMatcher, MatchRequest
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.sources import SourceSpec, VideoSource
-from reid_desktop.core.storage import SearchHit, SightingStore
+from reid_desktop.core.storage import (
+    SearchHit,
+    SightingRecord,
+    SightingStore,
+    StorageHealth,
+    StorageUnavailable,
+    TrackKey,
+)
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.types import Detections, Frame, FrameResult, SourceStatus, TrackedPerson
 
@@ -35,6 +48,8 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MIN_CROP_PIXELS = 12
+# per track (source, track id) embedded in this frame: (vector, crop quality, the crop when it is the track's best)
+FreshEmbeddings = dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray | None]]
 
 
 @dataclass(frozen=True)
@@ -52,7 +67,7 @@ class PipelineInfo:
     run_id: int | None
 
 
-PipelineEvent = PipelineInfo | SourceStatus | FrameResult
+PipelineEvent = PipelineInfo | SourceStatus | FrameResult | StorageHealth
 
 
 def crop_quality(box: np.ndarray, confidence: float, keypoints: np.ndarray | None,
@@ -90,7 +105,6 @@ class _TrackState:
     best_quality: float = 0.0
     last_embedded: int = -(10**9)
     last_seen: int = 0
-    db_row: int | None = None
 
     def descriptor(self) -> np.ndarray:
         mean = np.mean([v for _, v in self.embeddings], axis=0)
@@ -109,14 +123,20 @@ class Pipeline:
             embedder, embedder_warnings = load_embedder(config.reid)
         self.embedder = embedder
         self.warnings = tuple(embedder_warnings)
+        self.store = store
+        self._allocate_id: IdAllocator = (store.allocate_identity_id if store is not None
+                                          else itertools.count(1).__next__)
         threshold = config.matcher.threshold or embedder.match_threshold
-        self.matcher = IdentityMatcher(threshold, config.matcher.identity_gallery_size)
+        self.matcher = IdentityMatcher(threshold, config.matcher.identity_gallery_size, self._allocate_id)
         self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
         self._trackers: dict[str, Tracker] = {}
         self._tracks: dict[tuple[str, int], _TrackState] = {}
+        # tracker restarts per source: a restarted tracker counts its ids from 1 again, so stored tracks
+        # are told apart by (source, segment, track id)
+        self._segments: dict[str, int] = {}
         self._source_uris: dict[str, str] = {}
         self._source_kinds: dict[str, str] = {}
-        self.store = store
+        self.faults = FaultLog(log)
         self.run_id: int | None = None
         if store is not None:
             if config.storage.retention_days:
@@ -124,7 +144,6 @@ class Pipeline:
                 if purged:
                     log.info("retention: deleted %d sightings older than %d days", purged,
                              config.storage.retention_days)
-            self.matcher.reserve_ids_below(store.next_identity_id())
             self._restore_identities()
             self.run_id = self._begin_run()
 
@@ -192,10 +211,16 @@ class Pipeline:
         if self.store is None:
             raise ValueError("splitting needs the sightings database")
         old = self.store.track_identity(track_row)
-        new = self.store.split_track(track_row, self.matcher.create())
-        for state in self._tracks.values():
-            if state.db_row == track_row:
-                state.identity_id, state.match_score = new, 1.0
+        where = self.store.track_key(track_row)
+        new_id = self.matcher.create()
+        if new_id is None:
+            raise StorageUnavailable(f"{self.store.health.message or 'the database is failing'}: not split")
+        new = self.store.split_track(track_row, new_id)
+        if where is not None:
+            run_id, source, segment, track_id = where
+            live = self._tracks.get((source, track_id))
+            if live is not None and run_id == self.run_id and segment == self._segments.get(source, 0):
+                live.identity_id, live.match_score = new, 1.0
         for identity_id in (old, new):
             if identity_id is not None:
                 gallery = self.store.identity_gallery(identity_id, self.embedder.key,
@@ -212,13 +237,11 @@ class Pipeline:
         """
         self.embedder = embedder
         self.warnings = tuple(warnings)
-        next_id = max(self.matcher.next_id, self.store.next_identity_id() if self.store is not None else 1)
         threshold = self.config.matcher.threshold or embedder.match_threshold
         targets = self.matcher.targets
-        self.matcher = IdentityMatcher(threshold, self.config.matcher.identity_gallery_size, first_id=next_id)
+        self.matcher = IdentityMatcher(threshold, self.config.matcher.identity_gallery_size, self._allocate_id)
         for state in self._tracks.values():
             state.identity_id, state.match_score, state.embeddings, state.best_quality = None, None, [], 0.0
-            state.db_row = None
         if self.store is not None:
             self._restore_identities(targets)
             if self.run_id is not None:
@@ -228,29 +251,74 @@ class Pipeline:
         return self.info
 
     def forget_source(self, source_id: str) -> None:
-        """Drop a camera's tracker and tracks (it was removed, or jumped in time)."""
+        """Drop a camera's tracker and tracks (it was removed, or jumped in time); its next tracks are new rows."""
         self._trackers.pop(source_id, None)
         for key in [k for k in self._tracks if k[0] == source_id]:
             del self._tracks[key]
+        self._segments[source_id] = self._segments.get(source_id, 0) + 1
 
     # -- processing ------------------------------------------------------------------------------
 
     def process(self, frames: Sequence[Frame]) -> list[FrameResult]:
-        """Detect in all frames at once, then track, embed and match camera by camera."""
+        """Detect in all frames at once, then track, embed and match camera by camera.
+
+        Every frame gets a result: a stage that fails for one frame or camera leaves that frame without
+        persons (and that camera's tracker restarted), never the others without theirs.
+        """
         if not frames:
             return []
-        detections = self.detector.detect([f.image for f in frames])
-        tracked = []
+        try:
+            detections = self.detector.detect([f.image for f in frames])
+        except Exception as exc:
+            self.faults.report("detect", f"detector failed on {len(frames)} frames; they are shown unprocessed: "
+                                         f"{type(exc).__name__}: {exc}", exc)
+            return [self._bare_result(frame) for frame in frames]
+        tracked: list[TrackOutput | None] = []
         for frame, dets in zip(frames, detections, strict=True):
+            tracked.append(self._track(frame, dets))
+        fresh = self._embed(frames, detections, tracked)
+        results = []
+        for frame, dets, tracks in zip(frames, detections, tracked, strict=True):
+            if tracks is None:
+                results.append(self._bare_result(frame))
+                continue
+            try:
+                results.append(self._link_and_store(frame, dets, tracks, fresh))
+            except Exception as exc:
+                self.faults.report(f"link:{frame.source_id}", f"source {frame.source_id}: matching failed; its "
+                                   f"tracker restarts: {type(exc).__name__}: {exc}", exc)
+                self.forget_source(frame.source_id)
+                results.append(self._bare_result(frame))
+        self._forget_stale_tracks()
+        if self.store is not None:
+            self.store.maybe_flush()
+        return results
+
+    @staticmethod
+    def _bare_result(frame: Frame) -> FrameResult:
+        return FrameResult(frame.source_id, frame.index, frame.timestamp, frame.image, (), frame.media_time)
+
+    def _track(self, frame: Frame, dets: Detections) -> TrackOutput | None:
+        """One camera's tracker step; a tracker that fails is replaced by a fresh one (a new segment)."""
+        try:
             tracker = self._trackers.get(frame.source_id)
             if tracker is None:
                 tracker = self._trackers[frame.source_id] = self._tracker_factory()
-            tracked.append(tracker.update(dets, frame.image))
+            return tracker.update(dets, frame.image)
+        except Exception as exc:
+            self.faults.report(f"track:{frame.source_id}", f"source {frame.source_id}: tracker failed; it restarts: "
+                               f"{type(exc).__name__}: {exc}", exc)
+            self.forget_source(frame.source_id)
+            return None
 
-        # One embedding batch for every crop that needs one, across all cameras.
+    def _embed(self, frames: Sequence[Frame], detections: Sequence[Detections],
+               tracked: Sequence[TrackOutput | None]) -> FreshEmbeddings:
+        """One embedding batch for every crop that needs one, across all cameras; bad crops are skipped."""
         jobs: list[tuple[int, int, float]] = []  # (frame position, row in tracks, quality)
         crops: list[np.ndarray] = []
         for pos, (frame, dets, tracks) in enumerate(zip(frames, detections, tracked, strict=True)):
+            if tracks is None:
+                continue
             for row in range(len(tracks)):
                 key = (frame.source_id, int(tracks.track_ids[row]))
                 state = self._tracks.setdefault(key, _TrackState())
@@ -260,17 +328,31 @@ class Pipeline:
                 due = (not state.embeddings
                        or frame.index - state.last_embedded >= self.config.reid.embed_every
                        or quality > state.best_quality * self.config.reid.quality_gain)
-                if not due:
+                if not due or not np.isfinite(quality):
                     continue
                 patch = crop(frame.image, tracks.boxes[row])
                 if patch is not None:
                     jobs.append((pos, row, quality))
                     crops.append(patch)
-        vectors = self.embedder.embed(crops) if crops else np.zeros((0, self.embedder.dim), np.float32)
-        fresh: dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray | None]] = {}
-        for (pos, row, quality), vector, patch in zip(jobs, vectors, crops, strict=True):
-            frame = frames[pos]
-            key = (frame.source_id, int(tracked[pos].track_ids[row]))
+        if not crops:
+            return {}
+        try:
+            vectors = self.embedder.embed(crops)
+        except Exception as exc:
+            self.faults.report("embed", f"re-id model failed on {len(crops)} crops; they are skipped: "
+                                        f"{type(exc).__name__}: {exc}", exc)
+            return {}
+        usable = np.isfinite(vectors).all(axis=1) & (np.linalg.norm(vectors, axis=1) > 0)
+        if not usable.all():
+            self.faults.report("embed-nan", f"skipped {int((~usable).sum())} crops whose re-id embedding is not a "
+                                            "finite, non-zero vector")
+        fresh: FreshEmbeddings = {}
+        for (pos, row, quality), vector, patch, ok in zip(jobs, vectors, crops, usable, strict=True):
+            if not ok:
+                continue
+            frame, tracks = frames[pos], tracked[pos]
+            assert tracks is not None
+            key = (frame.source_id, int(tracks.track_ids[row]))
             state = self._tracks[key]
             state.embeddings.append((quality, vector))
             state.embeddings.sort(key=lambda item: -item[0])
@@ -279,14 +361,7 @@ class Pipeline:
             improved = quality >= state.best_quality
             state.best_quality = max(state.best_quality, quality)
             fresh[key] = (vector, quality, patch if improved else None)  # the patch only when it is the best crop
-
-        results = []
-        for frame, dets, tracks in zip(frames, detections, tracked, strict=True):
-            results.append(self._link_and_store(frame, dets, tracks, fresh))
-        self._forget_stale_tracks()
-        if self.store is not None:
-            self.store.maybe_commit()
-        return results
+        return fresh
 
     @staticmethod
     def _keypoints(dets: Detections, index: int) -> np.ndarray | None:
@@ -295,7 +370,7 @@ class Pipeline:
         return dets.keypoints[index]
 
     def _link_and_store(self, frame: Frame, dets: Detections, tracks: TrackOutput,
-                        fresh: dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray | None]]) -> FrameResult:
+                        fresh: FreshEmbeddings) -> FrameResult:
         source = frame.source_id
         keys = [(source, int(t)) for t in tracks.track_ids]
         waiting = [k for k in keys if self._tracks[k].identity_id is None and self._tracks[k].embeddings]
@@ -328,24 +403,17 @@ class Pipeline:
                         fresh: tuple[np.ndarray, float, np.ndarray | None] | None) -> None:
         store, run_id = self.store, self.run_id
         assert store is not None and run_id is not None
-        source_row = store.source_row(frame.source_id, self._source_uris.get(frame.source_id, frame.source_id),
-                                      self._source_kinds.get(frame.source_id, "file"))
-        if state.identity_id is not None:
-            store.ensure_identity(state.identity_id, frame.timestamp)
-        if state.db_row is None:
-            state.db_row = store.track_row(run_id, source_row, key[1], state.identity_id, frame.timestamp)
-        else:
-            store.touch_track(state.db_row, state.identity_id, frame.timestamp)
-        sighting_id = store.add_sighting(
-            run_id=run_id, source_row=source_row, track_row=state.db_row, identity_id=state.identity_id,
-            frame_index=frame.index, timestamp=frame.timestamp, media_time=frame.media_time, box=person.box.tolist(),
-            confidence=person.confidence, match_score=state.match_score)
-        if fresh is not None:
-            vector, quality, patch = fresh
-            store.add_embeddings(track_row=state.db_row, identity_id=state.identity_id, sighting_id=sighting_id,
-                                 model_key=self.embedder.key, vectors=vector[None, :], qualities=[quality])
-            if patch is not None:
-                store.set_thumbnail(state.db_row, state.identity_id, self._thumbnail(patch), quality)
+        source = frame.source_id
+        track = TrackKey(source, self._source_uris.get(source, source), self._source_kinds.get(source, "file"),
+                         self._segments.get(source, 0), key[1])
+        vector, quality, patch = fresh if fresh is not None else (None, 0.0, None)
+        box = person.box.tolist()
+        store.record(SightingRecord(
+            run_id=run_id, track=track, identity_id=state.identity_id, frame_index=frame.index,
+            timestamp=frame.timestamp, media_time=frame.media_time, box=(box[0], box[1], box[2], box[3]),
+            confidence=person.confidence, match_score=state.match_score, embedding=vector,
+            model_key=self.embedder.key, quality=quality,
+            thumbnail=self._thumbnail(patch) if patch is not None else None))
 
     def _thumbnail(self, patch: np.ndarray) -> bytes:
         height = self.config.storage.thumbnail_height
@@ -374,9 +442,19 @@ class Pipeline:
         query = self.embedder.embed([crop_bgr])[0]
         return self.store.search(query, self.embedder.key, k)
 
-    def close(self, status: str = "finished") -> None:
-        if self.store is not None and self.run_id is not None:
-            self.store.end_run(self.run_id, status)
+    @property
+    def storage_health(self) -> StorageHealth | None:
+        return self.store.health if self.store is not None else None
+
+    def close(self, status: str = "finished") -> bool:
+        """End the run in the store; False when not everything could be saved (logged). Never raises."""
+        if self.store is None or self.run_id is None:
+            return True
+        try:
+            return self.store.end_run(self.run_id, status)
+        except Exception:
+            log.exception("could not end run %s", self.run_id)
+            return False
 
 
 class PipelineControl:
@@ -530,6 +608,24 @@ class _Session:
             source.stop(timeout=max(0.0, deadline - time.monotonic()))
 
 
+class _HealthWatch:
+    """Turns the store's health into events: on every change between saving and not saving, and while
+    not saving at most once a second (the number of waiting sightings changes)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._last = pipeline.storage_health
+        self._at = 0.0
+
+    def changes(self) -> Iterator[StorageHealth]:
+        now = self._pipeline.storage_health
+        if now is None or self._last is None:
+            return
+        if now.ok != self._last.ok or (not now.ok and time.monotonic() - self._at >= 1.0):
+            self._last, self._at = now, time.monotonic()
+            yield now
+
+
 def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStore | None = None,
         control: PipelineControl | None = None, max_frames: int | None = None,
         pipeline: Pipeline | None = None, stay_open: bool = False) -> Iterator[PipelineEvent]:
@@ -537,7 +633,8 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStor
     failed, or ``control`` cancels; with ``stay_open`` only ``control`` ends it (the GUI).
 
     ``max_frames`` bounds the frames taken per source. Model errors raise :class:`ModelError` before
-    the first event; source problems arrive as :class:`SourceStatus` events and never stop the others.
+    the first event; source problems arrive as :class:`SourceStatus` events and never stop the others;
+    a change in whether sightings are being saved arrives as a :class:`StorageHealth` event.
     """
     control = control or PipelineControl()
     pipeline = pipeline or Pipeline(config, store)
@@ -545,6 +642,7 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStor
     session = _Session(pipeline, config, control, statuses)
     yield pipeline.info
     status = "finished"
+    health = _HealthWatch(pipeline)
     try:
         for spec in specs:
             session.add(spec)
@@ -553,9 +651,16 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStor
             control.wakeup.clear()
             while not statuses.empty():
                 yield statuses.get()
+            yield from health.changes()
             frames = session.next_frames(max_frames)
             if frames:
-                yield from pipeline.process(frames)
+                try:
+                    results = pipeline.process(frames)
+                except Exception as exc:  # isolation inside process() missed it: drop these frames, go on
+                    pipeline.faults.report("process", f"processing failed on {len(frames)} frames; they are "
+                                           f"skipped: {type(exc).__name__}: {exc}", exc)
+                    continue
+                yield from results
                 continue
             if not stay_open and session.all_done(max_frames):
                 break

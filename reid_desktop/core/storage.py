@@ -1,15 +1,29 @@
 """The sightings store: one SQLite file (WAL) with sources, identities, tracks, sightings,
 best-crop thumbnails and embeddings.
 
-One writer (the pipeline thread) commits at most every ``commit_interval_s``; readers (the GUI,
-the CLI summary) open their own connections. WAL with ``synchronous=NORMAL`` means a crash or a
-killed process loses at most the last uncommitted interval, never the database.
+One writer per database: a writing store holds the database's :class:`WriterLock` (a second
+program gets a clear refusal naming the first) and hands out identity ids reserved in the
+database. The pipeline hands it :class:`SightingRecord`\\ s, which wait in a bounded buffer and are
+written in one transaction every ``commit_interval_s``. A write that fails (disk full, database
+locked by another program, a damaged file) is rolled back whole and retried with back-off while
+the records keep waiting; :attr:`SightingStore.health` says so, so the cameras keep running and
+the operator is told. Nothing committed is ever touched by a failed write.
+
+Durability: ``synchronous=FULL`` in WAL mode, so every commit is on disk when it returns; a crash,
+``kill -9`` or power loss loses at most the records of the last ``commit_interval_s`` (and, while a
+fault lasts, the records still waiting), never the database. Operator edits commit at once.
+
+Readers (the GUI's thread pool, the CLI summary) open their own read-only connections.
 """
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import csv
 import json
+import logging
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Sequence
@@ -20,49 +34,130 @@ from typing import Any
 
 import numpy as np
 
-SCHEMA_VERSION = 1
+from reid_desktop.core.locking import DatabaseInUse, WriterLock
+from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
+from reid_desktop.core.paths import make_private, open_private
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, started REAL NOT NULL, finished REAL, status TEXT NOT NULL DEFAULT 'running',
-    detector TEXT, embedder TEXT, embedder_is_fallback INTEGER NOT NULL DEFAULT 0, provider TEXT,
-    model_key TEXT, warnings TEXT NOT NULL DEFAULT '[]', config TEXT NOT NULL DEFAULT '{}');
-CREATE TABLE IF NOT EXISTS sources (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, uri TEXT NOT NULL, kind TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS identities (
-    id INTEGER PRIMARY KEY, label TEXT NOT NULL DEFAULT '', is_target INTEGER NOT NULL DEFAULT 0,
-    created REAL NOT NULL, first_seen REAL, last_seen REAL, best_quality REAL NOT NULL DEFAULT 0,
-    thumbnail BLOB);
-CREATE TABLE IF NOT EXISTS tracks (
-    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES runs(id),
-    source_id INTEGER NOT NULL REFERENCES sources(id), track_id INTEGER NOT NULL,
-    identity_id INTEGER REFERENCES identities(id), first_seen REAL NOT NULL, last_seen REAL NOT NULL,
-    best_quality REAL NOT NULL DEFAULT 0, thumbnail BLOB, UNIQUE (run_id, source_id, track_id));
-CREATE TABLE IF NOT EXISTS sightings (
-    id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL, source_id INTEGER NOT NULL REFERENCES sources(id),
-    track_row INTEGER NOT NULL REFERENCES tracks(id), identity_id INTEGER REFERENCES identities(id),
-    frame_index INTEGER NOT NULL, timestamp REAL NOT NULL, media_time REAL,
-    x1 REAL NOT NULL, y1 REAL NOT NULL, x2 REAL NOT NULL, y2 REAL NOT NULL,
-    confidence REAL NOT NULL, match_score REAL);
-CREATE INDEX IF NOT EXISTS sightings_identity ON sightings (identity_id, timestamp);
-CREATE INDEX IF NOT EXISTS sightings_source ON sightings (source_id, frame_index);
-CREATE TABLE IF NOT EXISTS embeddings (
-    id INTEGER PRIMARY KEY, track_row INTEGER NOT NULL REFERENCES tracks(id),
-    identity_id INTEGER REFERENCES identities(id), sighting_id INTEGER REFERENCES sightings(id),
-    model_key TEXT NOT NULL, quality REAL NOT NULL, vector BLOB NOT NULL);
-CREATE INDEX IF NOT EXISTS embeddings_model ON embeddings (model_key, identity_id);
--- Operator edits and retention look rows up by these columns, and SQLite checks each foreign key on delete
--- by scanning the referencing column: without them, purging N sightings costs N full table scans.
-CREATE INDEX IF NOT EXISTS sightings_track ON sightings (track_row);
-CREATE INDEX IF NOT EXISTS tracks_identity ON tracks (identity_id);
-CREATE INDEX IF NOT EXISTS embeddings_track ON embeddings (track_row);
-CREATE INDEX IF NOT EXISTS embeddings_sighting ON embeddings (sighting_id);
-"""
+log = logging.getLogger(__name__)
+
+# Identity ids are reserved from the database in blocks, so new people still get an id while a
+# write fault lasts; unused ids of the last block are given back on close.
+ID_BLOCK = 64
+ID_LOW_WATER = 16
+# While a fault lasts, at most this much waits in memory; beyond it the oldest records are given up.
+MAX_PENDING_RECORDS = 50_000
+MAX_PENDING_BYTES = 256 * 1024**2
+RETRY_INITIAL_S = 0.5
+RETRY_MAX_S = 30.0
+BUSY_TIMEOUT_S = 0.25  # the writer never waits long for another program's lock: it buffers and retries
+
+
+# Errors that come from one record's data, not from the database: retrying the same batch cannot help.
+_BAD_DATA = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, ValueError, TypeError,
+             OverflowError)
 
 
 class StoreError(RuntimeError):
     """The database file cannot be opened or is not a reid-desktop store."""
+
+
+class StorageUnavailable(StoreError):
+    """A write failed (disk full, locked, damaged); the message says which, in the operator's words."""
+
+
+@dataclass(frozen=True)
+class StorageHealth:
+    """Whether sightings are being saved. ``message`` is one line for a banner when they are not."""
+
+    ok: bool
+    message: str = ""
+    pending: int = 0  # records waiting in memory
+    dropped: int = 0  # records given up since the store opened, because the wait buffer was full
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong with a write, as an operator would put it."""
+    text = str(exc).lower()
+    if "full" in text:
+        return "database full (no space left on its disk)"
+    if "locked" in text or "busy" in text:
+        return "database locked by another program"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return "database damaged"
+    if "readonly" in text or "read-only" in text:
+        return "database is read-only"
+    if "i/o" in text:
+        return "disk error on the database"
+    return f"database error ({exc})"
+
+
+@dataclass(frozen=True)
+class TrackKey:
+    """A per-camera track as stored: ``segment`` counts tracker restarts of the source within a run."""
+
+    source: str
+    uri: str
+    kind: str
+    segment: int
+    track_id: int
+
+
+@dataclass(frozen=True)
+class SightingRecord:
+    """One person in one frame, as the pipeline hands it to the store.
+
+    ``embedding`` (D float32, L2-normalised, of model ``model_key``) and ``thumbnail`` (JPEG of the best
+    crop so far, with its ``quality``) are present only on the frames that produced them.
+    """
+
+    run_id: int
+    track: TrackKey
+    identity_id: int | None
+    frame_index: int
+    timestamp: float
+    media_time: float | None
+    box: tuple[float, float, float, float]
+    confidence: float
+    match_score: float | None
+    embedding: np.ndarray | None = None
+    model_key: str = ""
+    quality: float = 0.0
+    thumbnail: bytes | None = None
+
+    @property
+    def nbytes(self) -> int:
+        return 256 + (self.embedding.nbytes if self.embedding is not None else 0) + len(self.thumbnail or b"")
+
+
+class _PendingRecords:
+    """Records not yet committed, oldest first, bounded in count and bytes (the oldest go first)."""
+
+    def __init__(self, max_records: int, max_bytes: int) -> None:
+        self._records: collections.deque[SightingRecord] = collections.deque()
+        self._bytes = 0
+        self.max_records, self.max_bytes = max_records, max_bytes
+        self.dropped = 0
+
+    def append(self, record: SightingRecord) -> None:
+        self._records.append(record)
+        self._bytes += record.nbytes
+        while len(self._records) > self.max_records or (self._bytes > self.max_bytes and len(self._records) > 1):
+            self._bytes -= self._records.popleft().nbytes
+            self.dropped += 1
+
+    def snapshot(self) -> list[SightingRecord]:
+        return list(self._records)
+
+    def discard_oldest(self, count: int) -> None:
+        for _ in range(count):
+            self._bytes -= self._records.popleft().nbytes
+
+    @property
+    def nbytes(self) -> int:
+        return self._bytes
+
+    def __len__(self) -> int:
+        return len(self._records)
 
 
 @dataclass(frozen=True)
@@ -104,7 +199,8 @@ class SearchHit:
 class TrackSegment:
     """One uninterrupted appearance of an identity on one camera: a row of the target timeline.
 
-    Times come from the track's sightings; media times are None for live sources.
+    Times come from the track's sightings; media times are None for live sources. ``source_uri`` is the
+    video (credentials removed) the track was recorded from: a camera name may have been reused since.
     """
 
     track_row: int
@@ -119,6 +215,7 @@ class TrackSegment:
     sightings: int
     best_quality: float
     thumbnail: bytes | None
+    source_uri: str = ""
 
 
 _SIGHTING_COLUMNS = """s.id, src.name, s.identity_id, t.track_id, s.frame_index, s.timestamp, s.media_time,
@@ -138,131 +235,313 @@ def _summary(row: Sequence[Any]) -> IdentitySummary:
     return IdentitySummary(row[0], row[1], bool(row[2]), row[3], row[4], cameras, row[6], row[7], row[8])
 
 
-class SightingStore:
-    """Access to one sightings database. Not thread-safe: one instance per thread."""
+def _readonly_uri(path: Path) -> str:
+    """A ``file:`` URI with the path percent-encoded, so ``#``, ``?`` and ``%xx`` in names open this file."""
+    return path.absolute().as_uri() + "?mode=ro"
 
-    def __init__(self, path: Path | str, commit_interval_s: float = 1.0, readonly: bool = False) -> None:
+
+class SightingStore:
+    """Access to one sightings database. Not thread-safe: one instance per thread.
+
+    Writing (the default) takes the database's writer lock, upgrades an older schema, marks runs left
+    ``running`` by a dead process as ``crashed`` and makes the files private to the user (0600).
+    ``readonly`` opens never write and need no lock.
+    """
+
+    def __init__(self, path: Path | str, commit_interval_s: float = 1.0, readonly: bool = False,
+                 max_pending_records: int = MAX_PENDING_RECORDS, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
         self.path = Path(path)
-        if readonly and not self.path.exists():
+        self.readonly = readonly
+        self.commit_interval_s = commit_interval_s
+        self._lock: WriterLock | None = None
+        if readonly:
+            self._db = self._open_readonly()
+        else:
+            self._db = self._open_writer()
+        self._pending = _PendingRecords(max_pending_records, max_pending_bytes)
+        self._last_commit = time.monotonic()
+        self._retry_at = 0.0
+        self._retry_delay = RETRY_INITIAL_S
+        self._failure = ""
+        self._source_rows: dict[tuple[str, str], int] = {}
+        self._ids = range(0)  # identity ids reserved in the database and not handed out yet
+
+    def _open_readonly(self) -> sqlite3.Connection:
+        if not self.path.is_file():
             raise StoreError(f"database not found: {self.path}")
-        if not readonly:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            uri = f"file:{self.path}?mode=ro" if readonly else f"file:{self.path}"
-            self._db = sqlite3.connect(uri, uri=True, timeout=10.0)
-            self._db.execute("PRAGMA foreign_keys = ON")
-            if not readonly:
-                self._db.execute("PRAGMA journal_mode = WAL")
-                self._db.execute("PRAGMA synchronous = NORMAL")
-                self._db.executescript(_SCHEMA)
-                self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-                self._db.commit()
-            version = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            db = sqlite3.connect(_readonly_uri(self.path), uri=True, timeout=10.0, isolation_level=None)
+            found = schema_version(db, self.path)
+        except SchemaError as exc:
+            raise StoreError(str(exc)) from None
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path} is not a usable reid-desktop database ({exc})") from None
-        if version is None or int(version[0]) > SCHEMA_VERSION:
-            raise StoreError(f"{self.path} has database schema {version and version[0]}, newer than this "
-                             f"version understands ({SCHEMA_VERSION})")
-        self.commit_interval_s = commit_interval_s
-        self._last_commit = time.monotonic()
-        self._source_rows: dict[str, int] = {}
+        if found != SCHEMA_VERSION:
+            db.close()
+            newer = found > SCHEMA_VERSION
+            raise StoreError(f"{self.path} has database schema {found}; this version reads {SCHEMA_VERSION}" +
+                             (": update reid-desktop" if newer else "; it is upgraded when reid-desktop next "
+                              "processes video into it"))
+        return db
+
+    def _open_writer(self) -> sqlite3.Connection:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self.path.exists():
+                os.close(os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600))
+            self._lock = WriterLock(self.path).acquire()
+        except DatabaseInUse as exc:
+            raise StoreError(str(exc)) from None
+        except OSError as exc:
+            raise StoreError(f"cannot create the database {self.path}: {exc.strerror or exc}") from None
+        try:
+            db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
+            try:
+                db.execute("PRAGMA foreign_keys = ON")
+                found, now = migrate(db, self.path)
+                if found and found != now:
+                    log.warning("upgraded %s from database schema %d to %d", self.path, found, now)
+                db.execute("PRAGMA journal_mode = WAL")
+                db.execute("PRAGMA synchronous = FULL")
+                db.execute("UPDATE runs SET status = 'crashed', finished = COALESCE("
+                           "(SELECT MAX(timestamp) FROM sightings WHERE run_id = runs.id), started) "
+                           "WHERE status = 'running'")  # we hold the writer lock: whoever ran them is gone
+            except BaseException:
+                db.close()
+                raise
+        except SchemaError as exc:
+            self._lock.release()
+            raise StoreError(str(exc)) from None
+        except sqlite3.DatabaseError as exc:
+            self._lock.release()
+            raise StoreError(f"{self.path} is not a usable reid-desktop database ({exc})") from None
+        for suffix in ("", "-wal", "-shm"):  # also files made world-readable by older versions
+            make_private(Path(f"{self.path}{suffix}"))
+        return db
 
     # -- writing ---------------------------------------------------------------------------------
 
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.path} is open read-only")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; any failure rolls all of it back and becomes :class:`StorageUnavailable`."""
+        self._writable()
+        try:
+            self._db.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(describe_failure(exc)) from exc
+        try:
+            yield
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back by itself (disk full, I/O)
+                self._db.execute("ROLLBACK")
+            self._source_rows.clear()  # rows made in the rolled-back transaction are gone
+            if isinstance(exc, sqlite3.Error) and not isinstance(exc, _BAD_DATA):
+                raise StorageUnavailable(describe_failure(exc)) from exc
+            raise
+
     def begin_run(self, *, detector: str, embedder: str, embedder_is_fallback: bool, provider: str,
                   model_key: str, warnings: Sequence[str], config: dict[str, Any]) -> int:
-        cur = self._db.execute(
-            "INSERT INTO runs (started, detector, embedder, embedder_is_fallback, provider, model_key, warnings, "
-            "config) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (time.time(), detector, embedder, int(embedder_is_fallback), provider, model_key,
-             json.dumps(list(warnings)), json.dumps(config)))
-        self._db.commit()
+        with self._transaction():
+            cur = self._db.execute(
+                "INSERT INTO runs (started, detector, embedder, embedder_is_fallback, provider, model_key, warnings, "
+                "config) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), detector, embedder, int(embedder_is_fallback), provider, model_key,
+                 json.dumps(list(warnings)), json.dumps(config)))
         return int(cur.lastrowid or 0)
 
-    def end_run(self, run_id: int, status: str) -> None:
-        self._db.execute("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
-        self.commit()
+    def end_run(self, run_id: int, status: str) -> bool:
+        """Write what waits and close the run; False (and a log line) when the database refuses."""
+        saved = self.flush(force=True)
+        try:
+            with self._transaction():
+                self._db.execute("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
+        except StorageUnavailable as exc:
+            log.error("could not close run %d in %s: %s", run_id, self.path, exc)
+            return False
+        return saved
 
-    def source_row(self, name: str, uri: str, kind: str) -> int:
-        if name not in self._source_rows:
-            self._db.execute("INSERT INTO sources (name, uri, kind) VALUES (?, ?, ?) "
-                             "ON CONFLICT (name) DO UPDATE SET uri = excluded.uri, kind = excluded.kind",
-                             (name, uri, kind))
-            row = self._db.execute("SELECT id FROM sources WHERE name = ?", (name,)).fetchone()
-            self._source_rows[name] = int(row[0])
-        return self._source_rows[name]
+    def allocate_identity_id(self) -> int | None:
+        """A new identity id from the database; None while the database cannot be written and none are left."""
+        if len(self._ids) < ID_LOW_WATER and (not self._failure or time.monotonic() >= self._retry_at):
+            try:
+                self._reserve_ids()
+                self._succeeded(0)
+            except StorageUnavailable as exc:
+                self._failed(exc)
+        if not self._ids:
+            return None
+        identity_id, self._ids = self._ids[0], self._ids[1:]
+        return identity_id
 
-    def ensure_identity(self, identity_id: int, timestamp: float) -> None:
-        self._db.execute("INSERT OR IGNORE INTO identities (id, created) VALUES (?, ?)", (identity_id, timestamp))
+    def _reserve_ids(self) -> None:
+        with self._transaction():
+            start = self._db.execute(
+                "UPDATE sequences SET next = MAX(next, (SELECT COALESCE(MAX(id), 0) + 1 FROM identities)) + ? "
+                "WHERE name = 'identity' RETURNING next - ?", (ID_BLOCK, ID_BLOCK)).fetchone()[0]
+        # under the writer lock nobody else reserves, so a block starting where ours ends extends it
+        self._ids = range(self._ids.start, start + ID_BLOCK) if self._ids and self._ids.stop == start \
+            else range(start, start + ID_BLOCK)
 
-    def track_row(self, run_id: int, source_row: int, track_id: int, identity_id: int | None,
-                  timestamp: float) -> int:
-        self._db.execute(
-            "INSERT INTO tracks (run_id, source_id, track_id, identity_id, first_seen, last_seen) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id, track_id) DO UPDATE SET "
-            "last_seen = excluded.last_seen, identity_id = excluded.identity_id",
-            (run_id, source_row, track_id, identity_id, timestamp, timestamp))
-        row = self._db.execute("SELECT id FROM tracks WHERE run_id = ? AND source_id = ? AND track_id = ?",
-                               (run_id, source_row, track_id)).fetchone()
-        return int(row[0])
+    def _give_back_ids(self) -> None:
+        if not self._ids:
+            return
+        try:
+            with self._transaction():
+                self._db.execute("UPDATE sequences SET next = ? WHERE name = 'identity' AND next = ?",
+                                 (self._ids.start, self._ids.stop))
+        except StorageUnavailable:
+            pass  # the ids stay unused: a gap in the numbering, nothing more
+        self._ids = range(0)
 
-    def touch_track(self, track_row: int, identity_id: int | None, timestamp: float) -> None:
-        """Extend a track already stored (cheaper than :meth:`track_row` on every frame)."""
-        self._db.execute("UPDATE tracks SET last_seen = ?, identity_id = ? WHERE id = ?",
-                         (timestamp, identity_id, track_row))
+    def record(self, record: SightingRecord) -> None:
+        """Queue one sighting for the next commit (bounded: see :class:`StorageHealth`)."""
+        self._writable()
+        self._pending.append(record)
 
-    def add_sighting(self, *, run_id: int, source_row: int, track_row: int, identity_id: int | None,
-                     frame_index: int, timestamp: float, media_time: float | None, box: Sequence[float],
-                     confidence: float, match_score: float | None) -> int:
-        cur = self._db.execute(
+    @property
+    def pending(self) -> int:
+        return len(self._pending)
+
+    @property
+    def health(self) -> StorageHealth:
+        if not self._failure:
+            return StorageHealth(True, "", len(self._pending), self._pending.dropped)
+        lost = f"; {self._pending.dropped} given up" if self._pending.dropped else ""
+        return StorageHealth(False, f"{self._failure}: sightings are not being saved ({len(self._pending)} waiting"
+                                    f"{lost}); saving resumes by itself", len(self._pending), self._pending.dropped)
+
+    def maybe_flush(self) -> None:
+        """Commit what waits when the commit interval has passed (or a retry is due)."""
+        now = time.monotonic()
+        if self._failure:
+            if now >= self._retry_at:
+                self.flush()
+        elif now - self._last_commit >= self.commit_interval_s:
+            self.flush()
+
+    def flush(self, force: bool = False) -> bool:
+        """Write every waiting record in one transaction; False when the database refused (they keep waiting).
+
+        ``force`` tries even before the next retry is due (an operator edit, closing).
+        """
+        if not force and self._failure and time.monotonic() < self._retry_at:
+            return False
+        records = self._pending.snapshot()
+        if not records:
+            return not self._failure
+        try:
+            try:
+                with self._transaction():
+                    for record in records:
+                        self._write(record)
+            except _BAD_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
+                self._write_each(records)
+        except StorageUnavailable as exc:
+            self._failed(exc)
+            return False
+        self._pending.discard_oldest(len(records))
+        self._last_commit = time.monotonic()
+        self._succeeded(len(records))
+        return True
+
+    def _succeeded(self, saved: int) -> None:
+        if self._failure:
+            log.warning("%s: writing again (%d sightings saved)", self.path.name, saved)
+        self._failure, self._retry_delay = "", RETRY_INITIAL_S
+
+    def _write_each(self, records: Sequence[SightingRecord]) -> None:
+        """Write records one savepoint each; those the database refuses are logged and given up."""
+        refused = 0
+        with self._transaction():
+            for record in records:
+                self._db.execute("SAVEPOINT record")
+                try:
+                    self._write(record)
+                except _BAD_DATA as exc:
+                    self._db.execute("ROLLBACK TO record")
+                    self._source_rows.clear()  # a source row made by this record is gone with it
+                    refused += 1
+                    if refused == 1:
+                        log.error("%s: refused a sighting of %s frame %d (%s: %s)", self.path.name,
+                                  record.track.source, record.frame_index, type(exc).__name__, exc)
+                self._db.execute("RELEASE record")
+        self._pending.dropped += refused
+
+    def _failed(self, exc: StorageUnavailable) -> None:
+        if str(exc) != self._failure:
+            log.error("%s: %s; %d sightings wait in memory, retrying", self.path.name, exc, len(self._pending))
+        self._failure = str(exc)
+        self._retry_at = time.monotonic() + self._retry_delay
+        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+
+    def _write(self, r: SightingRecord) -> None:
+        track, db = r.track, self._db
+        source_row = self._source_row(track.source, track.uri, track.kind)
+        if r.identity_id is not None:
+            db.execute("INSERT INTO identities (id, created, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (id) DO UPDATE SET first_seen = MIN(COALESCE(first_seen, excluded.first_seen), "
+                       "excluded.first_seen), last_seen = MAX(COALESCE(last_seen, excluded.last_seen), "
+                       "excluded.last_seen)", (r.identity_id, r.timestamp, r.timestamp, r.timestamp))
+        track_row = db.execute(
+            "INSERT INTO tracks (run_id, source_id, segment, track_id, identity_id, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id, segment, track_id) DO UPDATE SET "
+            "last_seen = MAX(last_seen, excluded.last_seen), identity_id = excluded.identity_id RETURNING id",
+            (r.run_id, source_row, track.segment, track.track_id, r.identity_id, r.timestamp, r.timestamp),
+        ).fetchone()[0]
+        sighting_id = db.execute(
             "INSERT INTO sightings (run_id, source_id, track_row, identity_id, frame_index, timestamp, media_time, "
             "x1, y1, x2, y2, confidence, match_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (run_id, source_row, track_row, identity_id, frame_index, timestamp, media_time,
-             *(float(v) for v in box[:4]), float(confidence), match_score))
-        if identity_id is not None:
-            self._db.execute(
-                "UPDATE identities SET first_seen = MIN(COALESCE(first_seen, ?), ?), "
-                "last_seen = MAX(COALESCE(last_seen, ?), ?) WHERE id = ?",
-                (timestamp, timestamp, timestamp, timestamp, identity_id))
-        return int(cur.lastrowid or 0)
+            (r.run_id, source_row, track_row, r.identity_id, r.frame_index, r.timestamp, r.media_time,
+             *(float(v) for v in r.box[:4]), float(r.confidence), r.match_score)).lastrowid
+        if r.embedding is not None:
+            db.execute("INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (track_row, r.identity_id, sighting_id, r.model_key,
+                                                     float(r.quality), np.asarray(r.embedding, np.float32).tobytes()))
+        if r.thumbnail:  # the best crop per track and per identity
+            db.execute("UPDATE tracks SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
+                       (r.thumbnail, r.quality, track_row, r.quality))
+            if r.identity_id is not None:
+                db.execute("UPDATE identities SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
+                           (r.thumbnail, r.quality, r.identity_id, r.quality))
 
-    def add_embeddings(self, *, track_row: int, identity_id: int | None, sighting_id: int | None,
-                       model_key: str, vectors: np.ndarray, qualities: Sequence[float]) -> None:
-        self._db.executemany(
-            "INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            [(track_row, identity_id, sighting_id, model_key, float(q), np.asarray(v, np.float32).tobytes())
-             for v, q in zip(vectors, qualities, strict=True)])
+    def _source_row(self, name: str, uri: str, kind: str) -> int:
+        key = (name, uri)
+        if key not in self._source_rows:
+            self._source_rows[key] = int(self._db.execute(
+                "INSERT INTO sources (name, uri, kind) VALUES (?, ?, ?) ON CONFLICT (name, uri) DO UPDATE SET "
+                "kind = excluded.kind RETURNING id", (name, uri, kind)).fetchone()[0])
+        return self._source_rows[key]
 
-    def set_thumbnail(self, track_row: int, identity_id: int | None, jpeg: bytes, quality: float) -> None:
-        """Keep the best crop per track and per identity."""
-        self._db.execute("UPDATE tracks SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
-                         (jpeg, quality, track_row, quality))
-        if identity_id is not None:
-            self._db.execute("UPDATE identities SET thumbnail = ?, best_quality = ? "
-                             "WHERE id = ? AND best_quality < ?", (jpeg, quality, identity_id, quality))
+    def ensure_identity(self, identity_id: int, timestamp: float) -> None:
+        """An identity row without sightings yet (a target named before it was seen)."""
+        with self._edit():
+            self._db.execute("INSERT OR IGNORE INTO identities (id, created) VALUES (?, ?)", (identity_id, timestamp))
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
-        self._db.execute("UPDATE identities SET is_target = ? WHERE id = ?", (int(is_target), identity_id))
-        self.commit()
+        with self._edit():
+            self._db.execute("UPDATE identities SET is_target = ? WHERE id = ?", (int(is_target), identity_id))
 
     def set_label(self, identity_id: int, label: str) -> None:
-        self._db.execute("UPDATE identities SET label = ? WHERE id = ?", (label, identity_id))
-        self.commit()
-
-    def commit(self) -> None:
-        self._db.commit()
-        self._last_commit = time.monotonic()
-
-    def maybe_commit(self) -> None:
-        if time.monotonic() - self._last_commit >= self.commit_interval_s:
-            self.commit()
+        with self._edit():
+            self._db.execute("UPDATE identities SET label = ? WHERE id = ?", (label, identity_id))
 
     def close(self) -> None:
+        """Write what waits, give back unused ids, release the writer lock. Never raises."""
         try:
-            self._db.commit()
+            if not self.readonly:
+                if not self.flush(force=True):
+                    log.error("%s: %d sightings could not be saved (%s)", self.path, len(self._pending),
+                              self._failure)
+                self._give_back_ids()
         finally:
             self._db.close()
+            if self._lock is not None:
+                self._lock.release()
 
     def __enter__(self) -> SightingStore:
         return self
@@ -274,20 +553,15 @@ class SightingStore:
 
     @contextmanager
     def _edit(self) -> Iterator[None]:
-        """Apply an operator edit all or nothing, then commit.
+        """Apply an operator edit all or nothing, committed at once.
 
-        A savepoint rather than a transaction: on failure only the edit is undone, not rows the pipeline
-        wrote on this connection and has not committed yet.
+        The sightings waiting to be written go first, so an edit always sees (and changes) every row it
+        names; when the database refuses them the edit is refused too, with the reason.
         """
-        self._db.execute("SAVEPOINT edit")
-        try:
+        if not self.flush(force=True):
+            raise StorageUnavailable(f"{self._failure}: the change was not saved")
+        with self._transaction():
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK TO edit")
-            self._db.execute("RELEASE edit")
-            raise
-        self._db.execute("RELEASE edit")
-        self.commit()
 
     def merge_identities(self, keep: int, drop: int) -> None:
         """The operator says ``drop`` is the same person as ``keep``: ``keep`` takes all of ``drop``'s rows."""
@@ -316,11 +590,12 @@ class SightingStore:
     def split_track(self, track_row: int, new_id: int | None = None) -> int:
         """The operator says a track is not this person: the track becomes a new identity, whose id is returned.
 
-        A running pipeline passes ``new_id`` (an id its matcher reserved), so ids never clash.
+        A running pipeline passes ``new_id`` (an id its matcher took from :meth:`allocate_identity_id`).
 
         The identities it leaves get their first/last seen and thumbnail from what remains; one left without
         sightings is deleted unless it is a target.
         """
+        self.flush(force=True)
         row = self._db.execute("SELECT identity_id, best_quality, thumbnail FROM tracks WHERE id = ?",
                                (track_row,)).fetchone()
         if row is None:
@@ -328,7 +603,9 @@ class SightingStore:
         # sightings recorded before the track was identified may carry another identity (or none)
         left = {row[0], *(r[0] for r in self._db.execute(
             "SELECT DISTINCT identity_id FROM sightings WHERE track_row = ?", (track_row,)))} - {None}
-        new_id = self.next_identity_id() if new_id is None else new_id
+        new_id = self.allocate_identity_id() if new_id is None else new_id
+        if new_id is None:
+            raise StorageUnavailable(f"{self._failure}: the change was not saved")
         with self._edit():
             first, last = self._db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM sightings WHERE track_row = ?",
                                            (track_row,)).fetchone()
@@ -348,13 +625,13 @@ class SightingStore:
         Tracks left without sightings go; identities left without sightings go unless they are targets or
         labelled. Returns the number of sightings deleted.
         """
-        tracks = [r[0] for r in self._db.execute("SELECT DISTINCT track_row FROM sightings WHERE timestamp < ?",
-                                                 (cutoff,))]
-        identities = {r[0] for r in self._db.execute(
-            "SELECT s.identity_id FROM sightings s WHERE s.timestamp < ? UNION "
-            "SELECT t.identity_id FROM tracks t JOIN sightings s ON s.track_row = t.id WHERE s.timestamp < ?",
-            (cutoff, cutoff))} - {None}
         with self._edit():
+            tracks = [r[0] for r in self._db.execute(
+                "SELECT DISTINCT track_row FROM sightings WHERE timestamp < ?", (cutoff,))]
+            identities = {r[0] for r in self._db.execute(
+                "SELECT s.identity_id FROM sightings s WHERE s.timestamp < ? UNION "
+                "SELECT t.identity_id FROM tracks t JOIN sightings s ON s.track_row = t.id WHERE s.timestamp < ?",
+                (cutoff, cutoff))} - {None}
             self._db.execute("DELETE FROM embeddings WHERE sighting_id IN "
                              "(SELECT id FROM sightings WHERE timestamp < ?)", (cutoff,))
             deleted = self._db.execute("DELETE FROM sightings WHERE timestamp < ?", (cutoff,)).rowcount
@@ -393,10 +670,6 @@ class SightingStore:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def next_identity_id(self) -> int:
-        row = self._db.execute("SELECT COALESCE(MAX(id), 0) FROM identities").fetchone()
-        return int(row[0]) + 1
-
     def identity_galleries(self, model_key: str, per_identity: int) -> Iterator[tuple[int, bool, np.ndarray]]:
         """The best stored embeddings of each identity for one model, to restore the matcher."""
         rows = self._db.execute(
@@ -423,6 +696,19 @@ class SightingStore:
     def track_identity(self, track_row: int) -> int | None:
         row = self._db.execute("SELECT identity_id FROM tracks WHERE id = ?", (track_row,)).fetchone()
         return row[0] if row else None
+
+    def track_row(self, run_id: int, source: str, segment: int, track_id: int) -> int | None:
+        """The stored row of a per-camera track (as committed), or None."""
+        row = self._db.execute(
+            "SELECT t.id FROM tracks t JOIN sources src ON src.id = t.source_id WHERE t.run_id = ? AND src.name = ? "
+            "AND t.segment = ? AND t.track_id = ?", (run_id, source, segment, track_id)).fetchone()
+        return int(row[0]) if row else None
+
+    def track_key(self, track_row: int) -> tuple[int, str, int, int] | None:
+        """``(run_id, source name, segment, track id)`` of a stored track: how the pipeline knows it live."""
+        row = self._db.execute("SELECT t.run_id, src.name, t.segment, t.track_id FROM tracks t "
+                               "JOIN sources src ON src.id = t.source_id WHERE t.id = ?", (track_row,)).fetchone()
+        return (int(row[0]), str(row[1]), int(row[2]), int(row[3])) if row else None
 
     def identities(self, run_id: int | None = None) -> list[IdentitySummary]:
         """Identities with at least one sighting (in run ``run_id`` when given), first seen first."""
@@ -451,7 +737,7 @@ class SightingStore:
         """The target timeline: one segment per track of the identity, across cameras, in time order."""
         return [TrackSegment(*r) for r in self._db.execute(
             "SELECT t.id, t.run_id, src.name, t.track_id, t.identity_id, MIN(s.timestamp), MAX(s.timestamp), "
-            "MIN(s.media_time), MAX(s.media_time), COUNT(s.id), t.best_quality, t.thumbnail "
+            "MIN(s.media_time), MAX(s.media_time), COUNT(s.id), t.best_quality, t.thumbnail, src.uri "
             "FROM tracks t JOIN sources src ON src.id = t.source_id JOIN sightings s ON s.track_row = t.id "
             "WHERE t.identity_id = ? GROUP BY t.id ORDER BY MIN(s.timestamp), t.id", (identity_id,))]
 
@@ -520,13 +806,16 @@ class SightingStore:
     # -- export ----------------------------------------------------------------------------------
 
     def export_csv(self, path: Path, identity_id: int | None = None) -> int:
+        """Sightings as CSV (private file). Text typed by operators cannot become a spreadsheet formula."""
         sightings = self.sightings(identity_id)
-        with Path(path).open("w", newline="", encoding="utf-8") as fh:
+        labels = {r[0]: r[1] for r in self._db.execute("SELECT id, label FROM identities WHERE label != ''")}
+        with open_private(Path(path), newline="") as fh:
             writer = csv.writer(fh)
-            writer.writerow(["sighting_id", "source", "identity_id", "track_id", "frame_index", "timestamp",
+            writer.writerow(["sighting_id", "source", "identity_id", "label", "track_id", "frame_index", "timestamp",
                              "media_time", "x1", "y1", "x2", "y2", "confidence", "match_score", "run_id"])
             for s in sightings:
-                writer.writerow([s.id, s.source, s.identity_id, s.track_id, s.frame_index, f"{s.timestamp:.3f}",
+                writer.writerow([s.id, csv_text(s.source), s.identity_id, csv_text(labels.get(s.identity_id, "")),
+                                 s.track_id, s.frame_index, f"{s.timestamp:.3f}",
                                  "" if s.media_time is None else f"{s.media_time:.3f}",
                                  *(f"{v:.1f}" for v in s.box), f"{s.confidence:.3f}",
                                  "" if s.match_score is None else f"{s.match_score:.3f}", s.run_id])
@@ -540,5 +829,14 @@ class SightingStore:
             "sightings": [asdict(s) for s in sightings],
             "runs": self.runs(),
         }
-        Path(path).write_text(json.dumps(payload, indent=1), encoding="utf-8")
+        with open_private(Path(path)) as fh:
+            fh.write(json.dumps(payload, indent=1))
         return len(sightings)
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: str) -> str:
+    """Text for a CSV cell that spreadsheets will not run: a leading ``= + - @`` (or tab, CR) gets a ``'``."""
+    return "'" + value if value.startswith(_FORMULA_STARTS) else value

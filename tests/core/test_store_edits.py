@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from reid_desktop.core.report import write_html_report
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.storage import SightingRecord, SightingStore, TrackKey
 
 MODEL = "test-model"
 DIM = 16
@@ -42,7 +42,7 @@ class Added:
 
 
 class Builder:
-    """Writes tracks the way the pipeline does: identity, track, sightings, embeddings, best crop."""
+    """Writes tracks the way the pipeline does: sighting records (identity, track, embedding, best crop), flushed."""
 
     def __init__(self, store: SightingStore) -> None:
         self.store = store
@@ -53,26 +53,20 @@ class Builder:
     def track(self, source: str, identity_id: int | None, times: Sequence[float], *, person: int,
               media_start: float | None = 0.0, quality: float | None = 0.5, kind: str = "file") -> Added:
         store, rng = self.store, np.random.default_rng(self._next_track)
-        source_row = store.source_row(source, f"/videos/{source}.mp4", kind)
-        if identity_id is not None:
-            store.ensure_identity(identity_id, times[0])
-        track_row = store.track_row(self.run, source_row, self._next_track, identity_id, times[0])
-        sighting_ids = []
+        key = TrackKey(source, f"/videos/{source}.mp4", kind, 0, self._next_track)
+        thumbnail = jpeg(self._next_track) if quality is not None else None
         for i, t in enumerate(times):
-            store.touch_track(track_row, identity_id, t)
-            sighting_id = store.add_sighting(
-                run_id=self.run, source_row=source_row, track_row=track_row, identity_id=identity_id,
-                frame_index=i, timestamp=t, media_time=None if media_start is None else media_start + (t - times[0]),
-                box=(10, 20, 50, 120), confidence=0.9, match_score=None)
             vector = direction(person) + 0.05 * rng.normal(size=DIM).astype(np.float32)
-            store.add_embeddings(track_row=track_row, identity_id=identity_id, sighting_id=sighting_id,
-                                 model_key=MODEL, vectors=(vector / np.linalg.norm(vector))[None, :], qualities=[0.5])
-            sighting_ids.append(sighting_id)
-        thumbnail = None
-        if quality is not None:
-            thumbnail = jpeg(self._next_track)
-            store.set_thumbnail(track_row, identity_id, thumbnail, quality)
-        store.commit()
+            store.record(SightingRecord(
+                run_id=self.run, track=key, identity_id=identity_id, frame_index=i, timestamp=t,
+                media_time=None if media_start is None else media_start + (t - times[0]), box=(10, 20, 50, 120),
+                confidence=0.9, match_score=None, embedding=vector / np.linalg.norm(vector), model_key=MODEL,
+                quality=0.5 if quality is None else quality, thumbnail=thumbnail if i == 0 else None))
+        assert store.flush()
+        track_row = store.track_row(self.run, source, 0, self._next_track)
+        assert track_row is not None
+        sighting_ids = [r[0] for r in rows(store, "SELECT id FROM sightings WHERE track_row = ? ORDER BY id",
+                                           track_row)]
         self._next_track += 1
         return Added(track_row, sighting_ids, thumbnail)
 
@@ -268,7 +262,7 @@ def test_sightings_carry_their_track_row_and_exports_still_work(store: SightingS
     assert store.sighting_track_row(12345) is None and store.track_thumbnail(12345) is None
     assert store.export_csv(tmp_path / "s.csv") == 2
     header = (tmp_path / "s.csv").read_text().splitlines()[0]
-    assert header == ("sighting_id,source,identity_id,track_id,frame_index,timestamp,media_time,x1,y1,x2,y2,"
+    assert header == ("sighting_id,source,identity_id,label,track_id,frame_index,timestamp,media_time,x1,y1,x2,y2,"
                       "confidence,match_score,run_id")
     assert store.export_json(tmp_path / "s.json") == 2
     payload = json.loads((tmp_path / "s.json").read_text())

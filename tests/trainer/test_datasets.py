@@ -284,26 +284,23 @@ class TrackSpec:
 
 
 def _make_store(path: Path, tracks: list[TrackSpec], labels: dict[int, str], targets: set[int]) -> None:
-    from reid_desktop.core.storage import SightingStore
+    from reid_desktop.core.storage import SightingRecord, SightingStore, TrackKey
 
     with SightingStore(path) as store:
         run = store.begin_run(detector="test", embedder="test", embedder_is_fallback=False, provider="cpu",
                               model_key="test", warnings=[], config={})
         for track_id, t in enumerate(tracks, 1):
-            source_row = store.source_row(t.source, t.uri, t.kind)
-            store.ensure_identity(t.identity, 1000.0)
-            row = store.track_row(run, source_row, track_id, t.identity, 1000.0 + t.frames[0])
-            for frame in t.frames:
-                store.add_sighting(run_id=run, source_row=source_row, track_row=row, identity_id=t.identity,
-                                   frame_index=frame + t.replayed_from, timestamp=1000.0 + frame / 10,
-                                   media_time=frame / 10 if t.media_time else None, box=_box(t.identity),
-                                   confidence=0.9, match_score=None)
-            store.set_thumbnail(row, t.identity, _thumbnail(), 0.5)
+            key = TrackKey(t.source, t.uri, t.kind, 0, track_id)
+            for i, frame in enumerate(t.frames):
+                store.record(SightingRecord(
+                    run_id=run, track=key, identity_id=t.identity, frame_index=frame + t.replayed_from,
+                    timestamp=1000.0 + frame / 10, media_time=frame / 10 if t.media_time else None,
+                    box=_box(t.identity), confidence=0.9, match_score=None, quality=0.5,
+                    thumbnail=_thumbnail() if i == 0 else None))
         for identity, label in labels.items():
             store.set_label(identity, label)
         for identity in targets:
             store.set_target(identity)
-        store.commit()
 
 
 def test_export_store_to_market_layout_loads_back(tmp_path: Path, demo_clip: Path,
