@@ -345,12 +345,15 @@ class VideoSource:
         first_media: float | None = None
         bad_in_row = 0
         read_in_session = 0
+        # where counting frames starts, for containers that report no position: the file's start or a seek target
+        count_from, read_since = 0.0, 0
         while not self._stopped.is_set():
             seek_to = self._take_seek() if is_file else None
             if seek_to is not None:
                 cap.set(cv2.CAP_PROP_POS_MSEC, seek_to * 1000.0)
                 self._buffer.clear()
                 started, first_media = time.monotonic(), None
+                count_from, read_since = seek_to, 0
             ok, image = cap.read()
             if not ok or image is None or image.size == 0:
                 if not is_file:
@@ -370,13 +373,14 @@ class VideoSource:
                 return "ended", "end of file"
             bad_in_row = 0
             read_in_session += 1
+            read_since += 1
             if read_in_session == 1:
                 self._set_state(SourceState.LIVE)
             media_time: float | None = None
             if is_file:
                 media_time = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0
                 if media_time <= 0.0 and self.fps:
-                    media_time = (read_in_session - 1) / self.fps
+                    media_time = count_from + (read_since - 1) / self.fps
                 if pace:
                     first_media = media_time if first_media is None else first_media
                     ahead = (media_time - first_media) - (time.monotonic() - started)
