@@ -1,8 +1,13 @@
 """The headless command line: ``reid-desktop process | search | models | config``.
 
 Exit status of ``process``: 0 all sources processed; 1 some sources failed, the others were
-processed; 2 bad command line or settings; 3 a model could not be loaded; 4 every source failed;
-130 interrupted.
+processed; 2 bad command line or settings (or the database is in use or not ours); 3 a model could
+not be loaded; 4 every source failed; 5 an internal error (a bug: the log has the traceback);
+6 the database refused some sightings until the end (full, locked, damaged); 130 interrupted.
+
+Stream passwords never need to be on the command line (``ps`` and shell history show it): give the
+user in the URL and the password in ``REID_DESKTOP_PASSWORD_<NAME>`` or ``REID_DESKTOP_PASSWORD``,
+or save the camera in the window (its OS keyring entry is used).
 """
 
 from __future__ import annotations
@@ -20,16 +25,19 @@ from typing import Any
 from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.errors import ModelError
+from reid_desktop.core.redaction import RedactingFilter, redact_text
 
 log = logging.getLogger("reid_desktop")
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
+EXIT_CRASH, EXIT_NOT_SAVED = 5, 6
 _NAMED_SOURCE = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)=(?P<uri>.+)$")
 
 
 def _parse_sources(values: Sequence[str], demo: bool) -> list[Any]:
+    from reid_desktop.core.credentials import complete_url
     from reid_desktop.core.paths import demo_clip
-    from reid_desktop.core.sources import SourceSpec
+    from reid_desktop.core.sources import SourceKind, SourceSpec
 
     raw = list(values)
     if demo:
@@ -43,6 +51,8 @@ def _parse_sources(values: Sequence[str], demo: bool) -> list[Any]:
             seen[spec.source_id] += 1
             spec = SourceSpec(spec.uri, f"{spec.source_id}#{seen[spec.source_id]}")
         seen[spec.source_id] = 1
+        if spec.kind is SourceKind.STREAM:
+            spec = SourceSpec(complete_url(spec.source_id, spec.uri), spec.name)
         specs.append(spec)
     return specs
 
@@ -87,7 +97,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     from reid_desktop.core.paths import default_database
     from reid_desktop.core.pipeline import PipelineInfo, run
     from reid_desktop.core.sources import SourceKind
-    from reid_desktop.core.storage import SightingStore, StoreError
+    from reid_desktop.core.storage import SightingStore, StorageHealth, StoreError
     from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
 
     if not args.sources and not args.demo:
@@ -140,6 +150,9 @@ def cmd_process(args: argparse.Namespace) -> int:
                     bar.write(f"warning: source {event.source_id}: reconnecting ({event.reason})", file=sys.stderr)
                 elif event.state is SourceState.ENDED and event.reason not in ("", "end of file"):
                     bar.write(f"warning: source {event.source_id}: {event.reason}", file=sys.stderr)
+            elif isinstance(event, StorageHealth):
+                bar.write(f"error: {event.message}" if not event.ok else "database: saving sightings again",
+                          file=sys.stderr)
             elif isinstance(event, FrameResult):
                 frames_per_source[event.source_id] += 1
                 bar.update(1)
@@ -150,6 +163,13 @@ def cmd_process(args: argparse.Namespace) -> int:
         return EXIT_MODEL
     except KeyboardInterrupt:
         interrupted = True
+    except Exception as exc:  # a bug: one line for the operator, the traceback for the log and the report
+        bar.close()
+        log.exception("processing crashed")
+        print(f"error: internal error, processing stopped: {type(exc).__name__}: {redact_text(str(exc))} "
+              "(please report it with the log above)", file=sys.stderr)
+        store.close()
+        return EXIT_CRASH
     finally:
         bar.close()
     elapsed = time.monotonic() - started
@@ -171,11 +191,17 @@ def cmd_process(args: argparse.Namespace) -> int:
         if path:
             count = writer(Path(path))
             print(f"Exported {count} sightings to {path}")
+    unsaved, health = store.pending, store.health
     store.close()
+    if unsaved or health.dropped:
+        print(f"error: {unsaved + health.dropped} sightings could not be saved ({health.message or 'refused'})",
+              file=sys.stderr)
 
     failed = [s for s in specs if final.get(s.source_id) and final[s.source_id].state is SourceState.FAILED]
     if interrupted:
         return EXIT_INTERRUPTED
+    if unsaved or health.dropped:
+        return EXIT_NOT_SAVED
     if failed and len(failed) == len(specs):
         return EXIT_ALL_FAILED
     if failed:
@@ -341,6 +367,8 @@ def build_parser() -> argparse.ArgumentParser:
 def configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RedactingFilter())
     logging.getLogger("ultralytics").setLevel(max(level, logging.WARNING))
     # the pipeline reports these itself, once, in plain words
     logging.getLogger("reid_desktop.core.sources").setLevel(max(level, logging.ERROR))
@@ -354,5 +382,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USAGE
     configure_logging(args.verbose)
-    result: int = args.func(args)
+    try:
+        result: int = args.func(args)
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # a bug: never the exit status of an ordinary outcome
+        log.exception("reid-desktop %s crashed", args.command)
+        print(f"error: internal error: {type(exc).__name__}: {redact_text(str(exc))} (please report it with the "
+              "traceback above)", file=sys.stderr)
+        return EXIT_CRASH
     return result

@@ -39,6 +39,12 @@ class SourceOptions:
     max_corrupt_frames: int = _opt(25, "Undecodable frames in a row a file may have before it counts as broken",
                                    min=1)
     queue_size: int = _opt(8, "Decoded frames buffered per file source", min=1, max=256)
+    queue_max_mb: int = _opt(256, "Most memory (MB) the decoded frames buffered for one file source may take",
+                             min=1, max=65536)
+    max_frame_pixels: int = _opt(3840 * 2160, "Frames with more pixels than this are scaled down right after "
+                                              "decoding (bounds memory and inference cost)", min=64 * 64)
+    stable_after_s: float = _opt(5.0, "A stream must stay live this long before a drop restarts the reconnection "
+                                      "back-off; shorter drops count as failed attempts", min=0.0)
 
 
 @dataclass

@@ -585,6 +585,7 @@ class _Session:
         self.pipeline.forget_source(source_id)  # a jump in time: the tracker must start afresh
 
     def next_frames(self, max_frames: int | None) -> list[Frame]:
+        self._retired = [s for s in self._retired if s.is_alive()]  # a stopped reader freed its frames on exit
         frames = []
         for source_id, source in self.sources.items():
             if source_id in self.paused or (max_frames is not None and self.taken[source_id] >= max_frames):

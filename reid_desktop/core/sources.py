@@ -2,8 +2,11 @@
 
 Files processed offline are read at their own pace through a bounded queue, so no frame is
 dropped; live streams (and files in real-time mode) keep only the newest frame, so a slow
-consumer always sees the present. Lost streams reconnect with exponential back-off and every state
-change is reported as a :class:`SourceStatus`. URLs are only ever shown through :func:`redact`.
+consumer always sees the present. Lost streams reconnect with exponential back-off (a stream that
+drops right after connecting counts as a failed attempt, so it never reconnects in a tight loop)
+and every state change is reported as a :class:`SourceStatus`. Memory is bounded per source: the
+queue in frames and bytes, and frames larger than ``max_frame_pixels`` are scaled down as soon as
+they are decoded. URLs are only ever shown through :func:`~reid_desktop.core.redaction.redact`.
 """
 
 from __future__ import annotations
@@ -17,12 +20,12 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import cv2
 import numpy as np
 
 from reid_desktop.core.config import SourceOptions
+from reid_desktop.core.redaction import is_url, redact, redact_text, stream_host
 from reid_desktop.core.types import Frame, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
@@ -33,22 +36,10 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
-STREAM_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
-
-
 class SourceKind(enum.Enum):
     FILE = "file"
     STREAM = "stream"
     WEBCAM = "webcam"
-
-
-def redact(uri: str) -> str:
-    """The URI with any user name and password replaced, safe for logs, errors and the database."""
-    parts = urlsplit(uri)
-    if not parts.scheme or "@" not in parts.netloc:
-        return uri
-    host = parts.netloc.rsplit("@", 1)[1]
-    return urlunsplit((parts.scheme, f"***@{host}", parts.path, parts.query, parts.fragment))
 
 
 @dataclass(frozen=True)
@@ -60,20 +51,21 @@ class SourceSpec:
 
     @property
     def kind(self) -> SourceKind:
+        """Any ``scheme://`` is a stream (FFmpeg knows more schemes than we could list); digits a webcam."""
         if self.uri.strip().isdigit():
             return SourceKind.WEBCAM
-        scheme = urlsplit(self.uri).scheme.lower()
-        return SourceKind.STREAM if scheme in STREAM_SCHEMES else SourceKind.FILE
+        return SourceKind.STREAM if is_url(self.uri) else SourceKind.FILE
 
     @property
     def source_id(self) -> str:
+        """The camera's name: the one given, else ``webcamN``, the file's stem or the stream's host (never its URL)."""
         if self.name:
             return self.name
         if self.kind is SourceKind.WEBCAM:
             return f"webcam{self.uri.strip()}"
         if self.kind is SourceKind.FILE:
             return Path(self.uri).stem or self.uri
-        return redact(self.uri)
+        return stream_host(self.uri) or "stream"
 
     @property
     def display_uri(self) -> str:
@@ -84,23 +76,29 @@ class _FrameBuffer:
     """Bounded hand-over between the reader thread and the pipeline.
 
     ``latest_only`` keeps just the newest frame (live streams); otherwise ``put`` blocks while full
-    so that offline processing never loses a frame.
+    (``capacity`` frames or ``max_bytes`` of pixels, whichever comes first) so that offline processing
+    never loses a frame.
     """
 
-    def __init__(self, capacity: int, latest_only: bool, wakeup: threading.Event) -> None:
+    def __init__(self, capacity: int, latest_only: bool, wakeup: threading.Event, max_bytes: int) -> None:
         self._items: collections.deque[Frame] = collections.deque()
         self._capacity = 1 if latest_only else capacity
+        self._max_bytes = max_bytes
+        self._bytes = 0
         self._latest_only = latest_only
         self._cond = threading.Condition()
         self._wakeup = wakeup
         self.dropped = 0
 
+    def _full(self, incoming: int) -> bool:
+        return len(self._items) >= self._capacity or (bool(self._items) and self._bytes + incoming > self._max_bytes)
+
     def put(self, frame: Frame, stopped: threading.Event, stale: Callable[[], bool] = lambda: False) -> bool:
         """Hand a frame over; a frame that became ``stale`` meanwhile (a seek arrived) is dropped silently."""
         with self._cond:
-            while len(self._items) >= self._capacity:
+            while self._full(frame.image.nbytes):
                 if self._latest_only:
-                    self._items.popleft()
+                    self._bytes -= self._items.popleft().image.nbytes
                     self.dropped += 1
                 elif stopped.is_set():
                     return False
@@ -109,12 +107,15 @@ class _FrameBuffer:
             if stale():
                 return True
             self._items.append(frame)
+            self._bytes += frame.image.nbytes
         self._wakeup.set()
         return True
 
     def get(self) -> Frame | None:
         with self._cond:
             frame = self._items.popleft() if self._items else None
+            if frame is not None:
+                self._bytes -= frame.image.nbytes
             self._cond.notify_all()
             return frame
 
@@ -122,9 +123,15 @@ class _FrameBuffer:
         with self._cond:
             return len(self._items)
 
+    @property
+    def nbytes(self) -> int:
+        with self._cond:
+            return self._bytes
+
     def clear(self) -> None:
         with self._cond:
             self._items.clear()
+            self._bytes = 0
             self._cond.notify_all()
 
 
@@ -147,9 +154,10 @@ class VideoSource:
         self._on_status = on_status
         self.wakeup = wakeup or threading.Event()
         latest_only = spec.kind is not SourceKind.FILE or self.options.realtime
-        self._buffer = _FrameBuffer(self.options.queue_size, latest_only, self.wakeup)
+        self._buffer = _FrameBuffer(self.options.queue_size, latest_only, self.wakeup,
+                                    self.options.queue_max_mb * 1024 * 1024)
         self._stopped = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"source:{spec.source_id}", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
         self._state = SourceState.CONNECTING
         self._reason = ""
         self._status_lock = threading.Lock()
@@ -159,6 +167,12 @@ class VideoSource:
         self._seek_lock = threading.Lock()
         self._pending_seek: float | None = None
         self._reader_done = False  # a file reader that returned; a seek starts a new one
+        self._live_for = 0.0  # how long the last connection delivered frames
+        self._scaled_note = False
+
+    @property
+    def _thread_name(self) -> str:
+        return f"source:{redact(self.source_id)}"
 
     @property
     def source_id(self) -> str:
@@ -177,6 +191,15 @@ class VideoSource:
     @property
     def frames_dropped(self) -> int:
         return self._buffer.dropped
+
+    @property
+    def buffered(self) -> int:
+        """Decoded frames waiting to be taken."""
+        return len(self._buffer)
+
+    @property
+    def buffered_bytes(self) -> int:
+        return self._buffer.nbytes
 
     @property
     def exhausted(self) -> bool:
@@ -210,7 +233,7 @@ class VideoSource:
         self._buffer.clear()
         if restart:
             self._thread.join(1.0)
-            self._thread = threading.Thread(target=self._run, name=f"source:{self.source_id}", daemon=True)
+            self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
             self._thread.start()
 
     def _seek_pending(self) -> bool:
@@ -325,17 +348,39 @@ class VideoSource:
                         return
                     continue
                 if outcome == "lost":
-                    # a stream or webcam that was live went away: start over from the first back-off step
                     was_live = True
-                    attempts, delay = 0, opts.reconnect_initial_delay_s
-                    self._set_state(SourceState.RECONNECTING, reason)
+                    if self._live_for >= opts.stable_after_s:
+                        # a stream that was live for a while went away: start over from the first back-off step
+                        attempts, delay = 0, opts.reconnect_initial_delay_s
+                        self._set_state(SourceState.RECONNECTING, reason)
+                        continue
+                    # it dropped right after connecting: a failed attempt, or it would reconnect in a tight loop
+                    if not failed_attempt(f"{reason} {self._live_for:.1f} s after connecting"):
+                        return
                     continue
                 # it opened but never sent a frame: a failed attempt like any other
                 if not failed_attempt(reason):
                     return
         except Exception as exc:  # a reader must never die silently
-            log.exception("source %s crashed", self.source_id)
-            self._set_state(SourceState.FAILED, f"reader error: {exc}")
+            log.exception("source %s crashed", redact(self.source_id))
+            self._set_state(SourceState.FAILED, f"reader error: {redact_text(str(exc))}")
+        finally:
+            if self._stopped.is_set():  # removed or shut down: nobody will take these frames
+                self._buffer.clear()
+
+    def _fit(self, image: np.ndarray) -> np.ndarray:
+        """Scale a frame down to ``max_frame_pixels`` (aspect kept): a 16k x 16k camera must not cost GBs."""
+        height, width = image.shape[:2]
+        limit = self.options.max_frame_pixels
+        if height * width <= limit:
+            return image
+        scale = (limit / (height * width)) ** 0.5
+        size = (max(1, int(width * scale)), max(1, int(height * scale)))
+        if not self._scaled_note:
+            self._scaled_note = True
+            log.warning("source %s: %dx%d frames are scaled to %dx%d (sources.max_frame_pixels)",
+                        redact(self.source_id), width, height, *size)
+        return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
     def _pump(self, cap: cv2.VideoCapture) -> tuple[str, str]:
         """Read until the source ends or is stopped: ('ended'|'lost'|'silent'|'broken'|'stopped', reason)."""
@@ -345,6 +390,8 @@ class VideoSource:
         first_media: float | None = None
         bad_in_row = 0
         read_in_session = 0
+        live_since = 0.0
+        self._live_for = 0.0
         # where counting frames starts, for containers that report no position: the file's start or a seek target
         count_from, read_since = 0.0, 0
         while not self._stopped.is_set():
@@ -358,6 +405,7 @@ class VideoSource:
             if not ok or image is None or image.size == 0:
                 if not is_file:
                     if read_in_session:
+                        self._live_for = time.monotonic() - live_since
                         return "lost", "stream stopped sending frames"
                     return "silent", "stream opened but sent no frames"
                 position = int(cap.get(cv2.CAP_PROP_POS_FRAMES) or 0)
@@ -375,7 +423,9 @@ class VideoSource:
             read_in_session += 1
             read_since += 1
             if read_in_session == 1:
+                live_since = time.monotonic()
                 self._set_state(SourceState.LIVE)
+            image = self._fit(image)
             media_time: float | None = None
             if is_file:
                 media_time = float(cap.get(cv2.CAP_PROP_POS_MSEC) or 0.0) / 1000.0

@@ -26,8 +26,7 @@ from PySide6.QtWidgets import (
 from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.paths import build_description
-from reid_desktop.core.sources import STREAM_SCHEMES
-from reid_desktop.ui.credentials import split_credentials
+from reid_desktop.core.redaction import is_url, split_credentials
 from reid_desktop.ui.settings import AppSettings
 
 
@@ -73,10 +72,9 @@ class StreamDialog(QDialog):
 
     def _validate(self) -> None:
         name, url, _, _ = self.values()
-        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
-        if scheme not in STREAM_SCHEMES:
-            schemes = ", ".join(f"{s}://" for s in STREAM_SCHEMES)
-            self.error.setText(f"Enter a stream URL starting with one of: {schemes}")
+        if not is_url(url):
+            self.error.setText("Enter a stream URL such as rtsp://camera/stream (rtsp, rtsps, rtspt, rtmp, rtmps, "
+                               "http, https, srt, udp, …)")
             return
         if name and name in self._taken:
             self.error.setText(f"There is already a camera named “{name}”.")

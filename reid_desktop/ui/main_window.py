@@ -34,12 +34,13 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core import config as config_mod
+from reid_desktop.core import credentials
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.redaction import has_secrets, join_credentials, redact, strip_secrets
 from reid_desktop.core.report import write_html_report
 from reid_desktop.core.sources import SourceKind, SourceSpec
 from reid_desktop.core.storage import IdentitySummary, SearchHit, SightingStore, TrackSegment
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
-from reid_desktop.ui import credentials
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog, StreamDialog
 from reid_desktop.ui.engine import Engine
 from reid_desktop.ui.feeds import FeedGrid, FeedView
@@ -382,17 +383,21 @@ class MainWindow(QMainWindow):
 
     def add_source(self, uri: str, name: str = "", persist: bool = True, username: str = "",
                    password: str = "", paused: bool = False) -> str:
-        """Add a camera to the list, the wall and the running engine; returns its (unique) name."""
-        name = self._unique_name(name or SourceSpec(uri).source_id)
-        spec = self._show_source(name, credentials.join_credentials(uri, username, password), paused)
+        """Add a camera to the list, the wall and the running engine; returns its (unique) name.
+
+        Secrets (credentials, secret URL parameters) go to the OS keyring; the settings keep the URL without them.
+        """
+        full = join_credentials(uri, username, password)
+        name = self._unique_name(redact(name) or SourceSpec(full).source_id)
+        spec = self._show_source(name, full, paused)
         if not persist:
             self._transient.add(name)
         else:
-            has_password = bool(password)
-            if has_password and not credentials.save_password(name, password):
-                self.banner.show_message(f"No system keyring: the password of {name} is used now but not saved; you "
-                                         "will be asked to add the camera again next time.")
-            self.settings.sources.append(SavedSource(name, uri, username, has_password, paused))
+            kept = has_secrets(full) and credentials.save_secret_url(name, full)
+            if has_secrets(full) and not kept:
+                self.banner.show_message(f"No system keyring: the credentials of {name} are used now but not saved; "
+                                         "you will be asked to add the camera again next time.")
+            self.settings.sources.append(SavedSource(name, strip_secrets(full), "", kept, paused))
             self.save_settings()
         if self.engine.control is not None:
             self._control_call(lambda c: c.add_source(spec), what=f"add {name}")
@@ -401,13 +406,13 @@ class MainWindow(QMainWindow):
         return name
 
     def _add_saved_source(self, saved: SavedSource) -> None:
-        password = ""
+        full = join_credentials(saved.uri, saved.username, "")
         if saved.has_password:
-            password = credentials.load_password(saved.name) or ""
-            if not password:
-                self.banner.show_message(f"The password of {saved.name} is not in the system keyring: remove the "
+            full = credentials.load_secret_url(saved.name, saved.uri, saved.username) or full
+            if full == saved.uri:
+                self.banner.show_message(f"The credentials of {saved.name} are not in the system keyring: remove the "
                                          "camera and add it again.")
-        self._show_source(saved.name, credentials.join_credentials(saved.uri, saved.username, password), saved.paused)
+        self._show_source(saved.name, full, saved.paused)
 
     def _show_source(self, name: str, full_uri: str, paused: bool) -> SourceSpec:
         """Register a camera in this window (spec, feed, list entry); the engine is told separately."""
@@ -457,7 +462,7 @@ class MainWindow(QMainWindow):
         self.grid.remove_feed(name)
         self.sources_panel.remove(name)
         self.settings.sources = [s for s in self.settings.sources if s.name != name]
-        credentials.forget_password(name)
+        credentials.forget_secret(name)
         self.save_settings()
         self.empty_hint.setVisible(not self._specs)
         if self.engine.control is not None:
@@ -508,9 +513,8 @@ class MainWindow(QMainWindow):
             if saved.name == old:
                 saved.name = new
                 if saved.has_password:
-                    _, _, password = credentials.split_credentials(spec.uri)
-                    credentials.save_password(new, password)
-                    credentials.forget_password(old)
+                    credentials.save_secret_url(new, spec.uri)
+                    credentials.forget_secret(old)
         self.save_settings()
         self._control_call(lambda c: c.remove_source(old))
         self._control_call(lambda c: c.add_source(spec), what=f"restart {new}")

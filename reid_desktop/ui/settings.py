@@ -1,7 +1,7 @@
 """The GUI's persistent settings: cameras, layout, database, and pipeline options.
 
 Stored as JSON with a schema version in the per-user config folder. Stream passwords are never
-written here: they go to the OS keyring (:mod:`reid_desktop.ui.credentials`) or are not kept.
+written here: they go to the OS keyring (:mod:`reid_desktop.core.credentials`) or are not kept.
 Pipeline options are stored as dotted overrides (``detector.imgsz``) and validated by the core's
 config module, so the GUI and the CLI share one definition of every setting.
 """
@@ -27,12 +27,12 @@ LAYOUTS = ("auto", "1", "2x2", "3x3")
 
 @dataclass
 class SavedSource:
-    """A camera in the sources list. ``uri`` never contains a password."""
+    """A camera in the sources list. ``uri`` never holds a secret (see ``redaction.strip_secrets``)."""
 
     name: str
     uri: str
-    username: str = ""
-    has_password: bool = False  # a password was given; it lives in the keyring (or was not kept)
+    username: str = ""  # settings of older versions: the user, whose password alone is in the keyring
+    has_password: bool = False  # the camera's full URL (with its secrets) is in the OS keyring
     paused: bool = False
 
 

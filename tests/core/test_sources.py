@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 
 from reid_desktop.core.config import SourceOptions
-from reid_desktop.core.sources import SourceKind, SourceSpec, VideoSource, redact
+from reid_desktop.core.redaction import redact
+from reid_desktop.core.sources import SourceKind, SourceSpec, VideoSource
 from reid_desktop.core.types import SourceState, SourceStatus
 
 

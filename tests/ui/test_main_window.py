@@ -16,7 +16,7 @@ from reid_desktop.core.types import SourceState, TrackedPerson
 from reid_desktop.ui.dialogs import SettingsDialog, StreamDialog
 from reid_desktop.ui.feeds import FeedView
 from reid_desktop.ui.search_panel import SearchQuery
-from reid_desktop.ui.settings import load_settings
+from reid_desktop.ui.settings import SavedSource, load_settings
 from tests.tools.rtsp import RtspServer, free_port, needs_rtsp
 
 pytestmark = pytest.mark.slow
@@ -225,16 +225,23 @@ def test_stream_password_is_masked_kept_in_the_keyring_and_never_saved(qtbot, ma
     feed = window.grid.feeds["gate"]
     qtbot.waitUntil(lambda: "refused" in feed.reason or "cannot connect" in feed.reason, timeout=WAIT_MS)
     text = window.settings_file.read_text()
-    assert "s3cret" not in text and "rtsp://127.0.0.1:9/cam" in text and "admin" in text
-    assert memory_keyring.secrets[("reid-desktop", "source:gate")] == "s3cret!pw"
+    assert "s3cret" not in text and "rtsp://127.0.0.1:9/cam" in text and "admin" not in text
+    assert memory_keyring.secrets[("reid-desktop", "source:gate")] == "rtsp://admin:s3cret%21pw@127.0.0.1:9/cam"
     assert "s3cret" not in feed.reason and "s3cret" not in window.sources_panel.list.item(0).toolTip()
     window.close()
 
-    # the next start gets the password back from the keyring
-    reopened = make_window(load_settings(window.settings_file)[0])
+    # the next start gets the whole URL back from the keyring
+    settings = load_settings(window.settings_file)[0]
+    reopened = make_window(settings)
     assert reopened._specs["gate"].uri == "rtsp://admin:s3cret%21pw@127.0.0.1:9/cam"
     reopened.remove_source("gate")
     assert ("reid-desktop", "source:gate") not in memory_keyring.secrets
+    reopened.close()
+
+    # settings of the previous version kept the user in the file and only the password in the keyring
+    memory_keyring.secrets[("reid-desktop", "source:yard")] = "old!pw"
+    settings.sources = [SavedSource("yard", "rtsp://127.0.0.1:9/cam", "admin", True)]
+    assert make_window(settings)._specs["yard"].uri == "rtsp://admin:old%21pw@127.0.0.1:9/cam"
 
 
 def test_without_a_keyring_the_password_is_used_but_not_kept(qtbot, make_window, app_settings) -> None:
