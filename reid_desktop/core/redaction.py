@@ -19,7 +19,7 @@ from urllib.parse import quote, unquote
 
 MASK = "***"
 _SCHEME = re.compile(r"^(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)$", re.DOTALL)
-_URL_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://\S+")
+_SCHEME_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _SECRET_NAME = re.compile(r"user|usr|login|pass|pwd|token|auth|key|secret|sig|session|cred", re.IGNORECASE)
 _CLEAN_NAME = re.compile(r"^[A-Za-z0-9.\-]+$")
 _PARAM_SEPARATORS = re.compile(r"([/?&;#_])")
@@ -84,8 +84,25 @@ def _host_and_tail(after: str) -> tuple[str, str]:
 
 
 def redact_text(text: str) -> str:
-    """Every URL inside free text (an error message, a log line) redacted."""
-    return _URL_IN_TEXT.sub(lambda m: redact(m.group(0)), text)
+    """Every URL inside free text (an error message, a log line) redacted.
+
+    A password typed raw may hold spaces, so the user information of a URL in text runs to the last ``@``
+    of the text: that may hide more than the URL, never less.
+    """
+    out: list[str] = []
+    pos = 0
+    for match in _SCHEME_IN_TEXT.finditer(text):
+        if match.start() < pos:
+            continue
+        out.append(text[pos:match.start()])
+        rest = text[match.end():]
+        at = rest.rfind("@")
+        after = rest[at + 1:] if at >= 0 else rest
+        url_tail = re.match(r"\S*", after).group(0)  # type: ignore[union-attr]
+        out.append(redact(f"{match.group(0)}{MASK + '@' if at >= 0 else ''}{url_tail}"))
+        pos = match.end() + (at + 1 if at >= 0 else 0) + len(url_tail)
+    out.append(text[pos:])
+    return "".join(out)
 
 
 def has_secrets(uri: str) -> bool:

@@ -5,11 +5,13 @@ catches up with nothing committed lost. All on the real demo clip, the real dete
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import sqlite3
 import subprocess
 import time
+import warnings
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pytest
 from reid_desktop.core.config import PipelineConfig, load
 from reid_desktop.core.embedding import ColorTextureEmbedder
 from reid_desktop.core.pipeline import Pipeline, PipelineControl, run
-from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.storage import SightingStore, StorageHealth
 from reid_desktop.core.tracking import UltralyticsTracker
 from reid_desktop.core.types import Detections, FrameResult
@@ -233,3 +235,32 @@ def test_a_full_disk_stops_saving_then_catches_up(tmp_path: Path, demo_clip: Pat
         assert health[-1].ok
         assert before > 0 and after == persons  # nothing committed before was lost, nothing waiting either
         assert_sound(db)
+
+
+def test_removed_cameras_leave_nothing_behind(demo_clip: Path, pose_detector) -> None:
+    cfg = config(**{"sources.queue_size": 8})
+    control = PipelineControl()
+    pipeline = Pipeline(cfg, None, detector=pose_detector, embedder=ColorTextureEmbedder())
+    events = run([], cfg, None, control, pipeline=pipeline, stay_open=True)
+    next(events)  # what the pipeline runs on
+
+    def frames_of(name: str, count: int) -> None:
+        shown = 0
+        while shown < count:
+            event = next(events)
+            shown += isinstance(event, FrameResult) and event.source_id == name
+
+    for _ in range(15):  # an operator adding and removing a camera all day
+        control.add_source(SourceSpec(str(demo_clip), "cam"))
+        frames_of("cam", 2)
+        control.remove_source("cam")
+    control.add_source(SourceSpec(str(demo_clip), "other"))
+    frames_of("other", 10)  # the loop ran on: stopped readers ended and were let go
+    gc.collect()
+    with warnings.catch_warnings():  # isinstance() on every object touches torch's deprecated attributes
+        warnings.simplefilter("ignore")
+        readers = [o for o in gc.get_objects() if isinstance(o, VideoSource)]
+    control.cancel()
+    for _ in events:
+        pass
+    assert [r.source_id for r in readers] == ["other"], "removed cameras' readers (and their frames) are kept"

@@ -4,12 +4,15 @@ import threading
 import time
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 
 from reid_desktop.core.config import SourceOptions
 from reid_desktop.core.redaction import redact
 from reid_desktop.core.sources import SourceKind, SourceSpec, VideoSource
 from reid_desktop.core.types import SourceState, SourceStatus
+from tests.tools.mjpeg import MjpegCamera
 
 
 def drain(source: VideoSource, timeout: float = 60.0) -> list:
@@ -169,3 +172,57 @@ def test_seek_jumps_within_a_file_and_restarts_one_that_ended(demo_clip: Path) -
     assert replay[0].index > frames[-1].index  # frame numbers keep increasing: a tracker sees a new segment
     with pytest.raises(ValueError, match="live source"):
         VideoSource(SourceSpec("rtsp://127.0.0.1:9/x")).seek(1.0)
+
+
+def test_a_stream_that_drops_right_after_connecting_backs_off() -> None:
+    statuses: list[SourceStatus] = []
+    with MjpegCamera(frames_per_connection=8, fps=40) as camera:  # 0.2 s of frames, then it hangs up
+        source = VideoSource(SourceSpec(camera.url, "flaky"), SourceOptions(reconnect_initial_delay_s=0.5,
+                                                                            stable_after_s=5.0),
+                             statuses.append).start()
+        time.sleep(4.0)
+        source.stop()
+        connections = camera.connections
+    # 0.5 + 1 + 2 s of back-off fit in 4 s: a handful of connections (the old code made 20, a tight loop)
+    assert 2 <= connections <= 5, connections
+    reasons = [s.reason for s in statuses if s.state is SourceState.RECONNECTING]
+    assert any("after connecting; retrying in 1.0 s" in r for r in reasons), reasons
+
+
+def test_a_stream_that_stayed_live_reconnects_at_once() -> None:
+    with MjpegCamera(frames_per_connection=12) as camera:  # 0.6 s of frames per connection
+        source = VideoSource(SourceSpec(camera.url, "steady"), SourceOptions(reconnect_initial_delay_s=5.0,
+                                                                             stable_after_s=0.3)).start()
+        time.sleep(3.0)
+        source.stop()
+    assert camera.connections >= 3  # no 5 s back-off after a connection that was live long enough
+
+
+def test_huge_frames_are_scaled_down_when_decoded(tmp_path: Path) -> None:
+    video = tmp_path / "huge.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 5, (4000, 2000))
+    for value in (40, 120, 200):
+        writer.write(np.full((2000, 4000, 3), value, np.uint8))
+    writer.release()
+    _, frames, _ = run_to_end(SourceSpec(str(video)), max_frame_pixels=1_000_000)
+    assert len(frames) == 3
+    assert all(f.image.shape[0] * f.image.shape[1] <= 1_000_000 for f in frames)
+    assert frames[0].image.shape[1] / frames[0].image.shape[0] == pytest.approx(2.0, rel=0.01)
+
+
+def test_a_file_queue_is_bounded_in_bytes(demo_clip: Path) -> None:
+    # 768 x 576 x 3 = 1.3 MB a frame: 2 MB hold one frame, whatever the frame count allows
+    source = VideoSource(SourceSpec(str(demo_clip)), SourceOptions(queue_size=64, queue_max_mb=2)).start()
+    time.sleep(1.0)
+    assert source.buffered == 1 and source.buffered_bytes == 768 * 576 * 3
+    frames = drain(source)
+    source.stop()
+    assert len(frames) == 80  # bounded, and still no frame lost
+
+
+def test_a_stopped_source_frees_its_frames(demo_clip: Path) -> None:
+    source = VideoSource(SourceSpec(str(demo_clip)), SourceOptions(queue_size=8)).start()
+    time.sleep(1.0)
+    assert source.buffered == 8
+    source.stop(timeout=5.0)
+    assert not source.is_alive() and source.buffered == 0 and source.buffered_bytes == 0
