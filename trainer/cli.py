@@ -267,10 +267,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING if args.verbose == 0 else logging.INFO,
                         format="%(levelname)s %(name)s: %(message)s")
+    from trainer.train import CheckpointError
+
     try:
         result: int = args.func(args)
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     return result
 
 

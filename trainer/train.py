@@ -306,7 +306,7 @@ def _train(cfg: TrainConfig, events: EventSink | None, should_stop: Callable[[],
     emit = events or (lambda event: None)
     checkpoint: dict[str, Any] | None = None
     if resume is not None:
-        checkpoint = torch.load(str(resume), map_location="cpu", weights_only=False)
+        checkpoint = load_checkpoint(resume)
         cfg = TrainConfig.from_dict(checkpoint["config"])
     cfg.validate()
     if dist.world_size > 1:
@@ -474,9 +474,37 @@ def _checkpoint(model: ReidNet, criterion: ReidLoss, optimizer: torch.optim.Opti
             "weights_source": weights_source, "num_classes": num_classes}
 
 
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged, not ours, or holds Python objects that loading would run."""
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """A training checkpoint, loaded without running code from the file.
+
+    ``weights_only`` admits tensors and plain data only: a pickle crafted to run code (a file from the
+    internet, a shared folder) is refused with the reason instead of being executed.
+    """
+    import pickle
+
+    try:
+        checkpoint = torch.load(str(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except pickle.UnpicklingError as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise CheckpointError(f"refusing {Path(path).name}: it holds Python objects other than tensors and plain "
+                              f"data, which could run code when loaded ({reason[:160]})") from None
+    except (RuntimeError, EOFError, OSError) as exc:
+        raise CheckpointError(f"{Path(path).name} is not a readable checkpoint ({type(exc).__name__}: "
+                              f"{str(exc)[:160]})") from None
+    if not isinstance(checkpoint, dict) or not {"model", "config", "num_classes"} <= set(checkpoint):
+        raise CheckpointError(f"{Path(path).name} is not a reid-trainer checkpoint (no model, config and classes)")
+    return checkpoint
+
+
 def load_trained(checkpoint_path: Path) -> tuple[ReidNet, dict[str, Any]]:
     """The network of a checkpoint, in eval mode on the CPU, and the checkpoint's other contents."""
-    checkpoint = torch.load(str(checkpoint_path), map_location="cpu", weights_only=False)
+    checkpoint = load_checkpoint(checkpoint_path)
     cfg = TrainConfig.from_dict(checkpoint["config"])
     model, _ = build_model(checkpoint["num_classes"], "random", embedding_dim=cfg.embedding_dim,
                            last_stride=cfg.last_stride, bnneck=cfg.bnneck)

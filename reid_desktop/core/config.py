@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import tomllib
 import types
 import typing
@@ -126,10 +127,12 @@ def _check_value(section: str, f: dataclasses.Field[Any], value: Any, hint: Any)
     elif base in (int, float):
         try:
             number = base(value)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             raise ConfigError(f"{key}: expected a {base.__name__}, got {value!r}") from None
         if isinstance(value, bool) or (base is int and isinstance(value, float) and not value.is_integer()):
             raise ConfigError(f"{key}: expected a {base.__name__}, got {value!r}")
+        if not math.isfinite(number):  # `inf` would mean "never" (commit_interval_s = inf never commits)
+            raise ConfigError(f"{key}: expected a finite number, got {value!r}")
         value = number
         lo, hi = f.metadata.get("min"), f.metadata.get("max")
         if (lo is not None and value < lo) or (hi is not None and value > hi):
@@ -154,7 +157,9 @@ def apply(config: PipelineConfig, values: dict[str, Any]) -> PipelineConfig:
     nested: dict[str, dict[str, Any]] = {}
     for key, value in values.items():
         if key == "schema_version":
-            if int(value) > SCHEMA_VERSION:
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ConfigError(f"schema_version: expected a whole number, got {value!r}")
+            if value > SCHEMA_VERSION:
                 raise ConfigError(f"settings schema {value} is newer than this version understands ({SCHEMA_VERSION})")
             continue
         if isinstance(value, dict):

@@ -20,8 +20,28 @@ from reid_desktop.core.types import Detections
 
 log = logging.getLogger(__name__)
 
-# Ultralytics must never pip-install anything behind the operator's back.
+# Ultralytics must never pip-install anything behind the operator's back, and loads .pt files with
+# torch's weights-only unpickler and its allow-list of model classes (read when ultralytics is imported).
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
+
+
+def check_safe_checkpoint(path: Path) -> None:
+    """Refuse a ``.pt`` detector that holds Python objects outside Ultralytics' model classes.
+
+    A pickle can run any code while it loads; a downloaded or shared ``.pt`` file must not. This check holds
+    even if ultralytics was imported before :data:`ULTRALYTICS_SAFE_LOAD` could be set.
+    """
+    from ultralytics.nn.tasks import torch_safe_load
+
+    try:
+        torch_safe_load(str(path), safe_only=True)
+    except TypeError as exc:
+        if "outside the supported" in str(exc):
+            raise ModelError(f"refusing detector {path.name}: it holds Python objects outside the Ultralytics model "
+                             "format, which could run code when loaded; use an official Ultralytics model or "
+                             "export yours to ONNX") from None
+        raise ModelError(f"cannot load detector {path.name}: {str(exc).replace('ERROR ❌️ ', '')}") from None
 
 
 class Detector(Protocol):
@@ -79,6 +99,8 @@ class YoloDetector:
         self._batchable = True
         if path.suffix.lower() == ".onnx":
             task, self._batchable = _onnx_task_and_batch(path)
+        elif path.suffix.lower() == ".pt":
+            check_safe_checkpoint(path)
         try:
             self._model = YOLO(str(path), task=task)
         except Exception as exc:

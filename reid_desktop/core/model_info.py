@@ -8,6 +8,7 @@ graph's input shape and ImageNet mean/std.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -16,6 +17,15 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 PREFIX = "reid."
 # Cosine similarity that links a track to an identity when the model does not recommend one.
 GENERIC_MATCH_THRESHOLD = 0.6
+# What a re-id model may declare: anything outside is a damaged or hostile file, not a model to run
+# (a declared 100000 x 100000 input would allocate gigabytes per crop).
+MAX_INPUT_SIDE = 1024
+MAX_EMBEDDING_DIM = 65536
+_TEXT_FIELDS = ("channel_order", "architecture", "weights", "dataset", "created")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 @dataclass(frozen=True)
@@ -36,6 +46,35 @@ class ReidModelInfo:
     metrics: dict[str, float] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Refuse values no real model has, with the key that is wrong (ValueError)."""
+        for name in ("input_height", "input_width"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or not 8 <= value <= MAX_INPUT_SIDE:
+                raise ValueError(f"{name} must be a whole number of pixels from 8 to {MAX_INPUT_SIDE}, not {value!r}")
+        if not isinstance(self.embedding_dim, int) or isinstance(self.embedding_dim, bool) \
+                or not 1 <= self.embedding_dim <= MAX_EMBEDDING_DIM:
+            raise ValueError(f"embedding_dim must be a whole number from 1 to {MAX_EMBEDDING_DIM}, "
+                             f"not {self.embedding_dim!r}")
+        for name in ("mean", "std"):
+            value = getattr(self, name)
+            if not isinstance(value, tuple) or len(value) != 3 or not all(_finite(v) for v in value):
+                raise ValueError(f"{name} must be three finite numbers, not {value!r}")
+        if not all(v > 0 for v in self.std):
+            raise ValueError(f"std must be positive, not {self.std!r}")
+        if self.channel_order not in ("rgb", "bgr"):
+            raise ValueError(f"channel_order must be 'rgb' or 'bgr', not {self.channel_order!r}")
+        if not _finite(self.match_threshold) or not 0.0 < self.match_threshold <= 1.0:
+            raise ValueError(f"match_threshold must be a cosine similarity in (0, 1], not {self.match_threshold!r}")
+        for name in _TEXT_FIELDS:
+            if not isinstance(getattr(self, name), str):
+                raise ValueError(f"{name} must be text, not {getattr(self, name)!r}")
+        if not isinstance(self.metrics, dict) or not all(isinstance(k, str) and _finite(v)
+                                                         for k, v in self.metrics.items()):
+            raise ValueError("metrics must map names to finite numbers")
+        if not isinstance(self.hyperparameters, dict):
+            raise ValueError("hyperparameters must be a table of values")
+
     def to_metadata(self) -> dict[str, str]:
         """String key/values for ``onnx.ModelProto.metadata_props``."""
         out = {}
@@ -46,19 +85,25 @@ class ReidModelInfo:
     @classmethod
     def from_metadata(cls, props: dict[str, str], input_hw: tuple[int, int] | None,
                       output_dim: int | None) -> ReidModelInfo:
-        """Read our keys where present; fall back to the graph's shapes and ImageNet statistics."""
+        """Read our keys where present; fall back to the graph's shapes and ImageNet statistics.
+
+        Anything malformed raises ValueError naming the key (never TypeError, never a model that breaks later).
+        """
         values: dict[str, Any] = {}
         for name in cls.__dataclass_fields__:
             raw = props.get(PREFIX + name)
             if raw is None:
                 continue
-            if name in ("channel_order", "architecture", "weights", "dataset", "created"):
+            if name in _TEXT_FIELDS:
                 values[name] = raw
-            else:
+                continue
+            try:
                 values[name] = json.loads(raw)
+            except ValueError:
+                raise ValueError(f"metadata {PREFIX}{name} is not valid JSON: {raw[:40]!r}") from None
         for name in ("mean", "std"):
             if name in values:
-                values[name] = tuple(float(v) for v in values[name])
+                values[name] = tuple(values[name]) if isinstance(values[name], list) else values[name]
         if "input_height" not in values or "input_width" not in values:
             if input_hw is None:
                 raise ValueError("the model states no input size: neither metadata nor a fixed input shape")

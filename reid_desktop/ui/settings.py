@@ -12,12 +12,13 @@ import dataclasses
 import json
 import logging
 import os
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reid_desktop.core import config as config_mod
-from reid_desktop.core.paths import data_dir, default_database
+from reid_desktop.core.paths import data_dir, default_database, open_private
 
 log = logging.getLogger(__name__)
 
@@ -65,21 +66,49 @@ class SettingsError(ValueError):
     """The settings file cannot be used; the message says why."""
 
 
-def _from_dict(data: dict[str, Any]) -> AppSettings:
-    version = int(data.get("schema_version", SCHEMA_VERSION))
+_KINDS: dict[Any, tuple[type, str]] = {str: (str, "text"), bool: (bool, "true or false"), int: (int, "a whole number"),
+                                       dict[str, Any]: (dict, "a table")}
+
+
+def _fields(cls: type, data: object, where: str) -> dict[str, Any]:
+    """The known fields of ``data`` for dataclass ``cls``, each checked against its type (SettingsError if not)."""
+    if not isinstance(data, dict):
+        raise SettingsError(f"{where} must be a table of settings, not {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    values: dict[str, Any] = {}
+    for f in dataclasses.fields(cls):
+        if f.name not in data:
+            if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+                raise SettingsError(f"{where} lacks its {f.name}")
+            continue
+        value, hint = data[f.name], hints[f.name]
+        if hint == list[SavedSource]:
+            if not isinstance(value, list):
+                raise SettingsError(f"{where}.{f.name} must be a list, not {type(value).__name__}")
+            value = [SavedSource(**_fields(SavedSource, item, f"{f.name}[{i}]")) for i, item in enumerate(value)]
+        elif not isinstance(value, _KINDS[hint][0]) or (hint is int and isinstance(value, bool)):
+            raise SettingsError(f"{where}.{f.name} must be {_KINDS[hint][1]}, not {value!r}"[:200])
+        values[f.name] = value
+    unknown = set(data) - set(hints) - {"schema_version"}
+    if unknown:
+        log.warning("ignoring unknown settings in %s: %s", where, ", ".join(sorted(map(repr, unknown)))[:200])
+    return values
+
+
+def _from_dict(data: object) -> AppSettings:
+    """Settings from parsed JSON of any shape: the right shape or :class:`SettingsError` naming what is wrong."""
+    if not isinstance(data, dict):
+        raise SettingsError(f"the file must hold a table of settings, not {type(data).__name__}")
+    version = data.get("schema_version", SCHEMA_VERSION)
+    if not isinstance(version, int) or isinstance(version, bool):
+        raise SettingsError(f"schema_version must be a whole number, not {version!r}")
     if version > SCHEMA_VERSION:
         raise SettingsError(f"settings schema {version} is newer than this version understands ({SCHEMA_VERSION})")
-    known = {f.name for f in dataclasses.fields(AppSettings)}
-    unknown = set(data) - known - {"schema_version"}
-    if unknown:
-        log.warning("ignoring unknown settings: %s", ", ".join(sorted(unknown)))
-    values = {k: v for k, v in data.items() if k in known}
-    source_fields = {f.name for f in dataclasses.fields(SavedSource)}
-    values["sources"] = [SavedSource(**{k: v for k, v in s.items() if k in source_fields})
-                         for s in values.get("sources", [])]
-    settings = AppSettings(**values)
+    settings = AppSettings(**_fields(AppSettings, data, "settings"))
     if settings.layout not in LAYOUTS:
         settings.layout = "auto"
+    if not 1 <= settings.search_top_k <= 500:
+        settings.search_top_k = AppSettings.search_top_k
     config_mod.load(overrides=settings.pipeline)  # raises ConfigError naming a bad key or value
     return settings
 
@@ -91,7 +120,7 @@ def load_settings(path: Path | None = None) -> tuple[AppSettings, str]:
         return AppSettings(), ""
     try:
         return _from_dict(json.loads(path.read_text(encoding="utf-8"))), ""
-    except (OSError, ValueError, TypeError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:
         backup = path.with_suffix(".json.bad")
         try:
             path.replace(backup)
@@ -107,6 +136,7 @@ def save_settings(settings: AppSettings, path: Path | None = None) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(settings)}
     tmp = path.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+    with open_private(tmp) as fh:  # camera addresses and names: the user's only
+        fh.write(json.dumps(payload, indent=2, allow_nan=False))
     tmp.replace(path)
     return path

@@ -28,6 +28,11 @@ def test_defaults_then_file_then_overrides(tmp_path: Path) -> None:
         ({"tracker.kind": "sort"}, "not one of bytetrack, botsort"),
         ({"sources.realtime": "maybe"}, "expected true or false"),
         ({"schema_version": 99}, "newer than this version"),
+        ({"schema_version": "two"}, "schema_version: expected a whole number"),
+        ({"storage.commit_interval_s": float("inf")}, "expected a finite number, got inf"),
+        ({"sources.read_timeout_s": float("nan")}, "expected a finite number, got nan"),
+        ({"detector.imgsz": float("inf")}, "expected a int, got inf"),
+        ({"detector.imgsz": "1e999"}, "expected a int"),
     ],
 )
 def test_bad_settings_are_rejected_with_a_clear_message(values: dict, message: str) -> None:
@@ -52,3 +57,10 @@ def test_described_defaults_are_valid_toml_that_loads_back(tmp_path: Path) -> No
     path = tmp_path / "defaults.toml"
     path.write_text(text)
     assert config.load(path) == config.PipelineConfig()
+
+
+def test_non_finite_numbers_in_a_toml_file_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "settings.toml"
+    path.write_text("[storage]\ncommit_interval_s = inf\n")  # TOML has inf and nan literals
+    with pytest.raises(config.ConfigError, match="storage.commit_interval_s: expected a finite number"):
+        config.load(path)
