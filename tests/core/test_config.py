@@ -62,5 +62,5 @@ def test_described_defaults_are_valid_toml_that_loads_back(tmp_path: Path) -> No
 def test_non_finite_numbers_in_a_toml_file_are_refused(tmp_path: Path) -> None:
     path = tmp_path / "settings.toml"
     path.write_text("[storage]\ncommit_interval_s = inf\n")  # TOML has inf and nan literals
-    with pytest.raises(config.ConfigError, match="storage.commit_interval_s: expected a finite number"):
+    with pytest.raises(config.ConfigError, match=r"storage\.commit_interval_s: expected a finite number"):
         config.load(path)

@@ -40,7 +40,7 @@ def hostile_checkpoint(path: Path, marker: Path, **extra: object) -> Path:
 def test_a_detector_pickle_that_runs_code_is_refused_unrun(tmp_path: Path) -> None:
     marker = tmp_path / "ran"
     weights = hostile_checkpoint(tmp_path / "yolo-custom.pt", marker, train_args={})
-    with pytest.raises(ModelError, match="refusing detector yolo-custom.pt: it holds Python objects outside"):
+    with pytest.raises(ModelError, match=r"refusing detector yolo-custom\.pt: it holds Python objects outside"):
         YoloDetector(DetectorConfig(model=str(weights), device="cpu"))
     assert not marker.exists()
 
@@ -50,7 +50,7 @@ def test_a_trainer_checkpoint_that_runs_code_is_refused_unrun(tmp_path: Path) ->
 
     marker = tmp_path / "ran"
     checkpoint = hostile_checkpoint(tmp_path / "best.pt", marker, config={}, num_classes=2)
-    with pytest.raises(CheckpointError, match="refusing best.pt: it holds Python objects other than tensors"):
+    with pytest.raises(CheckpointError, match=r"refusing best\.pt: it holds Python objects other than tensors"):
         load_checkpoint(checkpoint)
     assert not marker.exists()
     cli = subprocess.run([sys.executable, "-m", "trainer.cli", "export", str(checkpoint), "--output",
