@@ -32,8 +32,13 @@ def check_safe_checkpoint(path: Path) -> None:
     A pickle can run any code while it loads; a downloaded or shared ``.pt`` file must not. This check holds
     even if ultralytics was imported before :data:`ULTRALYTICS_SAFE_LOAD` could be set.
     """
+    import zipfile
+
     from ultralytics.nn.tasks import torch_safe_load
 
+    if not zipfile.is_zipfile(path):
+        raise ModelError(f"cannot load detector {path.name}: not a PyTorch checkpoint (damaged, another kind of file, "
+                         "or saved by a PyTorch older than 1.6)")
     try:
         torch_safe_load(str(path), safe_only=True)
     except TypeError as exc:
