@@ -24,8 +24,9 @@ from typing import Any
 
 from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
+from reid_desktop.core import logs
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.redaction import RedactingFilter, redact_text
+from reid_desktop.core.redaction import redact_text
 
 log = logging.getLogger("reid_desktop")
 
@@ -366,10 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(RedactingFilter())
-    logging.getLogger("ultralytics").setLevel(max(level, logging.WARNING))
+    logs.configure(level, console_format="%(levelname)s %(name)s: %(message)s")
     # the pipeline reports these itself, once, in plain words
     logging.getLogger("reid_desktop.core.sources").setLevel(max(level, logging.ERROR))
     logging.getLogger("reid_desktop.core.models").setLevel(max(level, logging.ERROR))

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from reid_desktop import __version__
+from reid_desktop.core import logs
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,8 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     level = logging.WARNING if args.verbose == 0 else logging.INFO if args.verbose == 1 else logging.DEBUG
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("ultralytics").setLevel(max(level, logging.WARNING))
+    logs.configure(level, logs.default_log_file())  # unattended for weeks: a bounded, private log file too
 
     from reid_desktop.ui.qt_env import sanitize_qt_environment
 

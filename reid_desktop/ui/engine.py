@@ -1,45 +1,94 @@
-"""The processing engine behind the window: the core's :func:`run` generator on a worker thread.
+"""The processing engine behind the window: the core's :func:`run` generator on a worker thread, supervised.
 
 Models, ONNX sessions and the writing database connection are all created inside that thread;
 the window only receives immutable results through signals and sends commands through the
 :class:`PipelineControl`, so neither decoding nor inference ever runs on the GUI thread.
+
+The engine never waits for the window: frame results go through :class:`LatestResults`, which
+keeps only the newest result per camera, so a window that stalls (a modal dialog, a slow
+repaint) costs one frame per camera, not a queue that grows. A worker that dies of an unexpected
+error is restarted with back-off, with the window's current cameras and pauses; identities and
+targets come back from the database. Only one worker runs at a time: a new start waits until the
+previous thread has ended, so two never write to one database.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtCore import QObject, Qt, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.pipeline import PipelineControl, PipelineInfo, run
 from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.storage import SightingStore, StoreError
+from reid_desktop.core.storage import SightingStore, StorageHealth, StoreError
 from reid_desktop.core.types import FrameResult, SourceStatus
 
 log = logging.getLogger(__name__)
+
+RESTART_INITIAL_S = 1.0
+RESTART_MAX_S = 60.0
+HEALTHY_AFTER_S = 60.0  # a worker that ran this long before dying starts the back-off afresh
+
+# The cameras to run and which of them are paused, read at every (re)start.
+SourcesProvider = Callable[[], tuple[Sequence[SourceSpec], Collection[str]]]
+
+
+class LatestResults:
+    """Frame results on their way to the GUI thread: the newest per camera only (latest wins).
+
+    ``put`` is called by the worker and never blocks on the GUI; it returns True when the GUI must be
+    told (nothing was waiting), so at most one notification is queued at any time.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._latest: dict[str, FrameResult] = {}
+        self._notified = False
+
+    def put(self, result: FrameResult) -> bool:
+        with self._lock:
+            self._latest[result.source_id] = result
+            notify, self._notified = not self._notified, True
+            return notify
+
+    def take(self) -> list[FrameResult]:
+        with self._lock:
+            results = list(self._latest.values())
+            self._latest.clear()
+            self._notified = False
+            return results
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._latest)
 
 
 class _Worker(QObject):
     """Iterates the pipeline; lives on the engine's thread."""
 
     info_ready = Signal(object)  # PipelineInfo
-    frame_processed = Signal(object)  # FrameResult
+    frames_ready = Signal()  # new results wait in LatestResults
     source_changed = Signal(object)  # SourceStatus
-    errored = Signal(str)
+    storage_changed = Signal(object)  # StorageHealth
+    errored = Signal(str)  # a problem the operator must fix (model, database): no restart
+    crashed = Signal(str)  # an unexpected error: the supervisor restarts the worker
     finished = Signal()
 
     def __init__(self, config: PipelineConfig, database: Path, specs: Sequence[SourceSpec],
-                 control: PipelineControl) -> None:
+                 control: PipelineControl, results: LatestResults) -> None:
         super().__init__()
         self._config = config
         self._database = database
         self._specs = list(specs)
         self.control = control
+        self._results = results
 
     @Slot()
     def run(self) -> None:
@@ -48,16 +97,19 @@ class _Worker(QObject):
             store = SightingStore(self._database, self._config.storage.commit_interval_s)
             for event in run(self._specs, self._config, store, self.control, stay_open=True):
                 if isinstance(event, FrameResult):
-                    self.frame_processed.emit(event)
+                    if self._results.put(event):
+                        self.frames_ready.emit()
                 elif isinstance(event, SourceStatus):
                     self.source_changed.emit(event)
+                elif isinstance(event, StorageHealth):
+                    self.storage_changed.emit(event)
                 elif isinstance(event, PipelineInfo):
                     self.info_ready.emit(event)
         except (ModelError, StoreError) as exc:
             self.errored.emit(str(exc))
         except Exception as exc:  # shown to the operator as a banner, with the details in the log
             log.exception("the processing engine crashed")
-            self.errored.emit(f"processing stopped: {type(exc).__name__}: {exc}")
+            self.crashed.emit(f"{type(exc).__name__}: {exc}")
         finally:
             if store is not None:
                 store.close()
@@ -65,14 +117,24 @@ class _Worker(QObject):
             self.finished.emit()
 
 
+@dataclass
+class _Start:
+    config: PipelineConfig
+    database: Path
+    sources: SourcesProvider
+
+
 class Engine(QObject):
-    """Start/stop the pipeline thread and forward its events. One engine runs at a time."""
+    """Start/stop the supervised pipeline thread and forward its events. One worker runs at a time."""
 
     info_ready = Signal(object)
     frame_processed = Signal(object)
     source_changed = Signal(object)
+    storage_changed = Signal(object)  # StorageHealth: sightings are (not) being saved
     errored = Signal(str)
+    restarting = Signal(str, float)  # why the worker died, seconds until it is restarted
     stopped = Signal()
+    idle = Signal()  # no processing thread is alive any more (after a stop that had to wait)
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -80,55 +142,134 @@ class Engine(QObject):
         self._worker: _Worker | None = None
         self.control: PipelineControl | None = None
         self.info: PipelineInfo | None = None
+        self.results = LatestResults()
         self._stragglers: list[tuple[QThread, _Worker | None]] = []  # threads that outlived stop()
+        self._pending: _Start | None = None  # a start waiting for a straggler to end
+        self._last: _Start | None = None
+        self._started_at = 0.0
+        self._restart_delay = RESTART_INITIAL_S
+        self._restart_timer = QTimer(self)
+        self._restart_timer.setSingleShot(True)
+        self._restart_timer.timeout.connect(self._restart)
+        self.restarts = 0
 
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.isRunning()
 
-    def start(self, config: PipelineConfig, database: Path, specs: Sequence[SourceSpec]) -> None:
+    @property
+    def busy(self) -> bool:
+        """A processing thread is alive, current or one that outlived its stop."""
+        return self.running or any(t.isRunning() for t, _ in self._stragglers)
+
+    def start(self, config: PipelineConfig, database: Path, sources: SourcesProvider) -> None:
+        """Run the pipeline on ``sources()`` (read now and at every restart) with results in ``database``."""
         self.stop()
+        self._restart_delay = RESTART_INITIAL_S
+        self._launch(_Start(config, database, sources))
+
+    def _launch(self, start: _Start) -> None:
+        self._last = start
         self.info = None
+        self.results.take()
+        if any(t.isRunning() for t, _ in self._stragglers):
+            # the previous worker still holds the database: begin when it has let go, never beside it;
+            # meanwhile there is no control, so the window keeps changes to itself and they are read at the start
+            log.warning("waiting for the previous processing thread to end before starting")
+            self._pending, self.control = start, None
+            return
         self.control = PipelineControl()
+        specs, paused = start.sources()
         thread = QThread()
         thread.setObjectName("pipeline")
-        worker = _Worker(config, database, specs, self.control)
+        worker = _Worker(start.config, start.database, specs, self.control, self.results)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.info_ready.connect(self._on_info_ready)
-        worker.frame_processed.connect(self.frame_processed)
+        worker.frames_ready.connect(self._on_frames_ready)
         worker.source_changed.connect(self.source_changed)
+        worker.storage_changed.connect(self.storage_changed)
         worker.errored.connect(self.errored)
+        worker.crashed.connect(self._on_crashed)
         worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)  # QThread.quit is thread-safe
         self._thread, self._worker = thread, worker
+        self._started_at = time.monotonic()
         thread.start()
+        for name in paused:
+            self.control.pause_source(name, True)
+
+    @Slot()
+    def _on_frames_ready(self) -> None:
+        for result in self.results.take():
+            self.frame_processed.emit(result)
+
+    @Slot(str)
+    def _on_crashed(self, message: str) -> None:
+        if self._last is None or self.sender() is not self._worker:
+            return
+        if time.monotonic() - self._started_at >= HEALTHY_AFTER_S:
+            self._restart_delay = RESTART_INITIAL_S
+        delay, self._restart_delay = self._restart_delay, min(self._restart_delay * 2, RESTART_MAX_S)
+        log.error("processing stopped unexpectedly (%s); restarting in %.0f s", message, delay)
+        self.restarting.emit(message, delay)
+        self._restart_timer.start(int(delay * 1000))
+
+    @Slot()
+    def _restart(self) -> None:
+        if self._last is None:
+            return
+        self.restarts += 1
+        self._retire_current()
+        self._launch(self._last)
 
     @Slot()
     def _forget_stragglers(self) -> None:
         self._stragglers = [(t, w) for t, w in self._stragglers if t.isRunning()]
+        if self._stragglers:
+            return
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            self._launch(pending)
+        if not self.busy:
+            self.idle.emit()
 
     @Slot(object)
     def _on_info_ready(self, info: PipelineInfo) -> None:
         self.info = info
         self.info_ready.emit(info)
 
-    def stop(self, timeout_s: float = 5.0) -> bool:
-        """Cancel the run and wait for its thread; True when it ended within ``timeout_s``."""
-        thread, control = self._thread, self.control
+    def _retire_current(self) -> bool:
+        """Stop waiting on the current thread; True when it has ended, else it is kept as a straggler."""
+        thread = self._thread
+        self._thread = self._worker = None
         if thread is None:
             return True
+        if thread.isFinished() or not thread.isRunning():
+            thread.wait()
+            return True
+        self._stragglers.append((thread, None))
+        thread.finished.connect(self._forget_stragglers)
+        return False
+
+    def stop(self, timeout_s: float = 5.0) -> bool:
+        """Cancel the run and wait for its thread; True when it ended within ``timeout_s``."""
+        self._restart_timer.stop()
+        self._last = self._pending = None
+        thread, control, worker = self._thread, self.control, self._worker
+        self.control = None
         if control is not None:
             control.cancel()
+        if thread is None:
+            return not self.busy
         thread.quit()  # ends the thread's event loop once the run slot has returned
         started = time.monotonic()
         ended = thread.wait(int(timeout_s * 1000))
         if not ended:  # e.g. still loading a model: keep the objects alive until the thread is done
             log.error("the processing thread did not stop within %.1f s; it ends after its current step", timeout_s)
-            self._stragglers.append((thread, self._worker))
+            self._stragglers.append((thread, worker))
             thread.finished.connect(self._forget_stragglers)
         else:
             log.info("processing stopped in %.2f s", time.monotonic() - started)
         self._thread = self._worker = None
-        self.control = None
         self.stopped.emit()
-        return ended
+        return ended and not self.busy

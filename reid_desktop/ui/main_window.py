@@ -39,7 +39,7 @@ from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import has_secrets, join_credentials, redact, strip_secrets
 from reid_desktop.core.report import write_html_report
 from reid_desktop.core.sources import SourceKind, SourceSpec
-from reid_desktop.core.storage import IdentitySummary, SearchHit, SightingStore, TrackSegment
+from reid_desktop.core.storage import IdentitySummary, SearchHit, SightingStore, StorageHealth, TrackSegment
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog, StreamDialog
 from reid_desktop.ui.engine import Engine
@@ -74,17 +74,32 @@ class MessageBanner(QWidget):
         close.clicked.connect(self.clear)
         layout.addWidget(close)
         self.messages: list[str] = []
+        self._keyed: dict[str, str] = {}  # conditions that last (the database is full): one line each, updated
         self.hide()
 
-    def show_message(self, message: str) -> None:
+    def show_message(self, message: str, key: str | None = None) -> None:
+        """Show a line; with ``key``, it replaces that key's previous line until :meth:`clear_key`."""
+        if key is not None:
+            previous = self._keyed.get(key)
+            self._keyed[key] = message
+            self.messages = [message if m == previous else m for m in self.messages]
+        if message not in self.messages:
+            self.messages = [*self.messages[-3:], message]
+        self._refresh()
+
+    def clear_key(self, key: str) -> None:
+        message = self._keyed.pop(key, None)
         if message in self.messages:
-            return
-        self.messages = [*self.messages[-3:], message]
+            self.messages.remove(message)
+            self._refresh()
+
+    def _refresh(self) -> None:
         self.label.setText("\n".join(self.messages))
-        self.show()
+        self.setVisible(bool(self.messages))
 
     def clear(self) -> None:
         self.messages = []
+        self._keyed = {}
         self.hide()
 
 
@@ -122,6 +137,11 @@ class MainWindow(QMainWindow):
         self.engine.frame_processed.connect(self._on_frame_processed)
         self.engine.source_changed.connect(self._on_source_changed)
         self.engine.errored.connect(self._on_engine_error)
+        self.engine.storage_changed.connect(self._on_storage_changed)
+        self.engine.restarting.connect(self._on_engine_restarting)
+        self._refreshing = False  # a targets read is on the thread pool
+        self._refresh_again = False  # and another was asked for meanwhile
+        self._closing = False
 
         self._refresh_timer = QTimer(self)
         self._refresh_timer.setInterval(2000)
@@ -297,9 +317,11 @@ class MainWindow(QMainWindow):
             config = config_mod.PipelineConfig()
         self.model_label.setText("Loading models…")
         self.warning_label.clear()
-        self.engine.start(config, self.settings.database_path, list(self._specs.values()))
-        for name in self._paused:
-            self._control_call(lambda c, n=name: c.pause_source(n, True))
+        self.engine.start(config, self.settings.database_path, self._engine_sources)
+
+    def _engine_sources(self) -> tuple[list[SourceSpec], set[str]]:
+        """What the engine runs, read at every (re)start: the cameras in the list now and which are paused."""
+        return list(self._specs.values()), set(self._paused)
 
     def _control_call(self, command: Callable[[Any], Future[Any]], on_result: Callable[[Any], Any] | None = None,
                       what: str = "") -> bool:
@@ -320,7 +342,7 @@ class MainWindow(QMainWindow):
         return self._control_call(lambda c: c.submit(fn), on_result, what)
 
     def _read_store(self, fn: Callable[[SightingStore], Any], on_result: Callable[[Any], Any],
-                    what: str = "read the database") -> None:
+                    what: str = "read the database", on_error: Callable[[str], Any] | None = None) -> None:
         """Run a read on the thread pool with its own read-only connection (WAL: never blocks the writer)."""
         path = self.settings.database_path
 
@@ -330,9 +352,11 @@ class MainWindow(QMainWindow):
             with SightingStore(path, readonly=True) as store:
                 return fn(store)
 
-        self.dispatcher.in_background(job, on_result, lambda m: self.banner.show_message(f"Could not {what}: {m}"))
+        self.dispatcher.in_background(job, on_result,
+                                      on_error or (lambda m: self.banner.show_message(f"Could not {what}: {m}")))
 
     def _on_info_ready(self, info: PipelineInfo) -> None:
+        self.banner.clear_key("engine")
         device = f" on {info.detector_device}" if info.detector_device else ""
         self.model_label.setText(f"Detector: {info.detector}{device}   Re-id: {info.embedder} "
                                  f"[{info.provider.replace('ExecutionProvider', '')}]   "
@@ -368,6 +392,19 @@ class MainWindow(QMainWindow):
     def _on_engine_error(self, message: str) -> None:
         self.model_label.setText("Processing stopped")
         self.banner.show_message(f"{message}. Fix it in Settings (Ctrl+,); the cameras stay in the list.")
+
+    def _on_engine_restarting(self, message: str, delay_s: float) -> None:
+        self.model_label.setText("Processing restarting…")
+        self.banner.show_message(f"Processing stopped unexpectedly ({message}); restarting in {delay_s:.0f} s with "
+                                 "the same cameras", key="engine")
+
+    def _on_storage_changed(self, health: StorageHealth) -> None:
+        """The database stopped (or resumed) saving: a lasting banner line while it lasts, the video goes on."""
+        if health.ok:
+            self.banner.clear_key("storage")
+            self.statusBar().showMessage("Saving sightings again", 6000)
+        else:
+            self.banner.show_message(health.message[:1].upper() + health.message[1:], key="storage")
 
     def _update_fps(self) -> None:
         total = sum(feed.fps for feed in self.grid.feeds.values())
@@ -601,6 +638,18 @@ class MainWindow(QMainWindow):
             self.show_timeline(identity_id)
 
     def refresh_targets(self) -> None:
+        """Re-read the targets; at most one read is in flight, asks meanwhile become one more read after it."""
+        if self._refreshing:
+            self._refresh_again = True
+            return
+        self._refreshing = True
+
+        def settled() -> None:
+            self._refreshing = False
+            if self._refresh_again:
+                self._refresh_again = False
+                self.refresh_targets()
+
         def read(store: SightingStore) -> tuple[list[IdentitySummary], dict[int, bytes | None]]:
             targets = store.targets()
             return targets, {t.identity_id: store.thumbnail(t.identity_id) for t in targets}
@@ -616,9 +665,14 @@ class MainWindow(QMainWindow):
             self._labels = {t.identity_id: t.label for t in targets if t.label}
             for feed in self.grid.feeds.values():
                 feed.names = self._labels
+            settled()
             self.targets_refreshed.emit()
 
-        self._read_store(read, show, "read the targets")
+        def failed(message: str) -> None:
+            settled()
+            self.banner.show_message(f"Could not read the targets: {message}", key="targets")
+
+        self._read_store(read, show, on_error=failed)
 
     def show_timeline(self, identity_id: int) -> None:
         self._timeline_identity = identity_id
@@ -629,7 +683,8 @@ class MainWindow(QMainWindow):
 
     def _on_segment_activated(self, segment: TrackSegment) -> None:
         spec = self._specs.get(segment.source)
-        if spec is not None and spec.kind is SourceKind.FILE and segment.first_media_time is not None:
+        same_video = spec is not None and spec.display_uri == segment.source_uri  # the name may have been reused
+        if spec is not None and same_video and spec.kind is SourceKind.FILE and segment.first_media_time is not None:
             self._control_call(lambda c: c.seek(segment.source, segment.first_media_time),
                                what=f"jump to that moment in {segment.source}")
             if segment.source in self._paused:
@@ -821,10 +876,19 @@ class MainWindow(QMainWindow):
     # -- shutdown ----------------------------------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        self._refresh_timer.stop()
-        self._fps_timer.stop()
-        self.trainer_tab.shutdown()
-        self.save_settings()
-        self.engine.stop()  # cancels the run: sources stop, the store commits and closes
-        QThreadPool.globalInstance().waitForDone(3000)
-        event.accept()
+        """Stop everything and commit. If the engine is in a long step (a model being built), the window hides
+        and closes for good once the step is over: a thread still running must never be torn down (Qt aborts).
+        """
+        if not self._closing:
+            self._closing = True
+            self._refresh_timer.stop()
+            self._fps_timer.stop()
+            self.trainer_tab.shutdown()
+            self.save_settings()
+            self.engine.idle.connect(self.close)
+        if self.engine.stop(timeout_s=2.0):  # cancels the run: sources stop, the store commits and closes
+            QThreadPool.globalInstance().waitForDone(3000)
+            event.accept()
+            return
+        self.hide()
+        event.ignore()
