@@ -876,8 +876,8 @@ class MainWindow(QMainWindow):
     # -- shutdown ----------------------------------------------------------------------------------
 
     def closeEvent(self, event: QCloseEvent) -> None:
-        """Stop everything and commit. If the engine is in a long step (a model being built), the window hides
-        and closes for good once the step is over: a thread still running must never be torn down (Qt aborts).
+        """Stop everything and commit. If the engine is in a long step (a model being built), the window says so
+        and closes by itself once the step is over: a thread still running must never be torn down (Qt aborts).
         """
         if not self._closing:
             self._closing = True
@@ -890,5 +890,7 @@ class MainWindow(QMainWindow):
             QThreadPool.globalInstance().waitForDone(3000)
             event.accept()
             return
-        self.hide()
+        self.centralWidget().setEnabled(False)
+        self.menuBar().setEnabled(False)
+        self.model_label.setText("Closing: waiting for the current processing step (a model load) to finish…")
         event.ignore()

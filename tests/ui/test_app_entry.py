@@ -61,3 +61,36 @@ def test_commands_still_reach_the_headless_cli() -> None:
     out = subprocess.run([sys.executable, "-m", "reid_desktop", "gui", "--help"], cwd=ROOT, capture_output=True,
                          text=True, timeout=60)
     assert out.returncode == 0 and "--demo" in out.stdout
+
+
+def test_closing_while_a_model_is_being_built_exits_cleanly(tmp_path: Path) -> None:
+    import json
+
+    import torch
+    import torchvision
+
+    weights = tmp_path / "resnet50.pth"
+    torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)  # the default model is built from it
+    database = tmp_path / "s.sqlite"
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({"database": str(database), "pipeline": {
+        "reid.weights": str(weights), "reid.allow_download": False, "detector.device": "cpu"}}))
+    env = {**os.environ, "QT_QPA_PLATFORM": "offscreen", "REID_DESKTOP_DATA_DIR": str(tmp_path / "data")}
+    proc = subprocess.Popen([sys.executable, "-m", "reid_desktop", "--demo", "--settings", str(settings)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None and not Path(f"{database}.lock").exists():
+            time.sleep(0.1)
+        time.sleep(0.5)  # the engine holds the database and is loading the detector, then building ResNet-50
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGTERM)  # a shutdown while the models are not ready yet
+        _, stderr = proc.communicate(timeout=180)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "QThread: Destroyed while thread is still running" not in stderr and "Traceback" not in stderr
+    assert "did not stop within" in stderr  # it did have to wait for the build
+    with sqlite3.connect(database) as db:
+        assert db.execute("SELECT status FROM runs").fetchall() == [("cancelled",)]
