@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import socket
 import subprocess
@@ -37,12 +38,17 @@ def free_port() -> int:
 
 
 class RtspServer:
-    def __init__(self, video: Path, port: int, mount: str = "/cam") -> None:
-        self.args = [SYSTEM_PYTHON, str(SERVER), str(video), str(port), mount, "150"]
+    """``user`` and ``password`` make it require Basic authentication (passed in its environment)."""
+
+    def __init__(self, video: Path, port: int, mount: str = "/cam", user: str = "", password: str = "",
+                 lifetime_s: int = 150) -> None:
+        self.args = [SYSTEM_PYTHON, str(SERVER), str(video), str(port), mount, str(lifetime_s)]
+        self.env = {**os.environ, "RTSP_TEST_USER": user, "RTSP_TEST_PASSWORD": password}
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.proc = subprocess.Popen(self.args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                     env=self.env)
         assert self.proc.stdout is not None
         assert self.proc.stdout.readline().strip() == "ready"
 

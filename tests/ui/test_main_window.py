@@ -169,40 +169,6 @@ def test_settings_round_trip_and_restart_the_engine(qtbot, make_window, app_sett
     assert window.settings_file.with_suffix(".json.bad").exists()
 
 
-def memory_keyring_backend():
-    """A real keyring backend that keeps secrets in memory (the test machine has no Secret Service)."""
-    import keyring.backend
-
-    class MemoryKeyring(keyring.backend.KeyringBackend):
-        priority = 1  # type: ignore[assignment]
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.secrets: dict[tuple[str, str], str] = {}
-
-        def set_password(self, service: str, username: str, password: str) -> None:
-            self.secrets[(service, username)] = password
-
-        def get_password(self, service: str, username: str) -> str | None:
-            return self.secrets.get((service, username))
-
-        def delete_password(self, service: str, username: str) -> None:
-            self.secrets.pop((service, username), None)
-
-    return MemoryKeyring()
-
-
-@pytest.fixture
-def memory_keyring():
-    import keyring
-
-    previous = keyring.get_keyring()
-    ring = memory_keyring_backend()
-    keyring.set_keyring(ring)
-    yield ring
-    keyring.set_keyring(previous)
-
-
 def test_stream_password_is_masked_kept_in_the_keyring_and_never_saved(qtbot, make_window, app_settings,
                                                                       memory_keyring) -> None:
     app_settings.pipeline["sources.open_timeout_s"] = 1.0
