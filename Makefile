@@ -10,7 +10,7 @@ SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-ba
 	libxcb-shape0 libxcb-xkb1 libxcb-randr0 desktop-file-utils appstream binutils
 export YOLO_AUTOINSTALL := false
 
-.PHONY: run test install system-deps lint bench clean package package-test
+.PHONY: run test test-fast install system-deps lint bench soak clean package package-test
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ run: $(STAMP)
 test: $(STAMP) system-deps
 	QT_QPA_PLATFORM=offscreen YOLO_OFFLINE=1 $(BIN)/python -m pytest
 
+# The daily lane: everything but the slow soaks, the GUI sessions and the packaging build (a few minutes).
+test-fast: $(STAMP)
+	QT_QPA_PLATFORM=offscreen YOLO_OFFLINE=1 $(BIN)/python -m pytest -m "not slow and not packaging"
+
 lint: $(STAMP)
 	$(BIN)/ruff check reid_desktop trainer tests bench packaging
 	$(BIN)/mypy
@@ -43,6 +47,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	YOLO_OFFLINE=1 $(BIN)/python bench/pipeline_bench.py
 	$(BIN)/python bench/train_bench.py
+
+# Long-run resource figures (bench/RESULTS.md): 4 looping real-time streams for 10 minutes.
+soak: $(STAMP)
+	YOLO_OFFLINE=1 $(BIN)/python bench/soak.py --streams 4 --minutes 10
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
