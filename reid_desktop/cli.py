@@ -162,6 +162,11 @@ def cmd_process(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         store.close()
         return EXIT_MODEL
+    except StoreError as exc:  # the database refused to start a run (locked by another program, full)
+        bar.close()
+        print(f"error: {db_path}: {exc}", file=sys.stderr)
+        store.close()
+        return EXIT_USAGE
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:  # a bug: one line for the operator, the traceback for the log and the report

@@ -20,6 +20,7 @@ from reid_desktop.core.redaction import RedactingFilter
 LOG_FILE_BYTES = 5 * 1024 * 1024
 LOG_FILE_BACKUPS = 3
 _FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+_OURS = "_reid_desktop_handler"
 
 
 class PrivateRotatingFileHandler(RotatingFileHandler):
@@ -33,8 +34,10 @@ class PrivateRotatingFileHandler(RotatingFileHandler):
 def configure(level: int, log_file: Path | None = None, console_format: str = _FORMAT) -> None:
     """Console logging at ``level`` and, with ``log_file``, a rotating file at INFO (or ``level`` if lower)."""
     root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
+    for handler in list(root.handlers):  # ours from an earlier call; others' (a test runner's) stay
+        if getattr(handler, _OURS, False):
+            root.removeHandler(handler)
+            handler.close()
     console = logging.StreamHandler(sys.stderr)
     console.setLevel(level)
     console.setFormatter(logging.Formatter(console_format))
@@ -48,6 +51,7 @@ def configure(level: int, log_file: Path | None = None, console_format: str = _F
         handlers.append(file_handler)
     for handler in handlers:
         handler.addFilter(RedactingFilter())
+        setattr(handler, _OURS, True)
         root.addHandler(handler)
     root.setLevel(min(h.level for h in handlers))
     logging.getLogger("ultralytics").setLevel(max(level, logging.WARNING))

@@ -4,17 +4,23 @@ Operators paste URLs as their camera vendor wrote them, which are often not vali
 ``rtsp://admin:pa#ss/w@rd@10.0.0.7/stream`` (a password with ``#``, ``/`` and ``@``),
 ``http://cam/snapshot.cgi?user=admin&pwd=secret``, XMEye's ``/user=admin_password=x_channel=1``,
 or schemes nobody listed (``rtspt``, ``rtmps``, ``srt``). A standard URL parser cuts the first at
-``#`` and never sees the credentials. So this module parses the way that never leaks: everything
-between ``scheme://`` and the *last* ``@`` is user information, and every parameter whose name
-sounds like a secret (user, pass, pwd, token, auth, key, secret, sig, session, cred) loses its
-value, up to the next clean ``name=value``. It may hide a little too much (an ``@`` in a path), never
-too little.
+``#`` and never sees the credentials. So this module parses the way that never leaks:
+
+- user information runs to the *last* ``@``, even past ``/``, ``?`` or ``#`` (a password may hold them);
+- but when an ``@`` comes after such a character *and* an ``=`` comes before it, the ``@`` may as well sit
+  inside a parameter value (``?pwd=p@ss``): then the whole authority and the token after the ``@`` are
+  hidden, since nothing tells a host from the rest of a secret;
+- the first parameter whose name sounds like a secret (user, pass, pwd, token, auth, key, secret, sig,
+  session, cred) loses its value, and everything after it is hidden too.
+
+It may hide a little too much (an ``@`` in a path), never too little.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from dataclasses import dataclass
 from urllib.parse import quote, unquote
 
 MASK = "***"
@@ -23,6 +29,7 @@ _SCHEME_IN_TEXT = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
 _SECRET_NAME = re.compile(r"user|usr|login|pass|pwd|token|auth|key|secret|sig|session|cred", re.IGNORECASE)
 _CLEAN_NAME = re.compile(r"^[A-Za-z0-9.\-]+$")
 _PARAM_SEPARATORS = re.compile(r"([/?&;#_])")
+_AUTHORITY_END = re.compile(r"[/?#]")
 
 
 def is_url(uri: str) -> bool:
@@ -30,37 +37,52 @@ def is_url(uri: str) -> bool:
     return _SCHEME.match(uri.strip()) is not None
 
 
-def split_url(uri: str) -> tuple[str, str, str] | None:
-    """``(scheme, user information, the rest after it)`` of a URL, or None for a plain path.
+@dataclass(frozen=True)
+class _Url:
+    """A URL as typed. ``certain`` is False when the host cannot be told apart from a secret (then hide both)."""
 
-    The user information is everything up to the last ``@`` (empty when there is none).
-    """
+    scheme: str
+    userinfo: str
+    host: str
+    tail: str  # path, query and fragment
+    certain: bool
+
+
+def _parse(uri: str) -> _Url | None:
     match = _SCHEME.match(uri.strip())
     if match is None:
         return None
     scheme, rest = match["scheme"], match["rest"]
-    userinfo, at, after = rest.rpartition("@")
-    return (scheme, userinfo, after) if at else (scheme, "", rest)
+    end = _AUTHORITY_END.search(rest)
+    first_sep = end.start() if end else len(rest)
+    last_at = rest.rfind("@")
+    if last_at < 0:
+        return _Url(scheme, "", rest[:first_sep], rest[first_sep:], True)
+    after = rest[last_at + 1:]
+    cut = _AUTHORITY_END.search(after)
+    host, tail = (after[:cut.start()], after[cut.start():]) if cut else (after, "")
+    if last_at < first_sep or "=" not in rest[:last_at]:
+        return _Url(scheme, rest[:last_at], host, tail, True)
+    # an "@" after the authority with a "=" before it: maybe user information, maybe a parameter value
+    cut = re.search(r"[/?#&;]", after)
+    return _Url(scheme, rest[:last_at], "", after[cut.start():] if cut else "", False)
 
 
 def _redact_parameters(text: str) -> str:
-    """Hide the values of secret-sounding ``name=value`` parameters in a path, query or fragment."""
+    """Hide the values of secret-sounding ``name=value`` parameters in a path, query or fragment, and everything
+    after the first one: a value typed raw may hold ``&``, ``?``, ``#`` or ``x=``, so nothing after it is sure."""
     out: list[str] = []
-    hiding = False  # after a secret value, anything that is not a clean ``name=value`` may be part of it
+    hiding = False
     for token in _PARAM_SEPARATORS.split(text):
         if _PARAM_SEPARATORS.fullmatch(token) or not token:
             out.append(token)
-            continue
-        name, eq, _ = token.partition("=")
-        clean = bool(eq) and _CLEAN_NAME.match(unquote(name)) is not None
-        if clean and _SECRET_NAME.search(unquote(name)):
-            out.append(f"{name}={MASK}")
-            hiding = True
-        elif clean:
-            out.append(token)
-            hiding = False
+        elif hiding:
+            out.append(MASK)
         else:
-            out.append(MASK if hiding else token)
+            name, eq, _ = token.partition("=")
+            hiding = bool(eq) and _CLEAN_NAME.match(unquote(name)) is not None and \
+                _SECRET_NAME.search(unquote(name)) is not None
+            out.append(f"{name}={MASK}" if hiding else token)
     return "".join(out)
 
 
@@ -69,18 +91,12 @@ def redact(uri: str) -> str:
 
     Plain file paths are returned unchanged.
     """
-    parts = split_url(uri)
-    if parts is None:
+    url = _parse(uri)
+    if url is None:
         return uri
-    scheme, userinfo, after = parts
-    host, tail = _host_and_tail(after)
-    return f"{scheme}://{MASK + '@' if userinfo else ''}{host}{_redact_parameters(tail)}"
-
-
-def _host_and_tail(after: str) -> tuple[str, str]:
-    """Split what follows the user information into the host (and port) and the path, query and fragment."""
-    cut = re.search(r"[/?#]", after)
-    return (after[:cut.start()], after[cut.start():]) if cut else (after, "")
+    if not url.certain:
+        return f"{url.scheme}://{MASK}{_redact_parameters(url.tail)}"
+    return f"{url.scheme}://{MASK + '@' if url.userinfo else ''}{url.host}{_redact_parameters(url.tail)}"
 
 
 def redact_text(text: str) -> str:
@@ -115,31 +131,35 @@ def strip_secrets(uri: str) -> str:
 
 
 def stream_host(uri: str) -> str:
-    """The host (and port) of a URL, without credentials: a camera's default name."""
-    parts = split_url(uri)
-    return _host_and_tail(parts[2])[0] if parts is not None else ""
+    """The host (and port) of a URL, without credentials: a camera's default name ("" when unsure)."""
+    url = _parse(uri)
+    return url.host if url is not None and url.certain else ""
 
 
 def split_credentials(uri: str) -> tuple[str, str, str]:
-    """``(URL without user information, user, password)``; percent-encoding in the credentials is undone."""
-    parts = split_url(uri)
-    if parts is None or not parts[1]:
+    """``(URL without user information, user, password)``; percent-encoding in the credentials is undone.
+
+    A URL whose user information cannot be told apart from its parameters is returned as it is.
+    """
+    url = _parse(uri)
+    if url is None or not url.userinfo or not url.certain:
         return uri, "", ""
-    scheme, userinfo, after = parts
-    user, _, password = userinfo.partition(":")
-    return f"{scheme}://{after}", unquote(user), unquote(password)
+    user, _, password = url.userinfo.partition(":")
+    return f"{url.scheme}://{url.host}{url.tail}", unquote(user), unquote(password)
 
 
 def join_credentials(uri: str, user: str, password: str) -> str:
     """The URL to open: credentials percent-encoded into the authority (FFmpeg decodes them)."""
     if not user and not password:
         return uri
-    parts = split_url(uri)
-    if parts is None:
+    match = _SCHEME.match(uri.strip())
+    if match is None:
         return uri
-    scheme, _, after = parts
+    rest = match["rest"]
+    end = _AUTHORITY_END.search(rest)
+    authority, tail = (rest[:end.start()], rest[end.start():]) if end else (rest, "")
     userinfo = quote(user, safe="") + (":" + quote(password, safe="") if password else "")
-    return f"{scheme}://{userinfo}@{after}"
+    return f"{match['scheme']}://{userinfo}@{authority.rpartition('@')[2]}{tail}"
 
 
 class RedactingFilter(logging.Filter):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import random
 import signal
@@ -141,6 +142,65 @@ def test_bad_models_and_settings_exit_with_their_own_status(tmp_path: Path, demo
     out = cli("process", str(demo_clip), "--set", "detector.imgsize=640")
     assert out.returncode == 2 and "did you mean 'imgsz'" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_a_database_in_use_or_locked_at_the_start_is_a_clear_error(tmp_path: Path, demo_clip: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    with SightingStore(db):  # another reid-desktop writes to it
+        out = cli("process", str(demo_clip), "--db", str(db), "--max-frames", "2", *FAST)
+    assert out.returncode == 2 and f"is in use by process {os.getpid()}" in out.stderr
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # a program that is not ours holds the write lock
+    try:
+        out = cli("process", str(demo_clip), "--db", str(db), "--max-frames", "2", *FAST)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert out.returncode == 2 and "database locked by another program" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+def test_sightings_the_database_never_took_are_reported_with_their_own_status(tmp_path: Path,
+                                                                              demo_clip: Path) -> None:
+    db = tmp_path / "s.sqlite"
+    proc = subprocess.Popen([sys.executable, "-m", "reid_desktop", "process", str(demo_clip), "--db", str(db),
+                             "--set", "storage.commit_interval_s=0.2", *FAST, "--imgsz", "320"],
+                            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and count_sightings(db) < 20:
+        time.sleep(0.2)
+    committed = count_sightings(db)
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # from now until the run ends: the rest cannot be written
+    try:
+        out, err = proc.communicate(timeout=300)
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    assert proc.returncode == 6, err[-2000:]
+    assert "error: database locked by another program: sightings are not being saved" in err
+    assert "sightings could not be saved (database locked by another program" in err
+    assert "Traceback" not in err and "Processed 80 frames" in out  # every frame processed, the summary printed
+    assert count_sightings(db) >= committed >= 20  # what was committed before is all there
+
+
+def test_an_internal_error_has_its_own_exit_status(tmp_path: Path, demo_clip: Path, monkeypatch,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from reid_desktop import cli as cli_module
+    from reid_desktop.core import pipeline
+
+    def broken(session, spec):  # type: ignore[no-untyped-def]
+        raise RuntimeError("injected bug")
+
+    monkeypatch.setattr(pipeline._Session, "add", broken)
+    monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))  # restored after
+    status = cli_module.main(["process", str(demo_clip), "--db", str(tmp_path / "s.sqlite"), *FAST])
+    err = capsys.readouterr().err
+    assert status == cli_module.EXIT_CRASH == 5
+    assert "error: internal error, processing stopped: RuntimeError: injected bug" in err
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        assert [r["status"] for r in store.runs()] == ["crashed"]  # closed as such, the first error not hidden
 
 
 def test_models_and_config_commands(osnet_path: Path) -> None:
