@@ -312,6 +312,9 @@ class SightingStore:
         except SchemaError as exc:
             self._lock.release()
             raise StoreError(str(exc)) from None
+        except sqlite3.OperationalError as exc:  # locked by a program that is not ours, disk full, I/O
+            self._lock.release()
+            raise StoreError(f"cannot write to {self.path}: {describe_failure(exc)}") from None
         except sqlite3.DatabaseError as exc:
             self._lock.release()
             raise StoreError(f"{self.path} is not a usable reid-desktop database ({exc})") from None
