@@ -96,3 +96,37 @@ def long_clip(tmp_path: Path, demo_clip: Path) -> Path:
     subprocess.run(["ffmpeg", "-loglevel", "error", "-stream_loop", "9", "-i", str(demo_clip), "-c", "copy",
                     str(out)], check=True, timeout=60)
     return out
+
+
+def memory_keyring_backend():
+    """A real keyring backend that keeps secrets in memory (the test machine has no Secret Service)."""
+    import keyring.backend
+
+    class MemoryKeyring(keyring.backend.KeyringBackend):
+        priority = 1  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.secrets: dict[tuple[str, str], str] = {}
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            self.secrets[(service, username)] = password
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return self.secrets.get((service, username))
+
+        def delete_password(self, service: str, username: str) -> None:
+            self.secrets.pop((service, username), None)
+
+    return MemoryKeyring()
+
+
+@pytest.fixture
+def memory_keyring():
+    import keyring
+
+    previous = keyring.get_keyring()
+    ring = memory_keyring_backend()
+    keyring.set_keyring(ring)
+    yield ring
+    keyring.set_keyring(previous)

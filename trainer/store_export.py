@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reid_desktop.core.paths import private_dir
 from trainer.datasets import DatasetError, choose_test_identities
 
 MAX_CAMERAS = 9  # Market-1501 names hold one camera digit
@@ -84,7 +85,8 @@ def export_store_dataset(database: Path, out_dir: Path, *, test_fraction: float 
     cameras = _number_cameras(tracks, skipped)
     staging = out_dir.with_name(out_dir.name + ".partial")  # a failed export leaves no half-written data set
     shutil.rmtree(staging, ignore_errors=True)
-    (staging / "crops").mkdir(parents=True)
+    private_dir(staging)  # crops of real people: the user's only (0700), renamed into place whole
+    (staging / "crops").mkdir()
     try:
         crops = _extract(tracks, cameras, labels, staging / "crops", skipped)
         by_identity: dict[int, list[_Crop]] = defaultdict(list)

@@ -12,7 +12,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from reid_desktop.core.config import SourceOptions
-from reid_desktop.core.credentials import complete_url, environment_variable
+from reid_desktop.core.credentials import complete_url, environment_variable, save_secret_url
 from reid_desktop.core.redaction import (
     RedactingFilter,
     join_credentials,
@@ -137,3 +137,12 @@ def test_redaction_never_fails_and_is_stable(text: str) -> None:
     once = redact(text)
     assert redact(once) == once
     assert redact_text(redact_text(text)) == redact_text(text)
+
+
+def test_cli_passwords_come_from_the_keyring_entry_the_window_saved(memory_keyring,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REID_DESKTOP_PASSWORD", raising=False)
+    assert save_secret_url("gate", "rtsp://admin:s3cret@cam/s")
+    assert complete_url("gate", "rtsp://admin@cam/s") == "rtsp://admin:s3cret@cam/s"
+    memory_keyring.secrets[("reid-desktop", "source:yard")] = "old pw"  # an entry of the previous version
+    assert complete_url("yard", "rtsp://admin@cam/s") == "rtsp://admin:old%20pw@cam/s"

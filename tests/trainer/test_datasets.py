@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import stat
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -316,6 +317,7 @@ def test_export_store_to_market_layout_loads_back(tmp_path: Path, demo_clip: Pat
 
     assert database.read_bytes() == before
     assert summary.identities == 3 and summary.out_dir == tmp_path / "export"
+    assert stat.S_IMODE(summary.out_dir.stat().st_mode) == 0o700  # crops of real people: the user's only
     assert (summary.train_images, summary.test_images, summary.query_images) == (12, 4, 2)
     assert summary.skipped == ()
     dataset = load_dataset(summary.out_dir)
