@@ -8,8 +8,8 @@ or schemes nobody listed (``rtspt``, ``rtmps``, ``srt``). A standard URL parser 
 
 - user information runs to the *last* ``@``, even past ``/``, ``?`` or ``#`` (a password may hold them);
 - but when an ``@`` comes after such a character *and* an ``=`` comes before it, the ``@`` may as well sit
-  inside a parameter value (``?pwd=p@ss``): then the whole authority and the token after the ``@`` are
-  hidden, since nothing tells a host from the rest of a secret;
+  inside a parameter value (``?pwd=p@ss``): then all of it is hidden, since nothing tells a host or a
+  parameter from the rest of a secret;
 - the first parameter whose name sounds like a secret (user, pass, pwd, token, auth, key, secret, sig,
   session, cred) loses its value, and everything after it is hidden too.
 
@@ -63,9 +63,9 @@ def _parse(uri: str) -> _Url | None:
     host, tail = (after[:cut.start()], after[cut.start():]) if cut else (after, "")
     if last_at < first_sep or "=" not in rest[:last_at]:
         return _Url(scheme, rest[:last_at], host, tail, True)
-    # an "@" after the authority with a "=" before it: maybe user information, maybe a parameter value
-    cut = re.search(r"[/?#&;]", after)
-    return _Url(scheme, rest[:last_at], "", after[cut.start():] if cut else "", False)
+    # an "@" after the authority with a "=" before it: maybe user information, maybe inside a parameter value,
+    # so what follows it may be the rest of a secret
+    return _Url(scheme, rest[:last_at], "", "", False)
 
 
 def _redact_parameters(text: str) -> str:
@@ -95,7 +95,7 @@ def redact(uri: str) -> str:
     if url is None:
         return uri
     if not url.certain:
-        return f"{url.scheme}://{MASK}{_redact_parameters(url.tail)}"
+        return f"{url.scheme}://{MASK}"
     return f"{url.scheme}://{MASK + '@' if url.userinfo else ''}{url.host}{_redact_parameters(url.tail)}"
 
 

@@ -65,10 +65,6 @@ class LatestResults:
             self._notified = False
             return results
 
-    def __len__(self) -> int:
-        with self._lock:
-            return len(self._latest)
-
 
 class _Worker(QObject):
     """Iterates the pipeline; lives on the engine's thread."""
