@@ -570,17 +570,17 @@ class SightingStore:
         """The operator says ``drop`` is the same person as ``keep``: ``keep`` takes all of ``drop``'s rows."""
         if keep == drop:
             raise ValueError(f"cannot merge identity {keep} with itself")
-        rows = {r[0]: r for r in self._db.execute(
-            "SELECT id, label, is_target, first_seen, last_seen, best_quality, thumbnail FROM identities "
-            "WHERE id IN (?, ?)", (keep, drop))}
-        for identity_id in (keep, drop):
-            if identity_id not in rows:
-                raise ValueError(f"unknown identity {identity_id}")
-        k, d = rows[keep], rows[drop]
-        seen_first = [t for t in (k[3], d[3]) if t is not None]
-        seen_last = [t for t in (k[4], d[4]) if t is not None]
-        best = d if d[5] > k[5] else k
-        with self._edit():
+        with self._edit():  # read inside: the sightings waiting to be written are in by then
+            rows = {r[0]: r for r in self._db.execute(
+                "SELECT id, label, is_target, first_seen, last_seen, best_quality, thumbnail FROM identities "
+                "WHERE id IN (?, ?)", (keep, drop))}
+            for identity_id in (keep, drop):
+                if identity_id not in rows:
+                    raise ValueError(f"unknown identity {identity_id}")
+            k, d = rows[keep], rows[drop]
+            seen_first = [t for t in (k[3], d[3]) if t is not None]
+            seen_last = [t for t in (k[4], d[4]) if t is not None]
+            best = d if d[5] > k[5] else k
             for table in ("tracks", "sightings", "embeddings"):
                 self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE identity_id = ?", (keep, drop))
             self._db.execute(
@@ -598,18 +598,17 @@ class SightingStore:
         The identities it leaves get their first/last seen and thumbnail from what remains; one left without
         sightings is deleted unless it is a target.
         """
-        self.flush(force=True)
-        row = self._db.execute("SELECT identity_id, best_quality, thumbnail FROM tracks WHERE id = ?",
-                               (track_row,)).fetchone()
-        if row is None:
-            raise ValueError(f"unknown track row {track_row}")
-        # sightings recorded before the track was identified may carry another identity (or none)
-        left = {row[0], *(r[0] for r in self._db.execute(
-            "SELECT DISTINCT identity_id FROM sightings WHERE track_row = ?", (track_row,)))} - {None}
         new_id = self.allocate_identity_id() if new_id is None else new_id
         if new_id is None:
             raise StorageUnavailable(f"{self._failure}: the change was not saved")
         with self._edit():
+            row = self._db.execute("SELECT identity_id, best_quality, thumbnail FROM tracks WHERE id = ?",
+                                   (track_row,)).fetchone()
+            if row is None:
+                raise ValueError(f"unknown track row {track_row}")
+            # sightings recorded before the track was identified may carry another identity (or none)
+            left = {row[0], *(r[0] for r in self._db.execute(
+                "SELECT DISTINCT identity_id FROM sightings WHERE track_row = ?", (track_row,)))} - {None}
             first, last = self._db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM sightings WHERE track_row = ?",
                                            (track_row,)).fetchone()
             self._db.execute("INSERT INTO identities (id, created, first_seen, last_seen, best_quality, thumbnail) "

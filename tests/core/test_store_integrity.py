@@ -262,3 +262,15 @@ def test_a_record_the_database_refuses_is_skipped_alone(tmp_path: Path) -> None:
         assert store.flush() and store.health.ok and store.health.dropped == 1
         assert [s.timestamp for s in store.sightings()] == [1.0, 3.0]
         assert np.isfinite([s.confidence for s in store.sightings()]).all()
+
+
+def test_edits_see_the_sightings_still_waiting_to_be_written(tmp_path: Path) -> None:
+    with SightingStore(tmp_path / "s.sqlite", commit_interval_s=3600) as store:
+        run = new_run(store)
+        store.record(record(run, "gate", "/a.mp4", 1, 1, 10.0))
+        store.record(record(run, "yard", "/b.mp4", 2, 2, 20.0))
+        assert store.pending == 2  # seen a moment ago, not committed yet
+        store.merge_identities(keep=1, drop=2)
+        merged = store.identity(1)
+        assert merged is not None and merged.cameras == ("gate", "yard") and merged.last_seen == 20.0
+        assert store.identity(2) is None
