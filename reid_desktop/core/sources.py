@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import enum
+import functools
 import logging
 import os
 import threading
@@ -36,6 +37,7 @@ os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
 os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 
+
 class SourceKind(enum.Enum):
     FILE = "file"
     STREAM = "stream"
@@ -44,19 +46,22 @@ class SourceKind(enum.Enum):
 
 @dataclass(frozen=True)
 class SourceSpec:
-    """What to open. ``uri`` is a file path, a stream URL or a webcam index such as ``"0"``."""
+    """What to open. ``uri`` is a file path, a stream URL or a webcam index such as ``"0"``.
+
+    Kind, name and display form are worked out once (the reader asks for the name on every frame).
+    """
 
     uri: str
     name: str = ""
 
-    @property
+    @functools.cached_property
     def kind(self) -> SourceKind:
         """Any ``scheme://`` is a stream (FFmpeg knows more schemes than we could list); digits a webcam."""
         if self.uri.strip().isdigit():
             return SourceKind.WEBCAM
         return SourceKind.STREAM if is_url(self.uri) else SourceKind.FILE
 
-    @property
+    @functools.cached_property
     def source_id(self) -> str:
         """The camera's name: the one given, else ``webcamN``, the file's stem or the stream's host (never its URL)."""
         if self.name:
@@ -67,7 +72,7 @@ class SourceSpec:
             return Path(self.uri).stem or self.uri
         return stream_host(self.uri) or "stream"
 
-    @property
+    @functools.cached_property
     def display_uri(self) -> str:
         return redact(self.uri)
 
@@ -174,7 +179,7 @@ class VideoSource:
     def _thread_name(self) -> str:
         return f"source:{redact(self.source_id)}"
 
-    @property
+    @functools.cached_property
     def source_id(self) -> str:
         return self.spec.source_id
 

@@ -156,7 +156,16 @@ class Engine(QObject):
     @property
     def busy(self) -> bool:
         """A processing thread is alive, current or one that outlived its stop."""
-        return self.running or any(t.isRunning() for t, _ in self._stragglers)
+        return self.running or self._straggling
+
+    @property
+    def _straggling(self) -> bool:
+        return any(t.isRunning() for t, _ in self._stragglers)
+
+    def _keep_until_finished(self, thread: QThread, worker: _Worker | None) -> None:
+        """Hold a thread that outlived its stop (and its worker) until it ends: Qt aborts on destroying it running."""
+        self._stragglers.append((thread, worker))
+        thread.finished.connect(self._forget_stragglers)
 
     def start(self, config: PipelineConfig, database: Path, sources: SourcesProvider) -> None:
         """Run the pipeline on ``sources()`` (read now and at every restart) with results in ``database``."""
@@ -168,7 +177,7 @@ class Engine(QObject):
         self._last = start
         self.info = None
         self.results.take()
-        if any(t.isRunning() for t, _ in self._stragglers):
+        if self._straggling:
             # the previous worker still holds the database: begin when it has let go, never beside it;
             # meanwhile there is no control, so the window keeps changes to itself and they are read at the start
             log.warning("waiting for the previous processing thread to end before starting")
@@ -215,7 +224,10 @@ class Engine(QObject):
         if self._last is None:
             return
         self.restarts += 1
-        self._retire_current()
+        thread, worker = self._thread, self._worker
+        self._thread = self._worker = None
+        if thread is not None and not thread.wait(0):  # the crashed worker's thread has normally ended by now
+            self._keep_until_finished(thread, worker)
         self._launch(self._last)
 
     @Slot()
@@ -234,19 +246,6 @@ class Engine(QObject):
         self.info = info
         self.info_ready.emit(info)
 
-    def _retire_current(self) -> bool:
-        """Stop waiting on the current thread; True when it has ended, else it is kept as a straggler."""
-        thread = self._thread
-        self._thread = self._worker = None
-        if thread is None:
-            return True
-        if thread.isFinished() or not thread.isRunning():
-            thread.wait()
-            return True
-        self._stragglers.append((thread, None))
-        thread.finished.connect(self._forget_stragglers)
-        return False
-
     def stop(self, timeout_s: float = 5.0) -> bool:
         """Cancel the run and wait for its thread; True when it ended within ``timeout_s``."""
         self._restart_timer.stop()
@@ -262,8 +261,7 @@ class Engine(QObject):
         ended = thread.wait(int(timeout_s * 1000))
         if not ended:  # e.g. still loading a model: keep the objects alive until the thread is done
             log.error("the processing thread did not stop within %.1f s; it ends after its current step", timeout_s)
-            self._stragglers.append((thread, worker))
-            thread.finished.connect(self._forget_stragglers)
+            self._keep_until_finished(thread, worker)
         else:
             log.info("processing stopped in %.2f s", time.monotonic() - started)
         self._thread = self._worker = None

@@ -430,8 +430,9 @@ class MainWindow(QMainWindow):
         if not persist:
             self._transient.add(name)
         else:
-            kept = has_secrets(full) and credentials.save_secret_url(name, full)
-            if has_secrets(full) and not kept:
+            secret = has_secrets(full)
+            kept = secret and credentials.save_secret_url(name, full)
+            if secret and not kept:
                 self.banner.show_message(f"No system keyring: the credentials of {name} are used now but not saved; "
                                          "you will be asked to add the camera again next time.")
             self.settings.sources.append(SavedSource(name, strip_secrets(full), "", kept, paused))
