@@ -93,7 +93,7 @@ class MatcherConfig:
 class StorageConfig:
     commit_interval_s: float = _opt(1.0, "Longest time between commits to the sightings database", min=0.0)
     thumbnail_height: int = _opt(128, "Height of stored best-crop thumbnails", min=16, max=1024)
-    retention_days: int = _opt(0, "Delete sightings older than this many days when processing starts (0: keep all)",
+    retention_days: int = _opt(0, "Delete sightings older than this many days, at the start and hourly (0: keep all)",
                                min=0)
 
 

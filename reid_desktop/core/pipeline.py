@@ -48,6 +48,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MIN_CROP_PIXELS = 12
+RETENTION_EVERY_S = 3600.0  # a run of weeks keeps its history bounded, not only the next start
 # per track (source, track id) embedded in this frame: (vector, crop quality, the crop when it is the track's best)
 FreshEmbeddings = dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray | None]]
 
@@ -138,14 +139,21 @@ class Pipeline:
         self._source_kinds: dict[str, str] = {}
         self.faults = FaultLog(log)
         self.run_id: int | None = None
+        self._next_retention = time.monotonic() + RETENTION_EVERY_S
         if store is not None:
-            if config.storage.retention_days:
-                purged = store.purge_older_than(time.time() - config.storage.retention_days * 86400.0)
-                if purged:
-                    log.info("retention: deleted %d sightings older than %d days", purged,
-                             config.storage.retention_days)
+            self.apply_retention()
             self._restore_identities()
             self.run_id = self._begin_run()
+
+    def apply_retention(self) -> None:
+        """Delete sightings older than ``storage.retention_days``: at the start, then every hour of a long run."""
+        days = self.config.storage.retention_days
+        self._next_retention = time.monotonic() + RETENTION_EVERY_S
+        if self.store is None or not days:
+            return
+        purged = self.store.purge_older_than(time.time() - days * 86400.0)
+        if purged:
+            log.info("retention: deleted %d sightings older than %d days", purged, days)
 
     @property
     def detector_name(self) -> str:
@@ -292,6 +300,11 @@ class Pipeline:
         self._forget_stale_tracks()
         if self.store is not None:
             self.store.maybe_flush()
+            if time.monotonic() >= self._next_retention:
+                try:
+                    self.apply_retention()
+                except StorageUnavailable as exc:  # the database is failing: the next hour tries again
+                    log.warning("retention skipped: %s", exc)
         return results
 
     @staticmethod

@@ -264,3 +264,25 @@ def test_removed_cameras_leave_nothing_behind(demo_clip: Path, pose_detector) ->
     for _ in events:
         pass
     assert [r.source_id for r in readers] == ["other"], "removed cameras' readers (and their frames) are kept"
+
+
+def test_retention_runs_during_a_long_run_not_only_at_the_start(tmp_path: Path, demo_frames, pose_detector,
+                                                                monkeypatch) -> None:
+    from reid_desktop.core import pipeline as pipeline_module
+    from reid_desktop.core.storage import SightingRecord, TrackKey
+    from reid_desktop.core.types import Frame
+
+    monkeypatch.setattr(pipeline_module, "RETENTION_EVERY_S", 0.0)  # "an hour later", now
+    cfg = config(**{"storage.retention_days": 1})
+    with SightingStore(tmp_path / "s.sqlite", cfg.storage.commit_interval_s) as store:
+        pipeline = Pipeline(cfg, store, detector=pose_detector, embedder=ColorTextureEmbedder())
+        week_ago = time.time() - 7 * 86400
+        store.record(SightingRecord(run_id=pipeline.run_id or 0, track=TrackKey("old", "/old.mp4", "file", 0, 1),
+                                    identity_id=None, frame_index=0, timestamp=week_ago, media_time=0.0,
+                                    box=(1, 2, 30, 80), confidence=0.9, match_score=None))
+        store.flush()
+        for index, image in enumerate(demo_frames[:3]):
+            pipeline.process([Frame("cam", index, time.time(), image, index / 10)])
+        store.flush()
+        assert [s.source for s in store.sightings(source="old")] == []
+        assert store.sightings(source="cam")  # what is recent stays
