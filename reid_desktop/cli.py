@@ -169,13 +169,10 @@ def cmd_process(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         interrupted = True
-    except Exception as exc:  # a bug: one line for the operator, the traceback for the log and the report
+    except Exception as exc:  # a bug: the store is closed (flushed, unlocked) before saying so
         bar.close()
-        log.exception("processing crashed")
-        print(f"error: internal error, processing stopped: {type(exc).__name__}: {redact_text(str(exc))} "
-              "(please report it with the log above)", file=sys.stderr)
         store.close()
-        return EXIT_CRASH
+        return _internal_error(exc, "processing stopped")
     finally:
         bar.close()
     elapsed = time.monotonic() - started
@@ -370,6 +367,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _internal_error(exc: Exception, what: str) -> int:
+    """A bug: one line for the operator, the traceback in the log for the report; its own exit status."""
+    log.error("internal error", exc_info=exc)
+    print(f"error: internal error, {what}: {type(exc).__name__}: {redact_text(str(exc))} (please report it with "
+          "the traceback above)", file=sys.stderr)
+    return EXIT_CRASH
+
+
 def configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logs.configure(level, console_format="%(levelname)s %(name)s: %(message)s")
@@ -390,8 +395,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return EXIT_INTERRUPTED
     except Exception as exc:  # a bug: never the exit status of an ordinary outcome
-        log.exception("reid-desktop %s crashed", args.command)
-        print(f"error: internal error: {type(exc).__name__}: {redact_text(str(exc))} (please report it with the "
-              "traceback above)", file=sys.stderr)
-        return EXIT_CRASH
+        return _internal_error(exc, f"{args.command} stopped")
     return result
