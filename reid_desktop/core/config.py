@@ -86,7 +86,10 @@ class ReidConfig:
 class MatcherConfig:
     threshold: float = _opt(0.0, "Cosine similarity needed to link a track to an identity (0: the model's "
                                  "recommended value)", min=0.0, max=1.0)
-    identity_gallery_size: int = _opt(30, "Embeddings kept per identity", min=1, max=1000)
+    identity_gallery_size: int = _opt(10, "Best embeddings kept per identity in the working set", min=1, max=100)
+    active_identities: int = _opt(512, "Identities compared exactly on every frame (the most recently seen; "
+                                       "targets and named people always); the others are found through the "
+                                       "database's vector index", min=8, max=100_000)
 
 
 @dataclass

@@ -1,32 +1,58 @@
-"""Cross-camera identity matching: per-camera tracks -> global identities.
+"""Cross-camera identity matching: per-camera tracks -> global identities, at a cost that does not grow
+with history.
 
-Every identity keeps a gallery of its best embeddings. A track that needs an identity is compared
-with all galleries (cosine similarity, mean of the best three gallery matches); within one camera
-and frame the assignment is solved jointly with the Hungarian algorithm, so two people visible at
-the same time in the same camera never share an identity. Below the threshold a new identity is
+The matcher holds a bounded *working set*: the identities seen most recently (up to
+``active_limit``), plus every target and named person (pinned). Each keeps a gallery of its
+``gallery_size`` best embeddings in one preallocated bank, so a frame's tracks are compared with the
+whole working set in one matrix product. A track that matches nobody there is looked up in the
+*directory* (the store's vector index over every stored embedding): identities found there are
+brought back into the working set and compared exactly, so a person who returns after days is still
+recognised while memory and latency stay those of the working set.
+
+Similarity to an identity is the mean of the three best cosines against its gallery. Within one
+camera and frame the assignment is solved jointly with the Hungarian algorithm, so two people visible
+at the same time in the same camera never share an identity. Below the threshold a new identity is
 created, with an id from ``allocate_id`` (the database's, so two processes never hand out the same one).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections import OrderedDict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
 _FORBIDDEN = -1.0e3
+_EMPTY = -np.inf
+TOP_COSINES = 3
+DIRECTORY_CANDIDATES = 10  # nearest stored embeddings looked up per unmatched track
+RECALL_MARGIN = 0.05  # the index's 8-bit codes approximate cosines; this much below the threshold still counts
 
 
-@dataclass
+class IdentityDirectory(Protocol):
+    """Where identities that left the working set are found again (the store and its vector index)."""
+
+    def candidates(self, embeddings: np.ndarray, k: int, min_score: float = -1.0) -> list[list[int]]:
+        """Per embedding, the identities owning its ``k`` nearest stored embeddings that score at least
+        ``min_score``, nearest first."""
+        ...
+
+    def gallery(self, identity_id: int) -> np.ndarray:
+        """An identity's best stored embeddings (n x D); empty when it has none for this model."""
+        ...
+
+
+@dataclass(frozen=True)
 class Identity:
-    """A person known to the system. ``gallery`` rows are L2-normalised embeddings (G x D)."""
+    """A person in the working set: ``gallery`` rows are L2-normalised embeddings (a view of the bank)."""
 
     identity_id: int
     gallery: np.ndarray
     qualities: np.ndarray
-    cameras: set[str] = field(default_factory=set)
-    is_target: bool = False
+    is_target: bool
 
 
 @dataclass(frozen=True)
@@ -48,19 +74,126 @@ class MatchDecision:
 IdAllocator = Callable[[], int | None]
 
 
+@dataclass
+class _Member:
+    slot: int
+    is_target: bool = False
+    pinned: bool = False  # a target or a named person: never leaves the working set
+
+
+class _Bank:
+    """Galleries of the working set: ``slots`` x ``gallery_size`` x ``dim`` float32, grown on demand
+    (the working set's limit bounds it), with each row's crop quality and age for replacement."""
+
+    def __init__(self, gallery_size: int) -> None:
+        self.gallery_size = gallery_size
+        self.vectors = np.zeros((0, gallery_size, 0), np.float32)
+        self.quality = np.full((0, gallery_size), _EMPTY, np.float32)
+        self.age = np.zeros((0, gallery_size), np.int64)
+        self._clock = 0
+        self.free: list[int] = []
+
+    @property
+    def dim(self) -> int:
+        return int(self.vectors.shape[2])
+
+    def take(self) -> int:
+        if not self.free:
+            grown = max(8, 2 * len(self.vectors))
+            old = len(self.vectors)
+            self.vectors = np.concatenate([self.vectors, np.zeros((grown - old, self.gallery_size, self.dim),
+                                                                  np.float32)])
+            self.quality = np.concatenate([self.quality, np.full((grown - old, self.gallery_size), _EMPTY,
+                                                                 np.float32)])
+            self.age = np.concatenate([self.age, np.zeros((grown - old, self.gallery_size), np.int64)])
+            self.free = list(range(grown - 1, old - 1, -1))
+        return self.free.pop()
+
+    def release(self, slot: int) -> None:
+        self.quality[slot] = _EMPTY
+        self.vectors[slot] = 0.0
+        self.free.append(slot)
+
+    def add(self, slot: int, embeddings: np.ndarray, qualities: np.ndarray) -> None:
+        """Keep the best ``gallery_size`` rows by quality; a new row replaces the worst (the oldest among
+        equals) when at least as good, so the gallery follows gradual changes (light, pose)."""
+        if self.dim == 0:
+            self.vectors = np.zeros((len(self.vectors), self.gallery_size, embeddings.shape[1]), np.float32)
+        elif embeddings.shape[1] != self.dim:
+            raise ValueError(f"embedding has {embeddings.shape[1]} dimensions; the gallery holds {self.dim}")
+        for vector, quality in zip(embeddings, qualities, strict=True):
+            row = self.quality[slot]
+            worst = int(np.lexsort((self.age[slot], row))[0])
+            if quality >= row[worst]:
+                self._clock += 1
+                self.vectors[slot, worst], row[worst], self.age[slot, worst] = vector, quality, self._clock
+
+    def filled(self, slot: int) -> np.ndarray:
+        return np.flatnonzero(self.quality[slot] > _EMPTY)
+
+
 class IdentityMatcher:
     """``allocate_id`` hands out new identity ids (None: none available now, the track waits); without it
-    ids count on from the highest one known, for use without a database."""
+    ids count on from the highest one known, for use without a database. Without a ``directory``, an
+    identity that leaves the working set is not recognised again (no database: nothing to look it up in)."""
 
-    def __init__(self, threshold: float, gallery_size: int = 30, allocate_id: IdAllocator | None = None) -> None:
+    def __init__(self, threshold: float, gallery_size: int = 8, allocate_id: IdAllocator | None = None,
+                 active_limit: int = 512, directory: IdentityDirectory | None = None) -> None:
         self.threshold = threshold
         self.gallery_size = gallery_size
-        self.identities: dict[int, Identity] = {}
+        self.active_limit = active_limit
+        self.directory = directory
+        self._members: OrderedDict[int, _Member] = OrderedDict()  # least recently seen first
+        self._bank = _Bank(gallery_size)
         self._highest_id = 0
         self._allocate_id: IdAllocator = allocate_id or self._count_up
+        self.recalled = 0  # identities brought back from the directory (a person returning after a while)
 
     def _count_up(self) -> int:
         return self._highest_id + 1
+
+    # -- the working set ---------------------------------------------------------------------------
+
+    @property
+    def identities(self) -> Mapping[int, Identity]:
+        """The working set (a snapshot): each identity's filled gallery rows."""
+        out = {}
+        for identity_id, member in self._members.items():
+            rows = self._bank.filled(member.slot)
+            out[identity_id] = Identity(identity_id, self._bank.vectors[member.slot, rows],
+                                        self._bank.quality[member.slot, rows], member.is_target)
+        return out
+
+    def __contains__(self, identity_id: int) -> bool:
+        return identity_id in self._members
+
+    def __len__(self) -> int:
+        return len(self._members)
+
+    @property
+    def memory_bytes(self) -> int:
+        """What the working set's galleries take (it is the matcher's memory; the directory is the store's)."""
+        return int(self._bank.vectors.nbytes + self._bank.quality.nbytes + self._bank.age.nbytes)
+
+    def _enter(self, identity_id: int, is_target: bool = False, pinned: bool = False) -> _Member:
+        member = self._members.get(identity_id)
+        if member is None:
+            member = self._members[identity_id] = _Member(self._bank.take(), is_target, pinned or is_target)
+            self._evict()
+        self._members.move_to_end(identity_id)
+        self._highest_id = max(self._highest_id, identity_id)
+        return member
+
+    def _evict(self) -> None:
+        """Drop the least recently seen identities beyond ``active_limit``; pinned ones stay."""
+        excess = sum(1 for m in self._members.values() if not m.pinned) - self.active_limit
+        for identity_id in [i for i, m in self._members.items() if not m.pinned][:max(excess, 0)]:
+            self._bank.release(self._members.pop(identity_id).slot)
+
+    def forget(self, identity_id: int) -> None:
+        member = self._members.pop(identity_id, None)
+        if member is not None:
+            self._bank.release(member.slot)
 
     # -- gallery maintenance ---------------------------------------------------------------------
 
@@ -68,74 +201,93 @@ class IdentityMatcher:
         """A new, empty identity; None when no id can be had (the database is failing)."""
         identity_id = self._allocate_id()
         if identity_id is not None:
-            self._highest_id = max(self._highest_id, identity_id)
-            self.identities[identity_id] = Identity(identity_id, np.zeros((0, 0), np.float32),
-                                                    np.zeros(0, np.float32))
+            self._enter(identity_id)
         return identity_id
 
-    def restore(self, identity_id: int, embeddings: np.ndarray, is_target: bool = False) -> None:
-        """Bring back an identity from storage (its best embeddings) so identities persist over runs."""
-        self.identities[identity_id] = Identity(identity_id, np.zeros((0, 0), np.float32), np.zeros(0, np.float32),
-                                                is_target=is_target)
+    def restore(self, identity_id: int, embeddings: np.ndarray, is_target: bool = False, pinned: bool = False) -> None:
+        """Bring back an identity from storage (its best embeddings) into the working set."""
+        self.forget(identity_id)
+        self._enter(identity_id, is_target, pinned)
         self.add(identity_id, embeddings, np.zeros(len(embeddings), np.float32))
-        self._highest_id = max(self._highest_id, identity_id)
 
     def add(self, identity_id: int, embeddings: np.ndarray, qualities: np.ndarray, camera: str | None = None) -> None:
-        """Add embeddings to an identity's gallery, keeping the highest-quality ``gallery_size`` rows."""
-        identity = self.identities[identity_id]
-        if camera is not None:
-            identity.cameras.add(camera)
-        if len(embeddings) == 0:
-            return
-        gallery = embeddings if identity.gallery.size == 0 else np.vstack([identity.gallery, embeddings])
-        qualities = np.concatenate([identity.qualities, np.asarray(qualities, np.float32)])
-        if len(gallery) > self.gallery_size:
-            # the newest rows win ties, so the gallery follows gradual changes (light, pose)
-            order = np.lexsort((np.arange(len(qualities)), qualities))[::-1][: self.gallery_size]
-            gallery, qualities = gallery[np.sort(order)], qualities[np.sort(order)]
-        identity.gallery, identity.qualities = gallery.astype(np.float32), qualities.astype(np.float32)
+        """Add embeddings to an identity's gallery (it counts as just seen); ``camera`` is informational."""
+        member = self._enter(identity_id)
+        if len(embeddings):
+            self._bank.add(member.slot, np.asarray(embeddings, np.float32), np.asarray(qualities, np.float32))
 
     def merge(self, keep: int, drop: int) -> None:
         """The operator says ``drop`` is ``keep``: one identity with both galleries from now on."""
-        dropped = self.identities.pop(drop, None)
+        dropped = self._members.get(drop)
         if dropped is None:
             return
-        if keep not in self.identities:
-            self.identities[keep] = Identity(keep, np.zeros((0, 0), np.float32), np.zeros(0, np.float32))
-        kept = self.identities[keep]
+        rows = self._bank.filled(dropped.slot)
+        vectors = self._bank.vectors[dropped.slot, rows].copy()
+        qualities = self._bank.quality[dropped.slot, rows].copy()
+        self.forget(drop)
+        kept = self._enter(keep)
         kept.is_target = kept.is_target or dropped.is_target
-        kept.cameras |= dropped.cameras
-        if dropped.gallery.size:
-            self.add(keep, dropped.gallery, dropped.qualities)
+        kept.pinned = kept.pinned or dropped.pinned
+        if len(vectors):
+            self._bank.add(kept.slot, vectors, qualities)
 
     def replace_gallery(self, identity_id: int, embeddings: np.ndarray) -> None:
         """Rebuild one identity's gallery (after a wrong track was split off it); empty removes it."""
+        member = self._members.get(identity_id)
         if len(embeddings) == 0:
-            self.identities.pop(identity_id, None)
+            self.forget(identity_id)
             return
-        is_target = identity_id in self.identities and self.identities[identity_id].is_target
-        self.restore(identity_id, embeddings, is_target)
+        self.restore(identity_id, embeddings, member is not None and member.is_target,
+                     member is not None and member.pinned)
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
-        self.identities[identity_id].is_target = is_target
+        member = self._members.get(identity_id)
+        if member is None and is_target and self.directory is not None:
+            self.restore(identity_id, self.directory.gallery(identity_id), is_target=True)
+            return
+        if member is not None:
+            member.is_target = member.pinned = is_target
+
+    def pin(self, identity_id: int) -> None:
+        """Keep an operator-named person in the working set for good."""
+        member = self._members.get(identity_id)
+        if member is not None:
+            member.pinned = True
 
     @property
     def targets(self) -> set[int]:
-        return {i for i, identity in self.identities.items() if identity.is_target}
+        return {i for i, m in self._members.items() if m.is_target}
 
     # -- matching --------------------------------------------------------------------------------
 
     def similarities(self, embeddings: np.ndarray, identity_ids: Sequence[int]) -> np.ndarray:
-        """M x K similarity of M descriptors to K identities: mean of each gallery's 3 best cosines."""
-        out = np.full((len(embeddings), len(identity_ids)), _FORBIDDEN, dtype=np.float32)
-        for col, identity_id in enumerate(identity_ids):
-            gallery = self.identities[identity_id].gallery
-            if gallery.size == 0:
-                continue
-            cos = embeddings @ gallery.T
-            top = min(3, cos.shape[1])
-            out[:, col] = np.sort(cos, axis=1)[:, -top:].mean(axis=1)
-        return out
+        """M x K similarity of M descriptors to K working-set identities: mean of each gallery's best cosines."""
+        if not identity_ids or self._bank.dim == 0:
+            return np.full((len(embeddings), len(identity_ids)), _FORBIDDEN, np.float32)
+        slots = np.fromiter((self._members[i].slot for i in identity_ids), np.int64, len(identity_ids))
+        bank = self._bank
+        # one product with the whole bank (BLAS; at most twice the working set), then this set's slots
+        cos = (np.asarray(embeddings, np.float32) @ bank.vectors.reshape(-1, bank.dim).T).reshape(
+            len(embeddings), len(bank.vectors), bank.gallery_size)[:, slots]
+        cos = np.where(bank.quality[slots] > _EMPTY, cos, -np.inf)  # empty rows never count
+        top = -np.sort(-cos, axis=2)[:, :, :TOP_COSINES]
+        valid = np.isfinite(top)
+        counts = valid.sum(axis=2)
+        out = np.where(valid, top, 0.0).sum(axis=2) / np.maximum(counts, 1)
+        return np.where(counts > 0, out, _FORBIDDEN).astype(np.float32)
+
+    def _recall(self, embeddings: np.ndarray, exclude: set[int]) -> None:
+        """Bring the directory's candidates for these descriptors into the working set."""
+        assert self.directory is not None
+        wanted: list[int] = []
+        # the mean of an identity's best cosines never beats its best one: weaker hits cannot match
+        for found in self.directory.candidates(embeddings, DIRECTORY_CANDIDATES, self.threshold - RECALL_MARGIN):
+            wanted.extend(i for i in found if i not in self._members and i not in exclude and i not in wanted)
+        for identity_id in wanted[: self.active_limit // 2]:
+            gallery = self.directory.gallery(identity_id)
+            if len(gallery) and gallery.shape[1] == embeddings.shape[1]:
+                self.restore(identity_id, gallery)
+                self.recalled += 1
 
     def assign(self, requests: Sequence[MatchRequest], busy: Iterable[int] = ()) -> list[MatchDecision]:
         """Identities for tracks of one camera and frame; ``busy`` identities are held by other tracks there.
@@ -145,10 +297,16 @@ class IdentityMatcher:
         if not requests:
             return []
         busy = set(busy)
-        identity_ids = [i for i in self.identities if i not in busy and self.identities[i].gallery.size]
+        embeddings = np.stack([r.embedding for r in requests]).astype(np.float32)
+        identity_ids = [i for i in self._members if i not in busy]
+        sims = self.similarities(embeddings, identity_ids)
+        unmatched = sims.max(axis=1, initial=_FORBIDDEN) < self.threshold
+        if self.directory is not None and unmatched.any():
+            self._recall(embeddings[unmatched], busy)
+            identity_ids = [i for i in self._members if i not in busy]
+            sims = self.similarities(embeddings, identity_ids)
         decisions: dict[Hashable, MatchDecision] = {}
         if identity_ids:
-            sims = self.similarities(np.stack([r.embedding for r in requests]), identity_ids)
             rows, cols = linear_sum_assignment(-sims)
             for row, col in zip(rows, cols, strict=True):
                 score = float(sims[row, col])
@@ -163,5 +321,7 @@ class IdentityMatcher:
                 if new_id is None:
                     continue
                 decision = MatchDecision(request.key, new_id, 1.0, is_new=True)
+            else:
+                self._members.move_to_end(decision.identity_id)
             out.append(decision)
         return out

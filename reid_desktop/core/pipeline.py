@@ -29,7 +29,7 @@ from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.detection import Detector, YoloDetector
 from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.faults import FaultLog
-from reid_desktop.core.matching import IdAllocator, IdentityMatcher, MatchRequest
+from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityMatcher, MatchRequest
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.storage import (
@@ -38,10 +38,12 @@ from reid_desktop.core.storage import (
     SightingStore,
     StorageHealth,
     StorageUnavailable,
+    StoreDirectory,
     TrackKey,
 )
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.types import Detections, Frame, FrameResult, SourceStatus, TrackedPerson
+from reid_desktop.core.vector_index import VectorIndex
 
 T = TypeVar("T")
 
@@ -96,6 +98,20 @@ def crop(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
     return image[y1:y2, x1:x2]
 
 
+@dataclass(frozen=True)
+class Searcher:
+    """Appearance search that runs in any thread with its own (read-only) store: embedding the query
+    (ONNX Runtime sessions are thread-safe) and searching the writer's index never hold up the cameras."""
+
+    embedder: Embedder
+    index: VectorIndex | None
+
+    def search(self, store: SightingStore, crop_bgr: np.ndarray, k: int = 10) -> list[SearchHit]:
+        if self.index is None:
+            return []
+        return store.search(self.embedder.embed([crop_bgr])[0], self.embedder.key, k, self.index)
+
+
 @dataclass
 class _TrackState:
     """What the pipeline remembers about one per-camera track."""
@@ -127,8 +143,7 @@ class Pipeline:
         self.store = store
         self._allocate_id: IdAllocator = (store.allocate_identity_id if store is not None
                                           else itertools.count(1).__next__)
-        threshold = config.matcher.threshold or embedder.match_threshold
-        self.matcher = IdentityMatcher(threshold, config.matcher.identity_gallery_size, self._allocate_id)
+        self.matcher = self._new_matcher()
         self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
         self._trackers: dict[str, Tracker] = {}
         self._tracks: dict[tuple[str, int], _TrackState] = {}
@@ -145,6 +160,17 @@ class Pipeline:
             self._restore_identities()
             self.run_id = self._begin_run()
 
+    def _new_matcher(self) -> IdentityMatcher:
+        """A matcher for the current model; with a store, identities beyond its working set are looked up
+        through the store's vector index of this model's embeddings."""
+        directory: IdentityDirectory | None = None
+        if self.store is not None:
+            self.store.attach_index(self.embedder.key, self.embedder.dim)
+            directory = StoreDirectory(self.store, self.embedder.key, self.config.matcher.identity_gallery_size)
+        return IdentityMatcher(self.config.matcher.threshold or self.embedder.match_threshold,
+                               self.config.matcher.identity_gallery_size, self._allocate_id,
+                               self.config.matcher.active_identities, directory)
+
     def apply_retention(self) -> None:
         """Delete sightings older than ``storage.retention_days``: at the start, then every hour of a long run."""
         days = self.config.storage.retention_days
@@ -160,11 +186,13 @@ class Pipeline:
         return str(getattr(self.detector, "name", type(self.detector).__name__))
 
     def _restore_identities(self, also_targets: set[int] | None = None) -> None:
-        """Bring back the stored identities that have embeddings of the current model."""
+        """Bring back the working set: targets, named people and those seen last (with the current model's
+        embeddings); everyone else is found through the index when they come back."""
         assert self.store is not None
-        for identity_id, is_target, gallery in self.store.identity_galleries(
-                self.embedder.key, self.config.matcher.identity_gallery_size):
-            self.matcher.restore(identity_id, gallery, is_target or identity_id in (also_targets or set()))
+        matcher = self.config.matcher
+        for identity_id, is_target, named, gallery in self.store.identity_galleries(
+                self.embedder.key, matcher.identity_gallery_size, matcher.active_identities):
+            self.matcher.restore(identity_id, gallery, is_target or identity_id in (also_targets or set()), named)
 
     def _begin_run(self) -> int:
         assert self.store is not None
@@ -196,20 +224,24 @@ class Pipeline:
         return identity_id
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
-        if identity_id in self.matcher.identities:
-            self.matcher.set_target(identity_id, is_target)
         if self.store is not None:
             self.store.set_target(identity_id, is_target)
+        self.matcher.set_target(identity_id, is_target)
 
     def set_label(self, identity_id: int, label: str) -> None:
         if self.store is not None:
             self.store.set_label(identity_id, label)
+        if label:
+            self.matcher.pin(identity_id)
 
     def merge_identities(self, keep: int, drop: int) -> None:
         """Two identities are one person: everything of ``drop``, stored and live, becomes ``keep``."""
+        self.matcher.merge(keep, drop)
         if self.store is not None:
             self.store.merge_identities(keep, drop)
-        self.matcher.merge(keep, drop)
+            # the store now holds both galleries under ``keep``, also when neither was in the working set
+            self.matcher.replace_gallery(keep, self.store.identity_gallery(
+                keep, self.embedder.key, self.config.matcher.identity_gallery_size))
         for state in self._tracks.values():
             if state.identity_id == drop:
                 state.identity_id = keep
@@ -245,9 +277,8 @@ class Pipeline:
         """
         self.embedder = embedder
         self.warnings = tuple(warnings)
-        threshold = self.config.matcher.threshold or embedder.match_threshold
         targets = self.matcher.targets
-        self.matcher = IdentityMatcher(threshold, self.config.matcher.identity_gallery_size, self._allocate_id)
+        self.matcher = self._new_matcher()
         for state in self._tracks.values():
             state.identity_id, state.match_score, state.embeddings, state.best_quality = None, None, [], 0.0
         if self.store is not None:
@@ -452,8 +483,12 @@ class Pipeline:
         """Appearance search: the stored sightings that look most like this person crop."""
         if self.store is None:
             return []
-        query = self.embedder.embed([crop_bgr])[0]
-        return self.store.search(query, self.embedder.key, k)
+        return self.searcher().search(self.store, crop_bgr, k)
+
+    def searcher(self) -> Searcher:
+        """Appearance search for other threads (the GUI's readers): this model and the store's live index."""
+        index = self.store.attach_index(self.embedder.key, self.embedder.dim) if self.store is not None else None
+        return Searcher(self.embedder, index)
 
     @property
     def storage_health(self) -> StorageHealth | None:

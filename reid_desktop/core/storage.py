@@ -14,6 +14,12 @@ Durability: ``synchronous=FULL`` in WAL mode, so every commit is on disk when it
 fault lasts, the records still waiting), never the database. Operator edits commit at once.
 
 Readers (the GUI's thread pool, the CLI summary) open their own read-only connections.
+
+Appearance search and the matcher's look-up of people not seen for a while go through a
+:class:`~reid_desktop.core.vector_index.VectorIndex` of one model's embeddings
+(:meth:`SightingStore.attach_index`): kept in step with every commit and deletion, saved beside the
+database (``<db>.<model>.faiss``) on close, caught up from the database when it is behind and rebuilt
+when it is missing, damaged, or rows were deleted after it was saved.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +44,8 @@ import numpy as np
 from reid_desktop.core.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.paths import make_private, open_private
+from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, trained_ivf
+from reid_desktop.core.vector_index import load as load_index
 
 log = logging.getLogger(__name__)
 
@@ -265,6 +274,9 @@ class SightingStore:
         self._failure = ""
         self._source_rows: dict[tuple[str, str], int] = {}
         self._ids = range(0)  # identity ids reserved in the database and not handed out yet
+        self.index: VectorIndex | None = None
+        self.index_model = ""
+        self._index_adds: list[tuple[int, np.ndarray]] = []  # embeddings of the transaction being written
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -439,14 +451,17 @@ class SightingStore:
             return not self._failure
         try:
             try:
+                self._index_adds = []
                 with self._transaction():
                     for record in records:
                         self._write(record)
             except _BAD_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
+                self._index_adds = []
                 self._write_each(records)
         except StorageUnavailable as exc:
             self._failed(exc)
             return False
+        self._index_committed()
         self._pending.discard_oldest(len(records))
         self._last_commit = time.monotonic()
         self._succeeded(len(records))
@@ -463,10 +478,12 @@ class SightingStore:
         with self._transaction():
             for record in records:
                 self._db.execute("SAVEPOINT record")
+                adds = len(self._index_adds)
                 try:
                     self._write(record)
                 except _BAD_DATA as exc:
                     self._db.execute("ROLLBACK TO record")
+                    del self._index_adds[adds:]
                     self._source_rows.clear()  # a source row made by this record is gone with it
                     refused += 1
                     if refused == 1:
@@ -502,9 +519,13 @@ class SightingStore:
             (r.run_id, source_row, track_row, r.identity_id, r.frame_index, r.timestamp, r.media_time,
              *(float(v) for v in r.box[:4]), float(r.confidence), r.match_score)).lastrowid
         if r.embedding is not None:
-            db.execute("INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
-                       "VALUES (?, ?, ?, ?, ?, ?)", (track_row, r.identity_id, sighting_id, r.model_key,
-                                                     float(r.quality), np.asarray(r.embedding, np.float32).tobytes()))
+            vector = np.asarray(r.embedding, np.float32)
+            embedding_id = db.execute(
+                "INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?)", (track_row, r.identity_id, sighting_id, r.model_key, float(r.quality),
+                                              vector.tobytes())).lastrowid
+            if r.model_key == self.index_model:
+                self._index_adds.append((int(embedding_id or 0), vector))
         if r.thumbnail:  # the best crop per track and per identity
             db.execute("UPDATE tracks SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
                        (r.thumbnail, r.quality, track_row, r.quality))
@@ -534,13 +555,14 @@ class SightingStore:
             self._db.execute("UPDATE identities SET label = ? WHERE id = ?", (label, identity_id))
 
     def close(self) -> None:
-        """Write what waits, give back unused ids, release the writer lock. Never raises."""
+        """Write what waits, give back unused ids, save the vector index, release the writer lock. Never raises."""
         try:
             if not self.readonly:
                 if not self.flush(force=True):
                     log.error("%s: %d sightings could not be saved (%s)", self.path, len(self._pending),
                               self._failure)
                 self._give_back_ids()
+                self._save_index()
         finally:
             self._db.close()
             if self._lock is not None:
@@ -634,6 +656,9 @@ class SightingStore:
                 "SELECT s.identity_id FROM sightings s WHERE s.timestamp < ? UNION "
                 "SELECT t.identity_id FROM tracks t JOIN sightings s ON s.track_row = t.id WHERE s.timestamp < ?",
                 (cutoff, cutoff))} - {None}
+            gone = [r[0] for r in self._db.execute(
+                "SELECT e.id FROM embeddings e JOIN sightings s ON s.id = e.sighting_id WHERE s.timestamp < ? "
+                "AND e.model_key = ?", (cutoff, self.index_model))]
             self._db.execute("DELETE FROM embeddings WHERE sighting_id IN "
                              "(SELECT id FROM sightings WHERE timestamp < ?)", (cutoff,))
             deleted = self._db.execute("DELETE FROM sightings WHERE timestamp < ?", (cutoff,)).rowcount
@@ -643,11 +668,15 @@ class SightingStore:
                 if remaining is not None:
                     self._db.execute("UPDATE tracks SET first_seen = ? WHERE id = ?", (remaining, track))
                 else:
+                    gone += [r[0] for r in self._db.execute(
+                        "SELECT id FROM embeddings WHERE track_row = ? AND model_key = ?", (track, self.index_model))]
                     self._db.execute("DELETE FROM embeddings WHERE track_row = ?", (track,))
                     self._db.execute("DELETE FROM tracks WHERE id = ?", (track,))
             for identity_id in identities:
                 self._refresh_identity(identity_id)
                 self._forget_if_unused(identity_id, keep_labelled=True)
+        if self.index is not None:
+            self.index.remove(gone)
         return deleted
 
     def _refresh_identity(self, identity_id: int) -> None:
@@ -670,23 +699,100 @@ class SightingStore:
             "AND NOT EXISTS (SELECT 1 FROM embeddings WHERE identity_id = identities.id)",
             (identity_id, int(keep_labelled)))
 
+    # -- the vector index --------------------------------------------------------------------------
+
+    def index_path(self, model_key: str) -> Path:
+        digest = hashlib.sha256(model_key.encode()).hexdigest()[:16]
+        return self.path.with_name(f"{self.path.name}.{digest}.faiss")
+
+    def embedding_stamp(self, model_key: str) -> dict[str, int]:
+        """What an up-to-date index of this model holds: how many embeddings, and the newest one's id."""
+        count, newest = self._db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM embeddings WHERE model_key = ?",
+                                         (model_key,)).fetchone()
+        return {"count": int(count), "max_id": int(newest)}
+
+    def iter_embeddings(self, model_key: str, after_id: int = 0,
+                        chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stored embeddings of one model with id > ``after_id``, as (ids, vectors) chunks in id order."""
+        while True:
+            rows = self._db.execute("SELECT id, vector FROM embeddings WHERE model_key = ? AND id > ? ORDER BY id "
+                                    "LIMIT ?", (model_key, after_id, chunk)).fetchall()
+            if not rows:
+                return
+            yield (np.array([r[0] for r in rows], np.int64),
+                   np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+            after_id = rows[-1][0]
+
+    def attach_index(self, model_key: str, dim: int) -> VectorIndex:
+        """The vector index of ``model_key``'s embeddings, loaded and caught up, or rebuilt from the database.
+
+        A writing store keeps it in step from now on and saves it on close (the previous model's first).
+        """
+        if self.index is not None and self.index_model == model_key:
+            return self.index
+        self._save_index()
+        self.flush(force=True)
+        stamp = self.embedding_stamp(model_key)
+        loaded = load_index(self.index_path(model_key), dim)
+        index: VectorIndex | None = None
+        if loaded is not None:
+            index, saved = loaded
+            if saved.get("max_id", 0) > stamp["max_id"] or saved.get("count", 0) > stamp["count"]:
+                index = None  # from another database, or rows were deleted after it was saved
+            else:
+                for ids, vectors in self.iter_embeddings(model_key, after_id=int(saved.get("max_id", 0))):
+                    index.add(ids, vectors)
+                if len(index) != stamp["count"]:
+                    index = None  # rows were deleted after it was saved
+        if index is None:
+            started = time.monotonic()
+            index = self._build_index(model_key, dim, stamp["count"])
+            log.info("%s: vector index of %d embeddings built in %.1f s", self.path.name, len(index),
+                     time.monotonic() - started)
+        self.index, self.index_model = index, model_key
+        if not self.readonly:
+            self._save_index()
+        return index
+
+    def _build_index(self, model_key: str, dim: int, count: int) -> VectorIndex:
+        if count <= EXACT_LIMIT:
+            index = VectorIndex(dim)
+        else:  # train on the first vectors, then stream the rest: the whole table never sits in memory
+            _, sample = next(iter(self.iter_embeddings(model_key, chunk=64 * NLIST)))
+            index = VectorIndex(dim, index=trained_ivf(dim, sample, NLIST))
+        for ids, vectors in self.iter_embeddings(model_key):
+            index.add(ids, vectors)
+        return index
+
+    def _index_committed(self) -> None:
+        if self.index is not None and self._index_adds:
+            ids, vectors = zip(*self._index_adds, strict=True)
+            self.index.add(ids, np.stack(vectors))
+        self._index_adds = []
+
+    def _save_index(self) -> None:
+        """Save the index when everything it holds is committed (otherwise the next open catches up)."""
+        if self.index is None or self.readonly:
+            return
+        try:
+            self.index.save(self.index_path(self.index_model), self.embedding_stamp(self.index_model))
+        except (OSError, RuntimeError, sqlite3.Error) as exc:
+            log.warning("%s: could not save the vector index (%s); it is rebuilt next time", self.path.name, exc)
+
     # -- reading ---------------------------------------------------------------------------------
 
-    def identity_galleries(self, model_key: str, per_identity: int) -> Iterator[tuple[int, bool, np.ndarray]]:
-        """The best stored embeddings of each identity for one model, to restore the matcher."""
+    def identity_galleries(self, model_key: str, per_identity: int,
+                           recent: int) -> Iterator[tuple[int, bool, bool, np.ndarray]]:
+        """The matcher's working set at start: every target and named identity, and the ``recent`` ones seen
+        last, as (id, is target, is named, best embeddings of ``model_key``); identities without any are left out."""
         rows = self._db.execute(
-            "SELECT i.id, i.is_target, e.vector FROM identities i JOIN embeddings e ON e.identity_id = i.id "
-            "WHERE e.model_key = ? ORDER BY i.id, e.quality DESC, e.id DESC", (model_key,)).fetchall()
-        current: int | None = None
-        target = False
-        vectors: list[np.ndarray] = []
-        for identity_id, is_target, blob in [*rows, (None, 0, b"")]:
-            if identity_id != current:
-                if current is not None and vectors:
-                    yield current, target, np.stack(vectors)
-                current, target, vectors = identity_id, bool(is_target), []
-            if identity_id is not None and len(vectors) < per_identity:
-                vectors.append(np.frombuffer(blob, dtype=np.float32))
+            "SELECT id, is_target, label != '' FROM identities WHERE is_target = 1 OR label != '' UNION "
+            "SELECT * FROM (SELECT id, is_target, label != '' FROM identities ORDER BY last_seen DESC LIMIT ?)",
+            (recent,)).fetchall()
+        for identity_id, is_target, named in rows:
+            gallery = self.identity_gallery(identity_id, model_key, per_identity)
+            if len(gallery):
+                yield int(identity_id), bool(is_target), bool(named), gallery
 
     def identity_gallery(self, identity_id: int, model_key: str, per_identity: int) -> np.ndarray:
         """The best stored embeddings (n×d float32) of one identity, to rebuild its gallery after an edit."""
@@ -783,27 +889,35 @@ class SightingStore:
             out.append(item)
         return out
 
-    def search(self, embedding: np.ndarray, model_key: str, k: int = 10) -> list[SearchHit]:
-        """The ``k`` stored sightings whose embeddings are most similar (cosine) to ``embedding``."""
-        rows = self._db.execute(
-            "SELECT e.sighting_id, e.vector FROM embeddings e WHERE e.model_key = ? AND e.sighting_id IS NOT NULL",
-            (model_key,)).fetchall()
-        if not rows:
+    def search(self, embedding: np.ndarray, model_key: str, k: int = 10,
+               index: VectorIndex | None = None) -> list[SearchHit]:
+        """The ``k`` stored sightings whose embeddings are most similar (cosine) to ``embedding``.
+
+        ``index``: the writer's index of ``model_key`` (a reader thread searching while the cameras run);
+        without it this store's own, attached on first use.
+        """
+        index = index or self.attach_index(model_key, int(np.asarray(embedding).shape[-1]))
+        if np.asarray(embedding).shape[-1] != index.dim:
+            raise ValueError(f"query has {np.asarray(embedding).shape[-1]} dimensions, stored embeddings {index.dim}")
+        scores, ids = index.search(np.asarray(embedding, np.float32).reshape(1, -1), k)
+        ranked = [(int(i), float(score)) for i, score in zip(ids[0], scores[0], strict=True) if i >= 0]
+        if not ranked:
             return []
-        ids = np.array([r[0] for r in rows], dtype=np.int64)
-        matrix = np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows])
-        if matrix.shape[1] != embedding.shape[-1]:
-            raise ValueError(f"query has {embedding.shape[-1]} dimensions, stored embeddings {matrix.shape[1]}")
-        scores = matrix @ np.asarray(embedding, np.float32).ravel()
-        best: dict[int, float] = {}
-        for sighting_id, score in zip(ids.tolist(), scores.tolist(), strict=True):
-            best[sighting_id] = max(score, best.get(sighting_id, -1.0))
-        top = sorted(best.items(), key=lambda item: -item[1])[:k]
-        placeholders = ",".join("?" * len(top))
-        by_id = {r[0]: _sighting(r) for r in self._db.execute(
-            f"SELECT {_SIGHTING_COLUMNS} FROM sightings s JOIN sources src ON src.id = s.source_id "
-            f"JOIN tracks t ON t.id = s.track_row WHERE s.id IN ({placeholders})", [i for i, _ in top])}
-        return [SearchHit(by_id[i], score) for i, score in top]
+        placeholders = ",".join("?" * len(ranked))
+        by_id = {r[0]: _sighting(r[1:]) for r in self._db.execute(
+            f"SELECT e.id, {_SIGHTING_COLUMNS} FROM embeddings e JOIN sightings s ON s.id = e.sighting_id "
+            f"JOIN sources src ON src.id = s.source_id JOIN tracks t ON t.id = s.track_row "
+            f"WHERE e.id IN ({placeholders})", [i for i, _ in ranked])}
+        return [SearchHit(by_id[i], score) for i, score in ranked if i in by_id]  # deleted meanwhile: left out
+
+    def embedding_identities(self, embedding_ids: Sequence[int]) -> dict[int, int]:
+        """The identity each of these embeddings belongs to now (operator edits included)."""
+        if not embedding_ids:
+            return {}
+        placeholders = ",".join("?" * len(embedding_ids))
+        return {int(r[0]): int(r[1]) for r in self._db.execute(
+            f"SELECT id, identity_id FROM embeddings WHERE id IN ({placeholders}) AND identity_id IS NOT NULL",
+            [int(i) for i in embedding_ids])}
 
     # -- export ----------------------------------------------------------------------------------
 
@@ -834,6 +948,31 @@ class SightingStore:
         with open_private(Path(path)) as fh:
             fh.write(json.dumps(payload, indent=1))
         return len(sightings)
+
+
+class StoreDirectory:
+    """The matcher's look-up of identities outside its working set: the store's vector index finds the
+    nearest stored embeddings, the database says whose they are now (operator edits included) and
+    hands over their galleries. Use from the store's thread."""
+
+    def __init__(self, store: SightingStore, model_key: str, per_identity: int) -> None:
+        self.store, self.model_key, self.per_identity = store, model_key, per_identity
+
+    def candidates(self, embeddings: np.ndarray, k: int, min_score: float = -1.0) -> list[list[int]]:
+        index = self.store.index
+        if index is None or self.store.index_model != self.model_key or len(index) == 0:
+            return [[] for _ in embeddings]
+        scores, ids = index.search(embeddings, k)
+        owners = self.store.embedding_identities([int(i) for i in ids[scores >= min_score] if i >= 0])
+        out = []
+        for row_ids, row_scores in zip(ids, scores, strict=True):
+            found = [owners[int(i)] for i, score in zip(row_ids, row_scores, strict=True)
+                     if score >= min_score and int(i) in owners]
+            out.append(list(dict.fromkeys(found)))
+        return out
+
+    def gallery(self, identity_id: int) -> np.ndarray:
+        return self.store.identity_gallery(identity_id, self.model_key, self.per_identity)
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -35,7 +35,7 @@ from PySide6.QtWidgets import (
 
 from reid_desktop.core import config as config_mod
 from reid_desktop.core import credentials
-from reid_desktop.core.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.pipeline import Pipeline, PipelineInfo, Searcher
 from reid_desktop.core.redaction import has_secrets, join_credentials, redact, strip_secrets
 from reid_desktop.core.report import write_html_report
 from reid_desktop.core.sources import SourceKind, SourceSpec
@@ -101,6 +101,16 @@ class MessageBanner(QWidget):
         self.messages = []
         self._keyed = {}
         self.hide()
+
+
+def search_results(searcher: Searcher, store: SightingStore, crop: np.ndarray, k: int) -> list[SearchResult]:
+    """The ``k`` best-matching tracks with their pictures: many sightings of one track look alike, so more
+    are fetched and each track is shown once, at its best score."""
+    best_per_track: dict[int, SearchHit] = {}
+    for hit in searcher.search(store, crop, 5 * k):
+        best_per_track.setdefault(hit.sighting.track_row, hit)
+    return [SearchResult(hit, store.track_thumbnail(hit.sighting.track_row))
+            for hit in list(best_per_track.values())[:k]]
 
 
 class MainWindow(QMainWindow):
@@ -721,24 +731,14 @@ class MainWindow(QMainWindow):
         self.search_panel.set_query(query)
         k = self.search_panel.top_k.value()
         self.settings.search_top_k = k
-        # many sightings of one track look alike: fetch more and show each track once, at its best score
-        self._submit(lambda p: p.search(query.crop, 5 * k), lambda hits: self._on_search_hits(hits, k),
-                     what="search")
-
-    def _on_search_hits(self, hits: list[SearchHit], k: int) -> None:
-        best_per_track: dict[int, SearchHit] = {}
-        for hit in hits:
-            best_per_track.setdefault(hit.sighting.track_row, hit)
-        top = list(best_per_track.values())[:k]
-
-        def read(store: SightingStore) -> list[SearchResult]:
-            return [SearchResult(hit, store.track_thumbnail(hit.sighting.track_row)) for hit in top]
-
         def show(results: list[SearchResult] | None) -> None:
             self.search_panel.set_results(results or [])
             self.search_finished.emit()
 
-        self._read_store(read, show, "read the search results")
+        # the engine thread only hands over its model and live index; the search runs in a reader thread
+        self._submit(lambda p: p.searcher(),
+                     lambda searcher: self._read_store(lambda store: search_results(searcher, store, query.crop, k),
+                                                       show, "search"), what="search")
 
     def _search_target(self, identity_id: int) -> None:
         def read(store: SightingStore) -> bytes | None:

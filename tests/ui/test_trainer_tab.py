@@ -76,13 +76,13 @@ def test_a_finished_run_is_listed_and_its_model_replaces_the_live_one(qtbot, mak
 
     def new_embeddings() -> int:
         with SightingStore(database, readonly=True) as store:
-            return len(list(store.identity_galleries(info.embedder_key, 5)))
+            return store.embedding_stamp(info.embedder_key)["count"]
 
     qtbot.waitUntil(lambda: new_embeddings() > 0, timeout=WAIT_MS)
     with SightingStore(database, readonly=True) as store:
         runs = store.runs()
         assert runs[-2]["status"] == "model changed" and runs[-1]["model_key"] == info.embedder_key
-        _, _, gallery = next(store.identity_galleries(info.embedder_key, 5))
+        *_, gallery = next(store.identity_galleries(info.embedder_key, 5, recent=10))
         assert gallery.shape[1] == 2048
 
 

@@ -1,0 +1,83 @@
+"""The FAISS vector index: exact while small, inverted-file once large, saved and refused when damaged."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from reid_desktop.core import vector_index
+from reid_desktop.core.vector_index import VectorIndex
+
+
+def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def clustered(rng: np.random.Generator, people: int, per_person: int, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """``per_person`` noisy views of each of ``people`` random directions, like re-id embeddings."""
+    centres = rng.standard_normal((people, dim)).astype(np.float32)
+    owner = np.repeat(np.arange(people), per_person)
+    x = centres[owner] + 0.8 * rng.standard_normal((len(owner), dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True), owner
+
+
+def test_exact_search_matches_brute_force_and_removal() -> None:
+    rng = np.random.default_rng(0)
+    vectors = unit(rng, 500, 64)
+    index = VectorIndex(64)
+    index.add(np.arange(1000, 1500), vectors)
+    query = unit(rng, 3, 64)
+    scores, ids = index.search(query, 5)
+    expected = np.argsort(-(query @ vectors.T), axis=1)[:, :5] + 1000
+    assert (ids == expected).all()
+    assert np.allclose(scores, np.sort(query @ vectors.T, axis=1)[:, ::-1][:, :5], atol=1e-5)
+    assert index.remove([int(expected[0, 0]), 99_999]) == 1
+    _, again = index.search(query[:1], 5)
+    assert int(expected[0, 0]) not in again[0] and len(index) == 499
+
+
+def test_wrong_dimension_is_refused() -> None:
+    index = VectorIndex(8)
+    with pytest.raises(ValueError, match="16 dimensions"):
+        index.add([1], np.ones((1, 16), np.float32))
+
+
+def test_grows_into_an_inverted_file_index_without_losing_changes_made_during_the_move() -> None:
+    rng = np.random.default_rng(1)
+    vectors, owner = clustered(rng, 200, 20, 32)
+    index = VectorIndex(32, exact_limit=2000, nlist=16, nprobe=8)
+    index.add(np.arange(2001), vectors[:2001])  # crosses the limit: the move starts in the background
+    index.add(np.arange(2001, 4000), vectors[2001:])  # journalled if the move is still running
+    index.remove([0, 1, 2])
+    assert index.wait_until_settled(60)
+    assert not index.is_exact and len(index) == 3997
+    _, ids = index.search(vectors[100:101], 10)
+    assert 0 not in ids[0]
+    assert np.mean(owner[ids[0]] == owner[100]) >= 0.9  # the other views of the same person
+
+
+def test_save_and_load_round_trip_and_damage_is_detected(tmp_path) -> None:
+    rng = np.random.default_rng(2)
+    vectors = unit(rng, 100, 16)
+    index = VectorIndex(16)
+    index.add(np.arange(100), vectors)
+    path = tmp_path / "sightings.faiss"
+    index.save(path, {"count": 100, "max_id": 99})
+    loaded = vector_index.load(path, 16)
+    assert loaded is not None
+    again, stamp = loaded
+    assert stamp == {"count": 100, "max_id": 99} and len(again) == 100
+    assert (again.search(vectors[:2], 1)[1].ravel() == [0, 1]).all()
+    assert (path.stat().st_mode & 0o777) == 0o600
+
+    assert vector_index.load(path, 32) is None  # another model's dimension
+    path.write_bytes(path.read_bytes()[:-10])  # truncated by a crash
+    assert vector_index.load(path, 16) is None
+    path.write_bytes(b"\0" * len(path.read_bytes()))
+    manifest = {"format": 1, "dim": 16, "count": 100, "bytes": path.stat().st_size, "stamp": {}}
+    vector_index.manifest_path(path).write_text(json.dumps(manifest))
+    assert vector_index.load(path, 16) is None  # garbage of the right size
+    assert vector_index.load(tmp_path / "missing.faiss", 16) is None
