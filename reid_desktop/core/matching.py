@@ -178,15 +178,15 @@ class IdentityMatcher:
     def _enter(self, identity_id: int, is_target: bool = False, pinned: bool = False) -> _Member:
         member = self._members.get(identity_id)
         if member is None:
+            self._evict(room_for=0 if pinned or is_target else 1)  # first, so the bank never outgrows the limit
             member = self._members[identity_id] = _Member(self._bank.take(), is_target, pinned or is_target)
-            self._evict()
         self._members.move_to_end(identity_id)
         self._highest_id = max(self._highest_id, identity_id)
         return member
 
-    def _evict(self) -> None:
-        """Drop the least recently seen identities beyond ``active_limit``; pinned ones stay."""
-        excess = sum(1 for m in self._members.values() if not m.pinned) - self.active_limit
+    def _evict(self, room_for: int) -> None:
+        """Drop the least recently seen identities so ``room_for`` more fit in ``active_limit``; pinned ones stay."""
+        excess = sum(1 for m in self._members.values() if not m.pinned) + room_for - self.active_limit
         for identity_id in [i for i, m in self._members.items() if not m.pinned][:max(excess, 0)]:
             self._bank.release(self._members.pop(identity_id).slot)
 
@@ -276,18 +276,21 @@ class IdentityMatcher:
         out = np.where(valid, top, 0.0).sum(axis=2) / np.maximum(counts, 1)
         return np.where(counts > 0, out, _FORBIDDEN).astype(np.float32)
 
-    def _recall(self, embeddings: np.ndarray, exclude: set[int]) -> None:
-        """Bring the directory's candidates for these descriptors into the working set."""
+    def _recall(self, embeddings: np.ndarray, exclude: set[int]) -> list[int]:
+        """Bring the directory's candidates for these descriptors into the working set; returns them."""
         assert self.directory is not None
         wanted: list[int] = []
         # the mean of an identity's best cosines never beats its best one: weaker hits cannot match
         for found in self.directory.candidates(embeddings, DIRECTORY_CANDIDATES, self.threshold - RECALL_MARGIN):
             wanted.extend(i for i in found if i not in self._members and i not in exclude and i not in wanted)
+        recalled = []
         for identity_id in wanted[: self.active_limit // 2]:
             gallery = self.directory.gallery(identity_id)
             if len(gallery) and gallery.shape[1] == embeddings.shape[1]:
                 self.restore(identity_id, gallery)
-                self.recalled += 1
+                recalled.append(identity_id)
+        self.recalled += len(recalled)
+        return recalled
 
     def assign(self, requests: Sequence[MatchRequest], busy: Iterable[int] = ()) -> list[MatchDecision]:
         """Identities for tracks of one camera and frame; ``busy`` identities are held by other tracks there.
@@ -302,9 +305,11 @@ class IdentityMatcher:
         sims = self.similarities(embeddings, identity_ids)
         unmatched = sims.max(axis=1, initial=_FORBIDDEN) < self.threshold
         if self.directory is not None and unmatched.any():
-            self._recall(embeddings[unmatched], busy)
-            identity_ids = [i for i in self._members if i not in busy]
-            sims = self.similarities(embeddings, identity_ids)
+            recalled = self._recall(embeddings[unmatched], busy)
+            if recalled:  # those evicted to make room are no longer offered
+                kept = [c for c, i in enumerate(identity_ids) if i in self._members]
+                identity_ids = [identity_ids[c] for c in kept] + recalled
+                sims = np.hstack([sims[:, kept], self.similarities(embeddings, recalled)])
         decisions: dict[Hashable, MatchDecision] = {}
         if identity_ids:
             rows, cols = linear_sum_assignment(-sims)
