@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import os
 import resource
 import statistics
 import sys
@@ -26,14 +27,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the app does (reid_desktop/__init__.py)
 
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reid_desktop.core.config import MatcherConfig  # noqa: E402
 from reid_desktop.core.matching import IdentityMatcher, MatchRequest  # noqa: E402
-from reid_desktop.core.storage import SightingRecord, SightingStore, TrackKey  # noqa: E402
-from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, trained_ivf  # noqa: E402
+from reid_desktop.core.storage import LOOKUP_NPROBE, SightingRecord, SightingStore, TrackKey  # noqa: E402
+from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf  # noqa: E402
 
 DIM = 2048
 NOISE = 0.8  # per-dimension noise relative to the identity direction: same-person cosine ~0.6
@@ -76,7 +78,7 @@ class SyntheticDirectory:
         self.population, self.index = population, index
 
     def candidates(self, embeddings: np.ndarray, k: int, min_score: float = -1.0) -> list[list[int]]:
-        scores, ids = self.index.search(embeddings, k)
+        scores, ids = self.index.search(embeddings, k, nprobe=LOOKUP_NPROBE)
         return [[int(i) for i, s in zip(row, srow, strict=True) if i >= 0 and s >= min_score]
                 for row, srow in zip(ids, scores, strict=True)]
 
@@ -90,7 +92,7 @@ def build_index(population: Population, count: int, seed: int, per_identity: int
     if count > EXACT_LIMIT:  # as the store builds a large index: train on the first vectors, then add
         first = np.concatenate([population.stored(lo, min(count, lo + CHUNK), seed, per_identity)
                                 for lo in range(0, min(count, 64 * NLIST), CHUNK)])
-        index = VectorIndex(DIM, index=trained_ivf(DIM, first, NLIST))
+        index = VectorIndex(DIM, index=trained_ivf(DIM, first, lists_for(count)))
     for lo in range(0, count, CHUNK):
         index.add(np.arange(lo, min(count, lo + CHUNK)),
                   population.stored(lo, min(count, lo + CHUNK), seed, per_identity))

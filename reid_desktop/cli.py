@@ -112,7 +112,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     specs = _parse_sources(args.sources, args.demo)
     db_path = Path(args.db) if args.db else default_database()
     try:
-        store = SightingStore(db_path, cfg.storage.commit_interval_s)
+        store = SightingStore(db_path, cfg.storage.commit_interval_s,
+                              embeddings_per_track=cfg.storage.embeddings_per_track)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

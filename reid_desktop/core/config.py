@@ -87,7 +87,7 @@ class MatcherConfig:
     threshold: float = _opt(0.0, "Cosine similarity needed to link a track to an identity (0: the model's "
                                  "recommended value)", min=0.0, max=1.0)
     identity_gallery_size: int = _opt(10, "Best embeddings kept per identity in the working set", min=1, max=100)
-    active_identities: int = _opt(512, "Identities compared exactly on every frame (the most recently seen; "
+    active_identities: int = _opt(256, "Identities compared exactly on every frame (the most recently seen; "
                                        "targets and named people always); the others are found through the "
                                        "database's vector index", min=8, max=100_000)
 
@@ -96,8 +96,14 @@ class MatcherConfig:
 class StorageConfig:
     commit_interval_s: float = _opt(1.0, "Longest time between commits to the sightings database", min=0.0)
     thumbnail_height: int = _opt(128, "Height of stored best-crop thumbnails", min=16, max=1024)
-    retention_days: int = _opt(0, "Delete sightings older than this many days, at the start and hourly (0: keep all)",
-                               min=0)
+    retention_days: int = _opt(0, "Delete sightings older than this many days, at the start and every few minutes "
+                                  "(0: keep all)", min=0)
+    max_database_gb: float = _opt(0.0, "Delete the oldest sightings when the database holds more than this many GB "
+                                       "(0: no limit)", min=0.0)
+    sightings_per_second: float = _opt(2.0, "Positions stored per track and second, besides its first and last and "
+                                            "those with an embedding or a better picture; targets: every frame "
+                                            "(0: every frame for everyone)", min=0.0)
+    embeddings_per_track: int = _opt(8, "Best embeddings stored per track; weaker ones give way", min=1, max=1000)
 
 
 @dataclass

@@ -138,7 +138,7 @@ class IdentityMatcher:
     identity that leaves the working set is not recognised again (no database: nothing to look it up in)."""
 
     def __init__(self, threshold: float, gallery_size: int = 8, allocate_id: IdAllocator | None = None,
-                 active_limit: int = 512, directory: IdentityDirectory | None = None) -> None:
+                 active_limit: int = 256, directory: IdentityDirectory | None = None) -> None:
         self.threshold = threshold
         self.gallery_size = gallery_size
         self.active_limit = active_limit
@@ -265,10 +265,13 @@ class IdentityMatcher:
         if not identity_ids or self._bank.dim == 0:
             return np.full((len(embeddings), len(identity_ids)), _FORBIDDEN, np.float32)
         slots = np.fromiter((self._members[i].slot for i in identity_ids), np.int64, len(identity_ids))
-        bank = self._bank
-        # one product with the whole bank (BLAS; at most twice the working set), then this set's slots
-        cos = (np.asarray(embeddings, np.float32) @ bank.vectors.reshape(-1, bank.dim).T).reshape(
-            len(embeddings), len(bank.vectors), bank.gallery_size)[:, slots]
+        bank, queries = self._bank, np.asarray(embeddings, np.float32)
+        if 4 * len(slots) < len(bank.vectors):  # a few (just recalled): copy their galleries out
+            cos = (queries @ bank.vectors[slots].reshape(-1, bank.dim).T).reshape(
+                len(queries), len(slots), bank.gallery_size)
+        else:  # most of the working set: one product with the whole bank, then its slots
+            cos = (queries @ bank.vectors.reshape(-1, bank.dim).T).reshape(
+                len(queries), len(bank.vectors), bank.gallery_size)[:, slots]
         cos = np.where(bank.quality[slots] > _EMPTY, cos, -np.inf)  # empty rows never count
         top = -np.sort(-cos, axis=2)[:, :, :TOP_COSINES]
         valid = np.isfinite(top)

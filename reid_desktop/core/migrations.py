@@ -83,6 +83,12 @@ CREATE INDEX runs_status ON runs (status);
 """
 
 
+# Schema 3: retention runs every few minutes while recording, so it finds old sightings by time.
+_V3 = """
+CREATE INDEX sightings_time ON sightings (timestamp);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(db: sqlite3.Connection) -> None:
         for statement in sql.split(";\n"):
@@ -92,7 +98,7 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 
 # MIGRATIONS[n] takes a database from schema n to schema n + 1 (schema 0: an empty file).
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2))
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2), _script(_V3))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

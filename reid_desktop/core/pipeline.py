@@ -50,7 +50,7 @@ T = TypeVar("T")
 log = logging.getLogger(__name__)
 
 MIN_CROP_PIXELS = 12
-RETENTION_EVERY_S = 3600.0  # a run of weeks keeps its history bounded, not only the next start
+RETENTION_EVERY_S = 600.0  # a run of weeks keeps its history bounded, not only the next start
 # per track (source, track id) embedded in this frame: (vector, crop quality, the crop when it is the track's best)
 FreshEmbeddings = dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray | None]]
 
@@ -122,6 +122,9 @@ class _TrackState:
     best_quality: float = 0.0
     last_embedded: int = -(10**9)
     last_seen: int = 0
+    stored_at: float | None = None  # timestamp of the last sighting written for this track
+    stored_identity: int | None = None
+    held: SightingRecord | None = None  # the newest sighting not written: the track's last, if it ends now
 
     def descriptor(self) -> np.ndarray:
         mean = np.mean([v for _, v in self.embeddings], axis=0)
@@ -172,14 +175,20 @@ class Pipeline:
                                self.config.matcher.active_identities, directory)
 
     def apply_retention(self) -> None:
-        """Delete sightings older than ``storage.retention_days``: at the start, then every hour of a long run."""
-        days = self.config.storage.retention_days
+        """Delete sightings older than ``storage.retention_days`` and, past ``storage.max_database_gb``, the
+        oldest ones; give their pages back to the disk. At the start, then every few minutes of a long run."""
         self._next_retention = time.monotonic() + RETENTION_EVERY_S
-        if self.store is None or not days:
+        if self.store is None:
             return
-        purged = self.store.purge_older_than(time.time() - days * 86400.0)
+        days, max_gb = self.config.storage.retention_days, self.config.storage.max_database_gb
+        purged = self.store.purge_older_than(time.time() - days * 86400.0) if days else 0
         if purged:
             log.info("retention: deleted %d sightings older than %d days", purged, days)
+        over = self.store.enforce_size(int(max_gb * 1e9)) if max_gb else 0
+        if over:
+            log.warning("retention: deleted the %d oldest sightings to keep the database under %g GB", over, max_gb)
+        if purged or over:
+            self.store.reclaim()
 
     @property
     def detector_name(self) -> str:
@@ -240,8 +249,9 @@ class Pipeline:
         if self.store is not None:
             self.store.merge_identities(keep, drop)
             # the store now holds both galleries under ``keep``, also when neither was in the working set
-            self.matcher.replace_gallery(keep, self.store.identity_gallery(
-                keep, self.embedder.key, self.config.matcher.identity_gallery_size))
+            gallery = self.store.identity_gallery(keep, self.embedder.key, self.config.matcher.identity_gallery_size)
+            if len(gallery):
+                self.matcher.replace_gallery(keep, gallery)
         for state in self._tracks.values():
             if state.identity_id == drop:
                 state.identity_id = keep
@@ -279,8 +289,8 @@ class Pipeline:
         self.warnings = tuple(warnings)
         targets = self.matcher.targets
         self.matcher = self._new_matcher()
-        for state in self._tracks.values():
-            state.identity_id, state.match_score, state.embeddings, state.best_quality = None, None, [], 0.0
+        for key in list(self._tracks):  # the next sightings are the new run's tracks
+            self._drop_track(key)
         if self.store is not None:
             self._restore_identities(targets)
             if self.run_id is not None:
@@ -293,7 +303,7 @@ class Pipeline:
         """Drop a camera's tracker and tracks (it was removed, or jumped in time); its next tracks are new rows."""
         self._trackers.pop(source_id, None)
         for key in [k for k in self._tracks if k[0] == source_id]:
-            del self._tracks[key]
+            self._drop_track(key)
         self._segments[source_id] = self._segments.get(source_id, 0) + 1
 
     # -- processing ------------------------------------------------------------------------------
@@ -334,7 +344,7 @@ class Pipeline:
             if time.monotonic() >= self._next_retention:
                 try:
                     self.apply_retention()
-                except StorageUnavailable as exc:  # the database is failing: the next hour tries again
+                except StorageUnavailable as exc:  # the database is failing: the next round tries again
                     log.warning("retention skipped: %s", exc)
         return results
 
@@ -452,12 +462,20 @@ class Pipeline:
                          self._segments.get(source, 0), key[1])
         vector, quality, patch = fresh if fresh is not None else (None, 0.0, None)
         box = person.box.tolist()
-        store.record(SightingRecord(
+        record = SightingRecord(
             run_id=run_id, track=track, identity_id=state.identity_id, frame_index=frame.index,
             timestamp=frame.timestamp, media_time=frame.media_time, box=(box[0], box[1], box[2], box[3]),
             confidence=person.confidence, match_score=state.match_score, embedding=vector,
             model_key=self.embedder.key, quality=quality,
-            thumbnail=self._thumbnail(patch) if patch is not None else None))
+            thumbnail=self._thumbnail(patch) if patch is not None else None)
+        per_second = self.config.storage.sightings_per_second
+        due = (per_second == 0 or person.is_target or state.stored_at is None or vector is not None or patch is not None
+               or state.identity_id != state.stored_identity or record.timestamp - state.stored_at >= 1 / per_second)
+        if due:
+            store.record(record)
+            state.stored_at, state.stored_identity, state.held = record.timestamp, state.identity_id, None
+        else:
+            state.held = record
 
     def _thumbnail(self, patch: np.ndarray) -> bytes:
         height = self.config.storage.thumbnail_height
@@ -472,7 +490,13 @@ class Pipeline:
         for (source, _), state in self._tracks.items():
             newest[source] = max(newest.get(source, 0), state.last_seen)
         for key in [k for k, s in self._tracks.items() if newest[k[0]] - s.last_seen > horizon]:
-            del self._tracks[key]
+            self._drop_track(key)
+
+    def _drop_track(self, key: tuple[str, int]) -> None:
+        """The track has ended: its last sighting, if held back by sampling, is written now."""
+        state = self._tracks.pop(key)
+        if state.held is not None and self.store is not None:
+            self.store.record(state.held)
 
     def register_source(self, spec: SourceSpec) -> None:
         """Record how a source is described in the store (its URI without credentials, its kind)."""
@@ -499,6 +523,8 @@ class Pipeline:
         if self.store is None or self.run_id is None:
             return True
         try:
+            for key in list(self._tracks):
+                self._drop_track(key)
             return self.store.end_run(self.run_id, status)
         except Exception:
             log.exception("could not end run %s", self.run_id)

@@ -30,6 +30,7 @@ import csv
 import hashlib
 import json
 import logging
+import math
 import os
 import sqlite3
 import time
@@ -44,7 +45,7 @@ import numpy as np
 from reid_desktop.core.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.paths import make_private, open_private
-from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, trained_ivf
+from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf
 from reid_desktop.core.vector_index import load as load_index
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,9 @@ BUSY_TIMEOUT_S = 0.25  # the writer never waits long for another program's lock:
 # Errors that come from one record's data, not from the database: retrying the same batch cannot help.
 _BAD_DATA = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.ProgrammingError, ValueError, TypeError,
              OverflowError)
+
+
+_INCREMENTAL = 2  # PRAGMA auto_vacuum = INCREMENTAL
 
 
 class StoreError(RuntimeError):
@@ -258,10 +262,13 @@ class SightingStore:
     """
 
     def __init__(self, path: Path | str, commit_interval_s: float = 1.0, readonly: bool = False,
-                 max_pending_records: int = MAX_PENDING_RECORDS, max_pending_bytes: int = MAX_PENDING_BYTES) -> None:
+                 max_pending_records: int = MAX_PENDING_RECORDS, max_pending_bytes: int = MAX_PENDING_BYTES,
+                 embeddings_per_track: int = 0) -> None:
+        """``embeddings_per_track``: the most embeddings a track keeps (its best; 0: all)."""
         self.path = Path(path)
         self.readonly = readonly
         self.commit_interval_s = commit_interval_s
+        self.embeddings_per_track = embeddings_per_track
         self._lock: WriterLock | None = None
         if readonly:
             self._db = self._open_readonly()
@@ -277,6 +284,7 @@ class SightingStore:
         self.index: VectorIndex | None = None
         self.index_model = ""
         self._index_adds: list[tuple[int, np.ndarray]] = []  # embeddings of the transaction being written
+        self._index_removes: list[int] = []  # and those it deleted (over a track's cap)
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -313,6 +321,11 @@ class SightingStore:
                 found, now = migrate(db, self.path)
                 if found and found != now:
                     log.warning("upgraded %s from database schema %d to %d", self.path, found, now)
+                if db.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+                    # deleted history gives its pages back to the disk (reclaim()); a file made before needs
+                    # one full VACUUM to switch, done once here
+                    db.execute(f"PRAGMA auto_vacuum = {_INCREMENTAL}")
+                    db.execute("VACUUM")
                 db.execute("PRAGMA journal_mode = WAL")
                 db.execute("PRAGMA synchronous = FULL")
                 db.execute("UPDATE runs SET status = 'crashed', finished = COALESCE("
@@ -451,12 +464,12 @@ class SightingStore:
             return not self._failure
         try:
             try:
-                self._index_adds = []
+                self._index_adds, self._index_removes = [], []
                 with self._transaction():
                     for record in records:
                         self._write(record)
             except _BAD_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
-                self._index_adds = []
+                self._index_adds, self._index_removes = [], []
                 self._write_each(records)
         except StorageUnavailable as exc:
             self._failed(exc)
@@ -478,12 +491,12 @@ class SightingStore:
         with self._transaction():
             for record in records:
                 self._db.execute("SAVEPOINT record")
-                adds = len(self._index_adds)
+                adds, removes = len(self._index_adds), len(self._index_removes)
                 try:
                     self._write(record)
                 except _BAD_DATA as exc:
                     self._db.execute("ROLLBACK TO record")
-                    del self._index_adds[adds:]
+                    del self._index_adds[adds:], self._index_removes[removes:]
                     self._source_rows.clear()  # a source row made by this record is gone with it
                     refused += 1
                     if refused == 1:
@@ -526,6 +539,13 @@ class SightingStore:
                                               vector.tobytes())).lastrowid
             if r.model_key == self.index_model:
                 self._index_adds.append((int(embedding_id or 0), vector))
+            if self.embeddings_per_track:
+                weakest = [row[0] for row in db.execute(
+                    "SELECT id FROM embeddings WHERE track_row = ? ORDER BY quality DESC, id DESC LIMIT -1 OFFSET ?",
+                    (track_row, self.embeddings_per_track))]
+                if weakest:
+                    db.execute(f"DELETE FROM embeddings WHERE id IN ({','.join('?' * len(weakest))})", weakest)
+                    self._index_removes.extend(weakest)
         if r.thumbnail:  # the best crop per track and per identity
             db.execute("UPDATE tracks SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
                        (r.thumbnail, r.quality, track_row, r.quality))
@@ -679,6 +699,34 @@ class SightingStore:
             self.index.remove(gone)
         return deleted
 
+    @property
+    def live_bytes(self) -> int:
+        """Bytes the database's rows take (its file less the free pages waiting to be given back)."""
+        pages, free, size = (self._db.execute(f"PRAGMA {name}").fetchone()[0]
+                             for name in ("page_count", "freelist_count", "page_size"))
+        return int((pages - free) * size)
+
+    def reclaim(self) -> None:
+        """Give the pages of deleted rows back to the disk (incremental vacuum, no full rewrite)."""
+        self._writable()
+        try:
+            # executescript steps the pragma to the end; execute() would free one page per call
+            self._db.executescript("PRAGMA incremental_vacuum;")
+        except sqlite3.Error as exc:
+            raise StorageUnavailable(describe_failure(exc)) from exc
+
+    def enforce_size(self, max_bytes: int) -> int:
+        """Delete the oldest sightings, a tenth at a time, until the rows fit in ``max_bytes``; returns how many."""
+        deleted = 0
+        while self.live_bytes > max_bytes:
+            count = self._db.execute("SELECT COUNT(*) FROM sightings").fetchone()[0]
+            if not count:
+                break
+            cutoff = self._db.execute("SELECT timestamp FROM sightings ORDER BY timestamp LIMIT 1 OFFSET ?",
+                                      (count // 10,)).fetchone()[0]
+            deleted += self.purge_older_than(math.nextafter(cutoff, math.inf))
+        return deleted
+
     def _refresh_identity(self, identity_id: int) -> None:
         """Recompute first/last seen and the best thumbnail from the rows an identity still has."""
         self._db.execute(
@@ -759,16 +807,20 @@ class SightingStore:
             index = VectorIndex(dim)
         else:  # train on the first vectors, then stream the rest: the whole table never sits in memory
             _, sample = next(iter(self.iter_embeddings(model_key, chunk=64 * NLIST)))
-            index = VectorIndex(dim, index=trained_ivf(dim, sample, NLIST))
+            index = VectorIndex(dim, index=trained_ivf(dim, sample, lists_for(count)))
         for ids, vectors in self.iter_embeddings(model_key):
             index.add(ids, vectors)
         return index
 
     def _index_committed(self) -> None:
-        if self.index is not None and self._index_adds:
-            ids, vectors = zip(*self._index_adds, strict=True)
-            self.index.add(ids, np.stack(vectors))
-        self._index_adds = []
+        if self.index is not None:
+            removed = set(self._index_removes)
+            adds = [(i, v) for i, v in self._index_adds if i not in removed]  # in and out within one commit
+            if adds:
+                ids, vectors = zip(*adds, strict=True)
+                self.index.add(ids, np.stack(vectors))
+            self.index.remove(removed)
+        self._index_adds, self._index_removes = [], []
 
     def _save_index(self) -> None:
         """Save the index when everything it holds is committed (otherwise the next open catches up)."""
@@ -950,6 +1002,9 @@ class SightingStore:
         return len(sightings)
 
 
+LOOKUP_NPROBE = 8  # the matcher's look-ups scan fewer lists than an operator's search: they run every frame
+
+
 class StoreDirectory:
     """The matcher's look-up of identities outside its working set: the store's vector index finds the
     nearest stored embeddings, the database says whose they are now (operator edits included) and
@@ -962,7 +1017,7 @@ class StoreDirectory:
         index = self.store.index
         if index is None or self.store.index_model != self.model_key or len(index) == 0:
             return [[] for _ in embeddings]
-        scores, ids = index.search(embeddings, k)
+        scores, ids = index.search(embeddings, k, nprobe=LOOKUP_NPROBE)
         owners = self.store.embedding_identities([int(i) for i in ids[scores >= min_score] if i >= 0])
         out = []
         for row_ids, row_scores in zip(ids, scores, strict=True):

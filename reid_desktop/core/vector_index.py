@@ -2,10 +2,12 @@
 
 Small collections are searched exactly (``IDMap2,Flat``: no training, fast below
 :data:`EXACT_LIMIT` vectors). When a collection outgrows that, its vectors move to an inverted-file
-index with 8-bit scalar quantisation (``IVF{nlist},SQ8``: a quarter of float32's memory), trained
-once on the vectors held at that moment; a query scans ``nprobe`` of the lists. The move is built
-in a background thread from a snapshot while the exact index keeps serving, and the additions and
-removals made meanwhile are replayed before it takes over, so the owner never waits for a training.
+index with 8-bit scalar quantisation (``IVF{nlist},SQ8``: a quarter of float32's memory) whose
+list count follows the size (about 39 vectors per list, as FAISS wants for training, up to
+:data:`NLIST`); it moves again to more lists each time it has grown fourfold, until the cap. A query
+scans ``nprobe`` of the lists. A move is trained in a background thread on a snapshot while the old
+index keeps serving, and the additions and removals made meanwhile are replayed before it takes
+over, so the owner never waits for a training.
 FAISS was chosen over hnswlib and usearch because graph indexes take far longer to build at 2048
 dimensions on two cores and delete only by marking (figures in bench/RESULTS.md).
 
@@ -31,9 +33,10 @@ from reid_desktop.core.paths import open_private
 
 log = logging.getLogger(__name__)
 
-EXACT_LIMIT = 50_000
-NLIST = 1024  # inverted lists: FAISS wants ~39 training vectors per list, so EXACT_LIMIT >= 39 * NLIST
+EXACT_LIMIT = 2_000  # an exact scan of 2,000 2048-d vectors takes well under a millisecond
+NLIST = 1024  # most inverted lists; FAISS wants about 39 training vectors per list
 NPROBE = 32
+GROWTH = 4  # move to more lists when the size calls for this many times the lists held
 FORMAT = 1
 
 
@@ -61,12 +64,25 @@ class VectorIndex:
         self._lock = threading.Lock()
         self._journal: list[tuple[str, np.ndarray, np.ndarray | None]] | None = None  # while an IVF is built
         self._builder: threading.Thread | None = None
+        self._move_failed = False
         if not self.is_exact:
             faiss.extract_index_ivf(self._index).nprobe = nprobe
 
     @property
     def is_exact(self) -> bool:
         return isinstance(self._index, faiss.IndexIDMap2)
+
+    @property
+    def lists(self) -> int:
+        """Inverted lists (0: exact search)."""
+        return 0 if self.is_exact else int(faiss.extract_index_ivf(self._index).nlist)
+
+    def _move_due(self) -> bool:
+        if self._journal is not None or self._move_failed:
+            return False
+        if self.is_exact:
+            return len(self) > self.exact_limit
+        return lists_for(len(self), self.nlist) >= GROWTH * self.lists
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -81,7 +97,7 @@ class VectorIndex:
             self._index.add_with_ids(matrix, ids_array)
             if self._journal is not None:
                 self._journal.append(("add", ids_array, matrix))
-            start_move = self.is_exact and self._builder is None and len(self) > self.exact_limit
+            start_move = self._move_due()
         if start_move:
             self._start_move()
 
@@ -91,26 +107,37 @@ class VectorIndex:
         if not len(ids_array):
             return 0
         with self._lock:
-            removed = int(self._index.remove_ids(faiss.IDSelectorBatch(ids_array)))
+            removed = int(self._index.remove_ids(faiss.IDSelectorArray(ids_array)))
             if self._journal is not None:
                 self._journal.append(("remove", ids_array, None))
         return removed
 
-    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` nearest vectors of each query: (scores, ids), best first; id -1 where there are fewer."""
+    def search(self, queries: np.ndarray, k: int, nprobe: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest vectors of each query: (scores, ids), best first; id -1 where there are fewer.
+
+        ``nprobe``: lists to scan instead of the default (fewer: faster, may miss more).
+        """
         matrix = _as_matrix(queries, self.dim)
         with self._lock:
             if len(self) == 0 or k <= 0:
                 return np.zeros((len(matrix), 0), np.float32), np.zeros((len(matrix), 0), np.int64)
-            scores, ids = self._index.search(matrix, int(min(k, len(self))))
+            params = None if self.is_exact or nprobe is None else faiss.SearchParametersIVF(nprobe=nprobe)
+            scores, ids = self._index.search(matrix, int(min(k, len(self))), params=params)
         return scores, ids
 
-    # -- growing out of exact search ---------------------------------------------------------------
+    # -- growing ---------------------------------------------------------------------------------
 
     def _start_move(self) -> None:
         with self._lock:
-            ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
-            vectors = faiss.downcast_index(self._index.index).reconstruct_n(0, len(ids))
+            if self.is_exact:
+                ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
+                vectors = faiss.downcast_index(self._index.index).reconstruct_n(0, len(ids))
+            else:  # the codes decoded: 8-bit precision, plenty to train on and to re-encode
+                ivf = faiss.extract_index_ivf(self._index)
+                lists = ivf.invlists
+                ids = np.concatenate([faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
+                                      for i in range(ivf.nlist)]).astype(np.int64)
+                vectors = self._index.reconstruct_batch(ids)
             self._journal = []
         self._builder = threading.Thread(target=self._move, args=(ids, vectors), name="vector-index-train",
                                          daemon=True)
@@ -119,7 +146,7 @@ class VectorIndex:
     def _move(self, ids: np.ndarray, vectors: np.ndarray) -> None:
         """Train the inverted-file index on a snapshot, fill it, replay what changed meanwhile, swap."""
         try:
-            ivf = trained_ivf(self.dim, vectors, self.nlist)
+            ivf = trained_ivf(self.dim, vectors, lists_for(len(vectors), self.nlist))
             ivf.add_with_ids(vectors, ids)
             with self._lock:
                 assert self._journal is not None
@@ -127,15 +154,15 @@ class VectorIndex:
                     if op == "add":
                         ivf.add_with_ids(op_vectors, op_ids)
                     else:
-                        ivf.remove_ids(faiss.IDSelectorBatch(op_ids))
+                        ivf.remove_ids(faiss.IDSelectorArray(op_ids))
                 faiss.extract_index_ivf(ivf).nprobe = self.nprobe
                 self._index, self._journal = ivf, None
-            log.info("vector index: %d vectors moved to an inverted-file index (%d lists)", len(ids), self.nlist)
+            log.info("vector index: %d vectors moved to an inverted-file index (%d lists)", len(ids),
+                     faiss.extract_index_ivf(ivf).nlist)
         except Exception:
-            log.exception("vector index: building the inverted-file index failed; searching exactly")
+            log.exception("vector index: building a larger inverted-file index failed; the current one stays")
             with self._lock:
-                self._journal = None
-                self.exact_limit = 2**62  # do not retry on every add
+                self._journal, self._move_failed = None, True  # do not retry on every add
 
     def wait_until_settled(self, timeout: float | None = None) -> bool:
         """Wait for a move to the inverted-file index in progress (tests, benchmarks, saving)."""
@@ -168,10 +195,16 @@ def manifest_path(path: Path) -> Path:
     return path.with_name(path.name + ".json")
 
 
-def trained_ivf(dim: int, vectors: np.ndarray, nlist: int) -> Any:
-    """An empty ``IVF{nlist},SQ8`` inner-product index trained on (a sample of) ``vectors``."""
-    lists = max(1, min(nlist, len(vectors) // 39))
+def lists_for(count: int, most: int = NLIST) -> int:
+    """Inverted lists for ``count`` vectors: about 39 training vectors each, at most ``most``."""
+    return max(1, min(most, count // 39))
+
+
+def trained_ivf(dim: int, vectors: np.ndarray, lists: int) -> Any:
+    """An empty ``IVF{lists},SQ8`` inner-product index trained on (a sample of) ``vectors``; it can give
+    vectors back by id (a hash-table direct map), so it can move to more lists later."""
     index = faiss.index_factory(dim, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
+    index.set_direct_map_type(faiss.DirectMap.Hashtable)
     sample = vectors
     if len(vectors) > 64 * lists:
         sample = vectors[np.random.default_rng(0).choice(len(vectors), 64 * lists, replace=False)]

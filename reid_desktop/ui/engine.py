@@ -90,7 +90,8 @@ class _Worker(QObject):
     def run(self) -> None:
         store: SightingStore | None = None
         try:
-            store = SightingStore(self._database, self._config.storage.commit_interval_s)
+            store = SightingStore(self._database, self._config.storage.commit_interval_s,
+                                  embeddings_per_track=self._config.storage.embeddings_per_track)
             for event in run(self._specs, self._config, store, self.control, stay_open=True):
                 if isinstance(event, FrameResult):
                     if self._results.put(event):

@@ -152,7 +152,7 @@ def _run_through_a_fault(db: Path, clip: Path, detector, start_fault, end_fault,
     Returns the health events, frames processed during the fault, persons shown, sightings stored before the
     fault (committed) and sightings stored at the end.
     """
-    cfg = config(**{"sources.loop": True})
+    cfg = config(**{"sources.loop": True, "storage.sightings_per_second": 0})  # every person of every frame: countable
     control = PipelineControl()
     health: list[StorageHealth] = []
     frames = during = persons = committed_before = 0

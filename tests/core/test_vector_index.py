@@ -45,18 +45,25 @@ def test_wrong_dimension_is_refused() -> None:
         index.add([1], np.ones((1, 16), np.float32))
 
 
-def test_grows_into_an_inverted_file_index_without_losing_changes_made_during_the_move() -> None:
+def test_grows_into_inverted_files_without_losing_changes_made_during_a_move() -> None:
     rng = np.random.default_rng(1)
-    vectors, owner = clustered(rng, 200, 20, 32)
-    index = VectorIndex(32, exact_limit=2000, nlist=16, nprobe=8)
-    index.add(np.arange(2001), vectors[:2001])  # crosses the limit: the move starts in the background
-    index.add(np.arange(2001, 4000), vectors[2001:])  # journalled if the move is still running
+    vectors, owner = clustered(rng, 600, 20, 32)
+    index = VectorIndex(32, exact_limit=500, nlist=64, nprobe=8)
+    index.add(np.arange(501), vectors[:501])  # crosses the limit: the move starts in the background
+    index.add(np.arange(501, 1000), vectors[501:1000])  # journalled if the move is still running
     index.remove([0, 1, 2])
     assert index.wait_until_settled(60)
-    assert not index.is_exact and len(index) == 3997
+    assert not index.is_exact and 1 <= index.lists < 64 and len(index) == 997
+    first_lists = index.lists
+    for lo in range(1000, 12_000, 500):  # four times the data for its lists: it moves to more lists
+        index.add(np.arange(lo, lo + 500), vectors[lo:lo + 500])
+        index.wait_until_settled(60)
+    assert index.lists >= 4 * first_lists and len(index) == 11_997
     _, ids = index.search(vectors[100:101], 10)
     assert 0 not in ids[0]
     assert np.mean(owner[ids[0]] == owner[100]) >= 0.9  # the other views of the same person
+    _, few = index.search(vectors[100:101], 10, nprobe=1)
+    assert np.mean(owner[few[0]] == owner[100]) >= 0.5
 
 
 def test_save_and_load_round_trip_and_damage_is_detected(tmp_path) -> None:
