@@ -32,6 +32,7 @@ import numpy as np
 from reid_desktop.core.paths import open_private
 
 log = logging.getLogger(__name__)
+faiss_any: Any = faiss  # parts of FAISS its type stubs do not describe
 
 EXACT_LIMIT = 2_000  # an exact scan of 2,000 2048-d vectors takes well under a millisecond
 NLIST = 1024  # most inverted lists; FAISS wants about 39 training vectors per list
@@ -121,8 +122,16 @@ class VectorIndex:
         with self._lock:
             if len(self) == 0 or k <= 0:
                 return np.zeros((len(matrix), 0), np.float32), np.zeros((len(matrix), 0), np.int64)
-            params = None if self.is_exact or nprobe is None else faiss.SearchParametersIVF(nprobe=nprobe)
-            scores, ids = self._index.search(matrix, int(min(k, len(self))), params=params)
+            # nprobe is set for this call under the lock: FAISS's torch helpers (imported by
+            # pytorch-metric-learning) replace search() with one that takes no search parameters
+            ivf: Any = None if self.is_exact or nprobe is None else faiss.extract_index_ivf(self._index)
+            if ivf is not None:
+                ivf.nprobe = nprobe
+            try:
+                scores, ids = self._index.search(matrix, int(min(k, len(self))))
+            finally:
+                if ivf is not None:
+                    ivf.nprobe = self.nprobe
         return scores, ids
 
     # -- growing ---------------------------------------------------------------------------------
@@ -133,11 +142,12 @@ class VectorIndex:
                 ids = faiss.vector_to_array(self._index.id_map).astype(np.int64)
                 vectors = faiss.downcast_index(self._index.index).reconstruct_n(0, len(ids))
             else:  # the codes decoded: 8-bit precision, plenty to train on and to re-encode
-                ivf = faiss.extract_index_ivf(self._index)
+                ivf: Any = faiss.extract_index_ivf(self._index)
                 lists = ivf.invlists
                 ids = np.concatenate([faiss.rev_swig_ptr(lists.get_ids(i), lists.list_size(i)).copy()
                                       for i in range(ivf.nlist)]).astype(np.int64)
                 vectors = self._index.reconstruct_batch(ids)
+            vectors = np.ascontiguousarray(np.asarray(vectors), dtype=np.float32)  # torch helpers hand back tensors
             self._journal = []
         self._builder = threading.Thread(target=self._move, args=(ids, vectors), name="vector-index-train",
                                          daemon=True)
@@ -203,8 +213,8 @@ def lists_for(count: int, most: int = NLIST) -> int:
 def trained_ivf(dim: int, vectors: np.ndarray, lists: int) -> Any:
     """An empty ``IVF{lists},SQ8`` inner-product index trained on (a sample of) ``vectors``; it can give
     vectors back by id (a hash-table direct map), so it can move to more lists later."""
-    index = faiss.index_factory(dim, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
-    index.set_direct_map_type(faiss.DirectMap.Hashtable)
+    index: Any = faiss.index_factory(dim, f"IVF{lists},SQ8", faiss.METRIC_INNER_PRODUCT)
+    index.set_direct_map_type(faiss_any.DirectMap.Hashtable)
     sample = vectors
     if len(vectors) > 64 * lists:
         sample = vectors[np.random.default_rng(0).choice(len(vectors), 64 * lists, replace=False)]

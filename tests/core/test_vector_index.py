@@ -88,3 +88,17 @@ def test_save_and_load_round_trip_and_damage_is_detected(tmp_path) -> None:
     vector_index.manifest_path(path).write_text(json.dumps(manifest))
     assert vector_index.load(path, 16) is None  # garbage of the right size
     assert vector_index.load(tmp_path / "missing.faiss", 16) is None
+
+
+def test_search_with_fewer_lists_works_with_faiss_torch_helpers_loaded() -> None:
+    """pytorch-metric-learning imports faiss.contrib.torch_utils, which replaces search() with a version
+    that takes no search parameters: narrowing a search must not depend on them."""
+    import faiss.contrib.torch_utils  # noqa: F401
+
+    rng = np.random.default_rng(3)
+    vectors, owner = clustered(rng, 100, 10, 16)
+    index = VectorIndex(16, exact_limit=200, nlist=16)
+    index.add(np.arange(len(vectors)), vectors)
+    assert index.wait_until_settled(60) and not index.is_exact
+    _, ids = index.search(vectors[:1], 5, nprobe=2)
+    assert (owner[ids[0]] == owner[0]).mean() >= 0.8

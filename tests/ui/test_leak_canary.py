@@ -140,12 +140,12 @@ def test_a_camera_password_leaves_no_trace(qtbot, make_window, app_settings, mem
     feed = window.grid.feeds[name]
     qtbot.waitUntil(lambda: feed.result is not None and any(p.identity_id for p in feed.result.persons),
                     timeout=WAIT_MS)
+    identity = next(p.identity_id for p in feed.result.persons if p.identity_id)  # the next frame may have none
     evidence.add("thread names", "\n".join(t.name for t in threading.enumerate()))
     evidence.add_processes(os.getpid())
     gui_database = window.settings.database_path
     qtbot.wait(1000)
     evidence.add_database("window database (running)", gui_database)
-    identity = next(p.identity_id for p in feed.result.persons if p.identity_id)
     files = {kind: tmp_path / f"window.{kind}" for kind in ("csv", "json", "html")}
     for kind, path in files.items():
         window.export(identity, path, kind)
