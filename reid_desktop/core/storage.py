@@ -948,10 +948,11 @@ class SightingStore:
         ``index``: the writer's index of ``model_key`` (a reader thread searching while the cameras run);
         without it this store's own, attached on first use.
         """
-        index = index or self.attach_index(model_key, int(np.asarray(embedding).shape[-1]))
-        if np.asarray(embedding).shape[-1] != index.dim:
-            raise ValueError(f"query has {np.asarray(embedding).shape[-1]} dimensions, stored embeddings {index.dim}")
-        scores, ids = index.search(np.asarray(embedding, np.float32).reshape(1, -1), k)
+        query = np.asarray(embedding, np.float32).reshape(1, -1)
+        index = index or self.attach_index(model_key, query.shape[1])
+        if query.shape[1] != index.dim:
+            raise ValueError(f"query has {query.shape[1]} dimensions, stored embeddings {index.dim}")
+        scores, ids = index.search(query, k)
         ranked = [(int(i), float(score)) for i, score in zip(ids[0], scores[0], strict=True) if i >= 0]
         if not ranked:
             return []

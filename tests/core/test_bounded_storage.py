@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.config import PipelineConfig, load
 from reid_desktop.core.embedding import ColorTextureEmbedder
 from reid_desktop.core.matching import IdentityMatcher, MatchRequest
 from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.storage import SightingRecord, SightingStore, StoreDirectory, TrackKey
 from reid_desktop.core.types import Detections, Frame
+from tests.core.test_pipeline_faults import config
 from tests.core.test_store_edits import DIM, MODEL, direction
 
 
@@ -80,10 +80,6 @@ class Replay:
         out = self.detections[self.position:self.position + len(images)]
         self.position += len(images)
         return out
-
-
-def config(**extra: object) -> PipelineConfig:
-    return load(overrides={"detector.device": "cpu", "reid.allow_download": False, **extra})
 
 
 def stored_tracks(db: Path) -> dict[int, tuple[int, int, int]]:
