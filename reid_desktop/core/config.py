@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reid_desktop.core import topology
+
 SCHEMA_VERSION = 1
 
 
@@ -24,8 +26,9 @@ class ConfigError(ValueError):
 
 
 def _opt(default: Any, help: str, *, min: float | None = None, max: float | None = None,
-         choices: tuple[str, ...] | None = None) -> Any:
-    return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices})
+         choices: tuple[str, ...] | None = None, parse: typing.Callable[[str], object] | None = None) -> Any:
+    """``parse``: a text setting with its own syntax is checked by reading it (it raises ValueError)."""
+    return field(default=default, metadata={"help": help, "min": min, "max": max, "choices": choices, "parse": parse})
 
 
 @dataclass
@@ -84,12 +87,20 @@ class ReidConfig:
 
 @dataclass
 class MatcherConfig:
-    threshold: float = _opt(0.0, "Cosine similarity needed to link a track to an identity (0: the model's "
-                                 "recommended value)", min=0.0, max=1.0)
+    threshold: float = _opt(0.0, "Cosine similarity needed to link a track to an identity (0: calibrated on the "
+                                 "footage, starting from the model's recommended value)", min=0.0, max=1.0)
+    false_accept: float = _opt(0.01, "Calibration: share of comparisons between different people (those seen "
+                                     "together in one camera) allowed to reach the threshold", min=0.0001, max=0.5)
     identity_gallery_size: int = _opt(10, "Best embeddings kept per identity in the working set", min=1, max=100)
     active_identities: int = _opt(256, "Identities compared exactly on every frame (the most recently seen; "
                                        "targets and named people always); the others are found through the "
                                        "database's vector index", min=8, max=100_000)
+    commit_crops: int = _opt(3, "Embeddings a new track needs before its identity is final; until then every better "
+                                "crop decides again, and a change is corrected in the database", min=1, max=100)
+    camera_links: str = _opt("", "Camera topology: 'A = B' cameras that overlap, 'A ~ B : 8' at least 8 s of "
+                                 "walking between them; entries separated by ';'", parse=topology.parse)
+    same_moment_s: float = _opt(0.5, "Sightings in two cameras this close in time are simultaneous: one person "
+                                     "cannot be in both unless the cameras overlap", min=0.0, max=60.0)
 
 
 @dataclass
@@ -152,6 +163,11 @@ def _check_value(section: str, f: dataclasses.Field[Any], value: Any, hint: Any)
         choices = f.metadata.get("choices")
         if choices and value not in choices:
             raise ConfigError(f"{key}: {value!r} is not one of {', '.join(choices)}")
+        if f.metadata.get("parse"):
+            try:
+                f.metadata["parse"](value)
+            except ValueError as exc:
+                raise ConfigError(f"{key}: {exc}") from None
     return value
 
 

@@ -11,19 +11,26 @@ recognised while memory and latency stay those of the working set.
 
 Similarity to an identity is the mean of the three best cosines against its gallery. Within one
 camera and frame the assignment is solved jointly with the Hungarian algorithm, so two people visible
-at the same time in the same camera never share an identity. Below the threshold a new identity is
-created, with an id from ``allocate_id`` (the database's, so two processes never hand out the same one).
+at the same time in the same camera never share an identity; an identity seen in another camera a
+moment ago is not offered either, unless the cameras overlap (:mod:`~reid_desktop.core.topology`).
+Below the threshold a new identity is created, with an id from ``allocate_id`` (the database's, so two
+processes never hand out the same one).
+
+A decision is not final: the caller asks again while a track is tentative (see the pipeline), and
+a request that ``holds`` an identity created for it keeps that one when nothing else matches.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import numpy as np
 from scipy.optimize import linear_sum_assignment
+
+from reid_desktop.core.topology import CameraLinks
 
 _FORBIDDEN = -1.0e3
 _EMPTY = -np.inf
@@ -57,10 +64,16 @@ class Identity:
 
 @dataclass(frozen=True)
 class MatchRequest:
-    """A track asking for an identity; ``embedding`` is its L2-normalised mean descriptor (D,)."""
+    """A track asking for an identity; ``embedding`` is its L2-normalised mean descriptor (D,).
+
+    ``holds``: the identity created for this track when it was first asked about. Its gallery is the track's
+    own crops, so it is not a candidate when the track asks again with better crops; it is kept (rather
+    than another new one made) when the track still matches nobody else.
+    """
 
     key: Hashable
     embedding: np.ndarray
+    holds: int | None = None
 
 
 @dataclass(frozen=True)
@@ -79,6 +92,7 @@ class _Member:
     slot: int
     is_target: bool = False
     pinned: bool = False  # a target or a named person: never leaves the working set
+    seen_at: dict[str, float] = field(default_factory=dict)  # camera -> last time a committed track showed it
 
 
 class _Bank:
@@ -138,8 +152,10 @@ class IdentityMatcher:
     identity that leaves the working set is not recognised again (no database: nothing to look it up in)."""
 
     def __init__(self, threshold: float, gallery_size: int = 8, allocate_id: IdAllocator | None = None,
-                 active_limit: int = 256, directory: IdentityDirectory | None = None) -> None:
+                 active_limit: int = 256, directory: IdentityDirectory | None = None,
+                 links: CameraLinks | None = None) -> None:
         self.threshold = threshold
+        self.links = links or CameraLinks()
         self.gallery_size = gallery_size
         self.active_limit = active_limit
         self.directory = directory
@@ -210,8 +226,8 @@ class IdentityMatcher:
         self._enter(identity_id, is_target, pinned)
         self.add(identity_id, embeddings, np.zeros(len(embeddings), np.float32))
 
-    def add(self, identity_id: int, embeddings: np.ndarray, qualities: np.ndarray, camera: str | None = None) -> None:
-        """Add embeddings to an identity's gallery (it counts as just seen); ``camera`` is informational."""
+    def add(self, identity_id: int, embeddings: np.ndarray, qualities: np.ndarray) -> None:
+        """Add embeddings to an identity's gallery (it counts as just seen)."""
         member = self._enter(identity_id)
         if len(embeddings):
             self._bank.add(member.slot, np.asarray(embeddings, np.float32), np.asarray(qualities, np.float32))
@@ -228,6 +244,8 @@ class IdentityMatcher:
         kept = self._enter(keep)
         kept.is_target = kept.is_target or dropped.is_target
         kept.pinned = kept.pinned or dropped.pinned
+        for camera, at in dropped.seen_at.items():
+            kept.seen_at[camera] = max(at, kept.seen_at.get(camera, at))
         if len(vectors):
             self._bank.add(kept.slot, vectors, qualities)
 
@@ -253,6 +271,19 @@ class IdentityMatcher:
         member = self._members.get(identity_id)
         if member is not None:
             member.pinned = True
+
+    def seen(self, identity_id: int, camera: str, timestamp: float) -> None:
+        """A track that surely is this person (a committed one) shows them in ``camera`` at ``timestamp``."""
+        member = self._members.get(identity_id)
+        if member is not None:
+            member.seen_at[camera] = max(timestamp, member.seen_at.get(camera, timestamp))
+
+    def _impossible(self, identity_ids: Sequence[int], camera: str, timestamp: float) -> np.ndarray:
+        """Which of these identities cannot be in ``camera`` at ``timestamp`` (seen elsewhere just now)."""
+        possible = self.links.possible
+        return np.fromiter((any(not possible(seen_in, at, camera, timestamp)
+                                for seen_in, at in self._members[i].seen_at.items() if seen_in != camera)
+                            for i in identity_ids), bool, len(identity_ids))
 
     @property
     def targets(self) -> set[int]:
@@ -295,17 +326,21 @@ class IdentityMatcher:
         self.recalled += len(recalled)
         return recalled
 
-    def assign(self, requests: Sequence[MatchRequest], busy: Iterable[int] = ()) -> list[MatchDecision]:
+    def assign(self, requests: Sequence[MatchRequest], busy: Iterable[int] = (), camera: str | None = None,
+               timestamp: float = 0.0) -> list[MatchDecision]:
         """Identities for tracks of one camera and frame; ``busy`` identities are held by other tracks there.
+        With ``camera``, identities seen in other cameras too recently to be here at ``timestamp`` are left out.
 
         A request that needs a new identity when no id can be had gets no decision (it asks again later).
         """
         if not requests:
             return []
-        busy = set(busy)
+        busy = set(busy) | {r.holds for r in requests if r.holds is not None}
         embeddings = np.stack([r.embedding for r in requests]).astype(np.float32)
         identity_ids = [i for i in self._members if i not in busy]
         sims = self.similarities(embeddings, identity_ids)
+        if camera is not None and identity_ids:
+            sims[:, self._impossible(identity_ids, camera, timestamp)] = _FORBIDDEN
         unmatched = sims.max(axis=1, initial=_FORBIDDEN) < self.threshold
         if self.directory is not None and unmatched.any():
             recalled = self._recall(embeddings[unmatched], busy)
@@ -324,7 +359,10 @@ class IdentityMatcher:
         out = []
         for request in requests:
             decision = decisions.get(request.key)
-            if decision is None:
+            if decision is None and request.holds is not None:
+                decision = MatchDecision(request.key, request.holds, 1.0, is_new=False)
+                self._enter(request.holds)
+            elif decision is None:
                 new_id = self.create()
                 if new_id is None:
                     continue

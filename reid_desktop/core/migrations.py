@@ -89,6 +89,17 @@ CREATE INDEX sightings_time ON sightings (timestamp);
 """
 
 
+# Schema 4: identities are revised while tracks are young; every change of a track's identity, automatic or
+# by the operator, leaves an audit row (bounded: storage.AUDIT_ROWS, and retention). ``track_row`` is
+# no reference: the audit outlives the rows retention deletes.
+_V4 = """
+CREATE TABLE identity_corrections (
+    id INTEGER PRIMARY KEY, timestamp REAL NOT NULL, actor TEXT NOT NULL, action TEXT NOT NULL,
+    track_row INTEGER, from_identity INTEGER, to_identity INTEGER, score REAL);
+CREATE INDEX identity_corrections_time ON identity_corrections (timestamp);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(db: sqlite3.Connection) -> None:
         for statement in sql.split(";\n"):
@@ -98,7 +109,7 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 
 # MIGRATIONS[n] takes a database from schema n to schema n + 1 (schema 0: an empty file).
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2), _script(_V3))
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2), _script(_V3), _script(_V4))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -12,6 +12,8 @@ retry, and arrive here as :class:`StorageHealth` events for the operator.
 
 from __future__ import annotations
 
+import collections
+import dataclasses
 import itertools
 import logging
 import queue
@@ -25,11 +27,12 @@ from typing import Any, TypeVar
 import cv2
 import numpy as np
 
+from reid_desktop.core.calibration import ThresholdCalibration
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.detection import Detector, YoloDetector
 from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.faults import FaultLog
-from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityMatcher, MatchRequest
+from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityMatcher, MatchDecision, MatchRequest
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.storage import (
@@ -41,6 +44,7 @@ from reid_desktop.core.storage import (
     StoreDirectory,
     TrackKey,
 )
+from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.types import Detections, Frame, FrameResult, SourceStatus, TrackedPerson
 from reid_desktop.core.vector_index import VectorIndex
@@ -114,11 +118,21 @@ class Searcher:
 
 @dataclass
 class _TrackState:
-    """What the pipeline remembers about one per-camera track."""
+    """What the pipeline remembers about one per-camera track.
+
+    A track's identity is *tentative* until it has ``matcher.commit_crops`` embeddings (or ends, or the
+    operator acts on it): until then it is decided again with every new crop. A tentative match adds
+    nothing to the identity's gallery, so a wrong first guess neither sticks nor spreads; an identity
+    created for the track (``owns_identity``) holds the track's crops from the start, so the same person
+    in another camera can be linked to it at once.
+    """
 
     identity_id: int | None = None
     match_score: float | None = None
     embeddings: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, vector), best first
+    crops: int = 0  # embeddings taken so far
+    committed: bool = False
+    owns_identity: bool = False  # its identity was created for it (and is kept if nothing else matches)
     best_quality: float = 0.0
     last_embedded: int = -(10**9)
     last_seen: int = 0
@@ -147,6 +161,7 @@ class Pipeline:
         self._allocate_id: IdAllocator = (store.allocate_identity_id if store is not None
                                           else itertools.count(1).__next__)
         self.matcher = self._new_matcher()
+        self.calibration = self._new_calibration()
         self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
         self._trackers: dict[str, Tracker] = {}
         self._tracks: dict[tuple[str, int], _TrackState] = {}
@@ -156,6 +171,7 @@ class Pipeline:
         self._source_uris: dict[str, str] = {}
         self._source_kinds: dict[str, str] = {}
         self.faults = FaultLog(log)
+        self.corrections = 0  # tentative identities changed by better crops (each one also audited in the store)
         self.run_id: int | None = None
         self._next_retention = time.monotonic() + RETENTION_EVERY_S
         if store is not None:
@@ -170,9 +186,14 @@ class Pipeline:
         if self.store is not None:
             self.store.attach_index(self.embedder.key, self.embedder.dim)
             directory = StoreDirectory(self.store, self.embedder.key, self.config.matcher.identity_gallery_size)
-        return IdentityMatcher(self.config.matcher.threshold or self.embedder.match_threshold,
-                               self.config.matcher.identity_gallery_size, self._allocate_id,
-                               self.config.matcher.active_identities, directory)
+        matcher = self.config.matcher
+        return IdentityMatcher(matcher.threshold or self.embedder.match_threshold, matcher.identity_gallery_size,
+                               self._allocate_id, matcher.active_identities, directory,
+                               parse_camera_links(matcher.camera_links, matcher.same_moment_s))
+
+    def _new_calibration(self) -> ThresholdCalibration | None:
+        """Calibrates the threshold for this model, unless the operator set one."""
+        return None if self.config.matcher.threshold else ThresholdCalibration(self.config.matcher.false_accept)
 
     def apply_retention(self) -> None:
         """Delete sightings older than ``storage.retention_days`` and, past ``storage.max_database_gb``, the
@@ -226,11 +247,14 @@ class Pipeline:
         return state.identity_id if state else None
 
     def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> int | None:
-        """Mark the identity behind a camera's track (what an operator clicked); returns that identity."""
-        identity_id = self.identity_of(source_id, track_id)
-        if identity_id is not None:
-            self.set_target(identity_id, is_target)
-        return identity_id
+        """Mark the identity behind a camera's track (what an operator clicked); returns that identity.
+        The operator has decided for this track: its identity is final from now on."""
+        state = self._tracks.get((source_id, track_id))
+        if state is None or state.identity_id is None:
+            return None
+        self._commit(state)
+        self.set_target(state.identity_id, is_target)
+        return state.identity_id
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         if self.store is not None:
@@ -254,7 +278,7 @@ class Pipeline:
                 self.matcher.replace_gallery(keep, gallery)
         for state in self._tracks.values():
             if state.identity_id == drop:
-                state.identity_id = keep
+                state.identity_id, state.owns_identity = keep, False
 
     def split_track(self, track_row: int) -> int:
         """"Not this person": the stored track ``track_row`` (and its live continuation) gets a new identity."""
@@ -270,7 +294,7 @@ class Pipeline:
             run_id, source, segment, track_id = where
             live = self._tracks.get((source, track_id))
             if live is not None and run_id == self.run_id and segment == self._segments.get(source, 0):
-                live.identity_id, live.match_score = new, 1.0
+                live.identity_id, live.match_score, live.owns_identity, live.committed = new, 1.0, False, True
         for identity_id in (old, new):
             if identity_id is not None:
                 gallery = self.store.identity_gallery(identity_id, self.embedder.key,
@@ -285,12 +309,13 @@ class Pipeline:
         is rebuilt from what the store holds for the new model, and a new run records the change.
         Identity numbers go on from where they were, so nothing an operator named is lost.
         """
+        for key in list(self._tracks):  # the next sightings are the new run's tracks
+            self._drop_track(key)
         self.embedder = embedder
         self.warnings = tuple(warnings)
         targets = self.matcher.targets
         self.matcher = self._new_matcher()
-        for key in list(self._tracks):  # the next sightings are the new run's tracks
-            self._drop_track(key)
+        self.calibration = self._new_calibration()
         if self.store is not None:
             self._restore_identities(targets)
             if self.run_id is not None:
@@ -409,6 +434,7 @@ class Pipeline:
             key = (frame.source_id, int(tracks.track_ids[row]))
             state = self._tracks[key]
             state.embeddings.append((quality, vector))
+            state.crops += 1
             state.embeddings.sort(key=lambda item: -item[0])
             del state.embeddings[self.config.reid.track_gallery_size:]
             state.last_embedded = frame.index
@@ -427,18 +453,34 @@ class Pipeline:
                         fresh: FreshEmbeddings) -> FrameResult:
         source = frame.source_id
         keys = [(source, int(t)) for t in tracks.track_ids]
-        waiting = [k for k in keys if self._tracks[k].identity_id is None and self._tracks[k].embeddings]
-        busy = {self._tracks[k].identity_id for k in keys if self._tracks[k].identity_id is not None}
-        requests = [MatchRequest(k, self._tracks[k].descriptor()) for k in waiting]
-        for decision in self.matcher.assign(requests, busy={i for i in busy if i is not None}):
-            state = self._tracks[decision.key]  # type: ignore[index]
-            state.identity_id, state.match_score = decision.identity_id, decision.score
-            log.debug("%s track %s -> identity %d (%s, %.2f)", source, decision.key, decision.identity_id,
-                      "new" if decision.is_new else "matched", decision.score)
-        for key, (vector, quality, _) in fresh.items():
-            identity_id = self._tracks[key].identity_id
-            if key[0] == source and identity_id is not None:
-                self.matcher.add(identity_id, vector[None, :], np.array([quality]), source)
+        asking = [k for k in keys if self._tracks[k].embeddings and (
+            self._tracks[k].identity_id is None or (not self._tracks[k].committed and k in fresh))]
+        busy = {self._tracks[k].identity_id for k in keys if k not in asking} - {None}
+        if self.calibration is not None and any(k in fresh for k in keys):
+            self._calibrate([self._tracks[k] for k in keys if self._tracks[k].embeddings])
+        holders = collections.Counter(s.identity_id for s in self._tracks.values())
+        # an identity made for a track alone is that track's own crops: it asks past it (see MatchRequest.holds);
+        # once other tracks matched it too, it is theirs as much, and competes like any other
+        requests = [MatchRequest(k, s.descriptor(), s.identity_id if s.owns_identity and holders[s.identity_id] == 1
+                                 else None) for k, s in ((k, self._tracks[k]) for k in asking)]
+        created = set()
+        for decision in self.matcher.assign(requests, busy, source, frame.timestamp):  # type: ignore[arg-type]
+            self._decide(decision.key, decision)  # type: ignore[arg-type]
+            if decision.is_new:
+                created.add(decision.key)
+        for key in keys:
+            state = self._tracks[key]
+            if state.identity_id is None:
+                continue
+            if key in created:  # the new identity starts with the track's crops
+                self._add_crops(state)
+            elif key in fresh and (state.committed or state.owns_identity):
+                vector, quality, _ = fresh[key]
+                self.matcher.add(state.identity_id, vector[None, :], np.array([quality]))
+            if not state.committed and state.crops >= self.config.matcher.commit_crops:
+                self._commit(state)
+            if state.committed or state.owns_identity:  # surely this person: nobody else can be them elsewhere now
+                self.matcher.seen(state.identity_id, source, frame.timestamp)
 
         persons = []
         targets = self.matcher.targets
@@ -453,13 +495,70 @@ class Pipeline:
                 self._store_sighting(frame, key, state, persons[-1], fresh.get(key))
         return FrameResult(source, frame.index, frame.timestamp, frame.image, tuple(persons), frame.media_time)
 
+    def _calibrate(self, together: list[_TrackState]) -> None:
+        """People seen together are different people: their scores move the threshold (see calibration)."""
+        assert self.calibration is not None
+        self.calibration.observe(np.stack([s.descriptor() for s in together]),
+                                 [np.stack([v for _, v in s.embeddings]) for s in together])
+        threshold = self.calibration.threshold
+        if threshold is not None and abs(threshold - self.matcher.threshold) >= 0.01:
+            log.info("match threshold calibrated on this footage: %.2f (was %.2f; %d pairs of people seen together)",
+                     threshold, self.matcher.threshold, self.calibration.pairs)
+            self.matcher.threshold = threshold
+
+    def _decide(self, key: tuple[str, int], decision: MatchDecision) -> None:
+        """Take the matcher's decision for a track; when it changes a tentative identity, correct what was stored."""
+        state = self._tracks[key]
+        previous, owned = state.identity_id, state.owns_identity
+        state.identity_id, state.match_score = decision.identity_id, decision.score
+        state.owns_identity = decision.is_new or (owned and decision.identity_id == previous)
+        if previous is None or previous == decision.identity_id:
+            log.debug("%s track %d -> identity %d (%s, %.2f)", key[0], key[1], decision.identity_id,
+                      "new" if decision.is_new else "matched", decision.score)
+            return
+        self.corrections += 1
+        log.info("%s track %d: identity %d -> %d with better crops (%.2f)", key[0], key[1], previous,
+                 decision.identity_id, decision.score)
+        if state.held is not None:
+            state.held = dataclasses.replace(state.held, identity_id=decision.identity_id, match_score=decision.score)
+        if self.store is not None and self.run_id is not None:
+            try:
+                self.store.correct_track(self.run_id, self._track_key(key), decision.identity_id, previous,
+                                         decision.score)
+            except StorageUnavailable as exc:
+                log.warning("%s track %d: the correction to identity %d was not saved: %s", key[0], key[1],
+                            decision.identity_id, exc)
+        if owned:  # the identity made for this track held its crops: they go with it
+            others = any(s.identity_id == previous for s in self._tracks.values())
+            if others and self.store is not None:
+                self.matcher.replace_gallery(previous, self.store.identity_gallery(
+                    previous, self.embedder.key, self.config.matcher.identity_gallery_size))
+            elif not others:
+                self.matcher.forget(previous)
+
+    def _add_crops(self, state: _TrackState) -> None:
+        assert state.identity_id is not None
+        qualities, vectors = zip(*state.embeddings, strict=True)
+        self.matcher.add(state.identity_id, np.stack(vectors), np.asarray(qualities, np.float32))
+
+    def _commit(self, state: _TrackState) -> None:
+        """The track's identity is final; a matched one takes the track's crops into its gallery now."""
+        if state.committed or state.identity_id is None:
+            return
+        state.committed = True
+        if not state.owns_identity and state.embeddings:
+            self._add_crops(state)
+
+    def _track_key(self, key: tuple[str, int]) -> TrackKey:
+        source = key[0]
+        return TrackKey(source, self._source_uris.get(source, source), self._source_kinds.get(source, "file"),
+                        self._segments.get(source, 0), key[1])
+
     def _store_sighting(self, frame: Frame, key: tuple[str, int], state: _TrackState, person: TrackedPerson,
                         fresh: tuple[np.ndarray, float, np.ndarray | None] | None) -> None:
         store, run_id = self.store, self.run_id
         assert store is not None and run_id is not None
-        source = frame.source_id
-        track = TrackKey(source, self._source_uris.get(source, source), self._source_kinds.get(source, "file"),
-                         self._segments.get(source, 0), key[1])
+        track = self._track_key(key)
         vector, quality, patch = fresh if fresh is not None else (None, 0.0, None)
         box = person.box.tolist()
         record = SightingRecord(
@@ -493,8 +592,10 @@ class Pipeline:
             self._drop_track(key)
 
     def _drop_track(self, key: tuple[str, int]) -> None:
-        """The track has ended: its last sighting, if held back by sampling, is written now."""
+        """The track has ended: a tentative identity becomes final, and its last sighting, if held back by
+        sampling, is written now."""
         state = self._tracks.pop(key)
+        self._commit(state)
         if state.held is not None and self.store is not None:
             self.store.record(state.held)
 

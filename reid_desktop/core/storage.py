@@ -60,6 +60,7 @@ MAX_PENDING_BYTES = 256 * 1024**2
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
 BUSY_TIMEOUT_S = 0.25  # the writer never waits long for another program's lock: it buffers and retries
+AUDIT_ROWS = 100_000  # identity changes kept in the audit (the newest); retention also ages them out
 
 
 # Errors that come from one record's data, not from the database: retrying the same batch cannot help.
@@ -102,6 +103,19 @@ def describe_failure(exc: BaseException) -> str:
     if "i/o" in text:
         return "disk error on the database"
     return f"database error ({exc})"
+
+
+@dataclass(frozen=True)
+class Correction:
+    """One change of a track's identity: ``actor`` is ``auto`` (better crops) or ``operator`` (merge, split)."""
+
+    timestamp: float
+    actor: str
+    action: str
+    track_row: int | None
+    from_identity: int | None
+    to_identity: int | None
+    score: float | None
 
 
 @dataclass(frozen=True)
@@ -631,6 +645,40 @@ class SightingStore:
                 (k[1] or d[1], max(k[2], d[2]), min(seen_first, default=None), max(seen_last, default=None),
                  best[5], best[6], keep))
             self._db.execute("DELETE FROM identities WHERE id = ?", (drop,))
+            self._audit("operator", "merge", None, drop, keep)
+
+    def correct_track(self, run_id: int, track: TrackKey, identity_id: int, previous: int, score: float | None) -> bool:
+        """An automatic correction: the track's stored rows move from ``previous`` to ``identity_id``, with an
+        audit row. False when nothing of the track is stored. Raises :class:`StorageUnavailable` (not saved)."""
+        with self._edit():
+            track_row = self.track_row(run_id, track.source, track.segment, track.track_id)
+            if track_row is None:
+                return False
+            self._db.execute("INSERT INTO identities (id, created) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                             (identity_id, time.time()))
+            self._db.execute("UPDATE tracks SET identity_id = ? WHERE id = ?", (identity_id, track_row))
+            for table in ("sightings", "embeddings"):
+                self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE track_row = ?", (identity_id, track_row))
+            for changed in (identity_id, previous):
+                self._refresh_identity(changed)
+            self._forget_if_unused(previous, keep_labelled=True)
+            self._audit("auto", "reassign", track_row, previous, identity_id, score)
+        return True
+
+    def _audit(self, actor: str, action: str, track_row: int | None, before: int | None, after: int | None,
+               score: float | None = None) -> None:
+        """One row of the identity audit (inside the edit's transaction); the oldest go past AUDIT_ROWS."""
+        row = self._db.execute(
+            "INSERT INTO identity_corrections (timestamp, actor, action, track_row, from_identity, to_identity, "
+            "score) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (time.time(), actor, action, track_row, before, after, score)).fetchone()
+        self._db.execute("DELETE FROM identity_corrections WHERE id <= ?", (row[0] - AUDIT_ROWS,))
+
+    def corrections(self, limit: int = 100) -> list[Correction]:
+        """The newest changes of identity, automatic and by the operator, newest first."""
+        return [Correction(*row) for row in self._db.execute(
+            "SELECT timestamp, actor, action, track_row, from_identity, to_identity, score "
+            "FROM identity_corrections ORDER BY id DESC LIMIT ?", (limit,))]
 
     def split_track(self, track_row: int, new_id: int | None = None) -> int:
         """The operator says a track is not this person: the track becomes a new identity, whose id is returned.
@@ -661,6 +709,7 @@ class SightingStore:
             for identity_id in left:
                 self._refresh_identity(identity_id)
                 self._forget_if_unused(identity_id, keep_labelled=False)
+            self._audit("operator", "split", track_row, row[0], new_id)
         return new_id
 
     def purge_older_than(self, cutoff: float) -> int:
@@ -682,6 +731,7 @@ class SightingStore:
             self._db.execute("DELETE FROM embeddings WHERE sighting_id IN "
                              "(SELECT id FROM sightings WHERE timestamp < ?)", (cutoff,))
             deleted = self._db.execute("DELETE FROM sightings WHERE timestamp < ?", (cutoff,)).rowcount
+            self._db.execute("DELETE FROM identity_corrections WHERE timestamp < ?", (cutoff,))
             for track in tracks:
                 remaining = self._db.execute("SELECT MIN(timestamp) FROM sightings WHERE track_row = ?",
                                              (track,)).fetchone()[0]

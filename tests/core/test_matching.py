@@ -14,7 +14,7 @@ def test_close_enough_matches_otherwise_a_new_identity() -> None:
     m = IdentityMatcher(threshold=0.8)
     first = m.assign([MatchRequest("a", unit(1, 0, 0))])[0]
     assert first.is_new and first.identity_id == 1
-    m.add(1, unit(1, 0, 0)[None], np.array([1.0]), "cam1")
+    m.add(1, unit(1, 0, 0)[None], np.array([1.0]))
     same = m.assign([MatchRequest("b", unit(0.95, 0.1, 0))])[0]
     assert not same.is_new and same.identity_id == 1 and same.score > 0.9
     other = m.assign([MatchRequest("c", unit(0, 1, 0))])[0]

@@ -35,7 +35,7 @@ def osnet_pipeline_parts(pose_detector, osnet_path: Path):
 def test_two_cameras_showing_the_same_clip_agree_on_identities(tmp_path: Path, demo_clip: Path,
                                                                osnet_pipeline_parts) -> None:
     detector, embedder = osnet_pipeline_parts
-    cfg = fast_config()
+    cfg = fast_config(**{"matcher.camera_links": "north = south"})  # they see the same people at once
     specs = [SourceSpec(str(demo_clip), "north"), SourceSpec(str(demo_clip), "south")]
     with SightingStore(tmp_path / "s.sqlite") as store:
         pipeline = Pipeline(cfg, store, detector=detector, embedder=embedder)
