@@ -4,6 +4,7 @@ and the threshold calibrated on the footage."""
 from __future__ import annotations
 
 import contextlib
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from reid_desktop.core import storage
 from reid_desktop.core.calibration import ThresholdCalibration
 from reid_desktop.core.config import ConfigError
 from reid_desktop.core.embedding import ColorTextureEmbedder
@@ -21,6 +23,7 @@ from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.topology import CameraLinks, parse
 from reid_desktop.core.types import Detections, Frame
 from tests.core.test_pipeline_faults import config
+from tests.core.test_store_edits import Builder
 
 
 def unit(*values: float) -> np.ndarray:
@@ -188,3 +191,20 @@ def test_a_wrong_first_guess_is_corrected_in_the_store_with_an_audit_row(tmp_pat
         audit = [c for c in store.corrections() if c.actor == "auto"]
         assert [(c.from_identity, c.to_identity) for c in audit] == [(shown[12], first)]
         assert shown[12] not in {i.identity_id for i in store.identities()}  # the mistaken identity is gone
+
+
+def test_operator_edits_are_audited_and_the_audit_stays_bounded(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setattr(storage, "AUDIT_ROWS", 3)
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        build = Builder(store)
+        build.track("a", 1, [100.0, 101.0], person=1)
+        moved = build.track("a", 2, [102.0], person=1)
+        store.merge_identities(1, 2)
+        new = store.split_track(moved.track_row)
+        assert [(c.actor, c.action, c.from_identity, c.to_identity) for c in store.corrections()] == [
+            ("operator", "split", 1, new), ("operator", "merge", 2, 1)]
+        for _ in range(3):
+            store.merge_identities(1, store.split_track(moved.track_row))
+        assert len(store.corrections(limit=100)) == 3  # the newest AUDIT_ROWS
+        store.purge_older_than(time.time() + 1)  # retention ages the audit out with the sightings
+        assert store.corrections() == []
