@@ -92,7 +92,7 @@ class _Member:
     slot: int
     is_target: bool = False
     pinned: bool = False  # a target or a named person: never leaves the working set
-    seen_at: dict[str, float] = field(default_factory=dict)  # camera -> last time a committed track showed it
+    seen_at: dict[str, float] = field(default_factory=dict)  # camera -> last time a sure track showed it
 
 
 class _Bank:
@@ -273,7 +273,7 @@ class IdentityMatcher:
             member.pinned = True
 
     def seen(self, identity_id: int, camera: str, timestamp: float) -> None:
-        """A track that surely is this person (a committed one) shows them in ``camera`` at ``timestamp``."""
+        """A track that surely is this person (committed, or the one it was made for) shows them in ``camera``."""
         member = self._members.get(identity_id)
         if member is not None:
             member.seen_at[camera] = max(timestamp, member.seen_at.get(camera, timestamp))
