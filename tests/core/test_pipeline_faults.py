@@ -135,7 +135,7 @@ def test_bad_crops_and_a_failing_tracker_cost_one_frame_of_one_camera(tmp_path: 
     assert "not a finite, non-zero vector" in caplog.text and "injected tracker fault" in caplog.text
     assert len(results) == 24  # every frame of both cameras came out
     empty = [(r.source_id, r.frame_index) for r in results if not r.persons]
-    assert empty == [("north", 4), ("south", 4)]  # the frame each tracker failed on, nothing else
+    assert sorted(empty) == [("north", 4), ("south", 4)]  # the frame each tracker failed on, nothing else
     assert len(made) == 4  # each camera's tracker was replaced once
     con = sqlite3.connect(db)
     assert con.execute("SELECT COUNT(*) FROM embeddings").fetchone()[0] > 0
