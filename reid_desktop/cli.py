@@ -96,7 +96,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reid_desktop.core.paths import default_database
-    from reid_desktop.core.pipeline import PipelineInfo, run
+    from reid_desktop.core.pipeline import PipelineInfo
+    from reid_desktop.core.runner import run
     from reid_desktop.core.sources import SourceKind
     from reid_desktop.core.storage import SightingStore, StorageHealth, StoreError
     from reid_desktop.core.types import FrameResult, SourceState, SourceStatus

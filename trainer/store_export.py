@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from reid_desktop.core.crops import crop
 from reid_desktop.core.paths import private_dir
+from reid_desktop.core.storage import ConfirmedTrack, SightingStore, StoreError, TrackSample
 from trainer.datasets import DatasetError, choose_test_identities
 
 MAX_CAMERAS = 9  # Market-1501 names hold one camera digit
@@ -35,24 +35,6 @@ class ExportSummary:
     query_images: int
     skipped: tuple[str, ...]
     out_dir: Path
-
-
-@dataclass(frozen=True)
-class _Sample:
-    frame_index: int  # frames the app had decoded from this source: wrong once a file looped or was seeked
-    media_time: float | None  # seconds into the file: right after loops and seeks
-    box: tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class _Track:
-    identity: int
-    track_id: int
-    source: str
-    uri: str
-    kind: str
-    thumbnail: bytes | None
-    samples: tuple[_Sample, ...]
 
 
 @dataclass(frozen=True)
@@ -90,8 +72,8 @@ def export_store_dataset(database: Path, out_dir: Path, *, test_fraction: float 
     try:
         crops = _extract(tracks, cameras, labels, staging / "crops", skipped)
         by_identity: dict[int, list[_Crop]] = defaultdict(list)
-        for crop in crops:
-            by_identity[crop.identity].append(crop)
+        for image in crops:
+            by_identity[image.identity].append(image)
         skipped += [f"{_name(i, labels)}: no images" for i in labels if i not in by_identity]
         if len(by_identity) < 2:
             raise DatasetError(f"{database}: {len(by_identity)} confirmed identities with images; a data set needs "
@@ -107,44 +89,29 @@ def export_store_dataset(database: Path, out_dir: Path, *, test_fraction: float 
     return ExportSummary(len(by_identity), *summary, tuple(skipped), out_dir)
 
 
-def _read_store(database: Path, max_per_track: int) -> tuple[dict[int, str], list[_Track]]:
-    """Confirmed identities (id -> label) and their tracks, each with up to ``max_per_track`` samples."""
-    if not database.is_file():
-        raise DatasetError(f"database not found: {database}")
+def _read_store(database: Path, max_per_track: int) -> tuple[dict[int, str], list[ConfirmedTrack]]:
+    """Confirmed identities (id -> label) and their tracks, read through the store (which owns the schema)."""
     try:
-        with closing(sqlite3.connect(database.resolve().as_uri() + "?mode=ro", uri=True)) as db:
-            labels = {row[0]: row[1] for row in db.execute(
-                "SELECT id, label FROM identities WHERE label != '' OR is_target = 1 ORDER BY id")}
-            tracks = []
-            for row, identity, track_id, thumbnail, source, uri, kind in db.execute(
-                    "SELECT t.id, t.identity_id, t.track_id, t.thumbnail, src.name, src.uri, src.kind FROM tracks t "
-                    "JOIN sources src ON src.id = t.source_id JOIN identities i ON i.id = t.identity_id "
-                    "WHERE i.label != '' OR i.is_target = 1 ORDER BY t.id").fetchall():
-                rows = db.execute("SELECT frame_index, media_time, x1, y1, x2, y2 FROM sightings WHERE track_row = ? "
-                                  "ORDER BY timestamp, id", (row,)).fetchall()
-                count = min(len(rows), max_per_track)
-                chosen = [rows[int((k + 0.5) * len(rows) / count)] for k in range(count)]  # spread, ends avoided
-                tracks.append(_Track(identity, track_id, source, uri, kind, thumbnail,
-                                     tuple(_Sample(r[0], r[1], (r[2], r[3], r[4], r[5])) for r in chosen)))
-    except sqlite3.DatabaseError as exc:
-        raise DatasetError(f"{database} is not a usable reid-desktop database ({exc})") from None
-    return labels, tracks
+        with SightingStore(database, readonly=True) as store:
+            return store.confirmed_tracks(max_per_track)
+    except StoreError as exc:
+        raise DatasetError(str(exc)) from None
 
 
-def _number_cameras(tracks: list[_Track], skipped: list[str]) -> dict[str, int]:
+def _number_cameras(tracks: list[ConfirmedTrack], skipped: list[str]) -> dict[str, int]:
     names = sorted({t.source for t in tracks})
     skipped += [f"camera {name}: left out, Market-1501 names hold at most {MAX_CAMERAS} cameras"
                 for name in names[MAX_CAMERAS:]]
     return {name: n for n, name in enumerate(names[:MAX_CAMERAS], 1)}
 
 
-def _extract(tracks: list[_Track], cameras: dict[str, int], labels: dict[int, str], folder: Path,
+def _extract(tracks: list[ConfirmedTrack], cameras: dict[str, int], labels: dict[int, str], folder: Path,
              skipped: list[str]) -> list[_Crop]:
     """Crop every sample from its video, each file read once in frame order; the best crop where that fails."""
     import cv2
 
     crops: list[_Crop] = []
-    by_source: dict[str, list[_Track]] = defaultdict(list)
+    by_source: dict[str, list[ConfirmedTrack]] = defaultdict(list)
     for track in tracks:
         if track.source in cameras:
             by_source[track.source].append(track)
@@ -177,12 +144,12 @@ def _extract(tracks: list[_Track], cameras: dict[str, int], labels: dict[int, st
     return crops
 
 
-def _crop_video(cap: Any, group: list[_Track], camera: int, folder: Path, crops: list[_Crop]) -> Counter[int]:
+def _crop_video(cap: Any, group: list[ConfirmedTrack], camera: int, folder: Path, crops: list[_Crop]) -> Counter[int]:
     """Append the crops of ``group``'s samples from one open video; returns how many each track got."""
     import cv2
 
     fps = cap.get(cv2.CAP_PROP_FPS) or 0.0
-    wanted: dict[int, list[tuple[int, _Sample]]] = defaultdict(list)
+    wanted: dict[int, list[tuple[int, TrackSample]]] = defaultdict(list)
     for index, track in enumerate(group):
         for sample in track.samples:
             position = (round(sample.media_time * fps) if sample.media_time is not None and fps > 0
@@ -191,10 +158,10 @@ def _crop_video(cap: Any, group: list[_Track], camera: int, folder: Path, crops:
     cropped: Counter[int] = Counter()
     for position, frame in _frames(cap, sorted(wanted)):
         for index, sample in wanted[position]:
-            crop = _crop(frame, sample.box)
-            if crop is not None:
+            patch = crop(frame, sample.box)
+            if patch is not None:
                 path = folder / f"{len(crops):08d}.jpg"
-                path.write_bytes(cv2.imencode(".jpg", crop, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
+                path.write_bytes(cv2.imencode(".jpg", patch, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes())
                 crops.append(_Crop(group[index].identity, camera, position, path))
                 cropped[index] += 1
     return cropped
@@ -220,14 +187,6 @@ def _frames(cap: Any, positions: list[int]) -> Iterator[tuple[int, Any]]:
             return  # past the end: the positions after this one are too
         current += 1
         yield position, frame
-
-
-def _crop(frame: Any, box: tuple[float, float, float, float]) -> Any:
-    """The box clipped to the picture, or None when too little of it is inside."""
-    height, width = frame.shape[:2]
-    x1, y1 = max(0, round(box[0])), max(0, round(box[1]))
-    x2, y2 = min(width, round(box[2])), min(height, round(box[3]))
-    return frame[y1:y2, x1:x2] if x2 - x1 >= 2 and y2 - y1 >= 2 else None
 
 
 def _is_image(data: bytes | None) -> bool:
@@ -263,14 +222,14 @@ def _write(folder: Path, by_identity: dict[int, list[_Crop]], labels: dict[int, 
     for identity, crops in by_identity.items():
         crops = sorted(crops, key=lambda c: (c.camera, c.frame))
         queries = _queries(crops) if identity in test else []
-        for crop in crops:
-            split = "query" if crop in queries else "bounding_box_test" if identity in test else "bounding_box_train"
+        for image in crops:
+            split = "query" if image in queries else "bounding_box_test" if identity in test else "bounding_box_train"
             number = 0
-            while (name := f"{pids[identity]:04d}_c{crop.camera}s1_{crop.frame:06d}_{number:02d}.jpg") in taken:
+            while (name := f"{pids[identity]:04d}_c{image.camera}s1_{image.frame:06d}_{number:02d}.jpg") in taken:
                 number += 1  # the same frame twice: two runs over one file
             taken.add(name)
             (folder / split).mkdir(exist_ok=True)
-            crop.staged.rename(folder / split / name)
+            image.staged.rename(folder / split / name)
             counts[split] += 1
     for split in ("bounding_box_train", "bounding_box_test", "query"):
         (folder / split).mkdir(exist_ok=True)

@@ -1,43 +1,37 @@
-"""The re-id pipeline: frames -> detections -> per-camera tracks -> embeddings -> identities -> store.
+"""Per-frame processing: frames -> detections -> per-camera tracks -> embeddings -> identities.
 
-:func:`run` is a plain generator over :data:`PipelineEvent`s so the headless CLI iterates it
-directly and the GUI wraps it in a worker thread. Models are created inside the generator, i.e. in
-the thread that consumes it. Embeddings are computed when a track is new, then every
-``embed_every`` frames or as soon as the crop is clearly better than the best one so far.
+Embeddings are computed when a track is new, then every ``embed_every`` frames or as soon as the crop
+is clearly better than the best one so far. A track's identity is tentative until it has enough crops
+(see :class:`_TrackState`). What is kept of all this is :mod:`~reid_desktop.core.persistence`'s job, and
+:mod:`~reid_desktop.core.runner` feeds the frames in.
 
 Faults stay local: a failing detector batch, tracker, crop or embedding is logged (rate-limited)
 and skipped, the other cameras and frames go on; database faults are the store's to buffer and
-retry, and arrive here as :class:`StorageHealth` events for the operator.
+retry, and arrive as :class:`StorageHealth` events for the operator.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import itertools
 import logging
-import queue
-import threading
-import time
-from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import Future
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
 
-import cv2
 import numpy as np
 
 from reid_desktop.core.calibration import ThresholdCalibration
 from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.crops import crop, crop_quality
 from reid_desktop.core.detection import Detector, YoloDetector
 from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.faults import FaultLog
 from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityMatcher, MatchDecision, MatchRequest
 from reid_desktop.core.models import load_embedder
-from reid_desktop.core.sources import SourceSpec, VideoSource
+from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
+from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import (
     SearchHit,
-    SightingRecord,
     SightingStore,
     StorageHealth,
     StorageUnavailable,
@@ -46,17 +40,13 @@ from reid_desktop.core.storage import (
 )
 from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
-from reid_desktop.core.types import Detections, Frame, FrameResult, SourceStatus, TrackedPerson
+from reid_desktop.core.types import Detections, Frame, FrameResult, TrackedPerson
 from reid_desktop.core.vector_index import VectorIndex
-
-T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
-MIN_CROP_PIXELS = 12
-RETENTION_EVERY_S = 600.0  # a run of weeks keeps its history bounded, not only the next start
-# per track (source, track id) embedded in this frame: (vector, crop quality, the crop when it is the track's best)
-FreshEmbeddings = dict[tuple[str, int], tuple[np.ndarray, float, np.ndarray | None]]
+# what the embedding step gave each track (source, track id) in this batch of frames
+FreshEmbeddings = dict[tuple[str, int], FreshEmbedding]
 
 
 @dataclass(frozen=True)
@@ -72,34 +62,6 @@ class PipelineInfo:
     match_threshold: float
     warnings: tuple[str, ...]
     run_id: int | None
-
-
-PipelineEvent = PipelineInfo | SourceStatus | FrameResult | StorageHealth
-
-
-def crop_quality(box: np.ndarray, confidence: float, keypoints: np.ndarray | None,
-                 frame_shape: tuple[int, ...]) -> float:
-    """How useful a crop is for re-id: confident, tall enough, person-shaped, not cut by the border,
-    and (with pose models) with most body keypoints visible."""
-    x1, y1, x2, y2 = (float(v) for v in box[:4])
-    w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
-    size = min(1.0, h / 160.0)
-    aspect = 1.0 if 1.6 <= h / w <= 4.0 else 0.6
-    fh, fw = frame_shape[:2]
-    border = 0.7 if x1 <= 2 or y1 <= 2 or x2 >= fw - 2 or y2 >= fh - 2 else 1.0
-    visible = 1.0
-    if keypoints is not None and len(keypoints):
-        visible = 0.5 + 0.5 * float(np.mean(keypoints[:, 2] > 0.5))
-    return float(confidence) * size * aspect * border * visible
-
-
-def crop(image: np.ndarray, box: np.ndarray) -> np.ndarray | None:
-    h, w = image.shape[:2]
-    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
-    x2, y2 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)
-    if x2 - x1 < MIN_CROP_PIXELS // 2 or y2 - y1 < MIN_CROP_PIXELS:
-        return None
-    return image[y1:y2, x1:x2]
 
 
 @dataclass(frozen=True)
@@ -136,9 +98,6 @@ class _TrackState:
     best_quality: float = 0.0
     last_embedded: int = -(10**9)
     last_seen: int = 0
-    stored_at: float | None = None  # timestamp of the last sighting written for this track
-    stored_identity: int | None = None
-    held: SightingRecord | None = None  # the newest sighting not written: the track's last, if it ends now
 
     def descriptor(self) -> np.ndarray:
         mean = np.mean([v for _, v in self.embeddings], axis=0)
@@ -168,16 +127,13 @@ class Pipeline:
         # tracker restarts per source: a restarted tracker counts its ids from 1 again, so stored tracks
         # are told apart by (source, segment, track id)
         self._segments: dict[str, int] = {}
-        self._source_uris: dict[str, str] = {}
-        self._source_kinds: dict[str, str] = {}
         self.faults = FaultLog(log)
         self.corrections = 0  # tentative identities changed by better crops (each one also audited in the store)
-        self.run_id: int | None = None
-        self._next_retention = time.monotonic() + RETENTION_EVERY_S
-        if store is not None:
-            self.apply_retention()
+        self.writer = SightingWriter(store, config.storage) if store is not None else None
+        if self.writer is not None:
+            self.writer.apply_retention()
             self._restore_identities()
-            self.run_id = self._begin_run()
+            self._begin_run()
 
     def _new_matcher(self) -> IdentityMatcher:
         """A matcher for the current model; with a store, identities beyond its working set are looked up
@@ -195,22 +151,6 @@ class Pipeline:
         """Calibrates the threshold for this model, unless the operator set one."""
         return None if self.config.matcher.threshold else ThresholdCalibration(self.config.matcher.false_accept)
 
-    def apply_retention(self) -> None:
-        """Delete sightings older than ``storage.retention_days`` and, past ``storage.max_database_gb``, the
-        oldest ones; give their pages back to the disk. At the start, then every few minutes of a long run."""
-        self._next_retention = time.monotonic() + RETENTION_EVERY_S
-        if self.store is None:
-            return
-        days, max_gb = self.config.storage.retention_days, self.config.storage.max_database_gb
-        purged = self.store.purge_older_than(time.time() - days * 86400.0) if days else 0
-        if purged:
-            log.info("retention: deleted %d sightings older than %d days", purged, days)
-        over = self.store.enforce_size(int(max_gb * 1e9)) if max_gb else 0
-        if over:
-            log.warning("retention: deleted the %d oldest sightings to keep the database under %g GB", over, max_gb)
-        if purged or over:
-            self.store.reclaim()
-
     @property
     def detector_name(self) -> str:
         return str(getattr(self.detector, "name", type(self.detector).__name__))
@@ -224,12 +164,16 @@ class Pipeline:
                 self.embedder.key, matcher.identity_gallery_size, matcher.active_identities):
             self.matcher.restore(identity_id, gallery, is_target or identity_id in (also_targets or set()), named)
 
-    def _begin_run(self) -> int:
-        assert self.store is not None
+    def _begin_run(self) -> None:
+        assert self.writer is not None
         embedder = self.embedder
-        return self.store.begin_run(detector=self.detector_name, embedder=embedder.name,
-                                    embedder_is_fallback=embedder.is_fallback, provider=embedder.provider,
-                                    model_key=embedder.key, warnings=self.warnings, config=self.config.to_dict())
+        self.writer.begin_run(detector=self.detector_name, embedder=embedder.name,
+                              embedder_is_fallback=embedder.is_fallback, provider=embedder.provider,
+                              model_key=embedder.key, warnings=self.warnings, config=self.config.to_dict())
+
+    @property
+    def run_id(self) -> int | None:
+        return self.writer.run_id if self.writer is not None else None
 
     @property
     def info(self) -> PipelineInfo:
@@ -316,11 +260,10 @@ class Pipeline:
         targets = self.matcher.targets
         self.matcher = self._new_matcher()
         self.calibration = self._new_calibration()
-        if self.store is not None:
+        if self.writer is not None:
             self._restore_identities(targets)
-            if self.run_id is not None:
-                self.store.end_run(self.run_id, "model changed")
-            self.run_id = self._begin_run()
+            self.writer.end_run("model changed")
+            self._begin_run()
         log.info("re-id model swapped to %s (%s)", embedder.name, embedder.provider)
         return self.info
 
@@ -364,13 +307,8 @@ class Pipeline:
                 self.forget_source(frame.source_id)
                 results.append(self._bare_result(frame))
         self._forget_stale_tracks()
-        if self.store is not None:
-            self.store.maybe_flush()
-            if time.monotonic() >= self._next_retention:
-                try:
-                    self.apply_retention()
-                except StorageUnavailable as exc:  # the database is failing: the next round tries again
-                    log.warning("retention skipped: %s", exc)
+        if self.writer is not None:
+            self.writer.after_frames()
         return results
 
     @staticmethod
@@ -491,8 +429,8 @@ class Pipeline:
                 track_id=key[1], box=tracks.boxes[row].copy(), confidence=float(tracks.scores[row]),
                 identity_id=state.identity_id, match_score=state.match_score,
                 keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets))
-            if self.store is not None:
-                self._store_sighting(frame, key, state, persons[-1], fresh.get(key))
+            if self.writer is not None:
+                self.writer.write(frame, self._track_key(key), persons[-1], fresh.get(key), self.embedder.key)
         return FrameResult(source, frame.index, frame.timestamp, frame.image, tuple(persons), frame.media_time)
 
     def _calibrate(self, together: list[_TrackState]) -> None:
@@ -519,15 +457,8 @@ class Pipeline:
         self.corrections += 1
         log.info("%s track %d: identity %d -> %d with better crops (%.2f)", key[0], key[1], previous,
                  decision.identity_id, decision.score)
-        if state.held is not None:
-            state.held = dataclasses.replace(state.held, identity_id=decision.identity_id, match_score=decision.score)
-        if self.store is not None and self.run_id is not None:
-            try:
-                self.store.correct_track(self.run_id, self._track_key(key), decision.identity_id, previous,
-                                         decision.score)
-            except StorageUnavailable as exc:
-                log.warning("%s track %d: the correction to identity %d was not saved: %s", key[0], key[1],
-                            decision.identity_id, exc)
+        if self.writer is not None:
+            self.writer.correct(self._track_key(key), decision.identity_id, previous, decision.score)
         if owned:  # the identity made for this track held its crops: they go with it
             others = any(s.identity_id == previous for s in self._tracks.values())
             if others and self.store is not None:
@@ -550,38 +481,8 @@ class Pipeline:
             self._add_crops(state)
 
     def _track_key(self, key: tuple[str, int]) -> TrackKey:
-        source = key[0]
-        return TrackKey(source, self._source_uris.get(source, source), self._source_kinds.get(source, "file"),
-                        self._segments.get(source, 0), key[1])
-
-    def _store_sighting(self, frame: Frame, key: tuple[str, int], state: _TrackState, person: TrackedPerson,
-                        fresh: tuple[np.ndarray, float, np.ndarray | None] | None) -> None:
-        store, run_id = self.store, self.run_id
-        assert store is not None and run_id is not None
-        track = self._track_key(key)
-        vector, quality, patch = fresh if fresh is not None else (None, 0.0, None)
-        box = person.box.tolist()
-        record = SightingRecord(
-            run_id=run_id, track=track, identity_id=state.identity_id, frame_index=frame.index,
-            timestamp=frame.timestamp, media_time=frame.media_time, box=(box[0], box[1], box[2], box[3]),
-            confidence=person.confidence, match_score=state.match_score, embedding=vector,
-            model_key=self.embedder.key, quality=quality,
-            thumbnail=self._thumbnail(patch) if patch is not None else None)
-        per_second = self.config.storage.sightings_per_second
-        due = (per_second == 0 or person.is_target or state.stored_at is None or vector is not None or patch is not None
-               or state.identity_id != state.stored_identity or record.timestamp - state.stored_at >= 1 / per_second)
-        if due:
-            store.record(record)
-            state.stored_at, state.stored_identity, state.held = record.timestamp, state.identity_id, None
-        else:
-            state.held = record
-
-    def _thumbnail(self, patch: np.ndarray) -> bytes:
-        height = self.config.storage.thumbnail_height
-        scale = height / max(patch.shape[0], 1)
-        resized = cv2.resize(patch, (max(1, round(patch.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        return buf.tobytes() if ok else b""
+        assert self.writer is not None
+        return self.writer.track_key(key[0], self._segments.get(key[0], 0), key[1])
 
     def _forget_stale_tracks(self) -> None:
         horizon = 4 * self.config.tracker.track_buffer
@@ -594,15 +495,14 @@ class Pipeline:
     def _drop_track(self, key: tuple[str, int]) -> None:
         """The track has ended: a tentative identity becomes final, and its last sighting, if held back by
         sampling, is written now."""
-        state = self._tracks.pop(key)
-        self._commit(state)
-        if state.held is not None and self.store is not None:
-            self.store.record(state.held)
+        self._commit(self._tracks.pop(key))
+        if self.writer is not None:
+            self.writer.track_ended(self._track_key(key))
 
     def register_source(self, spec: SourceSpec) -> None:
         """Record how a source is described in the store (its URI without credentials, its kind)."""
-        self._source_uris[spec.source_id] = spec.display_uri
-        self._source_kinds[spec.source_id] = spec.kind.value
+        if self.writer is not None:
+            self.writer.register_source(spec)
 
     def search(self, crop_bgr: np.ndarray, k: int = 10) -> list[SearchHit]:
         """Appearance search: the stored sightings that look most like this person crop."""
@@ -621,239 +521,12 @@ class Pipeline:
 
     def close(self, status: str = "finished") -> bool:
         """End the run in the store; False when not everything could be saved (logged). Never raises."""
-        if self.store is None or self.run_id is None:
+        if self.writer is None or self.run_id is None:
             return True
         try:
             for key in list(self._tracks):
                 self._drop_track(key)
-            return self.store.end_run(self.run_id, status)
+            return self.writer.end_run(status)
         except Exception:
             log.exception("could not end run %s", self.run_id)
             return False
-
-
-class PipelineControl:
-    """Thread-safe handle on a running :func:`run`.
-
-    Other threads (the GUI) cancel it, add, remove, pause or seek sources, and submit any function
-    of the :class:`Pipeline`; commands run in the pipeline's own thread between frames, and
-    :meth:`submit` hands back a :class:`~concurrent.futures.Future` with the function's result.
-    """
-
-    def __init__(self) -> None:
-        self._cancelled = threading.Event()
-        self.wakeup = threading.Event()  # set on every command, frame and status: the run loop sleeps on it
-        self._commands: queue.SimpleQueue[tuple[Callable[[_Session], Any], Future[Any]]] = queue.SimpleQueue()
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def cancel(self) -> None:
-        self._cancelled.set()
-        self.wakeup.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-    def submit(self, fn: Callable[[Pipeline], T]) -> Future[T]:
-        """Run ``fn(pipeline)`` in the pipeline thread; the future fails if the run ends first."""
-        return self._post(lambda session: fn(session.pipeline))
-
-    def set_target(self, identity_id: int, is_target: bool = True) -> Future[None]:
-        return self.submit(lambda p: p.set_target(identity_id, is_target))
-
-    def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> Future[int | None]:
-        return self.submit(lambda p: p.target_track(source_id, track_id, is_target))
-
-    def add_source(self, spec: SourceSpec) -> Future[None]:
-        return self._post(lambda session: session.add(spec))
-
-    def remove_source(self, source_id: str) -> Future[None]:
-        return self._post(lambda session: session.remove(source_id))
-
-    def pause_source(self, source_id: str, paused: bool = True) -> Future[None]:
-        return self._post(lambda session: session.pause(source_id, paused))
-
-    def seek(self, source_id: str, media_time: float) -> Future[None]:
-        return self._post(lambda session: session.seek(source_id, media_time))
-
-    def _post(self, command: Callable[[_Session], Any]) -> Future[Any]:
-        future: Future[Any] = Future()
-        with self._lock:
-            if self._closed:
-                future.cancel()
-                return future
-            self._commands.put((command, future))
-        self.wakeup.set()
-        return future
-
-    def _apply(self, session: _Session) -> None:
-        while True:
-            try:
-                command, future = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            if not future.set_running_or_notify_cancel():
-                continue
-            try:
-                future.set_result(command(session))
-            except Exception as exc:  # the caller gets it through the future; the run goes on
-                future.set_exception(exc)
-
-    def _abandon(self) -> None:
-        """The run is over: commands still waiting, or sent later, will never run."""
-        with self._lock:
-            self._closed = True
-        while True:
-            try:
-                _, future = self._commands.get_nowait()
-            except queue.Empty:
-                return
-            future.cancel()
-
-
-class _Session:
-    """The sources of one :func:`run` and what the run loop knows about them."""
-
-    def __init__(self, pipeline: Pipeline, config: PipelineConfig, control: PipelineControl,
-                 statuses: queue.SimpleQueue[SourceStatus]) -> None:
-        self.pipeline = pipeline
-        self.config = config
-        self.control = control
-        self.statuses = statuses
-        self.sources: dict[str, VideoSource] = {}
-        self.taken: dict[str, int] = {}
-        self.paused: set[str] = set()
-        self._retired: list[VideoSource] = []
-
-    def add(self, spec: SourceSpec) -> None:
-        if spec.source_id in self.sources:
-            raise ValueError(f"there is already a source named {spec.source_id!r}")
-        self.pipeline.register_source(spec)
-        source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup)
-        self.sources[spec.source_id] = source.start()
-        self.taken[spec.source_id] = 0
-
-    def _source(self, source_id: str) -> VideoSource:
-        try:
-            return self.sources[source_id]
-        except KeyError:
-            raise ValueError(f"no source named {source_id!r}") from None
-
-    def remove(self, source_id: str) -> None:
-        source = self._source(source_id)
-        del self.sources[source_id]
-        self.paused.discard(source_id)
-        source.stop(timeout=0.0)
-        self._retired.append(source)
-        self.pipeline.forget_source(source_id)
-
-    def pause(self, source_id: str, paused: bool) -> None:
-        self._source(source_id)
-        if paused:
-            self.paused.add(source_id)
-        else:
-            self.paused.discard(source_id)
-
-    def seek(self, source_id: str, media_time: float) -> None:
-        self._source(source_id).seek(media_time)
-        self.pipeline.forget_source(source_id)  # a jump in time: the tracker must start afresh
-
-    def next_frames(self, max_frames: int | None) -> list[Frame]:
-        self._retired = [s for s in self._retired if s.is_alive()]  # a stopped reader freed its frames on exit
-        frames = []
-        for source_id, source in self.sources.items():
-            if source_id in self.paused or (max_frames is not None and self.taken[source_id] >= max_frames):
-                continue
-            frame = source.get()
-            if frame is not None:
-                frames.append(frame)
-                self.taken[source_id] += 1
-        return frames
-
-    def all_done(self, max_frames: int | None) -> bool:
-        return all(s.exhausted or (max_frames is not None and self.taken[i] >= max_frames)
-                   for i, s in self.sources.items())
-
-    def stop_all(self) -> None:
-        everything = [*self.sources.values(), *self._retired]
-        for source in everything:
-            source.stop(timeout=0.0)
-        deadline = time.monotonic() + 2.0
-        for source in everything:
-            source.stop(timeout=max(0.0, deadline - time.monotonic()))
-
-
-class _HealthWatch:
-    """Turns the store's health into events: on every change between saving and not saving, and while
-    not saving at most once a second (the number of waiting sightings changes)."""
-
-    def __init__(self, pipeline: Pipeline) -> None:
-        self._pipeline = pipeline
-        self._last = pipeline.storage_health
-        self._at = 0.0
-
-    def changes(self) -> Iterator[StorageHealth]:
-        now = self._pipeline.storage_health
-        if now is None or self._last is None:
-            return
-        if now.ok != self._last.ok or (not now.ok and time.monotonic() - self._at >= 1.0):
-            self._last, self._at = now, time.monotonic()
-            yield now
-
-
-def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStore | None = None,
-        control: PipelineControl | None = None, max_frames: int | None = None,
-        pipeline: Pipeline | None = None, stay_open: bool = False) -> Iterator[PipelineEvent]:
-    """Process ``specs`` (and sources added through ``control``) until every source has ended or
-    failed, or ``control`` cancels; with ``stay_open`` only ``control`` ends it (the GUI).
-
-    ``max_frames`` bounds the frames taken per source. Model errors raise :class:`ModelError` before
-    the first event; source problems arrive as :class:`SourceStatus` events and never stop the others;
-    a change in whether sightings are being saved arrives as a :class:`StorageHealth` event.
-    """
-    control = control or PipelineControl()
-    pipeline = pipeline or Pipeline(config, store)
-    statuses: queue.SimpleQueue[SourceStatus] = queue.SimpleQueue()
-    session = _Session(pipeline, config, control, statuses)
-    yield pipeline.info
-    status = "finished"
-    health = _HealthWatch(pipeline)
-    try:
-        for spec in specs:
-            session.add(spec)
-        while not control.cancelled:
-            control._apply(session)
-            control.wakeup.clear()
-            while not statuses.empty():
-                yield statuses.get()
-            yield from health.changes()
-            frames = session.next_frames(max_frames)
-            if frames:
-                try:
-                    results = pipeline.process(frames)
-                except Exception as exc:  # isolation inside process() missed it: drop these frames, go on
-                    pipeline.faults.report("process", f"processing failed on {len(frames)} frames; they are "
-                                           f"skipped: {type(exc).__name__}: {exc}", exc)
-                    continue
-                yield from results
-                continue
-            if not stay_open and session.all_done(max_frames):
-                break
-            control.wakeup.wait(0.2)
-        else:
-            status = "cancelled"
-        control._apply(session)
-        session.stop_all()
-        while not statuses.empty():  # the last words of sources that just ended
-            yield statuses.get()
-    except GeneratorExit:
-        status = "cancelled"
-        raise
-    except BaseException:
-        status = "crashed"
-        raise
-    finally:
-        control._abandon()
-        session.stop_all()
-        pipeline.close(status)

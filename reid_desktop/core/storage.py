@@ -106,6 +106,29 @@ def describe_failure(exc: BaseException) -> str:
 
 
 @dataclass(frozen=True)
+class TrackSample:
+    """Where a track was in one frame: ``frame_index`` counts the frames the app decoded (wrong once a file
+    looped or was seeked), ``media_time`` is seconds into the file (right after loops and seeks)."""
+
+    frame_index: int
+    media_time: float | None
+    box: tuple[float, float, float, float]
+
+
+@dataclass(frozen=True)
+class ConfirmedTrack:
+    """A track of an identity the operator vouched for, with sightings spread over its length."""
+
+    identity: int
+    track_id: int
+    source: str
+    uri: str
+    kind: str
+    thumbnail: bytes | None
+    samples: tuple[TrackSample, ...]
+
+
+@dataclass(frozen=True)
 class Correction:
     """One change of a track's identity: ``actor`` is ``auto`` (better crops) or ``operator`` (merge, split)."""
 
@@ -902,6 +925,27 @@ class SightingStore:
                                 "ORDER BY quality DESC, id DESC LIMIT ?", (identity_id, model_key, per_identity))
         vectors = [np.frombuffer(r[0], dtype=np.float32) for r in rows]
         return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+
+    def confirmed_tracks(self, max_per_track: int) -> tuple[dict[int, str], list[ConfirmedTrack]]:
+        """Identities the operator vouched for (named, or targets: id -> label) and their tracks, each with up
+        to ``max_per_track`` sightings spread over its length, its ends avoided (for training data)."""
+        try:
+            labels = {row[0]: row[1] for row in self._db.execute(
+                "SELECT id, label FROM identities WHERE label != '' OR is_target = 1 ORDER BY id")}
+            tracks = []
+            for row, identity, track_id, thumbnail, source, uri, kind in self._db.execute(
+                    "SELECT t.id, t.identity_id, t.track_id, t.thumbnail, src.name, src.uri, src.kind FROM tracks t "
+                    "JOIN sources src ON src.id = t.source_id JOIN identities i ON i.id = t.identity_id "
+                    "WHERE i.label != '' OR i.is_target = 1 ORDER BY t.id").fetchall():
+                rows = self._db.execute("SELECT frame_index, media_time, x1, y1, x2, y2 FROM sightings "
+                                        "WHERE track_row = ? ORDER BY timestamp, id", (row,)).fetchall()
+                count = min(len(rows), max_per_track)
+                chosen = [rows[int((k + 0.5) * len(rows) / count)] for k in range(count)]
+                tracks.append(ConfirmedTrack(identity, track_id, source, uri, kind, thumbnail,
+                                             tuple(TrackSample(r[0], r[1], (r[2], r[3], r[4], r[5])) for r in chosen)))
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path} is not a usable reid-desktop database ({exc})") from None
+        return labels, tracks
 
     def track_identity(self, track_row: int) -> int | None:
         row = self._db.execute("SELECT identity_id FROM tracks WHERE id = ?", (track_row,)).fetchone()

@@ -25,7 +25,8 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.pipeline import PipelineControl, PipelineInfo, run
+from reid_desktop.core.pipeline import PipelineInfo
+from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore, StorageHealth, StoreError
 from reid_desktop.core.types import FrameResult, SourceStatus

@@ -18,7 +18,7 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QSizePolicy, QWidget
 
-from reid_desktop.core.pipeline import crop
+from reid_desktop.core.crops import crop
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
 
 TARGET_COLOUR = QColor(255, 40, 40)

@@ -161,9 +161,9 @@ def test_hours_of_traffic_stay_within_memory_and_disk_bounds(tmp_path: Path) -> 
 
 
 def test_retention_round_deletes_beyond_the_size_budget(tmp_path: Path, monkeypatch) -> None:
-    from reid_desktop.core import pipeline as pipeline_module
+    from reid_desktop.core import persistence
 
-    monkeypatch.setattr(pipeline_module, "RETENTION_EVERY_S", 0.0)
+    monkeypatch.setattr(persistence, "RETENTION_EVERY_S", 0.0)
     cfg = config(**{"storage.max_database_gb": 200e3 / 1e9})  # 200 kB
     with SightingStore(tmp_path / "s.sqlite") as store:
         pipeline = Pipeline(cfg, store, detector=Replay([]), embedder=ColorTextureEmbedder())
@@ -172,6 +172,6 @@ def test_retention_round_deletes_beyond_the_size_budget(tmp_path: Path, monkeypa
             store.record(record(run, i // 50, time.time() - 3000 + i, None))
         assert store.flush()
         assert store.live_bytes > 200e3
-        pipeline.apply_retention()
+        pipeline.writer.apply_retention()
         assert store.live_bytes <= 200e3
         assert max(s.timestamp for s in store.sightings()) > time.time() - 5  # the newest stay

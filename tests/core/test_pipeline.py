@@ -10,7 +10,8 @@ import pytest
 
 from reid_desktop.core.config import PipelineConfig, load
 from reid_desktop.core.embedding import OnnxEmbedder
-from reid_desktop.core.pipeline import Pipeline, PipelineControl, PipelineInfo, run
+from reid_desktop.core.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus

@@ -20,7 +20,8 @@ import pytest
 
 from reid_desktop.core.config import PipelineConfig, load
 from reid_desktop.core.embedding import ColorTextureEmbedder
-from reid_desktop.core.pipeline import Pipeline, PipelineControl, run
+from reid_desktop.core.pipeline import Pipeline
+from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.storage import SightingStore, StorageHealth
 from reid_desktop.core.tracking import UltralyticsTracker
@@ -268,11 +269,11 @@ def test_removed_cameras_leave_nothing_behind(demo_clip: Path, pose_detector) ->
 
 def test_retention_runs_during_a_long_run_not_only_at_the_start(tmp_path: Path, demo_frames, pose_detector,
                                                                 monkeypatch) -> None:
-    from reid_desktop.core import pipeline as pipeline_module
+    from reid_desktop.core import persistence
     from reid_desktop.core.storage import SightingRecord, TrackKey
     from reid_desktop.core.types import Frame
 
-    monkeypatch.setattr(pipeline_module, "RETENTION_EVERY_S", 0.0)  # "an hour later", now
+    monkeypatch.setattr(persistence, "RETENTION_EVERY_S", 0.0)  # "an hour later", now
     cfg = config(**{"storage.retention_days": 1})
     with SightingStore(tmp_path / "s.sqlite", cfg.storage.commit_interval_s) as store:
         pipeline = Pipeline(cfg, store, detector=pose_detector, embedder=ColorTextureEmbedder())

@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from reid_desktop.core.config import SourceOptions, load
-from reid_desktop.core.pipeline import Pipeline, PipelineControl, run
+from reid_desktop.core.pipeline import Pipeline
+from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
 from tests.tools.rtsp import RTSP_MARKS, RtspServer, free_port

@@ -189,12 +189,12 @@ def test_sightings_the_database_never_took_are_reported_with_their_own_status(tm
 def test_an_internal_error_has_its_own_exit_status(tmp_path: Path, demo_clip: Path, monkeypatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from reid_desktop import cli as cli_module
-    from reid_desktop.core import pipeline
+    from reid_desktop.core import runner
 
     def broken(session, spec):  # type: ignore[no-untyped-def]
         raise RuntimeError("injected bug")
 
-    monkeypatch.setattr(pipeline._Session, "add", broken)
+    monkeypatch.setattr(runner._Session, "add", broken)
     monkeypatch.setattr(logging.getLogger(), "handlers", list(logging.getLogger().handlers))  # restored after
     status = cli_module.main(["process", str(demo_clip), "--db", str(tmp_path / "s.sqlite"), *FAST])
     err = capsys.readouterr().err

@@ -17,10 +17,11 @@ sanitize_qt_environment()
 def app_settings(tmp_path: Path, osnet_path: Path):
     from reid_desktop.ui.settings import AppSettings
 
-    # a real ONNX re-id model (OSNet from ../shared) so search and matching are the real thing
+    # a real ONNX re-id model (OSNet from ../shared) so search and matching are the real thing; the tests
+    # show one clip in two feeds, i.e. the same people at the same moment: cameras that overlap
     return AppSettings(database=str(tmp_path / "sightings.sqlite"),
                        pipeline={"reid.model": str(osnet_path), "reid.allow_download": False,
-                                 "detector.device": "cpu"})
+                                 "detector.device": "cpu", "matcher.camera_links": "vtest_excerpt = vtest_excerpt-2"})
 
 
 @pytest.fixture

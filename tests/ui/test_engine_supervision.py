@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from reid_desktop.core import pipeline as pipeline_module
+from reid_desktop.core import runner
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.types import FrameResult
 
@@ -83,7 +83,7 @@ def test_a_locked_database_shows_a_banner_and_the_video_goes_on(qtbot, make_wind
 def test_a_crashed_engine_restarts_with_the_same_cameras_and_pauses(qtbot, make_window, fast_settings,
                                                                     demo_clip: Path, monkeypatch) -> None:
     faults = {"left": 1}
-    original = pipeline_module._Session.next_frames
+    original = runner._Session.next_frames
 
     def failing_once(session, max_frames):  # type: ignore[no-untyped-def]
         if faults["left"] and "yard" in session.sources and sum(session.taken.values()) >= 5:
@@ -91,7 +91,7 @@ def test_a_crashed_engine_restarts_with_the_same_cameras_and_pauses(qtbot, make_
             raise RuntimeError("injected engine fault")
         return original(session, max_frames)
 
-    monkeypatch.setattr(pipeline_module._Session, "next_frames", failing_once)
+    monkeypatch.setattr(runner._Session, "next_frames", failing_once)
     window = make_window(fast_settings)
     window.add_files([str(demo_clip)])
     lobby = window.grid.feeds["vtest_excerpt"]

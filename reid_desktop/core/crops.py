@@ -1,0 +1,36 @@
+"""Person crops: the one way the pipeline, the window and the training export cut a person out of a frame."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+MIN_CROP_PIXELS = 12  # a crop shorter than this (or narrower than half of it) shows no usable person
+
+
+def crop_quality(box: np.ndarray, confidence: float, keypoints: np.ndarray | None,
+                 frame_shape: tuple[int, ...]) -> float:
+    """How useful a crop is for re-id: confident, tall enough, person-shaped, not cut by the border,
+    and (with pose models) with most body keypoints visible."""
+    x1, y1, x2, y2 = (float(v) for v in box[:4])
+    w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
+    size = min(1.0, h / 160.0)
+    aspect = 1.0 if 1.6 <= h / w <= 4.0 else 0.6
+    fh, fw = frame_shape[:2]
+    border = 0.7 if x1 <= 2 or y1 <= 2 or x2 >= fw - 2 or y2 >= fh - 2 else 1.0
+    visible = 1.0
+    if keypoints is not None and len(keypoints):
+        visible = 0.5 + 0.5 * float(np.mean(keypoints[:, 2] > 0.5))
+    return float(confidence) * size * aspect * border * visible
+
+
+def crop(image: np.ndarray, box: Sequence[float] | np.ndarray) -> np.ndarray | None:
+    """The part of ``image`` inside ``box`` (x1, y1, x2, y2; clipped to the picture, whole pixels that
+    contain the box), or None when too little of it is inside to show a person."""
+    h, w = image.shape[:2]
+    x1, y1 = max(int(box[0]), 0), max(int(box[1]), 0)
+    x2, y2 = min(int(np.ceil(box[2])), w), min(int(np.ceil(box[3])), h)
+    if x2 - x1 < MIN_CROP_PIXELS // 2 or y2 - y1 < MIN_CROP_PIXELS:
+        return None
+    return image[y1:y2, x1:x2]

@@ -1,0 +1,254 @@
+"""The run loop: sources in, :data:`PipelineEvent`s out, with live control from other threads.
+
+:func:`run` is a plain generator so the headless CLI iterates it directly and the GUI wraps it in a
+worker thread. Models are created inside the generator, i.e. in the thread that consumes it. Sources
+are read by their own threads; the loop takes the newest frames of all of them, hands them to the
+:class:`~reid_desktop.core.pipeline.Pipeline` and yields what comes out, with every change of a
+source's state and of whether sightings are being saved.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
+from typing import Any, TypeVar
+
+from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.sources import SourceSpec, VideoSource
+from reid_desktop.core.storage import SightingStore, StorageHealth
+from reid_desktop.core.types import Frame, FrameResult, SourceStatus
+
+T = TypeVar("T")
+
+PipelineEvent = PipelineInfo | SourceStatus | FrameResult | StorageHealth
+
+
+class PipelineControl:
+    """Thread-safe handle on a running :func:`run`.
+
+    Other threads (the GUI) cancel it, add, remove, pause or seek sources, and submit any function
+    of the :class:`Pipeline`; commands run in the pipeline's own thread between frames, and
+    :meth:`submit` hands back a :class:`~concurrent.futures.Future` with the function's result.
+    """
+
+    def __init__(self) -> None:
+        self._cancelled = threading.Event()
+        self.wakeup = threading.Event()  # set on every command, frame and status: the run loop sleeps on it
+        self._commands: queue.SimpleQueue[tuple[Callable[[_Session], Any], Future[Any]]] = queue.SimpleQueue()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+        self.wakeup.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+    def submit(self, fn: Callable[[Pipeline], T]) -> Future[T]:
+        """Run ``fn(pipeline)`` in the pipeline thread; the future fails if the run ends first."""
+        return self._post(lambda session: fn(session.pipeline))
+
+    def set_target(self, identity_id: int, is_target: bool = True) -> Future[None]:
+        return self.submit(lambda p: p.set_target(identity_id, is_target))
+
+    def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> Future[int | None]:
+        return self.submit(lambda p: p.target_track(source_id, track_id, is_target))
+
+    def add_source(self, spec: SourceSpec) -> Future[None]:
+        return self._post(lambda session: session.add(spec))
+
+    def remove_source(self, source_id: str) -> Future[None]:
+        return self._post(lambda session: session.remove(source_id))
+
+    def pause_source(self, source_id: str, paused: bool = True) -> Future[None]:
+        return self._post(lambda session: session.pause(source_id, paused))
+
+    def seek(self, source_id: str, media_time: float) -> Future[None]:
+        return self._post(lambda session: session.seek(source_id, media_time))
+
+    def _post(self, command: Callable[[_Session], Any]) -> Future[Any]:
+        future: Future[Any] = Future()
+        with self._lock:
+            if self._closed:
+                future.cancel()
+                return future
+            self._commands.put((command, future))
+        self.wakeup.set()
+        return future
+
+    def _apply(self, session: _Session) -> None:
+        while True:
+            try:
+                command, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(command(session))
+            except Exception as exc:  # the caller gets it through the future; the run goes on
+                future.set_exception(exc)
+
+    def _abandon(self) -> None:
+        """The run is over: commands still waiting, or sent later, will never run."""
+        with self._lock:
+            self._closed = True
+        while True:
+            try:
+                _, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            future.cancel()
+
+
+class _Session:
+    """The sources of one :func:`run` and what the run loop knows about them."""
+
+    def __init__(self, pipeline: Pipeline, config: PipelineConfig, control: PipelineControl,
+                 statuses: queue.SimpleQueue[SourceStatus]) -> None:
+        self.pipeline = pipeline
+        self.config = config
+        self.control = control
+        self.statuses = statuses
+        self.sources: dict[str, VideoSource] = {}
+        self.taken: dict[str, int] = {}
+        self.paused: set[str] = set()
+        self._retired: list[VideoSource] = []
+
+    def add(self, spec: SourceSpec) -> None:
+        if spec.source_id in self.sources:
+            raise ValueError(f"there is already a source named {spec.source_id!r}")
+        self.pipeline.register_source(spec)
+        source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup)
+        self.sources[spec.source_id] = source.start()
+        self.taken[spec.source_id] = 0
+
+    def _source(self, source_id: str) -> VideoSource:
+        try:
+            return self.sources[source_id]
+        except KeyError:
+            raise ValueError(f"no source named {source_id!r}") from None
+
+    def remove(self, source_id: str) -> None:
+        source = self._source(source_id)
+        del self.sources[source_id]
+        self.paused.discard(source_id)
+        source.stop(timeout=0.0)
+        self._retired.append(source)
+        self.pipeline.forget_source(source_id)
+
+    def pause(self, source_id: str, paused: bool) -> None:
+        self._source(source_id)
+        if paused:
+            self.paused.add(source_id)
+        else:
+            self.paused.discard(source_id)
+
+    def seek(self, source_id: str, media_time: float) -> None:
+        self._source(source_id).seek(media_time)
+        self.pipeline.forget_source(source_id)  # a jump in time: the tracker must start afresh
+
+    def next_frames(self, max_frames: int | None) -> list[Frame]:
+        self._retired = [s for s in self._retired if s.is_alive()]  # a stopped reader freed its frames on exit
+        frames = []
+        for source_id, source in self.sources.items():
+            if source_id in self.paused or (max_frames is not None and self.taken[source_id] >= max_frames):
+                continue
+            frame = source.get()
+            if frame is not None:
+                frames.append(frame)
+                self.taken[source_id] += 1
+        return frames
+
+    def all_done(self, max_frames: int | None) -> bool:
+        return all(s.exhausted or (max_frames is not None and self.taken[i] >= max_frames)
+                   for i, s in self.sources.items())
+
+    def stop_all(self) -> None:
+        everything = [*self.sources.values(), *self._retired]
+        for source in everything:
+            source.stop(timeout=0.0)
+        deadline = time.monotonic() + 2.0
+        for source in everything:
+            source.stop(timeout=max(0.0, deadline - time.monotonic()))
+
+
+class _HealthWatch:
+    """Turns the store's health into events: on every change between saving and not saving, and while
+    not saving at most once a second (the number of waiting sightings changes)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self._pipeline = pipeline
+        self._last = pipeline.storage_health
+        self._at = 0.0
+
+    def changes(self) -> Iterator[StorageHealth]:
+        now = self._pipeline.storage_health
+        if now is None or self._last is None:
+            return
+        if now.ok != self._last.ok or (not now.ok and time.monotonic() - self._at >= 1.0):
+            self._last, self._at = now, time.monotonic()
+            yield now
+
+
+def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStore | None = None,
+        control: PipelineControl | None = None, max_frames: int | None = None,
+        pipeline: Pipeline | None = None, stay_open: bool = False) -> Iterator[PipelineEvent]:
+    """Process ``specs`` (and sources added through ``control``) until every source has ended or
+    failed, or ``control`` cancels; with ``stay_open`` only ``control`` ends it (the GUI).
+
+    ``max_frames`` bounds the frames taken per source. Model errors raise :class:`ModelError` before
+    the first event; source problems arrive as :class:`SourceStatus` events and never stop the others;
+    a change in whether sightings are being saved arrives as a :class:`StorageHealth` event.
+    """
+    control = control or PipelineControl()
+    pipeline = pipeline or Pipeline(config, store)
+    statuses: queue.SimpleQueue[SourceStatus] = queue.SimpleQueue()
+    session = _Session(pipeline, config, control, statuses)
+    yield pipeline.info
+    status = "finished"
+    health = _HealthWatch(pipeline)
+    try:
+        for spec in specs:
+            session.add(spec)
+        while not control.cancelled:
+            control._apply(session)
+            control.wakeup.clear()
+            while not statuses.empty():
+                yield statuses.get()
+            yield from health.changes()
+            frames = session.next_frames(max_frames)
+            if frames:
+                try:
+                    results = pipeline.process(frames)
+                except Exception as exc:  # isolation inside process() missed it: drop these frames, go on
+                    pipeline.faults.report("process", f"processing failed on {len(frames)} frames; they are "
+                                           f"skipped: {type(exc).__name__}: {exc}", exc)
+                    continue
+                yield from results
+                continue
+            if not stay_open and session.all_done(max_frames):
+                break
+            control.wakeup.wait(0.2)
+        else:
+            status = "cancelled"
+        control._apply(session)
+        session.stop_all()
+        while not statuses.empty():  # the last words of sources that just ended
+            yield statuses.get()
+    except GeneratorExit:
+        status = "cancelled"
+        raise
+    except BaseException:
+        status = "crashed"
+        raise
+    finally:
+        control._abandon()
+        session.stop_all()
+        pipeline.close(status)
