@@ -39,7 +39,8 @@ import numpy as np
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder
 from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-from reid_desktop.core.pipeline import Pipeline, run
+from reid_desktop.core.pipeline import Pipeline
+from reid_desktop.core.runner import run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
 

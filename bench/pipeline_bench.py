@@ -42,7 +42,8 @@ def main() -> None:
     from reid_desktop.core.detection import YoloDetector
     from reid_desktop.core.embedding import OnnxEmbedder
     from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-    from reid_desktop.core.pipeline import Pipeline, run
+    from reid_desktop.core.pipeline import Pipeline
+    from reid_desktop.core.runner import run
     from reid_desktop.core.sources import SourceSpec
     from reid_desktop.core.types import FrameResult
 

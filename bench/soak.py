@@ -50,7 +50,8 @@ def main() -> None:
     from reid_desktop.core.config import load
     from reid_desktop.core.embedding import OnnxEmbedder
     from reid_desktop.core.models import load_embedder
-    from reid_desktop.core.pipeline import Pipeline, PipelineControl, run
+    from reid_desktop.core.pipeline import Pipeline
+    from reid_desktop.core.runner import PipelineControl, run
     from reid_desktop.core.sources import SourceSpec
     from reid_desktop.core.storage import SightingStore, StorageHealth
     from reid_desktop.core.types import FrameResult
