@@ -89,8 +89,8 @@ class ReidConfig:
 class MatcherConfig:
     threshold: float = _opt(0.0, "Cosine similarity needed to link a track to an identity (0: calibrated on the "
                                  "footage, starting from the model's recommended value)", min=0.0, max=1.0)
-    false_accept: float = _opt(0.01, "Calibration: share of comparisons between different people (those seen "
-                                     "together in one camera) allowed to reach the threshold", min=0.0001, max=0.5)
+    false_accept: float = _opt(0.01, "Calibration: share of people allowed to reach the threshold with someone "
+                                     "else seen together with them in one camera", min=0.0001, max=0.5)
     identity_gallery_size: int = _opt(10, "Best embeddings kept per identity in the working set", min=1, max=100)
     active_identities: int = _opt(256, "Identities compared exactly on every frame (the most recently seen; "
                                        "targets and named people always); the others are found through the "

@@ -402,7 +402,7 @@ class Pipeline:
         requests = [MatchRequest(k, s.descriptor(), s.identity_id if s.owns_identity and holders[s.identity_id] == 1
                                  else None) for k, s in ((k, self._tracks[k]) for k in asking)]
         created = set()
-        for decision in self.matcher.assign(requests, busy, source, frame.timestamp):  # type: ignore[arg-type]
+        for decision in self.matcher.assign(requests, busy, source, frame.moment):  # type: ignore[arg-type]
             self._decide(decision.key, decision)  # type: ignore[arg-type]
             if decision.is_new:
                 created.add(decision.key)
@@ -418,7 +418,7 @@ class Pipeline:
             if not state.committed and state.crops >= self.config.matcher.commit_crops:
                 self._commit(state)
             if state.committed or state.owns_identity:  # surely this person: nobody else can be them elsewhere now
-                self.matcher.seen(state.identity_id, source, frame.timestamp)
+                self.matcher.seen(state.identity_id, source, frame.moment)
 
         persons = []
         targets = self.matcher.targets
@@ -440,8 +440,8 @@ class Pipeline:
                                  [np.stack([v for _, v in s.embeddings]) for s in together])
         threshold = self.calibration.threshold
         if threshold is not None and abs(threshold - self.matcher.threshold) >= 0.01:
-            log.info("match threshold calibrated on this footage: %.2f (was %.2f; %d pairs of people seen together)",
-                     threshold, self.matcher.threshold, self.calibration.pairs)
+            log.info("match threshold calibrated on this footage: %.2f (was %.2f; %d people seen with others)",
+                     threshold, self.matcher.threshold, self.calibration.observed)
             self.matcher.threshold = threshold
 
     def _decide(self, key: tuple[str, int], decision: MatchDecision) -> None:

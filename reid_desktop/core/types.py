@@ -12,9 +12,9 @@ import numpy as np
 class Frame:
     """One decoded picture.
 
-    ``image`` is H x W x 3 uint8 BGR. ``timestamp`` is wall-clock seconds since the epoch for live
-    sources and the position in the file (seconds) for files; ``media_time`` is the file position in
-    seconds (``None`` for live sources) so a file can be seeked back to a sighting.
+    ``image`` is H x W x 3 uint8 BGR. ``timestamp`` is wall-clock seconds since the epoch when the frame
+    was decoded (for files too); ``media_time`` is the file position in seconds (``None`` for live
+    sources) so a file can be seeked back to a sighting.
     """
 
     source_id: str
@@ -22,6 +22,12 @@ class Frame:
     timestamp: float
     image: np.ndarray
     media_time: float | None = None
+
+    @property
+    def moment(self) -> float:
+        """When the picture was taken, to compare cameras: the position in the recording for files (files cut
+        from one recording line up, however fast they are processed), the wall clock for live sources."""
+        return self.media_time if self.media_time is not None else self.timestamp
 
 
 class SourceState(enum.Enum):

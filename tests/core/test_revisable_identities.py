@@ -118,18 +118,18 @@ def test_a_track_asking_again_looks_past_its_own_new_identity_and_keeps_it_when_
 
 # -- calibration ----------------------------------------------------------------------------------
 
-def test_threshold_is_where_only_the_allowed_share_of_different_people_reach() -> None:
+def test_threshold_is_where_only_the_allowed_share_of_people_would_match_someone_around_them() -> None:
     rng = np.random.default_rng(0)
-    calibration = ThresholdCalibration(false_accept=0.05, min_pairs=50, capacity=480)
+    calibration = ThresholdCalibration(false_accept=0.05, min_scores=50, capacity=300)
     assert calibration.threshold is None
-    scores = []
+    best_wrong = []
     for _ in range(100):  # frames with four different people (random directions; one crop each)
         people = rng.normal(size=(4, 16)).astype(np.float32)
         people /= np.linalg.norm(people, axis=1, keepdims=True)
         calibration.observe(people, [p[None, :] for p in people])
-        scores += [float(people[i] @ people[j]) for j in range(4) for i in range(4) if i != j]
-    assert calibration.pairs == 480  # bounded: the most recent pairs only
-    assert calibration.threshold == pytest.approx(np.quantile(scores[-480:], 0.95), abs=1e-5)
+        best_wrong += [max(float(people[i] @ people[j]) for j in range(4) if j != i) for i in range(4)]
+    assert calibration.observed == 300  # bounded: the most recent only
+    assert calibration.threshold == pytest.approx(np.quantile(best_wrong[-300:], 0.95), abs=1e-5)
 
 
 # -- the pipeline: tentative identities corrected in the store -------------------------------------
@@ -208,3 +208,9 @@ def test_operator_edits_are_audited_and_the_audit_stays_bounded(tmp_path: Path, 
         assert len(store.corrections(limit=100)) == 3  # the newest AUDIT_ROWS
         store.purge_older_than(time.time() + 1)  # retention ages the audit out with the sightings
         assert store.corrections() == []
+
+
+def test_cameras_are_compared_at_the_moment_the_picture_shows() -> None:
+    image = np.zeros((4, 4, 3), np.uint8)
+    assert Frame("file", 3, 1_800_000_000.0, image, media_time=12.5).moment == 12.5  # however fast it is read
+    assert Frame("live", 3, 1_800_000_000.0, image).moment == 1_800_000_000.0
