@@ -396,7 +396,7 @@ class Pipeline:
         busy = {self._tracks[k].identity_id for k in keys if k not in asking} - {None}
         if self.calibration is not None and any(k in fresh for k in keys):
             self._calibrate([self._tracks[k] for k in keys if self._tracks[k].embeddings])
-        holders = collections.Counter(s.identity_id for s in self._tracks.values())
+        holders = collections.Counter(s.identity_id for s in self._tracks.values()) if asking else {}
         # an identity made for a track alone is that track's own crops: it asks past it (see MatchRequest.holds);
         # once other tracks matched it too, it is theirs as much, and competes like any other
         requests = [MatchRequest(k, s.descriptor(), s.identity_id if s.owns_identity and holders[s.identity_id] == 1

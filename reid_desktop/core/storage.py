@@ -679,14 +679,18 @@ class SightingStore:
                 return False
             self._db.execute("INSERT INTO identities (id, created) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
                              (identity_id, time.time()))
-            self._db.execute("UPDATE tracks SET identity_id = ? WHERE id = ?", (identity_id, track_row))
-            for table in ("sightings", "embeddings"):
-                self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE track_row = ?", (identity_id, track_row))
+            self._relabel_track(track_row, identity_id)
             for changed in (identity_id, previous):
                 self._refresh_identity(changed)
             self._forget_if_unused(previous, keep_labelled=True)
             self._audit("auto", "reassign", track_row, previous, identity_id, score)
         return True
+
+    def _relabel_track(self, track_row: int, identity_id: int) -> None:
+        """Every row of one track (inside an edit) now belongs to ``identity_id``."""
+        self._db.execute("UPDATE tracks SET identity_id = ? WHERE id = ?", (identity_id, track_row))
+        for table in ("sightings", "embeddings"):
+            self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE track_row = ?", (identity_id, track_row))
 
     def _audit(self, actor: str, action: str, track_row: int | None, before: int | None, after: int | None,
                score: float | None = None) -> None:
@@ -726,9 +730,7 @@ class SightingStore:
                                            (track_row,)).fetchone()
             self._db.execute("INSERT INTO identities (id, created, first_seen, last_seen, best_quality, thumbnail) "
                              "VALUES (?, ?, ?, ?, ?, ?)", (new_id, time.time(), first, last, row[1], row[2]))
-            self._db.execute("UPDATE tracks SET identity_id = ? WHERE id = ?", (new_id, track_row))
-            for table in ("sightings", "embeddings"):
-                self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE track_row = ?", (new_id, track_row))
+            self._relabel_track(track_row, new_id)
             for identity_id in left:
                 self._refresh_identity(identity_id)
                 self._forget_if_unused(identity_id, keep_labelled=False)
