@@ -53,7 +53,8 @@ def main() -> None:
     from reid_desktop.core.pipeline import Pipeline
     from reid_desktop.core.runner import PipelineControl, run
     from reid_desktop.core.sources import SourceSpec
-    from reid_desktop.core.storage import SightingStore, StorageHealth
+    from reid_desktop.core.storage import SightingStore
+    from reid_desktop.core.store import StorageHealth
     from reid_desktop.core.types import FrameResult
 
     video = ROOT.parent / "shared" / "data" / "vtest.avi"

@@ -99,7 +99,8 @@ def cmd_process(args: argparse.Namespace) -> int:
     from reid_desktop.core.pipeline import PipelineInfo
     from reid_desktop.core.runner import run
     from reid_desktop.core.sources import SourceKind
-    from reid_desktop.core.storage import SightingStore, StorageHealth, StoreError
+    from reid_desktop.core.storage import SightingStore
+    from reid_desktop.core.store import StorageHealth, StoreError
     from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
 
     if not args.sources and not args.demo:
@@ -219,7 +220,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
     from reid_desktop.core.models import load_embedder
     from reid_desktop.core.paths import default_database
-    from reid_desktop.core.storage import SightingStore, StoreError
+    from reid_desktop.core.storage import SightingStore
+    from reid_desktop.core.store import StoreError
 
     try:
         cfg = config_mod.load(Path(args.config) if args.config else None, _overrides(args))

@@ -18,7 +18,8 @@ from typing import Any
 
 from reid_desktop.core.crops import crop
 from reid_desktop.core.paths import private_dir
-from reid_desktop.core.storage import ConfirmedTrack, SightingStore, StoreError, TrackSample
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import ConfirmedTrack, StoreError, TrackSample
 from trainer.datasets import DatasetError, choose_test_identities
 
 MAX_CAMERAS = 9  # Market-1501 names hold one camera digit

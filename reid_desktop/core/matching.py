@@ -7,7 +7,10 @@ The matcher holds a bounded *working set*: the identities seen most recently (up
 whole working set in one matrix product. A track that matches nobody there is looked up in the
 *directory* (the store's vector index over every stored embedding): identities found there are
 brought back into the working set and compared exactly, so a person who returns after days is still
-recognised while memory and latency stay those of the working set.
+recognised while memory stays that of the working set. The look-up runs in a background thread and
+its answer is taken when the track asks again (the next frame, for a track without an identity), so
+the engine's cost per frame does not depend on how much history the index holds; a track that is
+waiting for its look-up gets no decision yet.
 
 Similarity to an identity is the mean of the three best cosines against its gallery. Within one
 camera and frame the assignment is solved jointly with the Hungarian algorithm, so two people visible
@@ -22,9 +25,12 @@ a request that ``holds`` an identity created for it keeps that one when nothing 
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Protocol
 
 import numpy as np
@@ -32,19 +38,29 @@ from scipy.optimize import linear_sum_assignment
 
 from reid_desktop.core.topology import CameraLinks
 
+log = logging.getLogger(__name__)
 _FORBIDDEN = -1.0e3
 _EMPTY = -np.inf
 TOP_COSINES = 3
 DIRECTORY_CANDIDATES = 10  # nearest stored embeddings looked up per unmatched track
 RECALL_MARGIN = 0.05  # the index's 8-bit codes approximate cosines; this much below the threshold still counts
+LOOKUPS_KEPT = 1024  # answers waiting for their track to ask again (a track that ended leaves one behind)
 
 
 class IdentityDirectory(Protocol):
     """Where identities that left the working set are found again (the store and its vector index)."""
 
-    def candidates(self, embeddings: np.ndarray, k: int, min_score: float = -1.0) -> list[list[int]]:
-        """Per embedding, the identities owning its ``k`` nearest stored embeddings that score at least
-        ``min_score``, nearest first."""
+    def nearest(self, embeddings: np.ndarray, k: int, min_score: float) -> list[list[int]]:
+        """Per embedding, the ids of its ``k`` nearest stored embeddings that score at least ``min_score``,
+        nearest first. Called from the look-up thread."""
+        ...
+
+    def owners(self, embedding_ids: Sequence[int]) -> dict[int, int]:
+        """The identity each stored embedding belongs to now (operator edits included)."""
+        ...
+
+    def __len__(self) -> int:
+        """Stored embeddings it searches (none: nothing to look up, no track waits)."""
         ...
 
     def gallery(self, identity_id: int) -> np.ndarray:
@@ -91,7 +107,6 @@ IdAllocator = Callable[[], int | None]
 class _Member:
     slot: int
     is_target: bool = False
-    pinned: bool = False  # a target or a named person: never leaves the working set
     seen_at: dict[str, float] = field(default_factory=dict)  # camera -> last time a sure track showed it
 
 
@@ -160,10 +175,24 @@ class IdentityMatcher:
         self.active_limit = active_limit
         self.directory = directory
         self._members: OrderedDict[int, _Member] = OrderedDict()  # least recently seen first
+        self._pinned: set[int] = set()  # members that never leave: targets and named people
         self._bank = _Bank(gallery_size)
         self._highest_id = 0
         self._allocate_id: IdAllocator = allocate_id or self._count_up
         self.recalled = 0  # identities brought back from the directory (a person returning after a while)
+        self._lookups: OrderedDict[Hashable, tuple[Future[list[list[int]]], int]] = OrderedDict()
+        self._lookup_thread: ThreadPoolExecutor | None = None
+
+    def withdraw(self, key: Hashable) -> None:
+        """The track ended: an answer still waiting for it is dropped."""
+        self._lookups.pop(key, None)
+
+    def close(self) -> None:
+        """Stop the look-up thread (look-ups not yet taken are dropped)."""
+        if self._lookup_thread is not None:
+            self._lookup_thread.shutdown(wait=True, cancel_futures=True)
+            self._lookup_thread = None
+        self._lookups.clear()
 
     def _count_up(self) -> int:
         return self._highest_id + 1
@@ -195,19 +224,23 @@ class IdentityMatcher:
         member = self._members.get(identity_id)
         if member is None:
             self._evict(room_for=0 if pinned or is_target else 1)  # first, so the bank never outgrows the limit
-            member = self._members[identity_id] = _Member(self._bank.take(), is_target, pinned or is_target)
+            member = self._members[identity_id] = _Member(self._bank.take(), is_target)
+            if pinned or is_target:
+                self._pinned.add(identity_id)
         self._members.move_to_end(identity_id)
         self._highest_id = max(self._highest_id, identity_id)
         return member
 
     def _evict(self, room_for: int) -> None:
         """Drop the least recently seen identities so ``room_for`` more fit in ``active_limit``; pinned ones stay."""
-        excess = sum(1 for m in self._members.values() if not m.pinned) + room_for - self.active_limit
-        for identity_id in [i for i, m in self._members.items() if not m.pinned][:max(excess, 0)]:
-            self._bank.release(self._members.pop(identity_id).slot)
+        excess = len(self._members) - len(self._pinned) + room_for - self.active_limit
+        if excess > 0:
+            for identity_id in list(islice((i for i in self._members if i not in self._pinned), excess)):
+                self._bank.release(self._members.pop(identity_id).slot)
 
     def forget(self, identity_id: int) -> None:
         member = self._members.pop(identity_id, None)
+        self._pinned.discard(identity_id)
         if member is not None:
             self._bank.release(member.slot)
 
@@ -240,10 +273,12 @@ class IdentityMatcher:
         rows = self._bank.filled(dropped.slot)
         vectors = self._bank.vectors[dropped.slot, rows].copy()
         qualities = self._bank.quality[dropped.slot, rows].copy()
+        was_pinned = drop in self._pinned
         self.forget(drop)
         kept = self._enter(keep)
         kept.is_target = kept.is_target or dropped.is_target
-        kept.pinned = kept.pinned or dropped.pinned
+        if was_pinned:
+            self._pinned.add(keep)
         for camera, at in dropped.seen_at.items():
             kept.seen_at[camera] = max(at, kept.seen_at.get(camera, at))
         if len(vectors):
@@ -256,7 +291,7 @@ class IdentityMatcher:
             self.forget(identity_id)
             return
         self.restore(identity_id, embeddings, member is not None and member.is_target,
-                     member is not None and member.pinned)
+                     identity_id in self._pinned)
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         member = self._members.get(identity_id)
@@ -264,13 +299,16 @@ class IdentityMatcher:
             self.restore(identity_id, self.directory.gallery(identity_id), is_target=True)
             return
         if member is not None:
-            member.is_target = member.pinned = is_target
+            member.is_target = is_target
+            if is_target:
+                self._pinned.add(identity_id)
+            else:
+                self._pinned.discard(identity_id)
 
     def pin(self, identity_id: int) -> None:
         """Keep an operator-named person in the working set for good."""
-        member = self._members.get(identity_id)
-        if member is not None:
-            member.pinned = True
+        if identity_id in self._members:
+            self._pinned.add(identity_id)
 
     def seen(self, identity_id: int, camera: str, timestamp: float) -> None:
         """A track that surely is this person (committed, or the one it was made for) shows them in ``camera``."""
@@ -310,17 +348,50 @@ class IdentityMatcher:
         out = np.where(valid, top, 0.0).sum(axis=2) / np.maximum(counts, 1)
         return np.where(counts > 0, out, _FORBIDDEN).astype(np.float32)
 
-    def _recall(self, embeddings: np.ndarray, exclude: set[int]) -> list[int]:
-        """Bring the directory's candidates for these descriptors into the working set; returns them."""
+    def _look_up(self, keys: Sequence[Hashable], embeddings: np.ndarray) -> None:
+        """Ask the directory, in the look-up thread, for the stored embeddings nearest these descriptors."""
         assert self.directory is not None
-        wanted: list[int] = []
+        if self._lookup_thread is None:
+            self._lookup_thread = ThreadPoolExecutor(1, thread_name_prefix="identity-lookup")
         # the mean of an identity's best cosines never beats its best one: weaker hits cannot match
-        for found in self.directory.candidates(embeddings, DIRECTORY_CANDIDATES, self.threshold - RECALL_MARGIN):
-            wanted.extend(i for i in found if i not in self._members and i not in exclude and i not in wanted)
+        future = self._lookup_thread.submit(self.directory.nearest, embeddings.copy(), DIRECTORY_CANDIDATES,
+                                            self.threshold - RECALL_MARGIN)
+        for row, key in enumerate(keys):
+            self._lookups.pop(key, None)
+            self._lookups[key] = (future, row)
+        while len(self._lookups) > LOOKUPS_KEPT:
+            self._lookups.popitem(last=False)
+
+    def _answers(self, keys: Sequence[Hashable]) -> tuple[list[int], list[Hashable]]:
+        """Embedding ids found for those of ``keys`` that were looked up before (waiting for an answer still
+        running: the engine asks again a frame later, so this is rare and short), and the keys never looked up."""
+        found: list[int] = []
+        new: list[Hashable] = []
+        for key in keys:
+            pending = self._lookups.pop(key, None)
+            if pending is None:
+                new.append(key)
+                continue
+            future, row = pending
+            try:
+                found.extend(future.result()[row])
+            except Exception:  # the directory failed (a damaged index): the track is decided without it
+                log.exception("identity look-up failed")
+        return found, new
+
+    def _recall(self, embedding_ids: list[int], exclude: set[int], dim: int) -> list[int]:
+        """Bring the identities owning these stored embeddings into the working set; returns them."""
+        assert self.directory is not None
+        owners = self.directory.owners(embedding_ids) if embedding_ids else {}
+        wanted: list[int] = []
+        for embedding_id in embedding_ids:
+            owner = owners.get(embedding_id)
+            if owner is not None and owner not in self._members and owner not in exclude and owner not in wanted:
+                wanted.append(owner)
         recalled = []
         for identity_id in wanted[: self.active_limit // 2]:
             gallery = self.directory.gallery(identity_id)
-            if len(gallery) and gallery.shape[1] == embeddings.shape[1]:
+            if len(gallery) and gallery.shape[1] == dim:
                 self.restore(identity_id, gallery)
                 recalled.append(identity_id)
         self.recalled += len(recalled)
@@ -331,7 +402,8 @@ class IdentityMatcher:
         """Identities for tracks of one camera and frame; ``busy`` identities are held by other tracks there.
         With ``camera``, identities seen in other cameras too recently to be here at ``timestamp`` are left out.
 
-        A request that needs a new identity when no id can be had gets no decision (it asks again later).
+        A request gets no decision (it asks again later) while its directory look-up is under way, and when
+        it needs a new identity and no id can be had.
         """
         if not requests:
             return []
@@ -342,8 +414,13 @@ class IdentityMatcher:
         if camera is not None and identity_ids:
             sims[:, self._impossible(identity_ids, camera, timestamp)] = _FORBIDDEN
         unmatched = sims.max(axis=1, initial=_FORBIDDEN) < self.threshold
-        if self.directory is not None and unmatched.any():
-            recalled = self._recall(embeddings[unmatched], busy)
+        waiting: set[Hashable] = set()
+        if self.directory is not None and len(self.directory) and unmatched.any():
+            found, new = self._answers([r.key for r, u in zip(requests, unmatched, strict=True) if u])
+            if new:
+                waiting = set(new)
+                self._look_up(new, embeddings[[r.key in waiting for r in requests]])
+            recalled = self._recall(found, busy, embeddings.shape[1])
             if recalled:  # those evicted to make room are no longer offered
                 kept = [c for c, i in enumerate(identity_ids) if i in self._members]
                 identity_ids = [identity_ids[c] for c in kept] + recalled
@@ -359,6 +436,8 @@ class IdentityMatcher:
         out = []
         for request in requests:
             decision = decisions.get(request.key)
+            if decision is None and request.key in waiting:
+                continue
             if decision is None and request.holds is not None:
                 decision = MatchDecision(request.key, request.holds, 1.0, is_new=False)
                 self._enter(request.holds)

@@ -21,7 +21,7 @@ import numpy as np
 
 from reid_desktop.core.config import StorageConfig
 from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.storage import SightingRecord, SightingStore, StorageUnavailable, TrackKey
+from reid_desktop.core.store import HistoryStore, SightingRecord, StorageUnavailable, TrackKey
 from reid_desktop.core.types import Frame, TrackedPerson
 
 log = logging.getLogger(__name__)
@@ -41,7 +41,7 @@ class _Sampling:
 class SightingWriter:
     """Writes one pipeline's results to its store. Use from the pipeline's thread only."""
 
-    def __init__(self, store: SightingStore, config: StorageConfig) -> None:
+    def __init__(self, store: HistoryStore, config: StorageConfig) -> None:
         self.store = store
         self.config = config
         self.run_id: int | None = None
@@ -50,7 +50,7 @@ class SightingWriter:
         self._next_retention = time.monotonic() + RETENTION_EVERY_S
 
     def begin_run(self, **run: Any) -> int:
-        """A new run (at the start, and when the re-id model changes); ``run`` as :meth:`SightingStore.begin_run`."""
+        """A new run (at the start, and when the re-id model changes); ``run`` as :meth:`HistoryStore.begin_run`."""
         self.run_id = self.store.begin_run(**run)
         return self.run_id
 

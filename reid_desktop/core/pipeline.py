@@ -30,9 +30,10 @@ from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityM
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
 from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.storage import (
+from reid_desktop.core.store import (
+    HistoryReader,
+    HistoryStore,
     SearchHit,
-    SightingStore,
     StorageHealth,
     StorageUnavailable,
     StoreDirectory,
@@ -72,7 +73,7 @@ class Searcher:
     embedder: Embedder
     index: VectorIndex | None
 
-    def search(self, store: SightingStore, crop_bgr: np.ndarray, k: int = 10) -> list[SearchHit]:
+    def search(self, store: HistoryReader, crop_bgr: np.ndarray, k: int = 10) -> list[SearchHit]:
         if self.index is None:
             return []
         return store.search(self.embedder.embed([crop_bgr])[0], self.embedder.key, k, self.index)
@@ -107,7 +108,7 @@ class _TrackState:
 class Pipeline:
     """Per-frame processing for any number of cameras. Use from one thread only."""
 
-    def __init__(self, config: PipelineConfig, store: SightingStore | None = None,
+    def __init__(self, config: PipelineConfig, store: HistoryStore | None = None,
                  detector: Detector | None = None, embedder: Embedder | None = None,
                  embedder_warnings: Sequence[str] = (), tracker_factory: Callable[[], Tracker] | None = None) -> None:
         self.config = config
@@ -140,8 +141,8 @@ class Pipeline:
         through the store's vector index of this model's embeddings."""
         directory: IdentityDirectory | None = None
         if self.store is not None:
-            self.store.attach_index(self.embedder.key, self.embedder.dim)
-            directory = StoreDirectory(self.store, self.embedder.key, self.config.matcher.identity_gallery_size)
+            directory = StoreDirectory(self.store, self.embedder.key, self.embedder.dim,
+                                       self.config.matcher.identity_gallery_size)
         matcher = self.config.matcher
         return IdentityMatcher(matcher.threshold or self.embedder.match_threshold, matcher.identity_gallery_size,
                                self._allocate_id, matcher.active_identities, directory,
@@ -258,6 +259,7 @@ class Pipeline:
         self.embedder = embedder
         self.warnings = tuple(warnings)
         targets = self.matcher.targets
+        self.matcher.close()
         self.matcher = self._new_matcher()
         self.calibration = self._new_calibration()
         if self.writer is not None:
@@ -496,6 +498,7 @@ class Pipeline:
         """The track has ended: a tentative identity becomes final, and its last sighting, if held back by
         sampling, is written now."""
         self._commit(self._tracks.pop(key))
+        self.matcher.withdraw(key)  # a later track with the same number must not take its look-up's answer
         if self.writer is not None:
             self.writer.track_ended(self._track_key(key))
 
@@ -521,6 +524,7 @@ class Pipeline:
 
     def close(self, status: str = "finished") -> bool:
         """End the run in the store; False when not everything could be saved (logged). Never raises."""
+        self.matcher.close()
         if self.writer is None or self.run_id is None:
             return True
         try:

@@ -11,7 +11,7 @@ import html
 from datetime import datetime
 from pathlib import Path
 
-from reid_desktop.core.storage import SightingStore, TrackSegment
+from reid_desktop.core.store import HistoryReader, TrackSegment
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }
@@ -51,7 +51,7 @@ def _thumbnail(jpeg: bytes | None) -> str:
     return f'<img src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode("ascii")}" alt="">'
 
 
-def write_html_report(store: SightingStore, identity_id: int, path: Path) -> int:
+def write_html_report(store: HistoryReader, identity_id: int, path: Path) -> int:
     """Write the timeline of ``identity_id`` to ``path``; returns the number of track segments in it."""
     identity = store.identity(identity_id)
     if identity is None:
@@ -84,7 +84,7 @@ def write_html_report(store: SightingStore, identity_id: int, path: Path) -> int
 {rows}
 </tbody>
 </table>
-<p><small>Generated {_when(datetime.now().timestamp())} by reid-desktop from {html.escape(store.path.name)}.</small></p>
+<p><small>Generated {_when(datetime.now().timestamp())} by reid-desktop from {html.escape(store.location)}.</small></p>
 </body>
 </html>
 """

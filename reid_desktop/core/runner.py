@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.sources import SourceSpec, VideoSource
-from reid_desktop.core.storage import SightingStore, StorageHealth
+from reid_desktop.core.store import HistoryStore, StorageHealth
 from reid_desktop.core.types import Frame, FrameResult, SourceStatus
 
 T = TypeVar("T")
@@ -197,7 +197,7 @@ class _HealthWatch:
             yield now
 
 
-def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: SightingStore | None = None,
+def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore | None = None,
         control: PipelineControl | None = None, max_frames: int | None = None,
         pipeline: Pipeline | None = None, stay_open: bool = False) -> Iterator[PipelineEvent]:
     """Process ``specs`` (and sources added through ``control``) until every source has ended or

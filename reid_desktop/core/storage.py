@@ -36,7 +36,7 @@ import sqlite3
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,20 @@ import numpy as np
 from reid_desktop.core.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.paths import make_private, open_private
+from reid_desktop.core.store import (
+    ConfirmedTrack,
+    Correction,
+    IdentitySummary,
+    SearchHit,
+    Sighting,
+    SightingRecord,
+    StorageHealth,
+    StorageUnavailable,
+    StoreError,
+    TrackKey,
+    TrackSample,
+    TrackSegment,
+)
 from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf
 from reid_desktop.core.vector_index import load as load_index
 
@@ -71,24 +85,6 @@ _BAD_DATA = (sqlite3.IntegrityError, sqlite3.InterfaceError, sqlite3.Programming
 _INCREMENTAL = 2  # PRAGMA auto_vacuum = INCREMENTAL
 
 
-class StoreError(RuntimeError):
-    """The database file cannot be opened or is not a reid-desktop store."""
-
-
-class StorageUnavailable(StoreError):
-    """A write failed (disk full, locked, damaged); the message says which, in the operator's words."""
-
-
-@dataclass(frozen=True)
-class StorageHealth:
-    """Whether sightings are being saved. ``message`` is one line for a banner when they are not."""
-
-    ok: bool
-    message: str = ""
-    pending: int = 0  # records waiting in memory
-    dropped: int = 0  # records given up since the store opened, because the wait buffer was full
-
-
 def describe_failure(exc: BaseException) -> str:
     """What went wrong with a write, as an operator would put it."""
     text = str(exc).lower()
@@ -103,80 +99,6 @@ def describe_failure(exc: BaseException) -> str:
     if "i/o" in text:
         return "disk error on the database"
     return f"database error ({exc})"
-
-
-@dataclass(frozen=True)
-class TrackSample:
-    """Where a track was in one frame: ``frame_index`` counts the frames the app decoded (wrong once a file
-    looped or was seeked), ``media_time`` is seconds into the file (right after loops and seeks)."""
-
-    frame_index: int
-    media_time: float | None
-    box: tuple[float, float, float, float]
-
-
-@dataclass(frozen=True)
-class ConfirmedTrack:
-    """A track of an identity the operator vouched for, with sightings spread over its length."""
-
-    identity: int
-    track_id: int
-    source: str
-    uri: str
-    kind: str
-    thumbnail: bytes | None
-    samples: tuple[TrackSample, ...]
-
-
-@dataclass(frozen=True)
-class Correction:
-    """One change of a track's identity: ``actor`` is ``auto`` (better crops) or ``operator`` (merge, split)."""
-
-    timestamp: float
-    actor: str
-    action: str
-    track_row: int | None
-    from_identity: int | None
-    to_identity: int | None
-    score: float | None
-
-
-@dataclass(frozen=True)
-class TrackKey:
-    """A per-camera track as stored: ``segment`` counts tracker restarts of the source within a run."""
-
-    source: str
-    uri: str
-    kind: str
-    segment: int
-    track_id: int
-
-
-@dataclass(frozen=True)
-class SightingRecord:
-    """One person in one frame, as the pipeline hands it to the store.
-
-    ``embedding`` (D float32, L2-normalised, of model ``model_key``) and ``thumbnail`` (JPEG of the best
-    crop so far, with its ``quality``) are present only on the frames that produced them.
-    """
-
-    run_id: int
-    track: TrackKey
-    identity_id: int | None
-    frame_index: int
-    timestamp: float
-    media_time: float | None
-    box: tuple[float, float, float, float]
-    confidence: float
-    match_score: float | None
-    embedding: np.ndarray | None = None
-    model_key: str = ""
-    quality: float = 0.0
-    thumbnail: bytes | None = None
-
-    @property
-    def nbytes(self) -> int:
-        return 256 + (self.embedding.nbytes if self.embedding is not None else 0) + len(self.thumbnail or b"")
 
 
 class _PendingRecords:
@@ -208,64 +130,6 @@ class _PendingRecords:
 
     def __len__(self) -> int:
         return len(self._records)
-
-
-@dataclass(frozen=True)
-class Sighting:
-    id: int
-    source: str
-    identity_id: int | None
-    track_id: int
-    frame_index: int
-    timestamp: float
-    media_time: float | None
-    box: tuple[float, float, float, float]
-    confidence: float
-    match_score: float | None
-    run_id: int
-    track_row: int
-
-
-@dataclass(frozen=True)
-class IdentitySummary:
-    identity_id: int
-    label: str
-    is_target: bool
-    first_seen: float | None
-    last_seen: float | None
-    cameras: tuple[str, ...]
-    sightings: int
-    first_media_time: float | None
-    last_media_time: float | None
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    sighting: Sighting
-    score: float
-
-
-@dataclass(frozen=True)
-class TrackSegment:
-    """One uninterrupted appearance of an identity on one camera: a row of the target timeline.
-
-    Times come from the track's sightings; media times are None for live sources. ``source_uri`` is the
-    video (credentials removed) the track was recorded from: a camera name may have been reused since.
-    """
-
-    track_row: int
-    run_id: int
-    source: str
-    track_id: int
-    identity_id: int | None
-    first_seen: float
-    last_seen: float
-    first_media_time: float | None
-    last_media_time: float | None
-    sightings: int
-    best_quality: float
-    thumbnail: bytes | None
-    source_uri: str = ""
 
 
 _SIGHTING_COLUMNS = """s.id, src.name, s.identity_id, t.track_id, s.frame_index, s.timestamp, s.media_time,
@@ -467,6 +331,10 @@ class SightingStore:
         """Queue one sighting for the next commit (bounded: see :class:`StorageHealth`)."""
         self._writable()
         self._pending.append(record)
+
+    @property
+    def location(self) -> str:
+        return self.path.name
 
     @property
     def pending(self) -> int:
@@ -1097,34 +965,6 @@ class SightingStore:
         with open_private(Path(path)) as fh:
             fh.write(json.dumps(payload, indent=1))
         return len(sightings)
-
-
-LOOKUP_NPROBE = 8  # the matcher's look-ups scan fewer lists than an operator's search: they run every frame
-
-
-class StoreDirectory:
-    """The matcher's look-up of identities outside its working set: the store's vector index finds the
-    nearest stored embeddings, the database says whose they are now (operator edits included) and
-    hands over their galleries. Use from the store's thread."""
-
-    def __init__(self, store: SightingStore, model_key: str, per_identity: int) -> None:
-        self.store, self.model_key, self.per_identity = store, model_key, per_identity
-
-    def candidates(self, embeddings: np.ndarray, k: int, min_score: float = -1.0) -> list[list[int]]:
-        index = self.store.index
-        if index is None or self.store.index_model != self.model_key or len(index) == 0:
-            return [[] for _ in embeddings]
-        scores, ids = index.search(embeddings, k, nprobe=LOOKUP_NPROBE)
-        owners = self.store.embedding_identities([int(i) for i in ids[scores >= min_score] if i >= 0])
-        out = []
-        for row_ids, row_scores in zip(ids, scores, strict=True):
-            found = [owners[int(i)] for i, score in zip(row_ids, row_scores, strict=True)
-                     if score >= min_score and int(i) in owners]
-            out.append(list(dict.fromkeys(found)))
-        return out
-
-    def gallery(self, identity_id: int) -> np.ndarray:
-        return self.store.identity_gallery(identity_id, self.model_key, self.per_identity)
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -4,10 +4,10 @@ Small collections are searched exactly (``IDMap2,Flat``: no training, fast below
 :data:`EXACT_LIMIT` vectors). When a collection outgrows that, its vectors move to an inverted-file
 index with 8-bit scalar quantisation (``IVF{nlist},SQ8``: a quarter of float32's memory) whose
 list count follows the size (about 39 vectors per list, as FAISS wants for training, up to
-:data:`NLIST`); it moves again to more lists each time it has grown fourfold, until the cap. A query
-scans ``nprobe`` of the lists. A move is trained in a background thread on a snapshot while the old
-index keeps serving, and the additions and removals made meanwhile are replayed before it takes
-over, so the owner never waits for a training.
+:data:`NLIST`); it moves again to more lists each time it has grown fourfold, and once more when it
+reaches the cap. A query scans ``nprobe`` of the lists. A move is trained in a background thread on
+a snapshot while the old index keeps serving, and the additions and removals made meanwhile are
+replayed before it takes over, so the owner never waits for a training.
 FAISS was chosen over hnswlib and usearch because graph indexes take far longer to build at 2048
 dimensions on two cores and delete only by marking (figures in bench/RESULTS.md).
 
@@ -83,7 +83,8 @@ class VectorIndex:
             return False
         if self.is_exact:
             return len(self) > self.exact_limit
-        return lists_for(len(self), self.nlist) >= GROWTH * self.lists
+        wanted = lists_for(len(self), self.nlist)  # the cap counts as grown enough: it is the last move
+        return wanted > self.lists and wanted >= min(GROWTH * self.lists, self.nlist)
 
     def __len__(self) -> int:
         return int(self._index.ntotal)
@@ -199,6 +200,13 @@ class VectorIndex:
         with open_private(manifest_tmp) as fh:
             json.dump(manifest, fh)
         os.replace(manifest_tmp, manifest_path(path))
+
+
+def search_with_one_core() -> None:
+    """From now on, FAISS uses one core for this thread's searches (its thread count is per thread, as in
+    OpenMP). For searches beside the engine: FAISS's spinning helper threads would compete with the engine's
+    own work (a 1,000-vector look-up took 10 ms instead of 1 on two cores)."""
+    faiss.omp_set_num_threads(1)
 
 
 def manifest_path(path: Path) -> Path:

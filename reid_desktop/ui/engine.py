@@ -28,7 +28,8 @@ from reid_desktop.core.errors import ModelError
 from reid_desktop.core.pipeline import PipelineInfo
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.storage import SightingStore, StorageHealth, StoreError
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import StorageHealth, StoreError
 from reid_desktop.core.types import FrameResult, SourceStatus
 
 log = logging.getLogger(__name__)

@@ -39,7 +39,8 @@ from reid_desktop.core.pipeline import Pipeline, PipelineInfo, Searcher
 from reid_desktop.core.redaction import has_secrets, join_credentials, redact, strip_secrets
 from reid_desktop.core.report import write_html_report
 from reid_desktop.core.sources import SourceKind, SourceSpec
-from reid_desktop.core.storage import IdentitySummary, SearchHit, SightingStore, StorageHealth, TrackSegment
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import HistoryReader, IdentitySummary, SearchHit, StorageHealth, TrackSegment
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog, StreamDialog
 from reid_desktop.ui.engine import Engine
@@ -103,7 +104,7 @@ class MessageBanner(QWidget):
         self.hide()
 
 
-def search_results(searcher: Searcher, store: SightingStore, crop: np.ndarray, k: int) -> list[SearchResult]:
+def search_results(searcher: Searcher, store: HistoryReader, crop: np.ndarray, k: int) -> list[SearchResult]:
     """The ``k`` best-matching tracks with their pictures: many sightings of one track look alike, so more
     are fetched and each track is shown once, at its best score."""
     best_per_track: dict[int, SearchHit] = {}
@@ -351,7 +352,7 @@ class MainWindow(QMainWindow):
                 what: str = "") -> bool:
         return self._control_call(lambda c: c.submit(fn), on_result, what)
 
-    def _read_store(self, fn: Callable[[SightingStore], Any], on_result: Callable[[Any], Any],
+    def _read_store(self, fn: Callable[[HistoryReader], Any], on_result: Callable[[Any], Any],
                     what: str = "read the database", on_error: Callable[[str], Any] | None = None) -> None:
         """Run a read on the thread pool with its own read-only connection (WAL: never blocks the writer)."""
         path = self.settings.database_path
@@ -661,7 +662,7 @@ class MainWindow(QMainWindow):
                 self._refresh_again = False
                 self.refresh_targets()
 
-        def read(store: SightingStore) -> tuple[list[IdentitySummary], dict[int, bytes | None]]:
+        def read(store: HistoryReader) -> tuple[list[IdentitySummary], dict[int, bytes | None]]:
             targets = store.targets()
             return targets, {t.identity_id: store.thumbnail(t.identity_id) for t in targets}
 
@@ -741,7 +742,7 @@ class MainWindow(QMainWindow):
                                                        show, "search"), what="search")
 
     def _search_target(self, identity_id: int) -> None:
-        def read(store: SightingStore) -> bytes | None:
+        def read(store: HistoryReader) -> bytes | None:
             return store.thumbnail(identity_id)
 
         def go(jpeg: bytes | None) -> None:
@@ -803,7 +804,7 @@ class MainWindow(QMainWindow):
             self.export(identity_id, Path(path), kind)
 
     def export(self, identity_id: int, path: Path, kind: str) -> None:
-        def write(store: SightingStore) -> int:
+        def write(store: HistoryReader) -> int:
             if kind == "csv":
                 return store.export_csv(path, identity_id)
             if kind == "json":

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core.report import format_media_time
-from reid_desktop.core.storage import SearchHit
+from reid_desktop.core.store import SearchHit
 from reid_desktop.ui.feeds import to_qimage
 from reid_desktop.ui.targets_panel import ID_ROLE, THUMB, format_time, thumbnail_icon
 

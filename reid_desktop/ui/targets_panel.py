@@ -22,7 +22,7 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core.report import format_media_time
-from reid_desktop.core.storage import IdentitySummary, TrackSegment
+from reid_desktop.core.store import IdentitySummary, TrackSegment
 
 THUMB = QSize(48, 96)
 ID_ROLE = Qt.ItemDataRole.UserRole

@@ -14,8 +14,10 @@ import pytest
 from reid_desktop.core.embedding import ColorTextureEmbedder
 from reid_desktop.core.matching import IdentityMatcher, MatchRequest
 from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.storage import SightingRecord, SightingStore, StoreDirectory, TrackKey
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import SightingRecord, StoreDirectory, TrackKey
 from reid_desktop.core.types import Detections, Frame
+from tests.core.test_identity_engine import decided
 from tests.core.test_pipeline_faults import config
 from tests.core.test_store_edits import DIM, MODEL, direction
 
@@ -122,7 +124,7 @@ def test_hours_of_traffic_stay_within_memory_and_disk_bounds(tmp_path: Path) -> 
     with SightingStore(path, commit_interval_s=0, embeddings_per_track=4) as store:
         store.attach_index(MODEL, DIM)
         matcher = IdentityMatcher(0.8, gallery_size=4, allocate_id=store.allocate_identity_id, active_limit=16,
-                                  directory=StoreDirectory(store, MODEL, 4))
+                                  directory=StoreDirectory(store, MODEL, DIM, 4))
         run = begin(store)
         start, track_id = 0.0, 0
         bounds: list[tuple[int, int, int]] = []
@@ -135,7 +137,7 @@ def test_hours_of_traffic_stay_within_memory_and_disk_bounds(tmp_path: Path) -> 
                 track_id += 1
                 view = direction(person) + 0.05 * rng.standard_normal(DIM).astype(np.float32)
                 view /= np.linalg.norm(view)
-                decision = matcher.assign([MatchRequest(track_id, view)])[0]
+                decision = decided(matcher, MatchRequest(track_id, view))
                 if person < 40:
                     identity, seen = regulars.get(person, (None, -1e9))
                     if now - seen <= 3000.0:  # back while their history is kept (retention keeps an hour)

@@ -3,14 +3,27 @@ survives restarts and damage, and lets a bounded matcher recognise people who re
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import pytest
 
-from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-from reid_desktop.core.storage import SightingStore, StoreDirectory
+from reid_desktop.core.matching import IdentityMatcher, MatchDecision, MatchRequest
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import StoreDirectory
 from tests.core.test_store_edits import DIM, MODEL, Builder, direction
+
+
+def decided(matcher: IdentityMatcher, request: MatchRequest) -> MatchDecision:
+    """A track without an identity asks every frame: the first ask may only start its look-up in the index."""
+    for _ in range(2):
+        decisions = matcher.assign([request])
+        if decisions:
+            return decisions[0]
+    raise AssertionError(f"{request.key} got no decision on its second ask")
 
 
 def brute_force(store: SightingStore, query: np.ndarray, k: int) -> list[int]:
@@ -107,21 +120,21 @@ def test_matcher_memory_is_bounded_and_a_returning_person_is_recognised_through_
     with SightingStore(tmp_path / "s.sqlite") as store:
         store.attach_index(MODEL, DIM)
         matcher = IdentityMatcher(0.8, gallery_size=4, allocate_id=store.allocate_identity_id, active_limit=8,
-                                  directory=StoreDirectory(store, MODEL, 4))
+                                  directory=StoreDirectory(store, MODEL, DIM, 4))
         builder = Builder(store)
-        first = matcher.assign([MatchRequest("t0", direction(0))])[0]
+        first = decided(matcher, MatchRequest("t0", direction(0)))
         matcher.add(first.identity_id, direction(0)[None], np.array([1.0]))
         builder.track("cam1", first.identity_id, [0.0, 0.1], person=0)
         sizes = []
         for person in range(1, 60):  # 59 other people pass by; the first one leaves the working set
-            decision = matcher.assign([MatchRequest(f"t{person}", direction(person))])[0]
+            decision = decided(matcher, MatchRequest(f"t{person}", direction(person)))
             assert decision.is_new
             matcher.add(decision.identity_id, direction(person)[None], np.array([1.0]))
             builder.track("cam1", decision.identity_id, [float(person)], person=person)
             sizes.append(matcher.memory_bytes)
         assert len(matcher) <= 8 and first.identity_id not in matcher
         assert sizes[-1] == sizes[20]  # flat once the working set is full
-        again = matcher.assign([MatchRequest("back", direction(0))])[0]
+        again = decided(matcher, MatchRequest("back", direction(0)))
         assert not again.is_new and again.identity_id == first.identity_id and matcher.recalled == 1
 
 
@@ -140,3 +153,56 @@ def test_targets_and_named_people_never_leave_the_working_set() -> None:
         matcher.add(decision.identity_id, direction(person)[None], np.array([1.0]))
     assert target in matcher and named in matcher and len(matcher) == 6
     assert matcher.assign([MatchRequest("t", direction(100))])[0].identity_id == target
+
+
+class SlowDirectory:
+    """A directory whose index search waits for the test: it stands for a search over a huge history."""
+
+    def __init__(self, gallery: np.ndarray, fail: bool = False) -> None:
+        self.release, self.searched = threading.Event(), threading.Event()
+        self.stored, self.fail = gallery, fail
+
+    def __len__(self) -> int:
+        return 1_000_000
+
+    def nearest(self, embeddings: np.ndarray, k: int, min_score: float) -> list[list[int]]:
+        self.searched.set()
+        assert self.release.wait(30)
+        if self.fail:
+            raise RuntimeError("index damaged")
+        return [[7] if float(e @ self.stored[0]) >= min_score else [] for e in embeddings]
+
+    def owners(self, embedding_ids: Sequence[int]) -> dict[int, int]:
+        return {7: 42} if 7 in embedding_ids else {}
+
+    def gallery(self, identity_id: int) -> np.ndarray:
+        return self.stored
+
+
+def test_the_index_look_up_runs_beside_the_engine_and_is_taken_on_the_next_ask() -> None:
+    """A search through history never holds up the frame that asked: the track gets no decision yet, the
+    frame goes on, and the next ask takes the answer (here: a person last seen long ago, identity 42)."""
+    directory = SlowDirectory(direction(5)[None])
+    matcher = IdentityMatcher(0.8, gallery_size=4, directory=directory)
+    try:
+        assert matcher.assign([MatchRequest("back", direction(5)), MatchRequest("new", direction(6))]) == []
+        assert directory.searched.wait(30)  # under way while the engine went on
+        directory.release.set()
+        decisions = {d.key: d for d in matcher.assign([MatchRequest("back", direction(5)),
+                                                        MatchRequest("new", direction(6))])}
+        assert decisions["back"].identity_id == 42 and not decisions["back"].is_new and matcher.recalled == 1
+        assert decisions["new"].is_new
+    finally:
+        directory.release.set()
+        matcher.close()
+    assert not any(t.name.startswith("identity-lookup") for t in threading.enumerate())
+
+
+def test_a_failing_look_up_leaves_the_track_to_the_working_set(caplog: pytest.LogCaptureFixture) -> None:
+    directory = SlowDirectory(direction(5)[None], fail=True)
+    directory.release.set()
+    matcher = IdentityMatcher(0.8, gallery_size=4, directory=directory)
+    with caplog.at_level(logging.ERROR):
+        decision = decided(matcher, MatchRequest("back", direction(5)))
+    matcher.close()
+    assert decision.is_new and "identity look-up failed" in caplog.text

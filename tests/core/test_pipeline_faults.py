@@ -23,7 +23,8 @@ from reid_desktop.core.embedding import ColorTextureEmbedder
 from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec, VideoSource
-from reid_desktop.core.storage import SightingStore, StorageHealth
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import StorageHealth
 from reid_desktop.core.tracking import UltralyticsTracker
 from reid_desktop.core.types import Detections, FrameResult
 
@@ -270,7 +271,7 @@ def test_removed_cameras_leave_nothing_behind(demo_clip: Path, pose_detector) ->
 def test_retention_runs_during_a_long_run_not_only_at_the_start(tmp_path: Path, demo_frames, pose_detector,
                                                                 monkeypatch) -> None:
     from reid_desktop.core import persistence
-    from reid_desktop.core.storage import SightingRecord, TrackKey
+    from reid_desktop.core.store import SightingRecord, TrackKey
     from reid_desktop.core.types import Frame
 
     monkeypatch.setattr(persistence, "RETENTION_EVERY_S", 0.0)  # "an hour later", now

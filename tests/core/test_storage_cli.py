@@ -16,7 +16,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.storage import SightingStore, StoreError
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import StoreError
 from tests.conftest import ROOT
 
 FAST = ["--imgsz", "960", "--device", "cpu", "--no-download", "-q"]

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from reid_desktop.core.report import write_html_report
-from reid_desktop.core.storage import SightingRecord, SightingStore, TrackKey
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import SightingRecord, TrackKey
 
 MODEL = "test-model"
 DIM = 16

@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 
 from reid_desktop.core.migrations import APPLICATION_ID, SCHEMA_VERSION
 from reid_desktop.core.paths import data_dir
-from reid_desktop.core.storage import SightingRecord, SightingStore, StoreError, TrackKey, csv_text
+from reid_desktop.core.storage import SightingStore, csv_text
+from reid_desktop.core.store import SightingRecord, StoreError, TrackKey
 from tests.conftest import ROOT
 
 V1_FIXTURE = ROOT / "tests" / "data" / "store_v1.sqlite"

@@ -102,3 +102,25 @@ def test_search_with_fewer_lists_works_with_faiss_torch_helpers_loaded() -> None
     assert index.wait_until_settled(60) and not index.is_exact
     _, ids = index.search(vectors[:1], 5, nprobe=2)
     assert (owner[ids[0]] == owner[0]).mean() >= 0.8
+
+
+def test_grows_to_the_full_list_count_and_survives_a_removal_and_a_reload(tmp_path) -> None:
+    """The last move goes to the cap even when that is less than four times the lists held (it used to stop
+    short of it for good, leaving long lists to scan); removing and reloading keep the answers."""
+    rng = np.random.default_rng(4)
+    vectors, _ = clustered(rng, 2_200, 20, 64)
+    index = VectorIndex(64, exact_limit=1_000, nlist=1024, nprobe=16)
+    index.add(np.arange(30_000), vectors[:30_000])
+    assert index.wait_until_settled(120) and index.lists == 30_000 // 39
+    index.add(np.arange(30_000, len(vectors)), vectors[30_000:])  # enough for the cap, not for 4x the lists
+    assert index.wait_until_settled(120) and index.lists == 1024
+    assert index.remove(np.arange(20)) == 20  # the first person is gone
+    _, ids = index.search(vectors[20:21], 10, nprobe=8)
+    exact = 20 + np.argsort(-(vectors[20:] @ vectors[20]))[:10]
+    assert len(set(ids[0]) & set(exact)) >= 8 and not set(ids[0]) & set(range(20))
+    path = tmp_path / "big.faiss"
+    index.save(path, {"count": len(index)})
+    loaded = vector_index.load(path, 64)
+    assert loaded is not None
+    _, again = loaded[0].search(vectors[20:21], 10, nprobe=8)
+    assert set(again[0]) == set(ids[0])

@@ -285,7 +285,8 @@ class TrackSpec:
 
 
 def _make_store(path: Path, tracks: list[TrackSpec], labels: dict[int, str], targets: set[int]) -> None:
-    from reid_desktop.core.storage import SightingRecord, SightingStore, TrackKey
+    from reid_desktop.core.storage import SightingStore
+    from reid_desktop.core.store import SightingRecord, TrackKey
 
     with SightingStore(path) as store:
         run = store.begin_run(detector="test", embedder="test", embedder_is_fallback=False, provider="cpu",

@@ -1,0 +1,38 @@
+"""The store's interface (core.store) is what the engine, the views and the trainer rely on; the SQLite
+store must provide all of it, with the same parameters, so a second backend can be written against it."""
+
+from __future__ import annotations
+
+import inspect
+
+import pytest
+
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import HistoryReader, HistoryStore
+
+
+def protocol_members(protocol: type) -> list[str]:
+    names: set[str] = set()
+    for cls in protocol.__mro__:
+        if cls is object or not getattr(cls, "_is_protocol", False):
+            continue
+        names.update(n for n in vars(cls) if not n.startswith("_"))
+    return sorted(names)
+
+
+@pytest.mark.parametrize("name", protocol_members(HistoryStore))
+def test_sqlite_store_provides_every_member_of_the_interface(name: str) -> None:
+    wanted = inspect.getattr_static(HistoryStore, name)
+    found = inspect.getattr_static(SightingStore, name, None)
+    assert found is not None, f"SightingStore has no {name}"
+    assert isinstance(found, property) == isinstance(wanted, property), f"{name}: property in one, not the other"
+    if isinstance(wanted, property):
+        return
+    expected = [(p.name, p.kind, p.default) for p in inspect.signature(wanted).parameters.values()]
+    actual = [(p.name, p.kind, p.default) for p in inspect.signature(found).parameters.values()]
+    assert actual == expected, f"{name}: {actual} != {expected}"
+
+
+def test_the_engines_interface_includes_everything_a_reader_has() -> None:
+    assert set(protocol_members(HistoryReader)) < set(protocol_members(HistoryStore))
+    assert {"record", "correct_track", "embedding_identities", "attach_index"} <= set(protocol_members(HistoryStore))
