@@ -96,12 +96,13 @@ def cmd_process(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from reid_desktop.core.paths import default_database
-    from reid_desktop.core.pipeline import PipelineInfo
+    from reid_desktop.core.pipeline import Pipeline, PipelineInfo
     from reid_desktop.core.runner import run
     from reid_desktop.core.sources import SourceKind
     from reid_desktop.core.storage import SightingStore
     from reid_desktop.core.store import StorageHealth, StoreError
     from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+    from trainer.default_model import default_embedder
 
     if not args.sources and not args.demo:
         print("error: give at least one source (file, URL or webcam index) or --demo", file=sys.stderr)
@@ -138,7 +139,9 @@ def cmd_process(args: argparse.Namespace) -> int:
                file=sys.stderr)
     interrupted = False
     try:
-        for event in run(specs, cfg, store, max_frames=args.max_frames):
+        embedder, warnings = default_embedder(cfg.reid)
+        pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
+        for event in run(specs, cfg, store, max_frames=args.max_frames, pipeline=pipeline):
             if isinstance(event, PipelineInfo):
                 info = event
                 bar.write(f"detector: {event.detector} ({event.detector_device}); re-id: {event.embedder} "
@@ -263,9 +266,10 @@ def cmd_search(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     from reid_desktop.core.detection import bundled_detector_path
     from reid_desktop.core.embedding import OnnxEmbedder, candidate_providers
-    from reid_desktop.core.models import build_default_reid_model, default_reid_model_path
+    from reid_desktop.core.models import default_reid_model_path
 
     if args.models_command == "build-default":
+        from trainer.default_model import build_default_reid_model
         from trainer.model import WeightsUnavailable
 
         target = Path(args.output) if args.output else default_reid_model_path()

@@ -25,12 +25,13 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.pipeline import PipelineInfo
+from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import StorageHealth, StoreError
 from reid_desktop.core.types import FrameResult, SourceStatus
+from trainer.default_model import default_embedder
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,9 @@ class _Worker(QObject):
         try:
             store = SightingStore(self._database, self._config.storage.commit_interval_s,
                                   embeddings_per_track=self._config.storage.embeddings_per_track)
-            for event in run(self._specs, self._config, store, self.control, stay_open=True):
+            embedder, warnings = default_embedder(self._config.reid)
+            pipeline = Pipeline(self._config, store, embedder=embedder, embedder_warnings=warnings)
+            for event in run(self._specs, self._config, store, self.control, stay_open=True, pipeline=pipeline):
                 if isinstance(event, FrameResult):
                     if self._results.put(event):
                         self.frames_ready.emit()

@@ -14,8 +14,9 @@ from onnx import TensorProto, helper
 from reid_desktop.core.config import ReidConfig
 from reid_desktop.core.embedding import ColorTextureEmbedder, OnnxEmbedder, candidate_providers
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.models import build_default_reid_model, default_reid_model_path, load_embedder
+from reid_desktop.core.models import default_reid_model_path, load_embedder
 from tests.conftest import shared_path
+from trainer.default_model import build_default_reid_model, default_embedder
 from trainer.model import WeightsUnavailable
 
 
@@ -137,9 +138,11 @@ def test_gpu_providers_are_offered_only_when_their_library_is_installed(tmp_path
 
 
 def test_offline_default_falls_back_loudly_instead_of_using_random_weights() -> None:
-    embedder, warnings = load_embedder(ReidConfig(allow_download=False))
+    embedder, warnings = default_embedder(ReidConfig(allow_download=False))
     assert isinstance(embedder, ColorTextureEmbedder) and embedder.is_fallback
-    assert len(warnings) == 1 and "NO NEURAL RE-ID MODEL" in warnings[0]
+    assert len(warnings) == 1 and "NO NEURAL RE-ID MODEL" in warnings[0] and "weights" in warnings[0]
+    _, core_only = load_embedder(ReidConfig(allow_download=False))  # the core alone never builds it
+    assert "has not been built" in core_only[0]
     assert not default_reid_model_path().exists()
 
 
@@ -150,7 +153,7 @@ def test_default_resnet50_built_from_a_pth_file(tmp_path: Path) -> None:
     weights = tmp_path / "resnet50_imagenet.pth"
     torch.manual_seed(0)
     torch.save(torchvision.models.resnet50(weights=None).state_dict(), weights)  # stands in for ImageNet's
-    embedder, warnings = load_embedder(ReidConfig(weights=str(weights), allow_download=False))
+    embedder, warnings = default_embedder(ReidConfig(weights=str(weights), allow_download=False))
     assert warnings == []
     assert isinstance(embedder, OnnxEmbedder) and not embedder.is_fallback
     info = embedder.info
@@ -166,7 +169,7 @@ def test_broken_pth_file_is_an_error_not_a_fallback(tmp_path: Path) -> None:
     bad = tmp_path / "weights.pth"
     torch.save({"conv1.weight": torch.zeros(3)}, bad)
     with pytest.raises(ModelError, match="does not fit ResNet-50"):
-        load_embedder(ReidConfig(weights=str(bad), allow_download=False))
+        default_embedder(ReidConfig(weights=str(bad), allow_download=False))
     bad.write_text("nope")
     with pytest.raises(WeightsUnavailable, match="cannot read weights"):
         build_default_reid_model(str(bad), allow_download=False)
