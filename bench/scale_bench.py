@@ -30,7 +30,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the app does (reid_desktop/__init__.py)
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # as the app does (reid_desktop/app.py)
 
 import faiss  # noqa: E402
 import numpy as np  # noqa: E402

@@ -38,10 +38,6 @@ class DivergenceError(RuntimeError):
     """The loss exploded or became NaN; the message names the likely cause."""
 
 
-class TrainingStopped(RuntimeError):
-    """``should_stop`` asked the run to end; the last finished epoch is checkpointed."""
-
-
 @dataclass(frozen=True)
 class Evaluation:
     metrics: Metrics

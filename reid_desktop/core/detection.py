@@ -54,12 +54,6 @@ class Detector(Protocol):
 
     name: str
 
-    @staticmethod
-    def _auto_device() -> str:
-        import torch
-
-        return "cuda:0" if torch.cuda.is_available() else "cpu"
-
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
 
 

@@ -98,6 +98,3 @@ class FrameResult:
     image: np.ndarray
     persons: tuple[TrackedPerson, ...] = field(default_factory=tuple)
     media_time: float | None = None
-
-
-PipelineEvent = FrameResult | SourceStatus

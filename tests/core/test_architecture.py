@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -29,3 +30,20 @@ def test_import_contracts_hold() -> None:
     out = subprocess.run([lint], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "0 broken" in out.stdout
+
+
+def test_the_blas_thread_limit_is_set_by_the_app_at_start_not_by_an_import() -> None:
+    code = (
+        "import os, threadpoolctl\n"
+        "import reid_desktop, reid_desktop.core.pipeline, reid_desktop.cli\n"
+        "assert 'OPENBLAS_NUM_THREADS' not in os.environ\n"
+        "from reid_desktop.app import one_blas_thread\n"
+        "one_blas_thread()\n"
+        "blas = [p['num_threads'] for p in threadpoolctl.threadpool_info() if p['user_api'] == 'blas']\n"
+        "assert blas and set(blas) == {1}, blas\n"
+        "print('ok')\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "ok"
