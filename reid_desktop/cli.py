@@ -338,8 +338,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--embed-every", type=int, help="re-embed each track every N frames")
     p.add_argument("--realtime", action="store_true", help="read files at real-time pace (drop frames if behind)")
     p.add_argument("--loop", action="store_true", help="loop files")
-    p.add_argument("--reconnect-attempts", type=int, default=5,
-                   help="give up on a stream or webcam after N failed attempts in a row (0: never)")
+    p.add_argument("--reconnect-attempts", type=int,
+                   help="give up on a stream or webcam after N failed attempts in a row (0: never; "
+                        "default: sources.reconnect_max_attempts of the settings)")
     p.add_argument("--max-frames", type=int, help="stop each source after N frames")
     p.add_argument("--export-csv", help="write all sightings to this CSV file")
     p.add_argument("--export-json", help="write identities, sightings and runs to this JSON file")

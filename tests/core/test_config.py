@@ -64,3 +64,14 @@ def test_non_finite_numbers_in_a_toml_file_are_refused(tmp_path: Path) -> None:
     path.write_text("[storage]\ncommit_interval_s = inf\n")  # TOML has inf and nan literals
     with pytest.raises(config.ConfigError, match=r"storage\.commit_interval_s: expected a finite number"):
         config.load(path)
+
+
+def test_command_line_flags_override_the_settings_file_only_when_given(tmp_path: Path) -> None:
+    from reid_desktop import cli
+
+    path = tmp_path / "settings.toml"
+    path.write_text("schema_version = 1\n[sources]\nreconnect_max_attempts = 3\n")
+    args = cli.build_parser().parse_args(["process", "cam.mp4"])
+    assert config.load(path, cli._overrides(args)).sources.reconnect_max_attempts == 3
+    args = cli.build_parser().parse_args(["process", "cam.mp4", "--reconnect-attempts", "7"])
+    assert config.load(path, cli._overrides(args)).sources.reconnect_max_attempts == 7
