@@ -38,7 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from reid_desktop.ui.main_window import MainWindow
     from reid_desktop.ui.settings import load_settings, settings_path
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
+    existing = QApplication.instance()
+    app = existing if isinstance(existing, QApplication) else QApplication(sys.argv[:1])
     app.setApplicationName("reid-desktop")
     app.setApplicationVersion(__version__)
     icon = assets_dir() / "icons" / "reid-desktop.png"

@@ -8,6 +8,7 @@ operator actions into engine commands. Database reads run on Qt's thread pool th
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -202,7 +203,7 @@ class MainWindow(QMainWindow):
         return dock
 
     def _build_docks(self) -> None:
-        self.act_add_file = QAction("Add video file…", self, shortcut=QKeySequence.StandardKey.Open)
+        self.act_add_file = QAction("Add video file…", self, shortcut=QKeySequence(QKeySequence.StandardKey.Open))
         self.act_add_stream = QAction("Add stream camera…", self, shortcut=QKeySequence("Ctrl+Shift+O"))
         self.act_add_webcam = QAction("Add webcam…", self, shortcut=QKeySequence("Ctrl+Shift+K"))
         self.act_pause = QAction("Pause / resume", self, shortcut=QKeySequence("Ctrl+P"))
@@ -280,7 +281,7 @@ class MainWindow(QMainWindow):
         view_menu = bar.addMenu("&View")
         for label, mode, key in (("Automatic grid", "auto", "Ctrl+0"), ("Single feed", "1", "Ctrl+1"),
                                  ("2 × 2", "2x2", "Ctrl+2"), ("3 × 3", "3x3", "Ctrl+3")):
-            self._action(view_menu, label, lambda m=mode: self.set_layout_mode(m), key)
+            self._action(view_menu, label, functools.partial(self.set_layout_mode, mode), key)
         self._action(view_menu, "Restore maximised feed", lambda: self.grid.toggle_maximised(self.grid.maximised or ""),
                      "Esc")
         self._action(view_menu, "Full screen", self._toggle_full_screen, "F11")
@@ -892,7 +893,7 @@ class MainWindow(QMainWindow):
             QThreadPool.globalInstance().waitForDone(3000)
             event.accept()
             return
-        self.centralWidget().setEnabled(False)
+        self.tabs.setEnabled(False)
         self.menuBar().setEnabled(False)
         self.model_label.setText("Closing: waiting for the current processing step (a model load) to finish…")
         event.ignore()

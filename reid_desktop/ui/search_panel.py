@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, Signal, SignalInstance
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -118,11 +118,12 @@ class SearchPanel(QWidget):
             self.query_label.setText(f"{self.query.description}: {found}")
 
     def result_rows(self) -> list[SearchResult]:
-        return [self.results.topLevelItem(i).data(0, ID_ROLE) for i in range(self.results.topLevelItemCount())]
+        return [item.data(0, ID_ROLE) for i in range(self.results.topLevelItemCount())
+                if (item := self.results.topLevelItem(i)) is not None]
 
     def drop_result(self, result: SearchResult) -> None:
-        for i in range(self.results.topLevelItemCount()):
-            if self.results.topLevelItem(i).data(0, ID_ROLE) is result:
+        for i, row in enumerate(self.result_rows()):
+            if row is result:
                 self.results.takeTopLevelItem(i)
                 return
 
@@ -131,7 +132,7 @@ class SearchPanel(QWidget):
         self.confirm_button.setEnabled(has)
         self.reject_button.setEnabled(has)
 
-    def _emit_current(self, signal: Signal) -> None:
+    def _emit_current(self, signal: SignalInstance) -> None:
         item = self.results.currentItem()
         if item is not None and self.query is not None:
-            signal.emit(self.query, item.data(0, ID_ROLE))  # type: ignore[attr-defined]
+            signal.emit(self.query, item.data(0, ID_ROLE))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from PySide6.QtCore import QSize, Qt, Signal
+from PySide6.QtCore import QSize, Qt, Signal, SignalInstance
 from PySide6.QtGui import QIcon, QPixmap
 from PySide6.QtWidgets import (
     QAbstractItemView,
@@ -87,15 +87,14 @@ class TargetsPanel(QWidget):
         self._updating = False
         self._on_selection_changed()
 
+    def _items(self) -> list[QTreeWidgetItem]:
+        return [item for i in range(self.tree.topLevelItemCount()) if (item := self.tree.topLevelItem(i)) is not None]
+
     def identity_ids(self) -> list[int]:
-        return [self.tree.topLevelItem(i).data(0, ID_ROLE) for i in range(self.tree.topLevelItemCount())]
+        return [item.data(0, ID_ROLE) for item in self._items()]
 
     def item_for(self, identity_id: int) -> QTreeWidgetItem | None:
-        for i in range(self.tree.topLevelItemCount()):
-            item = self.tree.topLevelItem(i)
-            if item.data(0, ID_ROLE) == identity_id:
-                return item
-        return None
+        return next((item for item in self._items() if item.data(0, ID_ROLE) == identity_id), None)
 
     def selected_ids(self) -> list[int]:
         items = sorted(self.tree.selectedItems(), key=lambda it: self.tree.indexOfTopLevelItem(it))
@@ -139,10 +138,10 @@ class TargetsPanel(QWidget):
         if len(ids) == 1:
             self.timeline_requested.emit(ids[0])
 
-    def _emit_selected(self, signal: Signal) -> None:
+    def _emit_selected(self, signal: SignalInstance) -> None:
         ids = self.selected_ids()
         if ids:
-            signal.emit(ids[0])  # type: ignore[attr-defined]
+            signal.emit(ids[0])
 
     def _untarget_selected(self) -> None:
         for identity_id in self.selected_ids():

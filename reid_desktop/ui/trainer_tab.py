@@ -113,28 +113,29 @@ class OptionsForm(QWidget):
     @staticmethod
     def _widget(f: dataclasses.Field[Any], kind: Any) -> QWidget:
         lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
+        default: Any = f.default  # every option of TrainConfig has a plain default
         if kind is bool:
             check = QCheckBox()
-            check.setChecked(bool(f.default))
+            check.setChecked(bool(default))
             return check
         if choices:
             combo = QComboBox()
             combo.addItems(list(choices))
-            combo.setCurrentText(str(f.default))
+            combo.setCurrentText(str(default))
             return combo
         if kind is int:
             spin = QSpinBox()
             spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None else 2**31 - 1)
-            spin.setValue(int(f.default))
+            spin.setValue(int(default))
             return spin
         if kind is float:
             double = QDoubleSpinBox()
             double.setDecimals(6)
             double.setRange(float(lo) if lo is not None else -1e9, float(hi) if hi is not None else 1e9)
             double.setSingleStep(0.01 if (hi or 1) <= 1 else 0.1)
-            double.setValue(float(f.default))
+            double.setValue(float(default))
             return double
-        edit = QLineEdit(str(f.default))
+        edit = QLineEdit(str(default))
         return edit
 
     def values(self) -> dict[str, Any]:

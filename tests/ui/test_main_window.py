@@ -255,7 +255,9 @@ def test_pause_rename_layout_and_persisted_sources(qtbot, make_window, app_setti
     assert list(window.grid.feeds) == ["lobby"] and window.sources_panel.names() == ["lobby"]
     qtbot.waitUntil(lambda: window.grid.feeds["lobby"].result is not None
                     and window.grid.feeds["lobby"].result.source_id == "lobby", timeout=WAIT_MS)
-    window.set_layout_mode("2x2")
+    view = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
+    next(a for a in view.actions() if a.text() == "2 × 2").trigger()  # as the operator does, from the menu
+    assert window.grid.layout_mode == "2x2"
     window.close()
     settings, _ = load_settings(window.settings_file)
     assert [(s.name, s.uri) for s in settings.sources] == [("lobby", str(demo_clip))]
