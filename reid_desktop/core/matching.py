@@ -185,7 +185,13 @@ class IdentityMatcher:
 
     def withdraw(self, key: Hashable) -> None:
         """The track ended: an answer still waiting for it is dropped."""
-        self._lookups.pop(key, None)
+        self._drop_answer(key)
+
+    def _drop_answer(self, key: Hashable) -> None:
+        """Forget the answer waiting for ``key``; a search that no track waits for any more is not run."""
+        pending = self._lookups.pop(key, None)
+        if pending is not None and all(future is not pending[0] for future, _ in self._lookups.values()):
+            pending[0].cancel()  # only takes effect while it is still queued
 
     def close(self) -> None:
         """Stop the look-up thread (look-ups not yet taken are dropped)."""
@@ -357,10 +363,10 @@ class IdentityMatcher:
         future = self._lookup_thread.submit(self.directory.nearest, embeddings.copy(), DIRECTORY_CANDIDATES,
                                             self.threshold - RECALL_MARGIN)
         for row, key in enumerate(keys):
-            self._lookups.pop(key, None)
+            self._drop_answer(key)
             self._lookups[key] = (future, row)
         while len(self._lookups) > LOOKUPS_KEPT:
-            self._lookups.popitem(last=False)
+            self._drop_answer(next(iter(self._lookups)))
 
     def _answers(self, keys: Sequence[Hashable]) -> tuple[list[int], list[Hashable]]:
         """Embedding ids found for those of ``keys`` that were looked up before (waiting for an answer still

@@ -161,11 +161,13 @@ class SlowDirectory:
     def __init__(self, gallery: np.ndarray, fail: bool = False) -> None:
         self.release, self.searched = threading.Event(), threading.Event()
         self.stored, self.fail = gallery, fail
+        self.searches = 0
 
     def __len__(self) -> int:
         return 1_000_000
 
     def nearest(self, embeddings: np.ndarray, k: int, min_score: float) -> list[list[int]]:
+        self.searches += 1
         self.searched.set()
         assert self.release.wait(30)
         if self.fail:
@@ -206,3 +208,20 @@ def test_a_failing_look_up_leaves_the_track_to_the_working_set(caplog: pytest.Lo
         decision = decided(matcher, MatchRequest("back", direction(5)))
     matcher.close()
     assert decision.is_new and "identity look-up failed" in caplog.text
+
+
+def test_a_search_no_track_waits_for_any_more_is_not_run() -> None:
+    directory = SlowDirectory(direction(5)[None])
+    matcher = IdentityMatcher(0.8, gallery_size=4, directory=directory)
+    try:
+        matcher.assign([MatchRequest("a", direction(5))])
+        assert directory.searched.wait(30)  # a's search runs (and waits for the test)
+        matcher.assign([MatchRequest("b", direction(6))])  # b's is queued behind it
+        matcher.withdraw("b")  # b's track ended at once
+        directory.release.set()
+        assert decided(matcher, MatchRequest("a", direction(5))).identity_id == 42
+        decided(matcher, MatchRequest("c", direction(7)))  # searched after where b's search stood
+    finally:
+        directory.release.set()
+        matcher.close()
+    assert directory.searches == 2  # a and c
