@@ -22,11 +22,26 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import cv2
+from tqdm import tqdm
+
 from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
 from reid_desktop.core import logs
+from reid_desktop.core.credentials import complete_url
+from reid_desktop.core.detection import bundled_detector_path
+from reid_desktop.core.embedding import OnnxEmbedder, candidate_providers
 from reid_desktop.core.errors import ModelError
+from reid_desktop.core.models import default_reid_model_path, load_embedder
+from reid_desktop.core.paths import build_description, data_dir, default_database, demo_clip
+from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
+from reid_desktop.core.runner import run
+from reid_desktop.core.sources import SourceKind, SourceSpec, frame_count
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import StorageHealth, StoreError
+from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+from trainer.default_model import build_default_reid_model, default_embedder
 
 log = logging.getLogger("reid_desktop")
 
@@ -35,11 +50,7 @@ EXIT_CRASH, EXIT_NOT_SAVED = 5, 6
 _NAMED_SOURCE = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)=(?P<uri>.+)$")
 
 
-def _parse_sources(values: Sequence[str], demo: bool) -> list[Any]:
-    from reid_desktop.core.credentials import complete_url
-    from reid_desktop.core.paths import demo_clip
-    from reid_desktop.core.sources import SourceKind, SourceSpec
-
+def _parse_sources(values: Sequence[str], demo: bool) -> list[SourceSpec]:
     raw = list(values)
     if demo:
         raw.insert(0, f"demo={demo_clip()}")
@@ -59,22 +70,8 @@ def _parse_sources(values: Sequence[str], demo: bool) -> list[Any]:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    mapping = {
-        "detector": "detector.model", "imgsz": "detector.imgsz", "conf": "detector.confidence",
-        "device": "detector.device", "tracker": "tracker.kind", "reid_model": "reid.model",
-        "reid_weights": "reid.weights", "providers": "reid.providers", "threshold": "matcher.threshold",
-        "embed_every": "reid.embed_every",
-    }
-    values: dict[str, Any] = {key: getattr(args, attr) for attr, key in mapping.items()
-                              if getattr(args, attr, None) is not None}
-    if getattr(args, "realtime", False):
-        values["sources.realtime"] = True
-    if getattr(args, "loop", False):
-        values["sources.loop"] = True
-    if getattr(args, "no_download", False):
-        values["reid.allow_download"] = False
-    if getattr(args, "reconnect_attempts", None) is not None:
-        values["sources.reconnect_max_attempts"] = args.reconnect_attempts
+    """The settings given as flags (declared in :mod:`reid_desktop.core.config`) and with ``--set KEY=VALUE``."""
+    values = config_mod.flag_overrides(args)
     for item in args.set or []:
         key, sep, value = item.partition("=")
         if not sep:
@@ -92,18 +89,76 @@ def _fmt_time(seconds: float | None, media: float | None) -> str:
     return dt.datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
+class _Progress:
+    """What ``process`` shows while it runs (a progress bar, one line per problem) and keeps for its summary."""
+
+    def __init__(self, specs: Sequence[SourceSpec], total: int, quiet: bool) -> None:
+        self.bar = tqdm(total=total or None, unit="frame", desc="processing", disable=quiet, dynamic_ncols=True,
+                        file=sys.stderr)
+        self.info: PipelineInfo | None = None
+        self.final: dict[str, SourceStatus] = {}  # the last lasting state of each source
+        self.frames = dict.fromkeys((s.source_id for s in specs), 0)
+        self.started = time.monotonic()
+
+    def _say(self, line: str) -> None:
+        self.bar.write(line, file=sys.stderr)
+
+    def handle(self, event: object) -> None:
+        match event:
+            case FrameResult():
+                self.frames[event.source_id] += 1
+                self.bar.update(1)
+            case PipelineInfo():
+                self.info = event
+                self._say(f"detector: {event.detector} ({event.detector_device}); re-id: {event.embedder} on "
+                          f"{event.provider}; match threshold {event.match_threshold:.2f}")
+                for warning in event.warnings:
+                    self._say(f"WARNING: {warning}")
+            case SourceStatus():
+                if event.state.is_final or event.state is SourceState.RECONNECTING:
+                    self.final[event.source_id] = event
+                if event.state is SourceState.FAILED:
+                    self._say(f"error: source {event.source_id}: {event.reason}")
+                elif event.state is SourceState.RECONNECTING:
+                    self._say(f"warning: source {event.source_id}: reconnecting ({event.reason})")
+                elif event.state is SourceState.ENDED and event.reason not in ("", "end of file"):
+                    self._say(f"warning: source {event.source_id}: {event.reason}")
+            case StorageHealth():
+                self._say(f"error: {event.message}" if not event.ok else "database: saving sightings again")
+
+    def failed(self) -> list[str]:
+        return [name for name, status in self.final.items() if status.state is SourceState.FAILED]
+
+
+def _frames_to_process(specs: Sequence[SourceSpec], cfg: config_mod.PipelineConfig, max_frames: int | None) -> int:
+    """The progress bar's total: known for files that are not looped (0: unknown)."""
+    total = 0
+    for spec in specs:
+        if spec.kind is SourceKind.FILE and not cfg.sources.loop and Path(spec.uri).is_file():
+            count = frame_count(spec.uri)
+            total += min(count, max_frames) if max_frames else count
+    return total
+
+
+def _print_summary(store: SightingStore, progress: _Progress, sources: int, db_path: Path) -> None:
+    elapsed = time.monotonic() - progress.started
+    info = progress.info
+    identities = store.identities(info.run_id if info else None)
+    processed = sum(progress.frames.values())
+    print(f"\nProcessed {processed} frames from {sources} source(s) in {elapsed:.1f} s "
+          f"({processed / max(elapsed, 1e-9):.1f} frames/s); database: {db_path}")
+    if info is not None and info.embedder_is_fallback:
+        print("NOTE: identities below come from the colour-texture fallback descriptor, not a neural re-id model.")
+    print(f"Identities found: {len(identities)}")
+    if identities:
+        print(f"  {'id':>4}  {'sightings':>9}  {'first seen':>19}  {'last seen':>19}  cameras")
+        for ident in identities:
+            print(f"  {ident.identity_id:>4}  {ident.sightings:>9}  "
+                  f"{_fmt_time(ident.first_seen, ident.first_media_time):>19}  "
+                  f"{_fmt_time(ident.last_seen, ident.last_media_time):>19}  {', '.join(ident.cameras)}")
+
+
 def cmd_process(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
-
-    from reid_desktop.core.paths import default_database
-    from reid_desktop.core.pipeline import Pipeline, PipelineInfo
-    from reid_desktop.core.runner import run
-    from reid_desktop.core.sources import SourceKind
-    from reid_desktop.core.storage import SightingStore
-    from reid_desktop.core.store import StorageHealth, StoreError
-    from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
-    from trainer.default_model import default_embedder
-
     if not args.sources and not args.demo:
         print("error: give at least one source (file, URL or webcam index) or --demo", file=sys.stderr)
         return EXIT_USAGE
@@ -121,81 +176,27 @@ def cmd_process(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
 
-    # Frame totals for the progress bar: known for files that are not looped.
-    total = 0
-    for spec in specs:
-        if spec.kind is SourceKind.FILE and not cfg.sources.loop and Path(spec.uri).is_file():
-            import cv2
-
-            cap = cv2.VideoCapture(spec.uri)
-            count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-            cap.release()
-            total += min(count, args.max_frames) if args.max_frames else count
-    final: dict[str, SourceStatus] = {}
-    frames_per_source = dict.fromkeys((s.source_id for s in specs), 0)
-    started = time.monotonic()
-    info: PipelineInfo | None = None
-    bar = tqdm(total=total or None, unit="frame", desc="processing", disable=args.quiet, dynamic_ncols=True,
-               file=sys.stderr)
+    progress = _Progress(specs, _frames_to_process(specs, cfg, args.max_frames), args.quiet)
     interrupted = False
     try:
         embedder, warnings = default_embedder(cfg.reid)
         pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
         for event in run(specs, cfg, store, max_frames=args.max_frames, pipeline=pipeline):
-            if isinstance(event, PipelineInfo):
-                info = event
-                bar.write(f"detector: {event.detector} ({event.detector_device}); re-id: {event.embedder} "
-                          f"on {event.provider}; match threshold {event.match_threshold:.2f}", file=sys.stderr)
-                for warning in event.warnings:
-                    bar.write(f"WARNING: {warning}", file=sys.stderr)
-            elif isinstance(event, SourceStatus):
-                if event.state.is_final or event.state is SourceState.RECONNECTING:
-                    final[event.source_id] = event
-                if event.state is SourceState.FAILED:
-                    bar.write(f"error: source {event.source_id}: {event.reason}", file=sys.stderr)
-                elif event.state is SourceState.RECONNECTING:
-                    bar.write(f"warning: source {event.source_id}: reconnecting ({event.reason})", file=sys.stderr)
-                elif event.state is SourceState.ENDED and event.reason not in ("", "end of file"):
-                    bar.write(f"warning: source {event.source_id}: {event.reason}", file=sys.stderr)
-            elif isinstance(event, StorageHealth):
-                bar.write(f"error: {event.message}" if not event.ok else "database: saving sightings again",
-                          file=sys.stderr)
-            elif isinstance(event, FrameResult):
-                frames_per_source[event.source_id] += 1
-                bar.update(1)
-    except ModelError as exc:
-        bar.close()
-        print(f"error: {exc}", file=sys.stderr)
+            progress.handle(event)
+    except (ModelError, StoreError) as exc:  # no model; or the database refused the run (locked, full)
+        progress.bar.close()
+        print(f"error: {db_path}: {exc}" if isinstance(exc, StoreError) else f"error: {exc}", file=sys.stderr)
         store.close()
-        return EXIT_MODEL
-    except StoreError as exc:  # the database refused to start a run (locked by another program, full)
-        bar.close()
-        print(f"error: {db_path}: {exc}", file=sys.stderr)
-        store.close()
-        return EXIT_USAGE
+        return EXIT_MODEL if isinstance(exc, ModelError) else EXIT_USAGE
     except KeyboardInterrupt:
         interrupted = True
     except Exception as exc:  # a bug: the store is closed (flushed, unlocked) before saying so
-        bar.close()
+        progress.bar.close()
         store.close()
         return _internal_error(exc, "processing stopped")
     finally:
-        bar.close()
-    elapsed = time.monotonic() - started
-    run_id = info.run_id if info else None
-    identities = store.identities(run_id)
-    processed = sum(frames_per_source.values())
-    print(f"\nProcessed {processed} frames from {len(specs)} source(s) in {elapsed:.1f} s "
-          f"({processed / max(elapsed, 1e-9):.1f} frames/s); database: {db_path}")
-    if info is not None and info.embedder_is_fallback:
-        print("NOTE: identities below come from the colour-texture fallback descriptor, not a neural re-id model.")
-    print(f"Identities found: {len(identities)}")
-    if identities:
-        print(f"  {'id':>4}  {'sightings':>9}  {'first seen':>19}  {'last seen':>19}  cameras")
-        for ident in identities:
-            print(f"  {ident.identity_id:>4}  {ident.sightings:>9}  "
-                  f"{_fmt_time(ident.first_seen, ident.first_media_time):>19}  "
-                  f"{_fmt_time(ident.last_seen, ident.last_media_time):>19}  {', '.join(ident.cameras)}")
+        progress.bar.close()
+    _print_summary(store, progress, len(specs), db_path)
     for path, writer in ((args.export_csv, store.export_csv), (args.export_json, store.export_json)):
         if path:
             count = writer(Path(path))
@@ -206,7 +207,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         print(f"error: {unsaved + health.dropped} sightings could not be saved ({health.message or 'refused'})",
               file=sys.stderr)
 
-    failed = [s for s in specs if final.get(s.source_id) and final[s.source_id].state is SourceState.FAILED]
+    failed = progress.failed()
     if interrupted:
         return EXIT_INTERRUPTED
     if unsaved or health.dropped:
@@ -219,13 +220,6 @@ def cmd_process(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    import cv2
-
-    from reid_desktop.core.models import load_embedder
-    from reid_desktop.core.paths import default_database
-    from reid_desktop.core.storage import SightingStore
-    from reid_desktop.core.store import StoreError
-
     try:
         cfg = config_mod.load(Path(args.config) if args.config else None, _overrides(args))
     except config_mod.ConfigError as exc:
@@ -264,13 +258,8 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from reid_desktop.core.detection import bundled_detector_path
-    from reid_desktop.core.embedding import OnnxEmbedder, candidate_providers
-    from reid_desktop.core.models import default_reid_model_path
-
     if args.models_command == "build-default":
-        from trainer.default_model import build_default_reid_model
-        from trainer.model import WeightsUnavailable
+        from trainer.model import WeightsUnavailable  # PyTorch: imported only to build a model
 
         target = Path(args.output) if args.output else default_reid_model_path()
         if target.exists() and not args.force:
@@ -293,14 +282,12 @@ def cmd_models(args: argparse.Namespace) -> int:
         print(f"{embedder.name}: OK, input {i.input_height}x{i.input_width} {i.channel_order}, "
               f"{embedder.dim}-d embeddings, weights: {i.weights}, provider: {embedder.provider}")
         return EXIT_OK
-    import onnxruntime as ort
+    import onnxruntime as ort  # heavy, and only this listing needs its version
 
     try:
         detector = str(bundled_detector_path())
     except ModelError as exc:
         detector = f"missing ({exc})"
-    from reid_desktop.core.paths import build_description, data_dir
-
     default = default_reid_model_path()
     print(f"reid-desktop {__version__}: {build_description()}; user data in {data_dir()}")
     print(f"detector (bundled): {detector}")
@@ -325,22 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--db", help="sightings database (default: per-user data folder)")
     p.add_argument("--config", help="settings file (TOML); see 'reid-desktop config'")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. detector.imgsz=960")
-    p.add_argument("--detector", help="detector weights (.pt or .onnx); default: bundled YOLO11n-pose")
-    p.add_argument("--imgsz", type=int, help="detector input size")
-    p.add_argument("--conf", type=float, help="detector confidence threshold")
-    p.add_argument("--device", help="detector device: cpu, 0, 1, ...")
-    p.add_argument("--tracker", choices=["bytetrack", "botsort"], help="per-camera tracker")
-    p.add_argument("--reid-model", help="re-id ONNX model; default: our ResNet-50 export")
-    p.add_argument("--reid-weights", help="ImageNet ResNet-50 .pth to build the default re-id model offline")
-    p.add_argument("--providers", choices=["auto", "cpu", "cuda", "tensorrt"], help="ONNX Runtime providers")
-    p.add_argument("--no-download", action="store_true", help="never download model weights")
-    p.add_argument("--threshold", type=float, help="identity match threshold (cosine similarity)")
-    p.add_argument("--embed-every", type=int, help="re-embed each track every N frames")
-    p.add_argument("--realtime", action="store_true", help="read files at real-time pace (drop frames if behind)")
-    p.add_argument("--loop", action="store_true", help="loop files")
-    p.add_argument("--reconnect-attempts", type=int,
-                   help="give up on a stream or webcam after N failed attempts in a row (0: never; "
-                        "default: sources.reconnect_max_attempts of the settings)")
+    config_mod.add_flags(p)
     p.add_argument("--max-frames", type=int, help="stop each source after N frames")
     p.add_argument("--export-csv", help="write all sightings to this CSV file")
     p.add_argument("--export-json", help="write identities, sightings and runs to this JSON file")
@@ -354,9 +326,7 @@ def build_parser() -> argparse.ArgumentParser:
     se.add_argument("-k", type=int, default=10, help="how many sightings to list")
     se.add_argument("--config", help="settings file (TOML)")
     se.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
-    se.add_argument("--reid-model", help="re-id ONNX model (must be the one the database was built with)")
-    se.add_argument("--reid-weights", help="ImageNet ResNet-50 .pth for the default re-id model")
-    se.add_argument("--no-download", action="store_true", help="never download model weights")
+    config_mod.add_flags(se, only=("reid.model", "reid.weights", "reid.allow_download", "reid.providers"))
     se.set_defaults(func=cmd_search)
 
     m = sub.add_parser("models", help="list, check or build models")

@@ -1,6 +1,6 @@
 """``reid-trainer``: train | eval | export | search | dataset.
 
-``--events`` prints one JSON object per line on stdout (start, step, eval, epoch, done, error):
+``--events`` prints one JSON object per line on stdout (the versioned format of :mod:`trainer.events`):
 the GUI's Trainer tab runs this command as a subprocess and plots what it reads. Exit status:
 0 done; 1 stopped before the end; 2 bad options; 3 unusable data set or model; 4 diverged;
 130 interrupted.
@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer import config as config_mod
+from trainer import events
+from trainer.events import Event
 
 log = logging.getLogger("trainer")
 
@@ -26,45 +28,46 @@ EXIT_OK, EXIT_STOPPED, EXIT_USAGE, EXIT_DATA, EXIT_DIVERGED, EXIT_INTERRUPTED = 
 
 
 class EventPrinter:
-    """JSON lines on stdout with ``--events``; otherwise a progress bar and short lines on stderr."""
+    """JSON lines on stdout with ``--events`` (:func:`trainer.events.encode`); otherwise a progress bar and
+    short lines on stderr."""
 
     def __init__(self, as_json: bool) -> None:
         self.as_json = as_json
         self._bar: Any = None
 
-    def __call__(self, event: dict[str, Any]) -> None:
+    def __call__(self, event: Event) -> None:
         if self.as_json:
-            print(json.dumps(event, default=str), flush=True)
+            print(events.encode(event), flush=True)
             return
-        kind = event["event"]
-        if kind == "start":
-            print(f"training on {event['dataset']}: {event['identities']} identities, {event['images']} images, "
-                  f"{event['epochs']} epochs x {event['steps_per_epoch']} steps on {event['device']} "
-                  f"({event['weights']}); run folder {event['run_dir']}", file=sys.stderr)
-        elif kind == "step":
-            self._progress(event)
-        elif kind == "eval":
-            self._close_bar()
-            print(f"epoch {event['epoch']}: Rank-1 {event['rank1']:.1%}  Rank-5 {event['rank5']:.1%}  "
-                  f"Rank-10 {event['rank10']:.1%}  mAP {event['mAP']:.1%}", file=sys.stderr)
-        elif kind == "warning":
-            print(f"warning: {event['message']}", file=sys.stderr)
-        elif kind == "trial":
-            self._close_bar()
-            score = f"mAP {event['mAP']:.1%}" if event.get("mAP") is not None else ""
-            print(f"trial {event['number']}: lr {event['lr']:g}, batch {event['batch_size']}: {event['status']} "
-                  f"{score}", file=sys.stderr)
-        elif kind == "done":
-            self._close_bar()
+        match event:
+            case events.Started():
+                print(f"training on {event.dataset}: {event.identities} identities, {event.images} images, "
+                      f"{event.epochs} epochs x {event.steps_per_epoch} steps on {event.device} ({event.weights}); "
+                      f"run folder {event.run_dir}", file=sys.stderr)
+            case events.Step():
+                self._progress(event)
+            case events.Evaluated():
+                self._close_bar()
+                print(f"epoch {event.epoch}: Rank-1 {event.rank1:.1%}  Rank-5 {event.rank5:.1%}  "
+                      f"Rank-10 {event.rank10:.1%}  mAP {event.mAP:.1%}", file=sys.stderr)
+            case events.Warned():
+                print(f"warning: {event.message}", file=sys.stderr)
+            case events.TrialEnded():
+                self._close_bar()
+                score = f"mAP {event.mAP:.1%}" if event.mAP is not None else ""
+                print(f"trial {event.number}: lr {event.lr:g}, batch {event.batch_size}: {event.status} {score}",
+                      file=sys.stderr)
+            case events.Finished():
+                self._close_bar()
 
-    def _progress(self, event: dict[str, Any]) -> None:
+    def _progress(self, event: events.Step) -> None:
         from tqdm import tqdm
 
-        if self._bar is None or self._bar.desc != f"epoch {event['epoch']}":
+        if self._bar is None or self._bar.desc != f"epoch {event.epoch}":
             self._close_bar()
-            self._bar = tqdm(total=event["steps"], desc=f"epoch {event['epoch']}", unit="step", file=sys.stderr)
-        self._bar.n = event["step"]
-        self._bar.set_postfix(loss=f"{event['loss']:.3f}", lr=f"{event['lr']:.2g}", refresh=False)
+            self._bar = tqdm(total=event.steps, desc=f"epoch {event.epoch}", unit="step", file=sys.stderr)
+        self._bar.n = event.step
+        self._bar.set_postfix(loss=f"{event.loss:.3f}", lr=f"{event.lr:.2g}", refresh=False)
         self._bar.refresh()
 
     def _close_bar(self) -> None:
@@ -118,11 +121,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         result = train(cfg, printer, stop.is_set, Path(args.resume) if args.resume else None)
     except DivergenceError as exc:
-        printer({"event": "error", "kind": "diverged", "message": str(exc)})
+        printer(events.Failed(reason="diverged", message=str(exc)))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DIVERGED
     except (DatasetError, WeightsUnavailable, ValueError, FileNotFoundError) as exc:
-        printer({"event": "error", "kind": "input", "message": str(exc)})
+        printer(events.Failed(reason="input", message=str(exc)))
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_DATA
     return EXIT_OK if result.status == "finished" else EXIT_STOPPED

@@ -8,6 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from reid_desktop.core.embedding import OnnxEmbedder
 from trainer.datasets import ReidDataset, ReidImage
 from trainer.evaluate import Metrics, evaluate_rank, pairwise_distance
 
@@ -21,8 +22,6 @@ def _embed(embedder: object, images: Sequence[ReidImage], batch: int = 64) -> np
 
 
 def evaluate_onnx(model: Path, dataset: ReidDataset, providers: str = "cpu") -> Metrics:
-    from reid_desktop.core.embedding import OnnxEmbedder
-
     embedder = OnnxEmbedder(model, providers=providers)
     query, gallery = list(dataset.query), list(dataset.gallery)
     qf, gf = _embed(embedder, query), _embed(embedder, gallery)

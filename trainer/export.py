@@ -14,6 +14,9 @@ import torch
 from torch import nn
 
 from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
+from trainer.config import TrainConfig
+from trainer.evaluate_onnx import evaluate_onnx
+from trainer.train import load_trained
 
 log = logging.getLogger(__name__)
 
@@ -68,8 +71,6 @@ class ExportedModel:
 
 def info_for_checkpoint(checkpoint: dict[str, Any], metrics: dict[str, Any]) -> ReidModelInfo:
     """The metadata the app reads: geometry, normalisation, provenance, metrics, hyper-parameters."""
-    from trainer.config import TrainConfig
-
     cfg = TrainConfig.from_dict(checkpoint["config"])
     headline: dict[str, float] = {k: float(metrics[k]) for k in ("rank1", "rank5", "rank10", "mAP") if k in metrics}
     threshold = float(metrics.get("match_threshold") or GENERIC_MATCH_THRESHOLD)
@@ -87,8 +88,6 @@ def export_checkpoint(checkpoint_path: Path, output: Path, *, fp16: bool = False
                       dataset: Any = None) -> list[ExportedModel]:
     """Export a training checkpoint to ONNX (plus optional FP16/INT8 variants), check parity and, given a
     data set, measure each variant's accuracy the way the app will run it."""
-    from trainer.train import load_trained
-
     model, checkpoint = load_trained(Path(checkpoint_path))
     best = checkpoint.get("best") or {}
     info = info_for_checkpoint(checkpoint, best)
@@ -145,6 +144,4 @@ def onnx_parity(reference: Path, candidate: Path, batch: int = 4, seed: int = 0)
 def _variant_metrics(path: Path, dataset: Any) -> dict[str, float]:
     if dataset is None:
         return {}
-    from trainer.evaluate_onnx import evaluate_onnx
-
     return evaluate_onnx(path, dataset).to_dict()

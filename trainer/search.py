@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from trainer.config import TrainConfig
-from trainer.train import DivergenceError, EventSink, train
+from trainer.events import Evaluated, Event, EventSink, SearchDone, TrialEnded, TrialStarted
+from trainer.train import DivergenceError, train
 
 log = logging.getLogger(__name__)
 
@@ -37,33 +38,14 @@ class SearchSettings:
     seed: int = 0
 
 
-@dataclass(frozen=True)
-class TrialRow:
-    """One line of the results table, as in the study: the setting, its accuracy and its cost."""
-
-    number: int
-    lr: float
-    batch_size: int
-    status: str  # complete | pruned | diverged | failed | running
-    rank1: float | None
-    rank5: float | None
-    rank10: float | None
-    mAP: float | None
-    train_seconds: float | None
-    run_dir: str
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+def _row(number: int, params: dict[str, Any], attrs: dict[str, Any], status: str) -> TrialEnded:
+    """A line of the results table from what a trial recorded (its parameters and user attributes)."""
+    return TrialEnded(number=number, lr=float(params.get("lr", math.nan)), batch_size=int(params.get("batch_size", 0)),
+                      status=status, rank1=attrs.get("rank1"), rank5=attrs.get("rank5"), rank10=attrs.get("rank10"),
+                      mAP=attrs.get("mAP"), train_seconds=attrs.get("train_seconds"), run_dir=attrs.get("run_dir", ""))
 
 
-def _row(number: int, params: dict[str, Any], attrs: dict[str, Any], status: str) -> TrialRow:
-    """A table row from what a trial recorded (its parameters and user attributes)."""
-    return TrialRow(number, float(params.get("lr", math.nan)), int(params.get("batch_size", 0)), status,
-                    attrs.get("rank1"), attrs.get("rank5"), attrs.get("rank10"), attrs.get("mAP"),
-                    attrs.get("train_seconds"), attrs.get("run_dir", ""))
-
-
-def _rows(study: Any) -> list[TrialRow]:
+def _rows(study: Any) -> list[TrialEnded]:
     import optuna
 
     states = {optuna.trial.TrialState.COMPLETE: "complete", optuna.trial.TrialState.PRUNED: "pruned",
@@ -72,7 +54,7 @@ def _rows(study: Any) -> list[TrialRow]:
             for t in study.get_trials(deepcopy=False)]
 
 
-def format_table(rows: Sequence[TrialRow]) -> str:
+def format_table(rows: Sequence[TrialEnded]) -> str:
     """The study's table: learning rate, batch size, Rank-1/5/10, mAP, training time."""
     def pct(value: float | None) -> str:
         return "" if value is None else f"{value:.1%}"
@@ -87,7 +69,7 @@ def format_table(rows: Sequence[TrialRow]) -> str:
 
 
 def run_search(base: TrainConfig, settings: SearchSettings, folder: Path, events: EventSink | None = None,
-               should_stop: Callable[[], bool] | None = None) -> list[TrialRow]:
+               should_stop: Callable[[], bool] | None = None) -> list[TrialEnded]:
     """Run (or join) a study; returns every trial of it, also those run by other machines."""
     import optuna
 
@@ -122,24 +104,24 @@ def run_search(base: TrainConfig, settings: SearchSettings, folder: Path, events
         run_dir = folder / f"trial-{trial.number:03d}"
         cfg = dataclasses.replace(base, lr=float(lr), batch_size=int(batch_size), output=str(run_dir))
         trial.set_user_attr("run_dir", str(run_dir))
-        emit({"event": "trial_start", "number": trial.number, "lr": lr, "batch_size": batch_size})
+        emit(TrialStarted(number=trial.number, lr=float(lr), batch_size=int(batch_size)))
 
-        def relay(event: dict[str, Any]) -> None:
-            emit({**event, "trial": trial.number})
-            if event["event"] == "eval":
-                trial.report(event["mAP"], event["epoch"])
+        def relay(event: Event) -> None:
+            emit(dataclasses.replace(event, trial=trial.number))
+            if isinstance(event, Evaluated):
+                trial.report(event.mAP, event.epoch)
                 if trial.should_prune():
-                    raise optuna.TrialPruned(f"mAP {event['mAP']:.1%} at epoch {event['epoch']} is below the median")
+                    raise optuna.TrialPruned(f"mAP {event.mAP:.1%} at epoch {event.epoch} is below the median")
 
         try:
             result = train(cfg, relay, should_stop)
         except DivergenceError as exc:
             trial.set_user_attr("status", "diverged")
             trial.set_user_attr("error", str(exc))
-            emit({"event": "trial", **_row(trial.number, trial.params, trial.user_attrs, "diverged").to_dict()})
+            emit(_row(trial.number, trial.params, trial.user_attrs, "diverged"))
             return float("nan")  # Optuna records it as failed; the table says why
         except optuna.TrialPruned:
-            emit({"event": "trial", **_row(trial.number, trial.params, trial.user_attrs, "pruned").to_dict()})
+            emit(_row(trial.number, trial.params, trial.user_attrs, "pruned"))
             raise
         best = result.best
         for key in ("rank1", "rank5", "rank10", "mAP"):
@@ -147,10 +129,10 @@ def run_search(base: TrainConfig, settings: SearchSettings, folder: Path, events
         trial.set_user_attr("train_seconds", float(sum(r["seconds"] for r in result.history)))
         if result.status != "finished":
             study.stop()
-        emit({"event": "trial", **_row(trial.number, trial.params, trial.user_attrs, "complete").to_dict()})
+        emit(_row(trial.number, trial.params, trial.user_attrs, "complete"))
         return float(best.get("mAP", 0.0))
 
     study.optimize(objective, n_trials=trials, catch=())
     rows = _rows(study)
-    emit({"event": "search_done", "trials": [r.to_dict() for r in rows]})
+    emit(SearchDone(trials=[dataclasses.asdict(r) for r in rows]))
     return rows

@@ -18,6 +18,7 @@ from typing import Any
 
 from reid_desktop.core.crops import crop
 from reid_desktop.core.paths import private_dir
+from reid_desktop.core.sources import open_capture
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import ConfirmedTrack, StoreError, TrackSample
 from trainer.datasets import DatasetError, choose_test_identities
@@ -109,7 +110,6 @@ def _number_cameras(tracks: list[ConfirmedTrack], skipped: list[str]) -> dict[st
 def _extract(tracks: list[ConfirmedTrack], cameras: dict[str, int], labels: dict[int, str], folder: Path,
              skipped: list[str]) -> list[_Crop]:
     """Crop every sample from its video, each file read once in frame order; the best crop where that fails."""
-    import cv2
 
     crops: list[_Crop] = []
     by_source: dict[str, list[ConfirmedTrack]] = defaultdict(list)
@@ -118,7 +118,7 @@ def _extract(tracks: list[ConfirmedTrack], cameras: dict[str, int], labels: dict
             by_source[track.source].append(track)
     for source, group in by_source.items():
         uri, kind = group[0].uri, group[0].kind
-        cap = cv2.VideoCapture(uri) if kind == "file" and Path(uri).is_file() else None
+        cap = open_capture(uri) if kind == "file" and Path(uri).is_file() else None
         readable = cap is not None and cap.isOpened()
         try:
             cropped = _crop_video(cap, group, cameras[source], folder, crops) if readable else Counter[int]()

@@ -1,13 +1,14 @@
 """The training loop: data, model, losses, schedule, evaluation, checkpoints, divergence guard.
 
-:func:`train` reports through an ``events`` callback of plain dicts (the CLI prints them as JSON
-lines for the GUI) and checks ``should_stop`` between steps. A checkpoint is written after every
-epoch (``last.pt``) and whenever mAP improves (``best.pt``), so a crashed or stopped run resumes
-where it left off.
+:func:`train` reports through an ``events`` callback of typed events (:mod:`trainer.events`; the
+CLI prints them as JSON lines for the GUI) and checks ``should_stop`` between steps. A checkpoint
+is written after every epoch (``last.pt``) and whenever mAP improves (``best.pt``), so a crashed
+or stopped run resumes where it left off.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import math
@@ -23,15 +24,15 @@ import numpy as np
 import torch
 from torch import nn
 
+from reid_desktop.core.paths import data_dir
 from trainer.config import TrainConfig
 from trainer.datasets import ImageDataset, ReidDataset, ReidImage, load_dataset
 from trainer.evaluate import Metrics, evaluate_rank, pairwise_distance, pool_tracklets
+from trainer.events import EpochEnded, Evaluated, EventSink, Finished, Started, Step, Warned
 from trainer.losses import LossWeights, ReidLoss
 from trainer.model import ReidNet, build_model
 
 log = logging.getLogger(__name__)
-
-EventSink = Callable[[dict[str, Any]], None]
 
 
 class DivergenceError(RuntimeError):
@@ -278,8 +279,6 @@ def _save(path: Path, payload: dict[str, Any]) -> None:
 
 def default_run_dir() -> Path:
     """A new folder under the per-user data folder, never inside an installation."""
-    from reid_desktop.core.paths import data_dir
-
     return data_dir() / "training" / time.strftime("%Y%m%d-%H%M%S")
 
 
@@ -292,18 +291,14 @@ def train(cfg: TrainConfig, events: EventSink | None = None, should_stop: Callab
     """
     dist = Distributed.from_environment()
     try:
-        return _train(cfg, events if dist.is_main else None, should_stop, resume, dist)
+        run = _Run.prepare(cfg, events if dist.is_main else None, should_stop, resume, dist)
+        return run.run()
     finally:
         dist.close()
 
 
-def _train(cfg: TrainConfig, events: EventSink | None, should_stop: Callable[[], bool] | None,
-           resume: Path | None, dist: Distributed) -> TrainResult:
-    emit = events or (lambda event: None)
-    checkpoint: dict[str, Any] | None = None
-    if resume is not None:
-        checkpoint = load_checkpoint(resume)
-        cfg = TrainConfig.from_dict(checkpoint["config"])
+def _checked(cfg: TrainConfig, dist: Distributed) -> TrainConfig:
+    """The options validated, with the run folder fixed (every process of a job must share it)."""
     cfg.validate()
     if dist.world_size > 1:
         share = cfg.batch_size // dist.world_size
@@ -312,127 +307,205 @@ def _train(cfg: TrainConfig, events: EventSink | None, should_stop: Callable[[],
                              f"P x K batches (multiples of instances_per_identity {cfg.instances_per_identity})")
         if not cfg.output:
             raise ValueError("--output is required with torchrun: every process must write to the same run folder")
-    run_dir = Path(cfg.output) if cfg.output else default_run_dir()
-    cfg.output = str(run_dir)
-    if dist.is_main:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        cfg.save(run_dir / "config.json")
-    seed_everything(cfg.seed + (checkpoint["epoch"] if checkpoint else 0) + 1000 * dist.rank)
-    device = dist.device(cfg.device)
+    return dataclasses.replace(cfg, output=cfg.output or str(default_run_dir()))
 
-    dataset = load_dataset(cfg.data)
-    train_set = ImageDataset(dataset.train, transforms(cfg, train=True), relabel=True)
-    if train_set.num_classes < 2:
-        raise ValueError(f"{dataset.name}: training needs at least 2 identities, found {train_set.num_classes}")
-    model, weights_source = build_model(train_set.num_classes, cfg.weights, embedding_dim=cfg.embedding_dim,
-                                        last_stride=cfg.last_stride, bnneck=cfg.bnneck,
-                                        allow_download=cfg.allow_download)
-    criterion = ReidLoss(LossWeights(cfg.ce_weight, cfg.label_smoothing, cfg.triplet_weight, cfg.triplet_margin,
-                                     cfg.arcface_weight), train_set.num_classes, cfg.embedding_dim)
-    model.to(device)
-    criterion.to(device)
-    if device.type == "cuda" and cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    loader = _train_loader(train_set, cfg, criterion.needs_identity_batches, dist)
-    steps_per_epoch = len(loader) if not cfg.max_steps_per_epoch else min(len(loader), cfg.max_steps_per_epoch)
-    if steps_per_epoch == 0:
-        raise ValueError(f"{dataset.name}: {len(train_set)} training images make no batch of {cfg.batch_size}")
-    optimizer = _optimizer([*model.parameters(), *criterion.parameters()], cfg)
-    scheduler = _scheduler(optimizer, cfg, steps_per_epoch)
-    use_amp = cfg.amp and device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
-    start_epoch, history, best = 1, [], {}
-    if checkpoint is not None:
-        model.load_state_dict(checkpoint["model"])
-        criterion.load_state_dict(checkpoint["criterion"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        scheduler.load_state_dict(checkpoint["scheduler"])
-        scaler.load_state_dict(checkpoint["scaler"])
-        start_epoch, history, best = checkpoint["epoch"] + 1, checkpoint["history"], checkpoint["best"]
-    emit({"event": "start", "run_dir": str(run_dir), "dataset": dataset.name, "identities": train_set.num_classes,
-          "images": len(train_set), "epochs": cfg.epochs, "steps_per_epoch": steps_per_epoch,
-          "device": str(device), "world_size": dist.world_size, "weights": weights_source,
-          "resumed_from": start_epoch - 1, "config": cfg.to_dict()})
-    if weights_source.startswith("random"):
-        emit({"event": "warning", "message": "training from random initialisation: expect far lower accuracy than "
-                                             "from ImageNet weights"})
+@dataclass
+class _EpochStats:
+    """Running figures of one epoch: for its ``step`` events and its history record."""
 
-    baseline: float | None = None
-    first_losses: list[float] = []
-    log_every = max(1, steps_per_epoch // 100)
-    status = "finished"
-    epoch = start_epoch - 1
-    step_module: nn.Module | None = None
-    frozen_now = -1
-    for epoch in range(start_epoch, cfg.epochs + 1):
-        frozen = cfg.freeze_stages if (cfg.freeze_epochs == 0 or epoch <= cfg.freeze_epochs) else 0
-        if frozen != frozen_now or step_module is None:  # DDP must know which parameters train: re-wrap
-            model.freeze_stages(frozen)
-            step_module, frozen_now = dist.wrap(_TrainStep(model, criterion), device), frozen
-        if isinstance(loader.sampler, torch.utils.data.DistributedSampler):
-            loader.sampler.set_epoch(epoch)
-        model.train()
-        started, seen, loss_sum, wrong, counted = time.monotonic(), 0, 0.0, 0, 0
-        for step, (images, labels, _cams, _idx) in enumerate(loader, start=1):
-            if step > steps_per_epoch:
-                break
-            if should_stop is not None and should_stop():
+    started: float = field(default_factory=time.monotonic)
+    seen: int = 0
+    loss_sum: float = 0.0
+    wrong: int = 0  # since the last step event
+    counted: int = 0
+
+    def add(self, loss: float, wrong: int, batch: int) -> None:
+        self.seen += batch
+        self.loss_sum += loss * batch
+        self.wrong += wrong
+        self.counted += batch
+
+    def images_per_s(self, world_size: int) -> float:
+        return self.seen * world_size / max(time.monotonic() - self.started, 1e-9)
+
+
+class _Run:
+    """One training run, shaped like torchreid's engine: :meth:`prepare`, then per epoch
+    :meth:`train_epoch` (each step :meth:`forward_backward`) and :meth:`end_epoch`."""
+
+    def __init__(self, cfg: TrainConfig, dist: Distributed, emit: EventSink,
+                 should_stop: Callable[[], bool] | None) -> None:
+        self.cfg, self.dist, self.emit, self.should_stop = cfg, dist, emit, should_stop
+        self.run_dir = Path(cfg.output)
+        self.device = dist.device(cfg.device)
+        self.dataset = load_dataset(cfg.data)
+        self.train_set = ImageDataset(self.dataset.train, transforms(cfg, train=True), relabel=True)
+        if self.train_set.num_classes < 2:
+            raise ValueError(f"{self.dataset.name}: training needs at least 2 identities, "
+                             f"found {self.train_set.num_classes}")
+        self.model, self.weights_source = build_model(
+            self.train_set.num_classes, cfg.weights, embedding_dim=cfg.embedding_dim, last_stride=cfg.last_stride,
+            bnneck=cfg.bnneck, allow_download=cfg.allow_download)
+        self.criterion = ReidLoss(LossWeights(cfg.ce_weight, cfg.label_smoothing, cfg.triplet_weight,
+                                              cfg.triplet_margin, cfg.arcface_weight),
+                                  self.train_set.num_classes, cfg.embedding_dim)
+        self.model.to(self.device)
+        self.criterion.to(self.device)
+        self.channels_last = self.device.type == "cuda" and cfg.channels_last
+        if self.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        self.loader = _train_loader(self.train_set, cfg, self.criterion.needs_identity_batches, dist)
+        self.steps_per_epoch = min(len(self.loader), cfg.max_steps_per_epoch or len(self.loader))
+        if self.steps_per_epoch == 0:
+            raise ValueError(f"{self.dataset.name}: {len(self.train_set)} training images make no batch of "
+                             f"{cfg.batch_size}")
+        self.optimizer = _optimizer([*self.model.parameters(), *self.criterion.parameters()], cfg)
+        self.scheduler = _scheduler(self.optimizer, cfg, self.steps_per_epoch)
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        self.start_epoch = 1
+        self.history: list[dict[str, Any]] = []  # one record per epoch, with the evaluation when there was one
+        self.best: dict[str, Any] = {}  # the record of the best epoch by mAP
+        self.loss_baseline: float | None = None  # the median of the first losses, for the divergence guard
+        self._first_losses: list[float] = []
+        self._step_module: nn.Module | None = None
+        self._frozen_now = -1
+
+    @classmethod
+    def prepare(cls, cfg: TrainConfig, events: EventSink | None, should_stop: Callable[[], bool] | None,
+                resume: Path | None, dist: Distributed) -> _Run:
+        """Data, model, losses, optimiser and schedule; the checkpoint's state when resuming."""
+        checkpoint = load_checkpoint(resume) if resume is not None else None
+        if checkpoint is not None:
+            cfg = TrainConfig.from_dict(checkpoint["config"])
+        cfg = _checked(cfg, dist)
+        if dist.is_main:
+            Path(cfg.output).mkdir(parents=True, exist_ok=True)
+            cfg.save(Path(cfg.output) / "config.json")
+        seed_everything(cfg.seed + (checkpoint["epoch"] if checkpoint else 0) + 1000 * dist.rank)
+        run = cls(cfg, dist, events or (lambda event: None), should_stop)
+        if checkpoint is not None:
+            run.restore(checkpoint)
+        return run
+
+    def restore(self, checkpoint: dict[str, Any]) -> None:
+        self.model.load_state_dict(checkpoint["model"])
+        self.criterion.load_state_dict(checkpoint["criterion"])
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.scaler.load_state_dict(checkpoint["scaler"])
+        self.start_epoch, self.history, self.best = checkpoint["epoch"] + 1, checkpoint["history"], checkpoint["best"]
+
+    def run(self) -> TrainResult:
+        cfg = self.cfg
+        self.emit(Started(run_dir=str(self.run_dir), dataset=self.dataset.name,
+                          identities=self.train_set.num_classes, images=len(self.train_set), epochs=cfg.epochs,
+                          steps_per_epoch=self.steps_per_epoch, device=str(self.device),
+                          world_size=self.dist.world_size, weights=self.weights_source,
+                          resumed_from=self.start_epoch - 1, config=cfg.to_dict()))
+        if self.weights_source.startswith("random"):
+            self.emit(Warned(message="training from random initialisation: expect far lower accuracy than from "
+                                     "ImageNet weights"))
+        status, done = "finished", self.start_epoch - 1
+        for epoch in range(self.start_epoch, cfg.epochs + 1):
+            stats = self.train_epoch(epoch)
+            if stats is None:
                 status = "stopped"
                 break
-            images, labels = images.to(device, non_blocking=True), labels.to(device, non_blocking=True)
-            if device.type == "cuda" and cfg.channels_last:
-                images = images.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=device.type, dtype=torch.float16, enabled=use_amp):
-                loss, logits, parts = step_module(images, labels)
-            value = float(loss.detach())
-            lr = optimizer.param_groups[0]["lr"]
-            if baseline is None and math.isfinite(value):
-                first_losses.append(value)
-                if len(first_losses) >= min(10, steps_per_epoch):
-                    baseline = float(np.median(first_losses))
-            _guard(value, baseline, cfg, epoch, step, lr)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            scheduler.step()
-            seen += len(labels)
-            loss_sum += value * len(labels)
-            wrong += int((logits.argmax(1) != labels).sum())
-            counted += len(labels)
-            if step % log_every == 0 or step == steps_per_epoch:
-                emit({"event": "step", "epoch": epoch, "step": step, "steps": steps_per_epoch, "loss": value,
-                      "parts": parts, "top1_error": wrong / max(counted, 1), "lr": lr,
-                      "images_per_s": seen * dist.world_size / max(time.monotonic() - started, 1e-9)})
-                wrong = counted = 0
-        if status == "stopped":
-            break
-        record: dict[str, Any] = {"epoch": epoch, "loss": loss_sum / max(seen, 1),
-                                  "seconds": time.monotonic() - started, "images_per_s":
-                                  seen * dist.world_size / max(time.monotonic() - started, 1e-9),
-                                  "lr": optimizer.param_groups[0]["lr"]}
+            self.end_epoch(epoch, stats)
+            done = epoch
+        if self.dist.is_main:
+            write_summary(self.run_dir, cfg, self.dataset.name, self.history, self.best, status)
+        self.emit(Finished(status=status, epochs_done=done, best=self.best, run_dir=str(self.run_dir)))
+        return TrainResult(self.run_dir, status, done, self.best, self.history)
+
+    def train_epoch(self, epoch: int) -> _EpochStats | None:
+        """One pass over the data (``steps_per_epoch`` steps); ``None`` when stopped on the way."""
+        module = self._prepare_epoch(epoch)
+        stats = _EpochStats()
+        log_every = max(1, self.steps_per_epoch // 100)
+        for step, (images, labels, _cams, _idx) in enumerate(self.loader, start=1):
+            if step > self.steps_per_epoch:
+                break
+            if self.should_stop is not None and self.should_stop():
+                return None
+            loss, wrong, parts = self.forward_backward(module, images, labels, epoch, step)
+            stats.add(loss, wrong, len(labels))
+            if step % log_every == 0 or step == self.steps_per_epoch:
+                self.emit(Step(epoch=epoch, step=step, steps=self.steps_per_epoch, loss=loss, parts=parts,
+                               top1_error=stats.wrong / max(stats.counted, 1), lr=self.lr,
+                               images_per_s=stats.images_per_s(self.dist.world_size)))
+                stats.wrong = stats.counted = 0
+        return stats
+
+    def _prepare_epoch(self, epoch: int) -> nn.Module:
+        """Freeze or unfreeze stages for this epoch; the step module (DDP-wrapped when distributed)."""
+        cfg = self.cfg
+        frozen = cfg.freeze_stages if (cfg.freeze_epochs == 0 or epoch <= cfg.freeze_epochs) else 0
+        if frozen != self._frozen_now or self._step_module is None:  # DDP must know which parameters train
+            self.model.freeze_stages(frozen)
+            self._step_module = self.dist.wrap(_TrainStep(self.model, self.criterion), self.device)
+            self._frozen_now = frozen
+        if isinstance(self.loader.sampler, torch.utils.data.DistributedSampler):
+            self.loader.sampler.set_epoch(epoch)
+        self.model.train()
+        return self._step_module
+
+    @property
+    def lr(self) -> float:
+        return float(self.optimizer.param_groups[0]["lr"])
+
+    def forward_backward(self, module: nn.Module, images: torch.Tensor, labels: torch.Tensor, epoch: int,
+                         step: int) -> tuple[float, int, dict[str, float]]:
+        """One optimisation step: the loss (checked against divergence), how many images the classifier got
+        wrong, and the loss's terms."""
+        images, labels = images.to(self.device, non_blocking=True), labels.to(self.device, non_blocking=True)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.use_amp):
+            loss, logits, parts = module(images, labels)
+        value = float(loss.detach())
+        if self.loss_baseline is None and math.isfinite(value):
+            self._first_losses.append(value)
+            if len(self._first_losses) >= min(10, self.steps_per_epoch):
+                self.loss_baseline = float(np.median(self._first_losses))
+        _guard(value, self.loss_baseline, self.cfg, epoch, step, self.lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        return value, int((logits.argmax(1) != labels).sum()), parts
+
+    def end_epoch(self, epoch: int, stats: _EpochStats) -> None:
+        """Evaluate when due, keep the best and last checkpoints, write the summary, report the epoch."""
+        cfg, dist = self.cfg, self.dist
+        record: dict[str, Any] = {"epoch": epoch, "loss": stats.loss_sum / max(stats.seen, 1),
+                                  "seconds": time.monotonic() - stats.started,
+                                  "images_per_s": stats.images_per_s(dist.world_size), "lr": self.lr}
         if dist.is_main and (epoch % cfg.eval_every == 0 or epoch == cfg.epochs):
-            evaluation = evaluate_model(model, dataset, cfg, device)
+            evaluation = evaluate_model(self.model, self.dataset, cfg, self.device)
             record.update(evaluation.to_dict())
-            emit({"event": "eval", "epoch": epoch, **evaluation.to_dict()})
-            if not best or evaluation.metrics.mAP > best["mAP"]:
-                best = dict(record)
-                _save(run_dir / "best.pt", _checkpoint(model, criterion, optimizer, scheduler, scaler, cfg, epoch,
-                                                      [*history, record], best, dataset, weights_source,
-                                                      train_set.num_classes))
-        history.append(record)
+            self.emit(Evaluated(epoch=epoch, **evaluation.to_dict()))
+            if not self.best or evaluation.metrics.mAP > self.best["mAP"]:
+                self.best = dict(record)
+                _save(self.run_dir / "best.pt", self._checkpoint(epoch, [*self.history, record]))
+        self.history.append(record)
         if dist.is_main:
-            write_summary(run_dir, cfg, dataset.name, history, best, "running")
-            _save(run_dir / "last.pt", _checkpoint(model, criterion, optimizer, scheduler, scaler, cfg, epoch,
-                                                   history, best, dataset, weights_source, train_set.num_classes))
+            write_summary(self.run_dir, cfg, self.dataset.name, self.history, self.best, "running")
+            _save(self.run_dir / "last.pt", self._checkpoint(epoch, self.history))
         dist.barrier()  # the others wait while rank 0 evaluates and saves
-        emit({"event": "epoch", **record, "checkpoint": str(run_dir / "last.pt")})
-    done = epoch if status == "finished" else epoch - 1
-    if dist.is_main:
-        write_summary(run_dir, cfg, dataset.name, history, best, status)
-    emit({"event": "done", "status": status, "epochs_done": done, "best": best, "run_dir": str(run_dir)})
-    return TrainResult(run_dir, status, done, best, history)
+        self.emit(EpochEnded(epoch=epoch, loss=record["loss"], seconds=record["seconds"],
+                             images_per_s=record["images_per_s"], lr=record["lr"],
+                             checkpoint=str(self.run_dir / "last.pt")))
+
+    def _checkpoint(self, epoch: int, history: list[dict[str, Any]]) -> dict[str, Any]:
+        return {"model": self.model.state_dict(), "criterion": self.criterion.state_dict(),
+                "optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(),
+                "scaler": self.scaler.state_dict(), "epoch": epoch, "config": self.cfg.to_dict(),
+                "history": history, "best": self.best, "dataset": self.dataset.name,
+                "weights_source": self.weights_source, "num_classes": self.train_set.num_classes}
 
 
 def _guard(loss: float, baseline: float | None, cfg: TrainConfig, epoch: int, step: int, lr: float) -> None:
@@ -459,15 +532,6 @@ def write_summary(run_dir: Path, cfg: TrainConfig, dataset: str, history: list[d
     tmp = run_dir / "summary.json.tmp"
     tmp.write_text(json.dumps(payload, indent=1, default=float), encoding="utf-8")
     tmp.replace(run_dir / "summary.json")
-
-
-def _checkpoint(model: ReidNet, criterion: ReidLoss, optimizer: torch.optim.Optimizer, scheduler: Any,
-                scaler: torch.amp.GradScaler, cfg: TrainConfig, epoch: int, history: list[dict[str, Any]],
-                best: dict[str, Any], dataset: ReidDataset, weights_source: str, num_classes: int) -> dict[str, Any]:
-    return {"model": model.state_dict(), "criterion": criterion.state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch,
-            "config": cfg.to_dict(), "history": history, "best": best, "dataset": dataset.name,
-            "weights_source": weights_source, "num_classes": num_classes}
 
 
 class CheckpointError(ValueError):

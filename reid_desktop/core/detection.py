@@ -20,10 +20,14 @@ from reid_desktop.core.types import Detections
 
 log = logging.getLogger(__name__)
 
-# Ultralytics must never pip-install anything behind the operator's back, and loads .pt files with
-# torch's weights-only unpickler and its allow-list of model classes (read when ultralytics is imported).
-os.environ.setdefault("YOLO_AUTOINSTALL", "false")
-os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
+def prepare_ultralytics() -> None:
+    """Call before importing ultralytics: it must never pip-install anything behind the operator's back,
+    and it loads .pt files with torch's weights-only unpickler and its allow-list of model classes.
+
+    Ultralytics reads these variables when it is imported, so they are set then, not when this module is.
+    """
+    os.environ.setdefault("YOLO_AUTOINSTALL", "false")
+    os.environ.setdefault("ULTRALYTICS_SAFE_LOAD", "1")
 
 
 def check_safe_checkpoint(path: Path) -> None:
@@ -34,6 +38,7 @@ def check_safe_checkpoint(path: Path) -> None:
     """
     import zipfile
 
+    prepare_ultralytics()
     from ultralytics.nn.tasks import torch_safe_load
 
     if not zipfile.is_zipfile(path):
@@ -88,6 +93,7 @@ class YoloDetector:
     """Ultralytics YOLO restricted to the person class."""
 
     def __init__(self, config: DetectorConfig) -> None:
+        prepare_ultralytics()
         from ultralytics import YOLO
 
         self.config = config

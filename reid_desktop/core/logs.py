@@ -14,7 +14,7 @@ import sys
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
 
-from reid_desktop.core.paths import PRIVATE_FILE_MODE, private_dir
+from reid_desktop.core.paths import PRIVATE_FILE_MODE, data_dir, private_dir
 from reid_desktop.core.redaction import RedactingFilter
 
 LOG_FILE_BYTES = 5 * 1024 * 1024
@@ -58,6 +58,4 @@ def configure(level: int, log_file: Path | None = None, console_format: str = _F
 
 
 def default_log_file() -> Path:
-    from reid_desktop.core.paths import data_dir
-
     return data_dir() / "logs" / "reid-desktop.log"

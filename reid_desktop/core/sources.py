@@ -21,6 +21,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -32,11 +33,30 @@ from reid_desktop.core.types import Frame, SourceState, SourceStatus
 log = logging.getLogger(__name__)
 
 # FFmpeg prints stream URLs (with credentials) in its own messages; keep it quiet and prefer TCP
-# for RTSP, which survives NAT and packet loss far better than UDP.
-os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
-os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
-os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+# for RTSP, which survives NAT and packet loss far better than UDP. A user's own values win.
+_FFMPEG_ENVIRONMENT = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp",
+                       "OPENCV_LOG_LEVEL": "ERROR"}
 
+
+def open_capture(uri: str | int, *args: Any) -> cv2.VideoCapture:
+    """``cv2.VideoCapture`` with FFmpeg quiet and RTSP over TCP.
+
+    OpenCV reads these variables when a capture opens, so they are set here, on first use, rather than
+    when this module is imported (importing a library must not change the process's environment).
+    """
+    for name, value in _FFMPEG_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
+    return cv2.VideoCapture(uri, *args)
+
+
+
+def frame_count(path: str) -> int:
+    """Frames a video file declares (0 when unknown): a progress bar's total."""
+    cap = open_capture(path)
+    try:
+        return int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+    finally:
+        cap.release()
 
 class SourceKind(enum.Enum):
     FILE = "file"
@@ -282,17 +302,17 @@ class VideoSource:
                 return None, f"file not found: {path}"
             if not path.is_file():
                 return None, f"not a file: {path}"
-            cap = cv2.VideoCapture(str(path))
+            cap = open_capture(str(path))
             if not cap.isOpened():
                 return None, f"cannot open {path.name}: not a video OpenCV can decode (unsupported or corrupt)"
         elif kind is SourceKind.WEBCAM:
-            cap = cv2.VideoCapture(int(self.spec.uri))
+            cap = open_capture(int(self.spec.uri))
             if not cap.isOpened():
                 return None, f"webcam {self.spec.uri} is not available"
         else:
             params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(self.options.open_timeout_s * 1000),
                       cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(self.options.read_timeout_s * 1000)]
-            cap = cv2.VideoCapture(self.spec.uri, cv2.CAP_FFMPEG, params)
+            cap = open_capture(self.spec.uri, cv2.CAP_FFMPEG, params)
             if not cap.isOpened():
                 return None, f"cannot connect to {self.spec.display_uri} (refused, unreachable or timed out)"
         count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)

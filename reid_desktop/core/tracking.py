@@ -12,6 +12,7 @@ from typing import Protocol
 import numpy as np
 
 from reid_desktop.core.config import TrackerConfig
+from reid_desktop.core.detection import prepare_ultralytics
 from reid_desktop.core.types import Detections
 
 
@@ -36,6 +37,7 @@ class UltralyticsTracker:
     """Adapter from our :class:`Detections` to ``ultralytics.trackers`` (BYTETracker / BOTSORT)."""
 
     def __init__(self, config: TrackerConfig) -> None:
+        prepare_ultralytics()
         from ultralytics.trackers.bot_sort import BOTSORT
         from ultralytics.trackers.byte_tracker import BYTETracker
         from ultralytics.utils import IterableSimpleNamespace

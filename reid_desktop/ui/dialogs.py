@@ -8,17 +8,11 @@ from importlib.metadata import PackageNotFoundError, version
 
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
-    QComboBox,
     QDialog,
     QDialogButtonBox,
-    QDoubleSpinBox,
-    QFileDialog,
     QFormLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
-    QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
@@ -27,6 +21,7 @@ from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.paths import build_description
 from reid_desktop.core.redaction import is_url, split_credentials
+from reid_desktop.ui.option_form import OptionEditor, file_row
 from reid_desktop.ui.settings import AppSettings
 
 
@@ -82,26 +77,11 @@ class StreamDialog(QDialog):
         self.accept()
 
 
-def _file_row(edit: QLineEdit, caption: str, pattern: str, save: bool = False) -> QWidget:
-    row = QWidget()
-    layout = QHBoxLayout(row)
-    layout.setContentsMargins(0, 0, 0, 0)
-    layout.addWidget(edit, 1)
-    browse = QPushButton("Browse…")
-
-    def pick() -> None:
-        picker = QFileDialog.getSaveFileName if save else QFileDialog.getOpenFileName
-        path, _ = picker(row, caption, edit.text(), pattern)
-        if path:
-            edit.setText(path)
-
-    browse.clicked.connect(pick)
-    layout.addWidget(browse)
-    return row
-
-
 class SettingsDialog(QDialog):
     """The settings an operator changes; everything else stays in the TOML config of the CLI."""
+
+    KEYS = ("detector.model", "detector.imgsz", "detector.confidence", "detector.device", "reid.providers",
+            "reid.model", "matcher.threshold", "storage.retention_days")
 
     def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -110,50 +90,14 @@ class SettingsDialog(QDialog):
         self._settings = settings
         config = settings.pipeline_config()
         form = QFormLayout()
-        self.detector = QLineEdit(config.detector.model)
-        self.detector.setPlaceholderText("bundled YOLO11n-pose")
-        form.addRow("Detector model", _file_row(self.detector, "Detector model", "Models (*.pt *.onnx)"))
-        self.imgsz = QSpinBox()
-        self.imgsz.setRange(64, 4096)
-        self.imgsz.setSingleStep(32)
-        self.imgsz.setValue(config.detector.imgsz)
-        self.imgsz.setToolTip("Inference size; far-away people need about 1280, 640 is twice as fast")
-        form.addRow("Detector image size", self.imgsz)
-        self.confidence = QDoubleSpinBox()
-        self.confidence.setRange(0.0, 1.0)
-        self.confidence.setSingleStep(0.05)
-        self.confidence.setDecimals(2)
-        self.confidence.setValue(config.detector.confidence)
-        form.addRow("Detection confidence", self.confidence)
-        self.device = QComboBox()
-        for label, value in (("Automatic (GPU when present)", ""), ("CPU", "cpu"), ("GPU 0", "0"), ("GPU 1", "1")):
-            self.device.addItem(label, value)
-        self.device.setCurrentIndex(max(0, self.device.findData(config.detector.device)))
-        form.addRow("Detector device", self.device)
-        self.providers = QComboBox()
-        for value in ("auto", "cpu", "cuda", "tensorrt"):
-            self.providers.addItem(value, value)
-        self.providers.setCurrentIndex(max(0, self.providers.findData(config.reid.providers)))
-        form.addRow("Re-id runtime", self.providers)
-        self.reid = QLineEdit(config.reid.model)
-        self.reid.setPlaceholderText("default ResNet-50")
-        form.addRow("Re-id model", _file_row(self.reid, "Re-id model", "ONNX models (*.onnx)"))
-        self.threshold = QDoubleSpinBox()
-        self.threshold.setRange(0.0, 1.0)
-        self.threshold.setSingleStep(0.01)
-        self.threshold.setDecimals(3)
-        self.threshold.setSpecialValueText("model's recommendation")
-        self.threshold.setValue(config.matcher.threshold)
-        form.addRow("Match threshold", self.threshold)
+        self.editors: dict[str, OptionEditor] = {}
+        for key in self.KEYS:
+            editor = OptionEditor(config_mod.setting(key), config.value(key))
+            self.editors[key] = editor
+            form.addRow(editor.setting.label, editor)
         self.database = QLineEdit(settings.database)
         self.database.setPlaceholderText(str(settings.database_path))
-        form.addRow("Database", _file_row(self.database, "Sightings database", "SQLite (*.sqlite *.db)", save=True))
-        self.retention = QSpinBox()
-        self.retention.setRange(0, 3650)
-        self.retention.setSuffix(" days")
-        self.retention.setSpecialValueText("keep everything")
-        self.retention.setValue(config.storage.retention_days)
-        form.addRow("Keep sightings for", self.retention)
+        form.addRow("Database", file_row(self.database, "Sightings database", "SQLite (*.sqlite *.db)", save=True))
         self.error = QLabel()
         self.error.setStyleSheet("color: #c33;")
         self.error.setWordWrap(True)
@@ -170,31 +114,17 @@ class SettingsDialog(QDialog):
         self.result_settings: AppSettings | None = None
 
     def _overrides(self) -> dict[str, object]:
-        values: dict[str, object] = {
-            "detector.model": self.detector.text().strip(), "detector.imgsz": self.imgsz.value(),
-            "detector.confidence": round(self.confidence.value(), 3), "detector.device": self.device.currentData(),
-            "reid.providers": self.providers.currentData(), "reid.model": self.reid.text().strip(),
-            "matcher.threshold": round(self.threshold.value(), 4), "storage.retention_days": self.retention.value(),
-        }
-        defaults = config_mod.PipelineConfig()
-        # keep only what differs from the defaults, so a later default change reaches the operator
-        return {k: v for k, v in values.items()
-                if getattr(getattr(defaults, k.split(".")[0]), k.split(".")[1]) != v}
+        # only what differs from the defaults, so a later default change reaches the operator
+        return {key: editor.value() for key, editor in self.editors.items()
+                if editor.value() != editor.setting.default}
 
     def _restore_defaults(self) -> None:
-        self.detector.clear()
-        self.reid.clear()
-        defaults = config_mod.PipelineConfig()
-        self.imgsz.setValue(defaults.detector.imgsz)
-        self.confidence.setValue(defaults.detector.confidence)
-        self.device.setCurrentIndex(0)
-        self.providers.setCurrentIndex(0)
-        self.threshold.setValue(defaults.matcher.threshold)
-        self.retention.setValue(0)
+        for editor in self.editors.values():
+            editor.reset()
 
     def _validate(self) -> None:
         updated = copy.deepcopy(self._settings)
-        kept = {k: v for k, v in updated.pipeline.items() if k not in self._editable_keys()}
+        kept = {k: v for k, v in updated.pipeline.items() if k not in self.KEYS}
         updated.pipeline = {**kept, **self._overrides()}
         updated.database = self.database.text().strip()
         try:
@@ -204,11 +134,6 @@ class SettingsDialog(QDialog):
             return
         self.result_settings = updated
         self.accept()
-
-    @staticmethod
-    def _editable_keys() -> set[str]:
-        return {"detector.model", "detector.imgsz", "detector.confidence", "detector.device", "reid.providers",
-                "reid.model", "matcher.threshold", "storage.retention_days"}
 
 
 def _version_of(package: str) -> str:

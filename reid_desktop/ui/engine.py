@@ -18,8 +18,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
@@ -29,8 +31,9 @@ from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import StorageHealth, StoreError
+from reid_desktop.core.store import HistoryReader, StorageHealth, StoreError
 from reid_desktop.core.types import FrameResult, SourceStatus
+from reid_desktop.ui.tasks import Dispatcher
 from trainer.default_model import default_embedder
 
 log = logging.getLogger(__name__)
@@ -273,3 +276,58 @@ class Engine(QObject):
         self._thread = self._worker = None
         self.stopped.emit()
         return ended and not self.busy
+
+
+class EngineClient:
+    """What the window's controllers ask of the engine and the database, in one place.
+
+    Commands go to the running pipeline through its control (they run on the engine thread between
+    frames); reads run on Qt's thread pool with their own read-only connection, so neither ever
+    blocks the GUI thread. A failure becomes one line through ``report``, never a dialog.
+    """
+
+    def __init__(self, engine: Engine, dispatcher: Dispatcher, database: Callable[[], Path],
+                 report: Callable[[str], Any]) -> None:
+        self.engine, self.dispatcher = engine, dispatcher
+        self._database = database
+        self.report = report  # one line for the operator (the window's banner)
+
+    @property
+    def database(self) -> Path:
+        return self._database()
+
+    def control(self, command: Callable[[PipelineControl], Future[Any]],
+                on_result: Callable[[Any], Any] | None = None, what: str = "") -> bool:
+        """Send a command to the engine; False (and a line saying so) when processing is not running."""
+        control = self.engine.control
+        if control is None:
+            self.report(f"Cannot {what or 'do that'}: processing is not running")
+            return False
+        self.dispatcher.when_done(command(control), on_result,
+                                  lambda message: self.report(f"Could not {what or 'do that'}: {message}"))
+        return True
+
+    def submit(self, fn: Callable[[Pipeline], Any], on_result: Callable[[Any], Any] | None = None,
+               what: str = "") -> bool:
+        """Run ``fn`` with the pipeline on the engine thread (edits of identities, model swaps)."""
+        return self.control(lambda c: c.submit(fn), on_result, what)
+
+    def read(self, fn: Callable[[HistoryReader], Any], on_result: Callable[[Any], Any],
+             what: str = "read the database", on_error: Callable[[str], Any] | None = None) -> None:
+        """Run a read on the thread pool with its own read-only connection (WAL: never blocks the writer).
+
+        ``on_result`` gets ``None`` when there is no database yet.
+        """
+        path = self.database
+
+        def job() -> Any:
+            if not path.exists():
+                return None
+            with SightingStore(path, readonly=True) as store:
+                return fn(store)
+
+        self.dispatcher.in_background(job, on_result, on_error or (lambda m: self.report(f"Could not {what}: {m}")))
+
+    def in_background(self, fn: Callable[[], Any], on_result: Callable[[Any], Any], what: str) -> None:
+        """Other slow work (an export that writes files) on the thread pool."""
+        self.dispatcher.in_background(fn, on_result, lambda m: self.report(f"Could not {what}: {m}"))

@@ -1,8 +1,11 @@
 """The operator's main window: video wall, sources, targets, timeline, appearance search.
 
-The window owns the :class:`Engine` (the pipeline thread) and is the only place that turns
-operator actions into engine commands. Database reads run on Qt's thread pool through the
-:class:`Dispatcher`; the GUI thread only builds widgets and paints.
+The window owns the :class:`Engine` (the pipeline thread), lays out the panels and wires them to
+small controllers: the cameras (:class:`CameraList`, without Qt), targets and timeline
+(:class:`TargetsController`), appearance search (:class:`SearchController`) and exports
+(:class:`ExportController`). All of them reach the engine and the database through one
+:class:`EngineClient`; database reads run on Qt's thread pool, and the GUI thread only builds
+widgets and paints.
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ import dataclasses
 import functools
 import logging
 from collections.abc import Callable
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from PySide6.QtCore import QByteArray, QPoint, Qt, QThreadPool, QTimer, Signal
-from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence, QPixmap
+from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
     QFileDialog,
@@ -27,7 +28,6 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMenu,
-    QMessageBox,
     QPushButton,
     QTabWidget,
     QVBoxLayout,
@@ -35,20 +35,21 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core import config as config_mod
-from reid_desktop.core import credentials
-from reid_desktop.core.pipeline import Pipeline, PipelineInfo, Searcher
-from reid_desktop.core.redaction import has_secrets, join_credentials, redact, strip_secrets
-from reid_desktop.core.report import write_html_report
-from reid_desktop.core.sources import SourceKind, SourceSpec
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import HistoryReader, IdentitySummary, SearchHit, StorageHealth, TrackSegment
+from reid_desktop.core.models import load_embedder
+from reid_desktop.core.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.store import StorageHealth
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
+from reid_desktop.ui.cameras import Added, CameraError, CameraList
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog, StreamDialog
-from reid_desktop.ui.engine import Engine
+from reid_desktop.ui.engine import Engine, EngineClient
+from reid_desktop.ui.exports import ExportController
 from reid_desktop.ui.feeds import FeedGrid, FeedView
-from reid_desktop.ui.search_panel import SearchPanel, SearchQuery, SearchResult
-from reid_desktop.ui.settings import AppSettings, SavedSource, save_settings
+from reid_desktop.ui.search_controller import SearchController
+from reid_desktop.ui.search_panel import SearchPanel, SearchQuery
+from reid_desktop.ui.settings import AppSettings, save_settings
 from reid_desktop.ui.sources_panel import SourcesPanel
+from reid_desktop.ui.targets_controller import TargetsController
 from reid_desktop.ui.targets_panel import TargetsPanel, TimelinePanel
 from reid_desktop.ui.tasks import Dispatcher
 from reid_desktop.ui.trainer_tab import TrainerTab
@@ -105,19 +106,7 @@ class MessageBanner(QWidget):
         self.hide()
 
 
-def search_results(searcher: Searcher, store: HistoryReader, crop: np.ndarray, k: int) -> list[SearchResult]:
-    """The ``k`` best-matching tracks with their pictures: many sightings of one track look alike, so more
-    are fetched and each track is shown once, at its best score."""
-    best_per_track: dict[int, SearchHit] = {}
-    for hit in searcher.search(store, crop, 5 * k):
-        best_per_track.setdefault(hit.sighting.track_row, hit)
-    return [SearchResult(hit, store.track_thumbnail(hit.sighting.track_row))
-            for hit in list(best_per_track.values())[:k]]
-
-
 class MainWindow(QMainWindow):
-    targets_refreshed = Signal()  # after the Targets panel shows the database's current targets
-    search_finished = Signal()
     reid_model_swapped = Signal(object)  # PipelineInfo of the pipeline after a hot swap
 
     def __init__(self, settings: AppSettings, settings_file: Path | None = None,
@@ -130,17 +119,15 @@ class MainWindow(QMainWindow):
         self.settings_file = settings_file
         self.dispatcher = Dispatcher(self)
         self.engine = Engine(self)
-        self._specs: dict[str, SourceSpec] = {}  # full URIs (with passwords) only in memory
-        self._transient: set[str] = set()  # sources of this session only (--demo, files on the command line)
-        self._paused: set[str] = set()
-        self._states: dict[str, SourceState] = {}
-        self._timeline_identity: int | None = None
-        self._select_after_refresh: int | None = None
+        self.cameras = CameraList()
         self._live_dock_state: QByteArray | None = None
-        self._labels: dict[int, str] = {}
+        self._closing = False
 
         self._build_central()
+        self.client = EngineClient(self.engine, self.dispatcher, lambda: self.settings.database_path,
+                                   self.banner.show_message)
         self._build_docks()
+        self._build_controllers()
         self._build_actions()
         self._build_status_bar()
         self.grid.set_layout_mode(settings.layout)
@@ -151,14 +138,6 @@ class MainWindow(QMainWindow):
         self.engine.errored.connect(self._on_engine_error)
         self.engine.storage_changed.connect(self._on_storage_changed)
         self.engine.restarting.connect(self._on_engine_restarting)
-        self._refreshing = False  # a targets read is on the thread pool
-        self._refresh_again = False  # and another was asked for meanwhile
-        self._closing = False
-
-        self._refresh_timer = QTimer(self)
-        self._refresh_timer.setInterval(2000)
-        self._refresh_timer.timeout.connect(self.refresh_targets)
-        self._refresh_timer.start()
         self._fps_timer = QTimer(self)
         self._fps_timer.setInterval(1000)
         self._fps_timer.timeout.connect(self._update_fps)
@@ -167,7 +146,7 @@ class MainWindow(QMainWindow):
         if settings_warning:
             self.banner.show_message(settings_warning)
         for saved in settings.sources:
-            self._add_saved_source(saved)
+            self._show_camera(self.cameras.restore(saved))
         for spec in extra_sources or []:
             self.add_source(spec.uri, spec.name, persist=False)
         self.start_engine()
@@ -231,16 +210,19 @@ class MainWindow(QMainWindow):
         self.timeline_dock.raise_()
         self.resizeDocks([self.sources_dock, self.targets_dock], [220, 380], Qt.Orientation.Horizontal)
 
-        self.targets_panel.renamed.connect(self.rename_identity)
-        self.targets_panel.untarget_requested.connect(lambda i: self.set_target(i, False))
-        self.targets_panel.merge_requested.connect(self._confirm_merge)
-        self.targets_panel.timeline_requested.connect(self.show_timeline)
-        self.targets_panel.search_requested.connect(self._search_target)
-        self.timeline_panel.segment_activated.connect(self._on_segment_activated)
-        self.timeline_panel.split_requested.connect(self._split_segment)
-        self.search_panel.image_search_requested.connect(self.search_with_image_file)
-        self.search_panel.confirmed.connect(self._on_search_confirmed)
-        self.search_panel.rejected.connect(self._on_search_rejected)
+    def _build_controllers(self) -> None:
+        self.targets = TargetsController(self.client, self.targets_panel, self.timeline_panel, self.cameras, self,
+                                         parent=self)
+        self.targets.status_message.connect(self.statusBar().showMessage)
+        self.targets.resume_requested.connect(lambda name: self.set_paused(name, False))
+        self.targets.labels_changed.connect(self._on_labels_changed)
+        self.searches = SearchController(self.client, self.search_panel, self.search_dock, self.targets, self,
+                                         parent=self)
+        self.searches.top_k_changed.connect(self._remember_top_k)
+        self.targets_panel.search_requested.connect(self.searches.search_identity)
+        self.exports = ExportController(self.client, self.targets_panel, self, parent=self)
+        self.exports.status_message.connect(self.statusBar().showMessage)
+        self.exports.training_data_ready.connect(self._train_on)
 
     def _action(self, menu: QMenu, text: str, slot: Callable[[], Any], shortcut: str | QKeySequence.StandardKey = "",
                 ) -> QAction:
@@ -264,10 +246,11 @@ class MainWindow(QMainWindow):
         for action in (self.act_add_file, self.act_add_stream, self.act_add_webcam):
             file_menu.addAction(action)
         file_menu.addSeparator()
-        self._action(file_menu, "Export target sightings (CSV)…", lambda: self.export_dialog("csv"), "Ctrl+E")
-        self._action(file_menu, "Export target sightings (JSON)…", lambda: self.export_dialog("json"))
-        self._action(file_menu, "Export target report (HTML)…", lambda: self.export_dialog("html"), "Ctrl+Shift+E")
-        self._action(file_menu, "Export confirmed people as training data…", self.export_training_data_dialog)
+        export = self.exports.export_dialog
+        self._action(file_menu, "Export target sightings (CSV)…", lambda: export("csv"), "Ctrl+E")
+        self._action(file_menu, "Export target sightings (JSON)…", lambda: export("json"))
+        self._action(file_menu, "Export target report (HTML)…", lambda: export("html"), "Ctrl+Shift+E")
+        self._action(file_menu, "Export confirmed people as training data…", self.exports.export_training_data_dialog)
         file_menu.addSeparator()
         self._action(file_menu, "Settings…", self.settings_dialog, QKeySequence.StandardKey.Preferences)
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
@@ -293,7 +276,8 @@ class MainWindow(QMainWindow):
         self._action(targets_menu, "Stop following selected", self.targets_panel._untarget_selected,
                      "Ctrl+Backspace")
         self._action(targets_menu, "Merge the two selected", self.targets_panel._merge_selected, "Ctrl+M")
-        self._action(targets_menu, "Search with an image…", self.search_with_image_file, QKeySequence.StandardKey.Find)
+        self._action(targets_menu, "Search with an image…", self.searches.search_with_image_file,
+                     QKeySequence.StandardKey.Find)
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "About reid-desktop", self.about_dialog, "F1")
@@ -333,39 +317,7 @@ class MainWindow(QMainWindow):
 
     def _engine_sources(self) -> tuple[list[SourceSpec], set[str]]:
         """What the engine runs, read at every (re)start: the cameras in the list now and which are paused."""
-        return list(self._specs.values()), set(self._paused)
-
-    def _control_call(self, command: Callable[[Any], Future[Any]], on_result: Callable[[Any], Any] | None = None,
-                      what: str = "") -> bool:
-        """Send a command to the engine; failures become a banner line, never a dialog storm."""
-        control = self.engine.control
-        if control is None:
-            self.banner.show_message(f"Cannot {what or 'do that'}: processing is not running")
-            return False
-
-        def failed(message: str) -> None:
-            self.banner.show_message(f"Could not {what or 'do that'}: {message}")
-
-        self.dispatcher.when_done(command(control), on_result, failed)
-        return True
-
-    def _submit(self, fn: Callable[[Pipeline], Any], on_result: Callable[[Any], Any] | None = None,
-                what: str = "") -> bool:
-        return self._control_call(lambda c: c.submit(fn), on_result, what)
-
-    def _read_store(self, fn: Callable[[HistoryReader], Any], on_result: Callable[[Any], Any],
-                    what: str = "read the database", on_error: Callable[[str], Any] | None = None) -> None:
-        """Run a read on the thread pool with its own read-only connection (WAL: never blocks the writer)."""
-        path = self.settings.database_path
-
-        def job() -> Any:
-            if not path.exists():
-                return None
-            with SightingStore(path, readonly=True) as store:
-                return fn(store)
-
-        self.dispatcher.in_background(job, on_result,
-                                      on_error or (lambda m: self.banner.show_message(f"Could not {what}: {m}")))
+        return self.cameras.specs(), self.cameras.paused()
 
     def _on_info_ready(self, info: PipelineInfo) -> None:
         self.banner.clear_key("engine")
@@ -383,7 +335,7 @@ class MainWindow(QMainWindow):
             self.model_label.setToolTip("No usable GPU found: ONNX Runtime runs on the CPU")
         self.warning_label.setText("   ".join(warnings))
         self.warning_label.setToolTip("\n".join(info.warnings))
-        self.refresh_targets()
+        self.targets.refresh()
 
     def _on_frame_processed(self, result: FrameResult) -> None:
         feed = self.grid.feeds.get(result.source_id)
@@ -391,12 +343,13 @@ class MainWindow(QMainWindow):
             feed.show_result(result)
 
     def _on_source_changed(self, status: SourceStatus) -> None:
-        self._states[status.source_id] = status.state
+        camera = self.cameras.update(status)
+        if camera is None:  # removed meanwhile
+            return
         feed = self.grid.feeds.get(status.source_id)
         if feed is not None:
             feed.set_status(status)
-        self.sources_panel.set_state(status.source_id, status.state, status.reason,
-                                     status.source_id in self._paused)
+        self.sources_panel.set_state(camera.name, camera.state, camera.reason, camera.paused)
         if status.state is SourceState.FAILED:
             self.banner.show_message(f"Camera {status.source_id} failed: {status.reason}")
             self.statusBar().showMessage(f"{status.source_id}: {status.reason}", 10000)
@@ -422,13 +375,11 @@ class MainWindow(QMainWindow):
         total = sum(feed.fps for feed in self.grid.feeds.values())
         self.fps_label.setText(f"{total:.1f} fps")
 
-    # -- sources -----------------------------------------------------------------------------------
+    def _on_labels_changed(self, labels: dict[int, str]) -> None:
+        for feed in self.grid.feeds.values():
+            feed.names = labels
 
-    def _unique_name(self, base: str) -> str:
-        name, n = base, 2
-        while name in self._specs:
-            name, n = f"{base}-{n}", n + 1
-        return name
+    # -- sources -----------------------------------------------------------------------------------
 
     def add_source(self, uri: str, name: str = "", persist: bool = True, username: str = "",
                    password: str = "", paused: bool = False) -> str:
@@ -436,49 +387,35 @@ class MainWindow(QMainWindow):
 
         Secrets (credentials, secret URL parameters) go to the OS keyring; the settings keep the URL without them.
         """
-        full = join_credentials(uri, username, password)
-        name = self._unique_name(redact(name) or SourceSpec(full).source_id)
-        spec = self._show_source(name, full, paused)
-        if not persist:
-            self._transient.add(name)
-        else:
-            secret = has_secrets(full)
-            kept = secret and credentials.save_secret_url(name, full)
-            if secret and not kept:
-                self.banner.show_message(f"No system keyring: the credentials of {name} are used now but not saved; "
-                                         "you will be asked to add the camera again next time.")
-            self.settings.sources.append(SavedSource(name, strip_secrets(full), "", kept, paused))
-            self.save_settings()
+        added = self.cameras.add(uri, name, username=username, password=password, paused=paused, persist=persist)
+        self._show_camera(added)
+        name = added.camera.name
+        if persist:
+            self._save_cameras()
         if self.engine.control is not None:
-            self._control_call(lambda c: c.add_source(spec), what=f"add {name}")
+            spec = added.camera.spec
+            self.client.control(lambda c: c.add_source(spec), what=f"add {name}")
             if paused:
-                self._control_call(lambda c: c.pause_source(name, True))
+                self.client.control(lambda c: c.pause_source(name, True))
         return name
 
-    def _add_saved_source(self, saved: SavedSource) -> None:
-        full = join_credentials(saved.uri, saved.username, "")
-        if saved.has_password:
-            full = credentials.load_secret_url(saved.name, saved.uri, saved.username) or full
-            if full == saved.uri:
-                self.banner.show_message(f"The credentials of {saved.name} are not in the system keyring: remove the "
-                                         "camera and add it again.")
-        self._show_source(saved.name, full, saved.paused)
-
-    def _show_source(self, name: str, full_uri: str, paused: bool) -> SourceSpec:
-        """Register a camera in this window (spec, feed, list entry); the engine is told separately."""
-        spec = SourceSpec(full_uri, name)
-        self._specs[name] = spec
-        if paused:
-            self._paused.add(name)
-        feed = FeedView(name, name)
-        feed.paused = paused
-        feed.person_clicked.connect(self._on_person_clicked)
+    def _show_camera(self, added: Added) -> None:
+        """Show a camera of the list in this window (feed, list entry); the engine is told separately."""
+        camera = added.camera
+        if added.warning:
+            self.banner.show_message(added.warning)
+        feed = FeedView(camera.name, camera.name)
+        feed.paused = camera.paused
+        feed.person_clicked.connect(lambda _source, person, _crop: self.targets.follow_clicked(person))
         feed.person_context_requested.connect(self._on_person_context)
         self.grid.add_feed(feed)
-        self.sources_panel.add(name, spec.display_uri)
-        self.sources_panel.set_state(name, SourceState.CONNECTING, "", paused)
+        self.sources_panel.add(camera.name, camera.spec.display_uri)
+        self.sources_panel.set_state(camera.name, SourceState.CONNECTING, "", camera.paused)
         self.empty_hint.hide()
-        return spec
+
+    def _save_cameras(self) -> None:
+        self.settings.sources = self.cameras.saved()
+        self.save_settings()
 
     def add_files(self, paths: list[str]) -> list[str]:
         return [self.add_source(str(Path(p))) for p in paths]
@@ -488,7 +425,7 @@ class MainWindow(QMainWindow):
         self.add_files(paths)
 
     def add_stream_dialog(self) -> None:
-        dialog = StreamDialog(self, set(self._specs))
+        dialog = StreamDialog(self, set(self.cameras.names()))
         if dialog.exec():
             name, url, user, password = dialog.values()
             self.add_source(url, name, username=user, password=password)
@@ -504,39 +441,32 @@ class MainWindow(QMainWindow):
             fn(name)
 
     def remove_source(self, name: str) -> None:
-        if name not in self._specs:
+        if self.cameras.remove(name) is None:
             return
-        del self._specs[name]
-        self._paused.discard(name)
-        self._transient.discard(name)
         self.grid.remove_feed(name)
         self.sources_panel.remove(name)
-        self.settings.sources = [s for s in self.settings.sources if s.name != name]
-        credentials.forget_secret(name)
-        self.save_settings()
-        self.empty_hint.setVisible(not self._specs)
+        self._save_cameras()
+        self.empty_hint.setVisible(not self.cameras)
         if self.engine.control is not None:
-            self._control_call(lambda c: c.remove_source(name), what=f"remove {name}")
+            self.client.control(lambda c: c.remove_source(name), what=f"remove {name}")
 
     def toggle_pause(self, name: str) -> None:
-        self.set_paused(name, name not in self._paused)
+        if name in self.cameras:
+            self.set_paused(name, not self.cameras[name].paused)
 
     def set_paused(self, name: str, paused: bool) -> None:
-        if name not in self._specs:
+        if name not in self.cameras:
             return
-        (self._paused.add if paused else self._paused.discard)(name)
+        camera = self.cameras.set_paused(name, paused)
         feed = self.grid.feeds[name]
         feed.paused = paused
         feed.update()
-        self.sources_panel.set_state(name, self._states.get(name, SourceState.CONNECTING), "", paused)
-        for saved in self.settings.sources:
-            if saved.name == name:
-                saved.paused = paused
-        self.save_settings()
-        self._control_call(lambda c: c.pause_source(name, paused), what=f"pause {name}")
+        self.sources_panel.set_state(name, camera.state, "", paused)
+        self._save_cameras()
+        self.client.control(lambda c: c.pause_source(name, paused), what=f"pause {name}")
 
     def _pause_all(self, paused: bool) -> None:
-        for name in list(self._specs):
+        for name in self.cameras.names():
             self.set_paused(name, paused)
 
     def rename_source_dialog(self, name: str) -> None:
@@ -546,30 +476,21 @@ class MainWindow(QMainWindow):
 
     def rename_source(self, old: str, new: str) -> None:
         """Renaming restarts the camera under its new name (the database files sightings by camera name)."""
-        if not new or new == old or old not in self._specs:
+        if not new or new == old or old not in self.cameras:
             return
-        if new in self._specs:
-            self.banner.show_message(f"There is already a camera named {new}")
+        try:
+            camera = self.cameras.rename(old, new)
+        except CameraError as exc:
+            self.banner.show_message(str(exc))
             return
-        spec = SourceSpec(self._specs.pop(old).uri, new)
-        self._specs[new] = spec
-        for group in (self._paused, self._transient):
-            if old in group:
-                group.discard(old)
-                group.add(new)
         self.grid.rename_feed(old, new, new)
         self.sources_panel.rename(old, new)
-        for saved in self.settings.sources:
-            if saved.name == old:
-                saved.name = new
-                if saved.has_password:
-                    credentials.save_secret_url(new, spec.uri)
-                    credentials.forget_secret(old)
-        self.save_settings()
-        self._control_call(lambda c: c.remove_source(old))
-        self._control_call(lambda c: c.add_source(spec), what=f"restart {new}")
-        if new in self._paused:
-            self._control_call(lambda c: c.pause_source(new, True))
+        self._save_cameras()
+        spec = camera.spec
+        self.client.control(lambda c: c.remove_source(old))
+        self.client.control(lambda c: c.add_source(spec), what=f"restart {new}")
+        if camera.paused:
+            self.client.control(lambda c: c.pause_source(new, True))
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
@@ -589,19 +510,7 @@ class MainWindow(QMainWindow):
     def _toggle_full_screen(self) -> None:
         self.showNormal() if self.isFullScreen() else self.showFullScreen()
 
-    # -- targets -----------------------------------------------------------------------------------
-
-    def _on_person_clicked(self, source_id: str, person: TrackedPerson, crop: np.ndarray | None) -> None:
-        if person.identity_id is None:
-            self.statusBar().showMessage("This person is not identified yet; try again in a moment.", 4000)
-            return
-        if person.is_target:
-            item = self.targets_panel.item_for(person.identity_id)
-            if item is not None:
-                self.targets_panel.tree.setCurrentItem(item)
-            return
-        self.set_target(person.identity_id, True)
-        self.statusBar().showMessage(f"Following #{person.identity_id} across all cameras", 4000)
+    # -- people in the feeds -----------------------------------------------------------------------
 
     def _on_person_context(self, source_id: str, person: TrackedPerson, crop: np.ndarray | None,
                            where: QPoint) -> None:
@@ -615,226 +524,23 @@ class MainWindow(QMainWindow):
         similar.setEnabled(crop is not None)
         chosen = menu.exec(where)
         if chosen is follow and identity is not None:
-            self.set_target(identity, True)
+            self.targets.set_target(identity, True)
         elif chosen is unfollow and identity is not None:
-            self.set_target(identity, False)
+            self.targets.set_target(identity, False)
         elif chosen is similar and crop is not None:
             label = f"#{identity} in {source_id}" if identity is not None else f"a person in {source_id}"
-            self.search(SearchQuery(crop, identity, label))
+            self.searches.search(SearchQuery(crop, identity, label))
 
-    def set_target(self, identity_id: int, is_target: bool) -> None:
-        verb = "follow" if is_target else "stop following"
-        if is_target:
-            self._select_after_refresh = identity_id  # a new target is selected, so its timeline shows
-        self._control_call(lambda c: c.set_target(identity_id, is_target), lambda _: self.refresh_targets(),
-                           what=f"{verb} #{identity_id}")
-
-    def rename_identity(self, identity_id: int, label: str) -> None:
-        self._labels[identity_id] = label
-        self._submit(lambda p: p.set_label(identity_id, label), lambda _: self.refresh_targets(),
-                     what=f"rename #{identity_id}")
-
-    def _confirm_merge(self, keep: int, drop: int) -> None:
-        answer = QMessageBox.question(self, "Merge identities",
-                                      f"#{drop} and #{keep} are the same person? All sightings of #{drop} become "
-                                      f"#{keep}.")
-        if answer == QMessageBox.StandardButton.Yes:
-            self.merge_identities(keep, drop)
-
-    def merge_identities(self, keep: int, drop: int) -> None:
-        self._submit(lambda p: p.merge_identities(keep, drop), lambda _: self._after_edit(keep),
-                     what=f"merge #{drop} into #{keep}")
-
-    def _after_edit(self, identity_id: int | None) -> None:
-        self.refresh_targets()
-        if identity_id is not None and identity_id == self._timeline_identity:
-            self.show_timeline(identity_id)
-
-    def refresh_targets(self) -> None:
-        """Re-read the targets; at most one read is in flight, asks meanwhile become one more read after it."""
-        if self._refreshing:
-            self._refresh_again = True
-            return
-        self._refreshing = True
-
-        def settled() -> None:
-            self._refreshing = False
-            if self._refresh_again:
-                self._refresh_again = False
-                self.refresh_targets()
-
-        def read(store: HistoryReader) -> tuple[list[IdentitySummary], dict[int, bytes | None]]:
-            targets = store.targets()
-            return targets, {t.identity_id: store.thumbnail(t.identity_id) for t in targets}
-
-        def show(result: tuple[list[IdentitySummary], dict[int, bytes | None]] | None) -> None:
-            targets, thumbnails = result or ([], {})
-            self.targets_panel.set_targets(targets, thumbnails)
-            selected = self._select_after_refresh
-            item = self.targets_panel.item_for(selected) if selected is not None else None
-            if item is not None:
-                self._select_after_refresh = None
-                self.targets_panel.tree.setCurrentItem(item)
-            self._labels = {t.identity_id: t.label for t in targets if t.label}
-            for feed in self.grid.feeds.values():
-                feed.names = self._labels
-            settled()
-            self.targets_refreshed.emit()
-
-        def failed(message: str) -> None:
-            settled()
-            self.banner.show_message(f"Could not read the targets: {message}", key="targets")
-
-        self._read_store(read, show, on_error=failed)
-
-    def show_timeline(self, identity_id: int) -> None:
-        self._timeline_identity = identity_id
-        self._read_store(lambda store: store.track_segments(identity_id),
-                         lambda segments: self.timeline_panel.set_segments(
-                             identity_id, self._labels.get(identity_id, ""), segments or []),
-                         "read the timeline")
-
-    def _on_segment_activated(self, segment: TrackSegment) -> None:
-        spec = self._specs.get(segment.source)
-        same_video = spec is not None and spec.display_uri == segment.source_uri  # the name may have been reused
-        if spec is not None and same_video and spec.kind is SourceKind.FILE and segment.first_media_time is not None:
-            self._control_call(lambda c: c.seek(segment.source, segment.first_media_time),
-                               what=f"jump to that moment in {segment.source}")
-            if segment.source in self._paused:
-                self.set_paused(segment.source, False)
-            self.statusBar().showMessage(f"{segment.source}: jumped to {segment.first_media_time:.1f} s", 4000)
-            return
-        self._show_snapshot(segment)
-
-    def _show_snapshot(self, segment: TrackSegment) -> None:
-        box = QMessageBox(self)
-        box.setWindowTitle(f"Sighting in {segment.source}")
-        box.setText(f"{segment.source}, track {segment.track_id}: the camera is live or no longer in the list, so "
-                    "this is the stored snapshot.")
-        pixmap = QPixmap()
-        if segment.thumbnail and pixmap.loadFromData(segment.thumbnail):
-            box.setIconPixmap(pixmap.scaledToHeight(256, Qt.TransformationMode.SmoothTransformation))
-        box.setModal(False)
-        box.show()
-
-    def _split_segment(self, segment: TrackSegment) -> None:
-        self._submit(lambda p: p.split_track(segment.track_row),
-                     lambda new_id: self._after_split(segment, new_id), what="split that sighting off")
-
-    def _after_split(self, segment: TrackSegment, new_id: int) -> None:
-        self.statusBar().showMessage(f"That sighting in {segment.source} is now #{new_id}", 5000)
-        self._after_edit(segment.identity_id)
-
-    # -- appearance search -------------------------------------------------------------------------
-
-    def search(self, query: SearchQuery) -> None:
-        self.search_dock.show()
-        self.search_dock.raise_()
-        self.search_panel.set_query(query)
-        k = self.search_panel.top_k.value()
+    def _remember_top_k(self, k: int) -> None:
         self.settings.search_top_k = k
-        def show(results: list[SearchResult] | None) -> None:
-            self.search_panel.set_results(results or [])
-            self.search_finished.emit()
 
-        # the engine thread only hands over its model and live index; the search runs in a reader thread
-        self._submit(lambda p: p.searcher(),
-                     lambda searcher: self._read_store(lambda store: search_results(searcher, store, query.crop, k),
-                                                       show, "search"), what="search")
+    def _train_on(self, folder: str) -> None:
+        """An exported training data set: checked in the Trainer tab, which comes forward."""
+        self.trainer_tab.data_edit.setText(folder)
+        self.trainer_tab.check_dataset()
+        self.tabs.setCurrentWidget(self.trainer_tab)
 
-    def _search_target(self, identity_id: int) -> None:
-        def read(store: HistoryReader) -> bytes | None:
-            return store.thumbnail(identity_id)
-
-        def go(jpeg: bytes | None) -> None:
-            image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR) if jpeg else None
-            if image is None:
-                self.banner.show_message(f"#{identity_id} has no stored picture to search with yet")
-                return
-            self.search(SearchQuery(image, identity_id, f"#{identity_id}"))
-
-        self._read_store(read, go, "read the target's picture")
-
-    def search_with_image_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Search with an image of a person", "",
-                                              "Images (*.jpg *.jpeg *.png *.bmp *.webp)")
-        if path:
-            self.search_with_image(Path(path))
-
-    def search_with_image(self, path: Path) -> None:
-        image = cv2.imread(str(path))
-        if image is None:
-            self.banner.show_message(f"Cannot read {path.name} as an image")
-            return
-        self.search(SearchQuery(image, None, path.name))
-
-    def _on_search_confirmed(self, query: SearchQuery, result: SearchResult) -> None:
-        match = result.hit.sighting.identity_id
-        if match is None:
-            return
-        if query.identity_id is None:
-            self.set_target(match, True)
-        elif match != query.identity_id:
-            self.merge_identities(query.identity_id, match)
-        self.search_panel.drop_result(result)
-
-    def _on_search_rejected(self, query: SearchQuery, result: SearchResult) -> None:
-        self.search_panel.drop_result(result)
-        sighting = result.hit.sighting
-        if query.identity_id is not None and sighting.identity_id == query.identity_id:
-            segment_identity = query.identity_id
-            self._submit(lambda p: p.split_track(sighting.track_row), lambda _: self._after_edit(segment_identity),
-                         what="split that match off")
-
-    # -- export, settings, about -------------------------------------------------------------------
-
-    def _export_identity(self) -> int | None:
-        ids = self.targets_panel.selected_ids() or self.targets_panel.identity_ids()[:1]
-        if not ids:
-            self.banner.show_message("Select a target to export first")
-            return None
-        return ids[0]
-
-    def export_dialog(self, kind: str) -> None:
-        identity_id = self._export_identity()
-        if identity_id is None:
-            return
-        filters = {"csv": "CSV (*.csv)", "json": "JSON (*.json)", "html": "HTML report (*.html)"}
-        path, _ = QFileDialog.getSaveFileName(self, "Export", f"target-{identity_id}.{kind}", filters[kind])
-        if path:
-            self.export(identity_id, Path(path), kind)
-
-    def export(self, identity_id: int, path: Path, kind: str) -> None:
-        def write(store: HistoryReader) -> int:
-            if kind == "csv":
-                return store.export_csv(path, identity_id)
-            if kind == "json":
-                return store.export_json(path, identity_id)
-            return write_html_report(store, identity_id, path)
-
-        self._read_store(write, lambda n: self.statusBar().showMessage(f"Exported {n or 0} rows to {path}", 6000),
-                         f"export to {path}")
-
-    def export_training_data_dialog(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Empty folder for the training data set")
-        if folder:
-            self.export_training_data(Path(folder) / "reid-dataset")
-
-    def export_training_data(self, out_dir: Path) -> None:
-        """Named or followed identities -> a Market-1501-layout data set, handed to the Trainer tab."""
-        from trainer.store_export import export_store_dataset
-
-        database = self.settings.database_path
-
-        def done(summary: Any) -> None:
-            self.statusBar().showMessage(f"Exported {summary.identities} people ({summary.train_images} training, "
-                                         f"{summary.test_images} test images) to {out_dir}", 8000)
-            self.trainer_tab.data_edit.setText(str(out_dir))
-            self.trainer_tab.check_dataset()
-            self.tabs.setCurrentWidget(self.trainer_tab)
-
-        self.dispatcher.in_background(lambda: export_store_dataset(database, out_dir), done,
-                                      lambda m: self.banner.show_message(f"Could not export training data: {m}"))
+    # -- settings, model swap, about ---------------------------------------------------------------
 
     def settings_dialog(self) -> None:
         dialog = SettingsDialog(self.settings, self)
@@ -853,8 +559,6 @@ class MainWindow(QMainWindow):
         """Hot-swap the running pipeline's re-id model (the cameras keep running) and remember it."""
 
         def swap(pipeline: Pipeline) -> PipelineInfo:
-            from reid_desktop.core.models import load_embedder
-
             embedder, warnings = load_embedder(dataclasses.replace(pipeline.config.reid, model=path))
             return pipeline.set_embedder(embedder, warnings)
 
@@ -865,7 +569,7 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage(f"Re-id model switched to {Path(path).name}", 6000)
             self.reid_model_swapped.emit(info)
 
-        self._submit(swap, swapped, what=f"switch to {Path(path).name}")
+        self.client.submit(swap, swapped, what=f"switch to {Path(path).name}")
 
     def about_dialog(self) -> None:
         AboutDialog(self, self.model_label.text()).exec()
@@ -884,7 +588,7 @@ class MainWindow(QMainWindow):
         """
         if not self._closing:
             self._closing = True
-            self._refresh_timer.stop()
+            self.targets.stop()
             self._fps_timer.stop()
             self.trainer_tab.shutdown()
             self.save_settings()

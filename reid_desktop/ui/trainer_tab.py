@@ -1,7 +1,7 @@
 """The Trainer tab: pick a data set, set the options, train in a separate process, watch it learn.
 
 Training runs as ``reid-desktop trainer train --events ...`` (the same executable, so it works
-when frozen) in a :class:`QProcess`; its JSON-lines events drive the progress bar, the plots and
+when frozen) in a :class:`TrainerProcess`; its typed events drive the progress bar, the plots and
 the log. Stop sends SIGTERM: the trainer keeps its last finished epoch and can resume from it.
 "Use this model" exports the best checkpoint to ONNX in another trainer process and hands the
 file to the main window, which hot-swaps the running pipeline's re-id model.
@@ -9,24 +9,18 @@ file to the main window, which hot-swaps the running pipeline's re-id model.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
-import sys
 import time
-import typing
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QProcess, Qt, QTimer, Signal
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
-    QGridLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
@@ -44,45 +38,16 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from reid_desktop.core import options
 from reid_desktop.core.paths import data_dir, models_dir
 from reid_desktop.ui.tasks import Dispatcher
+from reid_desktop.ui.trainer_process import TrainerProcess
+from reid_desktop.ui.training_views import OptionsForm, TrainingPlots
+from trainer import events
 from trainer.config import TrainConfig
+from trainer.datasets import load_dataset
 
 log = logging.getLogger(__name__)
-
-# Which options the form shows, grouped; everything else keeps its default (CLI for experts).
-FORM_GROUPS: dict[str, tuple[str, ...]] = {
-    "Optimisation": ("lr", "batch_size", "epochs", "optimizer", "schedule", "milestones", "gamma",
-                     "restart_period", "warmup_epochs", "weight_decay"),
-    "Model": ("weights", "embedding_dim", "last_stride", "freeze_stages", "freeze_epochs"),
-    "Losses": ("ce_weight", "label_smoothing", "triplet_weight", "instances_per_identity", "arcface_weight"),
-    "Augmentation": ("flip", "random_erasing", "color_jitter", "grayscale", "posterize", "equalize"),
-    "Input and machine": ("height", "width", "device", "workers", "eval_every", "max_steps_per_epoch", "seed"),
-}
-
-
-LABELS = {"lr": "Learning rate", "ce_weight": "Cross-entropy weight", "triplet_weight": "Triplet weight",
-          "arcface_weight": "ArcFace weight", "instances_per_identity": "Images per identity (K)",
-          "max_steps_per_epoch": "Max steps per epoch", "eval_every": "Evaluate every (epochs)"}
-
-
-STOP_GRACE_MS = 60_000  # a stopping trainer finishes its step or evaluation; after this it is killed
-
-
-def trainer_command(*args: str) -> tuple[str, list[str]]:
-    """Program and arguments that run the trainer CLI with this very installation (frozen or not)."""
-    if getattr(sys, "frozen", False):
-        # The Windows bundle's window program has no standard streams; its console twin does.
-        console_twin = Path(sys.executable).with_name("reid-desktop-cli.exe")
-        program = console_twin if console_twin.is_file() else Path(sys.executable)
-        return str(program), ["trainer", *args]
-    return sys.executable, ["-m", "reid_desktop", "trainer", *args]
-
-
-def _without_console_window(arguments: typing.Any) -> None:
-    """Windows: start the console trainer without flashing a console window (CREATE_NO_WINDOW)."""
-    arguments.flags |= 0x08000000
-
 
 def runs_dir() -> Path:
     path = data_dir() / "training"
@@ -90,136 +55,32 @@ def runs_dir() -> Path:
     return path
 
 
-class OptionsForm(QWidget):
-    """Widgets generated from :class:`TrainConfig`'s fields (help text as tooltip, ranges from metadata)."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.widgets: dict[str, QWidget] = {}
-        hints = typing.get_type_hints(TrainConfig)
-        fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
-        layout = QVBoxLayout(self)
-        for title, names in FORM_GROUPS.items():
-            box = QGroupBox(title)
-            form = QFormLayout(box)
-            for name in names:
-                widget = self._widget(fields[name], hints[name])
-                widget.setToolTip(fields[name].metadata["help"])
-                self.widgets[name] = widget
-                form.addRow(LABELS.get(name, name.replace("_", " ").capitalize()), widget)
-            layout.addWidget(box)
-        layout.addStretch(1)
-
-    @staticmethod
-    def _widget(f: dataclasses.Field[Any], kind: Any) -> QWidget:
-        lo, hi, choices = f.metadata.get("min"), f.metadata.get("max"), f.metadata.get("choices")
-        default: Any = f.default  # every option of TrainConfig has a plain default
-        if kind is bool:
-            check = QCheckBox()
-            check.setChecked(bool(default))
-            return check
-        if choices:
-            combo = QComboBox()
-            combo.addItems(list(choices))
-            combo.setCurrentText(str(default))
-            return combo
-        if kind is int:
-            spin = QSpinBox()
-            spin.setRange(int(lo) if lo is not None else -(2**31), int(hi) if hi is not None else 2**31 - 1)
-            spin.setValue(int(default))
-            return spin
-        if kind is float:
-            double = QDoubleSpinBox()
-            double.setDecimals(6)
-            double.setRange(float(lo) if lo is not None else -1e9, float(hi) if hi is not None else 1e9)
-            double.setSingleStep(0.01 if (hi or 1) <= 1 else 0.1)
-            double.setValue(float(default))
-            return double
-        edit = QLineEdit(str(default))
-        return edit
-
-    def values(self) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        for name, widget in self.widgets.items():
-            if isinstance(widget, QCheckBox):
-                out[name] = widget.isChecked()
-            elif isinstance(widget, QComboBox):
-                out[name] = widget.currentText()
-            elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
-                out[name] = widget.value()
-            elif isinstance(widget, QLineEdit):
-                out[name] = widget.text().strip()
-        return out
-
-    def set_values(self, values: dict[str, Any]) -> None:
-        for name, value in values.items():
-            widget = self.widgets.get(name)
-            if isinstance(widget, QCheckBox):
-                widget.setChecked(bool(value))
-            elif isinstance(widget, QComboBox):
-                widget.setCurrentText(str(value))
-            elif isinstance(widget, (QSpinBox, QDoubleSpinBox)):
-                widget.setValue(value)
-            elif isinstance(widget, QLineEdit):
-                widget.setText(str(value))
-
-
-class TrainingPlots(QWidget):
-    """Loss, train top-1 error and learning rate per step; Rank-1 and mAP per evaluation."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        import pyqtgraph as pg
-
-        pg.setConfigOptions(antialias=True, background="w", foreground="k")
-        layout = QGridLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
-        self.curves: dict[str, Any] = {}
-        specs = [("loss", "Loss", (0, 0), ("#d62728",)), ("top1_error", "Train top-1 error", (0, 1), ("#1f77b4",)),
-                 ("lr", "Learning rate", (1, 0), ("#2ca02c",)), ("accuracy", "Rank-1 / mAP", (1, 1),
-                                                                 ("#9467bd", "#ff7f0e"))]
-        for key, title, (row, col), colours in specs:
-            plot = pg.PlotWidget(title=title)
-            plot.showGrid(x=True, y=True, alpha=0.3)
-            plot.setLabel("bottom", "epoch")
-            if key == "accuracy":
-                plot.addLegend(offset=(5, 5))
-                self.curves["rank1"] = plot.plot(pen=pg.mkPen(colours[0], width=2), symbol="o", name="Rank-1")
-                self.curves["mAP"] = plot.plot(pen=pg.mkPen(colours[1], width=2), symbol="s", name="mAP")
-            else:
-                self.curves[key] = plot.plot(pen=pg.mkPen(colours[0], width=1.5))
-            layout.addWidget(plot, row, col)
-        self.data: dict[str, tuple[list[float], list[float]]] = {k: ([], []) for k in self.curves}
-
-    def clear(self) -> None:
-        for key, (xs, ys) in self.data.items():
-            xs.clear()
-            ys.clear()
-            self.curves[key].setData([], [])
-
-    def add(self, key: str, x: float, y: float) -> None:
-        xs, ys = self.data[key]
-        xs.append(x)
-        ys.append(y)
-        self.curves[key].setData(xs, ys)
-
-
 class TrainerTab(QWidget):
     model_ready = Signal(str)  # an exported ONNX file the operator wants the live pipeline to use
-    event_received = Signal(dict)  # every trainer event, after the tab handled it
+    event_received = Signal(object)  # every trainer event (trainer.events.Event), after the tab handled it
     run_finished = Signal(str)  # finished | stopped | failed
 
     def __init__(self, dispatcher: Dispatcher, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.dispatcher = dispatcher
-        self.process: QProcess | None = None
-        self.exporter: QProcess | None = None
+        self.process: TrainerProcess | None = None
+        self.exporter: TrainerProcess | None = None
         self.run_dir: Path | None = None
-        self._buffer = b""
         self._started_at = 0.0
         self._total_steps = 0
         self._steps_per_epoch = 1
 
+        splitter = QSplitter(Qt.Orientation.Horizontal)
+        splitter.addWidget(self._build_inputs())
+        splitter.addWidget(self._build_results())
+        splitter.setSizes([380, 900])
+        layout = QVBoxLayout(self)
+        layout.addWidget(splitter)
+        self._set_running(False)
+        self.refresh_runs()
+
+    def _build_inputs(self) -> QWidget:
+        """Data set, options, start / stop / resume, and the search box."""
         left = QWidget()
         left_layout = QVBoxLayout(left)
         data_row = QHBoxLayout()
@@ -256,7 +117,10 @@ class TrainerTab(QWidget):
             buttons.addWidget(button)
         left_layout.addLayout(buttons)
         left_layout.addWidget(self._build_search_box())
+        return left
 
+    def _build_results(self) -> QWidget:
+        """Progress and plots, the log, and the runs and search results tables."""
         right = QSplitter(Qt.Orientation.Vertical)
         top = QWidget()
         top_layout = QVBoxLayout(top)
@@ -298,15 +162,7 @@ class TrainerTab(QWidget):
         self.results_tabs.addTab(self.search_table, "Search results")
         right.addWidget(self.results_tabs)
         right.setSizes([420, 160, 200])
-
-        splitter = QSplitter(Qt.Orientation.Horizontal)
-        splitter.addWidget(left)
-        splitter.addWidget(right)
-        splitter.setSizes([380, 900])
-        layout = QVBoxLayout(self)
-        layout.addWidget(splitter)
-        self._set_running(False)
-        self.refresh_runs()
+        return right
 
     def _build_search_box(self) -> QGroupBox:
         box = QGroupBox("Hyper-parameter search (Optuna)")
@@ -339,7 +195,7 @@ class TrainerTab(QWidget):
             self._log(f"error: {exc}")
             return
         skip = {"lr", "batch_size", "output"}
-        args = self._option_args(cfg, skip)
+        args = options.to_flags(cfg, skip)
         args += ["--sampler", self.search_sampler.currentText(), "--lrs", self.search_lrs.text().strip(),
                  "--batch-sizes", self.search_batches.text().strip(), "--trials", str(self.search_trials.value()),
                  "--folder", str(runs_dir() / "search" / time.strftime("%Y%m%d-%H%M%S"))]
@@ -349,30 +205,17 @@ class TrainerTab(QWidget):
         self.results_tabs.setCurrentIndex(1)
         self._launch(["search", "--events", *args])
 
-    @staticmethod
-    def _option_args(cfg: TrainConfig, skip: set[str] | None = None) -> list[str]:
-        args: list[str] = []
-        for f in dataclasses.fields(TrainConfig):
-            if skip and f.name in skip:
-                continue
-            value = getattr(cfg, f.name)
-            flag = f.name.replace("_", "-")
-            if isinstance(value, bool):
-                args.append(f"--{flag}" if value else f"--no-{flag}")
-            else:
-                args += [f"--{flag}", str(value)]
-        return args
-
-    def _add_trial_row(self, event: dict[str, Any]) -> None:
+    def _add_trial_row(self, event: events.TrialEnded) -> None:
         row = self.search_table.rowCount()
         self.search_table.insertRow(row)
 
-        def pct(key: str) -> str:
-            return "" if event.get(key) is None else f"{event[key]:.1%}"
+        def pct(value: float | None) -> str:
+            return "" if value is None else f"{value:.1%}"
 
-        seconds = event.get("train_seconds")
-        cells = [str(event["number"]), f"{event['lr']:.4g}", str(event["batch_size"]), event["status"], pct("rank1"),
-                 pct("rank5"), pct("rank10"), pct("mAP"), "" if seconds is None else f"{seconds / 60:.1f} min"]
+        seconds = event.train_seconds
+        cells = [str(event.number), f"{event.lr:.4g}", str(event.batch_size), event.status, pct(event.rank1),
+                 pct(event.rank5), pct(event.rank10), pct(event.mAP),
+                 "" if seconds is None else f"{seconds / 60:.1f} min"]
         for col, text in enumerate(cells):
             self.search_table.setItem(row, col, QTableWidgetItem(text))
         self.search_table.resizeColumnsToContents()
@@ -393,8 +236,6 @@ class TrainerTab(QWidget):
         self.dataset_summary.setPlainText("Checking…")
 
         def load() -> str:
-            from trainer.datasets import load_dataset
-
             return load_dataset(path).summary()
 
         self.dispatcher.in_background(load, self.dataset_summary.setPlainText,
@@ -417,7 +258,7 @@ class TrainerTab(QWidget):
             self._log(f"error: {exc}")
             self.eta_label.setText(str(exc))
             return
-        self._launch(["train", "--events", *self._option_args(cfg)])
+        self._launch(["train", "--events", *options.to_flags(cfg)])
 
     def resume_selected(self) -> None:
         run = self._selected_run()
@@ -432,12 +273,10 @@ class TrainerTab(QWidget):
         self.plots.clear()
         self.progress.setValue(0)
         self.log_view.clear()
-        self._buffer = b""
-        process = self._trainer_process(*args)
-        process.readyReadStandardOutput.connect(self._on_stdout)
-        process.readyReadStandardError.connect(self._on_stderr)
+        process = TrainerProcess(args, self)
+        process.received.connect(self._handle)
+        process.log.connect(self._log)
         process.finished.connect(self._on_finished)
-        process.errorOccurred.connect(self._on_process_error)
         self.process = process
         self._started_at = time.monotonic()
         self._set_running(True)
@@ -445,28 +284,13 @@ class TrainerTab(QWidget):
         self._log("$ reid-trainer " + " ".join(args))
         process.start()
 
-    def _trainer_process(self, *args: str) -> QProcess:
-        process = QProcess(self)
-        program, full_args = trainer_command(*args)
-        process.setProgram(program)
-        process.setArguments(full_args)
-        if sys.platform == "win32" and hasattr(process, "setCreateProcessArgumentsModifier"):
-            process.setCreateProcessArgumentsModifier(_without_console_window)  # untested: no Windows here
-        return process
-
     def stop(self) -> None:
-        """Ask the trainer to stop after the current step (it keeps its last finished epoch).
-
-        Never waits on the GUI thread: the trainer may be in the middle of an evaluation. ``finished``
-        reports the end; one that has not reacted after a grace period is killed.
-        """
-        process = self.process
-        if process is None:
+        """Ask the trainer to stop after the current step; :meth:`_on_finished` reports the end."""
+        if self.process is None:
             return
         self.eta_label.setText("stopping…")
         self.stop_button.setEnabled(False)
-        process.terminate()
-        QTimer.singleShot(STOP_GRACE_MS, process, process.kill)  # no-op once it ended; cancelled if it is deleted
+        self.process.stop()
 
     def _set_running(self, running: bool) -> None:
         self.search_button.setEnabled(not running)
@@ -474,86 +298,61 @@ class TrainerTab(QWidget):
         self.resume_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
 
-    def _on_stdout(self) -> None:
-        assert self.process is not None
-        self._buffer += bytes(self.process.readAllStandardOutput().data())
-        *lines, self._buffer = self._buffer.split(b"\n")
-        for line in lines:
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                self._log(line.decode(errors="replace"))
-                continue
-            if isinstance(event, dict) and "event" in event:
-                self._handle(event)
-
-    def _on_stderr(self) -> None:
-        assert self.process is not None
-        text = bytes(self.process.readAllStandardError().data()).decode(errors="replace").rstrip()
-        if text:
-            self._log(text)
-
-    def _handle(self, event: dict[str, Any]) -> None:
-        kind = event["event"]
-        if kind == "start":
-            self.run_dir = Path(event["run_dir"])
-            self._steps_per_epoch = int(event["steps_per_epoch"])
-            self._total_steps = int(event["epochs"]) * self._steps_per_epoch
-            self.progress.setRange(0, self._total_steps)
-            self._log(f"training {event['identities']} identities, {event['images']} images on {event['device']} "
-                      f"({event['weights']}) -> {event['run_dir']}")
-        elif kind == "step":
-            x = event["epoch"] - 1 + event["step"] / max(event["steps"], 1)
-            self.plots.add("loss", x, event["loss"])
-            self.plots.add("top1_error", x, event["top1_error"])
-            self.plots.add("lr", x, event["lr"])
-            done = (event["epoch"] - 1) * self._steps_per_epoch + event["step"]
-            self.progress.setValue(done)
-            elapsed = time.monotonic() - self._started_at
-            remaining = elapsed / max(done, 1) * (self._total_steps - done)
-            self.eta_label.setText(f"epoch {event['epoch']}  {event['images_per_s']:.0f} img/s  ETA "
-                                   f"{int(remaining // 60)}:{int(remaining % 60):02d}")
-        elif kind == "eval":
-            self.plots.add("rank1", event["epoch"], event["rank1"])
-            self.plots.add("mAP", event["epoch"], event["mAP"])
-            self._log(f"epoch {event['epoch']}: Rank-1 {event['rank1']:.1%}  Rank-5 {event['rank5']:.1%}  "
-                      f"Rank-10 {event['rank10']:.1%}  mAP {event['mAP']:.1%}")
-        elif kind == "epoch":
-            self._log(f"epoch {event['epoch']} done: loss {event['loss']:.3f} in {event['seconds']:.0f} s")
-            self.refresh_runs()
-        elif kind in ("warning", "error"):
-            self._log(f"{kind}: {event['message']}")
-            if kind == "error":
-                self.eta_label.setText(event["message"][:120])
-        elif kind == "done":
-            self._log(f"run {event['status']} after {event['epochs_done']} epochs")
-        elif kind == "trial_start":
-            self.plots.clear()
-            self._started_at = time.monotonic()
-            self._log(f"trial {event['number']}: lr {event['lr']:g}, batch {event['batch_size']}")
-        elif kind == "trial":
-            self._add_trial_row(event)
-            self._log(f"trial {event['number']} {event['status']}")
+    def _handle(self, event: events.Event) -> None:
+        match event:
+            case events.Started():
+                self.run_dir = Path(event.run_dir)
+                self._steps_per_epoch = event.steps_per_epoch
+                self._total_steps = event.epochs * self._steps_per_epoch
+                self.progress.setRange(0, self._total_steps)
+                self._log(f"training {event.identities} identities, {event.images} images on {event.device} "
+                          f"({event.weights}) -> {event.run_dir}")
+            case events.Step():
+                x = event.epoch - 1 + event.step / max(event.steps, 1)
+                self.plots.add("loss", x, event.loss)
+                self.plots.add("top1_error", x, event.top1_error)
+                self.plots.add("lr", x, event.lr)
+                done = (event.epoch - 1) * self._steps_per_epoch + event.step
+                self.progress.setValue(done)
+                elapsed = time.monotonic() - self._started_at
+                remaining = elapsed / max(done, 1) * (self._total_steps - done)
+                self.eta_label.setText(f"epoch {event.epoch}  {event.images_per_s:.0f} img/s  ETA "
+                                       f"{int(remaining // 60)}:{int(remaining % 60):02d}")
+            case events.Evaluated():
+                self.plots.add("rank1", event.epoch, event.rank1)
+                self.plots.add("mAP", event.epoch, event.mAP)
+                self._log(f"epoch {event.epoch}: Rank-1 {event.rank1:.1%}  Rank-5 {event.rank5:.1%}  "
+                          f"Rank-10 {event.rank10:.1%}  mAP {event.mAP:.1%}")
+            case events.EpochEnded():
+                self._log(f"epoch {event.epoch} done: loss {event.loss:.3f} in {event.seconds:.0f} s")
+                self.refresh_runs()
+            case events.Warned():
+                self._log(f"warning: {event.message}")
+            case events.Failed():
+                self._log(f"error: {event.message}")
+                self.eta_label.setText(event.message[:120])
+            case events.Finished():
+                self._log(f"run {event.status} after {event.epochs_done} epochs")
+            case events.TrialStarted():
+                self.plots.clear()
+                self._started_at = time.monotonic()
+                self._log(f"trial {event.number}: lr {event.lr:g}, batch {event.batch_size}")
+            case events.TrialEnded():
+                self._add_trial_row(event)
+                self._log(f"trial {event.number} {event.status}")
         self.event_received.emit(event)
 
-    def _on_finished(self, code: int, _status: QProcess.ExitStatus) -> None:
-        self._on_stdout()
-        outcome = {0: "finished", 1: "stopped"}.get(code, "failed")
+    def _on_finished(self, outcome: str, code: int) -> None:
         if outcome == "failed" and "error" not in self.eta_label.text():
             self.eta_label.setText(f"trainer exited with status {code}: see the log")
         elif outcome != "failed":
             self.eta_label.setText(outcome)
+        if self.process is not None:
+            self.process.deleteLater()
         self.process = None
         self._set_running(False)
         self.refresh_runs()
         self.run_finished.emit(outcome)
-
-    def _on_process_error(self, error: QProcess.ProcessError) -> None:
-        if error == QProcess.ProcessError.FailedToStart:
-            self._log("error: the trainer could not be started")
-            self.process = None
-            self._set_running(False)
-            self.run_finished.emit("failed")
 
     def _log(self, text: str) -> None:
         self.log_view.appendPlainText(text)
@@ -605,13 +404,11 @@ class TrainerTab(QWidget):
         if self.exporter is not None:
             return
         output = models_dir() / f"reid-{run.name}.onnx"  # type: ignore[union-attr]
-        exporter = self._trainer_process("export", str(checkpoint), "--output", str(output))
-        exporter.readyReadStandardOutput.connect(
-            lambda: self._log(bytes(exporter.readAllStandardOutput().data()).decode(errors="replace").rstrip()))
-        exporter.readyReadStandardError.connect(
-            lambda: self._log(bytes(exporter.readAllStandardError().data()).decode(errors="replace").rstrip()))
+        exporter = TrainerProcess(["export", str(checkpoint), "--output", str(output)], self)
+        exporter.log.connect(self._log)
 
-        def exported(code: int, _status: QProcess.ExitStatus) -> None:
+        def exported(_outcome: str, code: int) -> None:
+            exporter.deleteLater()
             self.exporter = None
             self.use_button.setEnabled(True)
             if code == 0 and output.exists():
@@ -630,7 +427,4 @@ class TrainerTab(QWidget):
         """The window closes: stop a running trainer or exporter so no process outlives the app."""
         for process in (self.process, self.exporter):
             if process is not None:
-                process.terminate()
-                if not process.waitForFinished(10000):
-                    process.kill()
-                    process.waitForFinished(3000)
+                process.shutdown()

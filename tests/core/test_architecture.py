@@ -47,3 +47,17 @@ def test_the_blas_thread_limit_is_set_by_the_app_at_start_not_by_an_import() -> 
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "ok"
+
+
+def test_the_import_graph_has_no_cycles() -> None:
+    """Every module can be understood from the ones below it (imports inside functions count too)."""
+    import graphlib
+
+    import grimp
+
+    graph = grimp.build_graph("reid_desktop", "trainer")
+    order = graphlib.TopologicalSorter({m: graph.find_modules_directly_imported_by(m) for m in graph.modules})
+    try:
+        order.prepare()
+    except graphlib.CycleError as exc:
+        raise AssertionError(f"import cycle: {' -> '.join(exc.args[1])}") from None

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from reid_desktop.core import config
+from reid_desktop.core import config, options
 
 
 def test_defaults_then_file_then_overrides(tmp_path: Path) -> None:
@@ -75,3 +75,28 @@ def test_command_line_flags_override_the_settings_file_only_when_given(tmp_path:
     assert config.load(path, cli._overrides(args)).sources.reconnect_max_attempts == 3
     args = cli.build_parser().parse_args(["process", "cam.mp4", "--reconnect-attempts", "7"])
     assert config.load(path, cli._overrides(args)).sources.reconnect_max_attempts == 7
+
+
+def test_every_declared_flag_reaches_its_setting() -> None:
+    """The CLI's flags come from the declarations: each one, given, sets exactly its own key."""
+    from reid_desktop import cli
+
+    for section, cls in config.sections().items():
+        for s in options.settings_of(cls):
+            if not s.option.flag:
+                continue
+            key = f"{section}.{s.name}"
+            if s.kind is bool:
+                argv, expected = [options.flag_name(s) if not s.default else "--no-" + options.flag_name(s)[2:]], \
+                    not s.default
+            else:
+                lo = s.option.min or 0
+                number = s.kind((lo + s.option.max) / 2 if s.option.max is not None else lo + 1)
+                expected = s.option.choices[-1] if s.option.choices else "x.onnx" if s.kind is str else number
+                assert expected != s.default
+                argv = [options.flag_name(s), str(expected)]
+            overrides = cli._overrides(cli.build_parser().parse_args(["process", "cam.mp4", *argv]))
+            assert overrides == {key: expected}, key
+            assert config.load(overrides=overrides).value(key) == expected
+    args = cli.build_parser().parse_args(["search", "me.jpg", "--no-download", "--reid-model", "m.onnx"])
+    assert cli._overrides(args) == {"reid.allow_download": False, "reid.model": "m.onnx"}

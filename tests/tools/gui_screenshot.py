@@ -42,7 +42,7 @@ def main() -> int:
             if not window.targets_panel.identity_ids() and not status.get("asked"):
                 person = next((p for r in results for p in r.persons if p.identity_id is not None), None)
                 if person is not None:
-                    window.set_target(person.identity_id, True)  # a highlighted target in the picture
+                    window.targets.set_target(person.identity_id, True)  # a highlighted target in the picture
                     status["asked"] = 1
             if any(p.is_target for r in results for p in r.persons):
                 QTimer.singleShot(300, shoot)

@@ -422,7 +422,7 @@ def test_cli_and_window_export_confirmed_people_as_training_data(tmp_path: Path,
     window = MainWindow(AppSettings(database=str(database), pipeline={"reid.allow_download": False}),
                         tmp_path / "settings.json")
     qtbot.addWidget(window)
-    window.export_training_data(tmp_path / "gui")
+    window.exports.export_training_data(tmp_path / "gui")
     qtbot.waitUntil(lambda: "queries with a match" in window.trainer_tab.dataset_summary.toPlainText(), timeout=120_000)
     assert window.tabs.currentWidget() is window.trainer_tab
     assert window.trainer_tab.data_edit.text() == str(tmp_path / "gui")

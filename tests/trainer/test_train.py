@@ -15,6 +15,7 @@ import torch
 from tests.conftest import ROOT
 from tests.trainer.conftest import tiny_config
 from trainer.datasets import load_dataset
+from trainer.events import FORMAT_VERSION, EpochEnded, Event, Started, Step, TrialEnded
 from trainer.export import export_checkpoint
 from trainer.model import build_model
 from trainer.train import DivergenceError, TrainResult, evaluate_model, train
@@ -30,15 +31,15 @@ def trained(mini_mars: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     torch.manual_seed(cfg.seed)
     untrained, _ = build_model(dataset.num_train_pids, "random")
     baseline = evaluate_model(untrained, dataset, cfg, torch.device("cpu")).metrics
-    events: list[dict] = []
+    events: list[Event] = []
     stop_after = {"epoch": 2}
 
-    def sink(event: dict) -> None:
+    def sink(event: Event) -> None:
         events.append(event)
 
-    first = train(cfg, sink, should_stop=lambda: any(e["event"] == "epoch" and e["epoch"] == stop_after["epoch"]
+    first = train(cfg, sink, should_stop=lambda: any(isinstance(e, EpochEnded) and e.epoch == stop_after["epoch"]
                                                      for e in events))
-    resumed_events: list[dict] = []
+    resumed_events: list[Event] = []
     second = train(cfg, resumed_events.append, resume=Path(cfg.output) / "last.pt")
     return {"cfg": cfg, "dataset": dataset, "baseline": baseline, "first": first, "second": second,
             "events": events, "resumed_events": resumed_events}
@@ -55,8 +56,8 @@ def test_loss_falls_and_accuracy_rises_clearly_above_the_untrained_network(train
     assert final["mAP"] >= baseline.mAP + 0.10, (baseline, final)
     assert "tracklet" in final and 0 < final["tracklet"]["mAP"] <= 1  # MARS-style per-tracklet evaluation too
     assert 0 < final["match_threshold"] < 1
-    steps = [e for e in trained["events"] + trained["resumed_events"] if e["event"] == "step"]
-    assert steps and all({"loss", "top1_error", "lr", "images_per_s"} <= set(e) for e in steps)
+    steps = [e for e in trained["events"] + trained["resumed_events"] if isinstance(e, Step)]
+    assert steps and all(0 <= e.top1_error <= 1 and e.lr > 0 and e.images_per_s > 0 for e in steps)
 
 
 def test_stop_keeps_the_last_epoch_and_resume_continues_the_same_run(trained: dict) -> None:
@@ -64,9 +65,9 @@ def test_stop_keeps_the_last_epoch_and_resume_continues_the_same_run(trained: di
     second: TrainResult = trained["second"]
     assert first.status == "stopped" and first.epochs_done == 2
     assert second.status == "finished" and second.run_dir == first.run_dir
-    start = next(e for e in trained["resumed_events"] if e["event"] == "start")
-    assert start["resumed_from"] == 2
-    assert [e["epoch"] for e in trained["resumed_events"] if e["event"] == "epoch"] == [3, 4]
+    start = next(e for e in trained["resumed_events"] if isinstance(e, Started))
+    assert start.resumed_from == 2
+    assert [e.epoch for e in trained["resumed_events"] if isinstance(e, EpochEnded)] == [3, 4]
     assert second.history[:2] == first.history  # the first sitting's epochs are kept as they were
     summary = json.loads((second.run_dir / "summary.json").read_text())
     assert summary["status"] == "finished" and summary["epochs_done"] == 4
@@ -120,6 +121,7 @@ def test_cli_trains_with_json_events_and_reports_broken_data(mini_mars: Path, tm
     assert run.returncode == 0, run.stderr[-3000:]
     events = [json.loads(line) for line in run.stdout.splitlines()]
     kinds = [e["event"] for e in events]
+    assert {e["v"] for e in events} == {FORMAT_VERSION}
     assert kinds[0] == "start" and kinds[-1] == "done" and "eval" in kinds and kinds.count("step") == 2
     assert events[-1]["status"] == "finished"
 
@@ -141,7 +143,7 @@ def test_grid_search_tabulates_trials_records_divergence_and_resumes_from_storag
 
     base = tiny_config(mini_mars, tmp_path, epochs=1, eval_every=1, max_steps_per_epoch=3)
     settings = SearchSettings("grid", lrs=(1e-3, 1e5), batch_sizes=(16,), study="unit", prune=False)
-    events: list[dict] = []
+    events: list[Event] = []
     rows = run_search(base, settings, tmp_path / "study", events.append)
     by_lr = {r.lr: r for r in rows}
     assert set(by_lr) == {1e-3, 1e5}
@@ -149,7 +151,7 @@ def test_grid_search_tabulates_trials_records_divergence_and_resumes_from_storag
     good = by_lr[1e-3]
     assert good.status == "complete" and 0 < good.mAP <= 1 and good.train_seconds > 0
     assert Path(good.run_dir, "best.pt").exists()
-    assert [e["status"] for e in events if e["event"] == "trial"] == [r.status for r in sorted(rows, key=lambda r:
+    assert [e.status for e in events if isinstance(e, TrialEnded)] == [r.status for r in sorted(rows, key=lambda r:
                                                                                                 r.number)]
     table = format_table(rows)
     assert "Rank-1" in table and "diverged" in table and table.splitlines()[1].split()[1] == "0.001"
@@ -195,7 +197,7 @@ def test_torchrun_trains_data_parallel_and_its_checkpoint_resumes_in_one_process
 def test_the_same_seed_gives_the_same_run(mini_mars: Path, tmp_path: Path) -> None:
     losses = []
     for name in ("a", "b"):
-        events: list[dict] = []
+        events: list[Event] = []
         train(tiny_config(mini_mars, tmp_path / name, epochs=1, max_steps_per_epoch=3, seed=7), events.append)
-        losses.append([e["loss"] for e in events if e["event"] == "step"])
+        losses.append([e.loss for e in events if isinstance(e, Step)])
     assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-5)

@@ -50,12 +50,12 @@ def test_target_refreshes_never_pile_up(qtbot, make_window, fast_settings, monke
 
     monkeypatch.setattr(SightingStore, "targets", slow_targets)
     window = make_window(fast_settings)
-    window._refresh_timer.stop()
-    qtbot.waitUntil(lambda: window.settings.database_path.exists() and not window._refreshing, timeout=WAIT_MS)
+    window.targets.stop()
+    qtbot.waitUntil(lambda: window.settings.database_path.exists() and not window.targets.refreshing, timeout=WAIT_MS)
     reads.clear()
     for _ in range(20):
-        window.refresh_targets()
-    qtbot.waitUntil(lambda: not window._refreshing, timeout=WAIT_MS)
+        window.targets.refresh()
+    qtbot.waitUntil(lambda: not window.targets.refreshing, timeout=WAIT_MS)
     assert len(reads) == 2  # the one running, then one more for everything asked meanwhile
 
 

@@ -148,7 +148,7 @@ def test_a_camera_password_leaves_no_trace(qtbot, make_window, app_settings, mem
     evidence.add_database("window database (running)", gui_database)
     files = {kind: tmp_path / f"window.{kind}" for kind in ("csv", "json", "html")}
     for kind, path in files.items():
-        window.export(identity, path, kind)
+        window.exports.export(identity, path, kind)
     qtbot.waitUntil(lambda: all(p.exists() and p.stat().st_size for p in files.values()), timeout=WAIT_MS)
     evidence.add("window banner and status", window.banner.label.text() + window.statusBar().currentMessage()
                  + feed.reason + window.sources_panel.list.item(0).toolTip())

@@ -52,7 +52,7 @@ def test_click_follow_rename_search_timeline_untarget_close(qtbot, make_window, 
     person = clearest_person(north)
     assert person is not None and person.identity_id is not None
     identity = person.identity_id
-    with qtbot.waitSignal(window.targets_refreshed, timeout=WAIT_MS):
+    with qtbot.waitSignal(window.targets.refreshed, timeout=WAIT_MS):
         click_person(qtbot, north, person)
     qtbot.waitUntil(lambda: window.targets_panel.identity_ids() == [identity], timeout=WAIT_MS)
 
@@ -71,7 +71,7 @@ def test_click_follow_rename_search_timeline_untarget_close(qtbot, make_window, 
     qtbot.keyClick(editor, Qt.Key.Key_Return)
     qtbot.waitUntil(lambda: (window.targets_panel.item_for(identity) is not None
                              and window.targets_panel.item_for(identity).text(1) == "Dark coat"
-                             and window._labels.get(identity) == "Dark coat"), timeout=WAIT_MS)
+                             and window.targets.labels.get(identity) == "Dark coat"), timeout=WAIT_MS)
     assert north.names[identity] == "Dark coat"  # the wall shows the name next to the number
 
     # the timeline lists the target's sightings in both cameras, oldest first
@@ -83,8 +83,8 @@ def test_click_follow_rename_search_timeline_untarget_close(qtbot, make_window, 
     # appearance search with the clicked person's crop finds that same person first
     crop = north.crop_of(person)
     assert crop is not None
-    with qtbot.waitSignal(window.search_finished, timeout=WAIT_MS):
-        window.search(SearchQuery(crop, identity, f"#{identity}"))
+    with qtbot.waitSignal(window.searches.finished, timeout=WAIT_MS):
+        window.searches.search(SearchQuery(crop, identity, f"#{identity}"))
     rows = window.search_panel.result_rows()
     assert rows and rows[0].hit.sighting.identity_id == identity and rows[0].thumbnail
     assert [r.hit.score for r in rows] == sorted((r.hit.score for r in rows), reverse=True)
@@ -142,10 +142,11 @@ def test_settings_round_trip_and_restart_the_engine(qtbot, make_window, app_sett
     qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
     dialog = SettingsDialog(window.settings, window)
     qtbot.addWidget(dialog)
-    dialog.imgsz.setValue(960)
-    dialog.threshold.setValue(0.55)
-    dialog.retention.setValue(30)
-    dialog.providers.setCurrentIndex(dialog.providers.findData("cpu"))
+    dialog.editors["detector.imgsz"].input.setValue(960)
+    dialog.editors["matcher.threshold"].input.setValue(0.55)
+    dialog.editors["storage.retention_days"].input.setValue(30)
+    providers = dialog.editors["reid.providers"].input
+    providers.setCurrentIndex(providers.findData("cpu"))
     qtbot.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok),
                      Qt.MouseButton.LeftButton)
     assert dialog.result_settings is not None
@@ -160,7 +161,8 @@ def test_settings_round_trip_and_restart_the_engine(qtbot, make_window, app_sett
     config = reloaded.pipeline_config()
     assert (config.detector.imgsz, config.matcher.threshold, config.storage.retention_days) == (960, 0.55, 30)
     again = SettingsDialog(reloaded)
-    assert (again.imgsz.value(), again.retention.value()) == (960, 30)
+    assert (again.editors["detector.imgsz"].value(), again.editors["storage.retention_days"].value()) == (960, 30)
+    assert again.editors["storage.retention_days"].input.suffix() == " days"  # presentation from the declaration
 
     # a settings file from a newer version, or a broken one, is put aside with a clear message
     window.settings_file.write_text(json.dumps({"schema_version": 99}))
@@ -199,7 +201,7 @@ def test_stream_password_is_masked_kept_in_the_keyring_and_never_saved(qtbot, ma
     # the next start gets the whole URL back from the keyring
     settings = load_settings(window.settings_file)[0]
     reopened = make_window(settings)
-    assert reopened._specs["gate"].uri == "rtsp://admin:s3cret%21pw@127.0.0.1:9/cam"
+    assert reopened.cameras["gate"].uri == "rtsp://admin:s3cret%21pw@127.0.0.1:9/cam"
     reopened.remove_source("gate")
     assert ("reid-desktop", "source:gate") not in memory_keyring.secrets
     reopened.close()
@@ -207,7 +209,7 @@ def test_stream_password_is_masked_kept_in_the_keyring_and_never_saved(qtbot, ma
     # settings of the previous version kept the user in the file and only the password in the keyring
     memory_keyring.secrets[("reid-desktop", "source:yard")] = "old!pw"
     settings.sources = [SavedSource("yard", "rtsp://127.0.0.1:9/cam", "admin", True)]
-    assert make_window(settings)._specs["yard"].uri == "rtsp://admin:old%21pw@127.0.0.1:9/cam"
+    assert make_window(settings).cameras["yard"].uri == "rtsp://admin:old%21pw@127.0.0.1:9/cam"
 
 
 def test_without_a_keyring_the_password_is_used_but_not_kept(qtbot, make_window, app_settings) -> None:
@@ -220,7 +222,7 @@ def test_without_a_keyring_the_password_is_used_but_not_kept(qtbot, make_window,
         window = make_window(app_settings)
         window.add_source("rtsp://127.0.0.1:9/cam", "gate", username="admin", password="s3cret")
         assert "not saved" in window.banner.label.text()
-        assert window._specs["gate"].uri == "rtsp://admin:s3cret@127.0.0.1:9/cam"
+        assert window.cameras["gate"].uri == "rtsp://admin:s3cret@127.0.0.1:9/cam"
         assert "s3cret" not in window.settings_file.read_text()
     finally:
         keyring.set_keyring(previous)
@@ -273,7 +275,7 @@ def test_merge_two_targets_split_a_wrong_sighting_off_and_export(qtbot, make_win
                                                              if p.identity_id is not None}) >= 2, timeout=WAIT_MS)
     first, second = sorted({p.identity_id for p in feed.result.persons if p.identity_id is not None})[:2]
     for identity in (first, second):
-        window.set_target(identity, True)
+        window.targets.set_target(identity, True)
     qtbot.waitUntil(lambda: sorted(window.targets_panel.identity_ids()) == [first, second], timeout=WAIT_MS)
     for identity in (first, second):
         window.targets_panel.item_for(identity).setSelected(True)
@@ -300,8 +302,8 @@ def test_merge_two_targets_split_a_wrong_sighting_off_and_export(qtbot, make_win
 
     # export the target: CSV of its sightings and a self-contained HTML report with its thumbnail
     report, table = tmp_path / "target.html", tmp_path / "target.csv"
-    window.export(keep, report, "html")
-    window.export(keep, table, "csv")
+    window.exports.export(keep, report, "html")
+    window.exports.export(keep, table, "csv")
     qtbot.waitUntil(lambda: report.exists() and table.exists(), timeout=WAIT_MS)
     qtbot.waitUntil(lambda: "Exported" in window.statusBar().currentMessage(), timeout=WAIT_MS)
     assert "data:image/jpeg;base64," in report.read_text() and "vtest_excerpt" in report.read_text()

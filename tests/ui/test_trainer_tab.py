@@ -10,6 +10,7 @@ from PySide6.QtCore import Qt
 
 from reid_desktop.core.storage import SightingStore
 from tests.trainer.conftest import mini_mars  # noqa: F401 - fixture
+from trainer.events import Step
 
 pytestmark = pytest.mark.slow
 WAIT_MS = 240_000
@@ -28,8 +29,8 @@ def test_start_shows_progress_and_stop_ends_the_process(qtbot, make_window, app_
     set_tiny_options(tab, mini_mars, epochs=50, eval_every=50)
     tab.check_dataset()
     qtbot.waitUntil(lambda: "queries with a match" in tab.dataset_summary.toPlainText(), timeout=WAIT_MS)
-    steps: list[dict] = []
-    tab.event_received.connect(lambda e: steps.append(e) if e["event"] == "step" else None)
+    steps: list[Step] = []
+    tab.event_received.connect(lambda e: steps.append(e) if isinstance(e, Step) else None)
     qtbot.mouseClick(tab.start_button, Qt.MouseButton.LeftButton)
     assert not tab.start_button.isEnabled() and tab.stop_button.isEnabled()
     window.tabs.setCurrentWidget(tab)  # the operator watches: the plots are really painted
@@ -106,7 +107,7 @@ def test_the_trainer_runs_as_a_subcommand_of_the_same_program(tmp_path: Path, mo
     """From a venv: this Python; from an installed bundle: the bundle itself (its console twin on Windows)."""
     import sys
 
-    from reid_desktop.ui.trainer_tab import trainer_command
+    from reid_desktop.ui.trainer_process import trainer_command
 
     assert trainer_command("train", "--epochs", "1") == (sys.executable,
                                                         ["-m", "reid_desktop", "trainer", "train", "--epochs", "1"])

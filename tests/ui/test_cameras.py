@@ -1,0 +1,69 @@
+"""The window's camera list, without Qt: one record per camera, kept in step through every change."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from reid_desktop.core.types import SourceState, SourceStatus
+from reid_desktop.ui.cameras import CameraError, CameraList
+from reid_desktop.ui.settings import SavedSource
+from tests.conftest import ROOT
+
+
+def test_the_camera_list_needs_no_qt() -> None:
+    code = "import sys, reid_desktop.ui.cameras; print('PySide6' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "False", out.stderr
+
+
+def test_names_stay_unique_and_order_is_kept(memory_keyring) -> None:
+    cameras = CameraList()
+    names = [cameras.add("/clips/door.mp4").camera.name for _ in range(3)]
+    assert names == ["door", "door-2", "door-3"]
+    cameras.add("0", "lobby")
+    cameras.rename("door-2", "yard")
+    assert cameras.names() == ["door", "yard", "door-3", "lobby"]
+    assert [s.name for s in cameras.saved()] == cameras.names()
+    with pytest.raises(CameraError, match="already a camera named lobby"):
+        cameras.rename("yard", "lobby")
+    assert cameras.remove("door") is not None and cameras.remove("door") is None
+    assert cameras.names() == ["yard", "door-3", "lobby"]
+
+
+def test_secrets_go_to_the_keyring_and_follow_renames_and_removals(memory_keyring) -> None:
+    cameras = CameraList()
+    added = cameras.add("rtsp://127.0.0.1:8554/cam", "gate", username="admin", password="s3cret")
+    assert added.warning == "" and added.camera.uri == "rtsp://admin:s3cret@127.0.0.1:8554/cam"
+    saved = cameras.saved()[0]
+    assert saved.uri == "rtsp://127.0.0.1:8554/cam" and saved.has_password and "s3cret" not in repr(saved)
+    assert "s3cret" in str(memory_keyring.secrets)
+
+    cameras.rename("gate", "front")
+    assert list(memory_keyring.secrets) == [("reid-desktop", "source:front")]
+    restored = CameraList().restore(cameras.saved()[0])
+    assert restored.warning == "" and restored.camera.uri == "rtsp://admin:s3cret@127.0.0.1:8554/cam"
+    cameras.remove("front")
+    assert memory_keyring.secrets == {} and cameras.saved() == []
+
+
+def test_a_saved_camera_whose_secret_is_gone_says_so() -> None:
+    restored = CameraList().restore(SavedSource("gate", "rtsp://127.0.0.1:8554/cam", "", True, False))
+    assert "not in the system keyring" in restored.warning
+
+
+def test_pause_state_and_session_only_cameras(memory_keyring) -> None:
+    cameras = CameraList()
+    cameras.add("/clips/door.mp4", paused=True)
+    demo = cameras.add("/clips/demo.avi", persist=False).camera
+    assert demo.transient and [s.name for s in cameras.saved()] == ["door"]
+    assert cameras.paused() == {"door"} and cameras.saved()[0].paused
+    cameras.set_paused("door", False)
+    assert cameras.paused() == set() and not cameras.saved()[0].paused
+    assert [s.source_id for s in cameras.specs()] == ["door", "demo"]
+
+    failed = SourceStatus("demo", SourceState.FAILED, "cannot open")
+    assert cameras.update(failed) is demo and (demo.state, demo.reason) == (SourceState.FAILED, "cannot open")
+    assert cameras.update(SourceStatus("gone", SourceState.LIVE)) is None
