@@ -51,7 +51,8 @@ def test_target_refreshes_never_pile_up(qtbot, make_window, fast_settings, monke
     monkeypatch.setattr(SightingStore, "targets", slow_targets)
     window = make_window(fast_settings)
     window.targets.stop()
-    qtbot.waitUntil(lambda: window.settings.database_path.exists() and not window.targets.refreshing, timeout=WAIT_MS)
+    # the engine has started (its first report asks for a refresh too) and no read is under way
+    qtbot.waitUntil(lambda: window.engine.info is not None and not window.targets.refreshing, timeout=WAIT_MS)
     reads.clear()
     for _ in range(20):
         window.targets.refresh()
