@@ -40,7 +40,8 @@ from reid_desktop.core.runner import run
 from reid_desktop.core.sources import SourceKind, SourceSpec, frame_count
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import StorageHealth, StoreError
-from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
+from reid_desktop.core.wording import count
 from trainer.default_model import build_default_reid_model, default_embedder
 
 log = logging.getLogger("reid_desktop")
@@ -125,6 +126,9 @@ class _Progress:
                     self._say(f"warning: source {event.source_id}: {event.reason}")
             case StorageHealth():
                 self._say(f"error: {event.message}" if not event.ok else "database: saving sightings again")
+            case TargetSighted():
+                where = f" at {_fmt_time(None, event.media_time)}" if event.media_time is not None else ""
+                self._say(f"alert: followed #{event.identity_id} on {event.source_id}{where}")
 
     def failed(self) -> list[str]:
         return [name for name, status in self.final.items() if status.state is SourceState.FAILED]
@@ -135,8 +139,8 @@ def _frames_to_process(specs: Sequence[SourceSpec], cfg: config_mod.PipelineConf
     total = 0
     for spec in specs:
         if spec.kind is SourceKind.FILE and not cfg.sources.loop and Path(spec.uri).is_file():
-            count = frame_count(spec.uri)
-            total += min(count, max_frames) if max_frames else count
+            frames = frame_count(spec.uri)
+            total += min(frames, max_frames) if max_frames else frames
     return total
 
 
@@ -145,7 +149,7 @@ def _print_summary(store: SightingStore, progress: _Progress, sources: int, db_p
     info = progress.info
     identities = store.identities(info.run_id if info else None)
     processed = sum(progress.frames.values())
-    print(f"\nProcessed {processed} frames from {sources} source(s) in {elapsed:.1f} s "
+    print(f"\nProcessed {count(processed, 'frame')} from {count(sources, 'source')} in {elapsed:.1f} s "
           f"({processed / max(elapsed, 1e-9):.1f} frames/s); database: {db_path}")
     if info is not None and info.embedder_is_fallback:
         print("NOTE: identities below come from the colour-texture fallback descriptor, not a neural re-id model.")
@@ -199,8 +203,7 @@ def cmd_process(args: argparse.Namespace) -> int:
     _print_summary(store, progress, len(specs), db_path)
     for path, writer in ((args.export_csv, store.export_csv), (args.export_json, store.export_json)):
         if path:
-            count = writer(Path(path))
-            print(f"Exported {count} sightings to {path}")
+            print(f"Exported {count(writer(Path(path)), 'sighting')} to {path}")
     unsaved, health = store.pending, store.health
     store.close()
     if unsaved or health.dropped:

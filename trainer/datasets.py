@@ -19,6 +19,7 @@ from typing import Any, Literal, TypeVar
 
 import numpy as np
 
+from reid_desktop.core.wording import count
 from trainer.evaluate import UNKNOWN_CAMERA, split_query_gallery_tracklets
 
 UNKNOWN_TRACKLET = -1
@@ -98,7 +99,7 @@ class ReidDataset:
             lines.append(f"queries with a match in the gallery: {self.num_matched_queries} of {len(self.query)}")
         else:
             lines.append("no query/gallery split: this set can train but not be evaluated")
-        lines.append(f"problems: {len(self.problems)} file(s) skipped")
+        lines.append(f"problems: {count(len(self.problems), 'file')} skipped")
         lines += [f"  {p}" for p in self.problems[:max_problems]]
         if len(self.problems) > max_problems:
             lines.append(f"  ... and {len(self.problems) - max_problems} more")
@@ -339,7 +340,7 @@ def _split_tracklets(test: list[ReidImage]) -> tuple[list[ReidImage], list[ReidI
 def _check(dataset: ReidDataset) -> None:
     where = f"{dataset.root} ({dataset.layout} layout)"
     if not (dataset.train or dataset.query or dataset.gallery):
-        skipped = (f" ({len(dataset.problems)} file(s) skipped, first: {dataset.problems[0]})"
+        skipped = (f" ({count(len(dataset.problems), 'file')} skipped, first: {dataset.problems[0]})"
                    if dataset.problems else "")
         raise DatasetError(f"{where}: no usable images{skipped}; {EXPECTED_LAYOUTS}")
     if dataset.num_train_pids == 1:

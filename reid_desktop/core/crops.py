@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import cv2
 import numpy as np
 
 MIN_CROP_PIXELS = 12  # a crop shorter than this (or narrower than half of it) shows no usable person
@@ -34,3 +35,11 @@ def crop(image: np.ndarray, box: Sequence[float] | np.ndarray) -> np.ndarray | N
     if x2 - x1 < MIN_CROP_PIXELS // 2 or y2 - y1 < MIN_CROP_PIXELS:
         return None
     return image[y1:y2, x1:x2]
+
+
+def thumbnail(patch: np.ndarray, height: int) -> bytes:
+    """A JPEG of ``patch`` scaled to ``height`` pixels (aspect kept), as the store and the views keep them."""
+    scale = height / max(patch.shape[0], 1)
+    resized = cv2.resize(patch, (max(1, round(patch.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
+    ok, buf = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 85])
+    return buf.tobytes() if ok else b""

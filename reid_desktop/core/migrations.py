@@ -100,6 +100,15 @@ CREATE INDEX identity_corrections_time ON identity_corrections (timestamp);
 """
 
 
+# Schema 5: alerts. A followed person's first sighting on a track is an alert, with the picture of that
+# moment; it goes with its sighting (retention, size limit), so it is bounded like the sightings.
+_V5 = """
+CREATE TABLE alerts (
+    id INTEGER PRIMARY KEY, sighting_id INTEGER NOT NULL UNIQUE REFERENCES sightings(id) ON DELETE CASCADE,
+    thumbnail BLOB);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(db: sqlite3.Connection) -> None:
         for statement in sql.split(";\n"):
@@ -109,7 +118,8 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 
 # MIGRATIONS[n] takes a database from schema n to schema n + 1 (schema 0: an empty file).
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2), _script(_V3), _script(_V4))
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2), _script(_V3), _script(_V4),
+                                                                 _script(_V5))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -16,10 +16,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import cv2
 import numpy as np
 
 from reid_desktop.core.config import StorageConfig
+from reid_desktop.core.crops import thumbnail
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.store import HistoryStore, SightingRecord, StorageUnavailable, TrackKey
 from reid_desktop.core.types import Frame, TrackedPerson
@@ -69,8 +69,11 @@ class SightingWriter:
         return TrackKey(source, uri, kind, segment, track_id)
 
     def write(self, frame: Frame, track: TrackKey, person: TrackedPerson, fresh: FreshEmbedding | None,
-              model_key: str) -> None:
-        """One position of a track: written now, or held back by sampling (and written if the track ends)."""
+              model_key: str, alert: bytes | None = None) -> None:
+        """One position of a track: written now, or held back by sampling (and written if the track ends).
+
+        ``alert``: a followed person appeared on this track (the picture of that moment): stored as an alert.
+        """
         assert self.run_id is not None
         vector, quality, patch = fresh if fresh is not None else (None, 0.0, None)
         box = person.box.tolist()
@@ -78,11 +81,11 @@ class SightingWriter:
             run_id=self.run_id, track=track, identity_id=person.identity_id, frame_index=frame.index,
             timestamp=frame.timestamp, media_time=frame.media_time, box=(box[0], box[1], box[2], box[3]),
             confidence=person.confidence, match_score=person.match_score, embedding=vector, model_key=model_key,
-            quality=quality, thumbnail=self._thumbnail(patch) if patch is not None else None)
+            quality=quality, thumbnail=self._thumbnail(patch) if patch is not None else None, alert=alert)
         sampling = self._tracks.setdefault(track, _Sampling())
         per_second = self.config.sightings_per_second
-        due = (per_second == 0 or person.is_target or sampling.stored_at is None or vector is not None
-               or patch is not None or person.identity_id != sampling.stored_identity
+        due = (per_second == 0 or person.is_target or alert is not None or sampling.stored_at is None
+               or vector is not None or patch is not None or person.identity_id != sampling.stored_identity
                or record.timestamp - sampling.stored_at >= 1 / per_second)
         if due:
             self.store.record(record)
@@ -133,8 +136,4 @@ class SightingWriter:
             self.store.reclaim()
 
     def _thumbnail(self, patch: np.ndarray) -> bytes:
-        height = self.config.thumbnail_height
-        scale = height / max(patch.shape[0], 1)
-        resized = cv2.resize(patch, (max(1, round(patch.shape[1] * scale)), height), interpolation=cv2.INTER_AREA)
-        ok, buf = cv2.imencode(".jpg", resized, [cv2.IMWRITE_JPEG_QUALITY, 85])
-        return buf.tobytes() if ok else b""
+        return thumbnail(patch, self.config.thumbnail_height)

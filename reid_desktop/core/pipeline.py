@@ -16,13 +16,13 @@ import collections
 import itertools
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from reid_desktop.core.calibration import ThresholdCalibration
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.crops import crop, crop_quality
+from reid_desktop.core.crops import crop, crop_quality, thumbnail
 from reid_desktop.core.detection import Detector, YoloDetector
 from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.faults import FaultLog
@@ -41,10 +41,13 @@ from reid_desktop.core.store import (
 )
 from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
-from reid_desktop.core.types import Detections, Frame, FrameResult, TrackedPerson
+from reid_desktop.core.types import Detections, Frame, FrameResult, TargetSighted, TrackedPerson
 from reid_desktop.core.vector_index import VectorIndex
 
 log = logging.getLogger(__name__)
+
+ALERT_THUMBNAIL_HEIGHT = 96
+ALERTS_KEPT = 256  # alerts waiting for the run loop (or nobody, when the pipeline is driven directly)
 
 # what the embedding step gave each track (source, track id) in this batch of frames
 FreshEmbeddings = dict[tuple[str, int], FreshEmbedding]
@@ -99,6 +102,7 @@ class _TrackState:
     best_quality: float = 0.0
     last_embedded: int = -(10**9)
     last_seen: int = 0
+    alerted: int | None = None  # the target identity an alert was raised for on this track
 
     def descriptor(self) -> np.ndarray:
         mean = np.mean([v for _, v in self.embeddings], axis=0)
@@ -129,6 +133,7 @@ class Pipeline:
         # are told apart by (source, segment, track id)
         self._segments: dict[str, int] = {}
         self.faults = FaultLog(log)
+        self.alerts: collections.deque[TargetSighted] = collections.deque(maxlen=ALERTS_KEPT)
         self.corrections = 0  # tentative identities changed by better crops (each one also audited in the store)
         self.writer = SightingWriter(store, config.storage) if store is not None else None
         if self.writer is not None:
@@ -211,6 +216,12 @@ class Pipeline:
             self.store.set_label(identity_id, label)
         if label:
             self.matcher.pin(identity_id)
+
+    def set_camera_links(self, text: str) -> None:
+        """New camera topology (``matcher.camera_links``), used from the next frame on; ValueError if wrong."""
+        links = parse_camera_links(text, self.config.matcher.same_moment_s)
+        self.config = replace(self.config, matcher=replace(self.config.matcher, camera_links=text))
+        self.matcher.links = links
 
     def merge_identities(self, keep: int, drop: int) -> None:
         """Two identities are one person: everything of ``drop``, stored and live, becomes ``keep``."""
@@ -427,13 +438,34 @@ class Pipeline:
         for row, key in enumerate(keys):
             state = self._tracks[key]
             det_index = int(tracks.det_index[row])
-            persons.append(TrackedPerson(
+            person = TrackedPerson(
                 track_id=key[1], box=tracks.boxes[row].copy(), confidence=float(tracks.scores[row]),
                 identity_id=state.identity_id, match_score=state.match_score,
-                keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets))
+                keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets)
+            persons.append(person)
+            alert = self._alert(frame, state, person) if person.is_target else None
             if self.writer is not None:
-                self.writer.write(frame, self._track_key(key), persons[-1], fresh.get(key), self.embedder.key)
+                self.writer.write(frame, self._track_key(key), person, fresh.get(key), self.embedder.key,
+                                  alert.thumbnail if alert is not None else None)
         return FrameResult(source, frame.index, frame.timestamp, frame.image, tuple(persons), frame.media_time)
+
+    def _alert(self, frame: Frame, state: _TrackState, person: TrackedPerson) -> TargetSighted | None:
+        """The alert for a followed person on this track, the first time it carries that identity."""
+        if person.identity_id is None or state.alerted == person.identity_id:
+            return None
+        state.alerted = person.identity_id
+        patch = crop(frame.image, person.box)
+        alert = TargetSighted(person.identity_id, frame.source_id, person.track_id, frame.timestamp,
+                              frame.media_time, person.match_score,
+                              thumbnail(patch, ALERT_THUMBNAIL_HEIGHT) if patch is not None else b"")
+        self.alerts.append(alert)
+        return alert
+
+    def take_alerts(self) -> list[TargetSighted]:
+        """The alerts raised since the last call (the run loop passes them on after each step)."""
+        taken = list(self.alerts)
+        self.alerts.clear()
+        return taken
 
     def _calibrate(self, together: list[_TrackState]) -> None:
         """People seen together are different people: their scores move the threshold (see calibration)."""

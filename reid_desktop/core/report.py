@@ -51,6 +51,9 @@ def _thumbnail(jpeg: bytes | None) -> str:
     return f'<img src="data:image/jpeg;base64,{base64.b64encode(jpeg).decode("ascii")}" alt="">'
 
 
+ALERTS_IN_REPORT = 500  # the newest; the JSON export has them all
+
+
 def write_html_report(store: HistoryReader, identity_id: int, path: Path) -> int:
     """Write the timeline of ``identity_id`` to ``path``; returns the number of track segments in it."""
     identity = store.identity(identity_id)
@@ -62,6 +65,19 @@ def write_html_report(store: HistoryReader, identity_id: int, path: Path) -> int
         f"<tr><td>{_thumbnail(s.thumbnail)}</td><td>{html.escape(s.source)}</td><td>{_when(s.first_seen)}</td>"
         f"<td>{_when(s.last_seen)}</td><td>{_media_range(s)}</td><td class=\"num\">{s.sightings}</td></tr>"
         for s in segments)
+    alerts = store.alerts(identity_id, limit=ALERTS_IN_REPORT)
+    alert_rows = "\n".join(
+        f"<tr><td>{_thumbnail(a.thumbnail)}</td><td>{html.escape(a.source)}</td><td>{_when(a.timestamp)}</td>"
+        f"<td>{format_media_time(a.media_time) if a.media_time is not None else ''}</td>"
+        f"<td class=\"num\">{'' if a.score is None else f'{a.score:.2f}'}</td></tr>" for a in alerts)
+    alert_table = f"""<h2>Alerts</h2>
+<table>
+<thead><tr><th>Picture</th><th>Camera</th><th>Time</th><th>Media time</th><th>Score</th></tr></thead>
+<tbody>
+{alert_rows}
+</tbody>
+</table>
+""" if alerts else ""
     document = f"""<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -84,6 +100,7 @@ def write_html_report(store: HistoryReader, identity_id: int, path: Path) -> int
 {rows}
 </tbody>
 </table>
+{alert_table}
 <p><small>Generated {_when(datetime.now().timestamp())} by reid-desktop from {html.escape(store.location)}.</small></p>
 </body>
 </html>

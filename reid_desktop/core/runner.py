@@ -20,11 +20,12 @@ from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.store import HistoryStore, StorageHealth
-from reid_desktop.core.types import Frame, FrameResult, SourceStatus
+from reid_desktop.core.types import Frame, FrameResult, SourceHealth, SourceStatus, TargetSighted
 
 T = TypeVar("T")
 
-PipelineEvent = PipelineInfo | SourceStatus | FrameResult | StorageHealth
+PipelineEvent = PipelineInfo | SourceStatus | SourceHealth | FrameResult | TargetSighted | StorageHealth
+HEALTH_EVERY_S = 1.0
 
 
 class PipelineControl:
@@ -118,6 +119,7 @@ class _Session:
         self.statuses = statuses
         self.sources: dict[str, VideoSource] = {}
         self.taken: dict[str, int] = {}
+        self.latency: dict[str, float] = {}  # capture to the end of analysis, of the last analysed frame
         self.paused: set[str] = set()
         self._retired: list[VideoSource] = []
 
@@ -179,6 +181,32 @@ class _Session:
             source.stop(timeout=max(0.0, deadline - time.monotonic()))
 
 
+class _StreamWatch:
+    """Every source's :class:`SourceHealth`, about once a second: rates over the last interval, counts since
+    the source was added."""
+
+    def __init__(self, session: _Session) -> None:
+        self._session = session
+        self._at = time.monotonic()
+        self._counts: dict[str, tuple[int, int]] = {}  # decoded, analysed at the last report
+
+    def due(self) -> Iterator[SourceHealth]:
+        now = time.monotonic()
+        elapsed = now - self._at
+        if elapsed < HEALTH_EVERY_S:
+            return
+        self._at = now
+        counts = {}
+        for source_id, source in self._session.sources.items():
+            decoded, analysed = source.frames_decoded, self._session.taken[source_id]
+            before = self._counts.get(source_id, (decoded, analysed))
+            counts[source_id] = (decoded, analysed)
+            yield SourceHealth(source_id, source.state, source.paced, (decoded - before[0]) / elapsed,
+                               (analysed - before[1]) / elapsed, source.frames_dropped, source.reconnects,
+                               source.last_error, self._session.latency.get(source_id))
+        self._counts = counts
+
+
 class _HealthWatch:
     """Turns the store's health into events: on every change between saving and not saving, and while
     not saving at most once a second (the number of waiting sightings changes)."""
@@ -214,6 +242,7 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
     yield pipeline.info
     status = "finished"
     health = _HealthWatch(pipeline)
+    streams = _StreamWatch(session)
     try:
         for spec in specs:
             session.add(spec)
@@ -223,6 +252,7 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
             while not statuses.empty():
                 yield statuses.get()
             yield from health.changes()
+            yield from streams.due()
             frames = session.next_frames(max_frames)
             if frames:
                 try:
@@ -231,7 +261,11 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
                     pipeline.faults.report("process", f"processing failed on {len(frames)} frames; they are "
                                            f"skipped: {type(exc).__name__}: {exc}", exc)
                     continue
+                done = time.time()
+                for frame in frames:
+                    session.latency[frame.source_id] = done - frame.timestamp
                 yield from results
+                yield from pipeline.take_alerts()
                 continue
             if not stay_open and session.all_done(max_frames):
                 break

@@ -27,6 +27,7 @@ import cv2
 import numpy as np
 
 from reid_desktop.core.config import SourceOptions
+from reid_desktop.core.paths import demo_clip
 from reid_desktop.core.redaction import is_url, redact, redact_text, stream_host
 from reid_desktop.core.types import Frame, SourceState, SourceStatus
 
@@ -73,6 +74,16 @@ class SourceSpec:
 
     uri: str
     name: str = ""
+    region: tuple[float, float, float, float] | None = None  # the part shown: left, top, right, bottom (0..1)
+    loop: bool = False  # a file starts again when it ends (besides ``sources.loop`` for all)
+    realtime: bool = False  # a file plays at its own pace, newest frame analysed (besides ``sources.realtime``)
+
+    def __post_init__(self) -> None:
+        if self.region is not None:
+            left, top, right, bottom = self.region
+            if not (0.0 <= left < right <= 1.0 and 0.0 <= top < bottom <= 1.0):
+                raise ValueError(f"region {self.region} of {self.name or self.uri}: expected left < right and "
+                                 "top < bottom, as fractions of the picture between 0 and 1")
 
     @functools.cached_property
     def kind(self) -> SourceKind:
@@ -178,8 +189,8 @@ class VideoSource:
         self.options = options or SourceOptions()
         self._on_status = on_status
         self.wakeup = wakeup or threading.Event()
-        latest_only = spec.kind is not SourceKind.FILE or self.options.realtime
-        self._buffer = _FrameBuffer(self.options.queue_size, latest_only, self.wakeup,
+        self.paced = spec.kind is not SourceKind.FILE or self.options.realtime or spec.realtime
+        self._buffer = _FrameBuffer(self.options.queue_size, self.paced, self.wakeup,
                                     self.options.queue_max_mb * 1024 * 1024)
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name=self._thread_name, daemon=True)
@@ -194,6 +205,8 @@ class VideoSource:
         self._reader_done = False  # a file reader that returned; a seek starts a new one
         self._live_for = 0.0  # how long the last connection delivered frames
         self._scaled_note = False
+        self.reconnects = 0  # times a stream or webcam was lost and tried again
+        self.last_error = ""  # the reason of the last failure or loss, kept after it came back
 
     @property
     def _thread_name(self) -> str:
@@ -284,7 +297,11 @@ class VideoSource:
         with self._status_lock:
             if state is self._state and reason == self._reason:
                 return
+            if state is SourceState.RECONNECTING and self._state is not SourceState.RECONNECTING:
+                self.reconnects += 1  # a loss; the failed attempts that follow it are not counted again
             self._state, self._reason = state, reason
+            if state in (SourceState.FAILED, SourceState.RECONNECTING) and reason:
+                self.last_error = reason
         status = SourceStatus(self.source_id, state, reason, time.time())
         if state in (SourceState.FAILED, SourceState.RECONNECTING):
             log.warning("source %s: %s%s", self.source_id, state.value, f" ({reason})" if reason else "")
@@ -366,7 +383,7 @@ class VideoSource:
                     self._set_state(SourceState.FAILED, reason)
                     return
                 if self.spec.kind is SourceKind.FILE:
-                    if outcome == "ended" and opts.loop and self.frames_decoded > 0:
+                    if outcome == "ended" and (opts.loop or self.spec.loop) and self.frames_decoded > 0:
                         continue
                     self._set_state(SourceState.ENDED, reason)
                     if self._file_reader_may_end():
@@ -394,7 +411,12 @@ class VideoSource:
                 self._buffer.clear()
 
     def _fit(self, image: np.ndarray) -> np.ndarray:
-        """Scale a frame down to ``max_frame_pixels`` (aspect kept): a 16k x 16k camera must not cost GBs."""
+        """The spec's region of a frame, scaled down to ``max_frame_pixels`` (aspect kept): a 16k x 16k camera
+        must not cost GBs."""
+        if self.spec.region is not None:
+            height, width = image.shape[:2]
+            left, top, right, bottom = self.spec.region
+            image = image[round(top * height):round(bottom * height), round(left * width):round(right * width)]
         height, width = image.shape[:2]
         limit = self.options.max_frame_pixels
         if height * width <= limit:
@@ -410,7 +432,7 @@ class VideoSource:
     def _pump(self, cap: cv2.VideoCapture) -> tuple[str, str]:
         """Read until the source ends or is stopped: ('ended'|'lost'|'silent'|'broken'|'stopped', reason)."""
         is_file = self.spec.kind is SourceKind.FILE
-        pace = is_file and self.options.realtime
+        pace = is_file and self.paced
         started = time.monotonic()
         first_media: float | None = None
         bad_in_row = 0
@@ -467,3 +489,14 @@ class VideoSource:
             if not self._buffer.put(frame, self._stopped, self._seek_pending):
                 return "stopped", ""
         return "stopped", ""
+
+
+DEMO_LINKS = "demo-left = demo-right"  # the two halves share a strip of ground in the middle
+
+
+def demo_sources() -> list[SourceSpec]:
+    """The demo: two cameras cut from the bundled clip (its left and right halves, overlapping in the middle),
+    looping, so people walk from one camera into the other and keep their number."""
+    clip = str(demo_clip())
+    return [SourceSpec(clip, "demo-left", (0.0, 0.0, 0.55, 1.0), loop=True, realtime=True),
+            SourceSpec(clip, "demo-right", (0.45, 0.0, 1.0, 1.0), loop=True, realtime=True)]

@@ -46,6 +46,7 @@ from reid_desktop.core.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.paths import make_private, open_private
 from reid_desktop.core.store import (
+    Alert,
     ConfirmedTrack,
     Correction,
     IdentitySummary,
@@ -436,6 +437,8 @@ class SightingStore:
             "x1, y1, x2, y2, confidence, match_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (r.run_id, source_row, track_row, r.identity_id, r.frame_index, r.timestamp, r.media_time,
              *(float(v) for v in r.box[:4]), float(r.confidence), r.match_score)).lastrowid
+        if r.alert is not None:
+            db.execute("INSERT INTO alerts (sighting_id, thumbnail) VALUES (?, ?)", (sighting_id, r.alert))
         if r.embedding is not None:
             vector = np.asarray(r.embedding, np.float32)
             embedding_id = db.execute(
@@ -574,6 +577,15 @@ class SightingStore:
         return [Correction(*row) for row in self._db.execute(
             "SELECT timestamp, actor, action, track_row, from_identity, to_identity, score "
             "FROM identity_corrections ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def alerts(self, identity_id: int | None = None, limit: int = 200) -> list[Alert]:
+        """The newest alerts (of one identity), newest first."""
+        where = "WHERE s.identity_id = ?" if identity_id is not None else ""
+        return [Alert(*row) for row in self._db.execute(
+            "SELECT a.id, s.identity_id, src.name, s.timestamp, s.media_time, s.match_score, a.thumbnail, "
+            f"s.track_row, src.uri FROM alerts a JOIN sightings s ON s.id = a.sighting_id JOIN sources src "
+            f"ON src.id = s.source_id {where} ORDER BY s.timestamp DESC, a.id DESC LIMIT ?",
+            (*([identity_id] if identity_id is not None else []), limit))]
 
     def split_track(self, track_row: int, new_id: int | None = None) -> int:
         """The operator says a track is not this person: the track becomes a new identity, whose id is returned.
@@ -960,6 +972,8 @@ class SightingStore:
             "identities": [asdict(i) for i in self.identities()
                            if identity_id is None or i.identity_id == identity_id],
             "sightings": [asdict(s) for s in sightings],
+            "alerts": [{k: v for k, v in asdict(a).items() if k != "thumbnail"}
+                       for a in self.alerts(identity_id, limit=-1)],
             "runs": self.runs(),
         }
         with open_private(Path(path)) as fh:

@@ -107,10 +107,12 @@ class SightingRecord:
     model_key: str = ""
     quality: float = 0.0
     thumbnail: bytes | None = None
+    alert: bytes | None = None  # a followed person appeared on this track: the picture of that moment
 
     @property
     def nbytes(self) -> int:
-        return 256 + (self.embedding.nbytes if self.embedding is not None else 0) + len(self.thumbnail or b"")
+        return (256 + (self.embedding.nbytes if self.embedding is not None else 0) + len(self.thumbnail or b"")
+                + len(self.alert or b""))
 
 
 @dataclass(frozen=True)
@@ -171,6 +173,24 @@ class TrackSegment:
     source_uri: str = ""
 
 
+@dataclass(frozen=True)
+class Alert:
+    """A followed person appeared on a camera: the first sighting of a track whose identity is a target.
+
+    The identity is the sighting's as it is now (a merge or split after the alert moves it too).
+    """
+
+    id: int
+    identity_id: int | None
+    source: str
+    timestamp: float
+    media_time: float | None
+    score: float | None
+    thumbnail: bytes | None
+    track_row: int
+    source_uri: str = ""
+
+
 class HistoryReader(Protocol):
     """What the operator's views, the reports and the training export read. Times are UNIX seconds."""
 
@@ -211,6 +231,10 @@ class HistoryReader(Protocol):
 
     def corrections(self, limit: int = 100) -> list[Correction]:
         """The newest changes of a track's identity, automatic and the operator's."""
+        ...
+
+    def alerts(self, identity_id: int | None = None, limit: int = 200) -> list[Alert]:
+        """The newest alerts (of one identity), newest first."""
         ...
 
     def confirmed_tracks(self, max_per_track: int) -> tuple[dict[int, str], list[ConfirmedTrack]]:

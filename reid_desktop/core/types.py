@@ -53,6 +53,27 @@ class SourceStatus:
 
 
 @dataclass(frozen=True)
+class SourceHealth:
+    """How a source is doing, reported about once a second while it runs (the stream health view).
+
+    ``paced``: the source delivers frames at its own pace and only the newest is analysed (a camera, or
+    a file read in real time); a file read as fast as analysis goes is never behind. ``dropped``
+    counts decoded frames that were never analysed; ``latency_s`` is from capture to the end of
+    analysis of the last analysed frame.
+    """
+
+    source_id: str
+    state: SourceState
+    paced: bool
+    input_fps: float
+    processed_fps: float
+    dropped: int
+    reconnects: int
+    last_error: str
+    latency_s: float | None
+
+
+@dataclass(frozen=True)
 class Detections:
     """Person detections of one frame.
 
@@ -98,3 +119,19 @@ class FrameResult:
     image: np.ndarray
     persons: tuple[TrackedPerson, ...] = field(default_factory=tuple)
     media_time: float | None = None
+
+
+@dataclass(frozen=True)
+class TargetSighted:
+    """A followed person appeared on a camera (a track whose identity is a target): the operator's alert.
+
+    Raised once per track and identity; the store keeps it with the sighting (``HistoryReader.alerts``).
+    """
+
+    identity_id: int
+    source_id: str
+    track_id: int
+    timestamp: float
+    media_time: float | None
+    score: float | None
+    thumbnail: bytes  # JPEG of the person at that moment

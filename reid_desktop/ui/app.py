@@ -16,7 +16,8 @@ from reid_desktop.core import logs
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reid-desktop", description="Open the reid-desktop window.")
     parser.add_argument("files", nargs="*", help="video files to open for this session (not saved)")
-    parser.add_argument("--demo", action="store_true", help="open the bundled demo clip")
+    parser.add_argument("--demo", action="store_true",
+                        help="open the demo: two looping cameras cut from the bundled clip")
     parser.add_argument("--db", help="sightings database to use (remembered in the settings)")
     parser.add_argument("--settings", help="settings file (default: the per-user config folder)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
@@ -33,8 +34,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sanitize_qt_environment()
     from PySide6.QtWidgets import QApplication
 
-    from reid_desktop.core.paths import assets_dir, demo_clip
-    from reid_desktop.core.sources import SourceSpec
+    from reid_desktop.core.paths import assets_dir
+    from reid_desktop.core.sources import DEMO_LINKS, SourceSpec, demo_sources
     from reid_desktop.ui.main_window import MainWindow
     from reid_desktop.ui.settings import load_settings, settings_path
 
@@ -51,9 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings, warning = load_settings(settings_file)
     if args.db:
         settings.database = str(Path(args.db).resolve())
-    extra = [SourceSpec(str(demo_clip()), "demo")] if args.demo else []
+    extra = demo_sources() if args.demo else []
     extra += [SourceSpec(str(Path(f).resolve())) for f in args.files]
-    window = MainWindow(settings, settings_file, extra, warning)
+    window = MainWindow(settings, settings_file, extra, warning, session_links=DEMO_LINKS if args.demo else "")
     window.show()
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C or a shutdown closes cleanly, store flushed
         signal.signal(signum, lambda *_: window.close())

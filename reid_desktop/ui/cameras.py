@@ -30,10 +30,13 @@ class Camera:
     saved: SavedSource | None = None  # its entry in the settings; None: this session only (--demo, command line)
     state: SourceState = SourceState.CONNECTING
     reason: str = ""  # why it is in that state (the last error of a failed camera)
+    region: tuple[float, float, float, float] | None = None  # of this session only, like the demo's halves
+    loop: bool = False
+    realtime: bool = False
 
     @property
     def spec(self) -> SourceSpec:
-        return SourceSpec(self.uri, self.name)
+        return SourceSpec(self.uri, self.name, self.region, self.loop, self.realtime)
 
     @property
     def transient(self) -> bool:
@@ -95,6 +98,13 @@ class CameraList:
             camera.saved = SavedSource(name, strip_secrets(full), "", kept, paused)
         self._cameras[name] = camera
         return Added(camera, warning)
+
+    def add_session(self, spec: SourceSpec) -> Added:
+        """A camera for this session only (``--demo``, files on the command line), as the spec says."""
+        added = self.add(spec.uri, spec.name, persist=False)
+        camera = added.camera
+        camera.region, camera.loop, camera.realtime = spec.region, spec.loop, spec.realtime
+        return added
 
     def restore(self, saved: SavedSource) -> Added:
         """A camera from the settings, its secrets read back from the keyring."""

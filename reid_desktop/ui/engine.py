@@ -32,7 +32,7 @@ from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import HistoryReader, StorageHealth, StoreError
-from reid_desktop.core.types import FrameResult, SourceStatus
+from reid_desktop.core.types import FrameResult, SourceHealth, SourceStatus, TargetSighted
 from reid_desktop.ui.tasks import Dispatcher
 from trainer.default_model import default_embedder
 
@@ -78,6 +78,8 @@ class _Worker(QObject):
     info_ready = Signal(object)  # PipelineInfo
     frames_ready = Signal()  # new results wait in LatestResults
     source_changed = Signal(object)  # SourceStatus
+    health_reported = Signal(object)  # SourceHealth, about once a second per source
+    target_sighted = Signal(object)  # TargetSighted: a followed person appeared on a camera
     storage_changed = Signal(object)  # StorageHealth
     errored = Signal(str)  # a problem the operator must fix (model, database): no restart
     crashed = Signal(str)  # an unexpected error: the supervisor restarts the worker
@@ -106,6 +108,10 @@ class _Worker(QObject):
                         self.frames_ready.emit()
                 elif isinstance(event, SourceStatus):
                     self.source_changed.emit(event)
+                elif isinstance(event, SourceHealth):
+                    self.health_reported.emit(event)
+                elif isinstance(event, TargetSighted):
+                    self.target_sighted.emit(event)
                 elif isinstance(event, StorageHealth):
                     self.storage_changed.emit(event)
                 elif isinstance(event, PipelineInfo):
@@ -135,6 +141,8 @@ class Engine(QObject):
     info_ready = Signal(object)
     frame_processed = Signal(object)
     source_changed = Signal(object)
+    health_reported = Signal(object)  # SourceHealth of each camera, about once a second
+    target_sighted = Signal(object)  # TargetSighted: an alert
     storage_changed = Signal(object)  # StorageHealth: sightings are (not) being saved
     errored = Signal(str)
     restarting = Signal(str, float)  # why the worker died, seconds until it is restarted
@@ -202,6 +210,8 @@ class Engine(QObject):
         worker.info_ready.connect(self._on_info_ready)
         worker.frames_ready.connect(self._on_frames_ready)
         worker.source_changed.connect(self.source_changed)
+        worker.health_reported.connect(self.health_reported)
+        worker.target_sighted.connect(self.target_sighted)
         worker.storage_changed.connect(self.storage_changed)
         worker.errored.connect(self.errored)
         worker.crashed.connect(self._on_crashed)

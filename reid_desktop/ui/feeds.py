@@ -51,6 +51,7 @@ class FeedView(QWidget):
     person_clicked = Signal(str, object, object)  # source id, TrackedPerson, BGR crop (np.ndarray)
     person_context_requested = Signal(str, object, object, object)  # ... plus the global QPoint
     maximise_toggled = Signal(str)
+    picture_resized = Signal()  # the first picture, or pictures of another size: the wall may lay out anew
 
     def __init__(self, source_id: str, title: str, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -62,12 +63,18 @@ class FeedView(QWidget):
         self.reason = ""
         self.paused = False
         self.names: dict[int, str] = {}  # target labels to draw next to the identity number
+        self.target_ids: set[int] = set()  # followed now: for a picture the engine no longer updates
+        self.display_latency_s: float | None = None
         self._arrivals: deque[float] = deque(maxlen=30)
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
         self.setToolTip("Click a person to follow them across cameras; right-click for more; double-click to "
                         "maximise")
+
+    @property
+    def picture_aspect(self) -> float | None:
+        return self._image.width() / self._image.height() if self._image is not None and self._image.height() else None
 
     def sizeHint(self) -> QSize:
         return QSize(480, 360)
@@ -76,7 +83,11 @@ class FeedView(QWidget):
 
     def show_result(self, result: FrameResult) -> None:
         self.result = result
+        self.display_latency_s = time.time() - result.timestamp  # capture to now, when it is painted
+        before = self._image.size() if self._image is not None else None
         self._image = to_qimage(result.image)
+        if before != self._image.size():
+            self.picture_resized.emit()
         self._arrivals.append(time.monotonic())
         self.update()
 
@@ -178,7 +189,8 @@ class FeedView(QWidget):
             x1, y1, x2, y2 = (float(v) for v in person.box[:4])
             box = QRectF(rect.x() + x1 * scale, rect.y() + y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale)
             colour = identity_colour(person.identity_id)
-            if person.is_target:
+            is_target = self.is_target(person)
+            if is_target:
                 painter.setPen(QPen(TARGET_COLOUR, 4))
                 painter.drawRect(box.adjusted(-3, -3, 3, 3))
             painter.setPen(QPen(colour, 2))
@@ -186,14 +198,21 @@ class FeedView(QWidget):
             label = "…" if person.identity_id is None else f"#{person.identity_id}"
             if person.identity_id is not None and person.identity_id in self.names:
                 label += f" {self.names[person.identity_id]}"
-            if person.is_target:
+            if is_target:
                 label = "◎ " + label
             text_w, text_h = metrics.horizontalAdvance(label) + 6, metrics.height()
             tag_x = max(rect.x(), min(box.x(), rect.right() - text_w))  # keep the label inside the picture
             tag = QRectF(tag_x, max(box.y() - text_h, rect.y()), text_w, text_h)
-            painter.fillRect(tag, TARGET_COLOUR if person.is_target else colour)
-            painter.setPen(QColor(255, 255, 255) if person.is_target else QColor(0, 0, 0))
+            painter.fillRect(tag, TARGET_COLOUR if is_target else colour)
+            painter.setPen(QColor(255, 255, 255) if is_target else QColor(0, 0, 0))
             painter.drawText(tag, Qt.AlignmentFlag.AlignCenter, label)
+
+    def is_target(self, person: TrackedPerson) -> bool:
+        """Followed or not, as of now: the engine says so with every frame; the picture of a feed that ended
+        or is paused stays, and follows the targets the operator sets afterwards."""
+        if self.state.is_final or self.paused:
+            return person.identity_id is not None and person.identity_id in self.target_ids
+        return person.is_target
 
     def _paint_header(self, painter: QPainter) -> None:
         painter.setFont(self.font())
@@ -233,6 +252,8 @@ class FeedView(QWidget):
 class FeedGrid(QWidget):
     """Lays feeds out as 1, 2x2, 3x3 or an automatic square grid; one feed can be maximised."""
 
+    operator_acted = Signal()  # the operator changed the layout (a layout, a maximised feed): follow mode waits
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.feeds: dict[str, FeedView] = {}
@@ -250,6 +271,7 @@ class FeedGrid(QWidget):
     def add_feed(self, feed: FeedView) -> None:
         self.feeds[feed.source_id] = feed
         feed.maximise_toggled.connect(self.toggle_maximised)
+        feed.picture_resized.connect(self._refit)
         self._relayout()
 
     def remove_feed(self, source_id: str) -> None:
@@ -269,13 +291,28 @@ class FeedGrid(QWidget):
             self.maximised = new
         feed.update()
 
-    def set_layout_mode(self, mode: str) -> None:
+    def set_layout_mode(self, mode: str, by_operator: bool = True) -> None:
         self.layout_mode = mode
         self.maximised = None
         self._relayout()
+        if by_operator:
+            self.operator_acted.emit()
 
     def toggle_maximised(self, source_id: str) -> None:
         self.maximised = None if self.maximised == source_id else source_id
+        self._relayout()
+        self.operator_acted.emit()
+
+    def bring_forward(self, source_id: str, how: str) -> None:
+        """Show a camera where the operator looks: ``maximise`` it, or move it to the ``first`` cell."""
+        if source_id not in self.feeds:
+            return
+        if how == "maximise":
+            self.maximised = source_id
+        elif how == "first":
+            self.feeds = {source_id: self.feeds[source_id], **{k: v for k, v in self.feeds.items() if k != source_id}}
+            if self.maximised is not None:
+                self.maximised = source_id
         self._relayout()
 
     def columns(self, count: int) -> int:
@@ -284,17 +321,27 @@ class FeedGrid(QWidget):
             return fixed[self.layout_mode]
         if count <= 1:
             return 1
-        # automatic: the column count that shows 4:3 pictures largest in this widget's shape
+        # automatic: the column count that shows the pictures largest in this widget's shape
         width, height = max(self.width(), 1), max(self.height(), 1)
+        aspect = self.picture_aspect()
 
         def picture_scale(columns: int) -> float:
             rows = math.ceil(count / columns)
-            return min(width / columns / 4.0, height / rows / 3.0)
+            return min(width / columns / aspect, height / rows)
 
         return max(range(1, count + 1), key=picture_scale)
 
+    def picture_aspect(self) -> float:
+        """Width over height of the feeds' pictures (the median; 4:3 until pictures arrive)."""
+        aspects = sorted(f.picture_aspect for f in self.feeds.values() if f.picture_aspect)
+        return aspects[len(aspects) // 2] if aspects else 4 / 3
+
     def resizeEvent(self, event: QResizeEvent) -> None:
         super().resizeEvent(event)
+        self._refit()
+
+    def _refit(self) -> None:
+        """Automatic layout: a new shape of the widget or of the pictures may call for other columns."""
         if self.layout_mode == "auto" and self.columns(len(self.feeds)) != self._columns_used:
             self._relayout()
 

@@ -39,12 +39,15 @@ from reid_desktop.core.models import load_embedder
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.store import StorageHealth
-from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
+from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus, TrackedPerson
+from reid_desktop.ui.alerts_panel import AlertsPanel
 from reid_desktop.ui.cameras import Added, CameraError, CameraList
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog, StreamDialog
 from reid_desktop.ui.engine import Engine, EngineClient
 from reid_desktop.ui.exports import ExportController
 from reid_desktop.ui.feeds import FeedGrid, FeedView
+from reid_desktop.ui.follow_controller import FollowController
+from reid_desktop.ui.health_panel import HealthPanel, falls_behind
 from reid_desktop.ui.search_controller import SearchController
 from reid_desktop.ui.search_panel import SearchPanel, SearchQuery
 from reid_desktop.ui.settings import AppSettings, save_settings
@@ -52,6 +55,7 @@ from reid_desktop.ui.sources_panel import SourcesPanel
 from reid_desktop.ui.targets_controller import TargetsController
 from reid_desktop.ui.targets_panel import TargetsPanel, TimelinePanel
 from reid_desktop.ui.tasks import Dispatcher
+from reid_desktop.ui.topology_dialog import TopologyDialog
 from reid_desktop.ui.trainer_tab import TrainerTab
 
 log = logging.getLogger(__name__)
@@ -110,16 +114,18 @@ class MainWindow(QMainWindow):
     reid_model_swapped = Signal(object)  # PipelineInfo of the pipeline after a hot swap
 
     def __init__(self, settings: AppSettings, settings_file: Path | None = None,
-                 extra_sources: list[SourceSpec] | None = None, settings_warning: str = "") -> None:
+                 extra_sources: list[SourceSpec] | None = None, settings_warning: str = "",
+                 session_links: str = "") -> None:
         super().__init__()
         self.setWindowTitle("reid-desktop")
-        self.resize(1400, 860)
         self.setAcceptDrops(True)
         self.settings = settings
         self.settings_file = settings_file
         self.dispatcher = Dispatcher(self)
         self.engine = Engine(self)
         self.cameras = CameraList()
+        self._behind: dict[str, str] = {}  # camera -> why it falls behind ("" when it does not)
+        self._session_links = session_links  # camera links of this session's cameras (the demo's), not saved
         self._live_dock_state: QByteArray | None = None
         self._closing = False
 
@@ -130,11 +136,13 @@ class MainWindow(QMainWindow):
         self._build_controllers()
         self._build_actions()
         self._build_status_bar()
-        self.grid.set_layout_mode(settings.layout)
+        self.grid.set_layout_mode(settings.layout, by_operator=False)
+        self._restore_window_layout()
 
         self.engine.info_ready.connect(self._on_info_ready)
         self.engine.frame_processed.connect(self._on_frame_processed)
         self.engine.source_changed.connect(self._on_source_changed)
+        self.engine.health_reported.connect(self._on_health_reported)
         self.engine.errored.connect(self._on_engine_error)
         self.engine.storage_changed.connect(self._on_storage_changed)
         self.engine.restarting.connect(self._on_engine_restarting)
@@ -148,7 +156,7 @@ class MainWindow(QMainWindow):
         for saved in settings.sources:
             self._show_camera(self.cameras.restore(saved))
         for spec in extra_sources or []:
-            self.add_source(spec.uri, spec.name, persist=False)
+            self._show_camera(self.cameras.add_session(spec))
         self.start_engine()
 
     # -- layout ------------------------------------------------------------------------------------
@@ -181,6 +189,10 @@ class MainWindow(QMainWindow):
         self.addDockWidget(area, dock)
         return dock
 
+    def _live_docks(self) -> tuple[QDockWidget, ...]:
+        return (self.sources_dock, self.targets_dock, self.timeline_dock, self.search_dock, self.alerts_dock,
+                self.health_dock)
+
     def _build_docks(self) -> None:
         self.act_add_file = QAction("Add video file…", self, shortcut=QKeySequence(QKeySequence.StandardKey.Open))
         self.act_add_stream = QAction("Add stream camera…", self, shortcut=QKeySequence("Ctrl+Shift+O"))
@@ -207,8 +219,14 @@ class MainWindow(QMainWindow):
         self.search_panel.top_k.setValue(self.settings.search_top_k)
         self.search_dock = self._dock("Appearance search", self.search_panel, Qt.DockWidgetArea.RightDockWidgetArea)
         self.tabifyDockWidget(self.timeline_dock, self.search_dock)
+        self.alerts_panel = AlertsPanel()
+        self.alerts_dock = self._dock("Alerts", self.alerts_panel, Qt.DockWidgetArea.RightDockWidgetArea)
+        self.tabifyDockWidget(self.timeline_dock, self.alerts_dock)
         self.timeline_dock.raise_()
         self.resizeDocks([self.sources_dock, self.targets_dock], [220, 380], Qt.Orientation.Horizontal)
+        self.health_panel = HealthPanel()
+        self.health_dock = self._dock("Stream health", self.health_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
+        self.resizeDocks([self.health_dock], [130], Qt.Orientation.Vertical)
 
     def _build_controllers(self) -> None:
         self.targets = TargetsController(self.client, self.targets_panel, self.timeline_panel, self.cameras, self,
@@ -216,10 +234,16 @@ class MainWindow(QMainWindow):
         self.targets.status_message.connect(self.statusBar().showMessage)
         self.targets.resume_requested.connect(lambda name: self.set_paused(name, False))
         self.targets.labels_changed.connect(self._on_labels_changed)
+        self.targets.targets_changed.connect(self._on_targets_changed)
         self.searches = SearchController(self.client, self.search_panel, self.search_dock, self.targets, self,
                                          parent=self)
         self.searches.top_k_changed.connect(self._remember_top_k)
         self.targets_panel.search_requested.connect(self.searches.search_identity)
+        self.follow = FollowController(self.client, self.alerts_panel, self.grid, self.cameras, self.targets,
+                                       lambda: self.settings, self.save_settings, parent=self)
+        self.follow.status_message.connect(self.statusBar().showMessage)
+        self.follow.resume_requested.connect(lambda name: self.set_paused(name, False))
+        self.engine.target_sighted.connect(self.follow.on_target_sighted)
         self.exports = ExportController(self.client, self.targets_panel, self, parent=self)
         self.exports.status_message.connect(self.statusBar().showMessage)
         self.exports.training_data_ready.connect(self._train_on)
@@ -260,6 +284,8 @@ class MainWindow(QMainWindow):
             sources_menu.addAction(action)
         self._action(sources_menu, "Pause all", lambda: self._pause_all(True))
         self._action(sources_menu, "Resume all", lambda: self._pause_all(False))
+        sources_menu.addSeparator()
+        self._action(sources_menu, "Camera topology…", self.topology_dialog, "Ctrl+T")
 
         view_menu = bar.addMenu("&View")
         for label, mode, key in (("Automatic grid", "auto", "Ctrl+0"), ("Single feed", "1", "Ctrl+1"),
@@ -269,7 +295,7 @@ class MainWindow(QMainWindow):
                      "Esc")
         self._action(view_menu, "Full screen", self._toggle_full_screen, "F11")
         view_menu.addSeparator()
-        for dock in (self.sources_dock, self.targets_dock, self.timeline_dock, self.search_dock):
+        for dock in self._live_docks():
             view_menu.addAction(dock.toggleViewAction())
 
         targets_menu = bar.addMenu("&Targets")
@@ -290,14 +316,31 @@ class MainWindow(QMainWindow):
         self.fps_label = QLabel("0.0 fps")
         status.addPermanentWidget(self.model_label)
         status.addPermanentWidget(self.warning_label)
+        self.streams_label = QLabel()  # cameras whose analysis falls behind
+        self.streams_label.setStyleSheet("color: #d33; font-weight: bold;")
+        status.addPermanentWidget(self.streams_label)
         status.addPermanentWidget(self.fps_label)
+
+    def _restore_window_layout(self) -> None:
+        """Where the operator left the window and its docks; a first start gets a sensible size."""
+        state = QByteArray.fromBase64(self.settings.window_state.encode("ascii", "ignore"))
+        if not state.isEmpty():
+            self.restoreState(state)  # the docks first: their sizes bound the window's
+        geometry = QByteArray.fromBase64(self.settings.window_geometry.encode("ascii", "ignore"))
+        if geometry.isEmpty() or not self.restoreGeometry(geometry):
+            self.resize(1400, 860)
+
+    def _remember_window_layout(self) -> None:
+        state = self._live_dock_state or self.saveState()  # on the Trainer tab the live docks are hidden
+        self.settings.window_geometry = bytes(self.saveGeometry().toBase64().data()).decode("ascii")
+        self.settings.window_state = bytes(state.toBase64().data()).decode("ascii")
 
     def _on_tab_changed(self, index: int) -> None:
         """The camera docks belong to the live view; the Trainer tab gets the whole window."""
         on_trainer = self.tabs.widget(index) is self.trainer_tab
         if on_trainer:
             self._live_dock_state = self.saveState()
-            for dock in (self.sources_dock, self.targets_dock, self.timeline_dock, self.search_dock):
+            for dock in self._live_docks():
                 dock.hide()
         elif self._live_dock_state is not None:
             self.restoreState(self._live_dock_state)
@@ -311,9 +354,18 @@ class MainWindow(QMainWindow):
         except config_mod.ConfigError as exc:
             self.banner.show_message(f"Settings: {exc}")
             config = config_mod.PipelineConfig()
+        try:
+            config = config_mod.apply(config, {"matcher.camera_links": self._links_with_session(
+                config.matcher.camera_links)})
+        except config_mod.ConfigError as exc:  # the saved links contradict the demo's
+            self.banner.show_message(f"Camera topology: {exc}")
         self.model_label.setText("Loading models…")
         self.warning_label.clear()
         self.engine.start(config, self.settings.database_path, self._engine_sources)
+
+    def _links_with_session(self, saved: str) -> str:
+        """The saved camera links and those of this session's cameras (the demo's halves overlap)."""
+        return "; ".join(filter(None, (saved, self._session_links)))
 
     def _engine_sources(self) -> tuple[list[SourceSpec], set[str]]:
         """What the engine runs, read at every (re)start: the cameras in the list now and which are paused."""
@@ -336,6 +388,7 @@ class MainWindow(QMainWindow):
         self.warning_label.setText("   ".join(warnings))
         self.warning_label.setToolTip("\n".join(info.warnings))
         self.targets.refresh()
+        self.follow.load()
 
     def _on_frame_processed(self, result: FrameResult) -> None:
         feed = self.grid.feeds.get(result.source_id)
@@ -353,6 +406,16 @@ class MainWindow(QMainWindow):
         if status.state is SourceState.FAILED:
             self.banner.show_message(f"Camera {status.source_id} failed: {status.reason}")
             self.statusBar().showMessage(f"{status.source_id}: {status.reason}", 10000)
+
+    def _on_health_reported(self, health: SourceHealth) -> None:
+        if health.source_id not in self.cameras:  # removed meanwhile
+            return
+        feed = self.grid.feeds.get(health.source_id)
+        display_latency = feed.display_latency_s if feed is not None and health.state is SourceState.LIVE else None
+        self.health_panel.show_health(health, display_latency)
+        self._behind[health.source_id] = falls_behind(health, display_latency)
+        behind = [f"{name}: {why}" for name, why in self._behind.items() if why and name in self.cameras]
+        self.streams_label.setText(("⚠ Behind: " + "; ".join(behind)) if behind else "")
 
     def _on_engine_error(self, message: str) -> None:
         self.model_label.setText("Processing stopped")
@@ -378,6 +441,11 @@ class MainWindow(QMainWindow):
     def _on_labels_changed(self, labels: dict[int, str]) -> None:
         for feed in self.grid.feeds.values():
             feed.names = labels
+
+    def _on_targets_changed(self, target_ids: set[int]) -> None:
+        for feed in self.grid.feeds.values():
+            feed.target_ids = target_ids
+            feed.update()
 
     # -- sources -----------------------------------------------------------------------------------
 
@@ -406,6 +474,7 @@ class MainWindow(QMainWindow):
             self.banner.show_message(added.warning)
         feed = FeedView(camera.name, camera.name)
         feed.paused = camera.paused
+        feed.names, feed.target_ids = self.targets.labels, self.targets.target_ids
         feed.person_clicked.connect(lambda _source, person, _crop: self.targets.follow_clicked(person))
         feed.person_context_requested.connect(self._on_person_context)
         self.grid.add_feed(feed)
@@ -445,6 +514,8 @@ class MainWindow(QMainWindow):
             return
         self.grid.remove_feed(name)
         self.sources_panel.remove(name)
+        self.health_panel.remove(name)
+        self._behind.pop(name, None)
         self._save_cameras()
         self.empty_hint.setVisible(not self.cameras)
         if self.engine.control is not None:
@@ -485,6 +556,8 @@ class MainWindow(QMainWindow):
             return
         self.grid.rename_feed(old, new, new)
         self.sources_panel.rename(old, new)
+        self.health_panel.remove(old)
+        self._behind.pop(old, None)
         self._save_cameras()
         spec = camera.spec
         self.client.control(lambda c: c.remove_source(old))
@@ -555,6 +628,22 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Settings changed: restarting processing", 4000)
             self.start_engine()
 
+    def topology_dialog(self) -> None:
+        matcher = self.settings.pipeline_config().matcher
+        dialog = TopologyDialog(matcher.camera_links, self.cameras.names(), matcher.same_moment_s, self)
+        if dialog.exec() and dialog.result_links is not None:
+            self.set_camera_links(dialog.result_links)
+
+    def set_camera_links(self, links: str) -> None:
+        """Keep the topology in the settings and hand it to the running matcher (no restart)."""
+        self.settings.pipeline = {k: v for k, v in self.settings.pipeline.items() if k != "matcher.camera_links"}
+        if links:
+            self.settings.pipeline["matcher.camera_links"] = links
+        self.save_settings()
+        if self.engine.control is not None:
+            running = self._links_with_session(links)
+            self.client.submit(lambda p: p.set_camera_links(running), what="change the camera topology")
+
     def use_reid_model(self, path: str) -> None:
         """Hot-swap the running pipeline's re-id model (the cameras keep running) and remember it."""
 
@@ -588,6 +677,7 @@ class MainWindow(QMainWindow):
         """
         if not self._closing:
             self._closing = True
+            self._remember_window_layout()
             self.targets.stop()
             self._fps_timer.stop()
             self.trainer_tab.shutdown()

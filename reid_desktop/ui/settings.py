@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
 LAYOUTS = ("auto", "1", "2x2", "3x3")
+FOLLOW_MODES = ("maximise", "first", "off")
 
 
 @dataclass
@@ -44,6 +45,11 @@ class AppSettings:
     database: str = ""  # empty: the default file in the user data folder
     pipeline: dict[str, Any] = field(default_factory=dict)  # dotted overrides of the core config
     search_top_k: int = 20
+    follow_mode: str = "maximise"  # what the wall does on an alert: maximise | first | off
+    alert_sound: bool = False
+    alert_notify: bool = True  # a desktop notification, where the desktop has a notification area
+    window_geometry: str = ""  # Qt's saveGeometry(), base64: where the window was and how large
+    window_state: str = ""  # Qt's saveState(), base64: the docks' places and sizes
 
     @property
     def database_path(self) -> Path:
@@ -107,6 +113,8 @@ def _from_dict(data: object) -> AppSettings:
     settings = AppSettings(**_fields(AppSettings, data, "settings"))
     if settings.layout not in LAYOUTS:
         settings.layout = "auto"
+    if settings.follow_mode not in FOLLOW_MODES:
+        settings.follow_mode = AppSettings.follow_mode
     if not 1 <= settings.search_top_k <= 500:
         settings.search_top_k = AppSettings.search_top_k
     config_mod.load(overrides=settings.pipeline)  # raises ConfigError naming a bad key or value

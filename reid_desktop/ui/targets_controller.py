@@ -25,6 +25,7 @@ _Targets = tuple[list[IdentitySummary], dict[int, bytes | None]]
 class TargetsController(QObject):
     refreshed = Signal()  # after the Targets panel shows the database's current targets
     labels_changed = Signal(object)  # {identity id: name} of the named people, for the feeds
+    targets_changed = Signal(object)  # the set of identity ids followed now
     status_message = Signal(str, int)  # a passing line for the status bar, with its time on screen (ms)
     resume_requested = Signal(str)  # a paused camera must play to show a moment of its video
 
@@ -34,6 +35,7 @@ class TargetsController(QObject):
         self.client, self.targets, self.timeline, self.cameras = client, targets, timeline, cameras
         self._dialog_parent = dialog_parent
         self.labels: dict[int, str] = {}
+        self.target_ids: set[int] = set()
         self._timeline_identity: int | None = None
         self._select_after_refresh: int | None = None
         self.refreshing = False  # a targets read is on the thread pool
@@ -123,6 +125,8 @@ class TargetsController(QObject):
                 self.targets.tree.setCurrentItem(item)
             self.labels = {t.identity_id: t.label for t in targets if t.label}
             self.labels_changed.emit(self.labels)
+            self.target_ids = {t.identity_id for t in targets}
+            self.targets_changed.emit(self.target_ids)
             settled()
             self.refreshed.emit()
 

@@ -23,6 +23,7 @@ from PySide6.QtWidgets import (
 
 from reid_desktop.core.report import format_media_time
 from reid_desktop.core.store import IdentitySummary, TrackSegment
+from reid_desktop.core.wording import count
 
 THUMB = QSize(48, 96)
 ID_ROLE = Qt.ItemDataRole.UserRole
@@ -189,7 +190,7 @@ class TimelinePanel(QWidget):
             return
         cameras = sorted({s.source for s in segments})
         who = f"#{identity_id} {name}" if name else f"#{identity_id}"
-        self.title.setText(f"{who}: {len(segments)} sightings in {len(cameras)} camera(s)")
+        self.title.setText(f"{who}: {count(len(segments), 'sighting')} in {count(len(cameras), 'camera')}")
         for segment in segments:
             media = ""
             if segment.first_media_time is not None and segment.last_media_time is not None:

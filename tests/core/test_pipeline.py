@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from pathlib import Path
 
@@ -14,7 +15,7 @@ from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
 
 
 def fast_config(**extra) -> PipelineConfig:
@@ -24,7 +25,9 @@ def fast_config(**extra) -> PipelineConfig:
 def collect(events) -> tuple[list[PipelineInfo], list[SourceStatus], list[FrameResult]]:
     infos, statuses, results = [], [], []
     for event in events:
-        {PipelineInfo: infos, SourceStatus: statuses, FrameResult: results}[type(event)].append(event)
+        kept = {PipelineInfo: infos, SourceStatus: statuses, FrameResult: results}.get(type(event))
+        if kept is not None:  # stream health and alerts are tested on their own
+            kept.append(event)
     return infos, statuses, results
 
 
@@ -172,6 +175,42 @@ def test_clicking_a_track_targets_its_identity(tmp_path: Path, demo_clip: Path, 
         # from the click on, a target's every frame is stored (others are sampled a few times a second)
         stored = {s.frame_index for s in store.sightings(identity_id=clicked.identity_id)}
         assert len(shown_as_target) >= 5 and shown_as_target <= stored
+
+
+def test_a_followed_person_raises_one_alert_per_camera_that_is_stored_and_expires(tmp_path: Path, demo_clip: Path,
+                                                                                 osnet_pipeline_parts) -> None:
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config(**{"matcher.camera_links": "north = south"})
+    specs = [SourceSpec(str(demo_clip), "north"), SourceSpec(str(demo_clip), "south")]
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        pipeline = Pipeline(cfg, store, detector=detector, embedder=embedder)
+        control = PipelineControl()
+        followed: int | None = None
+        alerts: list[TargetSighted] = []
+        for event in run(specs, cfg, store, control=control, max_frames=30, pipeline=pipeline):
+            if isinstance(event, FrameResult) and event.frame_index == 12 and followed is None:
+                person = max((p for p in event.persons if p.identity_id is not None),
+                             key=lambda p: float((p.box[2] - p.box[0]) * (p.box[3] - p.box[1])))
+                followed = person.identity_id
+                control.set_target(followed)
+            elif isinstance(event, TargetSighted):
+                alerts.append(event)
+        assert followed is not None
+        # one alert per track of the followed person, on each camera, not one per frame
+        assert alerts and {a.identity_id for a in alerts} == {followed}
+        assert {a.source_id for a in alerts} == {"north", "south"}
+        assert len(alerts) == len({(a.source_id, a.track_id) for a in alerts})
+        assert all(a.thumbnail.startswith(b"\xff\xd8") and a.media_time is not None for a in alerts)
+        stored = store.alerts(followed)
+        assert len(stored) == len(alerts) and all(a.thumbnail for a in stored)
+        assert [a.timestamp for a in stored] == sorted((a.timestamp for a in alerts), reverse=True)
+        assert store.alerts(followed + 1000) == []
+        exported = tmp_path / "target.json"
+        store.export_json(exported, followed)
+        assert len(json.loads(exported.read_text())["alerts"]) == len(alerts)
+        # alerts go with their sightings: retention leaves none behind
+        store.purge_older_than(max(a.timestamp for a in alerts) + 1)
+        assert store.alerts() == []
 
 
 class CountingEmbedder:

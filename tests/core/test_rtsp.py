@@ -13,7 +13,7 @@ from reid_desktop.core.config import SourceOptions, load
 from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec, VideoSource
-from reid_desktop.core.types import FrameResult, SourceState, SourceStatus
+from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus
 from tests.tools.rtsp import RTSP_MARKS, RtspServer, free_port
 
 pytestmark = RTSP_MARKS
@@ -35,6 +35,7 @@ def test_stream_goes_live_survives_server_loss_and_reconnects(tmp_path: Path, lo
     control = PipelineControl()
     phase, lobby_frames_while_down, people_on_street = "live", 0, 0
     history: list[str] = []
+    health: list[SourceHealth] = []
     deadline = time.monotonic() + 150
     try:
         for event in run([street, lobby], cfg, control=control, pipeline=Pipeline(cfg, detector=pose_detector)):
@@ -48,6 +49,8 @@ def test_stream_goes_live_survives_server_loss_and_reconnects(tmp_path: Path, lo
                     elif phase == "restarted" and event.state is SourceState.LIVE:
                         phase = "live-again"
                 assert event.state is not SourceState.FAILED, event
+            elif isinstance(event, SourceHealth) and event.source_id == "street":
+                health.append(event)
             elif isinstance(event, FrameResult):
                 if event.source_id == "street":
                     people_on_street += len(event.persons)
@@ -66,6 +69,11 @@ def test_stream_goes_live_survives_server_loss_and_reconnects(tmp_path: Path, lo
     assert phase == "live-again", history
     assert history[0] in ("connecting", "live") and "reconnecting" in history and history[-1] == "live"
     assert lobby_frames_while_down >= 3
+    # about once a second, the figures of the stream health view
+    assert any(h.state is SourceState.LIVE and h.input_fps > 0 and h.processed_fps > 0 and h.latency_s
+               for h in health)
+    assert any(h.state is SourceState.RECONNECTING for h in health)
+    assert health[-1].reconnects == 1 and health[-1].last_error and "secret" not in health[-1].last_error
 
 
 def _open_fds() -> int:
@@ -111,6 +119,7 @@ def test_a_camera_flapping_a_hundred_times_always_comes_back(long_clip: Path) ->
         source.stop()
         server.stop()
     assert not [s for s in statuses if s.state is SourceState.FAILED]
+    assert source.reconnects == 100 and source.last_error  # what the stream health view shows
     assert max(latencies) <= 5.0, f"slowest reconnect {max(latencies):.1f} s"
     assert max(threads[10:]) <= max(threads[:10]), threads
     assert max(fds[10:]) <= max(fds[:10]) + 2, fds

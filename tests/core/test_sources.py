@@ -10,7 +10,8 @@ import pytest
 
 from reid_desktop.core.config import SourceOptions
 from reid_desktop.core.redaction import redact
-from reid_desktop.core.sources import SourceKind, SourceSpec, VideoSource
+from reid_desktop.core.sources import DEMO_LINKS, SourceKind, SourceSpec, VideoSource, demo_sources
+from reid_desktop.core.topology import parse
 from reid_desktop.core.types import SourceState, SourceStatus
 from tests.tools.mjpeg import MjpegCamera
 
@@ -226,3 +227,33 @@ def test_a_stopped_source_frees_its_frames(demo_clip: Path) -> None:
     assert source.buffered == 8
     source.stop(timeout=5.0)
     assert not source.is_alive() and source.buffered == 0 and source.buffered_bytes == 0
+
+
+def test_the_demo_is_two_looping_halves_of_the_clip_that_share_a_strip(demo_clip: Path) -> None:
+    left, right = demo_sources()
+    assert (left.source_id, right.source_id) == ("demo-left", "demo-right") and left.loop and right.loop
+    assert parse(DEMO_LINKS).possible("demo-left", 0.0, "demo-right", 0.0)  # one person in both at once
+    pictures = {}
+    for spec in (left, right):
+        source = VideoSource(spec).start()
+        frames: list = []
+        deadline = time.monotonic() + 60
+        while len(frames) < 100 and time.monotonic() < deadline:  # the clip has 80 frames: it looped
+            frame = source.get()
+            if frame is None:
+                time.sleep(0.005)
+            else:
+                frames.append(frame)
+        source.stop()
+        assert len(frames) == 100 and source.state is SourceState.LIVE
+        pictures[spec.name] = frames[0].image
+    whole = cv2.VideoCapture(str(demo_clip)).read()[1]
+    assert pictures["demo-left"].shape == (576, 422, 3) and pictures["demo-right"].shape == (576, 422, 3)
+    assert np.array_equal(pictures["demo-left"], whole[:, :422]) and np.array_equal(pictures["demo-right"],
+                                                                                     whole[:, 346:])
+
+
+@pytest.mark.parametrize("region", [(0.5, 0.0, 0.5, 1.0), (0.0, -0.1, 1.0, 1.0), (0.0, 0.0, 1.2, 1.0)])
+def test_an_impossible_region_is_refused_when_the_camera_is_described(region: tuple) -> None:
+    with pytest.raises(ValueError, match="expected left < right and top < bottom"):
+        SourceSpec("clip.mp4", "cam", region)

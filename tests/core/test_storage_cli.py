@@ -93,7 +93,7 @@ def test_process_prints_identities_and_exports(tmp_path: Path, demo_clip: Path) 
     out = cli("process", f"gate={demo_clip}", "--db", str(db), "--max-frames", "12",
               "--export-csv", str(csv_path), "--export-json", str(json_path), *FAST)
     assert out.returncode == 0, out.stderr
-    assert "Processed 12 frames from 1 source(s)" in out.stdout
+    assert "Processed 12 frames from 1 source in" in out.stdout
     assert "Identities found:" in out.stdout and "gate" in out.stdout
     assert "WARNING: NO NEURAL RE-ID MODEL" in out.stderr  # offline, no weights: said out loud
     lines = csv_path.read_text().splitlines()

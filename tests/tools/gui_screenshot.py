@@ -1,7 +1,8 @@
-"""Open the real window on an X server with live feeds and save a screenshot of the screen.
+"""Open the real window on the demo on an X server and save a screenshot of the screen.
 
 Run by ``tests/ui/test_screenshot.py`` under Xvfb: ``gui_screenshot.py OUT.png RE_ID_MODEL.onnx``.
-Exits 0 once the screenshot is saved with people detected in every feed, 1 on timeout.
+It waits for a hand-off (one identity on both demo cameras), follows that person, and exits 0
+once the screenshot shows them highlighted on both feeds; 1 on timeout.
 """
 
 from __future__ import annotations
@@ -14,11 +15,10 @@ from reid_desktop.ui.qt_env import sanitize_qt_environment
 
 sanitize_qt_environment()
 
-from PySide6.QtCore import QTimer  # noqa: E402
+from PySide6.QtCore import QPoint, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from reid_desktop.core.paths import demo_clip  # noqa: E402
-from reid_desktop.core.sources import SourceSpec  # noqa: E402
+from reid_desktop.core.sources import DEMO_LINKS, demo_sources  # noqa: E402
 from reid_desktop.ui.main_window import MainWindow  # noqa: E402
 from reid_desktop.ui.settings import AppSettings  # noqa: E402
 
@@ -27,35 +27,39 @@ def main() -> int:
     out, model = Path(sys.argv[1]), sys.argv[2]
     app = QApplication(sys.argv[:1])
     settings = AppSettings(database=str(out.with_suffix(".sqlite")),
-                           pipeline={"reid.model": model, "detector.device": "cpu"})
-    window = MainWindow(settings, out.with_suffix(".json"),
-                        [SourceSpec(str(demo_clip()), "north"), SourceSpec(str(demo_clip()), "south")])
+                           pipeline={"reid.model": model, "detector.device": "cpu"},
+                           follow_mode="first")  # the followed camera moves first; both stay on the wall
+    window = MainWindow(settings, out.with_suffix(".json"), demo_sources(), session_links=DEMO_LINKS)
     window.resize(1400, 860)
     window.show()
     deadline = time.monotonic() + 240
     status = {"code": 1}
 
     def check() -> None:
-        feeds = list(window.grid.feeds.values())
-        results = [f.result for f in feeds]
-        if all(r is not None and r.frame_index >= 5 and r.persons for r in results):
-            if not window.targets_panel.identity_ids() and not status.get("asked"):
-                person = next((p for r in results for p in r.persons if p.identity_id is not None), None)
-                if person is not None:
-                    window.targets.set_target(person.identity_id, True)  # a highlighted target in the picture
-                    status["asked"] = 1
-            if any(p.is_target for r in results for p in r.persons):
+        results = [f.result for f in window.grid.feeds.values()]
+        if len(results) == 2 and all(r is not None and r.persons for r in results):
+            on_both = set.intersection(*({p.identity_id for p in r.persons} - {None} for r in results if r))
+            if on_both and not status.get("followed"):
+                window.targets.set_target(min(on_both), True)  # someone handed over: follow them
+                status["followed"] = min(on_both)
+            followed = status.get("followed")
+            if followed and all(any(p.is_target and p.identity_id == followed for p in r.persons)
+                                for r in results if r):
                 QTimer.singleShot(300, shoot)
                 return
         if time.monotonic() > deadline:
-            print("timed out waiting for live feeds with a highlighted target")
+            print("timed out waiting for a followed person on both demo cameras")
             window.close()
         else:
             QTimer.singleShot(200, check)
 
     def shoot() -> None:
         screen = app.primaryScreen()
-        print(f"platform={app.platformName()} screen={screen.size().width()}x{screen.size().height()}")
+        print(f"platform={app.platformName()} screen={screen.size().width()}x{screen.size().height()} "
+              f"followed={status['followed']}")
+        for feed in window.grid.visible_feeds():
+            corner = feed.mapToGlobal(QPoint(0, 0))
+            print(f"feed={feed.source_id} {corner.x()} {corner.y()} {feed.width()} {feed.height()}")
         screen.grabWindow(0).save(str(out))  # the X server's own pixels, not a widget render
         status["code"] = 0
         window.close()

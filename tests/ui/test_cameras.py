@@ -67,3 +67,12 @@ def test_pause_state_and_session_only_cameras(memory_keyring) -> None:
     failed = SourceStatus("demo", SourceState.FAILED, "cannot open")
     assert cameras.update(failed) is demo and (demo.state, demo.reason) == (SourceState.FAILED, "cannot open")
     assert cameras.update(SourceStatus("gone", SourceState.LIVE)) is None
+
+
+def test_a_session_camera_keeps_what_its_spec_says(memory_keyring) -> None:
+    from reid_desktop.core.sources import demo_sources
+
+    cameras = CameraList()
+    for spec in demo_sources():
+        cameras.add_session(spec)
+    assert cameras.specs() == demo_sources() and cameras.saved() == []  # region, loop, real time: not saved

@@ -6,7 +6,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, Qt
 
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
-from reid_desktop.ui.feeds import FeedGrid, FeedView, identity_colour
+from reid_desktop.ui.feeds import TARGET_COLOUR, FeedGrid, FeedView, identity_colour
 
 
 def person(track_id: int, box: tuple[float, float, float, float], identity: int | None) -> TrackedPerson:
@@ -67,3 +67,53 @@ def test_grid_layouts_and_maximise(qtbot) -> None:
     assert len(grid.visible_feeds()) == 5
     grid.remove_feed("a")
     assert "a" not in grid.feeds and len(grid.visible_feeds()) == 4
+
+
+def test_a_feed_that_ended_shows_the_targets_set_after_its_last_frame(qtbot) -> None:
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    feed.resize(640, 480)
+    walker = person(1, (100, 100, 300, 400), 7)
+    feed.set_status(SourceStatus("cam", SourceState.LIVE))
+    feed.show_result(FrameResult("cam", 0, 0.0, np.zeros((480, 640, 3), np.uint8), (walker,)))
+
+    def target_frame_drawn() -> bool:
+        image = feed.grab().toImage()
+        outside = feed.widget_point(100, 250) - QPointF(4, 0)  # the target frame stands 3 px outside the box
+        return image.pixelColor(outside.toPoint()) == TARGET_COLOUR
+
+    feed.target_ids = {7}
+    assert not target_frame_drawn()  # while the camera runs, each frame says who is followed
+    feed.set_status(SourceStatus("cam", SourceState.ENDED, "end of file"))
+    assert feed.is_target(walker) and target_frame_drawn()  # the last picture follows the operator's targets
+    feed.target_ids = set()
+    assert not feed.is_target(walker) and not target_frame_drawn()
+
+
+def test_a_live_camera_is_behind_when_analysis_or_display_lags() -> None:
+    from reid_desktop.core.types import SourceHealth
+    from reid_desktop.ui.health_panel import falls_behind
+
+    def health(state: SourceState, input_fps: float, processed_fps: float) -> SourceHealth:
+        return SourceHealth("cam", state, True, input_fps, processed_fps, 0, 0, "", 0.1)
+
+    assert falls_behind(health(SourceState.LIVE, 25.0, 24.0), 0.3) == ""
+    assert falls_behind(health(SourceState.LIVE, 25.0, 4.0), 0.3) == "analysed 4.0 of 25.0 fps"
+    assert falls_behind(health(SourceState.LIVE, 25.0, 24.0), 3.5) == "pictures 3.5 s late"
+    assert falls_behind(health(SourceState.RECONNECTING, 0.0, 0.0), None) == ""  # the state says it already
+    unpaced = SourceHealth("file", SourceState.LIVE, False, 25.0, 4.0, 0, 0, "", 9.0)
+    assert falls_behind(unpaced, 9.0) == ""  # a file read as fast as analysis goes waits in a queue by design
+
+
+def test_the_automatic_wall_fits_the_pictures_shape(qtbot) -> None:
+    grid = FeedGrid()
+    qtbot.addWidget(grid)
+    grid.resize(720, 650)
+    feeds = [FeedView(name, name) for name in ("left", "right")]
+    for feed in feeds:
+        grid.add_feed(feed)
+    assert grid.columns(2) == 1  # 4:3 pictures until frames arrive: one above the other
+    for feed in feeds:  # the demo's halves are portrait pictures: side by side shows them larger
+        feed.show_result(FrameResult(feed.source_id, 0, 0.0, np.zeros((576, 422, 3), np.uint8)))
+    assert grid.picture_aspect() == 422 / 576 and grid.columns(2) == 2
+    assert [f.source_id for f in grid.visible_feeds()] == ["left", "right"]

@@ -333,10 +333,19 @@ def test_a_real_rtsp_camera_goes_live_drops_and_comes_back_while_the_window_stay
         window.add_source(f"rtsp://127.0.0.1:{port}/cam", "street", username="viewer", password="secret")
         window.add_files([str(demo_clip)])
         street, lobby = window.grid.feeds["street"], window.grid.feeds["vtest_excerpt"]
+        health = window.health_panel
         qtbot.waitUntil(lambda: street.state is SourceState.LIVE and street.result is not None, timeout=WAIT_MS)
+        # the stream health view: frames come in and are analysed, the latency is measured, nothing failed yet
+        qtbot.waitUntil(lambda: float(health.cell("street", "Input fps") or 0) > 0
+                        and float(health.cell("street", "Analysed fps") or 0) > 0, timeout=WAIT_MS)
+        assert health.cell("street", "Reconnects") == "0" and health.cell("street", "Last error") == ""
+        assert health.cell("street", "Latency").endswith(" s")
         server.stop()
         qtbot.waitUntil(lambda: street.state is SourceState.RECONNECTING, timeout=WAIT_MS)
         assert "secret" not in street.reason
+        qtbot.waitUntil(lambda: health.cell("street", "State") == "reconnecting", timeout=WAIT_MS)
+        assert health.cell("street", "Reconnects") == "1" and health.cell("street", "Last error")
+        assert "secret" not in health.cell("street", "Last error")
         index = lobby.result.frame_index
         qtbot.waitUntil(lambda: lobby.result.frame_index > index + 2, timeout=WAIT_MS)  # the other camera runs on
         window.grab()  # the GUI thread is free: it paints while the camera is down
@@ -344,6 +353,9 @@ def test_a_real_rtsp_camera_goes_live_drops_and_comes_back_while_the_window_stay
         qtbot.waitUntil(lambda: street.state is SourceState.LIVE, timeout=WAIT_MS)
         frames = street.result.frame_index
         qtbot.waitUntil(lambda: street.result.frame_index > frames, timeout=WAIT_MS)  # pictures again
+        qtbot.waitUntil(lambda: health.cell("street", "State") == "live"
+                        and float(health.cell("street", "Input fps") or 0) > 0, timeout=WAIT_MS)
+        assert health.cell("street", "Reconnects") == "1" and health.cell("street", "Last error")  # kept
     finally:
         server.stop()
 
@@ -357,3 +369,25 @@ def test_about_names_versions_and_licences(qtbot) -> None:
     text = dialog.findChild(QLabel).text()
     assert f"reid-desktop {__version__}" in text and "AGPL-3.0" in text and "LGPL-3.0" in text
     assert "PySide6" in text and "Re-id: osnet [CPU]" in text
+
+
+def test_the_window_reopens_where_the_operator_left_it(qtbot, make_window, app_settings) -> None:
+    window = make_window(app_settings)
+    window.resize(1000, 640)
+    window.addDockWidget(Qt.DockWidgetArea.LeftDockWidgetArea, window.targets_dock)
+    window.search_dock.hide()
+    qtbot.wait(200)  # the layout settles: the docks' minimum sizes may widen the window
+    size = (window.width(), window.height())
+    assert size != (1400, 860)
+    window.close()
+    qtbot.waitUntil(lambda: not window.engine.running, timeout=WAIT_MS)
+
+    settings, warning = load_settings(window.settings_file)
+    assert warning == "" and settings.window_geometry and settings.window_state
+    again = make_window(settings)
+    assert (again.width(), again.height()) == size
+    assert again.dockWidgetArea(again.targets_dock) == Qt.DockWidgetArea.LeftDockWidgetArea
+    assert again.timeline_dock.isVisible() and not again.search_dock.isVisible()
+
+    settings.window_geometry, settings.window_state = "not base64 ✓", "%%%"  # a damaged file: the default size
+    assert make_window(settings).width() == 1400

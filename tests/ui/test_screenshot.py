@@ -18,7 +18,7 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.mark.skipif(shutil.which("xvfb-run") is None, reason="needs Debian's xvfb (make test installs it)")
-def test_main_window_screenshot_under_xvfb(tmp_path: Path, osnet_path: Path) -> None:
+def test_the_demo_on_a_real_screen_shows_a_followed_person_on_both_cameras(tmp_path: Path, osnet_path: Path) -> None:
     out = tmp_path / "main-window.png"
     env = {**os.environ, "QT_QPA_PLATFORM": "xcb", "REID_DESKTOP_DATA_DIR": str(tmp_path / "data")}
     proc = subprocess.run(
@@ -29,3 +29,12 @@ def test_main_window_screenshot_under_xvfb(tmp_path: Path, osnet_path: Path) -> 
     image = read_window_with_video(out, 1400, 860)
     target_red = np.all(np.abs(image.astype(int) - [40, 40, 255]) < 30, axis=2)  # BGR of the target frame
     assert target_red.sum() > 100  # the highlighted target is drawn
+    # on both demo cameras: the person was handed over from one to the other and is followed on both
+    feeds = {}
+    for line in proc.stdout.splitlines():
+        if line.startswith("feed="):
+            name, x, y, w, h = line[len("feed="):].split()
+            feeds[name] = (int(x), int(y), int(w), int(h))
+    assert set(feeds) == {"demo-left", "demo-right"}, proc.stdout
+    for name, (x, y, w, h) in feeds.items():
+        assert target_red[y:y + h, x:x + w].sum() > 30, f"no followed person drawn on {name}"

@@ -1,0 +1,125 @@
+"""The camera topology editor: which cameras see the same ground, and the shortest walk between others.
+
+It edits ``matcher.camera_links`` (:mod:`reid_desktop.core.topology`) as a table instead of a string;
+the matcher uses it to refuse links that are physically impossible.
+"""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QCheckBox,
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from reid_desktop.core import topology
+
+COLUMNS = ("Camera", "Camera", "Same ground", "Shortest walk")
+MAX_WALK_S = 24 * 3600.0
+
+
+class TopologyDialog(QDialog):
+    """One row per pair of cameras: they overlap, or walking from one to the other takes at least N seconds."""
+
+    def __init__(self, links: str, cameras: list[str], same_moment_s: float, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Camera topology")
+        self.setMinimumWidth(640)
+        self.cameras = cameras
+        explanation = QLabel(
+            "Tell the matcher where people can walk. Cameras that see the same ground may show one person at "
+            f"the same moment; for any other pair, someone seen in both within {same_moment_s:g} s is two "
+            "people, or within the shortest walk you give here. There is no longest walk: people leave and "
+            "come back days later, and must still be recognised.")
+        explanation.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.verticalHeader().hide()
+        add = QPushButton("Add link")
+        add.clicked.connect(lambda: self.add_link())
+        remove = QPushButton("Remove link")
+        remove.clicked.connect(self._remove_selected)
+        row_buttons = QHBoxLayout()
+        row_buttons.addWidget(add)
+        row_buttons.addWidget(remove)
+        row_buttons.addStretch(1)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #c33;")
+        self.error.setWordWrap(True)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._validate)
+        buttons.rejected.connect(self.reject)
+        layout = QVBoxLayout(self)
+        layout.addWidget(explanation)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(row_buttons)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        self.result_links: str | None = None
+
+        parsed = topology.parse(links, same_moment_s)  # the settings were validated when they were loaded
+        for pair in sorted(parsed.overlapping, key=sorted):
+            self.add_link(*sorted(pair), overlap=True)
+        for pair, seconds in sorted(parsed.min_transit_s.items(), key=lambda item: sorted(item[0])):
+            self.add_link(*sorted(pair), walk_s=seconds)
+        self.table.resizeColumnsToContents()
+
+    def _camera_box(self, name: str) -> QComboBox:
+        box = QComboBox()
+        box.setEditable(True)  # a camera of another station, or one not added yet
+        box.addItems(self.cameras)
+        box.setCurrentText(name)
+        return box
+
+    def add_link(self, first: str = "", second: str = "", *, overlap: bool = False, walk_s: float = 10.0) -> int:
+        """A row for a pair of cameras; returns its index."""
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        cameras = [c for c in self.cameras if c != first]
+        self.table.setCellWidget(row, 0, self._camera_box(first or (self.cameras[0] if self.cameras else "")))
+        self.table.setCellWidget(row, 1, self._camera_box(second or (cameras[0] if cameras else "")))
+        same_ground = QCheckBox()
+        same_ground.setChecked(overlap)
+        walk = QDoubleSpinBox()
+        walk.setRange(0.0, MAX_WALK_S)
+        walk.setDecimals(1)
+        walk.setSuffix(" s")
+        walk.setValue(walk_s)
+        walk.setEnabled(not overlap)
+        same_ground.toggled.connect(lambda checked: walk.setEnabled(not checked))
+        self.table.setCellWidget(row, 2, same_ground)
+        self.table.setCellWidget(row, 3, walk)
+        return row
+
+    def _remove_selected(self) -> None:
+        for row in sorted({index.row() for index in self.table.selectedIndexes()}, reverse=True):
+            self.table.removeRow(row)
+
+    def links(self) -> str:
+        """The rows as a ``matcher.camera_links`` string (not yet checked)."""
+        entries = []
+        for row in range(self.table.rowCount()):
+            first, second, same_ground, walk = (self.table.cellWidget(row, col) for col in range(len(COLUMNS)))
+            assert isinstance(first, QComboBox) and isinstance(second, QComboBox)
+            assert isinstance(same_ground, QCheckBox) and isinstance(walk, QDoubleSpinBox)
+            a, b = first.currentText().strip(), second.currentText().strip()
+            entries.append(f"{a} = {b}" if same_ground.isChecked() else f"{a} ~ {b} : {walk.value():g}")
+        return "; ".join(entries)
+
+    def _validate(self) -> None:
+        try:
+            self.result_links = topology.parse(self.links()).describe()
+        except ValueError as exc:
+            self.error.setText(str(exc))
+            return
+        self.accept()
