@@ -119,7 +119,7 @@ def test_a_camera_flapping_a_hundred_times_always_comes_back(long_clip: Path) ->
         source.stop()
         server.stop()
     assert not [s for s in statuses if s.state is SourceState.FAILED]
-    assert source.reconnects == 100 and source.last_error  # what the stream health view shows
+    assert source.reconnects >= 100 and source.last_error  # what the stream health view shows: every loss
     assert max(latencies) <= 5.0, f"slowest reconnect {max(latencies):.1f} s"
     assert max(threads[10:]) <= max(threads[:10]), threads
     assert max(fds[10:]) <= max(fds[:10]) + 2, fds
