@@ -7,8 +7,6 @@ selected person across cameras.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -30,36 +28,20 @@ FOLLOW_MODES = (("Maximise the camera", "maximise"), ("Move it to the first cell
                 ("Leave the wall as it is", "off"))
 
 
-@dataclass(frozen=True)
-class AlertRow:
-    """One line of the list, from a live alert or a stored one."""
-
-    identity_id: int | None
-    source: str
-    timestamp: float
-    media_time: float | None
-    score: float | None
-    thumbnail: bytes | None
-
-    @classmethod
-    def live(cls, alert: TargetSighted) -> AlertRow:
-        return cls(alert.identity_id, alert.source_id, alert.timestamp, alert.media_time, alert.score,
-                   alert.thumbnail)
-
-    @classmethod
-    def stored(cls, alert: Alert) -> AlertRow:
-        return cls(alert.identity_id, alert.source, alert.timestamp, alert.media_time, alert.score,
-                   alert.thumbnail)
+def live_alert(event: TargetSighted) -> Alert:
+    """An alert from the engine as the list shows it (the store gives it an id and a row when it commits)."""
+    return Alert(0, event.identity_id, event.source_id, event.timestamp, event.media_time, event.score,
+                 event.thumbnail, track_row=-1)
 
 
-def path_text(rows: list[AlertRow], identity_id: int) -> str:
+def path_text(rows: list[Alert], identity_id: int) -> str:
     """Where a person was seen, camera by camera, oldest first: ``north 10:02:01 → south 10:02:09``."""
     steps = sorted((r for r in rows if r.identity_id == identity_id), key=lambda r: r.timestamp)
     return " → ".join(f"{r.source} {format_time(r.timestamp)}" for r in steps)
 
 
 class AlertsPanel(QWidget):
-    alert_activated = Signal(object)  # AlertRow: go to that camera (and moment)
+    alert_activated = Signal(object)  # Alert: go to that camera (and moment)
     options_changed = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -89,9 +71,9 @@ class AlertsPanel(QWidget):
         layout.addLayout(options)
         layout.addWidget(self.path)
         layout.addWidget(self.list, 1)
-        self.rows: list[AlertRow] = []  # newest first, as shown
+        self.rows: list[Alert] = []  # newest first, as shown
 
-    def add(self, row: AlertRow, name: str = "") -> None:
+    def add(self, row: Alert, name: str = "") -> None:
         """A new alert on top; the oldest beyond :data:`ROWS_SHOWN` leave the list."""
         self.rows.insert(0, row)
         self.list.insertItem(0, self._item(row, name))
@@ -99,7 +81,7 @@ class AlertsPanel(QWidget):
             self.list.takeItem(self.list.count() - 1)
             self.rows.pop()
 
-    def set_rows(self, rows: list[AlertRow], names: dict[int, str]) -> None:
+    def set_rows(self, rows: list[Alert], names: dict[int, str]) -> None:
         """The stored alerts, newest first (at start)."""
         self.list.clear()
         self.rows = []
@@ -107,7 +89,7 @@ class AlertsPanel(QWidget):
             self.add(row, names.get(row.identity_id or -1, ""))
 
     @staticmethod
-    def _item(row: AlertRow, name: str) -> QListWidgetItem:
+    def _item(row: Alert, name: str) -> QListWidgetItem:
         who = f"#{row.identity_id}" + (f" {name}" if name else "") if row.identity_id is not None else "someone"
         score = f"   match {row.score:.2f}" if row.score is not None else ""
         item = QListWidgetItem(thumbnail_icon(row.thumbnail), f"{format_time(row.timestamp)}   {row.source}\n"
@@ -116,7 +98,7 @@ class AlertsPanel(QWidget):
         return item
 
     def _activated(self, item: QListWidgetItem) -> None:
-        row: AlertRow = item.data(Qt.ItemDataRole.UserRole)
+        row: Alert = item.data(Qt.ItemDataRole.UserRole)
         if row.identity_id is not None:
             self.path.setText(f"#{row.identity_id}: {path_text(self.rows, row.identity_id)}")
         self.alert_activated.emit(row)

@@ -17,8 +17,9 @@ from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
 from reid_desktop.core.sources import SourceKind
+from reid_desktop.core.store import Alert
 from reid_desktop.core.types import TargetSighted
-from reid_desktop.ui.alerts_panel import ROWS_SHOWN, AlertRow, AlertsPanel, path_text
+from reid_desktop.ui.alerts_panel import ROWS_SHOWN, AlertsPanel, live_alert, path_text
 from reid_desktop.ui.cameras import CameraList
 from reid_desktop.ui.engine import EngineClient
 from reid_desktop.ui.feeds import FeedGrid
@@ -64,13 +65,13 @@ class FollowController(QObject):
             return
         self._loaded_from = self.client.database
         self.client.read(lambda store: store.alerts(limit=ROWS_SHOWN),
-                         lambda alerts: self.panel.set_rows([AlertRow.stored(a) for a in alerts or []],
+                         lambda alerts: self.panel.set_rows(alerts or [],
                                                             self.targets.labels), "read the alerts")
 
     def on_target_sighted(self, alert: TargetSighted) -> None:
         name = self.targets.labels.get(alert.identity_id, "")
         who = f"#{alert.identity_id}" + (f" {name}" if name else "")
-        self.panel.add(AlertRow.live(alert), name)
+        self.panel.add(live_alert(alert), name)
         self.panel.path.setText(f"{who}: {path_text(self.panel.rows, alert.identity_id)}")
         mode = self._settings().follow_mode
         if mode != "off" and time.monotonic() - self._operator_at >= OPERATOR_QUIET_S:
@@ -89,7 +90,7 @@ class FollowController(QObject):
             self._tray.show()
         self._tray.showMessage("reid-desktop", text, QSystemTrayIcon.MessageIcon.Information, 5000)
 
-    def go_to(self, row: AlertRow) -> None:
+    def go_to(self, row: Alert) -> None:
         """The alert's camera in front; a video file plays from the moment of the alert."""
         self._operator_acted()  # they chose this camera: the next alert leaves it in front for a while
         camera = self.cameras.get(row.source)

@@ -14,6 +14,7 @@ from PySide6.QtWidgets import (
     QDialogButtonBox,
     QDoubleSpinBox,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QPushButton,
     QTableWidget,
@@ -45,6 +46,10 @@ class TopologyDialog(QDialog):
         self.table.setHorizontalHeaderLabels(list(COLUMNS))
         self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.verticalHeader().hide()
+        header = self.table.horizontalHeader()
+        for column in (0, 1):  # camera names must be readable whole
+            header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
         add = QPushButton("Add link")
         add.clicked.connect(lambda: self.add_link())
         remove = QPushButton("Remove link")
@@ -72,7 +77,6 @@ class TopologyDialog(QDialog):
             self.add_link(*sorted(pair), overlap=True)
         for pair, seconds in sorted(parsed.min_transit_s.items(), key=lambda item: sorted(item[0])):
             self.add_link(*sorted(pair), walk_s=seconds)
-        self.table.resizeColumnsToContents()
 
     def _camera_box(self, name: str) -> QComboBox:
         box = QComboBox()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from reid_desktop.ui.qt_env import sanitize_qt_environment
 
@@ -33,15 +34,21 @@ def main() -> int:
     window.resize(1400, 860)
     window.show()
     deadline = time.monotonic() + 240
-    status = {"code": 1}
+    status: dict[str, Any] = {"code": 1}
+    tried: set[int] = set()
 
     def check() -> None:
         results = [f.result for f in window.grid.feeds.values()]
         if len(results) == 2 and all(r is not None and r.persons for r in results):
             on_both = set.intersection(*({p.identity_id for p in r.persons} - {None} for r in results if r))
-            if on_both and not status.get("followed"):
-                window.targets.set_target(min(on_both), True)  # someone handed over: follow them
-                status["followed"] = min(on_both)
+            if status.get("followed") and time.monotonic() - status["since"] > 20:
+                # not on both cameras again for a while (they left the shared strip): follow someone else
+                window.targets.set_target(status["followed"], False)
+                tried.add(status.pop("followed"))
+            candidates = on_both - tried
+            if candidates and not status.get("followed"):
+                status["followed"], status["since"] = min(candidates), time.monotonic()
+                window.targets.set_target(status["followed"], True)  # someone handed over: follow them
             followed = status.get("followed")
             if followed and all(any(p.is_target and p.identity_id == followed for p in r.persons)
                                 for r in results if r):

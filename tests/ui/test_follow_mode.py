@@ -10,8 +10,9 @@ import pytest
 from PySide6.QtCore import Qt
 
 from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import Alert
 from reid_desktop.core.types import TargetSighted
-from reid_desktop.ui.alerts_panel import AlertRow, path_text
+from reid_desktop.ui.alerts_panel import path_text
 from reid_desktop.ui.settings import load_settings
 from tests.ui.test_main_window import WAIT_MS, clearest_person, click_person
 
@@ -39,7 +40,7 @@ def test_following_someone_raises_alerts_brings_the_camera_forward_and_a_click_g
 
     # a click on the oldest alert: its camera comes forward and plays from that moment
     oldest = panel.list.item(panel.list.count() - 1)
-    row: AlertRow = oldest.data(Qt.ItemDataRole.UserRole)
+    row: Alert = oldest.data(Qt.ItemDataRole.UserRole)
     assert row.media_time is not None
     moments: list[float] = []
     window.engine.frame_processed.connect(
@@ -69,7 +70,7 @@ def test_following_someone_raises_alerts_brings_the_camera_forward_and_a_click_g
 
 
 def test_the_path_lists_cameras_in_time_order() -> None:
-    rows = [AlertRow(7, "south", 20.0, None, 0.8, None), AlertRow(7, "north", 10.0, None, 0.9, None),
-            AlertRow(8, "yard", 15.0, None, 0.7, None)]
+    rows = [Alert(1, 7, "south", 20.0, None, 0.8, None, 3), Alert(2, 7, "north", 10.0, None, 0.9, None, 1),
+            Alert(3, 8, "yard", 15.0, None, 0.7, None, 2)]
     text = path_text(rows, 7)
     assert text.index("north") < text.index("south") and "yard" not in text and text.count("→") == 1
