@@ -37,6 +37,12 @@ def main() -> int:
     status: dict[str, Any] = {"code": 1}
     tried: set[int] = set()
 
+    def on_both_highlighted() -> bool:
+        followed = status.get("followed")
+        results = [f.result for f in window.grid.feeds.values()]
+        return bool(followed) and len(results) == 2 and all(
+            r is not None and any(p.is_target and p.identity_id == followed for p in r.persons) for r in results)
+
     def check() -> None:
         results = [f.result for f in window.grid.feeds.values()]
         if len(results) == 2 and all(r is not None and r.persons for r in results):
@@ -49,10 +55,9 @@ def main() -> int:
             if candidates and not status.get("followed"):
                 status["followed"], status["since"] = min(candidates), time.monotonic()
                 window.targets.set_target(status["followed"], True)  # someone handed over: follow them
-            followed = status.get("followed")
-            if followed and all(any(p.is_target and p.identity_id == followed for p in r.persons)
-                                for r in results if r):
-                QTimer.singleShot(300, shoot)
+            if on_both_highlighted():
+                window.repaint()  # paint these very results now, and shoot before a newer frame replaces them
+                shoot()
                 return
         if time.monotonic() > deadline:
             print("timed out waiting for a followed person on both demo cameras")
