@@ -112,8 +112,9 @@ class _Session:
     """The sources of one :func:`run` and what the run loop knows about them."""
 
     def __init__(self, pipeline: Pipeline, config: PipelineConfig, control: PipelineControl,
-                 statuses: queue.SimpleQueue[SourceStatus]) -> None:
+                 statuses: queue.SimpleQueue[SourceStatus], on_picture: Callable[[Frame], object] | None) -> None:
         self.pipeline = pipeline
+        self.on_picture = on_picture
         self.config = config
         self.control = control
         self.statuses = statuses
@@ -127,7 +128,7 @@ class _Session:
         if spec.source_id in self.sources:
             raise ValueError(f"there is already a source named {spec.source_id!r}")
         self.pipeline.register_source(spec)
-        source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup)
+        source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup, self.on_picture)
         self.sources[spec.source_id] = source.start()
         self.taken[spec.source_id] = 0
 
@@ -227,18 +228,21 @@ class _HealthWatch:
 
 def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore | None = None,
         control: PipelineControl | None = None, max_frames: int | None = None,
-        pipeline: Pipeline | None = None, stay_open: bool = False) -> Iterator[PipelineEvent]:
+        pipeline: Pipeline | None = None, stay_open: bool = False,
+        on_picture: Callable[[Frame], object] | None = None) -> Iterator[PipelineEvent]:
     """Process ``specs`` (and sources added through ``control``) until every source has ended or
     failed, or ``control`` cancels; with ``stay_open`` only ``control`` ends it (the GUI).
 
-    ``max_frames`` bounds the frames taken per source. Model errors raise :class:`ModelError` before
-    the first event; source problems arrive as :class:`SourceStatus` events and never stop the others;
-    a change in whether sightings are being saved arrives as a :class:`StorageHealth` event.
+    ``max_frames`` bounds the frames taken per source. ``on_picture`` gets every decoded frame from
+    the readers' threads (for a display at the cameras' own rate; it must not block). Model errors
+    raise :class:`ModelError` before the first event; source problems arrive as :class:`SourceStatus`
+    events and never stop the others; a change in whether sightings are being saved arrives as a
+    :class:`StorageHealth` event.
     """
     control = control or PipelineControl()
     pipeline = pipeline or Pipeline(config, store)
     statuses: queue.SimpleQueue[SourceStatus] = queue.SimpleQueue()
-    session = _Session(pipeline, config, control, statuses)
+    session = _Session(pipeline, config, control, statuses, on_picture)
     yield pipeline.info
     status = "finished"
     health = _HealthWatch(pipeline)

@@ -175,7 +175,9 @@ class VideoSource:
     """Decodes one source on a daemon thread and reports its state.
 
     ``on_status`` is called from the reader thread; ``wakeup`` is set whenever a frame or a status
-    arrives, so a consumer of many sources can sleep until something happens.
+    arrives, so a consumer of many sources can sleep until something happens. ``on_picture`` gets
+    every decoded frame, also those analysis never takes (a display shows the camera's own rate);
+    it is called from the reader thread and must not block.
     """
 
     def __init__(
@@ -184,10 +186,12 @@ class VideoSource:
         options: SourceOptions | None = None,
         on_status: Callable[[SourceStatus], None] | None = None,
         wakeup: threading.Event | None = None,
+        on_picture: Callable[[Frame], object] | None = None,
     ) -> None:
         self.spec = spec
         self.options = options or SourceOptions()
         self._on_status = on_status
+        self._on_picture = on_picture
         self.wakeup = wakeup or threading.Event()
         self.paced = spec.kind is not SourceKind.FILE or self.options.realtime or spec.realtime
         self._buffer = _FrameBuffer(self.options.queue_size, self.paced, self.wakeup,
@@ -486,6 +490,8 @@ class VideoSource:
             frame = Frame(self.source_id, self.frames_decoded, time.time(),
                           np.ascontiguousarray(image), media_time)
             self.frames_decoded += 1
+            if self._on_picture is not None:
+                self._on_picture(frame)
             if not self._buffer.put(frame, self._stopped, self._seek_pending):
                 return "stopped", ""
         return "stopped", ""

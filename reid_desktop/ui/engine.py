@@ -4,7 +4,7 @@ Models, ONNX sessions and the writing database connection are all created inside
 the window only receives immutable results through signals and sends commands through the
 :class:`PipelineControl`, so neither decoding nor inference ever runs on the GUI thread.
 
-The engine never waits for the window: frame results go through :class:`LatestResults`, which
+The engine never waits for the window: frame results go through :class:`Latest`, which
 keeps only the newest result per camera, so a window that stalls (a modal dialog, a slow
 repaint) costs one frame per camera, not a queue that grows. A worker that dies of an unexpected
 error is restarted with back-off, with the window's current cameras and pauses; identities and
@@ -21,7 +21,7 @@ from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
@@ -32,7 +32,7 @@ from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import HistoryReader, StorageHealth, StoreError
-from reid_desktop.core.types import FrameResult, SourceHealth, SourceStatus, TargetSighted
+from reid_desktop.core.types import Frame, FrameResult, SourceHealth, SourceStatus, TargetSighted
 from reid_desktop.ui.tasks import Dispatcher
 from trainer.default_model import default_embedder
 
@@ -46,25 +46,33 @@ HEALTHY_AFTER_S = 60.0  # a worker that ran this long before dying starts the ba
 SourcesProvider = Callable[[], tuple[Sequence[SourceSpec], Collection[str]]]
 
 
-class LatestResults:
-    """Frame results on their way to the GUI thread: the newest per camera only (latest wins).
+class _PerCamera(Protocol):
+    @property
+    def source_id(self) -> str: ...
 
-    ``put`` is called by the worker and never blocks on the GUI; it returns True when the GUI must be
-    told (nothing was waiting), so at most one notification is queued at any time.
+
+T = TypeVar("T", bound=_PerCamera)
+
+
+class Latest(Generic[T]):
+    """Frame results (or decoded pictures) on their way to the GUI thread: the newest per camera only.
+
+    ``put`` is called by the worker (or a reader) and never blocks on the GUI; it returns True when the
+    GUI must be told (nothing was waiting), so at most one notification is queued at any time.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._latest: dict[str, FrameResult] = {}
+        self._latest: dict[str, T] = {}
         self._notified = False
 
-    def put(self, result: FrameResult) -> bool:
+    def put(self, item: T) -> bool:
         with self._lock:
-            self._latest[result.source_id] = result
+            self._latest[item.source_id] = item
             notify, self._notified = not self._notified, True
             return notify
 
-    def take(self) -> list[FrameResult]:
+    def take(self) -> list[T]:
         with self._lock:
             results = list(self._latest.values())
             self._latest.clear()
@@ -76,7 +84,7 @@ class _Worker(QObject):
     """Iterates the pipeline; lives on the engine's thread."""
 
     info_ready = Signal(object)  # PipelineInfo
-    frames_ready = Signal()  # new results wait in LatestResults
+    frames_ready = Signal()  # new results wait in Latest
     source_changed = Signal(object)  # SourceStatus
     health_reported = Signal(object)  # SourceHealth, about once a second per source
     target_sighted = Signal(object)  # TargetSighted: a followed person appeared on a camera
@@ -86,13 +94,14 @@ class _Worker(QObject):
     finished = Signal()
 
     def __init__(self, config: PipelineConfig, database: Path, specs: Sequence[SourceSpec],
-                 control: PipelineControl, results: LatestResults) -> None:
+                 control: PipelineControl, results: Latest[FrameResult], pictures: Latest[Frame]) -> None:
         super().__init__()
         self._config = config
         self._database = database
         self._specs = list(specs)
         self.control = control
         self._results = results
+        self._pictures = pictures
 
     @Slot()
     def run(self) -> None:
@@ -102,7 +111,8 @@ class _Worker(QObject):
                                   embeddings_per_track=self._config.storage.embeddings_per_track)
             embedder, warnings = default_embedder(self._config.reid)
             pipeline = Pipeline(self._config, store, embedder=embedder, embedder_warnings=warnings)
-            for event in run(self._specs, self._config, store, self.control, stay_open=True, pipeline=pipeline):
+            for event in run(self._specs, self._config, store, self.control, stay_open=True, pipeline=pipeline,
+                             on_picture=self._pictures.put):
                 if isinstance(event, FrameResult):
                     if self._results.put(event):
                         self.frames_ready.emit()
@@ -155,7 +165,8 @@ class Engine(QObject):
         self._worker: _Worker | None = None
         self.control: PipelineControl | None = None
         self.info: PipelineInfo | None = None
-        self.results = LatestResults()
+        self.results: Latest[FrameResult] = Latest()
+        self.pictures: Latest[Frame] = Latest()  # every decoded picture, the newest per camera, for the display
         self._stragglers: list[tuple[QThread, _Worker | None]] = []  # threads that outlived stop()
         self._pending: _Start | None = None  # a start waiting for a straggler to end
         self._last: _Start | None = None
@@ -194,6 +205,7 @@ class Engine(QObject):
         self._last = start
         self.info = None
         self.results.take()
+        self.pictures.take()
         if self._straggling:
             # the previous worker still holds the database: begin when it has let go, never beside it;
             # meanwhile there is no control, so the window keeps changes to itself and they are read at the start
@@ -204,7 +216,7 @@ class Engine(QObject):
         specs, paused = start.sources()
         thread = QThread()
         thread.setObjectName("pipeline")
-        worker = _Worker(start.config, start.database, specs, self.control, self.results)
+        worker = _Worker(start.config, start.database, specs, self.control, self.results, self.pictures)
         worker.moveToThread(thread)
         thread.started.connect(worker.run)
         worker.info_ready.connect(self._on_info_ready)

@@ -13,15 +13,19 @@ import math
 import time
 from collections import deque
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QSizePolicy, QWidget
 
 from reid_desktop.core.crops import crop
-from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
+from reid_desktop.core.types import Frame, FrameResult, SourceState, SourceStatus, TrackedPerson
 
 TARGET_COLOUR = QColor(255, 40, 40)
+PICTURES_STALE_S = 1.0  # without display pictures for this long, a feed shows the analysed frames
+CARRY_FORWARD_S = 1.0  # boxes move along their track's motion for at most this long after the analysis
+ANALYSIS_LAG_S = 0.5  # the feed says how old the drawn analysis is beyond this
 _STATE_COLOURS = {
     SourceState.CONNECTING: QColor(230, 180, 30), SourceState.LIVE: QColor(60, 200, 90),
     SourceState.RECONNECTING: QColor(240, 140, 20), SourceState.ENDED: QColor(150, 150, 150),
@@ -57,15 +61,20 @@ class FeedView(QWidget):
         super().__init__(parent)
         self.source_id = source_id
         self.title = title
-        self.result: FrameResult | None = None
-        self._image: QImage | None = None
+        self.result: FrameResult | None = None  # the newest analysis: persons, identities, targets
+        self._image: QImage | None = None  # the newest picture: decoded at the camera's rate, or the analysed one
+        self._frame_size: QSize | None = None  # the camera's frame size, in which boxes are given
+        self._picture_time: float | None = None  # when the shown picture was captured
+        self._pictures_at = -PICTURES_STALE_S  # when the last picture came (monotonic)
+        self._velocity: dict[int, np.ndarray] = {}  # box motion per track, pixels per second
         self.state = SourceState.CONNECTING
         self.reason = ""
         self.paused = False
         self.names: dict[int, str] = {}  # target labels to draw next to the identity number
         self.target_ids: set[int] = set()  # followed now: for a picture the engine no longer updates
         self.display_latency_s: float | None = None
-        self._arrivals: deque[float] = deque(maxlen=30)
+        self._arrivals: deque[float] = deque(maxlen=30)  # analysed frames
+        self._picture_arrivals: deque[float] = deque(maxlen=30)
         self.setMinimumSize(160, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setMouseTracking(True)
@@ -74,7 +83,8 @@ class FeedView(QWidget):
 
     @property
     def picture_aspect(self) -> float | None:
-        return self._image.width() / self._image.height() if self._image is not None and self._image.height() else None
+        size = self._frame_size
+        return size.width() / size.height() if size is not None and size.height() else None
 
     def sizeHint(self) -> QSize:
         return QSize(480, 360)
@@ -82,43 +92,91 @@ class FeedView(QWidget):
     # -- data in -----------------------------------------------------------------------------------
 
     def show_result(self, result: FrameResult) -> None:
+        """A new analysis: its boxes are drawn on the pictures until the next one, carried along their motion."""
+        previous = {p.track_id: p.box[:4] for p in self.result.persons} if self.result is not None else {}
+        elapsed = result.timestamp - self.result.timestamp if self.result is not None else 0.0
+        self._velocity = {p.track_id: (p.box[:4] - previous[p.track_id]) / elapsed for p in result.persons
+                          if p.track_id in previous and elapsed > 0}
         self.result = result
-        self.display_latency_s = time.time() - result.timestamp  # capture to now, when it is painted
-        before = self._image.size() if self._image is not None else None
-        self._image = to_qimage(result.image)
-        if before != self._image.size():
-            self.picture_resized.emit()
+        if time.monotonic() - self._pictures_at >= PICTURES_STALE_S:  # no display pictures: show the analysed one
+            self._set_picture(to_qimage(result.image), result.image.shape, result.timestamp)
         self._arrivals.append(time.monotonic())
         self.update()
+
+    def show_picture(self, frame: Frame) -> None:
+        """A decoded picture at the camera's own rate, scaled down to the cell (boxes stay in frame pixels)."""
+        image = frame.image
+        width = max(1, round(self.width() * self.devicePixelRatioF()))
+        if image.shape[1] > width * 1.25:
+            height = max(1, round(image.shape[0] * width / image.shape[1]))
+            image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
+        self._set_picture(to_qimage(image), frame.image.shape, frame.timestamp)
+        self._pictures_at = time.monotonic()
+        self._picture_arrivals.append(self._pictures_at)
+        self.update()
+
+    def _set_picture(self, image: QImage, shape: tuple[int, ...], captured: float) -> None:
+        size = QSize(shape[1], shape[0])
+        resized = size != self._frame_size
+        self._image, self._frame_size, self._picture_time = image, size, captured
+        self.display_latency_s = time.time() - captured  # capture to now, when it is painted
+        if resized:
+            self.picture_resized.emit()
+
+    @property
+    def analysis_age_s(self) -> float | None:
+        """How much older the drawn analysis is than the picture under it."""
+        if self.result is None or self._picture_time is None:
+            return None
+        return max(0.0, self._picture_time - self.result.timestamp)
+
+    def shown_box(self, person: TrackedPerson) -> np.ndarray:
+        """Where a person of the last analysis is on the shown picture: moved along its track's motion."""
+        box = person.box[:4].astype(np.float64)
+        velocity = self._velocity.get(person.track_id)
+        age = self.analysis_age_s
+        if velocity is None or age is None:
+            return box
+        return box + velocity * min(age, CARRY_FORWARD_S)
 
     def set_status(self, status: SourceStatus) -> None:
         self.state, self.reason = status.state, status.reason
         if status.state is not SourceState.LIVE:
             self._arrivals.clear()
+            self._picture_arrivals.clear()
         self.update()
+
+    def _rate(self, arrivals: deque[float]) -> float:
+        if len(arrivals) < 2 or self.state is not SourceState.LIVE or self.paused:
+            return 0.0
+        span = arrivals[-1] - arrivals[0]
+        if time.monotonic() - arrivals[-1] > 3.0 or span <= 0:
+            return 0.0
+        return (len(arrivals) - 1) / span
 
     @property
     def fps(self) -> float:
-        if len(self._arrivals) < 2 or self.state is not SourceState.LIVE or self.paused:
-            return 0.0
-        span = self._arrivals[-1] - self._arrivals[0]
-        if time.monotonic() - self._arrivals[-1] > 3.0 or span <= 0:
-            return 0.0
-        return (len(self._arrivals) - 1) / span
+        """Analysed frames per second."""
+        return self._rate(self._arrivals)
+
+    @property
+    def display_fps(self) -> float:
+        """Pictures shown per second (the camera's rate when analysis is slower)."""
+        return self._rate(self._picture_arrivals)
 
     # -- geometry ----------------------------------------------------------------------------------
 
     def picture_rect(self) -> QRectF:
         """Where the picture is drawn: scaled to fit, centred, aspect ratio kept."""
-        if self._image is None:
+        if self._frame_size is None:
             return QRectF(self.rect())
-        iw, ih = self._image.width(), self._image.height()
+        iw, ih = self._frame_size.width(), self._frame_size.height()
         scale = min(self.width() / iw, self.height() / ih)
         w, h = iw * scale, ih * scale
         return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
 
     def _scale(self) -> float:
-        return self.picture_rect().width() / self._image.width() if self._image is not None else 1.0
+        return self.picture_rect().width() / self._frame_size.width() if self._frame_size is not None else 1.0
 
     def widget_point(self, x: float, y: float) -> QPointF:
         """Picture coordinates -> widget coordinates (tests click real persons with this)."""
@@ -132,7 +190,9 @@ class FeedView(QWidget):
         rect = self.picture_rect()
         scale = self._scale()
         x, y = (pos.x() - rect.x()) / scale, (pos.y() - rect.y()) / scale
-        hits = [p for p in self.result.persons if p.box[0] <= x <= p.box[2] and p.box[1] <= y <= p.box[3]]
+        boxes = {id(p): self.shown_box(p) for p in self.result.persons}
+        hits = [p for p in self.result.persons
+                if boxes[id(p)][0] <= x <= boxes[id(p)][2] and boxes[id(p)][1] <= y <= boxes[id(p)][3]]
         if not hits:
             return None
         return min(hits, key=lambda p: float((p.box[2] - p.box[0]) * (p.box[3] - p.box[1])))
@@ -171,6 +231,7 @@ class FeedView(QWidget):
         if self._image is not None:
             painter.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             painter.drawImage(self.picture_rect(), self._image)
+        if self.result is not None and self._image is not None:  # pictures may come before the first analysis
             self._paint_persons(painter)
         self._paint_header(painter)
         if self.state in (SourceState.FAILED, SourceState.RECONNECTING, SourceState.CONNECTING) or \
@@ -186,7 +247,7 @@ class FeedView(QWidget):
         painter.setFont(font)
         metrics = painter.fontMetrics()
         for person in self.result.persons:
-            x1, y1, x2, y2 = (float(v) for v in person.box[:4])
+            x1, y1, x2, y2 = (float(v) for v in self.shown_box(person))
             box = QRectF(rect.x() + x1 * scale, rect.y() + y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale)
             colour = identity_colour(person.identity_id)
             is_target = self.is_target(person)
@@ -217,9 +278,7 @@ class FeedView(QWidget):
     def _paint_header(self, painter: QPainter) -> None:
         painter.setFont(self.font())
         metrics = painter.fontMetrics()
-        state = "paused" if self.paused else self.state.value
-        fps = self.fps
-        text = f"  {self.title}   {state}" + (f"   {fps:.1f} fps" if fps else "") + "  "
+        text = f"  {self.title}   {'paused' if self.paused else self.state.value}{self._rates_text()}  "
         bar = QRectF(0, 0, metrics.horizontalAdvance(text) + 16, metrics.height() + 6)
         painter.fillRect(bar, QColor(0, 0, 0, 170))
         painter.setBrush(_STATE_COLOURS[self.state] if not self.paused else QColor(120, 160, 255))
@@ -227,6 +286,15 @@ class FeedView(QWidget):
         painter.drawEllipse(QPointF(8, bar.height() / 2), 4, 4)
         painter.setPen(QColor(235, 235, 235))
         painter.drawText(bar.adjusted(8, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, text)
+
+    def _rates_text(self) -> str:
+        """``   10.0 fps, analysed 2.1`` and, when the boxes lag the picture, how much."""
+        shown, analysed = self.display_fps, self.fps
+        text = f"   {shown:.1f} fps, analysed {analysed:.1f}" if shown else f"   {analysed:.1f} fps" if analysed else ""
+        age = self.analysis_age_s
+        if age is not None and age > ANALYSIS_LAG_S and self.state is SourceState.LIVE and not self.paused:
+            text += f"   analysis {age:.1f} s behind"
+        return text
 
     def _paint_banner(self, painter: QPainter) -> None:
         if self.paused:

@@ -62,6 +62,7 @@ log = logging.getLogger(__name__)
 
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.m4v *.mpg *.mpeg *.ts *.webm *.wmv);;All files (*)"
 _VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".webm", ".wmv", ".h264"}
+DISPLAY_INTERVAL_MS = 33  # pictures at most 30 times a second, fewer on a slower screen
 
 
 class MessageBanner(QWidget):
@@ -150,6 +151,10 @@ class MainWindow(QMainWindow):
         self._fps_timer.setInterval(1000)
         self._fps_timer.timeout.connect(self._update_fps)
         self._fps_timer.start()
+        self._display_timer = QTimer(self)  # the cameras' pictures, at most at the screen's refresh rate
+        self._display_timer.setInterval(max(DISPLAY_INTERVAL_MS, round(1000 / max(self.screen().refreshRate(), 1))))
+        self._display_timer.timeout.connect(self._show_pictures)
+        self._display_timer.start()
 
         if settings_warning:
             self.banner.show_message(settings_warning)
@@ -389,6 +394,13 @@ class MainWindow(QMainWindow):
         self.warning_label.setToolTip("\n".join(info.warnings))
         self.targets.refresh()
         self.follow.load()
+
+    def _show_pictures(self) -> None:
+        """The newest decoded picture of each visible, running camera (older ones were never converted)."""
+        for frame in self.engine.pictures.take():
+            feed = self.grid.feeds.get(frame.source_id)
+            if feed is not None and feed.isVisible() and not feed.paused:
+                feed.show_picture(frame)
 
     def _on_frame_processed(self, result: FrameResult) -> None:
         feed = self.grid.feeds.get(result.source_id)
@@ -680,6 +692,7 @@ class MainWindow(QMainWindow):
             self._remember_window_layout()
             self.targets.stop()
             self._fps_timer.stop()
+            self._display_timer.stop()
             self.trainer_tab.shutdown()
             self.save_settings()
             self.engine.idle.connect(self.close)

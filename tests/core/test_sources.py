@@ -257,3 +257,19 @@ def test_the_demo_is_two_looping_halves_of_the_clip_that_share_a_strip(demo_clip
 def test_an_impossible_region_is_refused_when_the_camera_is_described(region: tuple) -> None:
     with pytest.raises(ValueError, match="expected left < right and top < bottom"):
         SourceSpec("clip.mp4", "cam", region)
+
+
+def test_every_decoded_picture_reaches_the_display_also_those_analysis_skips(demo_clip: Path) -> None:
+    pictures: list = []
+    source = VideoSource(SourceSpec(str(demo_clip), "cam", realtime=True), on_picture=pictures.append).start()
+    taken = []
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:  # a slow analysis: a frame every 0.3 s of a 10 fps clip
+        frame = source.get()
+        if frame is not None:
+            taken.append(frame)
+        time.sleep(0.3)
+    source.stop()
+    assert len(taken) >= 5 and len(pictures) >= 2 * len(taken) and source.frames_dropped > 0
+    assert [p.index for p in pictures] == list(range(len(pictures)))  # every one, in order
+    assert {f.index for f in taken} <= {p.index for p in pictures}

@@ -117,3 +117,38 @@ def test_the_automatic_wall_fits_the_pictures_shape(qtbot) -> None:
         feed.show_result(FrameResult(feed.source_id, 0, 0.0, np.zeros((576, 422, 3), np.uint8)))
     assert grid.picture_aspect() == 422 / 576 and grid.columns(2) == 2
     assert [f.source_id for f in grid.visible_feeds()] == ["left", "right"]
+
+
+def test_pictures_come_at_the_cameras_rate_and_boxes_follow_their_tracks(qtbot) -> None:
+    from reid_desktop.core.types import Frame
+
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    feed.resize(640, 480)
+    feed.set_status(SourceStatus("cam", SourceState.LIVE))
+    image = np.zeros((960, 1280, 3), np.uint8)
+    feed.show_result(FrameResult("cam", 0, 100.0, image, (person(1, (100, 100, 200, 300), 7),)))
+    feed.show_result(FrameResult("cam", 5, 100.5, image, (person(1, (110, 100, 210, 300), 7),)))  # 20 px/s
+    walker = feed.result.persons[0]
+    assert feed.analysis_age_s == 0.0 and np.allclose(feed.shown_box(walker), (110, 100, 210, 300))
+
+    # pictures between analyses: the box moves on along the track's motion, for at most a second
+    feed.show_picture(Frame("cam", 8, 101.0, np.full((960, 1280, 3), 60, np.uint8)))
+    assert feed.analysis_age_s == 0.5 and np.allclose(feed.shown_box(walker), (120, 100, 220, 300))
+    assert feed._image.width() <= 700  # scaled down to the cell; boxes stay in the camera's pixels
+    assert feed.person_at(feed.widget_point(215, 200)) is walker  # clicks hit the box where it is drawn
+    feed.show_picture(Frame("cam", 30, 104.0, np.full((960, 1280, 3), 60, np.uint8)))
+    assert np.allclose(feed.shown_box(walker), (130, 100, 230, 300))  # carried for one second, not four
+    assert "analysis 3.5 s behind" in feed._rates_text()
+    feed.grab()
+
+
+def test_a_picture_before_the_first_analysis_is_painted_without_boxes(qtbot) -> None:
+    from reid_desktop.core.types import Frame
+
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    feed.resize(320, 240)
+    feed.set_status(SourceStatus("cam", SourceState.LIVE))
+    feed.show_picture(Frame("cam", 0, 1.0, np.full((48, 64, 3), 90, np.uint8)))
+    assert feed.result is None and feed.grab().toImage().pixelColor(feed.rect().center()).red() == 90

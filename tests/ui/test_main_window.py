@@ -391,3 +391,16 @@ def test_the_window_reopens_where_the_operator_left_it(qtbot, make_window, app_s
 
     settings.window_geometry, settings.window_state = "not base64 ✓", "%%%"  # a damaged file: the default size
     assert make_window(settings).width() == 1400
+
+
+def test_the_demo_plays_at_the_clips_rate_while_analysis_takes_the_newest_frame(qtbot, make_window,
+                                                                               app_settings) -> None:
+    from reid_desktop.core.sources import demo_sources
+
+    window = make_window(app_settings, demo_sources())
+    feeds = [window.grid.feeds["demo-left"], window.grid.feeds["demo-right"]]
+    # 10 pictures a second on every feed (the clip's rate), whatever the analysis manages on this machine
+    qtbot.waitUntil(lambda: all(f.result is not None and f.result.persons for f in feeds), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: all(f.display_fps >= 6 for f in feeds), timeout=WAIT_MS)
+    assert all(f.display_fps >= f.fps for f in feeds)
+    assert all(f.display_latency_s is not None and f.display_latency_s < 2.0 for f in feeds)
