@@ -53,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.db:
         settings.database = str(Path(args.db).resolve())
     extra = demo_sources() if args.demo else []
-    extra += [SourceSpec(str(Path(f).resolve())) for f in args.files]
+    extra += [SourceSpec(str(Path(f).resolve()), realtime=True) for f in args.files]
     window = MainWindow(settings, settings_file, extra, warning, session_links=DEMO_LINKS if args.demo else "")
     window.show()
     for signum in (signal.SIGINT, signal.SIGTERM):  # Ctrl+C or a shutdown closes cleanly, store flushed

@@ -32,7 +32,7 @@ class Camera:
     reason: str = ""  # why it is in that state (the last error of a failed camera)
     region: tuple[float, float, float, float] | None = None  # of this session only, like the demo's halves
     loop: bool = False
-    realtime: bool = False
+    realtime: bool = True  # a video file plays at its own pace, analysis takes the newest frame it can
 
     @property
     def spec(self) -> SourceSpec:
@@ -80,7 +80,7 @@ class CameraList:
         return name
 
     def add(self, uri: str, name: str = "", *, username: str = "", password: str = "", paused: bool = False,
-            persist: bool = True) -> Added:
+            persist: bool = True, every_frame: bool = False) -> Added:
         """A new camera under a unique name (from ``name``, else from the address).
 
         Persistent cameras get a saved form without secrets; their secrets go to the keyring.
@@ -96,6 +96,9 @@ class CameraList:
                 warning = (f"No system keyring: the credentials of {name} are used now but not saved; you will be "
                            "asked to add the camera again next time.")
             camera.saved = SavedSource(name, strip_secrets(full), "", kept, paused)
+        camera.realtime = not every_frame
+        if camera.saved is not None:
+            camera.saved.analyse_every_frame = every_frame
         self._cameras[name] = camera
         return Added(camera, warning)
 
@@ -115,7 +118,7 @@ class CameraList:
             if full == saved.uri:
                 warning = (f"The credentials of {saved.name} are not in the system keyring: remove the camera and "
                            "add it again.")
-        camera = Camera(saved.name, full, saved.paused, saved)
+        camera = Camera(saved.name, full, saved.paused, saved, realtime=not saved.analyse_every_frame)
         self._cameras[saved.name] = camera
         return Added(camera, warning)
 
@@ -137,6 +140,14 @@ class CameraList:
             if camera.saved.has_password:
                 credentials.save_secret_url(new, camera.uri)
                 credentials.forget_secret(old)
+        return camera
+
+    def set_every_frame(self, name: str, every_frame: bool) -> Camera:
+        """A video file analysed frame by frame (slower than its pace), or played in real time."""
+        camera = self._cameras[name]
+        camera.realtime = not every_frame
+        if camera.saved is not None:
+            camera.saved.analyse_every_frame = every_frame
         return camera
 
     def set_paused(self, name: str, paused: bool) -> Camera:

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
-from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.sources import SourceKind, SourceSpec
 from reid_desktop.core.store import StorageHealth
 from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus, TrackedPerson
 from reid_desktop.ui.alerts_panel import AlertsPanel
@@ -205,13 +205,18 @@ class MainWindow(QMainWindow):
         self.act_pause = QAction("Pause / resume", self, shortcut=QKeySequence("Ctrl+P"))
         self.act_rename_source = QAction("Rename…", self, shortcut=QKeySequence("F2"))
         self.act_remove_source = QAction("Remove", self)
+        self.act_every_frame = QAction("Analyse every frame", self, checkable=True)
+        self.act_every_frame.setToolTip("For a video file: analyse all its frames, slower than its own pace, "
+                                        "instead of playing it in real time")
         for action, short in ((self.act_add_file, "+ File"), (self.act_add_stream, "+ Stream"),
                               (self.act_add_webcam, "+ Webcam")):
             action.setIconText(short)
             action.setToolTip(f"{action.text()} ({action.shortcut().toString()})")
         self.sources_panel = SourcesPanel([self.act_add_file, self.act_add_stream, self.act_add_webcam])
         self.sources_panel.list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
-        self.sources_panel.list.addActions([self.act_pause, self.act_rename_source, self.act_remove_source])
+        self.sources_panel.list.addActions([self.act_pause, self.act_rename_source, self.act_remove_source,
+                                            self.act_every_frame])
+        self.sources_panel.list.currentItemChanged.connect(lambda *_: self._show_camera_options())
         self.act_remove_source.setShortcut(QKeySequence.StandardKey.Delete)
         self.act_remove_source.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
         self.sources_dock = self._dock("Sources", self.sources_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -269,6 +274,8 @@ class MainWindow(QMainWindow):
         self.act_pause.triggered.connect(lambda: self._with_current_source(self.toggle_pause))
         self.act_rename_source.triggered.connect(lambda: self._with_current_source(self.rename_source_dialog))
         self.act_remove_source.triggered.connect(lambda: self._with_current_source(self.remove_source))
+        self.act_every_frame.triggered.connect(
+            lambda checked: self._with_current_source(lambda name: self.set_every_frame(name, checked)))
 
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -285,7 +292,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
 
         sources_menu = bar.addMenu("&Sources")
-        for action in (self.act_pause, self.act_rename_source, self.act_remove_source):
+        for action in (self.act_pause, self.act_rename_source, self.act_remove_source, self.act_every_frame):
             sources_menu.addAction(action)
         self._action(sources_menu, "Pause all", lambda: self._pause_all(True))
         self._action(sources_menu, "Resume all", lambda: self._pause_all(False))
@@ -557,6 +564,28 @@ class MainWindow(QMainWindow):
         if ok:
             self.rename_source(name, new.strip())
 
+    def _show_camera_options(self) -> None:
+        camera = self.cameras.get(self.sources_panel.current() or "")
+        is_file = camera is not None and camera.spec.kind is SourceKind.FILE
+        self.act_every_frame.setEnabled(is_file)
+        self.act_every_frame.setChecked(is_file and camera is not None and not camera.realtime)
+
+    def set_every_frame(self, name: str, every_frame: bool) -> None:
+        """Analyse all of a video file's frames, or play it in real time; the camera restarts with it."""
+        if name not in self.cameras:
+            return
+        camera = self.cameras.set_every_frame(name, every_frame)
+        self._save_cameras()
+        self._show_camera_options()
+        self._restart_camera(name, camera.spec, camera.paused)
+
+    def _restart_camera(self, old: str, spec: SourceSpec, paused: bool) -> None:
+        """The engine drops the camera and opens it again as ``spec`` says (a new name, another pace)."""
+        self.client.control(lambda c: c.remove_source(old))
+        self.client.control(lambda c: c.add_source(spec), what=f"restart {spec.source_id}")
+        if paused:
+            self.client.control(lambda c: c.pause_source(spec.source_id, True))
+
     def rename_source(self, old: str, new: str) -> None:
         """Renaming restarts the camera under its new name (the database files sightings by camera name)."""
         if not new or new == old or old not in self.cameras:
@@ -571,11 +600,7 @@ class MainWindow(QMainWindow):
         self.health_panel.remove(old)
         self._behind.pop(old, None)
         self._save_cameras()
-        spec = camera.spec
-        self.client.control(lambda c: c.remove_source(old))
-        self.client.control(lambda c: c.add_source(spec), what=f"restart {new}")
-        if camera.paused:
-            self.client.control(lambda c: c.pause_source(new, True))
+        self._restart_camera(old, camera.spec, camera.paused)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):

@@ -36,6 +36,7 @@ class SavedSource:
     username: str = ""  # settings of older versions: the user, whose password alone is in the keyring
     has_password: bool = False  # the camera's full URL (with its secrets) is in the OS keyring
     paused: bool = False
+    analyse_every_frame: bool = False  # a video file: analyse all its frames (slower than its own pace)
 
 
 @dataclass

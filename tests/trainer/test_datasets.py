@@ -197,7 +197,7 @@ def test_unmatched_queries_and_unparsed_names_are_refused(tmp_path: Path, mars_f
     shutil.rmtree(tmp_path / "bounding_box_test")
     _copy(src, tmp_path / "query" / "frame1.jpg")
     _copy(src, tmp_path / "bounding_box_test" / "frame2.jpg")
-    with pytest.raises(DatasetError, match=r"no usable images \(2 file\(s\) skipped.*frame"):
+    with pytest.raises(DatasetError, match=r"no usable images \(2 files skipped.*frame"):
         load_dataset(tmp_path)
 
 

@@ -76,3 +76,13 @@ def test_a_session_camera_keeps_what_its_spec_says(memory_keyring) -> None:
     for spec in demo_sources():
         cameras.add_session(spec)
     assert cameras.specs() == demo_sources() and cameras.saved() == []  # region, loop, real time: not saved
+
+
+def test_video_files_play_in_real_time_unless_every_frame_is_asked_for(memory_keyring) -> None:
+    cameras = CameraList()
+    door = cameras.add("/clips/door.mp4").camera
+    assert door.spec.realtime and not cameras.saved()[0].analyse_every_frame
+    cameras.set_every_frame("door", True)
+    assert not door.spec.realtime and cameras.saved()[0].analyse_every_frame
+    again = CameraList().restore(cameras.saved()[0]).camera
+    assert not again.spec.realtime  # the choice is kept with the camera

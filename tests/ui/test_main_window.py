@@ -404,3 +404,18 @@ def test_the_demo_plays_at_the_clips_rate_while_analysis_takes_the_newest_frame(
     qtbot.waitUntil(lambda: all(f.display_fps >= 6 for f in feeds), timeout=WAIT_MS)
     assert all(f.display_fps >= f.fps for f in feeds)
     assert all(f.display_latency_s is not None and f.display_latency_s < 2.0 for f in feeds)
+
+
+def test_the_every_frame_option_is_offered_for_files_and_restarts_the_camera(qtbot, make_window, app_settings,
+                                                                             demo_clip: Path) -> None:
+    window = make_window(app_settings)
+    (name,) = window.add_files([str(demo_clip)])
+    qtbot.waitUntil(lambda: window.grid.feeds[name].result is not None, timeout=WAIT_MS)
+    window.sources_panel.list.setCurrentRow(0)
+    assert window.act_every_frame.isEnabled() and not window.act_every_frame.isChecked()
+    window.act_every_frame.trigger()
+    assert window.act_every_frame.isChecked() and not window.cameras[name].spec.realtime
+    assert load_settings(window.settings_file)[0].sources[0].analyse_every_frame
+    frames = window.grid.feeds[name].result.frame_index
+    qtbot.waitUntil(lambda: window.grid.feeds[name].result.frame_index < frames  # restarted from the start
+                    or window.grid.feeds[name].result.frame_index > frames + 3, timeout=WAIT_MS)
