@@ -43,6 +43,7 @@ from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.types import Detections, Frame, FrameResult, TargetSighted, TrackedPerson
 from reid_desktop.core.vector_index import VectorIndex
+from reid_desktop.core.watchlist import WatchList, WatchMatch, WatchPictures
 
 log = logging.getLogger(__name__)
 
@@ -103,6 +104,7 @@ class _TrackState:
     last_embedded: int = -(10**9)
     last_seen: int = 0
     alerted: int | None = None  # the target identity an alert was raised for on this track
+    watched: set[str] = field(default_factory=set)  # watch-list entries this track already matched
 
     def descriptor(self) -> np.ndarray:
         mean = np.mean([v for _, v in self.embeddings], axis=0)
@@ -133,7 +135,8 @@ class Pipeline:
         # are told apart by (source, segment, track id)
         self._segments: dict[str, int] = {}
         self.faults = FaultLog(log)
-        self.alerts: collections.deque[TargetSighted] = collections.deque(maxlen=ALERTS_KEPT)
+        self.alerts: collections.deque[TargetSighted | WatchMatch] = collections.deque(maxlen=ALERTS_KEPT)
+        self.watch_list = WatchList()
         self.corrections = 0  # tentative identities changed by better crops (each one also audited in the store)
         self.writer = SightingWriter(store, config.storage) if store is not None else None
         if self.writer is not None:
@@ -217,6 +220,11 @@ class Pipeline:
         if label:
             self.matcher.pin(identity_id)
 
+    def set_watch_list(self, entries: Sequence[WatchPictures]) -> int:
+        """The people to watch for, embedded with the running model (ValueError naming a bad entry)."""
+        self.watch_list = WatchList(entries, self.embedder)
+        return len(self.watch_list)
+
     def set_camera_links(self, text: str) -> None:
         """New camera topology (``matcher.camera_links``), used from the next frame on; ValueError if wrong."""
         links = parse_camera_links(text, self.config.matcher.same_moment_s)
@@ -269,6 +277,7 @@ class Pipeline:
             self._drop_track(key)
         self.embedder = embedder
         self.warnings = tuple(warnings)
+        self.watch_list = self.watch_list.rebuilt(embedder)
         targets = self.matcher.targets
         self.matcher.close()
         self.matcher = self._new_matcher()
@@ -444,6 +453,8 @@ class Pipeline:
                 keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets)
             persons.append(person)
             alert = self._alert(frame, state, person) if person.is_target else None
+            if key in fresh and self.watch_list:
+                self._watch(frame, state, person)
             if self.writer is not None:
                 self.writer.write(frame, self._track_key(key), person, fresh.get(key), self.embedder.key,
                                   alert.thumbnail if alert is not None else None)
@@ -461,7 +472,18 @@ class Pipeline:
         self.alerts.append(alert)
         return alert
 
-    def take_alerts(self) -> list[TargetSighted]:
+    def _watch(self, frame: Frame, state: _TrackState, person: TrackedPerson) -> None:
+        """A track's new embedding against the watch list: an alert per entry it reaches, once per track."""
+        for entry, score in self.watch_list.match(state.descriptor()):
+            if entry.name in state.watched:
+                continue
+            state.watched.add(entry.name)
+            patch = crop(frame.image, person.box)
+            self.alerts.append(WatchMatch(entry.name, frame.source_id, person.track_id, person.identity_id,
+                                          frame.timestamp, frame.media_time, score, entry.threshold,
+                                          thumbnail(patch, ALERT_THUMBNAIL_HEIGHT) if patch is not None else b""))
+
+    def take_alerts(self) -> list[TargetSighted | WatchMatch]:
         """The alerts raised since the last call (the run loop passes them on after each step)."""
         taken = list(self.alerts)
         self.alerts.clear()

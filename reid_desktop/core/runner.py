@@ -21,10 +21,12 @@ from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.store import HistoryStore, StorageHealth
 from reid_desktop.core.types import Frame, FrameResult, SourceHealth, SourceStatus, TargetSighted
+from reid_desktop.core.watchlist import WatchMatch
 
 T = TypeVar("T")
 
-PipelineEvent = PipelineInfo | SourceStatus | SourceHealth | FrameResult | TargetSighted | StorageHealth
+PipelineEvent = (PipelineInfo | SourceStatus | SourceHealth | FrameResult | TargetSighted | WatchMatch
+                 | StorageHealth)
 HEALTH_EVERY_S = 1.0
 
 
@@ -142,6 +144,8 @@ class _Session:
         source = self._source(source_id)
         del self.sources[source_id]
         self.paused.discard(source_id)
+        self.taken.pop(source_id, None)  # cameras come and go for weeks: nothing of a removed one stays
+        self.latency.pop(source_id, None)
         source.stop(timeout=0.0)
         self._retired.append(source)
         self.pipeline.forget_source(source_id)

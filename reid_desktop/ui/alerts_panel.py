@@ -90,7 +90,7 @@ class AlertsPanel(QWidget):
 
     @staticmethod
     def _item(row: Alert, name: str) -> QListWidgetItem:
-        who = f"#{row.identity_id}" + (f" {name}" if name else "") if row.identity_id is not None else "someone"
+        who = (f"#{row.identity_id}" if row.identity_id is not None else "someone") + (f" {name}" if name else "")
         score = f"   match {row.score:.2f}" if row.score is not None else ""
         item = QListWidgetItem(thumbnail_icon(row.thumbnail), f"{format_time(row.timestamp)}   {row.source}\n"
                                                               f"{who}{score}")

@@ -33,6 +33,7 @@ from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import HistoryReader, StorageHealth, StoreError
 from reid_desktop.core.types import Frame, FrameResult, SourceHealth, SourceStatus, TargetSighted
+from reid_desktop.core.watchlist import WatchMatch
 from reid_desktop.ui.tasks import Dispatcher
 from trainer.default_model import default_embedder
 
@@ -88,6 +89,7 @@ class _Worker(QObject):
     source_changed = Signal(object)  # SourceStatus
     health_reported = Signal(object)  # SourceHealth, about once a second per source
     target_sighted = Signal(object)  # TargetSighted: a followed person appeared on a camera
+    watch_matched = Signal(object)  # WatchMatch: someone like a person of the watch list appeared
     storage_changed = Signal(object)  # StorageHealth
     errored = Signal(str)  # a problem the operator must fix (model, database): no restart
     crashed = Signal(str)  # an unexpected error: the supervisor restarts the worker
@@ -122,6 +124,8 @@ class _Worker(QObject):
                     self.health_reported.emit(event)
                 elif isinstance(event, TargetSighted):
                     self.target_sighted.emit(event)
+                elif isinstance(event, WatchMatch):
+                    self.watch_matched.emit(event)
                 elif isinstance(event, StorageHealth):
                     self.storage_changed.emit(event)
                 elif isinstance(event, PipelineInfo):
@@ -153,6 +157,7 @@ class Engine(QObject):
     source_changed = Signal(object)
     health_reported = Signal(object)  # SourceHealth of each camera, about once a second
     target_sighted = Signal(object)  # TargetSighted: an alert
+    watch_matched = Signal(object)  # WatchMatch: a watch-list alert
     storage_changed = Signal(object)  # StorageHealth: sightings are (not) being saved
     errored = Signal(str)
     restarting = Signal(str, float)  # why the worker died, seconds until it is restarted
@@ -224,6 +229,7 @@ class Engine(QObject):
         worker.source_changed.connect(self.source_changed)
         worker.health_reported.connect(self.health_reported)
         worker.target_sighted.connect(self.target_sighted)
+        worker.watch_matched.connect(self.watch_matched)
         worker.storage_changed.connect(self.storage_changed)
         worker.errored.connect(self.errored)
         worker.crashed.connect(self._on_crashed)

@@ -19,6 +19,7 @@ from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 from reid_desktop.core.sources import SourceKind
 from reid_desktop.core.store import Alert
 from reid_desktop.core.types import TargetSighted
+from reid_desktop.core.watchlist import WatchMatch
 from reid_desktop.ui.alerts_panel import ROWS_SHOWN, AlertsPanel, live_alert, path_text
 from reid_desktop.ui.cameras import CameraList
 from reid_desktop.ui.engine import EngineClient
@@ -73,14 +74,25 @@ class FollowController(QObject):
         who = f"#{alert.identity_id}" + (f" {name}" if name else "")
         self.panel.add(live_alert(alert), name)
         self.panel.path.setText(f"{who}: {path_text(self.panel.rows, alert.identity_id)}")
+        self._raise(alert.source_id, f"Followed: {who} is on {alert.source_id} now")
+
+    def on_watch_match(self, match: WatchMatch) -> None:
+        label = f"watch list: {match.name}"
+        self.panel.add(Alert(0, match.identity_id, match.source_id, match.timestamp, match.media_time, match.score,
+                             match.thumbnail, track_row=-1), label)
+        self._raise(match.source_id, f"Watch list: someone like {match.name} is on {match.source_id} "
+                                     f"(match {match.score:.2f})")
+
+    def _raise(self, source: str, message: str) -> None:
+        """Bring the camera forward (unless the operator just arranged the wall), sound, notify, say it."""
         mode = self._settings().follow_mode
         if mode != "off" and time.monotonic() - self._operator_at >= OPERATOR_QUIET_S:
-            self.grid.bring_forward(alert.source_id, mode)
+            self.grid.bring_forward(source, mode)
         if self._settings().alert_sound:
             QApplication.beep()
         if self._settings().alert_notify:
-            self._notify(f"{who} on {alert.source_id}")
-        self.status_message.emit(f"Followed: {who} is on {alert.source_id} now", 8000)
+            self._notify(message)
+        self.status_message.emit(message, 8000)
 
     def _notify(self, text: str) -> None:
         if not QSystemTrayIcon.isSystemTrayAvailable():  # no notification area (a bare X server, offscreen)

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 from PySide6.QtCore import QByteArray, QPoint, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
@@ -40,6 +41,7 @@ from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.sources import SourceKind, SourceSpec
 from reid_desktop.core.store import StorageHealth
 from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus, TrackedPerson
+from reid_desktop.core.watchlist import WatchPictures
 from reid_desktop.ui.alerts_panel import AlertsPanel
 from reid_desktop.ui.cameras import Added, CameraError, CameraList
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog, StreamDialog
@@ -50,13 +52,14 @@ from reid_desktop.ui.follow_controller import FollowController
 from reid_desktop.ui.health_panel import HealthPanel, falls_behind
 from reid_desktop.ui.search_controller import SearchController
 from reid_desktop.ui.search_panel import SearchPanel, SearchQuery
-from reid_desktop.ui.settings import AppSettings, save_settings
+from reid_desktop.ui.settings import AppSettings, WatchedPerson, save_settings
 from reid_desktop.ui.sources_panel import SourcesPanel
 from reid_desktop.ui.targets_controller import TargetsController
 from reid_desktop.ui.targets_panel import TargetsPanel, TimelinePanel
 from reid_desktop.ui.tasks import Dispatcher
 from reid_desktop.ui.topology_dialog import TopologyDialog
 from reid_desktop.ui.trainer_tab import TrainerTab
+from reid_desktop.ui.watchlist_dialog import WatchListDialog
 
 log = logging.getLogger(__name__)
 
@@ -254,6 +257,7 @@ class MainWindow(QMainWindow):
         self.follow.status_message.connect(self.statusBar().showMessage)
         self.follow.resume_requested.connect(lambda name: self.set_paused(name, False))
         self.engine.target_sighted.connect(self.follow.on_target_sighted)
+        self.engine.watch_matched.connect(self.follow.on_watch_match)
         self.exports = ExportController(self.client, self.targets_panel, self, parent=self)
         self.exports.status_message.connect(self.statusBar().showMessage)
         self.exports.training_data_ready.connect(self._train_on)
@@ -316,6 +320,7 @@ class MainWindow(QMainWindow):
         self._action(targets_menu, "Merge the two selected", self.targets_panel._merge_selected, "Ctrl+M")
         self._action(targets_menu, "Search with an image…", self.searches.search_with_image_file,
                      QKeySequence.StandardKey.Find)
+        self._action(targets_menu, "Watch list…", self.watch_list_dialog, "Ctrl+L")
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "About reid-desktop", self.about_dialog, "F1")
@@ -401,6 +406,8 @@ class MainWindow(QMainWindow):
         self.warning_label.setToolTip("\n".join(info.warnings))
         self.targets.refresh()
         self.follow.load()
+        if self.settings.watch_list:
+            self._push_watch_list()
 
     def _show_pictures(self) -> None:
         """The newest decoded picture of each visible, running camera (older ones were never converted)."""
@@ -664,6 +671,41 @@ class MainWindow(QMainWindow):
         if restart:
             self.statusBar().showMessage("Settings changed: restarting processing", 4000)
             self.start_engine()
+
+    def watch_list_dialog(self) -> None:
+        threshold = self.engine.info.match_threshold if self.engine.info is not None else 0.6
+        dialog = WatchListDialog(self.settings.watch_list, threshold, self)
+        if dialog.exec():
+            self.set_watch_list(dialog.people)
+
+    def set_watch_list(self, people: list[WatchedPerson]) -> None:
+        """Keep the watch list in the settings and hand it to the running pipeline."""
+        self.settings.watch_list = people
+        self.save_settings()
+        self._push_watch_list()
+
+    def _push_watch_list(self) -> None:
+        """Read the pictures on the thread pool, then embed them in the engine (with its model)."""
+        people = list(self.settings.watch_list)
+
+        def read() -> list[WatchPictures]:
+            entries = []
+            for person in people:
+                pictures = []
+                for path in person.pictures:
+                    image = cv2.imread(path)
+                    if image is None:
+                        raise ValueError(f"{person.name}: cannot read {path} as an image")
+                    pictures.append(image)
+                entries.append(WatchPictures(person.name, tuple(pictures), person.threshold))
+            return entries
+
+        def load(entries: list[WatchPictures]) -> None:
+            self.client.submit(lambda p: p.set_watch_list(entries),
+                               lambda count: self.statusBar().showMessage(f"Watching for {count} people", 4000),
+                               what="load the watch list")
+
+        self.client.in_background(read, load, "read the watch list's pictures")
 
     def topology_dialog(self) -> None:
         matcher = self.settings.pipeline_config().matcher

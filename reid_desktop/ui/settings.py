@@ -40,12 +40,22 @@ class SavedSource:
 
 
 @dataclass
+class WatchedPerson:
+    """A watch-list entry: pictures of a person (files; embedded at every engine start) and its threshold."""
+
+    name: str
+    pictures: list[str] = field(default_factory=list)
+    threshold: float = 0.6
+
+
+@dataclass
 class AppSettings:
     sources: list[SavedSource] = field(default_factory=list)
     layout: str = "auto"
     database: str = ""  # empty: the default file in the user data folder
     pipeline: dict[str, Any] = field(default_factory=dict)  # dotted overrides of the core config
     search_top_k: int = 20
+    watch_list: list[WatchedPerson] = field(default_factory=list)
     follow_mode: str = "maximise"  # what the wall does on an alert: maximise | first | off
     alert_sound: bool = False
     alert_notify: bool = True  # a desktop notification, where the desktop has a notification area
@@ -73,8 +83,10 @@ class SettingsError(ValueError):
     """The settings file cannot be used; the message says why."""
 
 
-_KINDS: dict[Any, tuple[type, str]] = {str: (str, "text"), bool: (bool, "true or false"), int: (int, "a whole number"),
-                                       dict[str, Any]: (dict, "a table")}
+_KINDS: dict[Any, tuple[type | tuple[type, ...], str]] = {
+    str: (str, "text"), bool: (bool, "true or false"), int: (int, "a whole number"),
+    float: ((int, float), "a number"), dict[str, Any]: (dict, "a table"), list[str]: (list, "a list of text")}
+_RECORDS = {list[SavedSource]: SavedSource, list[WatchedPerson]: WatchedPerson}  # lists of tables
 
 
 def _fields(cls: type, data: object, where: str) -> dict[str, Any]:
@@ -89,11 +101,13 @@ def _fields(cls: type, data: object, where: str) -> dict[str, Any]:
                 raise SettingsError(f"{where} lacks its {f.name}")
             continue
         value, hint = data[f.name], hints[f.name]
-        if hint == list[SavedSource]:
+        if hint in _RECORDS:
             if not isinstance(value, list):
                 raise SettingsError(f"{where}.{f.name} must be a list, not {type(value).__name__}")
-            value = [SavedSource(**_fields(SavedSource, item, f"{f.name}[{i}]")) for i, item in enumerate(value)]
-        elif not isinstance(value, _KINDS[hint][0]) or (hint is int and isinstance(value, bool)):
+            record = _RECORDS[hint]
+            value = [record(**_fields(record, item, f"{f.name}[{i}]")) for i, item in enumerate(value)]
+        elif (not isinstance(value, _KINDS[hint][0]) or (hint in (int, float) and isinstance(value, bool))
+              or (isinstance(value, list) and not all(isinstance(v, str) for v in value))):
             raise SettingsError(f"{where}.{f.name} must be {_KINDS[hint][1]}, not {value!r}"[:200])
         values[f.name] = value
     unknown = set(data) - set(hints) - {"schema_version"}
@@ -118,6 +132,12 @@ def _from_dict(data: object) -> AppSettings:
         settings.follow_mode = AppSettings.follow_mode
     if not 1 <= settings.search_top_k <= 500:
         settings.search_top_k = AppSettings.search_top_k
+    for i, person in enumerate(settings.watch_list):
+        if not 0.0 < person.threshold <= 1.0:
+            raise SettingsError(f"watch_list[{i}].threshold must be in (0, 1], not {person.threshold!r}")
+    names = [p.name for p in settings.watch_list]
+    if len(set(names)) != len(names):
+        raise SettingsError("watch_list: two people have the same name")
     config_mod.load(overrides=settings.pipeline)  # raises ConfigError naming a bad key or value
     return settings
 

@@ -296,3 +296,31 @@ def test_retention_deletes_old_sightings_when_processing_starts(tmp_path: Path, 
         Pipeline(fast_config(**{"storage.retention_days": 30}), store, detector=detector, embedder=embedder)
         remaining = store.sightings()
         assert 0 < len(remaining) < kept and all(s.frame_index >= 2 for s in remaining)
+
+
+def test_the_watch_list_finds_a_person_from_a_picture_of_them(tmp_path: Path, demo_clip: Path,
+                                                              osnet_pipeline_parts) -> None:
+    from reid_desktop.core.crops import crop
+    from reid_desktop.core.watchlist import WatchMatch, WatchPictures
+
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config()
+    # a picture of someone, cut from the video as a camera shows them
+    _infos, _statuses, results = collect(run([SourceSpec(str(demo_clip), "cam")], cfg, max_frames=12,
+                                             pipeline=Pipeline(cfg, detector=detector, embedder=embedder)))
+    person = max(results[-1].persons, key=lambda p: float((p.box[2] - p.box[0]) * (p.box[3] - p.box[1])))
+    picture = crop(results[-1].image, person.box)
+    assert picture is not None
+    noise = np.random.default_rng(0).integers(0, 255, (256, 128, 3), dtype=np.uint8)
+
+    pipeline = Pipeline(cfg, detector=detector, embedder=embedder)
+    count = pipeline.set_watch_list([WatchPictures("dark coat", (picture,), 0.75),
+                                     WatchPictures("nobody", (noise,), 0.75)])
+    assert count == 2
+    matches = [e for e in run([SourceSpec(str(demo_clip), "cam")], cfg, max_frames=20, pipeline=pipeline)
+               if isinstance(e, WatchMatch)]
+    assert matches and {m.name for m in matches} == {"dark coat"}  # the picture finds them; noise finds nobody
+    assert all(m.score >= 0.75 and m.source_id == "cam" and m.thumbnail for m in matches)
+    assert len(matches) == len({m.track_id for m in matches}) <= 2  # once per track, and only that person
+    with pytest.raises(ValueError, match="threshold must be in"):
+        pipeline.set_watch_list([WatchPictures("x", (picture,), 1.5)])

@@ -1,0 +1,123 @@
+"""The watch list editor: people to be told about, each with pictures of them and a threshold.
+
+A picture is a crop of the person, as a camera shows them (a snapshot from another camera, a photo
+cut to the person). The threshold is a cosine similarity; it starts at the running model's match
+threshold, and a higher one gives fewer, surer alerts.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from PySide6.QtWidgets import (
+    QAbstractItemView,
+    QDialog,
+    QDialogButtonBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QHeaderView,
+    QInputDialog,
+    QLabel,
+    QPushButton,
+    QTableWidget,
+    QTableWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
+
+from reid_desktop.core.watchlist import MAX_ENTRIES, MAX_PICTURES
+from reid_desktop.ui.settings import WatchedPerson
+
+IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp)"
+COLUMNS = ("Person", "Pictures", "Threshold")
+
+
+class WatchListDialog(QDialog):
+    def __init__(self, people: list[WatchedPerson], default_threshold: float, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Watch list")
+        self.setMinimumWidth(560)
+        self.default_threshold = default_threshold
+        self.people = copy.deepcopy(people)
+        explanation = QLabel("An alert when someone like these people appears on a camera. Give pictures of the "
+                             "person cut to them, as a camera shows a person; a higher threshold gives fewer, "
+                             f"surer alerts (the model matches at {default_threshold:.2f}).")
+        explanation.setWordWrap(True)
+        self.table = QTableWidget(0, len(COLUMNS))
+        self.table.setHorizontalHeaderLabels(list(COLUMNS))
+        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
+        self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
+        self.table.verticalHeader().hide()
+        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
+        add = QPushButton("Add person…")
+        add.clicked.connect(self._add_dialog)
+        remove = QPushButton("Remove")
+        remove.clicked.connect(self._remove_selected)
+        row_buttons = QHBoxLayout()
+        row_buttons.addWidget(add)
+        row_buttons.addWidget(remove)
+        row_buttons.addStretch(1)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.accepted.connect(self._accept)
+        buttons.rejected.connect(self.reject)
+        self.error = QLabel()
+        self.error.setStyleSheet("color: #c33;")
+        layout = QVBoxLayout(self)
+        layout.addWidget(explanation)
+        layout.addWidget(self.table, 1)
+        layout.addLayout(row_buttons)
+        layout.addWidget(self.error)
+        layout.addWidget(buttons)
+        for person in self.people:
+            self._show(person)
+
+    def _show(self, person: WatchedPerson) -> None:
+        row = self.table.rowCount()
+        self.table.insertRow(row)
+        self.table.setItem(row, 0, QTableWidgetItem(person.name))
+        item = QTableWidgetItem(", ".join(Path(p).name for p in person.pictures))
+        item.setToolTip("\n".join(person.pictures))
+        self.table.setItem(row, 1, item)
+        threshold = QDoubleSpinBox()
+        threshold.setRange(0.05, 1.0)
+        threshold.setSingleStep(0.01)
+        threshold.setDecimals(2)
+        threshold.setValue(person.threshold)
+        threshold.valueChanged.connect(lambda value, who=person: setattr(who, "threshold", round(value, 2)))
+        self.table.setCellWidget(row, 2, threshold)
+
+    def add_person(self, name: str, pictures: list[str]) -> str:
+        """Add an entry; returns why it cannot be added (``""`` when it was)."""
+        name = name.strip()
+        if not name or any(p.name == name for p in self.people):
+            return f"choose a name not used yet{f' ({name!r} is)' if name else ''}"
+        if not 1 <= len(pictures) <= MAX_PICTURES:
+            return f"give 1 to {MAX_PICTURES} pictures"
+        if len(self.people) >= MAX_ENTRIES:
+            return f"the watch list holds at most {MAX_ENTRIES} people"
+        person = WatchedPerson(name, [str(Path(p)) for p in pictures], round(self.default_threshold, 2))
+        self.people.append(person)
+        self._show(person)
+        return ""
+
+    def _add_dialog(self) -> None:
+        pictures, _ = QFileDialog.getOpenFileNames(self, "Pictures of the person", "", IMAGE_FILTER)
+        if not pictures:
+            return
+        name, ok = QInputDialog.getText(self, "Watch list", "Name of this person:", text=Path(pictures[0]).stem)
+        if ok:
+            self.error.setText(self.add_person(name, pictures))
+
+    def _remove_selected(self) -> None:
+        for row in sorted({index.row() for index in self.table.selectedIndexes()}, reverse=True):
+            self.table.removeRow(row)
+            del self.people[row]
+
+    def _accept(self) -> None:
+        missing = [p for person in self.people for p in person.pictures if not Path(p).is_file()]
+        if missing:
+            self.error.setText(f"picture not found: {missing[0]}")
+            return
+        self.accept()
