@@ -476,12 +476,13 @@ class MainWindow(QMainWindow):
     # -- sources -----------------------------------------------------------------------------------
 
     def add_source(self, uri: str, name: str = "", persist: bool = True, username: str = "",
-                   password: str = "", paused: bool = False) -> str:
+                   password: str = "", paused: bool = False, every_frame: bool = False) -> str:
         """Add a camera to the list, the wall and the running engine; returns its (unique) name.
 
         Secrets (credentials, secret URL parameters) go to the OS keyring; the settings keep the URL without them.
         """
-        added = self.cameras.add(uri, name, username=username, password=password, paused=paused, persist=persist)
+        added = self.cameras.add(uri, name, username=username, password=password, paused=paused, persist=persist,
+                                 every_frame=every_frame)
         self._show_camera(added)
         name = added.camera.name
         if persist:
@@ -512,8 +513,9 @@ class MainWindow(QMainWindow):
         self.settings.sources = self.cameras.saved()
         self.save_settings()
 
-    def add_files(self, paths: list[str]) -> list[str]:
-        return [self.add_source(str(Path(p))) for p in paths]
+    def add_files(self, paths: list[str], every_frame: bool = False) -> list[str]:
+        """Video files as cameras; played in real time unless ``every_frame`` (all frames analysed)."""
+        return [self.add_source(str(Path(p)), every_frame=every_frame) for p in paths]
 
     def add_file_dialog(self) -> None:
         paths, _ = QFileDialog.getOpenFileNames(self, "Add video files", "", VIDEO_FILTER)
