@@ -140,10 +140,21 @@ def test_a_camera_password_leaves_no_trace(qtbot, make_window, app_settings, mem
     feed = window.grid.feeds[name]
     qtbot.waitUntil(lambda: feed.result is not None and any(p.identity_id for p in feed.result.persons),
                     timeout=WAIT_MS)
-    identity = next(p.identity_id for p in feed.result.persons if p.identity_id)  # the next frame may have none
+    gui_database = window.settings.database_path
+
+    def stored_identity() -> int | None:
+        """One the feed shows that the database holds (a young track's identity may still change)."""
+        shown = {p.identity_id for p in feed.result.persons if p.identity_id} if feed.result else set()
+        if not gui_database.exists():
+            return None
+        with SightingStore(gui_database, readonly=True) as store:
+            return next((i for i in sorted(shown) if store.identity(i) is not None), None)
+
+    qtbot.waitUntil(lambda: stored_identity() is not None, timeout=WAIT_MS)
+    identity = stored_identity()
+    assert identity is not None
     evidence.add("thread names", "\n".join(t.name for t in threading.enumerate()))
     evidence.add_processes(os.getpid())
-    gui_database = window.settings.database_path
     qtbot.wait(1000)
     evidence.add_database("window database (running)", gui_database)
     files = {kind: tmp_path / f"window.{kind}" for kind in ("csv", "json", "html")}
