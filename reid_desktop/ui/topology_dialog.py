@@ -7,69 +7,36 @@ the matcher uses it to refuse links that are physically impossible.
 from __future__ import annotations
 
 from PySide6.QtWidgets import (
-    QAbstractItemView,
     QCheckBox,
     QComboBox,
-    QDialog,
-    QDialogButtonBox,
     QDoubleSpinBox,
-    QHBoxLayout,
     QHeaderView,
-    QLabel,
-    QPushButton,
-    QTableWidget,
-    QVBoxLayout,
     QWidget,
 )
 
 from reid_desktop.core import topology
+from reid_desktop.ui.table_dialog import TableDialog
 
 COLUMNS = ("Camera", "Camera", "Same ground", "Shortest walk")
 MAX_WALK_S = 24 * 3600.0
 
 
-class TopologyDialog(QDialog):
+class TopologyDialog(TableDialog):
     """One row per pair of cameras: they overlap, or walking from one to the other takes at least N seconds."""
 
     def __init__(self, links: str, cameras: list[str], same_moment_s: float, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Camera topology")
-        self.setMinimumWidth(640)
-        self.cameras = cameras
-        explanation = QLabel(
+        super().__init__(
+            "Camera topology",
             "Tell the matcher where people can walk. Cameras that see the same ground may show one person at "
             f"the same moment; for any other pair, someone seen in both within {same_moment_s:g} s is two "
             "people, or within the shortest walk you give here. There is no longest walk: people leave and "
-            "come back days later, and must still be recognised.")
-        explanation.setWordWrap(True)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
-        self.table.verticalHeader().hide()
+            "come back days later, and must still be recognised.", COLUMNS, "Add link", "Remove link", parent)
+        self.setMinimumWidth(640)
+        self.cameras = cameras
         header = self.table.horizontalHeader()
         for column in (0, 1):  # camera names must be readable whole
             header.setSectionResizeMode(column, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(2, QHeaderView.ResizeMode.ResizeToContents)
-        add = QPushButton("Add link")
-        add.clicked.connect(lambda: self.add_link())
-        remove = QPushButton("Remove link")
-        remove.clicked.connect(self._remove_selected)
-        row_buttons = QHBoxLayout()
-        row_buttons.addWidget(add)
-        row_buttons.addWidget(remove)
-        row_buttons.addStretch(1)
-        self.error = QLabel()
-        self.error.setStyleSheet("color: #c33;")
-        self.error.setWordWrap(True)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self._validate)
-        buttons.rejected.connect(self.reject)
-        layout = QVBoxLayout(self)
-        layout.addWidget(explanation)
-        layout.addWidget(self.table, 1)
-        layout.addLayout(row_buttons)
-        layout.addWidget(self.error)
-        layout.addWidget(buttons)
         self.result_links: str | None = None
 
         parsed = topology.parse(links, same_moment_s)  # the settings were validated when they were loaded
@@ -105,9 +72,8 @@ class TopologyDialog(QDialog):
         self.table.setCellWidget(row, 3, walk)
         return row
 
-    def _remove_selected(self) -> None:
-        for row in sorted({index.row() for index in self.table.selectedIndexes()}, reverse=True):
-            self.table.removeRow(row)
+    def add_row_dialog(self) -> None:
+        self.add_link()
 
     def links(self) -> str:
         """The rows as a ``matcher.camera_links`` string (not yet checked)."""
@@ -120,10 +86,9 @@ class TopologyDialog(QDialog):
             entries.append(f"{a} = {b}" if same_ground.isChecked() else f"{a} ~ {b} : {walk.value():g}")
         return "; ".join(entries)
 
-    def _validate(self) -> None:
+    def accept_rows(self) -> str:
         try:
             self.result_links = topology.parse(self.links()).describe()
         except ValueError as exc:
-            self.error.setText(str(exc))
-            return
-        self.accept()
+            return str(exc)
+        return ""

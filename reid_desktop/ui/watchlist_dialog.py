@@ -12,64 +12,34 @@ from pathlib import Path
 
 from PySide6.QtWidgets import (
     QAbstractItemView,
-    QDialog,
-    QDialogButtonBox,
     QDoubleSpinBox,
     QFileDialog,
-    QHBoxLayout,
     QHeaderView,
     QInputDialog,
-    QLabel,
-    QPushButton,
-    QTableWidget,
     QTableWidgetItem,
-    QVBoxLayout,
     QWidget,
 )
 
 from reid_desktop.core.watchlist import MAX_ENTRIES, MAX_PICTURES
 from reid_desktop.ui.settings import WatchedPerson
+from reid_desktop.ui.table_dialog import TableDialog
 
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp)"
 COLUMNS = ("Person", "Pictures", "Threshold")
 
 
-class WatchListDialog(QDialog):
+class WatchListDialog(TableDialog):
     def __init__(self, people: list[WatchedPerson], default_threshold: float, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.setWindowTitle("Watch list")
+        super().__init__(
+            "Watch list",
+            "An alert when someone like these people appears on a camera. Give pictures of the person cut to "
+            "them, as a camera shows a person; a higher threshold gives fewer, surer alerts (the model matches "
+            f"at {default_threshold:.2f}).", COLUMNS, "Add person…", "Remove", parent)
         self.setMinimumWidth(560)
         self.default_threshold = default_threshold
         self.people = copy.deepcopy(people)
-        explanation = QLabel("An alert when someone like these people appears on a camera. Give pictures of the "
-                             "person cut to them, as a camera shows a person; a higher threshold gives fewer, "
-                             f"surer alerts (the model matches at {default_threshold:.2f}).")
-        explanation.setWordWrap(True)
-        self.table = QTableWidget(0, len(COLUMNS))
-        self.table.setHorizontalHeaderLabels(list(COLUMNS))
-        self.table.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
         self.table.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
-        self.table.verticalHeader().hide()
         self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.Stretch)
-        add = QPushButton("Add person…")
-        add.clicked.connect(self._add_dialog)
-        remove = QPushButton("Remove")
-        remove.clicked.connect(self._remove_selected)
-        row_buttons = QHBoxLayout()
-        row_buttons.addWidget(add)
-        row_buttons.addWidget(remove)
-        row_buttons.addStretch(1)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
-        buttons.accepted.connect(self._accept)
-        buttons.rejected.connect(self.reject)
-        self.error = QLabel()
-        self.error.setStyleSheet("color: #c33;")
-        layout = QVBoxLayout(self)
-        layout.addWidget(explanation)
-        layout.addWidget(self.table, 1)
-        layout.addLayout(row_buttons)
-        layout.addWidget(self.error)
-        layout.addWidget(buttons)
         for person in self.people:
             self._show(person)
 
@@ -102,7 +72,7 @@ class WatchListDialog(QDialog):
         self._show(person)
         return ""
 
-    def _add_dialog(self) -> None:
+    def add_row_dialog(self) -> None:
         pictures, _ = QFileDialog.getOpenFileNames(self, "Pictures of the person", "", IMAGE_FILTER)
         if not pictures:
             return
@@ -110,14 +80,9 @@ class WatchListDialog(QDialog):
         if ok:
             self.error.setText(self.add_person(name, pictures))
 
-    def _remove_selected(self) -> None:
-        for row in sorted({index.row() for index in self.table.selectedIndexes()}, reverse=True):
-            self.table.removeRow(row)
-            del self.people[row]
+    def row_removed(self, row: int) -> None:
+        del self.people[row]
 
-    def _accept(self) -> None:
+    def accept_rows(self) -> str:
         missing = [p for person in self.people for p in person.pictures if not Path(p).is_file()]
-        if missing:
-            self.error.setText(f"picture not found: {missing[0]}")
-            return
-        self.accept()
+        return f"picture not found: {missing[0]}" if missing else ""
