@@ -34,6 +34,10 @@ EXCLUDED_MODULES = [
     "triton", "tensorboard", "torch.utils.tensorboard", "pyinstaller", "PyInstaller",
     # Ultralytics' data-frame exports and training callbacks only (170 MB): the app never calls them.
     "polars",
+    # The faster detector runtimes (core/detector_runtimes.py) are for Python installs for now: OpenVINO and
+    # NNCF add about 300 MB and have not been through the bundle's smoke test. The bundle offers PyTorch and
+    # ONNX Runtime; `models list` shows it.
+    "openvino", "nncf",
 ]
 
 # Qt modules that PySide6-Essentials ships but the app never imports; leaving them out also leaves

@@ -27,6 +27,7 @@ from tqdm import tqdm
 
 from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
+from reid_desktop.core import detector_runtimes as runtimes
 from reid_desktop.core import logs
 from reid_desktop.core.credentials import complete_url
 from reid_desktop.core.detection import bundled_detector_path
@@ -260,31 +261,83 @@ def cmd_search(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def cmd_models(args: argparse.Namespace) -> int:
-    if args.models_command == "build-default":
-        from trainer.model import WeightsUnavailable  # PyTorch: imported only to build a model
+def _models_build_default(args: argparse.Namespace) -> int:
+    from trainer.model import WeightsUnavailable  # PyTorch: imported only to build a model
 
-        target = Path(args.output) if args.output else default_reid_model_path()
-        if target.exists() and not args.force:
-            print(f"{target} already exists (use --force to rebuild)")
-            return EXIT_OK
-        try:
-            path = build_default_reid_model(args.weights, allow_download=not args.no_download, output=target)
-        except (WeightsUnavailable, ModelError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_MODEL
-        print(f"wrote {path}")
+    target = Path(args.output) if args.output else default_reid_model_path()
+    if target.exists() and not args.force:
+        print(f"{target} already exists (use --force to rebuild)")
         return EXIT_OK
-    if args.models_command == "check":
+    try:
+        path = build_default_reid_model(args.weights, allow_download=not args.no_download, output=target)
+    except (WeightsUnavailable, ModelError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    print(f"wrote {path}")
+    return EXIT_OK
+
+
+def _models_check(args: argparse.Namespace) -> int:
+    try:
+        embedder = OnnxEmbedder(Path(args.path))
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
+    i = embedder.info
+    print(f"{embedder.name}: OK, input {i.input_height}x{i.input_width} {i.channel_order}, "
+          f"{embedder.dim}-d embeddings, weights: {i.weights}, provider: {embedder.provider}")
+    return EXIT_OK
+
+
+def _detector_cache(args: argparse.Namespace) -> runtimes.DetectorCache | None:
+    cfg = config_mod.load(overrides={"detector.imgsz": args.imgsz, **({"detector.model": args.detector}
+                                                                     if args.detector else {})})
+    checkpoint = runtimes.checkpoint_of(cfg.detector)
+    return runtimes.DetectorCache(checkpoint, args.imgsz) if checkpoint else None
+
+
+def _print_runtimes(cache: runtimes.DetectorCache) -> None:
+    best = cache.fastest()
+    print(f"detector runtimes for {cache.checkpoint.stem} at {cache.imgsz} px (frames/s at batch 1, measured here):")
+    for variant in runtimes.candidates():
+        record = cache.record(variant)
+        if record is None:
+            print(f"  {variant.label:<20} not prepared")
+            continue
+        verdict = "" if record.passed else f"  REFUSED (needs {runtimes.MIN_AGREEMENT:.0%})"
+        chosen = "  <- auto" if best is not None and record.variant == best.variant else ""
+        print(f"  {variant.label:<20} {record.frames_per_s:6.1f} frames/s  agrees {record.agreement:6.1%} with "
+              f"the original{verdict}{chosen}")
+    if best is None:
+        print("  auto runs PyTorch until runtimes are prepared: reid-desktop models prepare-detector")
+
+
+def _models_prepare_detector(args: argparse.Namespace) -> int:
+    cache = _detector_cache(args)
+    if cache is None:
+        print("error: the detector is already an export (.onnx); runtimes are prepared from a .pt checkpoint",
+              file=sys.stderr)
+        return EXIT_USAGE
+    cfg = config_mod.load(overrides={"detector.imgsz": args.imgsz, "detector.model": str(cache.checkpoint)})
+    wanted = [v for v in runtimes.candidates() if args.runtime in (None, v.runtime)
+              and args.precision in (None, v.precision)]
+    if not wanted:
+        print(f"error: no {args.runtime or ''} {args.precision or ''} variant runs on this machine; it has: "
+              f"{', '.join(v.label for v in runtimes.candidates())}", file=sys.stderr)
+        return EXIT_USAGE
+    for number, variant in enumerate(wanted, start=1):
+        def say(line: str, step: str = f"[{number}/{len(wanted)}]") -> None:
+            print(f"{step} {line}", flush=True)
+
         try:
-            embedder = OnnxEmbedder(Path(args.path))
+            cache.prepare(variant, cfg.detector, say)
         except ModelError as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return EXIT_MODEL
-        i = embedder.info
-        print(f"{embedder.name}: OK, input {i.input_height}x{i.input_width} {i.channel_order}, "
-              f"{embedder.dim}-d embeddings, weights: {i.weights}, provider: {embedder.provider}")
-        return EXIT_OK
+            print(f"error: {variant.label}: {exc}", file=sys.stderr)
+    _print_runtimes(cache)
+    return EXIT_OK
+
+
+def _models_list(args: argparse.Namespace) -> int:
     import onnxruntime as ort  # heavy, and only this listing needs its version
 
     try:
@@ -297,7 +350,16 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"re-id default:      {default} ({'present' if default.exists() else 'not built yet'})")
     print(f"onnxruntime {ort.__version__}: providers built in: {', '.join(ort.get_available_providers())}")
     print(f"                    usable here: {', '.join(candidate_providers('auto'))}")
+    cache = _detector_cache(args)
+    if cache is not None:
+        _print_runtimes(cache)
     return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    commands = {"build-default": _models_build_default, "check": _models_check,
+                "prepare-detector": _models_prepare_detector, "list": _models_list}
+    return commands[args.models_command](args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -333,9 +395,16 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=cmd_search)
 
     m = sub.add_parser("models", help="list, check or build models")
-    m.set_defaults(func=cmd_models, models_command="list")
+    m.set_defaults(func=cmd_models, models_command="list", imgsz=config_mod.DetectorConfig().imgsz, detector=None)
     msub = m.add_subparsers(dest="models_command")
-    msub.add_parser("list", help="show the models in use and the ONNX Runtime providers")
+    ls = msub.add_parser("list", help="show the models in use, the ONNX Runtime providers and the detector runtimes")
+    pd = msub.add_parser("prepare-detector", help="export the detector to the faster runtimes, check each against "
+                                                 "the original and measure it here (what 'auto' chooses from)")
+    for sp in (ls, pd):
+        sp.add_argument("--imgsz", type=int, default=config_mod.DetectorConfig().imgsz, help="detector image size")
+        sp.add_argument("--detector", help="a .pt checkpoint (default: the bundled YOLO11n-pose)")
+    pd.add_argument("--runtime", choices=sorted(runtimes.RUNTIME_LABELS), help="only this runtime")
+    pd.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="only this precision")
     b = msub.add_parser("build-default", help="export the default ResNet-50 re-id model to ONNX")
     b.add_argument("--weights", help="ImageNet ResNet-50 state dict (.pth); default: torchvision download")
     b.add_argument("--output", help="where to write the ONNX file (default: the app's model folder)")

@@ -37,6 +37,10 @@ class SourceOptions:
     read_timeout_s: float = option(10.0, "How long a stream may stay silent before it counts as lost", min=0.1)
     max_corrupt_frames: int = option(25, "Undecodable frames in a row a file may have before it counts as broken",
                                    min=1)
+    analysis_fps: float = option(0.0, "Most frames analysed per camera and second; the frames between are shown "
+                                      "with the last boxes and the tracker predicts across them (0: as many as the "
+                                      "machine manages)", min=0.0, max=1000.0, flag="analysis_fps",
+                                 label="Analysis rate per camera", unit=" frames/s", zero_means="as fast as possible")
     queue_size: int = option(8, "Decoded frames buffered per file source", min=1, max=256)
     queue_max_mb: int = option(256, "Most memory (MB) the decoded frames buffered for one file source may take",
                              min=1, max=65536)
@@ -57,6 +61,20 @@ class DetectorConfig:
                                   "occlusions but opens tracks only on strong ones", min=0.0, max=1.0,
                                flag="conf", label="Detection confidence", step=0.05)
     iou: float = option(0.6, "Non-maximum-suppression IoU threshold", min=0.0, max=1.0)
+    runtime: str = option("auto", "What runs the detector: 'auto' the fastest checked on this machine (prepare them "
+                                  "with 'reid-desktop models prepare-detector'), or one named; a named one is exported "
+                                  "and checked on first use", choices=("auto", "pytorch", "onnxruntime", "openvino",
+                                                                        "tensorrt"),
+                         flag="detector_runtime", label="Detector runtime")
+    precision: str = option("fp32", "Arithmetic of a named runtime: fp32, fp16 (half; bf16 on CPUs that have it) or "
+                                    "int8 (calibrated on the demo clip)", choices=("fp32", "fp16", "int8"),
+                           flag="precision", label="Detector precision")
+    motion_share: float = option(0.0, "Motion gate: skip detection on frames where less than this share of the "
+                                      "picture changed since the last analysed one; they show the last boxes "
+                                      "(0: off; 0.002 suits fixed cameras)", min=0.0, max=1.0, flag="motion",
+                                 label="Motion gate", step=0.001, zero_means="analyse every frame")
+    motion_keepalive_s: float = option(1.0, "Motion gate: a camera with people in view is analysed at least this "
+                                            "often, so people standing still stay tracked", min=0.05, max=60.0)
     device: str = option("", "Torch device for the detector ('cpu', '0', ...); empty: GPU when present",
                         flag="device", label="Detector device",
                         suggestions=(("Automatic (GPU when present)", ""), ("CPU", "cpu"), ("GPU 0", "0"),

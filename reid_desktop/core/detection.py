@@ -10,7 +10,7 @@ import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -119,9 +119,10 @@ class YoloDetector:
             person = [0]
         if not person:
             raise ModelError(f"detector {path.name} has no 'person' class (classes: {list(names.values())[:8]}...)")
-        self._classes = person
+        self.person_classes = person
         self.path = path
-        self.name = path.name
+        runtime = f"PyTorch {config.precision.upper()}" if path.suffix.lower() == ".pt" else "ONNX Runtime"
+        self.name = f"{path.stem} ({runtime})"
         self.has_keypoints = self._model.task == "pose"
         self.device = config.device or self._auto_device()
 
@@ -130,6 +131,11 @@ class YoloDetector:
         import torch
 
         return "cuda:0" if torch.cuda.is_available() else "cpu"
+
+    @property
+    def model(self) -> Any:
+        """The Ultralytics model (its class names and head describe what the exports must reproduce)."""
+        return self._model
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         if not images:
@@ -150,5 +156,6 @@ class YoloDetector:
     def _predict(self, images: list[np.ndarray]) -> list:
         cfg = self.config
         results = self._model.predict(images, imgsz=cfg.imgsz, conf=cfg.confidence, iou=cfg.iou,
-                                      classes=self._classes, device=self.device, verbose=False)
+                                      classes=self.person_classes, device=self.device, verbose=False,
+                                      **({"half": True} if cfg.precision == "fp16" else {}))
         return list(results)

@@ -23,11 +23,13 @@ import numpy as np
 from reid_desktop.core.calibration import ThresholdCalibration
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.crops import crop, crop_quality, thumbnail
-from reid_desktop.core.detection import Detector, YoloDetector
+from reid_desktop.core.detection import Detector
+from reid_desktop.core.detector_runtimes import make_detector
 from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.faults import FaultLog
 from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityMatcher, MatchDecision, MatchRequest
 from reid_desktop.core.models import load_embedder
+from reid_desktop.core.motion import MotionGate, MotionSettings
 from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.store import (
@@ -118,7 +120,7 @@ class Pipeline:
                  detector: Detector | None = None, embedder: Embedder | None = None,
                  embedder_warnings: Sequence[str] = (), tracker_factory: Callable[[], Tracker] | None = None) -> None:
         self.config = config
-        self.detector = detector or YoloDetector(config.detector)
+        self.detector = detector or make_detector(config.detector)
         if embedder is None:
             embedder, embedder_warnings = load_embedder(config.reid)
         self.embedder = embedder
@@ -134,6 +136,8 @@ class Pipeline:
         # tracker restarts per source: a restarted tracker counts its ids from 1 again, so stored tracks
         # are told apart by (source, segment, track id)
         self._segments: dict[str, int] = {}
+        self._gates: dict[str, MotionGate] = {}
+        self._last_persons: dict[str, tuple[TrackedPerson, ...]] = {}  # shown on frames the motion gate skips
         self.faults = FaultLog(log)
         self.alerts: collections.deque[TargetSighted | WatchMatch] = collections.deque(maxlen=ALERTS_KEPT)
         self.watch_list = WatchList()
@@ -292,6 +296,8 @@ class Pipeline:
     def forget_source(self, source_id: str) -> None:
         """Drop a camera's tracker and tracks (it was removed, or jumped in time); its next tracks are new rows."""
         self._trackers.pop(source_id, None)
+        self._gates.pop(source_id, None)
+        self._last_persons.pop(source_id, None)
         for key in [k for k in self._tracks if k[0] == source_id]:
             self._drop_track(key)
         self._segments[source_id] = self._segments.get(source_id, 0) + 1
@@ -299,6 +305,24 @@ class Pipeline:
     # -- processing ------------------------------------------------------------------------------
 
     def process(self, frames: Sequence[Frame]) -> list[FrameResult]:
+        """Analyse the frames the motion gate lets through; the others show their camera's last people."""
+        analysed = [f for f in frames if self._gate(f.source_id).should_detect(
+            f.image, f.moment, bool(self._last_persons.get(f.source_id)))]
+        results = dict(zip(map(id, analysed), self._analyse(analysed), strict=True))
+        if self.writer is not None:
+            self.writer.after_frames()
+        return [results.get(id(frame)) or replace(self._bare_result(frame),
+                                                  persons=self._last_persons.get(frame.source_id, ()))
+                for frame in frames]
+
+    def _gate(self, source_id: str) -> MotionGate:
+        gate = self._gates.get(source_id)
+        if gate is None:
+            cfg = self.config.detector
+            gate = self._gates[source_id] = MotionGate(MotionSettings(cfg.motion_share, cfg.motion_keepalive_s))
+        return gate
+
+    def _analyse(self, frames: Sequence[Frame]) -> list[FrameResult]:
         """Detect in all frames at once, then track, embed and match camera by camera.
 
         Every frame gets a result: a stage that fails for one frame or camera leaves that frame without
@@ -328,9 +352,9 @@ class Pipeline:
                                    f"tracker restarts: {type(exc).__name__}: {exc}", exc)
                 self.forget_source(frame.source_id)
                 results.append(self._bare_result(frame))
+        for result in results:
+            self._last_persons[result.source_id] = result.persons
         self._forget_stale_tracks()
-        if self.writer is not None:
-            self.writer.after_frames()
         return results
 
     @staticmethod

@@ -1,0 +1,482 @@
+"""Faster runtimes for the same detector: ONNX Runtime and OpenVINO exports, full, half and 8-bit precision.
+
+The PyTorch checkpoint stays the reference. An export is made once per model, image size, runtime and
+precision, cached in the user's data folder, and checked against the reference on frames of the demo
+clip before it is used: its boxes must agree with the checkpoint's (:data:`MIN_AGREEMENT`). The check
+also measures its speed on this machine, so ``auto`` picks the fastest runtime that passed here.
+INT8 models are calibrated on other frames of the same clip; the detection head stays in full precision
+(as Ultralytics does), the usual source of INT8 loss in YOLO models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import logging
+import platform
+import re
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from reid_desktop.core.config import DetectorConfig
+from reid_desktop.core.detection import Detector, YoloDetector, bundled_detector_path, prepare_ultralytics
+from reid_desktop.core.errors import ModelError
+from reid_desktop.core.paths import demo_clip, models_dir
+from reid_desktop.core.types import Detections
+
+log = logging.getLogger(__name__)
+
+Progress = Callable[[str], None]
+MIN_AGREEMENT = 0.9  # share of the reference's confident people an export must find, and vice versa
+CHECK_FRAMES = 8
+CALIBRATION_FRAMES = 24
+RUNTIME_LABELS = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
+                  "tensorrt": "TensorRT"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way of running the detector: a runtime and the precision of its arithmetic."""
+
+    runtime: str
+    precision: str
+
+    @property
+    def label(self) -> str:
+        return f"{RUNTIME_LABELS[self.runtime]} {self.precision.upper()}"
+
+    @property
+    def key(self) -> str:
+        return f"{self.runtime}-{self.precision}"
+
+
+REFERENCE = Variant("pytorch", "fp32")
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """What the check of one export found, kept next to it (``check.json``)."""
+
+    runtime: str
+    precision: str
+    agreement: float
+    frames_per_s: float
+    reference_frames_per_s: float
+    machine: str
+    checked_at: float
+
+    @property
+    def variant(self) -> Variant:
+        return Variant(self.runtime, self.precision)
+
+    @property
+    def passed(self) -> bool:
+        return self.agreement >= MIN_AGREEMENT
+
+
+def machine_signature() -> str:
+    """Speeds measured on another machine (a copied data folder) do not count for ``auto``."""
+    import onnxruntime as ort
+
+    gpu = "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() and _cuda_available() else "cpu"
+    return f"{platform.machine()} {platform.processor() or _cpu_model()} {gpu}"
+
+
+def _cpu_model() -> str:
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        found = re.search(r"model name\s*:\s*(.+)", cpuinfo.read_text(errors="replace"))
+        if found:
+            return found.group(1).strip()
+    return "unknown cpu"
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def _openvino_half_type() -> str | None:
+    """The reduced precision this CPU computes natively (bf16 or f16), or None."""
+    try:
+        import openvino as ov
+    except ImportError:
+        return None
+    capabilities = ov.Core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+    return "bf16" if "BF16" in capabilities else "f16" if "FP16" in capabilities else None
+
+
+def candidates() -> list[Variant]:
+    """The variants worth measuring on this machine, the reference first."""
+    import onnxruntime as ort
+
+    if _cuda_available():
+        found = [Variant("pytorch", "fp16"), Variant("onnxruntime", "fp16")]
+        if "TensorrtExecutionProvider" in ort.get_available_providers():
+            found += [Variant("tensorrt", "fp16"), Variant("tensorrt", "int8")]
+        return [REFERENCE, *found]
+    found = [REFERENCE, Variant("onnxruntime", "fp32"), Variant("onnxruntime", "int8")]
+    if importlib.util.find_spec("openvino") is None:  # not in the installer bundles yet
+        return found
+    found.append(Variant("openvino", "fp32"))
+    if importlib.util.find_spec("nncf") is not None:
+        found.append(Variant("openvino", "int8"))
+    if _openvino_half_type():
+        found.append(Variant("openvino", "fp16"))
+    return found
+
+
+class DetectorCache:
+    """The exports of one checkpoint at one image size: ``models/detectors/<name>-<digest>/<imgsz>/<variant>/``."""
+
+    def __init__(self, checkpoint: Path, imgsz: int, root: Path | None = None) -> None:
+        self.checkpoint = checkpoint
+        self.imgsz = imgsz
+        digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
+        self.folder = (root or models_dir() / "detectors") / f"{checkpoint.stem}-{digest}" / str(imgsz)
+
+    def model_path(self, variant: Variant) -> Path:
+        name = "model.xml" if variant.runtime == "openvino" else "model.onnx"
+        return self.folder / variant.key / name
+
+    def record(self, variant: Variant) -> CheckRecord | None:
+        path = self.folder / variant.key / "check.json"
+        try:
+            return CheckRecord(**json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, ValueError, TypeError):
+            return None
+
+    def records(self) -> list[CheckRecord]:
+        return [r for r in (self.record(v) for v in candidates()) if r is not None]
+
+    def fastest(self) -> CheckRecord | None:
+        """The fastest variant that passed its check on this machine, if any was prepared."""
+        here = machine_signature()
+        usable = [r for r in self.records() if r.passed and r.machine == here]
+        return max(usable, key=lambda r: r.frames_per_s, default=None)
+
+    def prepare(self, variant: Variant, config: DetectorConfig, progress: Progress = log.info) -> CheckRecord:
+        """Export (if not cached), check against the checkpoint and measure; the record is kept either way."""
+        config = replace(config, confidence=min(config.confidence, 0.05))  # see every box the agreement looks at
+        reference = YoloDetector(_reference_config(config, self.checkpoint))
+        check_frames, calibration = sample_frames()
+        if variant != REFERENCE and not self.model_path(variant).exists():
+            progress(f"exporting the detector for {variant.label} at {self.imgsz} px")
+            self._export(variant, calibration, progress)
+        progress(f"checking {variant.label} against the original on {len(check_frames)} frames")
+        candidate = load_variant(variant, config, self) if variant != REFERENCE else reference
+        expected = reference.detect(check_frames)
+        got = [candidate.detect([frame])[0] for frame in check_frames]
+        record = CheckRecord(variant.runtime, variant.precision, round(agreement(expected, got), 4),
+                             round(frames_per_second(candidate, check_frames), 2),
+                             round(frames_per_second(reference, check_frames), 2), machine_signature(), time.time())
+        folder = self.folder / variant.key
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "check.json").write_text(json.dumps(asdict(record), indent=1), encoding="utf-8")
+        return record
+
+    def _export(self, variant: Variant, calibration: list[np.ndarray], progress: Progress) -> None:
+        target = self.model_path(variant).parent
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.folder) as tmp:
+            work = Path(tmp)
+            onnx_path = self._onnx_fp32(work)
+            out = work / "out"
+            out.mkdir()
+            if variant.runtime in ("onnxruntime", "tensorrt"):
+                if variant.precision == "int8" and variant.runtime == "onnxruntime":
+                    progress(f"calibrating INT8 on {len(calibration)} frames of the demo clip")
+                    _quantize_onnx(onnx_path, out / "model.onnx", self._batch(calibration))
+                elif variant.precision == "fp16" and variant.runtime == "onnxruntime":
+                    _onnx_to_fp16(onnx_path, out / "model.onnx")
+                else:  # TensorRT builds its own reduced-precision engine from the full-precision graph
+                    shutil.copy(onnx_path, out / "model.onnx")
+            else:
+                _export_openvino(onnx_path, out / "model.xml", self._batch(calibration) if variant.precision == "int8"
+                                 else None, progress)
+            shutil.rmtree(target, ignore_errors=True)
+            out.replace(target)
+
+    def _onnx_fp32(self, work: Path) -> Path:
+        """The Ultralytics ONNX export (dynamic batch) of a copy of the checkpoint, made in ``work``."""
+        prepare_ultralytics()
+        from ultralytics import YOLO
+        from ultralytics.utils import LOGGER
+
+        copy = work / self.checkpoint.name
+        shutil.copy(self.checkpoint, copy)
+        level = LOGGER.level
+        LOGGER.setLevel(logging.WARNING)  # the export's banner and hints are not for the operator
+        try:
+            exported = YOLO(str(copy)).export(format="onnx", imgsz=self.imgsz, dynamic=True, simplify=True,
+                                              verbose=False)
+        except Exception as exc:
+            raise ModelError(f"cannot export detector {self.checkpoint.name} to ONNX: {exc}") from None
+        finally:
+            LOGGER.setLevel(level)
+        return Path(exported)
+
+    def _batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        return [letterbox(frame, self.imgsz)[0] for frame in frames]
+
+
+def _reference_config(config: DetectorConfig, checkpoint: Path) -> DetectorConfig:
+    return replace(config, model=str(checkpoint), runtime="pytorch", precision="fp32")
+
+
+def sample_frames() -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Check frames and calibration frames, evenly spread over the demo clip and never the same."""
+    capture = cv2.VideoCapture(str(demo_clip()))
+    frames = []
+    while True:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    capture.release()
+    if len(frames) < CHECK_FRAMES + CALIBRATION_FRAMES:
+        raise ModelError(f"the demo clip {demo_clip()} is missing or too short to check a detector export")
+    picks = np.linspace(0, len(frames) - 1, CHECK_FRAMES + CALIBRATION_FRAMES).astype(int)
+    check = [frames[i] for i in picks[1::4]][:CHECK_FRAMES]
+    calibration = [frames[i] for n, i in enumerate(picks) if n % 4 != 1]
+    return check, calibration
+
+
+def frames_per_second(detector: Detector, frames: Sequence[np.ndarray]) -> float:
+    detector.detect([frames[0]])  # warm-up: first calls allocate and compile
+    start = time.perf_counter()
+    for frame in frames:
+        detector.detect([frame])
+    return len(frames) / (time.perf_counter() - start)
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+def _found(wanted: np.ndarray, offered: np.ndarray, confident: float = 0.3, present: float = 0.05) -> tuple[int, int]:
+    """How many of ``wanted``'s confident boxes have a box of ``offered`` (any score above ``present``)
+    covering them at IoU 0.5; scores near a threshold move a little between runtimes, people should not."""
+    want = wanted[wanted[:, 4] >= confident]
+    offer = offered[offered[:, 4] >= present]
+    if not len(want):
+        return 0, 0
+    if not len(offer):
+        return 0, len(want)
+    return int((_iou(want, offer).max(axis=1) >= 0.5).sum()), len(want)
+
+
+def agreement(reference: Sequence[Detections], candidate: Sequence[Detections]) -> float:
+    """The smaller of: the share of the reference's people the candidate finds, and the converse."""
+    found_ref = [_found(r.boxes, c.boxes) for r, c in zip(reference, candidate, strict=True)]
+    found_cand = [_found(c.boxes, r.boxes) for r, c in zip(reference, candidate, strict=True)]
+    shares = [sum(f for f, _ in pairs) / max(sum(n for _, n in pairs), 1) for pairs in (found_ref, found_cand)]
+    return min(shares)
+
+
+def letterbox(image: np.ndarray, size: int) -> np.ndarray:
+    """A BGR image -> 1 x 3 x H x W float32 RGB in [0, 1], scaled to fit ``size`` and padded to a multiple of 32,
+    exactly as Ultralytics feeds the checkpoint (a square pad would change the scores of small people)."""
+    prepare_ultralytics()
+    from ultralytics.data.augment import LetterBox
+
+    boxed = np.asarray(LetterBox(new_shape=(size, size), auto=True, stride=32)(image=image))
+    return np.ascontiguousarray(boxed[None, ..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+def _head_scope(names: Sequence[str]) -> str:
+    """The name prefix of the detection head: the highest-numbered ``/model.N/`` module of the export."""
+    indices = [int(m.group(1)) for n in names if (m := re.search(r"/model\.(\d+)/", n))]
+    return f"/model.{max(indices)}/" if indices else "/model.none/"
+
+
+def _quantize_onnx(source: Path, target: Path, calibration: list[np.ndarray]) -> None:
+    import onnx
+    from onnxruntime.quantization import CalibrationDataReader, QuantFormat, QuantType, quantize_static
+
+    class Frames(CalibrationDataReader):
+        def __init__(self, name: str) -> None:
+            self._items = iter([{name: image[None]} for image in calibration])
+
+        def get_next(self) -> dict[str, np.ndarray] | None:
+            return next(self._items, None)
+
+    graph = onnx.load(str(source)).graph
+    head = _head_scope([n.name for n in graph.node])
+    quantize_static(str(source), str(target), Frames(graph.input[0].name), quant_format=QuantFormat.QDQ,
+                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                    nodes_to_exclude=[n.name for n in graph.node if n.name.startswith(head)])
+
+
+def _onnx_to_fp16(source: Path, target: Path) -> None:
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
+
+
+def _export_openvino(source: Path, target: Path, calibration: list[np.ndarray] | None, progress: Progress) -> None:
+    import openvino as ov
+
+    model = ov.convert_model(str(source))
+    if calibration is not None:
+        import nncf
+
+        nncf.set_log_level(logging.ERROR)
+        progress(f"calibrating INT8 on {len(calibration)} frames of the demo clip")
+        head = _head_scope([op.get_friendly_name() for op in model.get_ordered_ops()])
+        scope = nncf.IgnoredScope(names=[op.get_friendly_name() for op in model.get_ordered_ops()
+                                         if op.get_friendly_name().startswith(head)], validate=False)
+        model = nncf.quantize(model, nncf.Dataset([image[None] for image in calibration]),
+                              preset=nncf.QuantizationPreset.MIXED, ignored_scope=scope,
+                              subset_size=len(calibration))
+    ov.save_model(model, str(target), compress_to_fp16=False)
+
+
+class ExportedDetector:
+    """A cached export run by ONNX Runtime or OpenVINO: letterbox, one call for all images, Ultralytics' NMS."""
+
+    def __init__(self, path: Path, variant: Variant, config: DetectorConfig, metadata: dict[str, Any]) -> None:
+        self.config = config
+        self.variant = variant
+        self.path = path
+        self.name = f"{metadata['stem']} ({variant.label})"
+        self.has_keypoints = metadata["kpt_shape"] is not None
+        self._kpt_shape = metadata["kpt_shape"]
+        self._classes = metadata["person_classes"]
+        self._nc = metadata["nc"]
+        self._infer, self.device = _session(path, variant)
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        """One inference call per input shape: cameras of one resolution share a batch."""
+        inputs = [letterbox(image, self.config.imgsz) for image in images]
+        by_shape: dict[tuple[int, ...], list[int]] = {}
+        for position, tensor in enumerate(inputs):
+            by_shape.setdefault(tensor.shape, []).append(position)
+        out: list[Detections | None] = [None] * len(images)
+        for positions in by_shape.values():
+            raw = self._infer(np.concatenate([inputs[p] for p in positions]))
+            for p, dets in zip(positions, self._postprocess(raw, inputs[positions[0]].shape[2:],
+                                                            [images[p].shape for p in positions]), strict=True):
+                out[p] = dets
+        return [d for d in out if d is not None]
+
+    def _postprocess(self, raw: np.ndarray, input_hw: tuple[int, ...],
+                     shapes: list[tuple[int, ...]]) -> list[Detections]:
+        import torch
+
+        prepare_ultralytics()
+        from ultralytics.utils import ops
+        from ultralytics.utils.nms import non_max_suppression
+
+        kept = non_max_suppression(torch.from_numpy(raw), self.config.confidence, self.config.iou,
+                                   classes=self._classes, nc=self._nc)
+        out = []
+        input_size = (int(input_hw[0]), int(input_hw[1]))
+        for shape, found in zip(shapes, kept, strict=True):
+            original = (int(shape[0]), int(shape[1]))
+            boxes = found[:, :6].clone()
+            boxes[:, :4] = ops.scale_boxes(input_size, boxes[:, :4], original)
+            keypoints = None
+            if self._kpt_shape is not None and len(found):
+                keypoints = ops.scale_coords(input_size, found[:, 6:].view(len(found), *self._kpt_shape).clone(),
+                                             original).numpy().astype(np.float32)
+            out.append(Detections(boxes.numpy().astype(np.float32).reshape(-1, 6), keypoints))
+        return out
+
+
+def _session(path: Path, variant: Variant) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
+    """The inference call of an export and the device it runs on; precision is set here, not left to defaults."""
+    if variant.runtime == "openvino":
+        import openvino as ov
+
+        hint = {"fp32": "f32", "int8": "f32", "fp16": _openvino_half_type() or "f32"}[variant.precision]
+        compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                               "INFERENCE_PRECISION_HINT": hint})
+        return (lambda batch: np.asarray(compiled(batch)[0])), "cpu"
+    import onnxruntime as ort
+
+    providers: list[Any] = ["CPUExecutionProvider"]
+    if variant.runtime == "tensorrt":
+        providers = [("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_int8_enable": variant.precision ==
+                                                    "int8", "trt_engine_cache_enable": True,
+                                                    "trt_engine_cache_path": str(path.parent)}),
+                     "CUDAExecutionProvider", "CPUExecutionProvider"]
+    elif variant.precision == "fp16":
+        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        session = ort.InferenceSession(str(path), options, providers=providers)
+    except Exception as exc:
+        raise ModelError(f"cannot load detector export {path}: {exc}") from None
+    name = session.get_inputs()[0].name
+    device = "cuda:0" if session.get_providers()[0] != "CPUExecutionProvider" else "cpu"
+    return (lambda batch: session.run(None, {name: batch})[0]), device
+
+
+def _metadata(checkpoint: Path, config: DetectorConfig) -> dict[str, Any]:
+    """What the postprocessing needs to know about the checkpoint: its keypoints and person classes."""
+    reference = YoloDetector(_reference_config(config, checkpoint))
+    model = reference.model
+    names = {int(k): str(v) for k, v in dict(model.names).items()}
+    kpt_shape = getattr(model.model.model[-1], "kpt_shape", None) if reference.has_keypoints else None
+    return {"stem": checkpoint.stem, "kpt_shape": list(kpt_shape) if kpt_shape else None,
+            "person_classes": reference.person_classes, "nc": len(names)}
+
+
+def load_variant(variant: Variant, config: DetectorConfig, cache: DetectorCache) -> Detector:
+    if variant.runtime == "pytorch":
+        return YoloDetector(replace(config, model=str(cache.checkpoint), runtime="pytorch",
+                                    precision=variant.precision))
+    path = cache.model_path(variant)
+    if not path.exists():
+        raise ModelError(f"the {variant.label} export of {cache.checkpoint.name} has not been prepared")
+    return ExportedDetector(path, variant, config, _metadata(cache.checkpoint, config))
+
+
+def checkpoint_of(config: DetectorConfig) -> Path | None:
+    """The PyTorch checkpoint the runtimes export from; None for a model that is already an export."""
+    path = Path(config.model) if config.model else bundled_detector_path()
+    return path if path.suffix.lower() == ".pt" else None
+
+
+def make_detector(config: DetectorConfig, progress: Progress = log.info) -> Detector:
+    """The detector the configuration asks for.
+
+    ``auto`` takes the fastest variant already prepared and checked on this machine (``reid-desktop models
+    prepare-detector``), else PyTorch; a named runtime is prepared now if it has not been (a minute or so).
+    A variant that fails its check is refused with the agreement it reached.
+    """
+    checkpoint = checkpoint_of(config)
+    if checkpoint is None or config.runtime == "pytorch":
+        return YoloDetector(config)
+    cache = DetectorCache(checkpoint, config.imgsz)
+    if config.runtime == "auto":
+        best = cache.fastest()
+        return load_variant(best.variant, config, cache) if best else YoloDetector(config)
+    variant = Variant(config.runtime, config.precision)
+    record = cache.record(variant)
+    if record is None or not cache.model_path(variant).exists():
+        record = cache.prepare(variant, config, progress)
+    if not record.passed:
+        raise ModelError(f"the {variant.label} detector export finds only {record.agreement:.0%} of the people the "
+                         f"original finds (at least {MIN_AGREEMENT:.0%} needed); choose another runtime or precision")
+    return load_variant(variant, config, cache)

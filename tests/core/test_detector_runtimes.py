@@ -1,0 +1,120 @@
+"""The detector's faster runtimes: real exports of the bundled YOLO11n-pose, checked against the checkpoint."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from reid_desktop.core import detector_runtimes as runtimes
+from reid_desktop.core.config import DetectorConfig
+from reid_desktop.core.detection import YoloDetector
+from reid_desktop.core.detector_runtimes import DetectorCache, Variant
+from reid_desktop.core.errors import ModelError
+from reid_desktop.core.types import Detections
+from tests.core.test_detection_tracking import EYE_COUNTED, _covered
+
+ORT_INT8 = Variant("onnxruntime", "int8")
+ORT_FP32 = Variant("onnxruntime", "fp32")
+
+
+def _dets(*rows: tuple[float, float, float, float, float]) -> Detections:
+    return Detections(np.array([[*r, 0.0] for r in rows], dtype=np.float32).reshape(-1, 6))
+
+
+def test_agreement_counts_people_found_both_ways() -> None:
+    a = _dets((0, 0, 10, 20, 0.9), (50, 0, 60, 20, 0.8))
+    assert runtimes.agreement([a], [a]) == 1.0
+    missing_one = _dets((0, 0, 10, 20, 0.9))
+    assert runtimes.agreement([a], [missing_one]) == 0.5
+    assert runtimes.agreement([missing_one], [a]) == 0.5  # an extra confident person counts as much as a missed one
+    # a person whose score moved below the confident line but is still there is found, not missed
+    weaker = _dets((1, 1, 10, 21, 0.9), (50, 0, 60, 20, 0.08))
+    assert runtimes.agreement([a], [weaker]) == 1.0
+    shifted = _dets((6, 10, 16, 30, 0.9), (50, 0, 60, 20, 0.8))  # IoU 0.2 with the first person: not the same box
+    assert runtimes.agreement([a], [shifted]) == 0.5
+
+
+@pytest.fixture(scope="module")
+def shared_cache(tmp_path_factory: pytest.TempPathFactory) -> DetectorCache:
+    checkpoint = runtimes.checkpoint_of(DetectorConfig())
+    assert checkpoint is not None
+    return DetectorCache(checkpoint, 1280, root=tmp_path_factory.mktemp("detectors"))
+
+
+@pytest.mark.slow
+def test_int8_export_finds_the_people_the_checkpoint_finds(shared_cache: DetectorCache,
+                                                                    demo_frames) -> None:
+    lines: list[str] = []
+    config = DetectorConfig(imgsz=1280, device="cpu")
+    record = shared_cache.prepare(ORT_INT8, config, lines.append)
+    assert any("calibrating INT8" in line for line in lines), lines
+    assert record.passed and record.agreement >= runtimes.MIN_AGREEMENT, record
+    assert record.frames_per_s > 0 and record.machine == runtimes.machine_signature()
+    detector = runtimes.load_variant(ORT_INT8, config, shared_cache)
+    assert detector.name == "yolo11n-pose (ONNX Runtime INT8)"
+    batch = detector.detect([demo_frames[0], demo_frames[40]])  # one call for several cameras
+    for index, dets in zip((0, 40), batch, strict=True):
+        assert dets.keypoints is not None and dets.keypoints.shape == (len(dets), 17, 3)
+        found = sum(_covered(dets.boxes[dets.boxes[:, 4] >= 0.2], p) for p in EYE_COUNTED[index])
+        assert found >= len(EYE_COUNTED[index]) - 1, dets.boxes.round()
+        assert np.all(dets.boxes[:, 5] == 0)
+    # the keypoints land on the people, in image coordinates (not the letterboxed input's)
+    kpts = batch[0].keypoints
+    assert kpts is not None
+    visible = kpts[kpts[..., 2] > 0.5]
+    assert visible[:, 0].max() < demo_frames[0].shape[1] and visible[:, 1].max() < demo_frames[0].shape[0]
+
+
+def test_named_runtime_is_exported_once_then_taken_from_the_cache(_isolated_data_dir: Path, demo_frames) -> None:
+    config = DetectorConfig(imgsz=640, device="cpu", runtime="onnxruntime", precision="fp32")
+    first = runtimes.make_detector(config)
+    assert first.name == "yolo11n-pose (ONNX Runtime FP32)"
+    exported = next((_isolated_data_dir / "models" / "detectors").rglob("model.onnx"))
+    stamp = exported.stat().st_mtime_ns
+    second = runtimes.make_detector(config)
+    assert exported.stat().st_mtime_ns == stamp
+    reference = YoloDetector(dataclasses.replace(config, runtime="pytorch"))
+    frames = demo_frames[::60][:4]
+    assert runtimes.agreement(reference.detect(frames), second.detect(frames)) >= runtimes.MIN_AGREEMENT
+
+
+def test_auto_takes_the_fastest_export_checked_on_this_machine(_isolated_data_dir: Path) -> None:
+    config = DetectorConfig(imgsz=640, device="cpu")
+    assert isinstance(runtimes.make_detector(config), YoloDetector)  # nothing prepared: the checkpoint
+    cache = DetectorCache(runtimes.checkpoint_of(config), 640)  # type: ignore[arg-type]
+    cache.prepare(ORT_FP32, config)
+
+    def fake_record(variant: Variant, **changes: object) -> None:
+        """Edit the check's record as a faster or failed run, or one measured elsewhere, would have left it."""
+        path = cache.folder / variant.key / "check.json"
+        record = json.loads((cache.folder / ORT_FP32.key / "check.json").read_text())
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**record, "runtime": variant.runtime, "precision": variant.precision, **changes}))
+        shutil.copy(cache.model_path(ORT_FP32), cache.model_path(variant))
+
+    assert runtimes.make_detector(config).name == "yolo11n-pose (ONNX Runtime FP32)"
+    fake_record(Variant("onnxruntime", "int8"), frames_per_s=1e6, machine="another machine")
+    assert runtimes.make_detector(config).name == "yolo11n-pose (ONNX Runtime FP32)"
+    fake_record(Variant("onnxruntime", "int8"), frames_per_s=1e6, agreement=0.5)
+    assert runtimes.make_detector(config).name == "yolo11n-pose (ONNX Runtime FP32)"
+    with pytest.raises(ModelError, match=r"ONNX Runtime INT8 detector export finds only 50% of the people"):
+        runtimes.make_detector(dataclasses.replace(config, runtime="onnxruntime", precision="int8"))
+
+
+def test_an_export_is_refused_for_an_onnx_detector(demo_frames) -> None:
+    from tests.conftest import shared_path
+
+    config = DetectorConfig(model=str(shared_path("models/yolov8n_int8.onnx")), imgsz=640, runtime="openvino")
+    assert runtimes.checkpoint_of(config) is None
+    assert runtimes.make_detector(config).name == "yolov8n_int8 (ONNX Runtime)"  # run as it is
+
+
+def test_check_and_calibration_frames_differ() -> None:
+    check, calibration = runtimes.sample_frames()
+    assert len(check) == runtimes.CHECK_FRAMES and len(calibration) == runtimes.CALIBRATION_FRAMES
+    assert not any(np.array_equal(c, k) for c in check for k in calibration)
