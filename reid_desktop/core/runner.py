@@ -123,6 +123,7 @@ class _Session:
         self.sources: dict[str, VideoSource] = {}
         self.taken: dict[str, int] = {}
         self.latency: dict[str, float] = {}  # capture to the end of analysis, of the last analysed frame
+        self.next_due: dict[str, float] = {}  # monotonic time a camera may be analysed again (sources.analysis_fps)
         self.paused: set[str] = set()
         self._retired: list[VideoSource] = []
 
@@ -146,6 +147,7 @@ class _Session:
         self.paused.discard(source_id)
         self.taken.pop(source_id, None)  # cameras come and go for weeks: nothing of a removed one stays
         self.latency.pop(source_id, None)
+        self.next_due.pop(source_id, None)
         source.stop(timeout=0.0)
         self._retired.append(source)
         self.pipeline.forget_source(source_id)
@@ -164,14 +166,24 @@ class _Session:
     def next_frames(self, max_frames: int | None) -> list[Frame]:
         self._retired = [s for s in self._retired if s.is_alive()]  # a stopped reader freed its frames on exit
         frames = []
+        now = time.monotonic()
         for source_id, source in self.sources.items():
             if source_id in self.paused or (max_frames is not None and self.taken[source_id] >= max_frames):
+                continue
+            if now < self.next_due.get(source_id, 0.0):  # its analysis rate is reached: the newest frame waits
                 continue
             frame = source.get()
             if frame is not None:
                 frames.append(frame)
                 self.taken[source_id] += 1
+                if self.config.sources.analysis_fps > 0:
+                    self.next_due[source_id] = now + 1.0 / self.config.sources.analysis_fps
         return frames
+
+    def wait_s(self) -> float:
+        """How long the loop may sleep before a camera's next frame is due (a command or frame wakes it sooner)."""
+        upcoming = [due - time.monotonic() for due in self.next_due.values()]
+        return min([0.2, *[max(0.0, wait) for wait in upcoming]])
 
     def all_done(self, max_frames: int | None) -> bool:
         return all(s.exhausted or (max_frames is not None and self.taken[i] >= max_frames)
@@ -277,7 +289,7 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
                 continue
             if not stay_open and session.all_done(max_frames):
                 break
-            control.wakeup.wait(0.2)
+            control.wakeup.wait(session.wait_s())
         else:
             status = "cancelled"
         control._apply(session)
