@@ -44,6 +44,7 @@ from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, Sour
 from reid_desktop.core.watchlist import WatchPictures
 from reid_desktop.ui.alerts_panel import AlertsPanel
 from reid_desktop.ui.cameras import Added, CameraError, CameraList
+from reid_desktop.ui.detector_dialog import PrepareDetectorDialog
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog, StreamDialog
 from reid_desktop.ui.engine import Engine, EngineClient
 from reid_desktop.ui.exports import ExportController
@@ -293,6 +294,7 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Export confirmed people as training data…", self.exports.export_training_data_dialog)
         file_menu.addSeparator()
         self._action(file_menu, "Settings…", self.settings_dialog, QKeySequence.StandardKey.Preferences)
+        self._action(file_menu, "Prepare faster detector…", self.prepare_detector_dialog)
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
 
         sources_menu = bar.addMenu("&Sources")
@@ -665,6 +667,18 @@ class MainWindow(QMainWindow):
         dialog = SettingsDialog(self.settings, self)
         if dialog.exec() and dialog.result_settings is not None:
             self.apply_settings(dialog.result_settings)
+
+    def prepare_detector_dialog(self) -> None:
+        detector = self.settings.pipeline_config().detector
+        dialog = PrepareDetectorDialog(detector.imgsz, detector.model, self)
+        dialog.prepared.connect(self._detector_prepared)
+        dialog.start()
+        dialog.open()
+
+    def _detector_prepared(self, label: str) -> None:
+        if self.settings.pipeline_config().detector.runtime == "auto":
+            self.statusBar().showMessage(f"Detector prepared: restarting processing with {label}", 6000)
+            self.start_engine()
 
     def apply_settings(self, updated: AppSettings) -> None:
         restart = (updated.pipeline != self.settings.pipeline or updated.database_path != self.settings.database_path)

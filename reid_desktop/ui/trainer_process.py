@@ -1,4 +1,4 @@
-"""The trainer as a child process: started with this very installation, read as typed events.
+"""Child processes of the app (the trainer, detector preparation), started with this very installation.
 
 ``reid-desktop trainer ...`` runs in a :class:`QProcess` (never a thread: training must not share
 the window's GIL or crash it). Its standard output is decoded line by line with
@@ -19,14 +19,24 @@ STOP_GRACE_MS = 60_000  # a stopping trainer finishes its step or evaluation; af
 SHUTDOWN_WAIT_MS = 10_000  # the window closes: how long a trainer may take to stop before it is killed
 
 
-def trainer_command(*args: str) -> tuple[str, list[str]]:
-    """Program and arguments that run the trainer CLI with this very installation (frozen or not)."""
+def app_command(*args: str) -> tuple[str, list[str]]:
+    """Program and arguments that run ``reid-desktop ARGS`` with this very installation (frozen or not)."""
     if getattr(sys, "frozen", False):
         # The Windows bundle's window program has no standard streams; its console twin does.
         console_twin = Path(sys.executable).with_name("reid-desktop-cli.exe")
         program = console_twin if console_twin.is_file() else Path(sys.executable)
-        return str(program), ["trainer", *args]
-    return sys.executable, ["-m", "reid_desktop", "trainer", *args]
+        return str(program), list(args)
+    return sys.executable, ["-m", "reid_desktop", *args]
+
+
+def trainer_command(*args: str) -> tuple[str, list[str]]:
+    """The trainer CLI as a child process."""
+    return app_command("trainer", *args)
+
+
+def without_console_window(process: QProcess) -> None:
+    if sys.platform == "win32" and hasattr(process, "setCreateProcessArgumentsModifier"):
+        process.setCreateProcessArgumentsModifier(_without_console_window)  # untested: no Windows here
 
 
 def _without_console_window(arguments: typing.Any) -> None:
@@ -49,8 +59,7 @@ class TrainerProcess(QObject):
         program, full_args = trainer_command(*args)
         self.process.setProgram(program)
         self.process.setArguments(full_args)
-        if sys.platform == "win32" and hasattr(self.process, "setCreateProcessArgumentsModifier"):
-            self.process.setCreateProcessArgumentsModifier(_without_console_window)  # untested: no Windows here
+        without_console_window(self.process)
         self.process.readyReadStandardOutput.connect(self._on_stdout)
         self.process.readyReadStandardError.connect(self._on_stderr)
         self.process.finished.connect(self._on_finished)

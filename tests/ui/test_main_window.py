@@ -424,3 +424,25 @@ def test_the_every_frame_option_is_offered_for_files_and_restarts_the_camera(qtb
     frames = window.grid.feeds[name].result.frame_index
     qtbot.waitUntil(lambda: window.grid.feeds[name].result.frame_index < frames  # restarted from the start
                     or window.grid.feeds[name].result.frame_index > frames + 3, timeout=WAIT_MS)
+
+
+def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_window, app_settings) -> None:
+    from reid_desktop.ui.detector_dialog import PrepareDetectorDialog
+
+    app_settings.pipeline["detector.imgsz"] = 320  # small: the preparation exports every runtime
+    window = make_window(app_settings)
+    qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
+    assert "PyTorch FP32" in window.model_label.text()  # auto, nothing prepared yet: the checkpoint
+    action = next(a for a in window.menuBar().actions()[0].menu().actions() if a.text() == "Prepare faster detector…")
+    action.trigger()
+    dialog = window.findChild(PrepareDetectorDialog)
+    assert dialog is not None and dialog.isVisible()
+    with qtbot.waitSignal(dialog.prepared, timeout=300_000) as prepared:
+        pass
+    chosen = prepared.args[0]
+    assert chosen.split()[0] in ("PyTorch", "ONNX", "OpenVINO"), chosen
+    assert dialog.progress.value() == dialog.progress.maximum() and "now runs" in dialog.status.text()
+    assert "agrees" in dialog.output.toPlainText()
+    if not chosen.startswith("PyTorch"):  # the fastest is an export: processing restarts on it
+        qtbot.waitUntil(lambda: chosen in window.model_label.text(), timeout=WAIT_MS)
+    dialog.close()

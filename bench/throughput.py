@@ -1,0 +1,228 @@
+"""Detector runtimes, many streams and the motion gate: ``python bench/pipeline_bench.py --throughput``.
+
+Figures only, no asserts. The baseline (today's path: PyTorch FP32, every frame analysed) runs in the
+same process as the faster paths, so the ratios compare like with like on this machine.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARED = ROOT.parent / "shared"
+os.environ.setdefault("REID_DESKTOP_DATA_DIR", str(ROOT / "bench" / ".cache"))
+sys.path.insert(0, str(ROOT))
+
+from reid_desktop.core import detector_runtimes as runtimes  # noqa: E402
+from reid_desktop.core.config import PipelineConfig, load  # noqa: E402
+from reid_desktop.core.detection import Detector  # noqa: E402
+from reid_desktop.core.embedding import Embedder, OnnxEmbedder  # noqa: E402
+from reid_desktop.core.pipeline import Pipeline  # noqa: E402
+from reid_desktop.core.runner import run  # noqa: E402
+from reid_desktop.core.sources import SourceSpec  # noqa: E402
+from reid_desktop.core.tracking import UltralyticsTracker  # noqa: E402
+from reid_desktop.core.types import Detections, FrameResult  # noqa: E402
+from tests.core.test_detection_tracking import EYE_COUNTED, _covered  # noqa: E402  (the eye-counted frames)
+
+if not hasattr(np, "asfarray"):  # motmetrics 1.4.0 still calls this NumPy 1 alias
+    np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)  # type: ignore[attr-defined]
+
+CONFIDENT = 0.25  # the tracker's threshold for starting and continuing tracks
+
+
+def _mot() -> list[tuple[list[np.ndarray], dict[int, np.ndarray]]]:
+    """MOT17-mini: each sequence's frames and its ground truth (pedestrians that count) per frame number."""
+    sequences = []
+    for seq in sorted((SHARED / "data/mot/MOT17-mini/train").iterdir()):
+        rows = np.loadtxt(seq / "gt" / "gt.txt", delimiter=",", ndmin=2)
+        rows = rows[(rows[:, 6] == 1) & (rows[:, 7] == 1)]
+        images = [cv2.imread(str(p)) for p in sorted((seq / "img1").glob("*.jpg"))]
+        sequences.append((images, {int(f): rows[rows[:, 0] == f] for f in np.unique(rows[:, 0])}))
+    return sequences
+
+
+def mot_recall(detector: Detector, mot) -> float:
+    found = total = 0
+    for images, gt in mot:
+        for number, image in enumerate(images, start=1):
+            g = gt.get(number, np.zeros((0, 9)))
+            truth = np.column_stack([g[:, 2], g[:, 3], g[:, 2] + g[:, 4], g[:, 3] + g[:, 5]])
+            boxes = detector.detect([image])[0].boxes
+            boxes = boxes[boxes[:, 4] >= CONFIDENT]
+            total += len(truth)
+            if len(truth) and len(boxes):
+                found += int((runtimes._iou(truth, boxes[:, :4]).max(axis=1) >= 0.5).sum())
+    return found / max(total, 1)
+
+
+def mot_idf1(detect: Callable[[np.ndarray], Detections], mot, stride: int = 1) -> float:
+    """ByteTrack IDF1 over MOT17-mini; with ``stride`` the detector sees every stride-th frame and the
+    frames between keep the last tracks (what the window shows), scored on every frame."""
+    import motmetrics as mm
+
+    from reid_desktop.core.config import TrackerConfig
+
+    accumulators = []
+    for images, gt in mot:
+        tracker = UltralyticsTracker(TrackerConfig())
+        acc = mm.MOTAccumulator(auto_id=True)
+        out = None
+        for number, image in enumerate(images, start=1):
+            if out is None or (number - 1) % stride == 0:
+                out = tracker.update(detect(image), image)
+            g = gt.get(number, np.zeros((0, 9)))
+            hyp = np.column_stack([out.boxes[:, :2], out.boxes[:, 2:] - out.boxes[:, :2]])
+            acc.update(g[:, 1].astype(int).tolist(), out.track_ids.tolist(),
+                       mm.distances.iou_matrix(g[:, 2:6], hyp, max_iou=0.5))
+        accumulators.append(acc)
+    summary = mm.metrics.create().compute_many(accumulators, metrics=["idf1"], generate_overall=True)
+    return float(summary.loc["OVERALL", "idf1"])
+
+
+def eye_recall(detector: Detector, demo: list[np.ndarray]) -> float:
+    found = total = 0
+    for index, people in EYE_COUNTED.items():
+        boxes = detector.detect([demo[index]])[0].boxes
+        found += sum(_covered(boxes[boxes[:, 4] >= CONFIDENT], p) for p in people)
+        total += len(people)
+    return found / total
+
+
+def _read(path: Path, limit: int | None = None) -> list[np.ndarray]:
+    capture = cv2.VideoCapture(str(path))
+    frames = []
+    while limit is None or len(frames) < limit:
+        ok, frame = capture.read()
+        if not ok:
+            break
+        frames.append(frame)
+    return frames
+
+
+def runtime_table(sizes: list[int], demo: list[np.ndarray], mot) -> dict[int, runtimes.CheckRecord]:
+    """Every runtime at every size; returns the fastest that passed, per size."""
+    best: dict[int, runtimes.CheckRecord] = {}
+    print("\ndetector runtimes (YOLO11n-pose, batch 1; agreement: with the PyTorch checkpoint on demo frames; "
+          f"recall: people found with score >= {CONFIDENT} at IoU 0.5)")
+    print(f"{'imgsz':>5}  {'runtime':<20} {'frames/s':>8} {'vs PyTorch':>10} {'agrees':>7} {'eye recall':>10} "
+          f"{'MOT17 recall':>12} {'MOT17 IDF1':>10}  prepared in")
+    for size in sizes:
+        config = load(overrides={"detector.imgsz": size, "detector.device": "cpu"}).detector
+        cache = runtimes.DetectorCache(runtimes.checkpoint_of(config), size)  # type: ignore[arg-type]
+        for variant in runtimes.candidates():
+            start = time.perf_counter()
+            record = cache.prepare(variant, config, lambda _line: None)
+            prepared = time.perf_counter() - start
+            detector = runtimes.load_variant(variant, config, cache)
+            idf1 = mot_idf1(lambda image, d=detector: d.detect([image])[0], mot)
+            print(f"{size:>5}  {variant.label:<20} {record.frames_per_s:8.1f} "
+                  f"{record.frames_per_s / record.reference_frames_per_s:9.2f}x {record.agreement:7.1%} "
+                  f"{eye_recall(detector, demo):10.1%} {mot_recall(detector, mot):12.1%} {idf1:10.3f}  "
+                  f"{prepared:5.1f} s", flush=True)
+            if record.passed and (size not in best or record.frames_per_s > best[size].frames_per_s):
+                best[size] = record
+    return best
+
+
+def end_to_end(cfg: PipelineConfig, detector: Detector, embedder: Embedder, video: Path, streams: int,
+               frames: int) -> tuple[float, float, int]:
+    """Total frames/s, the slowest camera's frames/s and the detector's pictures, all streams at once."""
+    specs = [SourceSpec(str(video), f"cam{i}") for i in range(streams)]
+    counting = _Counting(detector)
+    pipeline = Pipeline(cfg, detector=counting, embedder=embedder)
+    per_camera = dict.fromkeys((s.source_id for s in specs), 0)
+    start = time.perf_counter()
+    for event in run(specs, cfg, max_frames=frames, pipeline=pipeline):
+        if isinstance(event, FrameResult):
+            per_camera[event.source_id] += 1
+    seconds = time.perf_counter() - start
+    return sum(per_camera.values()) / seconds, min(per_camera.values()) / seconds, counting.pictures
+
+
+class _Counting:
+    def __init__(self, detector: Detector) -> None:
+        self._detector, self.name, self.pictures = detector, detector.name, 0
+
+    def detect(self, images):
+        self.pictures += len(images)
+        return self._detector.detect(images)
+
+
+def still_clip(source: list[np.ndarray], folder: Path) -> Path:
+    """The clip with still stretches: 2 s of walking, then the last picture held for 4 s, over and over."""
+    path = folder / "still_stretches.mp4"
+    height, width = source[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 25.0, (width, height))
+    for start in range(0, len(source) - 50, 50):
+        for frame in source[start:start + 50]:
+            writer.write(frame)
+        for _ in range(100):
+            writer.write(source[start + 49])
+    writer.release()
+    return path
+
+
+def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], imgsz: int) -> None:
+    import torch
+
+    video = SHARED / "data" / "vtest.avi"
+    print(f"torch {torch.__version__} ({torch.get_num_threads()} threads); CPU cores: {os.cpu_count()}; "
+          f"machine: {runtimes.machine_signature()}; CUDA: {torch.cuda.is_available()}")
+    demo = _read(ROOT / "assets" / "demo" / "vtest_excerpt.mp4")
+    mot = _mot()
+    best = runtime_table(sizes, demo, mot)
+    cfg = load(overrides={"detector.imgsz": imgsz, "detector.device": "cpu", "reid.allow_download": False})
+    fastest = best.get(imgsz)
+    if fastest is None:
+        print(f"no runtime passed its check at imgsz {imgsz}")
+        return
+    cache = runtimes.DetectorCache(runtimes.checkpoint_of(cfg.detector), imgsz)  # type: ignore[arg-type]
+    baseline = runtimes.load_variant(runtimes.REFERENCE, cfg.detector, cache)
+    fast = runtimes.load_variant(fastest.variant, cfg.detector, cache)
+    embedder = _resnet50(Path(tempfile.mkdtemp()))
+    print(f"\nend to end, {video.name} in every stream read as fast as analysis goes, imgsz {imgsz}, ResNet-50 "
+          f"re-id in ONNX Runtime, no database; baseline = PyTorch FP32 (today), auto = {fastest.variant.label}")
+    print(f"{'streams':>7}  {'path':<10} {'total frames/s':>14} {'slowest camera':>14} {'vs baseline':>11}")
+    for streams in stream_counts:
+        base_total, base_cam, _ = end_to_end(cfg, baseline, embedder, video, streams, frames)
+        total, cam, _ = end_to_end(cfg, fast, embedder, video, streams, frames)
+        print(f"{streams:>7}  {'baseline':<10} {base_total:14.1f} {base_cam:14.1f} {1.0:10.2f}x")
+        print(f"{streams:>7}  {'auto':<10} {total:14.1f} {cam:14.1f} {total / base_total:10.2f}x", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        clip = still_clip(_read(video), Path(tmp))
+        gated = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, motion_share=0.002))
+        still_frames = frames * 3
+        print(f"\nmotion gate, 4 streams of a clip with still stretches (2 s walking, 4 s still), "
+              f"{still_frames} frames per stream")
+        print(f"{'path':<24} {'total frames/s':>14} {'vs baseline':>11} {'detector pictures':>17}")
+        rows = [("baseline", cfg, baseline), ("auto", cfg, fast), ("auto + motion gate", gated, fast)]
+        base = None
+        for name, config, detector in rows:
+            total, _, pictures = end_to_end(config, detector, embedder, clip, 4, still_frames)
+            base = base or total
+            print(f"{name:<24} {total:14.1f} {total / base:10.2f}x {pictures:17d}", flush=True)
+    print("\nquality of the shortcuts on MOT17-mini (ByteTrack IDF1, every frame scored):")
+    for name, detector in (("baseline", baseline), ("auto", fast)):
+        for stride in (1, 2):
+            idf1 = mot_idf1(lambda image, d=detector: d.detect([image])[0], mot, stride)
+            print(f"  {name:<9} detection every {stride} frame{'s' if stride > 1 else ' '}: IDF1 {idf1:.3f}")
+
+
+def _resnet50(folder: Path) -> OnnxEmbedder:
+    from reid_desktop.core.model_info import ReidModelInfo
+    from trainer.export import export_onnx
+    from trainer.model import resnet50_backbone
+
+    model, _ = resnet50_backbone("random")  # speed does not depend on the weights
+    model.eval()
+    return OnnxEmbedder(export_onnx(model, ReidModelInfo(256, 128, 2048, architecture="resnet50-gap"),
+                                    folder / "r50.onnx"))
