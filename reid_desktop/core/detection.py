@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
 
@@ -19,6 +19,7 @@ from reid_desktop.core.errors import ModelError
 from reid_desktop.core.types import Detections
 
 log = logging.getLogger(__name__)
+K = TypeVar("K", bound=Hashable)
 
 def prepare_ultralytics() -> None:
     """Call before importing ultralytics: it must never pip-install anything behind the operator's back,
@@ -60,6 +61,21 @@ class Detector(Protocol):
     name: str
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]: ...
+
+
+@runtime_checkable
+class SizedDetector(Detector, Protocol):
+    """A detector that can look at each picture at its own input size (the crop of a changed region)."""
+
+    def detect_sized(self, images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Detections]: ...
+
+
+def group_positions(keys: Sequence[K]) -> dict[K, list[int]]:
+    """Positions per key (input size, tensor shape): the pictures that one batched call can take together."""
+    groups: dict[K, list[int]] = {}
+    for position, key in enumerate(keys):
+        groups.setdefault(key, []).append(position)
+    return groups
 
 
 def bundled_detector_path() -> Path:
@@ -138,24 +154,27 @@ class YoloDetector:
         return self._model
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
-        if not images:
-            return []
-        if self._batchable:
-            results = self._predict(list(images))
-        else:
-            results = [r for image in images for r in self._predict([image])]
-        out = []
-        for r in results:
-            boxes = r.boxes.data.cpu().numpy().astype(np.float32) if r.boxes is not None else np.zeros((0, 6))
-            keypoints = None
-            if r.keypoints is not None and len(boxes):
-                keypoints = r.keypoints.data.cpu().numpy().astype(np.float32)
-            out.append(Detections(boxes[:, :6].reshape(-1, 6).astype(np.float32), keypoints))
+        return self.detect_sized(images, [self.config.imgsz] * len(images))
+
+    def detect_sized(self, images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Detections]:
+        out: list[Detections] = [Detections.empty()] * len(images)
+        for size, positions in group_positions(sizes).items():
+            group = [images[p] for p in positions]
+            if self._batchable:
+                results = self._predict(group, size)
+            else:
+                results = [r for image in group for r in self._predict([image], size)]
+            for position, r in zip(positions, results, strict=True):
+                boxes = r.boxes.data.cpu().numpy().astype(np.float32) if r.boxes is not None else np.zeros((0, 6))
+                keypoints = None
+                if r.keypoints is not None and len(boxes):
+                    keypoints = r.keypoints.data.cpu().numpy().astype(np.float32)
+                out[position] = Detections(boxes[:, :6].reshape(-1, 6).astype(np.float32), keypoints)
         return out
 
-    def _predict(self, images: list[np.ndarray]) -> list:
+    def _predict(self, images: list[np.ndarray], size: int) -> list:
         cfg = self.config
-        results = self._model.predict(images, imgsz=cfg.imgsz, conf=cfg.confidence, iou=cfg.iou,
+        results = self._model.predict(images, imgsz=size, conf=cfg.confidence, iou=cfg.iou,
                                       classes=self.person_classes, device=self.device, verbose=False,
                                       **({"half": True} if cfg.precision == "fp16" else {}))
         return list(results)

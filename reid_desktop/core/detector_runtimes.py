@@ -28,7 +28,13 @@ import cv2
 import numpy as np
 
 from reid_desktop.core.config import DetectorConfig
-from reid_desktop.core.detection import Detector, YoloDetector, bundled_detector_path, prepare_ultralytics
+from reid_desktop.core.detection import (
+    Detector,
+    YoloDetector,
+    bundled_detector_path,
+    group_positions,
+    prepare_ultralytics,
+)
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.paths import demo_clip, models_dir
 from reid_desktop.core.types import Detections
@@ -287,8 +293,9 @@ def agreement(reference: Sequence[Detections], candidate: Sequence[Detections]) 
     """The smaller of: the share of the reference's people the candidate finds, and the converse."""
     found_ref = [_found(r.boxes, c.boxes) for r, c in zip(reference, candidate, strict=True)]
     found_cand = [_found(c.boxes, r.boxes) for r, c in zip(reference, candidate, strict=True)]
-    shares = [sum(f for f, _ in pairs) / max(sum(n for _, n in pairs), 1) for pairs in (found_ref, found_cand)]
-    return min(shares)
+    shares = [sum(f for f, _ in pairs) / sum(n for _, n in pairs) for pairs in (found_ref, found_cand)
+              if sum(n for _, n in pairs)]
+    return min(shares, default=1.0)  # nobody confident on either side: nothing to disagree about
 
 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
@@ -365,18 +372,18 @@ class ExportedDetector:
         self._infer, self.device = _session(path, variant)
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        return self.detect_sized(images, [self.config.imgsz] * len(images))
+
+    def detect_sized(self, images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Detections]:
         """One inference call per input shape: cameras of one resolution share a batch."""
-        inputs = [letterbox(image, self.config.imgsz) for image in images]
-        by_shape: dict[tuple[int, ...], list[int]] = {}
-        for position, tensor in enumerate(inputs):
-            by_shape.setdefault(tensor.shape, []).append(position)
-        out: list[Detections | None] = [None] * len(images)
-        for positions in by_shape.values():
+        inputs = [letterbox(image, size) for image, size in zip(images, sizes, strict=True)]
+        out: list[Detections] = [Detections.empty()] * len(images)
+        for positions in group_positions([tensor.shape for tensor in inputs]).values():
             raw = self._infer(np.concatenate([inputs[p] for p in positions]))
             for p, dets in zip(positions, self._postprocess(raw, inputs[positions[0]].shape[2:],
                                                             [images[p].shape for p in positions]), strict=True):
                 out[p] = dets
-        return [d for d in out if d is not None]
+        return out
 
     def _postprocess(self, raw: np.ndarray, input_hw: tuple[int, ...],
                      shapes: list[tuple[int, ...]]) -> list[Detections]:

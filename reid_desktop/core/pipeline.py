@@ -23,13 +23,13 @@ import numpy as np
 from reid_desktop.core.calibration import ThresholdCalibration
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.crops import crop, crop_quality, thumbnail
-from reid_desktop.core.detection import Detector
+from reid_desktop.core.detection import Detector, SizedDetector
 from reid_desktop.core.detector_runtimes import make_detector
 from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.faults import FaultLog
 from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityMatcher, MatchDecision, MatchRequest
 from reid_desktop.core.models import load_embedder
-from reid_desktop.core.motion import MotionGate, MotionSettings
+from reid_desktop.core.motion import MotionGate, MotionSettings, Region, merge_region, region_size
 from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.store import (
@@ -138,6 +138,7 @@ class Pipeline:
         self._segments: dict[str, int] = {}
         self._gates: dict[str, MotionGate] = {}
         self._last_persons: dict[str, tuple[TrackedPerson, ...]] = {}  # shown on frames the motion gate skips
+        self._last_detections: dict[str, Detections] = {}  # kept outside a changed region
         self.faults = FaultLog(log)
         self.alerts: collections.deque[TargetSighted | WatchMatch] = collections.deque(maxlen=ALERTS_KEPT)
         self.watch_list = WatchList()
@@ -298,6 +299,7 @@ class Pipeline:
         self._trackers.pop(source_id, None)
         self._gates.pop(source_id, None)
         self._last_persons.pop(source_id, None)
+        self._last_detections.pop(source_id, None)
         for key in [k for k in self._tracks if k[0] == source_id]:
             self._drop_track(key)
         self._segments[source_id] = self._segments.get(source_id, 0) + 1
@@ -305,10 +307,12 @@ class Pipeline:
     # -- processing ------------------------------------------------------------------------------
 
     def process(self, frames: Sequence[Frame]) -> list[FrameResult]:
-        """Analyse the frames the motion gate lets through; the others show their camera's last people."""
-        analysed = [f for f in frames if self._gate(f.source_id).should_detect(
-            f.image, f.moment, bool(self._last_persons.get(f.source_id)))]
-        results = dict(zip(map(id, analysed), self._analyse(analysed), strict=True))
+        """Analyse the frames (or the changed regions) the motion gate lets through; the others show their
+        camera's last people."""
+        verdicts = [self._gate(f.source_id).decide(f.image, f.moment, bool(self._last_persons.get(f.source_id)))
+                    for f in frames]
+        analysed = [(f, v.region) for f, v in zip(frames, verdicts, strict=True) if v.detect]
+        results = dict(zip([id(f) for f, _ in analysed], self._analyse(analysed), strict=True))
         if self.writer is not None:
             self.writer.after_frames()
         return [results.get(id(frame)) or replace(self._bare_result(frame),
@@ -322,20 +326,41 @@ class Pipeline:
             gate = self._gates[source_id] = MotionGate(MotionSettings(cfg.motion_share, cfg.motion_keepalive_s))
         return gate
 
-    def _analyse(self, frames: Sequence[Frame]) -> list[FrameResult]:
+    def _detect(self, work: Sequence[tuple[Frame, Region | None]]) -> list[Detections]:
+        """One detector call for all cameras: whole pictures, and crops of changed regions at their own size
+        (merged with the camera's previous detections outside the region)."""
+        if not any(region for _, region in work) or not isinstance(self.detector, SizedDetector):
+            return self.detector.detect([frame.image for frame, _ in work])
+        imgsz = self.config.detector.imgsz
+        pictures, sizes = [], []
+        for frame, region in work:
+            if region is None:
+                pictures.append(frame.image)
+                sizes.append(imgsz)
+            else:
+                pictures.append(frame.image[region[1]:region[3], region[0]:region[2]])
+                sizes.append(region_size(region, frame.image.shape, imgsz))
+        found = self.detector.detect_sized(pictures, sizes)
+        return [dets if region is None else merge_region(self._last_detections.get(frame.source_id), dets, region)
+                for (frame, region), dets in zip(work, found, strict=True)]
+
+    def _analyse(self, work: Sequence[tuple[Frame, Region | None]]) -> list[FrameResult]:
         """Detect in all frames at once, then track, embed and match camera by camera.
 
         Every frame gets a result: a stage that fails for one frame or camera leaves that frame without
         persons (and that camera's tracker restarted), never the others without theirs.
         """
-        if not frames:
+        if not work:
             return []
+        frames = [frame for frame, _ in work]
         try:
-            detections = self.detector.detect([f.image for f in frames])
+            detections = self._detect(work)
         except Exception as exc:
             self.faults.report("detect", f"detector failed on {len(frames)} frames; they are shown unprocessed: "
                                          f"{type(exc).__name__}: {exc}", exc)
             return [self._bare_result(frame) for frame in frames]
+        for frame, dets in zip(frames, detections, strict=True):
+            self._last_detections[frame.source_id] = dets
         tracked: list[TrackOutput | None] = []
         for frame, dets in zip(frames, detections, strict=True):
             tracked.append(self._track(frame, dets))

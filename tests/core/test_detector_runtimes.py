@@ -32,6 +32,7 @@ def test_agreement_counts_people_found_both_ways() -> None:
     missing_one = _dets((0, 0, 10, 20, 0.9))
     assert runtimes.agreement([a], [missing_one]) == 0.5
     assert runtimes.agreement([missing_one], [a]) == 0.5  # an extra confident person counts as much as a missed one
+    assert runtimes.agreement([_dets()], [_dets((0, 0, 10, 20, 0.2))]) == 1.0  # nobody confident: nothing to miss
     # a person whose score moved below the confident line but is still there is found, not missed
     weaker = _dets((1, 1, 10, 21, 0.9), (50, 0, 60, 20, 0.08))
     assert runtimes.agreement([a], [weaker]) == 1.0
@@ -118,3 +119,25 @@ def test_check_and_calibration_frames_differ() -> None:
     check, calibration = runtimes.sample_frames()
     assert len(check) == runtimes.CHECK_FRAMES and len(calibration) == runtimes.CALIBRATION_FRAMES
     assert not any(np.array_equal(c, k) for c in check for k in calibration)
+
+
+def test_one_inference_call_per_input_shape_for_all_cameras(shared_cache: DetectorCache, demo_frames) -> None:
+    """The GPU path's batching, checked on the CPU: cameras of one resolution share one call."""
+    config = DetectorConfig(imgsz=1280, device="cpu", runtime="onnxruntime", precision="fp32")
+    if shared_cache.record(ORT_FP32) is None:
+        shared_cache.prepare(ORT_FP32, config)
+    detector = runtimes.load_variant(ORT_FP32, config, shared_cache)
+    assert isinstance(detector, runtimes.ExportedDetector)
+    calls: list[tuple[int, ...]] = []
+    infer = detector._infer
+    detector._infer = lambda batch: calls.append(batch.shape) or infer(batch)  # type: ignore[method-assign]
+    same = detector.detect([demo_frames[0], demo_frames[40], demo_frames[20]])
+    assert calls == [(3, 3, 960, 1280)]
+    alone = [detector.detect([frame])[0] for frame in (demo_frames[0], demo_frames[40], demo_frames[20])]
+    for batched, single in zip(same, alone, strict=True):  # batching changes nothing
+        assert np.allclose(batched.boxes, single.boxes, atol=1e-2)
+    calls.clear()
+    small = demo_frames[0][::2, ::2].copy()  # another camera resolution, and a changed region's size
+    mixed = detector.detect_sized([demo_frames[0], small, demo_frames[40]], [1280, 1280, 640])
+    assert sorted(calls) == sorted([(2, 3, 960, 1280), (1, 3, 480, 640)])
+    assert len(mixed) == 3 and np.allclose(mixed[0].boxes, same[0].boxes, atol=1e-2)
