@@ -129,7 +129,7 @@ def candidates() -> list[Variant]:
     if _cuda_available():
         found = [Variant("pytorch", "fp16"), Variant("onnxruntime", "fp16")]
         if "TensorrtExecutionProvider" in ort.get_available_providers():
-            found += [Variant("tensorrt", "fp16"), Variant("tensorrt", "int8")]
+            found.append(Variant("tensorrt", "fp16"))  # INT8 there needs a calibration table: not offered yet
         return [REFERENCE, *found]
     found = [REFERENCE, Variant("onnxruntime", "fp32"), Variant("onnxruntime", "int8")]
     if importlib.util.find_spec("openvino") is None:  # not in the installer bundles yet
@@ -415,8 +415,11 @@ def _session(path: Path, variant: Variant) -> tuple[Callable[[np.ndarray], np.nd
         import openvino as ov
 
         hint = {"fp32": "f32", "int8": "f32", "fp16": _openvino_half_type() or "f32"}[variant.precision]
-        compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
-                                                               "INFERENCE_PRECISION_HINT": hint})
+        try:
+            compiled = ov.Core().compile_model(str(path), "CPU", {"PERFORMANCE_HINT": "LATENCY",
+                                                                   "INFERENCE_PRECISION_HINT": hint})
+        except RuntimeError as exc:
+            raise ModelError(f"cannot load detector export {path}: {str(exc).splitlines()[0]}") from None
         return (lambda batch: np.asarray(compiled(batch)[0])), "cpu"
     import onnxruntime as ort
 
@@ -433,7 +436,7 @@ def _session(path: Path, variant: Variant) -> tuple[Callable[[np.ndarray], np.nd
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:
-        raise ModelError(f"cannot load detector export {path}: {exc}") from None
+        raise ModelError(f"cannot load detector export {path}: {str(exc).splitlines()[0]}") from None
     name = session.get_inputs()[0].name
     device = "cuda:0" if session.get_providers()[0] != "CPUExecutionProvider" else "cpu"
     return (lambda batch: session.run(None, {name: batch})[0]), device
@@ -478,7 +481,13 @@ def make_detector(config: DetectorConfig, progress: Progress = log.info) -> Dete
     cache = DetectorCache(checkpoint, config.imgsz)
     if config.runtime == "auto":
         best = cache.fastest()
-        return load_variant(best.variant, config, cache) if best else YoloDetector(config)
+        if best is None:
+            return YoloDetector(config)
+        try:
+            return load_variant(best.variant, config, cache)
+        except ModelError as exc:  # a damaged cache must not stop the cameras: the checkpoint always works
+            log.warning("%s; running the detector in PyTorch (prepare the runtimes again to fix it)", exc)
+            return YoloDetector(config)
     variant = Variant(config.runtime, config.precision)
     record = cache.record(variant)
     if record is None or not cache.model_path(variant).exists():

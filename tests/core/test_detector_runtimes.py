@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def test_named_runtime_is_exported_once_then_taken_from_the_cache(_isolated_data
     assert runtimes.agreement(reference.detect(frames), second.detect(frames)) >= runtimes.MIN_AGREEMENT
 
 
-def test_auto_takes_the_fastest_export_checked_on_this_machine(_isolated_data_dir: Path) -> None:
+def test_auto_takes_the_fastest_export_checked_on_this_machine(_isolated_data_dir: Path,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
     config = DetectorConfig(imgsz=640, device="cpu")
     assert isinstance(runtimes.make_detector(config), YoloDetector)  # nothing prepared: the checkpoint
     cache = DetectorCache(runtimes.checkpoint_of(config), 640)  # type: ignore[arg-type]
@@ -105,6 +107,14 @@ def test_auto_takes_the_fastest_export_checked_on_this_machine(_isolated_data_di
     assert runtimes.make_detector(config).name == "yolo11n-pose (ONNX Runtime FP32)"
     with pytest.raises(ModelError, match=r"ONNX Runtime INT8 detector export finds only 50% of the people"):
         runtimes.make_detector(dataclasses.replace(config, runtime="onnxruntime", precision="int8"))
+
+    # a damaged export: named, it is one clear error; under auto the cameras go on with the checkpoint
+    cache.model_path(ORT_FP32).write_bytes(b"\x08\x07broken" * 10)
+    with pytest.raises(ModelError, match=r"cannot load detector export .*model\.onnx"):
+        runtimes.make_detector(dataclasses.replace(config, runtime="onnxruntime", precision="fp32"))
+    with caplog.at_level(logging.WARNING):
+        assert isinstance(runtimes.make_detector(config), YoloDetector)
+    assert "running the detector in PyTorch" in caplog.text
 
 
 def test_an_export_is_refused_for_an_onnx_detector(demo_frames) -> None:
