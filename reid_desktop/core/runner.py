@@ -182,8 +182,8 @@ class _Session:
 
     def wait_s(self) -> float:
         """How long the loop may sleep before a camera's next frame is due (a command or frame wakes it sooner)."""
-        upcoming = [due - time.monotonic() for due in self.next_due.values()]
-        return min([0.2, *[max(0.0, wait) for wait in upcoming]])
+        now = time.monotonic()
+        return min([0.2, *[due - now for due in self.next_due.values() if due > now]])
 
     def all_done(self, max_frames: int | None) -> bool:
         return all(s.exhausted or (max_frames is not None and self.taken[i] >= max_frames)
