@@ -293,6 +293,8 @@ def _detector_cache(args: argparse.Namespace) -> runtimes.DetectorCache | None:
     cfg = config_mod.load(overrides={"detector.imgsz": args.imgsz, **({"detector.model": args.detector}
                                                                      if args.detector else {})})
     checkpoint = runtimes.checkpoint_of(cfg.detector)
+    if checkpoint is not None and not checkpoint.is_file():
+        raise ModelError(f"detector model not found: {checkpoint}")
     return runtimes.DetectorCache(checkpoint, args.imgsz) if checkpoint else None
 
 
@@ -359,7 +361,11 @@ def _models_list(args: argparse.Namespace) -> int:
 def cmd_models(args: argparse.Namespace) -> int:
     commands = {"build-default": _models_build_default, "check": _models_check,
                 "prepare-detector": _models_prepare_detector, "list": _models_list}
-    return commands[args.models_command](args)
+    try:
+        return commands[args.models_command](args)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_MODEL
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -476,8 +476,8 @@ def make_detector(config: DetectorConfig, progress: Progress = log.info) -> Dete
     A variant that fails its check is refused with the agreement it reached.
     """
     checkpoint = checkpoint_of(config)
-    if checkpoint is None or config.runtime == "pytorch":
-        return YoloDetector(config)
+    if checkpoint is None or config.runtime == "pytorch" or not checkpoint.is_file():
+        return YoloDetector(config)  # which says what is wrong with a checkpoint that is not there
     cache = DetectorCache(checkpoint, config.imgsz)
     if config.runtime == "auto":
         best = cache.fastest()

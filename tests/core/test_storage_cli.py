@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import random
+import re
 import signal
 import sqlite3
 import subprocess
@@ -208,6 +209,7 @@ def test_an_internal_error_has_its_own_exit_status(tmp_path: Path, demo_clip: Pa
 def test_models_and_config_commands(osnet_path: Path) -> None:
     out = cli("models", "list")
     assert out.returncode == 0 and "yolo11n-pose.pt" in out.stdout and "CPUExecutionProvider" in out.stdout
+    assert "OpenVINO FP32" in out.stdout and "not prepared" in out.stdout and "auto runs PyTorch" in out.stdout
     out = cli("models", "check", str(osnet_path))
     assert out.returncode == 0 and "input 256x128 rgb, 512-d embeddings" in out.stdout
     out = cli("config")
@@ -243,3 +245,18 @@ def test_search_command_finds_the_person_in_a_processed_video(tmp_path: Path, de
     assert out.returncode == 0 and "were indexed with" in out.stdout
     out = cli("search", str(tmp_path / "nothing.png"), "--db", str(db))
     assert out.returncode == 2 and "cannot read image" in out.stderr
+
+
+def test_prepare_detector_then_list_shows_what_auto_runs(tmp_path: Path) -> None:
+    out = cli("models", "prepare-detector", "--imgsz", "320", "--runtime", "onnxruntime", "--precision", "fp32")
+    assert out.returncode == 0, out.stderr
+    assert "[1/1] exporting the detector for ONNX Runtime FP32 at 320 px" in out.stdout
+    assert "[1/1] checking ONNX Runtime FP32 against the original" in out.stdout
+    assert re.search(r"ONNX Runtime FP32 +[\d.]+ frames/s +agrees +\d+\.\d% with the original +<- auto", out.stdout)
+    listed = cli("models", "list", "--imgsz", "320")
+    assert re.search(r"ONNX Runtime FP32 .*<- auto", listed.stdout) and "OpenVINO INT8" in listed.stdout
+    missing = cli("models", "prepare-detector", "--detector", str(tmp_path / "gone.pt"))
+    assert missing.returncode == 3 and "error: detector model not found" in missing.stderr
+    unknown = cli("models", "prepare-detector", "--runtime", "tensorrt")
+    assert unknown.returncode == 2 and "no tensorrt" in unknown.stderr
+    assert "variant runs on this machine" in unknown.stderr
