@@ -123,7 +123,8 @@ class _Session:
         self.sources: dict[str, VideoSource] = {}
         self.taken: dict[str, int] = {}
         self.latency: dict[str, float] = {}  # capture to the end of analysis, of the last analysed frame
-        self.next_due: dict[str, float] = {}  # monotonic time a camera may be analysed again (sources.analysis_fps)
+        self.rates: dict[str, float] = {}  # most frames analysed a second per camera (0: no limit)
+        self.next_due: dict[str, float] = {}  # monotonic time a camera may be analysed again
         self.paused: set[str] = set()
         self._retired: list[VideoSource] = []
 
@@ -134,6 +135,8 @@ class _Session:
         source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup, self.on_picture)
         self.sources[spec.source_id] = source.start()
         self.taken[spec.source_id] = 0
+        self.rates[spec.source_id] = (spec.analysis_fps if spec.analysis_fps is not None
+                                      else self.config.sources.analysis_fps)
 
     def _source(self, source_id: str) -> VideoSource:
         try:
@@ -148,6 +151,7 @@ class _Session:
         self.taken.pop(source_id, None)  # cameras come and go for weeks: nothing of a removed one stays
         self.latency.pop(source_id, None)
         self.next_due.pop(source_id, None)
+        self.rates.pop(source_id, None)
         source.stop(timeout=0.0)
         self._retired.append(source)
         self.pipeline.forget_source(source_id)
@@ -176,8 +180,8 @@ class _Session:
             if frame is not None:
                 frames.append(frame)
                 self.taken[source_id] += 1
-                if self.config.sources.analysis_fps > 0:
-                    self.next_due[source_id] = now + 1.0 / self.config.sources.analysis_fps
+                if self.rates[source_id] > 0:
+                    self.next_due[source_id] = now + 1.0 / self.rates[source_id]
         return frames
 
     def wait_s(self) -> float:

@@ -77,8 +77,12 @@ class SourceSpec:
     region: tuple[float, float, float, float] | None = None  # the part shown: left, top, right, bottom (0..1)
     loop: bool = False  # a file starts again when it ends (besides ``sources.loop`` for all)
     realtime: bool = False  # a file plays at its own pace, newest frame analysed (besides ``sources.realtime``)
+    analysis_fps: float | None = None  # most frames analysed a second for this camera (None: sources.analysis_fps)
 
     def __post_init__(self) -> None:
+        if self.analysis_fps is not None and not 0.0 <= self.analysis_fps <= 1000.0:
+            raise ValueError(f"analysis rate {self.analysis_fps} of {self.name or self.uri}: expected 0 (as fast as "
+                             "possible) to 1000 frames a second")
         if self.region is not None:
             left, top, right, bottom = self.region
             if not (0.0 <= left < right <= 1.0 and 0.0 <= top < bottom <= 1.0):

@@ -33,10 +33,11 @@ class Camera:
     region: tuple[float, float, float, float] | None = None  # of this session only, like the demo's halves
     loop: bool = False
     realtime: bool = True  # a video file plays at its own pace, analysis takes the newest frame it can
+    analysis_fps: float | None = None  # most frames analysed a second (None: the setting for all cameras)
 
     @property
     def spec(self) -> SourceSpec:
-        return SourceSpec(self.uri, self.name, self.region, self.loop, self.realtime)
+        return SourceSpec(self.uri, self.name, self.region, self.loop, self.realtime, self.analysis_fps)
 
     @property
     def transient(self) -> bool:
@@ -118,7 +119,8 @@ class CameraList:
             if full == saved.uri:
                 warning = (f"The credentials of {saved.name} are not in the system keyring: remove the camera and "
                            "add it again.")
-        camera = Camera(saved.name, full, saved.paused, saved, realtime=not saved.analyse_every_frame)
+        camera = Camera(saved.name, full, saved.paused, saved, realtime=not saved.analyse_every_frame,
+                        analysis_fps=saved.analysis_fps)
         self._cameras[saved.name] = camera
         return Added(camera, warning)
 
@@ -150,6 +152,15 @@ class CameraList:
             camera.saved.analyse_every_frame = every_frame
         return camera
 
+    def set_analysis_rate(self, name: str, frames_per_s: float | None) -> Camera:
+        """At most this many frames analysed a second (0: as many as the machine manages; None: the setting
+        for all cameras)."""
+        camera = self._cameras[name]
+        camera.analysis_fps = frames_per_s
+        if camera.saved is not None:
+            camera.saved.analysis_fps = frames_per_s
+        return camera
+
     def set_paused(self, name: str, paused: bool) -> Camera:
         camera = self._cameras[name]
         camera.paused = paused
@@ -173,3 +184,34 @@ class CameraList:
     def saved(self) -> list[SavedSource]:
         """What the settings file keeps: the persistent cameras, in order, without secrets."""
         return [c.saved for c in self._cameras.values() if c.saved is not None]
+
+
+AS_FAST_AS_POSSIBLE = "As many as the machine manages"
+
+
+def rate_text(frames_per_s: float) -> str:
+    return AS_FAST_AS_POSSIBLE if frames_per_s == 0 else f"{frames_per_s:g} frames/s"
+
+
+def rate_choices(everyone: float) -> list[str]:
+    """The analysis rates offered for a camera: the setting for all cameras first, then common rates."""
+    common = rate_text(everyone)
+    return [f"Same as all cameras ({common[0].lower()}{common[1:]})",
+            AS_FAST_AS_POSSIBLE, *(rate_text(r) for r in (1, 2, 5, 10, 15))]
+
+
+def parse_rate(text: str, everyone: float) -> float | None:
+    """A chosen or typed analysis rate: None for the setting of all cameras, 0 for no limit, else frames/s."""
+    text = text.strip()
+    if text == rate_choices(everyone)[0]:
+        return None
+    if text == AS_FAST_AS_POSSIBLE:
+        return 0.0
+    number = text.removesuffix("frames/s").strip().replace(",", ".")
+    try:
+        value = float(number)
+    except ValueError:
+        raise ValueError(f"“{text}” is not a rate: type a number of frames a second, such as 5") from None
+    if not 0.0 <= value <= 1000.0:
+        raise ValueError(f"{value:g} frames a second is out of range (0 to 1000; 0: as many as possible)")
+    return value

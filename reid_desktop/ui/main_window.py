@@ -43,7 +43,7 @@ from reid_desktop.core.store import StorageHealth
 from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus, TrackedPerson
 from reid_desktop.core.watchlist import WatchPictures
 from reid_desktop.ui.alerts_panel import AlertsPanel
-from reid_desktop.ui.cameras import Added, CameraError, CameraList
+from reid_desktop.ui.cameras import Added, CameraError, CameraList, parse_rate, rate_choices, rate_text
 from reid_desktop.ui.detector_dialog import PrepareDetectorDialog
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog, StreamDialog
 from reid_desktop.ui.engine import Engine, EngineClient
@@ -212,6 +212,9 @@ class MainWindow(QMainWindow):
         self.act_every_frame = QAction("Analyse every frame", self, checkable=True)
         self.act_every_frame.setToolTip("For a video file: analyse all its frames, slower than its own pace, "
                                         "instead of playing it in real time")
+        self.act_analysis_rate = QAction("Analysis rate…", self)
+        self.act_analysis_rate.setToolTip("At most this many frames of the camera analysed a second; the others are "
+                                          "shown with the last boxes (spares the machine for other cameras)")
         for action, short in ((self.act_add_file, "+ File"), (self.act_add_stream, "+ Stream"),
                               (self.act_add_webcam, "+ Webcam")):
             action.setIconText(short)
@@ -219,7 +222,7 @@ class MainWindow(QMainWindow):
         self.sources_panel = SourcesPanel([self.act_add_file, self.act_add_stream, self.act_add_webcam])
         self.sources_panel.list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.sources_panel.list.addActions([self.act_pause, self.act_rename_source, self.act_remove_source,
-                                            self.act_every_frame])
+                                            self.act_every_frame, self.act_analysis_rate])
         self.sources_panel.list.currentItemChanged.connect(lambda *_: self._show_camera_options())
         self.act_remove_source.setShortcut(QKeySequence.StandardKey.Delete)
         self.act_remove_source.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
@@ -281,6 +284,7 @@ class MainWindow(QMainWindow):
         self.act_remove_source.triggered.connect(lambda: self._with_current_source(self.remove_source))
         self.act_every_frame.triggered.connect(
             lambda checked: self._with_current_source(lambda name: self.set_every_frame(name, checked)))
+        self.act_analysis_rate.triggered.connect(lambda: self._with_current_source(self.analysis_rate_dialog))
 
         bar = self.menuBar()
         file_menu = bar.addMenu("&File")
@@ -298,7 +302,8 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
 
         sources_menu = bar.addMenu("&Sources")
-        for action in (self.act_pause, self.act_rename_source, self.act_remove_source, self.act_every_frame):
+        for action in (self.act_pause, self.act_rename_source, self.act_remove_source, self.act_every_frame,
+                       self.act_analysis_rate):
             sources_menu.addAction(action)
         self._action(sources_menu, "Pause all", lambda: self._pause_all(True))
         self._action(sources_menu, "Resume all", lambda: self._pause_all(False))
@@ -588,6 +593,32 @@ class MainWindow(QMainWindow):
         camera = self.cameras.set_every_frame(name, every_frame)
         self._save_cameras()
         self._show_camera_options()
+        self._restart_camera(name, camera.spec, camera.paused)
+
+    def analysis_rate_dialog(self, name: str) -> None:
+        camera = self.cameras.get(name)
+        if camera is None:
+            return
+        everyone = self.settings.pipeline_config().sources.analysis_fps
+        choices = rate_choices(everyone)
+        current = choices[0] if camera.analysis_fps is None else rate_text(camera.analysis_fps)
+        if current not in choices:
+            choices.append(current)
+        text, ok = QInputDialog.getItem(self, "Analysis rate", f"Frames of {name} analysed a second:", choices,
+                                        choices.index(current), editable=True)
+        if not ok:
+            return
+        try:
+            self.set_analysis_rate(name, parse_rate(text, everyone))
+        except ValueError as exc:
+            self.banner.show_message(str(exc))
+
+    def set_analysis_rate(self, name: str, frames_per_s: float | None) -> None:
+        """At most this many of the camera's frames analysed a second (None: the setting for all cameras)."""
+        if name not in self.cameras:
+            return
+        camera = self.cameras.set_analysis_rate(name, frames_per_s)
+        self._save_cameras()
         self._restart_camera(name, camera.spec, camera.paused)
 
     def _restart_camera(self, old: str, spec: SourceSpec, paused: bool) -> None:

@@ -37,6 +37,7 @@ class SavedSource:
     has_password: bool = False  # the camera's full URL (with its secrets) is in the OS keyring
     paused: bool = False
     analyse_every_frame: bool = False  # a video file: analyse all its frames (slower than its own pace)
+    analysis_fps: float | None = None  # most frames analysed a second (None: the setting for all cameras)
 
 
 @dataclass
@@ -85,7 +86,8 @@ class SettingsError(ValueError):
 
 _KINDS: dict[Any, tuple[type | tuple[type, ...], str]] = {
     str: (str, "text"), bool: (bool, "true or false"), int: (int, "a whole number"),
-    float: ((int, float), "a number"), dict[str, Any]: (dict, "a table"), list[str]: (list, "a list of text")}
+    float: ((int, float), "a number"), float | None: ((int, float, type(None)), "a number or null"),
+    dict[str, Any]: (dict, "a table"), list[str]: (list, "a list of text")}
 _RECORDS = {list[SavedSource]: SavedSource, list[WatchedPerson]: WatchedPerson}  # lists of tables
 
 
@@ -132,6 +134,10 @@ def _from_dict(data: object) -> AppSettings:
         settings.follow_mode = AppSettings.follow_mode
     if not 1 <= settings.search_top_k <= 500:
         settings.search_top_k = AppSettings.search_top_k
+    for i, source in enumerate(settings.sources):
+        if source.analysis_fps is not None and not 0 <= source.analysis_fps <= 1000:
+            raise SettingsError(f"sources[{i}].analysis_fps must be 0 to 1000 frames a second or null, "
+                                f"not {source.analysis_fps!r}")
     for i, person in enumerate(settings.watch_list):
         if not 0.0 < person.threshold <= 1.0:
             raise SettingsError(f"watch_list[{i}].threshold must be in (0, 1], not {person.threshold!r}")

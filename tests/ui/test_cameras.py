@@ -6,9 +6,11 @@ import subprocess
 import sys
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from reid_desktop.core.types import SourceState, SourceStatus
-from reid_desktop.ui.cameras import CameraError, CameraList
+from reid_desktop.ui.cameras import AS_FAST_AS_POSSIBLE, CameraError, CameraList, parse_rate, rate_choices, rate_text
 from reid_desktop.ui.settings import SavedSource
 from tests.conftest import ROOT
 
@@ -86,3 +88,41 @@ def test_video_files_play_in_real_time_unless_every_frame_is_asked_for(memory_ke
     assert not door.spec.realtime and cameras.saved()[0].analyse_every_frame
     again = CameraList().restore(cameras.saved()[0]).camera
     assert not again.spec.realtime  # the choice is kept with the camera
+
+
+def test_a_camera_keeps_its_own_analysis_rate(memory_keyring) -> None:
+    cameras = CameraList()
+    door = cameras.add("/clips/door.mp4").camera
+    assert door.spec.analysis_fps is None and cameras.saved()[0].analysis_fps is None  # the setting for all
+    cameras.set_analysis_rate("door", 2.5)
+    assert door.spec.analysis_fps == 2.5 and cameras.saved()[0].analysis_fps == 2.5
+    assert CameraList().restore(cameras.saved()[0]).camera.spec.analysis_fps == 2.5
+    cameras.set_analysis_rate("door", 0.0)  # no limit, whatever the setting for all cameras says
+    assert door.spec.analysis_fps == 0.0
+
+
+def test_analysis_rate_choices_parse_back() -> None:
+    choices = rate_choices(4.0)
+    assert choices[0] == "Same as all cameras (4 frames/s)" and rate_choices(0)[0].endswith("(as many as the "
+                                                                                            "machine manages)")
+    assert parse_rate(choices[0], 4.0) is None and parse_rate(AS_FAST_AS_POSSIBLE, 4.0) == 0.0
+    assert parse_rate("5 frames/s", 4.0) == 5.0 and parse_rate(" 7,5 ", 4.0) == 7.5
+    with pytest.raises(ValueError, match="not a rate"):
+        parse_rate("fast", 4.0)
+    with pytest.raises(ValueError, match="out of range"):
+        parse_rate("-2", 4.0)
+
+
+@given(st.floats(min_value=0, max_value=1000, allow_nan=False))
+def test_every_rate_shown_parses_back_to_itself(rate: float) -> None:
+    assert parse_rate(rate_text(rate), 1.0) == pytest.approx(float(f"{rate:g}"))
+
+
+@given(st.text(max_size=30))
+def test_typed_rates_are_a_rate_or_one_clear_error(text: str) -> None:
+    try:
+        value = parse_rate(text, 3.0)
+    except ValueError as exc:
+        assert "rate" in str(exc) or "range" in str(exc)
+        return
+    assert value is None or 0.0 <= value <= 1000.0

@@ -446,3 +446,29 @@ def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_w
     if not chosen.startswith("PyTorch"):  # the fastest is an export: processing restarts on it
         qtbot.waitUntil(lambda: chosen in window.model_label.text(), timeout=WAIT_MS)
     dialog.close()
+
+
+def test_a_cameras_analysis_rate_is_chosen_in_its_menu_and_holds(qtbot, make_window, app_settings,
+                                                                   demo_clip: Path) -> None:
+    from PySide6.QtWidgets import QInputDialog
+
+    window = make_window(app_settings)
+    (name,) = window.add_files([str(demo_clip)])
+    qtbot.waitUntil(lambda: window.grid.feeds[name].result is not None, timeout=WAIT_MS)
+    window.sources_panel.list.setCurrentRow(0)
+
+    def choose_two_a_second() -> None:
+        dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QInputDialog) and w.isVisible())
+        assert dialog.comboBoxItems()[0] == "Same as all cameras (as many as the machine manages)"
+        dialog.setTextValue("2 frames/s")
+        dialog.accept()
+
+    QTimer.singleShot(100, choose_two_a_second)
+    window.act_analysis_rate.trigger()
+    assert window.cameras[name].spec.analysis_fps == 2.0
+    assert load_settings(window.settings_file)[0].sources[0].analysis_fps == 2.0
+    rates: list[float] = []
+    window.engine.health_reported.connect(lambda h: rates.append(h.processed_fps) if h.source_id == name else None)
+    qtbot.waitUntil(lambda: len(rates) >= 6, timeout=WAIT_MS)
+    assert max(rates[2:]) <= 3.1, rates  # two a second, give or take one frame in a report's interval
+    assert sum(rates[2:]) / len(rates[2:]) >= 1.0  # and the camera is still analysed

@@ -45,6 +45,8 @@ def test_any_json_gives_settings_or_defaults_with_a_reason(tmp_path: Path, data:
     ('{"sources": [{"name": "gate"}]}', "uri"),
     ('{"pipeline": {"storage.commit_interval_s": Infinity}}', "expected a finite number"),
     ('{"layout": 2}', "settings.layout must be text"),
+    ('{"sources": [{"name": "gate", "uri": "x", "analysis_fps": "fast"}]}', "analysis_fps must be a number or null"),
+    ('{"sources": [{"name": "gate", "uri": "x", "analysis_fps": -2}]}', "analysis_fps must be 0 to 1000"),
     ("{", "Expecting property name"),
 ])
 def test_wrong_shapes_are_put_aside_with_one_line(tmp_path: Path, content: str, reason: str) -> None:
