@@ -325,11 +325,19 @@ def _quantize_onnx(source: Path, target: Path, calibration: list[np.ndarray]) ->
         def get_next(self) -> dict[str, np.ndarray] | None:
             return next(self._items, None)
 
+    def not_the_preprocessing_hint(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider")  # ...(to run) pre-processing before quantization
+
     graph = onnx.load(str(source)).graph
     head = _head_scope([n.name for n in graph.node])
-    quantize_static(str(source), str(target), Frames(graph.input[0].name), quant_format=QuantFormat.QDQ,
-                    activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
-                    nodes_to_exclude=[n.name for n in graph.node if n.name.startswith(head)])
+    root = logging.getLogger()  # ONNX Runtime's quantizer logs its hint on the root logger
+    root.addFilter(not_the_preprocessing_hint)
+    try:
+        quantize_static(str(source), str(target), Frames(graph.input[0].name), quant_format=QuantFormat.QDQ,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8, per_channel=True,
+                        nodes_to_exclude=[n.name for n in graph.node if n.name.startswith(head)])
+    finally:
+        root.removeFilter(not_the_preprocessing_hint)
 
 
 def _onnx_to_fp16(source: Path, target: Path) -> None:
@@ -344,6 +352,7 @@ def _export_openvino(source: Path, target: Path, calibration: list[np.ndarray] |
 
     model = ov.convert_model(str(source))
     if calibration is not None:
+        logging.getLogger("torch.utils.cpp_extension").setLevel(logging.ERROR)  # "no CUDA runtime" on import
         import nncf
 
         nncf.set_log_level(logging.ERROR)

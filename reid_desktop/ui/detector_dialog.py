@@ -59,6 +59,7 @@ class PrepareDetectorDialog(QDialog):
         *lines, self._buffer = self._buffer.split("\n")
         for line in lines:
             self.output.appendPlainText(line)
+            self.output.verticalScrollBar().setValue(self.output.verticalScrollBar().maximum())
             step = _STEP.match(line)
             if step:
                 self.progress.setRange(0, int(step.group(2)))
