@@ -434,8 +434,7 @@ def _session(path: Path, variant: Variant) -> tuple[Callable[[np.ndarray], np.nd
 
     providers: list[Any] = ["CPUExecutionProvider"]
     if variant.runtime == "tensorrt":
-        providers = [("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_int8_enable": variant.precision ==
-                                                    "int8", "trt_engine_cache_enable": True,
+        providers = [("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
                                                     "trt_engine_cache_path": str(path.parent)}),
                      "CUDAExecutionProvider", "CPUExecutionProvider"]
     elif variant.precision == "fp16":
@@ -498,6 +497,10 @@ def make_detector(config: DetectorConfig, progress: Progress = log.info) -> Dete
             log.warning("%s; running the detector in PyTorch (prepare the runtimes again to fix it)", exc)
             return YoloDetector(config)
     variant = Variant(config.runtime, config.precision)
+    offered = candidates()
+    if variant not in offered:
+        raise ModelError(f"the detector cannot run as {variant.label} on this machine (TensorRT and half-precision "
+                         f"ONNX Runtime need an NVIDIA GPU); it can run as: {', '.join(v.label for v in offered)}")
     record = cache.record(variant)
     if record is None or not cache.model_path(variant).exists():
         record = cache.prepare(variant, config, progress)

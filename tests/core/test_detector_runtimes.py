@@ -117,6 +117,13 @@ def test_auto_takes_the_fastest_export_checked_on_this_machine(_isolated_data_di
     assert "running the detector in PyTorch" in caplog.text
 
 
+def test_a_runtime_this_machine_lacks_is_one_clear_error() -> None:
+    if "tensorrt" in {v.runtime for v in runtimes.candidates()}:
+        pytest.skip("this machine has TensorRT")
+    with pytest.raises(ModelError, match=r"cannot run as TensorRT FP16 on this machine .* can run as: PyTorch FP32"):
+        runtimes.make_detector(DetectorConfig(imgsz=640, runtime="tensorrt", precision="fp16"))
+
+
 def test_an_export_is_refused_for_an_onnx_detector(demo_frames) -> None:
     from tests.conftest import shared_path
 
