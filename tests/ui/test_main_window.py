@@ -433,6 +433,7 @@ def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_w
     window = make_window(app_settings)
     qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
     assert "PyTorch FP32" in window.model_label.text()  # auto, nothing prepared yet: the checkpoint
+    assert "Prepare faster detector" in window.model_label.toolTip()
     action = next(a for a in window.menuBar().actions()[0].menu().actions() if a.text() == "Prepare faster detector…")
     action.trigger()
     dialog = window.findChild(PrepareDetectorDialog)
@@ -445,6 +446,7 @@ def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_w
     assert "agrees" in dialog.output.toPlainText()
     if not chosen.startswith("PyTorch"):  # the fastest is an export: processing restarts on it
         qtbot.waitUntil(lambda: chosen in window.model_label.text(), timeout=WAIT_MS)
+        assert "Prepare faster detector" not in window.model_label.toolTip()
     dialog.close()
 
 
