@@ -19,7 +19,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared"
-os.environ.setdefault("REID_DESKTOP_DATA_DIR", str(ROOT / "bench" / ".cache"))
+DATA_DIR = os.environ.get("REID_DESKTOP_DATA_DIR", str(ROOT / "bench" / ".cache"))  # exports kept between runs
 sys.path.insert(0, str(ROOT))
 
 from reid_desktop.core import detector_runtimes as runtimes  # noqa: E402
@@ -32,6 +32,8 @@ from reid_desktop.core.sources import SourceSpec  # noqa: E402
 from reid_desktop.core.tracking import UltralyticsTracker  # noqa: E402
 from reid_desktop.core.types import Detections, FrameResult  # noqa: E402
 from tests.core.test_detection_tracking import EYE_COUNTED, _covered  # noqa: E402  (the eye-counted frames)
+
+os.environ["REID_DESKTOP_DATA_DIR"] = DATA_DIR  # importing the tests pointed it at a throw-away folder
 
 if not hasattr(np, "asfarray"):  # motmetrics 1.4.0 still calls this NumPy 1 alias
     np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)  # type: ignore[attr-defined]
