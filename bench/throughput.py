@@ -28,7 +28,7 @@ from reid_desktop.core.detection import Detector  # noqa: E402
 from reid_desktop.core.embedding import Embedder, OnnxEmbedder  # noqa: E402
 from reid_desktop.core.pipeline import Pipeline  # noqa: E402
 from reid_desktop.core.runner import run  # noqa: E402
-from reid_desktop.core.sources import SourceSpec  # noqa: E402
+from reid_desktop.core.sources import SourceSpec, read_frames  # noqa: E402
 from reid_desktop.core.tracking import UltralyticsTracker  # noqa: E402
 from reid_desktop.core.types import Detections, FrameResult  # noqa: E402
 from tests.core.test_detection_tracking import EYE_COUNTED, _covered  # noqa: E402  (the eye-counted frames)
@@ -136,17 +136,6 @@ def eye_recall(detector: Detector, demo: list[np.ndarray]) -> float:
     return found / total
 
 
-def _read(path: Path, limit: int | None = None) -> list[np.ndarray]:
-    capture = cv2.VideoCapture(str(path))
-    frames = []
-    while limit is None or len(frames) < limit:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    return frames
-
-
 def runtime_table(sizes: list[int], demo: list[np.ndarray], mot) -> dict[int, runtimes.CheckRecord]:
     """Every runtime at every size; returns the fastest that passed, per size."""
     best: dict[int, runtimes.CheckRecord] = {}
@@ -216,7 +205,7 @@ def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], im
     video = SHARED / "data" / "vtest.avi"
     print(f"torch {torch.__version__} ({torch.get_num_threads()} threads); CPU cores: {os.cpu_count()}; "
           f"machine: {runtimes.machine_signature()}; CUDA: {torch.cuda.is_available()}")
-    demo = _read(ROOT / "assets" / "demo" / "vtest_excerpt.mp4")
+    demo = read_frames(str(ROOT / "assets" / "demo" / "vtest_excerpt.mp4"))
     mot = _mot()
     best = runtime_table(sizes, demo, mot)
     cfg = load(overrides={"detector.imgsz": imgsz, "detector.device": "cpu", "reid.allow_download": False})
@@ -238,7 +227,7 @@ def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], im
         print(f"{streams:>7}  {'auto':<10} {total:14.1f} {cam:14.1f} {total / base_total:10.2f}x", flush=True)
     gated = dataclasses.replace(cfg, detector=dataclasses.replace(cfg.detector, motion_share=0.002))
     with tempfile.TemporaryDirectory() as tmp:
-        clip = still_clip(_read(video), Path(tmp))
+        clip = still_clip(read_frames(str(video)), Path(tmp))
         still_frames = 150  # one cycle: 2 s walking, 4 s still
         print(f"\nmotion gate, 4 streams of a clip with still stretches (2 s walking, 4 s still), "
               f"{still_frames} frames per stream, files read as fast as analysis goes")

@@ -14,7 +14,6 @@ os.environ["YOLO_CONFIG_DIR"] = str(_isolated / "ultralytics")
 os.environ["REID_DESKTOP_DATA_DIR"] = str(_isolated / "data")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 from hypothesis import settings  # noqa: E402
@@ -60,15 +59,9 @@ def demo_clip() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_frames(demo_clip: Path) -> list[np.ndarray]:
-    cap = cv2.VideoCapture(str(demo_clip))
-    frames = []
-    while True:
-        ok, frame = cap.read()
-        if not ok:
-            break
-        frames.append(frame)
-    cap.release()
-    return frames
+    from reid_desktop.core.sources import read_frames
+
+    return read_frames(str(demo_clip))
 
 
 @pytest.fixture(scope="session")

@@ -24,7 +24,6 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from reid_desktop.core.config import DetectorConfig
@@ -37,6 +36,7 @@ from reid_desktop.core.detection import (
 )
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.paths import demo_clip, models_dir
+from reid_desktop.core.sources import read_frames
 from reid_desktop.core.types import Detections
 
 log = logging.getLogger(__name__)
@@ -242,14 +242,7 @@ def _reference_config(config: DetectorConfig, checkpoint: Path) -> DetectorConfi
 
 def sample_frames() -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Check frames and calibration frames, evenly spread over the demo clip and never the same."""
-    capture = cv2.VideoCapture(str(demo_clip()))
-    frames = []
-    while True:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
+    frames = read_frames(str(demo_clip()))
     if len(frames) < CHECK_FRAMES + CALIBRATION_FRAMES:
         raise ModelError(f"the demo clip {demo_clip()} is missing or too short to check a detector export")
     picks = np.linspace(0, len(frames) - 1, CHECK_FRAMES + CALIBRATION_FRAMES).astype(int)

@@ -59,6 +59,22 @@ def frame_count(path: str) -> int:
     finally:
         cap.release()
 
+
+def read_frames(path: str, limit: int | None = None) -> list[np.ndarray]:
+    """All the frames of a short video file (or its first ``limit``), decoded at once: checks and tests."""
+    cap = open_capture(path)
+    frames: list[np.ndarray] = []
+    try:
+        while limit is None or len(frames) < limit:
+            ok, frame = cap.read()
+            if not ok:
+                break
+            frames.append(frame)
+    finally:
+        cap.release()
+    return frames
+
+
 class SourceKind(enum.Enum):
     FILE = "file"
     STREAM = "stream"

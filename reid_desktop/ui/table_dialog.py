@@ -6,6 +6,8 @@ adding one means, and checks the rows before the dialog closes (:meth:`accept_ro
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDialog,
@@ -20,6 +22,8 @@ from PySide6.QtWidgets import (
 
 
 class TableDialog(QDialog):
+    add_row_dialog: Callable[[], None]  # each subclass's add button: ask what the new row holds and add it
+
     def __init__(self, title: str, explanation: str, columns: tuple[str, ...], add_label: str, remove_label: str,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -49,10 +53,6 @@ class TableDialog(QDialog):
         layout.addLayout(row_buttons)
         layout.addWidget(self.error)
         layout.addWidget(buttons)
-
-    def add_row_dialog(self) -> None:
-        """The add button: ask what the new row holds and add it."""
-        raise NotImplementedError
 
     def row_removed(self, row: int) -> None:
         """A row left the table (what the subclass keeps beside it goes too)."""
