@@ -10,6 +10,7 @@ INT8 models are calibrated on other frames of the same clip; the detection head 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -294,11 +295,17 @@ def agreement(reference: Sequence[Detections], candidate: Sequence[Detections]) 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
     """A BGR image -> 1 x 3 x H x W float32 RGB in [0, 1], scaled to fit ``size`` and padded to a multiple of 32,
     exactly as Ultralytics feeds the checkpoint (a square pad would change the scores of small people)."""
+    boxed = np.asarray(_letterboxer(size)(image=image))
+    return np.ascontiguousarray(boxed[None, ..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+
+
+@functools.lru_cache(maxsize=8)
+def _letterboxer(size: int) -> Any:
+    """One Ultralytics ``LetterBox`` per input size (it keeps no state between pictures): made once, not per frame."""
     prepare_ultralytics()
     from ultralytics.data.augment import LetterBox
 
-    boxed = np.asarray(LetterBox(new_shape=(size, size), auto=True, stride=32)(image=image))
-    return np.ascontiguousarray(boxed[None, ..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    return LetterBox(new_shape=(size, size), auto=True, stride=32)
 
 
 def _head_scope(names: Sequence[str]) -> str:
