@@ -144,7 +144,7 @@ def runtime_table(sizes: list[int], demo: list[np.ndarray], mot) -> dict[int, ru
     print(f"{'imgsz':>5}  {'runtime':<20} {'frames/s':>8} {'vs PyTorch':>10} {'agrees':>7} {'eye recall':>10} "
           f"{'MOT17 recall':>12} {'MOT17 IDF1':>10}  prepared in")
     for size in sizes:
-        config = load(overrides={"detector.imgsz": size, "detector.device": "cpu"}).detector
+        config = load(overrides={"detector.imgsz": size, "detector.device": _device()}).detector
         cache = runtimes.DetectorCache(runtimes.checkpoint_of(config), size)  # type: ignore[arg-type]
         for variant in runtimes.candidates():
             start = time.perf_counter()
@@ -208,7 +208,7 @@ def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], im
     demo = read_frames(str(ROOT / "assets" / "demo" / "vtest_excerpt.mp4"))
     mot = _mot()
     best = runtime_table(sizes, demo, mot)
-    cfg = load(overrides={"detector.imgsz": imgsz, "detector.device": "cpu", "reid.allow_download": False})
+    cfg = load(overrides={"detector.imgsz": imgsz, "detector.device": _device(), "reid.allow_download": False})
     fastest = best.get(imgsz)
     if fastest is None:
         print(f"no runtime passed its check at imgsz {imgsz}")
@@ -216,9 +216,15 @@ def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], im
     cache = runtimes.DetectorCache(runtimes.checkpoint_of(cfg.detector), imgsz)  # type: ignore[arg-type]
     baseline = runtimes.load_variant(runtimes.REFERENCE, cfg.detector, cache)
     fast = runtimes.load_variant(fastest.variant, cfg.detector, cache)
-    embedder = _resnet50(Path(tempfile.mkdtemp()))
+    r50 = _resnet50(Path(tempfile.mkdtemp()))
+    reid_table(r50, demo)
+    gpu_export = cache.model_path(runtimes.Variant("onnxruntime", "fp16"))
+    if torch_cuda() and gpu_export.exists():
+        transfer_table(gpu_export, [runtimes.letterbox(f, imgsz) for f in demo[:4]])
+    embedder = OnnxEmbedder(r50)
     print(f"\nend to end, {video.name} in every stream read as fast as analysis goes, imgsz {imgsz}, ResNet-50 "
-          f"re-id in ONNX Runtime, no database; baseline = PyTorch FP32 (today), auto = {fastest.variant.label}")
+          f"re-id in ONNX Runtime ({embedder.provider}, {embedder.precision.upper()}), no database; "
+          f"baseline = PyTorch FP32 (today), auto = {fastest.variant.label}")
     print(f"{'streams':>7}  {'path':<10} {'total frames/s':>14} {'slowest camera':>14} {'vs baseline':>11}")
     for streams in stream_counts:
         base_total, base_cam, _ = end_to_end(cfg, baseline, embedder, video, streams, frames)
@@ -248,12 +254,65 @@ def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], im
         print(f"{name:<34} {recall:12.1%} {idf1:6.3f}", flush=True)
 
 
-def _resnet50(folder: Path) -> OnnxEmbedder:
+def _resnet50(folder: Path) -> Path:
     from reid_desktop.core.model_info import ReidModelInfo
     from trainer.export import export_onnx
     from trainer.model import resnet50_backbone
 
     model, _ = resnet50_backbone("random")  # speed does not depend on the weights
     model.eval()
-    return OnnxEmbedder(export_onnx(model, ReidModelInfo(256, 128, 2048, architecture="resnet50-gap"),
-                                    folder / "r50.onnx"))
+    return export_onnx(model, ReidModelInfo(256, 128, 2048, architecture="resnet50-gap"), folder / "r50.onnx")
+
+
+def _device() -> str:
+    """The GPU when there is one (today's path runs PyTorch there), else the CPU."""
+    return "" if torch_cuda() else "cpu"
+
+
+def _rate(call: Callable[[], object], items: int, seconds: float = 3.0) -> float:
+    """Items per second of ``call`` (which handles ``items`` at a time), after two warm-up calls."""
+    call()
+    call()
+    done, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        call()
+        done += items
+    return done / (time.perf_counter() - start)
+
+
+def reid_table(model: Path, demo: list[np.ndarray], batch: int = 32) -> None:
+    """ResNet-50 re-id crops/s: the CPU, and on a GPU full vs half precision (agreement with full precision)."""
+    crops = [frame[100:400, x:x + 120] for frame in demo[::5] for x in (80, 300, 520)][:batch]
+    reference = OnnxEmbedder(model, "cpu", batch_size=batch, precision="fp32")
+    rows = [("cpu", "fp32")] + ([("cuda", "fp32"), ("cuda", "fp16")] if torch_cuda() else [])
+    print(f"\nre-id, ResNet-50 256x128, batch {len(crops)} crops of the demo clip; agreement: lowest cosine "
+          "similarity with the CPU's full-precision embedding")
+    print(f"{'provider':<24} {'precision':>9} {'crops/s':>8} {'agreement':>9}")
+    expected = reference.embed(crops)
+    for providers, precision in rows:
+        embedder = reference if providers == "cpu" else OnnxEmbedder(model, providers, batch, precision)
+        agreement = float(np.min(np.sum(expected * embedder.embed(crops), axis=1)))
+        rate = _rate(lambda e=embedder: e.embed(crops), len(crops))
+        print(f"{embedder.provider:<24} {embedder.precision:>9} {rate:8.1f} {agreement:9.4f}", flush=True)
+
+
+def transfer_table(detector_model: Path, pictures: list[np.ndarray]) -> None:
+    """ONNX Runtime on the GPU: numpy in and out (``session.run``) against IO binding with page-locked buffers."""
+    import onnxruntime as ort
+
+    from reid_desktop.core.ort_runner import OrtRunner
+
+    session = ort.InferenceSession(str(detector_model), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
+    batch = np.concatenate(pictures)
+    print(f"\nGPU transfers, detector export {detector_model.parent.name}, batch {len(batch)} of "
+          f"{tuple(batch.shape[1:])} ({batch.nbytes / 1e6:.0f} MB in)")
+    print(f"{'transfers':<36} {'pictures/s':>10}")
+    for label, pinned in (("numpy in and out (session.run)", False), ("IO binding, page-locked buffers", True)):
+        runner = OrtRunner(session, pinned=pinned)
+        print(f"{label:<36} {_rate(lambda r=runner: r(batch), len(batch)):10.1f}", flush=True)
+
+
+def torch_cuda() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())

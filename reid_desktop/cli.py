@@ -113,7 +113,8 @@ class _Progress:
             case PipelineInfo():
                 self.info = event
                 self._say(f"detector: {event.detector} ({event.detector_device}); re-id: {event.embedder} on "
-                          f"{event.provider}; match threshold {event.match_threshold:.2f}")
+                          f"{event.provider} ({event.embedder_precision.upper()}); "
+                          f"match threshold {event.match_threshold:.2f}")
                 for warning in event.warnings:
                     self._say(f"WARNING: {warning}")
             case SourceStatus():
@@ -285,7 +286,8 @@ def _models_check(args: argparse.Namespace) -> int:
         return EXIT_MODEL
     i = embedder.info
     print(f"{embedder.name}: OK, input {i.input_height}x{i.input_width} {i.channel_order}, "
-          f"{embedder.dim}-d embeddings, weights: {i.weights}, provider: {embedder.provider}")
+          f"{embedder.dim}-d embeddings, weights: {i.weights}, provider: {embedder.provider} "
+          f"({embedder.precision.upper()})")
     return EXIT_OK
 
 

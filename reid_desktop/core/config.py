@@ -102,6 +102,9 @@ class ReidConfig:
                                  flag="download")
     providers: str = option("auto", "ONNX Runtime execution providers",
                           choices=("auto", "cpu", "cuda", "tensorrt"), flag="providers", label="Re-id runtime")
+    precision: str = option("auto", "Re-id arithmetic: auto = half precision on an NVIDIA GPU (checked against full "
+                                     "precision on the demo clip), full precision on the CPU",
+                            choices=("auto", "fp32", "fp16"), flag="reid_precision", label="Re-id precision")
     batch_size: int = option(32, "Crops per ONNX Runtime call", min=1, max=1024)
     embed_every: int = option(10, "Re-embed a track every this many frames", min=1, flag="embed_every")
     quality_gain: float = option(1.25, "Re-embed early when crop quality beats the best so far by this factor",

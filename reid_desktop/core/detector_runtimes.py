@@ -36,6 +36,7 @@ from reid_desktop.core.detection import (
     prepare_ultralytics,
 )
 from reid_desktop.core.errors import ModelError
+from reid_desktop.core.ort_runner import OrtRunner, save_half_precision
 from reid_desktop.core.paths import demo_clip, models_dir
 from reid_desktop.core.sources import read_frames
 from reid_desktop.core.types import Detections
@@ -205,7 +206,7 @@ class DetectorCache:
                     progress(f"calibrating INT8 on {len(calibration)} frames of the demo clip")
                     _quantize_onnx(onnx_path, out / "model.onnx", self._batch(calibration))
                 elif variant.precision == "fp16" and variant.runtime == "onnxruntime":
-                    _onnx_to_fp16(onnx_path, out / "model.onnx")
+                    save_half_precision(onnx_path, out / "model.onnx")
                 else:  # TensorRT builds its own reduced-precision engine from the full-precision graph
                     shutil.copy(onnx_path, out / "model.onnx")
             else:
@@ -340,13 +341,6 @@ def _quantize_onnx(source: Path, target: Path, calibration: list[np.ndarray]) ->
         root.removeFilter(not_the_preprocessing_hint)
 
 
-def _onnx_to_fp16(source: Path, target: Path) -> None:
-    import onnx
-    from onnxruntime.transformers.float16 import convert_float_to_float16
-
-    onnx.save(convert_float_to_float16(onnx.load(str(source)), keep_io_types=True), str(target))
-
-
 def _export_openvino(source: Path, target: Path, calibration: list[np.ndarray] | None, progress: Progress) -> None:
     import openvino as ov
 
@@ -445,9 +439,8 @@ def _session(path: Path, variant: Variant) -> tuple[Callable[[np.ndarray], np.nd
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:
         raise ModelError(f"cannot load detector export {path}: {str(exc).splitlines()[0]}") from None
-    name = session.get_inputs()[0].name
-    device = "cuda:0" if session.get_providers()[0] != "CPUExecutionProvider" else "cpu"
-    return (lambda batch: session.run(None, {name: batch})[0]), device
+    runner = OrtRunner(session)
+    return runner, runner.device
 
 
 def _metadata(checkpoint: Path, config: DetectorConfig) -> dict[str, Any]:

@@ -41,12 +41,12 @@ def load_embedder(config: ReidConfig, default_missing_because: str = NOT_BUILT) 
     building it is the trainer's job, see ``trainer.default_model``).
     """
     if config.model:
-        return OnnxEmbedder(Path(config.model), config.providers, config.batch_size), []
+        return OnnxEmbedder(Path(config.model), config.providers, config.batch_size, config.precision), []
     path = default_reid_model_path()
     why = default_missing_because
     if path.exists():
         try:
-            return OnnxEmbedder(path, config.providers, config.batch_size), []
+            return OnnxEmbedder(path, config.providers, config.batch_size, config.precision), []
         except ModelError as exc:
             why = f"the default model is unusable ({exc})"
     warning = FALLBACK_WARNING.format(why=why)

@@ -65,6 +65,7 @@ class PipelineInfo:
     embedder: str
     embedder_key: str
     provider: str
+    embedder_precision: str
     embedder_is_fallback: bool
     match_threshold: float
     warnings: tuple[str, ...]
@@ -195,7 +196,8 @@ class Pipeline:
             detector=self.detector_name,
             detector_device=str(getattr(self.detector, "device", "")),
             embedder=self.embedder.name, embedder_key=self.embedder.key, provider=self.embedder.provider,
-            embedder_is_fallback=self.embedder.is_fallback, match_threshold=self.matcher.threshold,
+            embedder_precision=self.embedder.precision, embedder_is_fallback=self.embedder.is_fallback,
+            match_threshold=self.matcher.threshold,
             warnings=self.warnings, run_id=self.run_id)
 
     # -- targets ---------------------------------------------------------------------------------

@@ -398,8 +398,9 @@ class MainWindow(QMainWindow):
     def _on_info_ready(self, info: PipelineInfo) -> None:
         self.banner.clear_key("engine")
         device = f" on {info.detector_device}" if info.detector_device else ""
+        provider = info.provider.replace("ExecutionProvider", "")
         self.model_label.setText(f"Detector: {info.detector}{device}   Re-id: {info.embedder} "
-                                 f"[{info.provider.replace('ExecutionProvider', '')}]   "
+                                 f"[{provider} {info.embedder_precision.upper()}]   "
                                  f"threshold {info.match_threshold:.2f}")
         notes = []
         if "(PyTorch" in info.detector and self.settings.pipeline_config().detector.runtime == "auto":
