@@ -178,7 +178,7 @@ class DetectorCache:
         config = replace(config, confidence=min(config.confidence, 0.05))  # see every box the agreement looks at
         reference = YoloDetector(_reference_config(config, self.checkpoint))
         check_frames, calibration = sample_frames()
-        if variant != REFERENCE and not self.model_path(variant).exists():
+        if variant.runtime != "pytorch" and not self.model_path(variant).exists():  # PyTorch runs the checkpoint
             progress(f"exporting the detector for {variant.label} at {self.imgsz} px")
             self._export(variant, calibration, progress)
         progress(f"checking {variant.label} against the original on {len(check_frames)} frames")

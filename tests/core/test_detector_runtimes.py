@@ -117,6 +117,16 @@ def test_auto_takes_the_fastest_export_checked_on_this_machine(_isolated_data_di
     assert "running the detector in PyTorch" in caplog.text
 
 
+def test_half_precision_pytorch_is_checked_without_an_export(_isolated_data_dir: Path) -> None:
+    """On a GPU ``PyTorch FP16`` is a candidate: it runs the checkpoint itself (once it went down the OpenVINO
+    export branch). Ultralytics computes in full precision on the CPU, so the check runs here too."""
+    config = DetectorConfig(imgsz=320, device="cpu")
+    cache = DetectorCache(runtimes.checkpoint_of(config), 320)  # type: ignore[arg-type]
+    record = cache.prepare(Variant("pytorch", "fp16"), config)
+    assert record.passed
+    assert sorted(p.name for p in (cache.folder / "pytorch-fp16").iterdir()) == ["check.json"]
+
+
 def test_a_runtime_this_machine_lacks_is_one_clear_error() -> None:
     if "tensorrt" in {v.runtime for v in runtimes.candidates()}:
         pytest.skip("this machine has TensorRT")
