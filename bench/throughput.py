@@ -220,7 +220,7 @@ def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], im
     reid_table(r50, demo)
     gpu_export = cache.model_path(runtimes.Variant("onnxruntime", "fp16"))
     if torch_cuda() and gpu_export.exists():
-        transfer_table(gpu_export, [runtimes.letterbox(f, imgsz) for f in demo[:4]])
+        transfer_table(gpu_export, [runtimes.letterbox_bytes(f, imgsz) for f in demo[:4]])
     embedder = OnnxEmbedder(r50)
     print(f"\nend to end, {video.name} in every stream read as fast as analysis goes, imgsz {imgsz}, ResNet-50 "
           f"re-id in ONNX Runtime ({embedder.provider}, {embedder.precision.upper()}), no database; "
@@ -297,19 +297,24 @@ def reid_table(model: Path, demo: list[np.ndarray], batch: int = 32) -> None:
 
 
 def transfer_table(detector_model: Path, pictures: list[np.ndarray]) -> None:
-    """ONNX Runtime on the GPU: numpy in and out (``session.run``) against IO binding with page-locked buffers."""
+    """ONNX Runtime on the GPU: float pictures made on the CPU, numpy in and out (``session.run``), against
+    8-bit pictures uploaded through page-locked memory and normalised there (IO binding, output left there)."""
     import onnxruntime as ort
 
-    from reid_desktop.core.ort_runner import OrtRunner
+    from reid_desktop.core.ort_runner import OrtRunner, provider_options
 
-    session = ort.InferenceSession(str(detector_model), providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    batch = np.concatenate(pictures)
+    session = ort.InferenceSession(str(detector_model),
+                                   providers=provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"]))
+    runner = OrtRunner(session)
+    batch = np.stack(pictures)
     print(f"\nGPU transfers, detector export {detector_model.parent.name}, batch {len(batch)} of "
-          f"{tuple(batch.shape[1:])} ({batch.nbytes / 1e6:.0f} MB in)")
-    print(f"{'transfers':<36} {'pictures/s':>10}")
-    for label, pinned in (("numpy in and out (session.run)", False), ("IO binding, page-locked buffers", True)):
-        runner = OrtRunner(session, pinned=pinned)
-        print(f"{label:<36} {_rate(lambda r=runner: r(batch), len(batch)):10.1f}", flush=True)
+          f"{tuple(batch.shape[1:])} 8-bit pictures")
+    print(f"{'route':<48} {'pictures/s':>10}")
+    routes = (("float32 made on the CPU, numpy in and out", lambda: runner(runtimes.model_input(batch))),
+              ("8-bit upload, normalised on the GPU, IO binding", lambda: runner.run_images(
+                  batch, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0), rgb=True)))
+    for label, call in routes:
+        print(f"{label:<48} {_rate(call, len(batch)):10.1f}", flush=True)
 
 
 def torch_cuda() -> bool:

@@ -31,9 +31,10 @@ from reid_desktop.core import detector_runtimes as runtimes
 from reid_desktop.core import logs
 from reid_desktop.core.credentials import complete_url
 from reid_desktop.core.detection import bundled_detector_path
-from reid_desktop.core.embedding import OnnxEmbedder, candidate_providers
+from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.models import default_reid_model_path, load_embedder
+from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, default_database, demo_clip
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text

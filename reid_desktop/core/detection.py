@@ -174,7 +174,7 @@ class YoloDetector:
 
     def _predict(self, images: list[np.ndarray], size: int) -> list:
         cfg = self.config
+        precision: dict[str, Any] = {"quantize": 16} if cfg.precision == "fp16" else {}  # Ultralytics' half=True
         results = self._model.predict(images, imgsz=size, conf=cfg.confidence, iou=cfg.iou,
-                                      classes=self.person_classes, device=self.device, verbose=False,
-                                      **({"half": True} if cfg.precision == "fp16" else {}))
+                                      classes=self.person_classes, device=self.device, verbose=False, **precision)
         return list(results)

@@ -36,7 +36,7 @@ from reid_desktop.core.detection import (
     prepare_ultralytics,
 )
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.ort_runner import OrtRunner, save_half_precision
+from reid_desktop.core.ort_runner import OrtRunner, candidate_providers, provider_options, save_half_precision
 from reid_desktop.core.paths import demo_clip, models_dir
 from reid_desktop.core.sources import read_frames
 from reid_desktop.core.types import Detections
@@ -126,11 +126,12 @@ def _openvino_half_type() -> str | None:
 
 def candidates() -> list[Variant]:
     """The variants worth measuring on this machine, the reference first."""
-    import onnxruntime as ort
-
     if _cuda_available():
-        found = [Variant("pytorch", "fp16"), Variant("onnxruntime", "fp16")]
-        if "TensorrtExecutionProvider" in ort.get_available_providers():
+        usable = candidate_providers("auto")
+        found = [Variant("pytorch", "fp16")]
+        if "CUDAExecutionProvider" in usable:
+            found.append(Variant("onnxruntime", "fp16"))
+        if "TensorrtExecutionProvider" in usable:  # the provider is listed even where TensorRT is not installed
             found.append(Variant("tensorrt", "fp16"))  # INT8 there needs a calibration table: not offered yet
         return [REFERENCE, *found]
     found = [REFERENCE, Variant("onnxruntime", "fp32"), Variant("onnxruntime", "int8")]
@@ -296,8 +297,17 @@ def agreement(reference: Sequence[Detections], candidate: Sequence[Detections]) 
 def letterbox(image: np.ndarray, size: int) -> np.ndarray:
     """A BGR image -> 1 x 3 x H x W float32 RGB in [0, 1], scaled to fit ``size`` and padded to a multiple of 32,
     exactly as Ultralytics feeds the checkpoint (a square pad would change the scores of small people)."""
-    boxed = np.asarray(_letterboxer(size)(image=image))
-    return np.ascontiguousarray(boxed[None, ..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
+    return model_input(letterbox_bytes(image, size)[None])
+
+
+def letterbox_bytes(image: np.ndarray, size: int) -> np.ndarray:
+    """The letterboxed picture before conversion: H x W x 3 uint8 BGR (what travels to a GPU)."""
+    return np.asarray(_letterboxer(size)(image=image))
+
+
+def model_input(pictures: np.ndarray) -> np.ndarray:
+    """N x H x W x 3 uint8 BGR -> N x 3 x H x W float32 RGB in [0, 1]."""
+    return np.ascontiguousarray(pictures[..., ::-1].transpose(0, 3, 1, 2), dtype=np.float32) / 255.0
 
 
 @functools.lru_cache(maxsize=8)
@@ -372,31 +382,38 @@ class ExportedDetector:
         self._kpt_shape = metadata["kpt_shape"]
         self._classes = metadata["person_classes"]
         self._nc = metadata["nc"]
-        self._infer, self.device = _session(path, variant)
+        self._infer = _session(path, variant)
+        self._runner = self._infer if isinstance(self._infer, OrtRunner) else None
+        self.device = self._runner.device if self._runner else "cpu"
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
         return self.detect_sized(images, [self.config.imgsz] * len(images))
 
     def detect_sized(self, images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Detections]:
-        """One inference call per input shape: cameras of one resolution share a batch."""
-        inputs = [letterbox(image, size) for image, size in zip(images, sizes, strict=True)]
+        """One inference call per input shape: cameras of one resolution share a batch. On a GPU the 8-bit
+        pictures travel and the model's output stays there for NMS; only the kept boxes come back."""
+        import torch
+
+        pictures = [letterbox_bytes(image, size) for image, size in zip(images, sizes, strict=True)]
         out: list[Detections] = [Detections.empty()] * len(images)
-        for positions in group_positions([tensor.shape for tensor in inputs]).values():
-            raw = self._infer(np.concatenate([inputs[p] for p in positions]))
-            for p, dets in zip(positions, self._postprocess(raw, inputs[positions[0]].shape[2:],
+        for positions in group_positions([picture.shape for picture in pictures]).values():
+            batch = np.stack([pictures[p] for p in positions])
+            if self._runner is not None and self._runner.uploads_images:
+                raw = self._runner.run_images(batch, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0), rgb=True)
+            else:
+                raw = torch.from_numpy(self._infer(model_input(batch)))
+            for p, dets in zip(positions, self._postprocess(raw, batch.shape[1:3],
                                                             [images[p].shape for p in positions]), strict=True):
                 out[p] = dets
         return out
 
-    def _postprocess(self, raw: np.ndarray, input_hw: tuple[int, ...],
-                     shapes: list[tuple[int, ...]]) -> list[Detections]:
-        import torch
-
+    def _postprocess(self, raw: Any, input_hw: tuple[int, ...], shapes: list[tuple[int, ...]]) -> list[Detections]:
+        """Ultralytics' NMS and rescaling on ``raw`` (a torch tensor, on whichever device it is)."""
         prepare_ultralytics()
         from ultralytics.utils import ops
         from ultralytics.utils.nms import non_max_suppression
 
-        kept = non_max_suppression(torch.from_numpy(raw), self.config.confidence, self.config.iou,
+        kept = non_max_suppression(raw.float(), self.config.confidence, self.config.iou,
                                    classes=self._classes, nc=self._nc)
         out = []
         input_size = (int(input_hw[0]), int(input_hw[1]))
@@ -407,13 +424,14 @@ class ExportedDetector:
             keypoints = None
             if self._kpt_shape is not None and len(found):
                 keypoints = ops.scale_coords(input_size, found[:, 6:].view(len(found), *self._kpt_shape).clone(),
-                                             original).numpy().astype(np.float32)
-            out.append(Detections(boxes.numpy().astype(np.float32).reshape(-1, 6), keypoints))
+                                             original).cpu().numpy().astype(np.float32)
+            out.append(Detections(boxes.cpu().numpy().astype(np.float32).reshape(-1, 6), keypoints))
         return out
 
 
-def _session(path: Path, variant: Variant) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
-    """The inference call of an export and the device it runs on; precision is set here, not left to defaults."""
+def _session(path: Path, variant: Variant) -> Callable[[np.ndarray], np.ndarray]:
+    """The inference call of an export (an :class:`OrtRunner` for ONNX Runtime); precision is set here, not left
+    to defaults."""
     if variant.runtime == "openvino":
         import openvino as ov
 
@@ -423,24 +441,23 @@ def _session(path: Path, variant: Variant) -> tuple[Callable[[np.ndarray], np.nd
                                                                    "INFERENCE_PRECISION_HINT": hint})
         except RuntimeError as exc:
             raise ModelError(f"cannot load detector export {path}: {str(exc).splitlines()[0]}") from None
-        return (lambda batch: np.asarray(compiled(batch)[0])), "cpu"
+        return lambda batch: np.asarray(compiled(batch)[0])
     import onnxruntime as ort
 
     providers: list[Any] = ["CPUExecutionProvider"]
     if variant.runtime == "tensorrt":
         providers = [("TensorrtExecutionProvider", {"trt_fp16_enable": True, "trt_engine_cache_enable": True,
                                                     "trt_engine_cache_path": str(path.parent)}),
-                     "CUDAExecutionProvider", "CPUExecutionProvider"]
+                     *provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"])]
     elif variant.precision == "fp16":
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        providers = provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"])
     options = ort.SessionOptions()
     options.log_severity_level = 3
     try:
         session = ort.InferenceSession(str(path), options, providers=providers)
     except Exception as exc:
         raise ModelError(f"cannot load detector export {path}: {str(exc).splitlines()[0]}") from None
-    runner = OrtRunner(session)
-    return runner, runner.device
+    return OrtRunner(session)
 
 
 def _metadata(checkpoint: Path, config: DetectorConfig) -> dict[str, Any]:

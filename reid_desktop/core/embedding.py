@@ -8,8 +8,6 @@ ImageNet-initialised network is available (it is never silent about it).
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import itertools
 import logging
 from collections.abc import Sequence
@@ -22,7 +20,13 @@ import numpy as np
 
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.model_info import ReidModelInfo
-from reid_desktop.core.ort_runner import OrtRunner, save_half_precision
+from reid_desktop.core.ort_runner import (
+    OrtRunner,
+    candidate_providers,
+    preload_gpu_libraries,
+    provider_options,
+    save_half_precision,
+)
 from reid_desktop.core.paths import demo_clip, models_dir
 from reid_desktop.core.sources import read_frames
 
@@ -50,87 +54,6 @@ def l2_normalise(x: np.ndarray) -> np.ndarray:
 
 # -- ONNX Runtime ----------------------------------------------------------------------------------
 
-_PROVIDER_NAMES = {
-    "tensorrt": "TensorrtExecutionProvider",
-    "cuda": "CUDAExecutionProvider",
-    "cpu": "CPUExecutionProvider",
-}
-
-
-def _loadable(*names: str) -> bool:
-    for name in names:
-        try:
-            ctypes.CDLL(name)
-            return True
-        except OSError:
-            found = ctypes.util.find_library(name.removeprefix("lib").split(".so")[0])
-            if found:
-                try:
-                    ctypes.CDLL(found)
-                    return True
-                except OSError:
-                    pass
-    return False
-
-
-def _provider_library_present(provider: str) -> bool:
-    """Whether ONNX Runtime's shared library for ``provider`` is installed.
-
-    ``get_available_providers()`` lists what the package was compiled with; the CPU build of the
-    desktop bundle leaves the CUDA and TensorRT provider libraries out, so look for the file too.
-    """
-    import onnxruntime as ort
-
-    stems = {"CUDAExecutionProvider": "providers_cuda", "TensorrtExecutionProvider": "providers_tensorrt"}
-    if provider not in stems:
-        return True
-    capi = Path(ort.__file__).parent / "capi"
-    return any(capi.glob(f"*onnxruntime_{stems[provider]}.*"))
-
-
-def preload_gpu_libraries() -> None:
-    """Load the CUDA/cuDNN libraries that ONNX Runtime's CUDA provider needs from the nvidia packages.
-
-    torch loads them when it is imported first; a session built before that (``models list``, or a
-    frozen bundle, whose libraries sit in ``_internal/nvidia``) would otherwise not find them.
-    """
-    import onnxruntime as ort
-
-    preload = getattr(ort, "preload_dlls", None)
-    if preload is None:
-        return
-    try:
-        preload()
-    except Exception as exc:  # no nvidia packages: the provider then reports what it misses itself
-        log.debug("ONNX Runtime could not preload CUDA libraries: %s", exc)
-
-
-def candidate_providers(preference: str = "auto") -> list[str]:
-    """Providers to try, best first, limited to those whose libraries are actually loadable.
-
-    ``onnxruntime-gpu`` lists CUDA and TensorRT even on machines without a driver; trying them there
-    only produces alarming logs, so the driver and TensorRT libraries are checked first.
-    """
-    import onnxruntime as ort
-
-    available = {name for name in ort.get_available_providers() if _provider_library_present(name)}
-    has_driver = _loadable("libcuda.so.1", "nvcuda.dll")
-    wanted: list[str]
-    if preference == "auto":
-        wanted = []
-        if has_driver and _loadable("libnvinfer.so.10", "libnvinfer.so.8", "nvinfer.dll", "nvinfer_10.dll"):
-            wanted.append(_PROVIDER_NAMES["tensorrt"])
-        if has_driver:
-            wanted.append(_PROVIDER_NAMES["cuda"])
-    elif preference in ("tensorrt", "cuda"):
-        wanted = [_PROVIDER_NAMES[preference]]
-        if preference == "tensorrt":
-            wanted.append(_PROVIDER_NAMES["cuda"])
-    else:
-        wanted = []
-    return [p for p in wanted if p in available] + ["CPUExecutionProvider"]
-
-
 HALF_AGREEMENT = 0.99  # lowest cosine similarity allowed between a crop's half- and full-precision embeddings
 HALF_COPIES_KEPT = 4  # half-precision copies of re-id models kept in the data folder (least recently used go)
 
@@ -141,10 +64,8 @@ def _open_session(path: Path, providers: list[str], half: bool = False) -> Any:
 
     options = ort.SessionOptions()
     options.log_severity_level = 3
-    chosen: list[Any] = [(p, {"trt_fp16_enable": True}) if half and p == _PROVIDER_NAMES["tensorrt"] else p
-                         for p in providers]
     try:
-        return ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+        return ort.InferenceSession(str(path), sess_options=options, providers=provider_options(providers, half))
     except Exception as exc:
         if providers == ["CPUExecutionProvider"]:
             raise ModelError(f"ONNX Runtime cannot run re-id model {path.name}: {exc}") from None
@@ -297,27 +218,37 @@ class OnnxEmbedder:
             raise ModelError(f"re-id model {self.name}: {problem}")
         log.warning("re-id model %s runs in full precision: %s", self.name, problem)
 
+    def _resized(self, crops: Sequence[np.ndarray]) -> np.ndarray:
+        """BGR uint8 crops -> N x H x W x 3 uint8 at the model's input size."""
+        h, w = self.info.input_height, self.info.input_width
+        return np.stack([cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR) for crop in crops])
+
     def preprocess(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         """BGR uint8 crops -> N x 3 x H x W float32, resized and normalised as the model expects."""
-        h, w = self.info.input_height, self.info.input_width
-        batch = np.empty((len(crops), h, w, 3), dtype=np.float32)
-        for i, crop in enumerate(crops):
-            resized = cv2.resize(crop, (w, h), interpolation=cv2.INTER_LINEAR)
-            if self.info.channel_order == "rgb":
-                resized = resized[:, :, ::-1]
-            batch[i] = resized
-        mean = np.asarray(self.info.mean, dtype=np.float32) * 255.0
-        std = np.asarray(self.info.std, dtype=np.float32) * 255.0
+        batch = self._resized(crops).astype(np.float32)
+        if self.info.channel_order == "rgb":
+            batch = batch[..., ::-1]
+        mean, std = self._statistics()
         batch = (batch - mean) / std
         return np.ascontiguousarray(batch.transpose(0, 3, 1, 2))
+
+    def _statistics(self) -> tuple[np.ndarray, np.ndarray]:
+        """The model's normalisation mean and standard deviation on the pictures' 0..255 scale."""
+        return np.asarray(self.info.mean, np.float32) * 255.0, np.asarray(self.info.std, np.float32) * 255.0
 
     def embed(self, crops: Sequence[np.ndarray]) -> np.ndarray:
         if len(crops) == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
         outputs = []
         for start in range(0, len(crops), self._batch):
-            chunk = self.preprocess(crops[start:start + self._batch])
-            outputs.append(self._run(chunk))
+            chunk = crops[start:start + self._batch]
+            if self._run.uploads_images:  # 8-bit crops to the GPU, normalised there
+                mean, std = self._statistics()
+                out = self._run.run_images(self._resized(chunk), mean.tolist(), std.tolist(),
+                                           rgb=self.info.channel_order == "rgb")
+                outputs.append(out.float().cpu().numpy())
+            else:
+                outputs.append(self._run(self.preprocess(chunk)))
         features = np.concatenate(outputs, axis=0).reshape(len(crops), -1).astype(np.float32)
         if not np.all(np.isfinite(features)):
             raise ModelError(f"re-id model {self.name} produced non-finite embeddings")

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from reid_desktop.core import detector_runtimes as runtimes
+from reid_desktop.core import ort_runner
 from reid_desktop.core.config import DetectorConfig
 from reid_desktop.core.detection import YoloDetector
 from reid_desktop.core.detector_runtimes import DetectorCache, Variant
@@ -168,3 +169,22 @@ def test_one_inference_call_per_input_shape_for_all_cameras(shared_cache: Detect
     mixed = detector.detect_sized([demo_frames[0], small, demo_frames[40]], [1280, 1280, 640])
     assert sorted(calls) == sorted([(2, 3, 960, 1280), (1, 3, 480, 640)])
     assert len(mixed) == 3 and np.allclose(mixed[0].boxes, same[0].boxes, atol=1e-2)
+
+
+def test_the_gpu_route_finds_what_the_cpu_route_finds(shared_cache: DetectorCache, demo_frames,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a GPU the 8-bit pictures travel, torch converts them and NMS runs on the output where it lies:
+    the same code on torch's CPU tensors must find exactly what the numpy route finds."""
+    config = DetectorConfig(imgsz=1280, device="cpu", runtime="onnxruntime", precision="fp32")
+    if shared_cache.record(ORT_FP32) is None:
+        shared_cache.prepare(ORT_FP32, config)
+    plain = runtimes.load_variant(ORT_FP32, config, shared_cache)
+    monkeypatch.setattr(ort_runner, "IMAGE_UPLOAD_PROVIDERS", (*ort_runner.GPU_PROVIDERS, "CPUExecutionProvider"))
+    uploaded = runtimes.load_variant(ORT_FP32, config, shared_cache)
+    assert isinstance(uploaded, runtimes.ExportedDetector) and uploaded._runner and uploaded._runner.uploads_images
+    frames = [demo_frames[0], demo_frames[40], demo_frames[20]]
+    for expected, got in zip(plain.detect(frames), uploaded.detect(frames), strict=True):
+        assert len(expected) > 3 and expected.boxes.shape == got.boxes.shape
+        assert np.allclose(expected.boxes, got.boxes, atol=1e-2)
+        assert expected.keypoints is not None and got.keypoints is not None
+        assert np.allclose(expected.keypoints, got.keypoints, atol=1e-2)

@@ -1,8 +1,8 @@
-"""Half-precision re-id and the GPU's pinned-memory transfers (IO binding).
+"""Half-precision re-id and the GPU route (8-bit pictures uploaded, normalised by torch, IO binding).
 
-The precision logic runs on the CPU here (ONNX Runtime computes half-precision graphs there too); the
-transfer tests need an NVIDIA GPU with ONNX Runtime's CUDA provider and are skipped, with that reason,
-everywhere else.
+Both run on the CPU here: ONNX Runtime computes half-precision graphs there too, and the GPU route's code is
+the same on torch's CPU tensors (the ``upload_route`` fixture sends CPU sessions down it). What needs an
+NVIDIA GPU with ONNX Runtime's CUDA provider is skipped, with that reason, everywhere else.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from reid_desktop.core import embedding
+from reid_desktop.core import embedding, ort_runner
 from reid_desktop.core.embedding import HALF_COPIES_KEPT, OnnxEmbedder, half_precision_copy
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.ort_runner import MAX_SHAPES, OrtRunner
@@ -100,11 +100,17 @@ def test_without_the_demo_clip_auto_runs_full_precision_and_fp16_says_why(osnet_
         OnnxEmbedder(osnet_path, "cpu", precision="fp16")
 
 
-# -- on an NVIDIA GPU ----------------------------------------------------------------------------------
+# -- pictures uploaded and normalised by torch (the GPU route), run here on the CPU --------------------------
+
+
+@pytest.fixture
+def upload_route(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sessions on the CPU take the route that GPU sessions take: 8-bit pictures, torch normalisation, IO binding."""
+    monkeypatch.setattr(ort_runner, "IMAGE_UPLOAD_PROVIDERS", (*ort_runner.GPU_PROVIDERS, "CPUExecutionProvider"))
 
 
 def _any_size_model(path: Path) -> Path:
-    """[N,3,H,W] -> [N,3,H,W]: a 3x3 convolution, so every input shape is accepted."""
+    """[N,3,H,W] -> [N,3,H,W]: a 3x3 convolution, so every picture shape is accepted."""
     weights = np.random.default_rng(1).normal(size=(3, 3, 3, 3)).astype(np.float32)
     graph = helper.make_graph([helper.make_node("Conv", ["x", "w"], ["y"], pads=[1, 1, 1, 1])], "conv",
                               [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])],
@@ -114,28 +120,43 @@ def _any_size_model(path: Path) -> Path:
     return path
 
 
-@gpu
-def test_pinned_transfers_give_what_a_plain_run_gives_for_every_batch_and_shape(tmp_path: Path) -> None:
+def test_uploaded_pictures_give_what_numpy_gives_for_every_batch_and_shape(tmp_path: Path, upload_route) -> None:
     import onnxruntime as ort
 
-    session = ort.InferenceSession(str(_any_size_model(tmp_path / "conv.onnx")),
-                                   providers=["CUDAExecutionProvider", "CPUExecutionProvider"])
-    pinned, plain = OrtRunner(session), OrtRunner(session, pinned=False)
-    assert pinned.pinned and not plain.pinned and pinned.device == "cuda:0"
+    runner = OrtRunner(ort.InferenceSession(str(_any_size_model(tmp_path / "conv.onnx")),
+                                            providers=["CPUExecutionProvider"]))
+    assert runner.uploads_images
+    mean, std = (10.0, 20.0, 30.0), (50.0, 60.0, 70.0)
     rng = np.random.default_rng(2)
     for count, height, width in [(1, 32, 32), (3, 32, 32), (8, 32, 32), (5, 32, 32), (2, 64, 48), (9, 32, 32)]:
-        batch = rng.random((count, 3, height, width), dtype=np.float32)
-        np.testing.assert_allclose(pinned(batch), plain(batch), rtol=1e-3, atol=1e-4)
-        np.testing.assert_allclose(pinned(batch), plain(batch), rtol=1e-3, atol=1e-4)  # the learnt output buffer
-    for size in range(MAX_SHAPES + 4):
-        pinned(rng.random((2, 3, 16, 16 + size), dtype=np.float32))
-    assert pinned.shapes_held == MAX_SHAPES
+        pictures = rng.integers(0, 256, (count, height, width, 3), dtype=np.uint8)
+        rgb = pictures[..., ::-1].astype(np.float32)
+        expected = runner(((rgb - mean) / std).transpose(0, 3, 1, 2))
+        for _ in range(2):  # the first call per shape learns the output's shape, the second uses its buffer
+            np.testing.assert_allclose(runner.run_images(pictures, mean, std, rgb=True).numpy(), expected,
+                                       rtol=1e-5, atol=1e-4)
+    for extra in range(MAX_SHAPES + 4):
+        runner.run_images(rng.integers(0, 256, (2, 16, 16 + extra, 3), dtype=np.uint8), mean, std, rgb=False)
+    assert runner.shapes_held == MAX_SHAPES
+
+
+def test_reid_on_the_upload_route_embeds_as_on_the_cpu(osnet_path: Path, demo_frames, upload_route,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    crops = _crops(demo_frames)
+    uploaded = OnnxEmbedder(osnet_path, "cpu", precision="fp32")
+    monkeypatch.setattr(ort_runner, "IMAGE_UPLOAD_PROVIDERS", ort_runner.GPU_PROVIDERS)
+    plain = OnnxEmbedder(osnet_path, "cpu", precision="fp32")
+    assert uploaded._run.uploads_images and not plain._run.uploads_images
+    np.testing.assert_allclose(uploaded.embed(crops), plain.embed(crops), atol=1e-4)
+
+
+# -- on an NVIDIA GPU ----------------------------------------------------------------------------------
 
 
 @gpu
 def test_auto_runs_reid_in_half_precision_on_the_gpu(osnet_path: Path, demo_frames) -> None:
     on_gpu = OnnxEmbedder(osnet_path, "cuda")
     on_cpu = OnnxEmbedder(osnet_path, "cpu", precision="fp32")
-    assert (on_gpu.provider, on_gpu.precision) == ("CUDAExecutionProvider", "fp16")
+    assert (on_gpu.provider, on_gpu.precision, on_gpu._run.uploads_images) == ("CUDAExecutionProvider", "fp16", True)
     crops = _crops(demo_frames)
     assert np.sum(on_gpu.embed(crops) * on_cpu.embed(crops), axis=1).min() >= 0.99
