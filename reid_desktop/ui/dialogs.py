@@ -81,8 +81,8 @@ class SettingsDialog(QDialog):
     """The settings an operator changes; everything else stays in the TOML config of the CLI."""
 
     KEYS = ("detector.model", "detector.imgsz", "detector.runtime", "detector.precision", "detector.confidence",
-            "detector.device", "detector.motion_share", "sources.analysis_fps", "reid.providers", "reid.model",
-            "matcher.threshold", "storage.retention_days")
+            "detector.device", "detector.motion_share", "sources.analysis_fps", "reid.providers", "reid.precision",
+            "reid.model", "matcher.threshold", "storage.retention_days")
 
     def __init__(self, settings: AppSettings, parent: QWidget | None = None) -> None:
         super().__init__(parent)

@@ -149,17 +149,22 @@ def test_settings_round_trip_and_restart_the_engine(qtbot, make_window, app_sett
     dialog.editors["storage.retention_days"].input.setValue(30)
     providers = dialog.editors["reid.providers"].input
     providers.setCurrentIndex(providers.findData("cpu"))
+    precision = dialog.editors["reid.precision"].input
+    precision.setCurrentIndex(precision.findData("fp16"))
     qtbot.mouseClick(dialog.findChild(QDialogButtonBox).button(QDialogButtonBox.StandardButton.Ok),
                      Qt.MouseButton.LeftButton)
     assert dialog.result_settings is not None
     with qtbot.waitSignal(window.engine.info_ready, timeout=WAIT_MS) as info:
         window.apply_settings(dialog.result_settings)
     assert info.args[0].match_threshold == pytest.approx(0.55)
+    # the re-id model (OSNet) runs in the precision asked for, and the status bar says so
+    assert info.args[0].embedder_precision == "fp16" and "[CPU FP16]" in window.model_label.text()
 
     reloaded, warning = load_settings(window.settings_file)
     assert warning == ""
     assert reloaded.pipeline["detector.imgsz"] == 960 and reloaded.pipeline["matcher.threshold"] == 0.55
     assert reloaded.pipeline["storage.retention_days"] == 30 and reloaded.pipeline["reid.providers"] == "cpu"
+    assert reloaded.pipeline["reid.precision"] == "fp16"
     config = reloaded.pipeline_config()
     assert (config.detector.imgsz, config.matcher.threshold, config.storage.retention_days) == (960, 0.55, 30)
     again = SettingsDialog(reloaded)
