@@ -91,6 +91,7 @@ class NanForTallCrops:
     def __init__(self) -> None:
         self.inner = ColorTextureEmbedder()
         self.name, self.key, self.dim, self.provider = "nan-test", self.inner.key, self.inner.dim, "numpy"
+        self.precision = "fp32"
         self.is_fallback, self.match_threshold = False, self.inner.match_threshold
         self.poisoned = 0
 
