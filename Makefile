@@ -3,11 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
-# Debian packages for the RTSP test server (python3-gi + gst-rtsp-server), ffmpeg, and Qt's X11/EGL libraries.
+# Debian packages for the RTSP test server (python3-gi + gst-rtsp-server), ffmpeg, Qt's X11/EGL libraries, and
+# PostgreSQL (the shared-database tests start their own server from it in a temporary directory).
 SYSTEM_PACKAGES := python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base gstreamer1.0-plugins-good \
 	gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly ffmpeg xvfb xauth libxcb-cursor0 libxkbcommon-x11-0 \
 	libegl1 libgl1 libfontconfig1 libdbus-1-3 libxcb-icccm4 libxcb-keysyms1 libxcb-image0 libxcb-render-util0 \
-	libxcb-shape0 libxcb-xkb1 libxcb-randr0 desktop-file-utils appstream binutils
+	libxcb-shape0 libxcb-xkb1 libxcb-randr0 desktop-file-utils appstream binutils postgresql
 export YOLO_AUTOINSTALL := false
 
 .PHONY: run test test-fast install system-deps lint bench soak clean package package-test
@@ -27,7 +28,7 @@ system-deps:
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing system packages:$$missing"; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
-	else echo "warning: missing system packages:$$missing (RTSP and X11 tests will be skipped)"; fi
+	else echo "warning: missing system packages:$$missing (RTSP, X11 and PostgreSQL tests will be skipped)"; fi
 
 run: $(STAMP)
 	$(BIN)/reid-desktop --demo

@@ -123,3 +123,32 @@ def memory_keyring():
     keyring.set_keyring(ring)
     yield ring
     keyring.set_keyring(previous)
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """A real PostgreSQL server for the session (tests/pg_server.py), or a visible skip saying why not."""
+    import shutil
+
+    from tests.pg_server import start_server
+
+    folder = Path(tempfile.mkdtemp(prefix="reid-pg-"))  # not under pytest's root-only tmp: the server's user reads it
+    try:
+        server = start_server(folder)
+    except RuntimeError as exc:
+        pytest.skip(str(exc))
+    yield server
+    try:
+        server.stop("immediate")
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def pg_url(pg_server, request: pytest.FixtureRequest) -> str:
+    """A fresh, empty database on the session's server; its URL (no password in it)."""
+    import re
+    import uuid
+
+    name = re.sub(r"[^a-z0-9]", "_", request.node.name.lower())[:40] + "_" + uuid.uuid4().hex[:6]
+    return pg_server.create_database(name)

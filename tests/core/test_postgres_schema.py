@@ -1,0 +1,170 @@
+"""The shared database's foundations, on a real PostgreSQL server (tests/pg_server.py): naming it by URL
+without a password, finding the password, migrating the schema once however many nodes start together,
+refusing databases that are not ours, one numbering of identities for every node."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from reid_desktop.core import database_url
+from reid_desktop.core.database_url import DatabaseUrlError, PostgresLocation, parse_database, parse_postgres_url
+from reid_desktop.core.pg_schema import SCHEMA_VERSION, PgSchemaError, open_database, schema_version
+from tests.pg_server import PASSWORD
+
+# -- naming a database --------------------------------------------------------------------------------------
+
+secrets = st.text(st.characters(codec="ascii", exclude_categories=("Cc",)), min_size=4, max_size=20).filter(
+    lambda s: s.strip() == s and not any(c in s for c in "@/:?#[]%"))
+
+
+@given(password=secrets)
+def test_a_url_holding_a_password_is_refused_without_repeating_it(password: str) -> None:
+    for url in (f"postgresql://reid:{password}@db.site:5432/history",
+                f"postgresql://reid@db.site/history?sslmode=require&password={password}"):
+        with pytest.raises(DatabaseUrlError) as refused:
+            parse_database(url)
+        assert password not in str(refused.value) and "PGPASSWORD" in str(refused.value)
+
+
+@given(user=st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True),
+       host=st.from_regex(r"[a-z][a-z0-9-]{0,12}(\.[a-z]{2,5})?", fullmatch=True),
+       port=st.integers(1, 65535), database=st.from_regex(r"[a-z][a-z0-9_]{0,12}", fullmatch=True))
+def test_a_postgres_url_names_its_parts(user: str, host: str, port: int, database: str) -> None:
+    location = parse_database(f"postgres://{user}@{host}:{port}/{database}")
+    assert isinstance(location, PostgresLocation)
+    assert (location.user, location.host, location.port, location.database) == (user, host, port, database)
+    assert location.url == f"postgresql://{user}@{host}:{port}/{database}"
+    assert database in str(location) and host in str(location)
+
+
+def test_files_and_bad_urls() -> None:
+    assert parse_database("~/history.sqlite") == Path.home() / "history.sqlite"
+    assert parse_postgres_url("postgresql://reid@db/history").port == 5432
+    for bad, says in (("mysql://reid@db/history", "scheme"), ("postgresql://reid@db/", "a host and a database"),
+                      ("postgresql://db/history", "needs a user"), ("postgresql://reid@db:99999/h", "malformed")):
+        with pytest.raises(DatabaseUrlError, match=says):
+            parse_database(bad)
+
+
+# -- on a real server ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def password_in_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+
+
+def test_a_new_database_gets_the_schema_and_a_second_open_finds_it_done(pg_url: str,
+                                                                         password_in_environment) -> None:
+    location = parse_postgres_url(pg_url)
+    with open_database(location) as conn:
+        assert schema_version(conn, pg_url) == SCHEMA_VERSION
+        tables = {r[0] for r in conn.execute("SELECT table_name FROM information_schema.tables "
+                                             "WHERE table_schema = 'public'")}
+        assert {"sightings", "identities", "tracks", "embeddings", "nodes", "cameras"} <= tables
+    with open_database(location) as again:
+        assert schema_version(again, pg_url) == SCHEMA_VERSION
+
+
+def test_nodes_starting_together_migrate_once(pg_url: str, password_in_environment) -> None:
+    location = parse_postgres_url(pg_url)
+    errors: list[BaseException] = []
+    start = threading.Barrier(4)
+
+    def node() -> None:
+        try:
+            start.wait(timeout=10)
+            open_database(location).close()
+        except BaseException as exc:  # collected and asserted below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=node) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    with open_database(location) as conn:
+        assert conn.execute("SELECT value FROM reid_meta WHERE key = 'schema_version'").fetchone()[0] \
+            == str(SCHEMA_VERSION)
+
+
+def test_someone_elses_database_is_left_alone(pg_url: str, password_in_environment) -> None:
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as other:
+        other.execute("CREATE TABLE customers (id INT)")
+    with pytest.raises(PgSchemaError, match=r"not a reid-desktop database .*customers"):
+        open_database(parse_postgres_url(pg_url))
+    with psycopg.connect(pg_url) as other:
+        assert [r[0] for r in other.execute("SELECT table_name FROM information_schema.tables "
+                                            "WHERE table_schema = 'public'")] == ["customers"]
+
+
+def test_a_newer_schema_is_refused(pg_url: str, password_in_environment) -> None:
+    location = parse_postgres_url(pg_url)
+    with open_database(location) as conn:
+        conn.execute("UPDATE reid_meta SET value = '99' WHERE key = 'schema_version'")
+    with pytest.raises(PgSchemaError, match=r"schema 99, newer .*update reid-desktop"):
+        open_database(location)
+
+
+def test_every_node_draws_identity_ids_from_one_sequence(pg_url: str, password_in_environment) -> None:
+    location = parse_postgres_url(pg_url)
+    with open_database(location) as first, open_database(location) as second:
+        drawn = [conn.execute("SELECT nextval('identity_ids')").fetchone()[0]
+                 for _ in range(20) for conn in (first, second)]
+    assert len(set(drawn)) == 40
+
+
+def test_the_password_comes_from_the_environment_or_the_keyring_never_the_url(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring
+    from keyring.backend import KeyringBackend
+
+    class MemoryKeyring(KeyringBackend):
+        """A keyring that keeps its entries in memory: the OS keyrings' interface, no desktop session needed."""
+
+        priority = 1  # type: ignore[assignment]
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.entries: dict[tuple[str, str], str] = {}
+
+        def get_password(self, service: str, username: str) -> str | None:
+            return self.entries.get((service, username))
+
+        def set_password(self, service: str, username: str, password: str) -> None:
+            self.entries[(service, username)] = password
+
+        def delete_password(self, service: str, username: str) -> None:
+            self.entries.pop((service, username), None)
+
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.setenv("PGPASSFILE", "/nonexistent")  # the developer's own ~/.pgpass must not help
+    previous = keyring.get_keyring()
+    keyring.set_keyring(MemoryKeyring())
+    try:
+        location = parse_postgres_url(pg_url)
+        with pytest.raises(PgSchemaError, match=r"cannot connect to the database .* password") as refused:
+            open_database(location)
+        assert PASSWORD not in str(refused.value)
+        database_url.save_keyring_password(location, PASSWORD)
+        with open_database(location) as conn:
+            assert conn.execute("SELECT current_user").fetchone()[0] == location.user
+    finally:
+        keyring.set_keyring(previous)
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    open_database(location).close()
+
+
+def test_an_unreachable_server_is_one_clear_line(pg_server) -> None:
+    port = pg_server.port + 1
+    closed = PostgresLocation(f"postgresql://reid@127.0.0.1:{port}/x", "reid", "127.0.0.1", port, "x")
+    with pytest.raises(PgSchemaError, match=r"cannot connect to the database x on 127\.0\.0\.1"):
+        open_database(closed)
