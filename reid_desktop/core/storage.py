@@ -136,7 +136,7 @@ class _PendingRecords:
 _SIGHTING_COLUMNS = """s.id, src.name, s.identity_id, t.track_id, s.frame_index, s.timestamp, s.media_time,
     s.x1, s.y1, s.x2, s.y2, s.confidence, s.match_score, s.run_id, s.track_row"""
 
-_SUMMARY_COLUMNS = """i.id, i.label, i.is_target, MIN(s.timestamp), MAX(s.timestamp), GROUP_CONCAT(DISTINCT src.name),
+_SUMMARY_COLUMNS = """i.id, i.label, i.is_target, MIN(s.timestamp), MAX(s.timestamp), {names},
     COUNT(s.id), MIN(s.media_time), MAX(s.media_time)"""
 
 
@@ -161,7 +161,16 @@ class SightingStore:
     Writing (the default) takes the database's writer lock, upgrades an older schema, marks runs left
     ``running`` by a dead process as ``crashed`` and makes the files private to the user (0600).
     ``readonly`` opens never write and need no lock.
+
+    The SQL is written once for SQLite and PostgreSQL (core/pg_store.py); what differs is named below.
     """
+
+    _LEAST, _GREATEST = "MIN", "MAX"  # the smaller / larger of two values
+    _ALL_ROWS = "LIMIT -1"  # no limit, before an OFFSET
+    _CAMERA_NAMES = "GROUP_CONCAT(DISTINCT src.name)"  # an identity's cameras, comma-separated
+    _BEGIN = "BEGIN IMMEDIATE"  # SQLite: take the write lock now, not at the first write
+    _ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)  # what the database driver raises
+    _REFUSED_DATA: tuple[type[BaseException], ...] = _BAD_DATA
 
     def __init__(self, path: Path | str, commit_interval_s: float = 1.0, readonly: bool = False,
                  max_pending_records: int = MAX_PENDING_RECORDS, max_pending_bytes: int = MAX_PENDING_BYTES,
@@ -253,36 +262,39 @@ class SightingStore:
 
     def _writable(self) -> None:
         if self.readonly:
-            raise StoreError(f"{self.path} is open read-only")
+            raise StoreError(f"{self.location} is open read-only")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         """One write transaction; any failure rolls all of it back and becomes :class:`StorageUnavailable`."""
         self._writable()
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-        except sqlite3.Error as exc:
+            self._begin()
+        except self._ERRORS as exc:
             raise StorageUnavailable(describe_failure(exc)) from exc
         try:
             yield
             self._db.execute("COMMIT")
         except BaseException as exc:
-            with contextlib.suppress(sqlite3.Error):  # SQLite may have rolled back by itself (disk full, I/O)
+            with contextlib.suppress(*self._ERRORS):  # the database may have rolled back by itself (disk full, I/O)
                 self._db.execute("ROLLBACK")
             self._source_rows.clear()  # rows made in the rolled-back transaction are gone
-            if isinstance(exc, sqlite3.Error) and not isinstance(exc, _BAD_DATA):
+            if isinstance(exc, self._ERRORS) and not isinstance(exc, self._REFUSED_DATA):
                 raise StorageUnavailable(describe_failure(exc)) from exc
             raise
+
+    def _begin(self) -> None:
+        self._db.execute(self._BEGIN)
 
     def begin_run(self, *, detector: str, embedder: str, embedder_is_fallback: bool, provider: str,
                   model_key: str, warnings: Sequence[str], config: dict[str, Any]) -> int:
         with self._transaction():
-            cur = self._db.execute(
+            row = self._db.execute(
                 "INSERT INTO runs (started, detector, embedder, embedder_is_fallback, provider, model_key, warnings, "
-                "config) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "config) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (time.time(), detector, embedder, int(embedder_is_fallback), provider, model_key,
-                 json.dumps(list(warnings)), json.dumps(config)))
-        return int(cur.lastrowid or 0)
+                 json.dumps(list(warnings)), json.dumps(config))).fetchone()
+        return int(row[0])
 
     def end_run(self, run_id: int, status: str) -> bool:
         """Write what waits and close the run; False (and a log line) when the database refuses."""
@@ -291,7 +303,7 @@ class SightingStore:
             with self._transaction():
                 self._db.execute("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
         except StorageUnavailable as exc:
-            log.error("could not close run %d in %s: %s", run_id, self.path, exc)
+            log.error("could not close run %d in %s: %s", run_id, self.location, exc)
             return False
         return saved
 
@@ -374,7 +386,7 @@ class SightingStore:
                 with self._transaction():
                     for record in records:
                         self._write(record)
-            except _BAD_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
+            except self._REFUSED_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
                 self._index_adds, self._index_removes = [], []
                 self._write_each(records)
         except StorageUnavailable as exc:
@@ -388,7 +400,7 @@ class SightingStore:
 
     def _succeeded(self, saved: int) -> None:
         if self._failure:
-            log.warning("%s: writing again (%d sightings saved)", self.path.name, saved)
+            log.warning("%s: writing again (%d sightings saved)", self.location, saved)
         self._failure, self._retry_delay = "", RETRY_INITIAL_S
 
     def _write_each(self, records: Sequence[SightingRecord]) -> None:
@@ -400,20 +412,20 @@ class SightingStore:
                 adds, removes = len(self._index_adds), len(self._index_removes)
                 try:
                     self._write(record)
-                except _BAD_DATA as exc:
+                except self._REFUSED_DATA as exc:
                     self._db.execute("ROLLBACK TO record")
                     del self._index_adds[adds:], self._index_removes[removes:]
                     self._source_rows.clear()  # a source row made by this record is gone with it
                     refused += 1
                     if refused == 1:
-                        log.error("%s: refused a sighting of %s frame %d (%s: %s)", self.path.name,
+                        log.error("%s: refused a sighting of %s frame %d (%s: %s)", self.location,
                                   record.track.source, record.frame_index, type(exc).__name__, exc)
                 self._db.execute("RELEASE record")
         self._pending.dropped += refused
 
     def _failed(self, exc: StorageUnavailable) -> None:
         if str(exc) != self._failure:
-            log.error("%s: %s; %d sightings wait in memory, retrying", self.path.name, exc, len(self._pending))
+            log.error("%s: %s; %d sightings wait in memory, retrying", self.location, exc, len(self._pending))
         self._failure = str(exc)
         self._retry_at = time.monotonic() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
@@ -423,33 +435,36 @@ class SightingStore:
         source_row = self._source_row(track.source, track.uri, track.kind)
         if r.identity_id is not None:
             db.execute("INSERT INTO identities (id, created, first_seen, last_seen) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT (id) DO UPDATE SET first_seen = MIN(COALESCE(first_seen, excluded.first_seen), "
-                       "excluded.first_seen), last_seen = MAX(COALESCE(last_seen, excluded.last_seen), "
-                       "excluded.last_seen)", (r.identity_id, r.timestamp, r.timestamp, r.timestamp))
+                       f"ON CONFLICT (id) DO UPDATE SET first_seen = {self._LEAST}(COALESCE(identities.first_seen, "
+                       f"excluded.first_seen), excluded.first_seen), last_seen = {self._GREATEST}(COALESCE("
+                       "identities.last_seen, excluded.last_seen), excluded.last_seen)",
+                       (r.identity_id, r.timestamp, r.timestamp, r.timestamp))
         track_row = db.execute(
             "INSERT INTO tracks (run_id, source_id, segment, track_id, identity_id, first_seen, last_seen) "
             "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id, segment, track_id) DO UPDATE SET "
-            "last_seen = MAX(last_seen, excluded.last_seen), identity_id = excluded.identity_id RETURNING id",
+            f"last_seen = {self._GREATEST}(tracks.last_seen, excluded.last_seen), identity_id = excluded.identity_id "
+            "RETURNING id",
             (r.run_id, source_row, track.segment, track.track_id, r.identity_id, r.timestamp, r.timestamp),
         ).fetchone()[0]
         sighting_id = db.execute(
             "INSERT INTO sightings (run_id, source_id, track_row, identity_id, frame_index, timestamp, media_time, "
-            "x1, y1, x2, y2, confidence, match_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "x1, y1, x2, y2, confidence, match_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (r.run_id, source_row, track_row, r.identity_id, r.frame_index, r.timestamp, r.media_time,
-             *(float(v) for v in r.box[:4]), float(r.confidence), r.match_score)).lastrowid
+             *(float(v) for v in r.box[:4]), float(r.confidence), r.match_score)).fetchone()[0]
         if r.alert is not None:
             db.execute("INSERT INTO alerts (sighting_id, thumbnail) VALUES (?, ?)", (sighting_id, r.alert))
         if r.embedding is not None:
             vector = np.asarray(r.embedding, np.float32)
             embedding_id = db.execute(
                 "INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?)", (track_row, r.identity_id, sighting_id, r.model_key, float(r.quality),
-                                              vector.tobytes())).lastrowid
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (track_row, r.identity_id, sighting_id, r.model_key,
+                                                         float(r.quality), vector.tobytes())).fetchone()[0]
             if r.model_key == self.index_model:
                 self._index_adds.append((int(embedding_id or 0), vector))
             if self.embeddings_per_track:
                 weakest = [row[0] for row in db.execute(
-                    "SELECT id FROM embeddings WHERE track_row = ? ORDER BY quality DESC, id DESC LIMIT -1 OFFSET ?",
+                    f"SELECT id FROM embeddings WHERE track_row = ? ORDER BY quality DESC, id DESC {self._ALL_ROWS} "
+                    "OFFSET ?",
                     (track_row, self.embeddings_per_track))]
                 if weakest:
                     db.execute(f"DELETE FROM embeddings WHERE id IN ({','.join('?' * len(weakest))})", weakest)
@@ -472,7 +487,8 @@ class SightingStore:
     def ensure_identity(self, identity_id: int, timestamp: float) -> None:
         """An identity row without sightings yet (a target named before it was seen)."""
         with self._edit():
-            self._db.execute("INSERT OR IGNORE INTO identities (id, created) VALUES (?, ?)", (identity_id, timestamp))
+            self._db.execute("INSERT INTO identities (id, created) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                             (identity_id, timestamp))
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         with self._edit():
@@ -487,7 +503,7 @@ class SightingStore:
         try:
             if not self.readonly:
                 if not self.flush(force=True):
-                    log.error("%s: %d sightings could not be saved (%s)", self.path, len(self._pending),
+                    log.error("%s: %d sightings could not be saved (%s)", self.location, len(self._pending),
                               self._failure)
                 self._give_back_ids()
                 self._save_index()
@@ -750,7 +766,7 @@ class SightingStore:
         if index is None:
             started = time.monotonic()
             index = self._build_index(model_key, dim, stamp["count"])
-            log.info("%s: vector index of %d embeddings built in %.1f s", self.path.name, len(index),
+            log.info("%s: vector index of %d embeddings built in %.1f s", self.location, len(index),
                      time.monotonic() - started)
         self.index, self.index_model = index, model_key
         if not self.readonly:
@@ -783,10 +799,14 @@ class SightingStore:
             return
         try:
             self.index.save(self.index_path(self.index_model), self.embedding_stamp(self.index_model))
-        except (OSError, RuntimeError, sqlite3.Error) as exc:
-            log.warning("%s: could not save the vector index (%s); it is rebuilt next time", self.path.name, exc)
+        except (OSError, RuntimeError, *self._ERRORS) as exc:  # type: ignore[misc]  # a tuple of exception classes
+            log.warning("%s: could not save the vector index (%s); it is rebuilt next time", self.location, exc)
 
     # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def _summary_columns(self) -> str:
+        return _SUMMARY_COLUMNS.format(names=self._CAMERA_NAMES)
 
     def identity_galleries(self, model_key: str, per_identity: int,
                            recent: int) -> Iterator[tuple[int, bool, bool, np.ndarray]]:
@@ -794,7 +814,8 @@ class SightingStore:
         last, as (id, is target, is named, best embeddings of ``model_key``); identities without any are left out."""
         rows = self._db.execute(
             "SELECT id, is_target, label != '' FROM identities WHERE is_target = 1 OR label != '' UNION "
-            "SELECT * FROM (SELECT id, is_target, label != '' FROM identities ORDER BY last_seen DESC LIMIT ?)",
+            "SELECT * FROM (SELECT id, is_target, label != '' FROM identities ORDER BY last_seen DESC NULLS LAST "
+            "LIMIT ?) AS recent",
             (recent,)).fetchall()
         for identity_id, is_target, named in rows:
             gallery = self.identity_gallery(identity_id, model_key, per_identity)
@@ -825,8 +846,8 @@ class SightingStore:
                 chosen = [rows[int((k + 0.5) * len(rows) / count)] for k in range(count)]
                 tracks.append(ConfirmedTrack(identity, track_id, source, uri, kind, thumbnail,
                                              tuple(TrackSample(r[0], r[1], (r[2], r[3], r[4], r[5])) for r in chosen)))
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path} is not a usable reid-desktop database ({exc})") from None
+        except self._ERRORS as exc:
+            raise StoreError(f"{self.location} is not a usable reid-desktop database ({exc})") from None
         return labels, tracks
 
     def track_identity(self, track_row: int) -> int | None:
@@ -850,7 +871,7 @@ class SightingStore:
         """Identities with at least one sighting (in run ``run_id`` when given), first seen first."""
         run_filter = "WHERE s.run_id = ?" if run_id is not None else ""
         rows = self._db.execute(
-            f"SELECT {_SUMMARY_COLUMNS} FROM identities i JOIN sightings s ON s.identity_id = i.id "
+            f"SELECT {self._summary_columns} FROM identities i JOIN sightings s ON s.identity_id = i.id "
             f"JOIN sources src ON src.id = s.source_id {run_filter} GROUP BY i.id ORDER BY MIN(s.timestamp), i.id",
             () if run_id is None else (run_id,)).fetchall()
         return [_summary(r) for r in rows]
@@ -858,14 +879,14 @@ class SightingStore:
     def targets(self) -> list[IdentitySummary]:
         """Every target, also those not seen yet (listed last), first seen first."""
         return [_summary(r) for r in self._db.execute(
-            f"SELECT {_SUMMARY_COLUMNS} FROM identities i LEFT JOIN sightings s ON s.identity_id = i.id "
+            f"SELECT {self._summary_columns} FROM identities i LEFT JOIN sightings s ON s.identity_id = i.id "
             "LEFT JOIN sources src ON src.id = s.source_id WHERE i.is_target = 1 GROUP BY i.id "
             "ORDER BY MIN(s.timestamp) IS NULL, MIN(s.timestamp), i.id")]
 
     def identity(self, identity_id: int) -> IdentitySummary | None:
         """One identity, with or without sightings; None when there is no such identity."""
         row = self._db.execute(
-            f"SELECT {_SUMMARY_COLUMNS} FROM identities i LEFT JOIN sightings s ON s.identity_id = i.id "
+            f"SELECT {self._summary_columns} FROM identities i LEFT JOIN sightings s ON s.identity_id = i.id "
             "LEFT JOIN sources src ON src.id = s.source_id WHERE i.id = ? GROUP BY i.id", (identity_id,)).fetchone()
         return _summary(row) if row else None
 
