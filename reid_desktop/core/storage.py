@@ -595,13 +595,14 @@ class SightingStore:
             "FROM identity_corrections ORDER BY id DESC LIMIT ?", (limit,))]
 
     def alerts(self, identity_id: int | None = None, limit: int = 200) -> list[Alert]:
-        """The newest alerts (of one identity), newest first."""
+        """The newest alerts (of one identity), newest first; all of them when ``limit`` is negative."""
         where = "WHERE s.identity_id = ?" if identity_id is not None else ""
+        limit_clause = "LIMIT ?" if limit >= 0 else self._ALL_ROWS
         return [Alert(*row) for row in self._db.execute(
             "SELECT a.id, s.identity_id, src.name, s.timestamp, s.media_time, s.match_score, a.thumbnail, "
             f"s.track_row, src.uri FROM alerts a JOIN sightings s ON s.id = a.sighting_id JOIN sources src "
-            f"ON src.id = s.source_id {where} ORDER BY s.timestamp DESC, a.id DESC LIMIT ?",
-            (*([identity_id] if identity_id is not None else []), limit))]
+            f"ON src.id = s.source_id {where} ORDER BY s.timestamp DESC, a.id DESC {limit_clause}",
+            (*([identity_id] if identity_id is not None else []), *([limit] if limit >= 0 else [])))]
 
     def split_track(self, track_row: int, new_id: int | None = None) -> int:
         """The operator says a track is not this person: the track becomes a new identity, whose id is returned.
@@ -896,7 +897,7 @@ class SightingStore:
             "SELECT t.id, t.run_id, src.name, t.track_id, t.identity_id, MIN(s.timestamp), MAX(s.timestamp), "
             "MIN(s.media_time), MAX(s.media_time), COUNT(s.id), t.best_quality, t.thumbnail, src.uri "
             "FROM tracks t JOIN sources src ON src.id = t.source_id JOIN sightings s ON s.track_row = t.id "
-            "WHERE t.identity_id = ? GROUP BY t.id ORDER BY MIN(s.timestamp), t.id", (identity_id,))]
+            "WHERE t.identity_id = ? GROUP BY t.id, src.id ORDER BY MIN(s.timestamp), t.id", (identity_id,))]
 
     def sightings(self, identity_id: int | None = None, source: str | None = None) -> list[Sighting]:
         """Sightings in time order, optionally of one identity or one source."""

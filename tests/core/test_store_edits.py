@@ -1,4 +1,5 @@
-"""Operator edits of the sightings store (merge, split), the target timeline, retention and the HTML report.
+"""Operator edits of the sightings store (merge, split), the target timeline, retention and the HTML report, on
+both backends (SQLite, PostgreSQL).
 
 The store is filled through the same writing calls the pipeline makes, so the rows look like a real run's.
 """
@@ -15,9 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
+from reid_desktop.core.database_url import parse_postgres_url
+from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.report import write_html_report
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import SightingRecord, TrackKey
+from tests.pg_server import PASSWORD
 
 MODEL = "test-model"
 DIM = 16
@@ -72,9 +76,16 @@ class Builder:
         return Added(track_row, sighting_ids, thumbnail)
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[SightingStore]:
-    with SightingStore(tmp_path / "s.sqlite") as s:
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingStore]:
+    """The same suite on both backends: a SQLite file, and a database on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        with SightingStore(tmp_path / "s.sqlite") as s:
+            yield s
+        return
+    url = request.getfixturevalue("pg_url")
+    request.getfixturevalue("monkeypatch").setenv("PGPASSWORD", PASSWORD)
+    with PgSightingStore(parse_postgres_url(url)) as s:
         yield s
 
 
@@ -84,7 +95,13 @@ def build(store: SightingStore) -> Builder:
 
 
 def rows(store: SightingStore, sql: str, *args: object) -> list[tuple]:
-    con = sqlite3.connect(store.path)  # a second connection sees only what was committed
+    """A second connection's answer: it sees only what was committed."""
+    if isinstance(store, PgSightingStore):
+        import psycopg
+
+        with psycopg.connect(store.postgres.url) as con:
+            return con.execute(sql.replace("?", "%s"), args).fetchall()
+    con = sqlite3.connect(store.path)
     try:
         return con.execute(sql, args).fetchall()
     finally:
@@ -92,6 +109,13 @@ def rows(store: SightingStore, sql: str, *args: object) -> list[tuple]:
 
 
 def assert_consistent(store: SightingStore) -> None:
+    """No row refers to a row that is gone (PostgreSQL checks its references on every statement)."""
+    if isinstance(store, PgSightingStore):
+        for orphans in ("SELECT COUNT(*) FROM sightings s LEFT JOIN tracks t ON t.id = s.track_row WHERE t.id IS NULL",
+                        "SELECT COUNT(*) FROM embeddings e LEFT JOIN identities i ON i.id = e.identity_id "
+                        "WHERE e.identity_id IS NOT NULL AND i.id IS NULL"):
+            assert rows(store, orphans) == [(0,)]
+        return
     con = sqlite3.connect(store.path)
     try:
         assert con.execute("PRAGMA foreign_key_check").fetchall() == []
