@@ -90,7 +90,6 @@ class PgSightingStore(SightingStore):
         self._ERRORS, self._REFUSED_DATA = _driver_errors()
         super().__init__(Path(location.database), commit_interval_s, readonly, max_pending_records,
                          max_pending_bytes, embeddings_per_track)
-        self._ids: list[int] = []
 
     def _open_readonly(self) -> Any:
         return self._connect(readonly=True)
@@ -100,12 +99,13 @@ class PgSightingStore(SightingStore):
 
     def _connect(self, readonly: bool) -> _Connection:
         try:
-            return _Connection(self.postgres, readonly)
+            self._link = _Connection(self.postgres, readonly)
         except PgSchemaError as exc:
             raise StoreError(str(exc)) from None
+        return self._link
 
     def _begin(self) -> None:
-        self._db.reopen_if_lost()
+        self._link.reopen_if_lost()
         super()._begin()
 
     @property

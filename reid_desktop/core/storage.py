@@ -191,7 +191,7 @@ class SightingStore:
         self._retry_delay = RETRY_INITIAL_S
         self._failure = ""
         self._source_rows: dict[tuple[str, str], int] = {}
-        self._ids = range(0)  # identity ids reserved in the database and not handed out yet
+        self._ids: list[int] = []  # identity ids reserved in the database and not handed out yet
         self.index: VectorIndex | None = None
         self.index_model = ""
         self._index_adds: list[tuple[int, np.ndarray]] = []  # embeddings of the transaction being written
@@ -325,20 +325,19 @@ class SightingStore:
             start = self._db.execute(
                 "UPDATE sequences SET next = MAX(next, (SELECT COALESCE(MAX(id), 0) + 1 FROM identities)) + ? "
                 "WHERE name = 'identity' RETURNING next - ?", (ID_BLOCK, ID_BLOCK)).fetchone()[0]
-        # under the writer lock nobody else reserves, so a block starting where ours ends extends it
-        self._ids = range(self._ids.start, start + ID_BLOCK) if self._ids and self._ids.stop == start \
-            else range(start, start + ID_BLOCK)
+        self._ids = [*self._ids, *range(start, start + ID_BLOCK)]
 
     def _give_back_ids(self) -> None:
-        if not self._ids:
-            return
-        try:
-            with self._transaction():
-                self._db.execute("UPDATE sequences SET next = ? WHERE name = 'identity' AND next = ?",
-                                 (self._ids.start, self._ids.stop))
-        except StorageUnavailable:
-            pass  # the ids stay unused: a gap in the numbering, nothing more
-        self._ids = range(0)
+        ids = self._ids
+        # under the writer lock nobody else reserves: a contiguous rest that ends where the sequence stands goes back
+        if ids and ids[-1] - ids[0] + 1 == len(ids):
+            try:
+                with self._transaction():
+                    self._db.execute("UPDATE sequences SET next = ? WHERE name = 'identity' AND next = ?",
+                                     (ids[0], ids[-1] + 1))
+            except StorageUnavailable:
+                pass  # the ids stay unused: a gap in the numbering, nothing more
+        self._ids = []
 
     def record(self, record: SightingRecord) -> None:
         """Queue one sighting for the next commit (bounded: see :class:`StorageHealth`)."""
