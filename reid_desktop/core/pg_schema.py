@@ -130,7 +130,9 @@ def open_database(location: PostgresLocation) -> Any:
     try:
         conn = psycopg.connect(**location.connect_options(), autocommit=True)  # type: ignore[arg-type]
     except psycopg.Error as exc:
-        reason = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = first.rsplit("failed: ", 1)[-1]  # libpq: 'connection to server at "h", port p failed: <why>'
+
         raise PgSchemaError(f"cannot connect to the database {location}: {reason}") from None
     try:
         migrate(conn, str(location))

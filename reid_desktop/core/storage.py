@@ -99,6 +99,9 @@ def describe_failure(exc: BaseException) -> str:
         return "database is read-only"
     if "i/o" in text:
         return "disk error on the database"
+    if any(words in text for words in ("connection refused", "server closed the connection", "terminating connection",
+                                       "connection failed", "connection is lost", "connection timeout")):
+        return "database server unreachable"
     return f"database error ({exc})"
 
 
