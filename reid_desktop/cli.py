@@ -33,9 +33,11 @@ from reid_desktop.core.credentials import complete_url
 from reid_desktop.core.detection import bundled_detector_path
 from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
+from reid_desktop.core.history import open_store
 from reid_desktop.core.models import default_reid_model_path, load_embedder
 from reid_desktop.core.ort_runner import candidate_providers
-from reid_desktop.core.paths import build_description, data_dir, default_database, demo_clip
+from reid_desktop.core.paths import build_description, data_dir, demo_clip
+from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
 from reid_desktop.core.runner import run
@@ -147,13 +149,18 @@ def _frames_to_process(specs: Sequence[SourceSpec], cfg: config_mod.PipelineConf
     return total
 
 
-def _print_summary(store: SightingStore, progress: _Progress, sources: int, db_path: Path) -> None:
+def _where(store: SightingStore) -> str:
+    """The database as the operator named it: the SQLite file's path, or the PostgreSQL database and server."""
+    return store.location if isinstance(store, PgSightingStore) else str(store.path)
+
+
+def _print_summary(store: SightingStore, progress: _Progress, sources: int) -> None:
     elapsed = time.monotonic() - progress.started
     info = progress.info
     identities = store.identities(info.run_id if info else None)
     processed = sum(progress.frames.values())
     print(f"\nProcessed {count(processed, 'frame')} from {count(sources, 'source')} in {elapsed:.1f} s "
-          f"({processed / max(elapsed, 1e-9):.1f} frames/s); database: {db_path}")
+          f"({processed / max(elapsed, 1e-9):.1f} frames/s); database: {_where(store)}")
     if info is not None and info.embedder_is_fallback:
         print("NOTE: identities below come from the colour-texture fallback descriptor, not a neural re-id model.")
     print(f"Identities found: {len(identities)}")
@@ -175,10 +182,9 @@ def cmd_process(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     specs = _parse_sources(args.sources, args.demo)
-    db_path = Path(args.db) if args.db else default_database()
     try:
-        store = SightingStore(db_path, cfg.storage.commit_interval_s,
-                              embeddings_per_track=cfg.storage.embeddings_per_track)
+        store = open_store(args.db, cfg.storage.commit_interval_s,
+                           embeddings_per_track=cfg.storage.embeddings_per_track)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -192,7 +198,7 @@ def cmd_process(args: argparse.Namespace) -> int:
             progress.handle(event)
     except (ModelError, StoreError) as exc:  # no model; or the database refused the run (locked, full)
         progress.bar.close()
-        print(f"error: {db_path}: {exc}" if isinstance(exc, StoreError) else f"error: {exc}", file=sys.stderr)
+        print(f"error: {_where(store)}: {exc}" if isinstance(exc, StoreError) else f"error: {exc}", file=sys.stderr)
         store.close()
         return EXIT_MODEL if isinstance(exc, ModelError) else EXIT_USAGE
     except KeyboardInterrupt:
@@ -203,7 +209,7 @@ def cmd_process(args: argparse.Namespace) -> int:
         return _internal_error(exc, "processing stopped")
     finally:
         progress.bar.close()
-    _print_summary(store, progress, len(specs), db_path)
+    _print_summary(store, progress, len(specs))
     for path, writer in ((args.export_csv, store.export_csv), (args.export_json, store.export_json)):
         if path:
             print(f"Exported {count(writer(Path(path)), 'sighting')} to {path}")
@@ -235,9 +241,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if image is None:
         print(f"error: cannot read image {args.image} (missing or not an image)", file=sys.stderr)
         return EXIT_USAGE
-    db_path = Path(args.db) if args.db else default_database()
     try:
-        store = SightingStore(db_path, readonly=True)
+        store = open_store(args.db, readonly=True)
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -252,7 +257,8 @@ def cmd_search(args: argparse.Namespace) -> int:
         hits = store.search(embedder.embed([image])[0], embedder.key, args.k)
         if not hits:
             used = sorted({r["model_key"] for r in store.runs()})
-            print(f"No sightings in {db_path} were indexed with {embedder.key}; they use: {', '.join(used) or '-'}")
+            print(f"No sightings in {_where(store)} were indexed with {embedder.key}; they use: "
+                  f"{', '.join(used) or '-'}")
             return EXIT_OK
         print(f"Top {len(hits)} sightings like {Path(args.image).name} ({embedder.name}):")
         print(f"  {'score':>5}  {'sighting':>8}  {'identity':>8}  {'time':>19}  source")
@@ -383,7 +389,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="video file, rtsp/http URL or webcam index; NAME=SOURCE names the camera")
     p.add_argument("--demo", action="store_true", help="add the bundled demo clip as a source")
-    p.add_argument("--db", help="sightings database (default: per-user data folder)")
+    p.add_argument("--db", help="sightings database: a SQLite file (default: per-user data folder) or "
+                                "postgresql://user@host[:port]/database (password: PGPASSWORD, ~/.pgpass or keyring)")
     p.add_argument("--config", help="settings file (TOML); see 'reid-desktop config'")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting, e.g. detector.imgsz=960")
     config_mod.add_flags(p)
@@ -396,7 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
     se = sub.add_parser("search", help="appearance search: stored sightings that look like a person image",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     se.add_argument("image", help="a picture of one person (a crop), e.g. a snapshot from another camera")
-    se.add_argument("--db", help="sightings database (default: per-user data folder)")
+    se.add_argument("--db", help="sightings database: a SQLite file (default: per-user data folder) or "
+                                 "postgresql://user@host[:port]/database")
     se.add_argument("-k", type=int, default=10, help="how many sightings to list")
     se.add_argument("--config", help="settings file (TOML)")
     se.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")

@@ -260,3 +260,37 @@ def test_prepare_detector_then_list_shows_what_auto_runs(tmp_path: Path) -> None
     unknown = cli("models", "prepare-detector", "--runtime", "tensorrt")
     assert unknown.returncode == 2 and "no tensorrt" in unknown.stderr
     assert "variant runs on this machine" in unknown.stderr
+
+
+def test_process_and_search_on_a_shared_postgresql_database(tmp_path: Path, pg_url: str, demo_clip: Path,
+                                                            demo_frames, osnet_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--db postgresql://...``: the same commands on the shared database; the password never on the command line."""
+    import cv2
+    import psycopg
+
+    from tests.pg_server import PASSWORD
+
+    leaked = pg_url.replace("reid@", f"reid:{PASSWORD}@")
+    out = cli("process", f"yard={demo_clip}", "--db", leaked, "--max-frames", "2", *FAST)
+    assert out.returncode == 2 and "holds a password" in out.stderr and PASSWORD not in out.stderr + out.stdout
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    model = ["--reid-model", str(osnet_path)]
+    out = cli("process", f"yard={demo_clip}", "--db", pg_url, "--max-frames", "15", *model, *FAST)
+    assert out.returncode == 0, out.stderr
+    database = pg_url.rsplit("/", 1)[1]
+    assert f"database: {database} on 127.0.0.1" in out.stdout and "Identities found:" in out.stdout
+    with psycopg.connect(pg_url) as con:
+        stored = con.execute("SELECT COUNT(*), COUNT(DISTINCT identity_id) FROM sightings").fetchone()
+    local = tmp_path / "s.sqlite"  # the same run into a SQLite file stores the same
+    assert cli("process", f"yard={demo_clip}", "--db", str(local), "--max-frames", "15", *model, *FAST).returncode == 0
+    con = sqlite3.connect(local)
+    assert con.execute("SELECT COUNT(*), COUNT(DISTINCT identity_id) FROM sightings").fetchone() == stored
+    con.close()
+    assert stored[0] > 0
+    crop = tmp_path / "person.png"
+    cv2.imwrite(str(crop), demo_frames[10][150:450, 300:420])
+    out = cli("search", str(crop), "--db", pg_url, "-k", "3", *model)
+    assert out.returncode == 0, out.stderr
+    hits = [line.split() for line in out.stdout.splitlines()[2:]]
+    assert len(hits) == 3 and all(hit[4] == "yard" for hit in hits)

@@ -1,0 +1,24 @@
+"""Opening the history an operator names: a SQLite file (the default) or a shared PostgreSQL database."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from reid_desktop.core.database_url import DatabaseUrlError, PostgresLocation, parse_database
+from reid_desktop.core.paths import default_database
+from reid_desktop.core.pg_store import PgSightingStore
+from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store import StoreError
+
+
+def open_store(database: str | Path | None, commit_interval_s: float = 1.0, readonly: bool = False,
+               embeddings_per_track: int = 0) -> SightingStore:
+    """The store behind ``--db`` (None: the per-user SQLite file); :class:`StoreError` with one line when it
+    cannot be opened or the value names nothing usable."""
+    try:
+        where = parse_database(database) if database else default_database()
+    except DatabaseUrlError as exc:
+        raise StoreError(str(exc)) from None
+    if isinstance(where, PostgresLocation):
+        return PgSightingStore(where, commit_interval_s, readonly, embeddings_per_track=embeddings_per_track)
+    return SightingStore(where, commit_interval_s, readonly, embeddings_per_track=embeddings_per_track)
