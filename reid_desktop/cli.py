@@ -16,6 +16,7 @@ import argparse
 import datetime as dt
 import logging
 import re
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -30,13 +31,16 @@ from reid_desktop.core import config as config_mod
 from reid_desktop.core import detector_runtimes as runtimes
 from reid_desktop.core import logs
 from reid_desktop.core.credentials import complete_url
+from reid_desktop.core.database_url import DatabaseUrlError, is_postgres_url, parse_postgres_url
 from reid_desktop.core.detection import bundled_detector_path
 from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
 from reid_desktop.core.models import default_reid_model_path, load_embedder
+from reid_desktop.core.node import NodeHealth, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, demo_clip
+from reid_desktop.core.pg_schema import PgSchemaError
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
@@ -231,6 +235,54 @@ def cmd_process(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_node(args: argparse.Namespace) -> int:
+    """A processing node: the cameras of ``--config`` into the shared database until SIGTERM (or Ctrl+C)."""
+    if not is_postgres_url(args.db):
+        print("error: a node writes to a shared PostgreSQL database: --db postgresql://user@host[:port]/database "
+              "(for one machine and a SQLite file, use 'reid-desktop process')", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        location = parse_postgres_url(args.db)
+        node = load_node_file(Path(args.config), _overrides(args))
+    except (DatabaseUrlError, config_mod.ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    name = args.name or node.name
+    cfg = node.config
+    signal.signal(signal.SIGTERM, signal.default_int_handler)  # systemd's stop: the same clean path as Ctrl+C
+    health = NodeHealth(location, name)
+    try:
+        for spec in node.cameras:
+            health.add_camera(spec)
+        health.start()  # first: it refuses a name that is running elsewhere, and closes this node's crashed runs
+        store = PgSightingStore(location, cfg.storage.commit_interval_s,
+                                embeddings_per_track=cfg.storage.embeddings_per_track, node=name)
+    except (StoreError, PgSchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    log.warning("node %s: %d cameras into %s", name, len(node.cameras), location)
+    status = EXIT_OK
+    try:
+        embedder, warnings = default_embedder(cfg.reid)
+        pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
+        for event in run(node.cameras, cfg, store, pipeline=pipeline):
+            if isinstance(event, FrameResult):
+                health.frame(event.source_id)
+            elif isinstance(event, SourceStatus):
+                health.camera_state(event.source_id, event.state.value)
+    except KeyboardInterrupt:
+        log.warning("node %s: stopping", name)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        status = EXIT_MODEL
+    except Exception as exc:
+        status = _internal_error(exc, f"node {name} stopped")
+    finally:
+        store.close()
+        health.stop("stopped" if status == EXIT_OK else "failed")
+    return status
+
+
 def cmd_search(args: argparse.Namespace) -> int:
     try:
         cfg = config_mod.load(Path(args.config) if args.config else None, _overrides(args))
@@ -399,6 +451,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--export-json", help="write identities, sightings and runs to this JSON file")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_process)
+
+    n = sub.add_parser("node", help="a processing node: run the cameras of a node file into a shared PostgreSQL "
+                                    "database until stopped (SIGTERM)",
+                       formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    n.add_argument("--db", required=True, help="postgresql://user@host[:port]/database (password: PGPASSWORD, "
+                                               "~/.pgpass or the OS keyring)")
+    n.add_argument("--config", required=True, help="node file (TOML): [node] name, [[cameras]] name/uri/region/loop/"
+                                                   "realtime, and any settings sections")
+    n.add_argument("--name", help="this node's name in the database (default: [node] name, else the host name)")
+    n.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
+    n.set_defaults(func=cmd_node)
 
     se = sub.add_parser("search", help="appearance search: stored sightings that look like a person image",
                         formatter_class=argparse.ArgumentDefaultsHelpFormatter)

@@ -85,8 +85,10 @@ class PgSightingStore(SightingStore):
 
     def __init__(self, location: PostgresLocation, commit_interval_s: float = 1.0, readonly: bool = False,
                  max_pending_records: int = MAX_PENDING_RECORDS, max_pending_bytes: int = MAX_PENDING_BYTES,
-                 embeddings_per_track: int = 0) -> None:
+                 embeddings_per_track: int = 0, node: str = "") -> None:
+        """``node``: the processing node whose runs these are (a station's own runs have none)."""
         self.postgres = location
+        self.node = node
         self._ERRORS, self._REFUSED_DATA = _driver_errors()
         super().__init__(Path(location.database), commit_interval_s, readonly, max_pending_records,
                          max_pending_bytes, embeddings_per_track)
@@ -103,6 +105,14 @@ class PgSightingStore(SightingStore):
         except PgSchemaError as exc:
             raise StoreError(str(exc)) from None
         return self._link
+
+    def begin_run(self, *, detector: str, embedder: str, embedder_is_fallback: bool, provider: str,
+                  model_key: str, warnings: Sequence[str], config: dict[str, Any]) -> int:
+        run_id = super().begin_run(detector=detector, embedder=embedder, embedder_is_fallback=embedder_is_fallback,
+                                   provider=provider, model_key=model_key, warnings=warnings, config=config)
+        with self._transaction():
+            self._db.execute("UPDATE runs SET node = ? WHERE id = ?", (self.node, run_id))
+        return run_id
 
     def _begin(self) -> None:
         self._link.reopen_if_lost()

@@ -303,6 +303,9 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
     except GeneratorExit:
         status = "cancelled"
         raise
+    except KeyboardInterrupt:  # Ctrl+C, or a node's SIGTERM: the operator stopped it, nothing broke
+        status = "stopped"
+        raise
     except BaseException:
         status = "crashed"
         raise

@@ -1,0 +1,194 @@
+"""A processing node: a long-lived headless process running a set of cameras into the shared database.
+
+Its cameras and settings come from one TOML file (``[[cameras]]`` tables beside the usual settings sections).
+Its presence is kept in the database by :class:`NodeHealth`: the ``nodes`` row (host, process, state,
+heartbeat) and one ``cameras`` row per camera (state, frames per second), written every
+:data:`HEARTBEAT_S` from its own thread and connection, so stations see every node's cameras and a node
+that died (``kill -9``, power, network) shows as down once its heartbeat is :data:`DOWN_AFTER_S` old.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reid_desktop.core import config as config_mod
+from reid_desktop.core.database_url import PostgresLocation
+from reid_desktop.core.pg_schema import PgSchemaError, open_database
+from reid_desktop.core.redaction import redact
+from reid_desktop.core.sources import SourceSpec
+
+log = logging.getLogger(__name__)
+
+HEARTBEAT_S = 2.0
+DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this is down
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    """What a node runs: its name, its cameras and the pipeline's settings."""
+
+    name: str
+    cameras: list[SourceSpec]
+    config: config_mod.PipelineConfig
+
+
+def load_node_file(path: Path, overrides: dict[str, Any] | None = None) -> NodeFile:
+    """Read ``[node]``, ``[[cameras]]`` and the settings sections; :class:`ConfigError` names what is wrong."""
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise config_mod.ConfigError(f"node file not found: {path}") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise config_mod.ConfigError(f"node file {path} is not valid TOML: {exc}") from None
+    node = data.pop("node", {})
+    cameras = data.pop("cameras", [])
+    if not isinstance(cameras, list) or not cameras:
+        raise config_mod.ConfigError(f"node file {path} names no cameras: add [[cameras]] tables with name and uri")
+    specs = []
+    for number, camera in enumerate(cameras, start=1):
+        unknown = set(camera) - {"name", "uri", "region", "loop", "realtime", "analysis_fps"}
+        if unknown or "uri" not in camera or "name" not in camera:
+            raise config_mod.ConfigError(f"camera {number} of {path}: needs name and uri" +
+                                         (f"; unknown keys: {', '.join(sorted(unknown))}" if unknown else ""))
+        region = camera.get("region")
+        try:
+            specs.append(SourceSpec(str(camera["uri"]), str(camera["name"]),
+                                    tuple(float(v) for v in region) if region else None,  # type: ignore[arg-type]
+                                    bool(camera.get("loop", False)), bool(camera.get("realtime", False)),
+                                    camera.get("analysis_fps")))
+        except (TypeError, ValueError) as exc:
+            raise config_mod.ConfigError(f"camera {camera['name']} of {path}: {exc}") from None
+    names = [spec.name for spec in specs]
+    if len(set(names)) != len(names):
+        raise config_mod.ConfigError(f"node file {path}: two cameras share a name")
+    config = config_mod.apply(config_mod.PipelineConfig(), data)
+    if overrides:
+        config = config_mod.apply(config, overrides)
+    return NodeFile(str(node.get("name") or socket.gethostname()), specs, config)
+
+
+@dataclass
+class _Camera:
+    uri: str
+    state: str = "connecting"
+    frames: int = 0
+
+
+@dataclass
+class NodeHealth:
+    """This node's rows in the database, kept fresh from a thread of its own (see the module's docstring)."""
+
+    location: PostgresLocation
+    name: str
+    cameras: dict[str, _Camera] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: Any = None
+        self._last = time.monotonic()
+        self.started = time.time()
+
+    def add_camera(self, spec: SourceSpec) -> None:
+        with self._lock:
+            self.cameras[spec.source_id] = _Camera(redact(spec.uri))
+
+    def camera_state(self, source_id: str, state: str) -> None:
+        with self._lock:
+            if source_id in self.cameras:
+                self.cameras[source_id].state = state
+
+    def frame(self, source_id: str) -> None:
+        with self._lock:
+            if source_id in self.cameras:
+                self.cameras[source_id].frames += 1
+
+    def start(self) -> None:
+        """Register the node (its name must not be running elsewhere) and start the heartbeat."""
+        self._conn = open_database(self.location)
+        row = self._conn.execute("SELECT host, pid, heartbeat, state FROM nodes WHERE name = %s",
+                                 (self.name,)).fetchone()
+        if row and row[3] == "running" and time.time() - row[2] < DOWN_AFTER_S \
+                and (row[0], row[1]) != (socket.gethostname(), os.getpid()):
+            raise PgSchemaError(f"a node named {self.name} is already running on {row[0]} (process {row[1]}): "
+                                "give this one another name ([node] name in its file)")
+        with self._conn.transaction():  # this node's runs a kill -9 or power cut left open
+            self._conn.execute("UPDATE runs SET status = 'crashed', finished = COALESCE((SELECT MAX(timestamp) "
+                               "FROM sightings WHERE run_id = runs.id), started) "
+                               "WHERE node = %s AND status = 'running'", (self.name,))
+        self._write("running")
+        self._thread = threading.Thread(target=self._beat, name=f"node-heartbeat-{self.name}", daemon=True)
+        self._thread.start()
+
+    def stop(self, state: str = "stopped") -> None:
+        """The last heartbeat, saying how the node ended; never raises."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=HEARTBEAT_S + 5)
+        try:
+            self._write(state)
+        except Exception as exc:  # the database is gone: stations will see the heartbeat stop instead
+            log.warning("node %s: could not record its stop (%s)", self.name, exc)
+        finally:
+            if self._conn is not None:
+                self._conn.close()
+
+    def _beat(self) -> None:
+        while not self._stop.wait(HEARTBEAT_S):
+            try:
+                if self._conn.closed or self._conn.broken:
+                    self._conn = open_database(self.location)
+                self._write("running")
+            except Exception as exc:  # a server restart: the next beat tries again
+                log.warning("node %s: heartbeat not written (%s)", self.name, exc)
+
+    def _write(self, state: str) -> None:
+        now, elapsed = time.time(), max(time.monotonic() - self._last, 1e-6)
+        with self._lock:
+            rows = [(self.name, source_id, camera.uri, camera.state if state == "running" else state,
+                     camera.frames / elapsed, now) for source_id, camera in self.cameras.items()]
+            for camera in self.cameras.values():
+                camera.frames = 0
+            self._last = time.monotonic()
+        with self._conn.transaction():
+            self._conn.execute(
+                "INSERT INTO nodes (name, host, pid, started, heartbeat, state) VALUES (%s, %s, %s, %s, %s, %s) "
+                "ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
+                "started = excluded.started, heartbeat = excluded.heartbeat, state = excluded.state",
+                (self.name, socket.gethostname(), os.getpid(), self.started, now, state))
+            for row in rows:
+                self._conn.execute(
+                    "INSERT INTO cameras (node, name, uri, state, frames_per_s, updated) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (node, name) DO UPDATE SET uri = excluded.uri, "
+                    "state = excluded.state, frames_per_s = excluded.frames_per_s, updated = excluded.updated", row)
+
+
+@dataclass(frozen=True)
+class CameraHealth:
+    node: str
+    name: str
+    uri: str
+    state: str  # the camera's own state, or "down" when its node is
+    frames_per_s: float
+    node_up: bool
+
+
+def camera_health(conn: Any, now: float | None = None) -> list[CameraHealth]:
+    """Every node's cameras as a station shows them: a camera of a node that stopped or went silent is down."""
+    now = time.time() if now is None else now
+    out = []
+    for node, name, uri, state, rate, node_state, heartbeat in conn.execute(
+            "SELECT c.node, c.name, c.uri, c.state, c.frames_per_s, n.state, n.heartbeat FROM cameras c "
+            "JOIN nodes n ON n.name = c.node ORDER BY c.node, c.name"):
+        up = node_state == "running" and now - heartbeat <= DOWN_AFTER_S
+        out.append(CameraHealth(node, name, uri, state if up else "down", float(rate) if up else 0.0, up))
+    return out

@@ -1,0 +1,156 @@
+"""Processing nodes on a real PostgreSQL server: real ``reid-desktop node`` processes, each running the left or
+the right half of the demo clip as its cameras; a clean stop by SIGTERM, and a node killed with kill -9."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from reid_desktop.core import config as config_mod
+from reid_desktop.core.node import DOWN_AFTER_S, camera_health, load_node_file
+from tests.conftest import ROOT
+from tests.pg_server import PASSWORD
+
+WAIT_S = 240  # model loading and the first frames of two nodes on a 2-core machine
+
+
+def node_file(folder: Path, name: str, demo_clip: Path, half: str) -> Path:
+    region = "[0.0, 0.0, 0.5, 1.0]" if half == "left" else "[0.5, 0.0, 1.0, 1.0]"
+    path = folder / f"{name}.toml"
+    path.write_text(f"""
+[node]
+name = "{name}"
+
+[[cameras]]
+name = "{name}-{half}"
+uri = "{demo_clip}"
+region = {region}
+loop = true
+realtime = true
+
+[detector]
+imgsz = 640
+device = "cpu"
+
+[reid]
+allow_download = false
+""")
+    return path
+
+
+def test_node_files_say_what_is_wrong(tmp_path: Path, demo_clip: Path) -> None:
+    good = load_node_file(node_file(tmp_path, "a", demo_clip, "left"))
+    assert good.name == "a" and good.cameras[0].region == (0.0, 0.0, 0.5, 1.0) and good.config.detector.imgsz == 640
+    for text, says in (("[detector]\nimgsz = 640\n", "names no cameras"),
+                       ('[[cameras]]\nname = "x"\n', "needs name and uri"),
+                       ('[[cameras]]\nname = "x"\nuri = "a.mp4"\nzoom = 2\n', "unknown keys: zoom"),
+                       ('[[cameras]]\nname = "x"\nuri = "a.mp4"\n[[cameras]]\nname = "x"\nuri = "b.mp4"\n',
+                        "share a name"),
+                       ('[[cameras]]\nname = "x"\nuri = "a.mp4"\nregion = [0.6, 0, 0.5, 1]\n', "region")):
+        path = tmp_path / "bad.toml"
+        path.write_text(text)
+        with pytest.raises(config_mod.ConfigError, match=says):
+            load_node_file(path)
+
+
+@pytest.fixture
+def start_node(pg_url: str, tmp_path: Path, demo_clip: Path) -> Iterator[Callable[[str, str], subprocess.Popen]]:
+    started: list[subprocess.Popen] = []
+
+    def start(name: str, half: str) -> subprocess.Popen:
+        env = {**os.environ, "PGPASSWORD": PASSWORD}
+        process = subprocess.Popen([sys.executable, "-m", "reid_desktop", "node", "--db", pg_url, "--config",
+                                    str(node_file(tmp_path, name, demo_clip, half))], cwd=ROOT, env=env,
+                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        started.append(process)
+        return process
+
+    yield start
+    for process in started:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=30)
+
+
+def query(url: str, sql: str, *args: object) -> list[tuple]:
+    import psycopg
+
+    with psycopg.connect(url, password=PASSWORD) as con:
+        return con.execute(sql, args).fetchall()
+
+
+def wait_for(condition: Callable[[], bool], what: str, processes: list[subprocess.Popen]) -> None:
+    deadline = time.monotonic() + WAIT_S
+    while not condition():
+        for process in processes:
+            if process.poll() is not None:
+                pytest.fail(f"a node exited ({process.returncode}) while waiting for {what}: {process.stdout.read()}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"no {what} within {WAIT_S} s")
+        time.sleep(1)
+
+
+def sightings(url: str, camera: str) -> int:
+    return int(query(url, "SELECT COUNT(*) FROM sightings s JOIN sources src ON src.id = s.source_id "
+                          "WHERE src.name = %s", camera)[0][0])  # the cameras are live: the tables exist
+
+
+def cameras_by_name(url: str) -> dict[str, tuple[str, float]]:
+    """What a station shows of every node's cameras (nothing before the first node made the tables)."""
+    import psycopg
+
+    with psycopg.connect(url, password=PASSWORD) as con:
+        try:
+            return {c.name: (c.state, c.frames_per_s) for c in camera_health(con)}
+        except psycopg.errors.UndefinedTable:
+            return {}
+
+
+@pytest.mark.slow
+def test_two_nodes_share_one_history_a_killed_one_shows_down_and_loses_nothing(pg_url: str, start_node) -> None:
+    left, right = start_node("node-a", "left"), start_node("node-b", "right")
+    wait_for(lambda: all(state == "live" and rate > 0 for state, rate in cameras_by_name(pg_url).values())
+             and len(cameras_by_name(pg_url)) == 2, "live cameras on both nodes", [left, right])
+    wait_for(lambda: sightings(pg_url, "node-a-left") > 0 and sightings(pg_url, "node-b-right") > 0,
+             "sightings from both nodes", [left, right])
+    identities = query(pg_url, "SELECT DISTINCT s.identity_id, src.name FROM sightings s "
+                               "JOIN sources src ON src.id = s.source_id WHERE s.identity_id IS NOT NULL")
+    by_node = [{i for i, camera in identities if camera == name} for name in ("node-a-left", "node-b-right")]
+    assert by_node[0] and by_node[1]
+    twin = start_node("node-a", "right")  # a second node under a running one's name is refused
+    assert twin.wait(timeout=120) == 2 and "already running" in (twin.stdout.read() if twin.stdout else "")
+
+    left.send_signal(signal.SIGKILL)
+    left.wait(timeout=30)
+    committed = sightings(pg_url, "node-a-left")
+    right_before = sightings(pg_url, "node-b-right")
+    time.sleep(DOWN_AFTER_S + 1)
+    health = cameras_by_name(pg_url)
+    assert health["node-a-left"] == ("down", 0.0) and health["node-b-right"][0] == "live"
+    assert sightings(pg_url, "node-a-left") == committed, "what the killed node committed stays, nothing more comes"
+    wait_for(lambda: sightings(pg_url, "node-b-right") > right_before, "the other node going on", [right])
+
+    right.send_signal(signal.SIGTERM)
+    assert right.wait(timeout=60) == 0, right.stdout.read() if right.stdout else ""
+    assert query(pg_url, "SELECT state FROM nodes WHERE name = 'node-b'") == [("stopped",)]
+    assert query(pg_url, "SELECT node, status FROM runs ORDER BY node") == [("node-a", "running"),
+                                                                            ("node-b", "stopped")]
+    assert cameras_by_name(pg_url)["node-b-right"] == ("down", 0.0)
+    again = start_node("node-a", "left")  # the killed node back: its open run is closed as crashed
+    wait_for(lambda: cameras_by_name(pg_url)["node-a-left"][0] == "live", "node-a back", [again])
+    assert ("node-a", "crashed") in query(pg_url, "SELECT node, status FROM runs")
+    assert sightings(pg_url, "node-a-left") >= committed
+
+
+def test_a_node_needs_a_shared_database(tmp_path: Path, demo_clip: Path) -> None:
+    path = node_file(tmp_path, "solo", demo_clip, "left")
+    out = subprocess.run([sys.executable, "-m", "reid_desktop", "node", "--db", str(tmp_path / "s.sqlite"),
+                          "--config", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2 and "a node writes to a shared PostgreSQL database" in out.stderr
