@@ -39,6 +39,7 @@ from common import (
 HOST_TARGET = {"linux": "linux", "win32": "windows", "darwin": "macos"}.get(sys.platform, sys.platform)
 DEB_ARCH = {"x86_64": "amd64", "aarch64": "arm64"}.get(platform.machine(), platform.machine())
 INSTALL_DIR = f"/opt/{APP_NAME}"
+NODE_UNIT = f"{APP_NAME}-node@.service"
 
 
 TARGET_FORMATS = {"linux": ("deb", "appimage"), "windows": ("installer",), "macos": ("dmg",)}
@@ -219,6 +220,9 @@ def build_deb(bundle: Path, variant: str, version: str, out_dir: Path, compressi
     doc = share / "doc" / package
     doc.mkdir(parents=True)
     shutil.copy2(PACKAGING_DIR / "linux" / "copyright", doc / "copyright")
+    units = root / "usr" / "lib" / "systemd" / "system"  # processing nodes as services (README: "Several machines")
+    units.mkdir(parents=True)
+    shutil.copy2(PACKAGING_DIR / "linux" / NODE_UNIT, units / NODE_UNIT)
 
     debian = root / "DEBIAN"
     debian.mkdir()

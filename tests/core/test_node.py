@@ -154,3 +154,20 @@ def test_a_node_needs_a_shared_database(tmp_path: Path, demo_clip: Path) -> None
     out = subprocess.run([sys.executable, "-m", "reid_desktop", "node", "--db", str(tmp_path / "s.sqlite"),
                           "--config", str(path)], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert out.returncode == 2 and "a node writes to a shared PostgreSQL database" in out.stderr
+
+
+def test_the_systemd_unit_runs_a_node_command_this_version_understands() -> None:
+    """packaging/linux/reid-desktop-node@.service: its command line parses, and a stop is a SIGTERM."""
+    import shlex
+
+    from reid_desktop.cli import build_parser, cmd_node
+
+    unit = (ROOT / "packaging" / "linux" / "reid-desktop-node@.service").read_text()
+    lines = dict(line.split("=", 1) for line in unit.splitlines() if "=" in line and not line.startswith("#"))
+    command = shlex.split(lines["ExecStart"].replace("${REID_DESKTOP_DB}", "postgresql://node@db/history")
+                          .replace("%i", "gate"))
+    assert command[0] == "/usr/bin/reid-desktop"
+    args = build_parser().parse_args(command[1:])
+    assert args.func is cmd_node and (args.db, args.config, args.name) == (
+        "postgresql://node@db/history", "/etc/reid-desktop/gate.toml", "gate")
+    assert lines["KillSignal"] == "SIGTERM" and "REID_DESKTOP_DATA_DIR" in lines["Environment"]

@@ -160,6 +160,7 @@ def test_deb_metadata_and_contents(linux_build: LinuxBuild) -> None:
                  f"./usr/share/doc/{linux_build.package}/copyright"):
         assert path in listing, path
     assert "./usr/bin/reid-desktop -> /opt/reid-desktop/reid-desktop" in listing
+    assert "./usr/lib/systemd/system/reid-desktop-node@.service" in listing
 
 
 @pytest.mark.skipif(shutil.which("desktop-file-validate") is None, reason="desktop-file-utils is not installed")
