@@ -20,6 +20,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -37,14 +38,14 @@ from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
 from reid_desktop.core.models import default_reid_model_path, load_embedder
-from reid_desktop.core.node import NodeHealth, load_node_file
+from reid_desktop.core.node import NodeHealth, TargetListener, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, demo_clip
 from reid_desktop.core.pg_schema import PgSchemaError
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
-from reid_desktop.core.runner import run
+from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceKind, SourceSpec, frame_count
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import StorageHealth, StoreError
@@ -261,11 +262,22 @@ def cmd_node(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     log.warning("node %s: %d cameras into %s", name, len(node.cameras), location)
+    control = PipelineControl()
+
+    def follow(identity_id: int, is_target: bool) -> None:  # a target set on any station: taken on between frames
+        def taken_on(done: Future[None]) -> None:
+            if not done.cancelled() and done.exception() is None:
+                health.follows(identity_id, is_target)
+
+        control.submit(lambda p: p.follow_target(identity_id, is_target)).add_done_callback(taken_on)
+
+    listener = TargetListener(location, follow)
     status = EXIT_OK
     try:
         embedder, warnings = default_embedder(cfg.reid)
         pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
-        for event in run(node.cameras, cfg, store, pipeline=pipeline):
+        listener.start()
+        for event in run(node.cameras, cfg, store, control=control, pipeline=pipeline):
             if isinstance(event, FrameResult):
                 health.frame(event.source_id)
             elif isinstance(event, SourceStatus):
@@ -278,6 +290,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     except Exception as exc:
         status = _internal_error(exc, f"node {name} stopped")
     finally:
+        listener.stop()
         store.close()
         health.stop("stopped" if status == EXIT_OK else "failed")
     return status
@@ -416,6 +429,21 @@ def _models_list(args: argparse.Namespace) -> int:
     cache = _detector_cache(args)
     if cache is not None:
         _print_runtimes(cache)
+    if args.db:
+        return _print_database(args.db)
+    return EXIT_OK
+
+
+def _print_database(database: str) -> int:
+    """The history ``--db`` names: which backend, and how appearance search runs on it."""
+    try:
+        store = open_store(database, readonly=True)
+    except StoreError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    with store:
+        kind = "PostgreSQL" if isinstance(store, PgSightingStore) else "SQLite"
+        print(f"database: {kind}, {_where(store)}; vector search: {store.vector_search()}")
     return EXIT_OK
 
 
@@ -475,11 +503,13 @@ def build_parser() -> argparse.ArgumentParser:
     se.set_defaults(func=cmd_search)
 
     m = sub.add_parser("models", help="list, check or build models")
-    m.set_defaults(func=cmd_models, models_command="list", imgsz=config_mod.DetectorConfig().imgsz, detector=None)
+    m.set_defaults(func=cmd_models, models_command="list", imgsz=config_mod.DetectorConfig().imgsz, detector=None,
+                   db=None)
     msub = m.add_subparsers(dest="models_command")
     ls = msub.add_parser("list", help="show the models in use, the ONNX Runtime providers and the detector runtimes")
     pd = msub.add_parser("prepare-detector", help="export the detector to the faster runtimes, check each against "
                                                  "the original and measure it here (what 'auto' chooses from)")
+    ls.add_argument("--db", help="also describe this history: SQLite file or postgresql:// URL")
     for sp in (ls, pd):
         sp.add_argument("--imgsz", type=int, default=config_mod.DetectorConfig().imgsz, help="detector image size")
         sp.add_argument("--detector", help="a .pt checkpoint (default: the bundled YOLO11n-pose)")

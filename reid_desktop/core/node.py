@@ -15,13 +15,14 @@ import socket
 import threading
 import time
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.pg_schema import PgSchemaError, open_database
+from reid_desktop.core.pg_schema import TARGETS_CHANNEL, PgSchemaError, open_database
 from reid_desktop.core.redaction import redact
 from reid_desktop.core.sources import SourceSpec
 
@@ -89,6 +90,7 @@ class NodeHealth:
     location: PostgresLocation
     name: str
     cameras: dict[str, _Camera] = field(default_factory=dict)
+    following: set[int] = field(default_factory=set)  # the targets this node's matcher follows
 
     def __post_init__(self) -> None:
         self._lock = threading.Lock()
@@ -97,6 +99,14 @@ class NodeHealth:
         self._conn: Any = None
         self._last = time.monotonic()
         self.started = time.time()
+
+    def follows(self, identity_id: int, is_target: bool) -> None:
+        """The pipeline has taken on (or dropped) a target: the next heartbeat says so."""
+        with self._lock:
+            if is_target:
+                self.following.add(identity_id)
+            else:
+                self.following.discard(identity_id)
 
     def add_camera(self, spec: SourceSpec) -> None:
         with self._lock:
@@ -159,17 +169,59 @@ class NodeHealth:
             for camera in self.cameras.values():
                 camera.frames = 0
             self._last = time.monotonic()
+            following = ",".join(str(i) for i in sorted(self.following)) if state == "running" else ""
         with self._conn.transaction():
             self._conn.execute(
-                "INSERT INTO nodes (name, host, pid, started, heartbeat, state) VALUES (%s, %s, %s, %s, %s, %s) "
-                "ON CONFLICT (name) DO UPDATE SET host = excluded.host, pid = excluded.pid, "
-                "started = excluded.started, heartbeat = excluded.heartbeat, state = excluded.state",
-                (self.name, socket.gethostname(), os.getpid(), self.started, now, state))
+                "INSERT INTO nodes (name, host, pid, started, heartbeat, state, following) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET host = excluded.host, "
+                "pid = excluded.pid, started = excluded.started, heartbeat = excluded.heartbeat, "
+                "state = excluded.state, following = excluded.following",
+                (self.name, socket.gethostname(), os.getpid(), self.started, now, state, following))
             for row in rows:
                 self._conn.execute(
                     "INSERT INTO cameras (node, name, uri, state, frames_per_s, updated) "
                     "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (node, name) DO UPDATE SET uri = excluded.uri, "
                     "state = excluded.state, frames_per_s = excluded.frames_per_s, updated = excluded.updated", row)
+
+
+class TargetListener:
+    """Hears targets set on any station (NOTIFY on the shared database) and hands each to ``follow`` at once.
+
+    Its own thread and connection; on every (re)connection it first hands over every current target, so a
+    target set while the server or the network was away is followed as soon as it is back.
+    """
+
+    def __init__(self, location: PostgresLocation, follow: Callable[[int, bool], None]) -> None:
+        self.location, self.follow = location, follow
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._listen, name="target-listener", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def _listen(self) -> None:
+        import psycopg
+
+        delay = 0.5
+        while not self._stop.is_set():
+            try:
+                with psycopg.connect(**self.location.connect_options(), autocommit=True) as conn:  # type: ignore[arg-type]
+                    conn.execute(f"LISTEN {TARGETS_CHANNEL}")
+                    for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
+                        self.follow(int(identity_id), True)
+                    delay = 0.5
+                    while not self._stop.is_set():
+                        for note in conn.notifies(timeout=0.5):
+                            identity, _, on = note.payload.partition(":")
+                            self.follow(int(identity), on == "1")
+            except (psycopg.Error, ValueError) as exc:
+                log.warning("target notifications interrupted (%s); listening again in %.0f s", exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0)
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from reid_desktop.core.database_url import PostgresLocation
 
 APPLICATION = "reid-desktop"
 MIGRATION_LOCK = 0x52454944  # "REID": the advisory lock that serialises migrations across nodes
+TARGETS_CHANNEL = "reid_targets"  # NOTIFY payload "<identity id>:<1 followed | 0 no longer>"
 
 _V1 = """
 CREATE TABLE reid_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -79,8 +80,14 @@ CREATE TABLE cameras (
     PRIMARY KEY (node, name));
 """
 
+# Schema 2: what each node follows (the targets its matcher has taken on), so a station can tell that a target it
+# set is being followed everywhere.
+_V2 = """
+ALTER TABLE nodes ADD COLUMN following TEXT NOT NULL DEFAULT '';
+"""
+
 # MIGRATIONS[n] takes the database from schema n to n + 1 (schema 0: no tables of ours).
-MIGRATIONS: tuple[str, ...] = (_V1,)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

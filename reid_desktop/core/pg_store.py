@@ -8,6 +8,9 @@ The connection is re-opened when the server went away (restart, network): a writ
 sightings waiting in the store's bounded buffer and is retried with back-off, exactly as a full disk is for
 SQLite, so a server restart costs no committed or waiting sighting.
 
+A target set anywhere is announced (NOTIFY on :data:`~reid_desktop.core.pg_schema.TARGETS_CHANNEL`) when its
+transaction commits; nodes listen (core/node.py) and follow it at once.
+
 Not yet: the vector index is node-local (rebuilt or caught up from the database when attached, kept in step
 with this store's own writes); other nodes' embeddings reach it at the next attach.
 """
@@ -21,7 +24,7 @@ from typing import Any
 
 from reid_desktop.core.database_url import PostgresLocation
 from reid_desktop.core.paths import data_dir
-from reid_desktop.core.pg_schema import SCHEMA_VERSION, PgSchemaError, open_database, schema_version
+from reid_desktop.core.pg_schema import SCHEMA_VERSION, TARGETS_CHANNEL, PgSchemaError, open_database, schema_version
 from reid_desktop.core.storage import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, SightingStore
 from reid_desktop.core.store import StorageUnavailable, StoreError
 
@@ -114,6 +117,10 @@ class PgSightingStore(SightingStore):
             self._db.execute("UPDATE runs SET node = ? WHERE id = ?", (self.node, run_id))
         return run_id
 
+    def _announce_target(self, identity_id: int, is_target: bool) -> None:
+        """Every node listening on :data:`TARGETS_CHANNEL` hears it when this transaction commits."""
+        self._db.execute("SELECT pg_notify(?, ?)", (TARGETS_CHANNEL, f"{identity_id}:{int(is_target)}"))
+
     def _begin(self) -> None:
         self._link.reopen_if_lost()
         super()._begin()
@@ -143,6 +150,12 @@ class PgSightingStore(SightingStore):
                                "WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()
         return int(row[0])
 
+    def vector_search(self) -> str:
+        has_pgvector = self._db.execute(
+            "SELECT EXISTS (SELECT 1 FROM pg_available_extensions WHERE name = 'vector')").fetchone()[0]
+        where = "the server offers pgvector, not used yet" if has_pgvector else "the server has no pgvector"
+        return f"each process's own FAISS index of the database's embeddings ({where})"
+
     def enforce_size(self, max_bytes: int) -> int:
         """A size limit guards one machine's disk, the SQLite file's. A shared server's disk is its administrator's,
         and deleted rows do not shrink PostgreSQL's files (their space is reused), so a limit on table sizes
@@ -159,3 +172,4 @@ class PgSightingStore(SightingStore):
         folder = data_dir() / "indexes"
         folder.mkdir(parents=True, exist_ok=True)
         return folder / f"{self.postgres.database}.{digest}.faiss"
+

@@ -219,6 +219,10 @@ class Pipeline:
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         if self.store is not None:
             self.store.set_target(identity_id, is_target)
+        self.follow_target(identity_id, is_target)
+
+    def follow_target(self, identity_id: int, is_target: bool = True) -> None:
+        """A target set by another process on a shared history: only the matcher needs telling."""
         self.matcher.set_target(identity_id, is_target)
 
     def set_label(self, identity_id: int, label: str) -> None:

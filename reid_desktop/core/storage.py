@@ -495,6 +495,10 @@ class SightingStore:
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         with self._edit():
             self._db.execute("UPDATE identities SET is_target = ? WHERE id = ?", (int(is_target), identity_id))
+            self._announce_target(identity_id, is_target)
+
+    def _announce_target(self, identity_id: int, is_target: bool) -> None:
+        """Tell the other processes on this history (inside the edit's transaction): one process per SQLite file."""
 
     def set_label(self, identity_id: int, label: str) -> None:
         with self._edit():
@@ -722,6 +726,10 @@ class SightingStore:
             (identity_id, int(keep_labelled)))
 
     # -- the vector index --------------------------------------------------------------------------
+
+    def vector_search(self) -> str:
+        """How this history is searched by appearance, in the operator's words (``models list --db``)."""
+        return "a FAISS index saved beside the database file"
 
     def index_path(self, model_key: str) -> Path:
         digest = hashlib.sha256(model_key.encode()).hexdigest()[:16]

@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 
 from reid_desktop.core import config as config_mod
+from reid_desktop.core.database_url import parse_postgres_url
 from reid_desktop.core.node import DOWN_AFTER_S, camera_health, load_node_file
+from reid_desktop.core.pg_store import PgSightingStore
 from tests.conftest import ROOT
 from tests.pg_server import PASSWORD
 
@@ -114,7 +116,8 @@ def cameras_by_name(url: str) -> dict[str, tuple[str, float]]:
 
 
 @pytest.mark.slow
-def test_two_nodes_share_one_history_a_killed_one_shows_down_and_loses_nothing(pg_url: str, start_node) -> None:
+def test_two_nodes_share_one_history_follow_a_target_and_a_killed_one_shows_down(
+        pg_url: str, start_node, monkeypatch: pytest.MonkeyPatch) -> None:
     left, right = start_node("node-a", "left"), start_node("node-b", "right")
     wait_for(lambda: all(state == "live" and rate > 0 for state, rate in cameras_by_name(pg_url).values())
              and len(cameras_by_name(pg_url)) == 2, "live cameras on both nodes", [left, right])
@@ -124,6 +127,19 @@ def test_two_nodes_share_one_history_a_killed_one_shows_down_and_loses_nothing(p
                                "JOIN sources src ON src.id = s.source_id WHERE s.identity_id IS NOT NULL")
     by_node = [{i for i, camera in identities if camera == name} for name in ("node-a-left", "node-b-right")]
     assert by_node[0] and by_node[1]
+    # a target set on a station: every node follows it, and the node that sees the person highlights it
+    target = query(pg_url, "SELECT s.identity_id FROM sightings s JOIN sources src ON src.id = s.source_id "
+                           "WHERE src.name = 'node-a-left' AND s.identity_id IS NOT NULL "
+                           "ORDER BY s.timestamp DESC LIMIT 1")[0][0]
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    with PgSightingStore(parse_postgres_url(pg_url)) as station:
+        station.set_target(target)
+    following = "SELECT name FROM nodes WHERE %s = ANY(string_to_array(following, ',')::bigint[]) ORDER BY name"
+    wait_for(lambda: query(pg_url, following, target) == [("node-a",), ("node-b",)],
+             "both nodes following the target", [left, right])
+    alerts = "SELECT COUNT(*) FROM alerts a JOIN sightings s ON s.id = a.sighting_id WHERE s.identity_id = %s"
+    wait_for(lambda: query(pg_url, alerts, target)[0][0] > 0, "node-a highlighting the target", [left, right])
+
     twin = start_node("node-a", "right")  # a second node under a running one's name is refused
     assert twin.wait(timeout=120) == 2 and "already running" in (twin.stdout.read() if twin.stdout else "")
 

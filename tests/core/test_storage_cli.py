@@ -291,3 +291,7 @@ def test_process_and_search_on_a_shared_postgresql_database(tmp_path: Path, pg_u
     assert out.returncode == 0, out.stderr
     hits = [line.split() for line in out.stdout.splitlines()[2:]]
     assert len(hits) == 3 and all(hit[4] == "yard" for hit in hits)
+    out = cli("models", "list", "--db", pg_url)  # which backend, and how it is searched, said plainly
+    assert out.returncode == 0, out.stderr
+    assert f"database: PostgreSQL, {database} on 127.0.0.1" in out.stdout
+    assert "vector search: each process's own FAISS index" in out.stdout and "pgvector" in out.stdout
