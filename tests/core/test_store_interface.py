@@ -1,5 +1,5 @@
-"""The store's interface (core.store) is what the engine, the views and the trainer rely on; the SQLite
-store must provide all of it, with the same parameters, so a second backend can be written against it."""
+"""The store's interface (core.store) is what the engine, the views and the trainer rely on; both backends
+(SQLite, PostgreSQL) must provide all of it, with the same parameters."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import inspect
 
 import pytest
 
+from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import HistoryReader, HistoryStore
 
@@ -20,11 +21,12 @@ def protocol_members(protocol: type) -> list[str]:
     return sorted(names)
 
 
+@pytest.mark.parametrize("store_class", [SightingStore, PgSightingStore])
 @pytest.mark.parametrize("name", protocol_members(HistoryStore))
-def test_sqlite_store_provides_every_member_of_the_interface(name: str) -> None:
+def test_both_stores_provide_every_member_of_the_interface(name: str, store_class: type) -> None:
     wanted = inspect.getattr_static(HistoryStore, name)
-    found = inspect.getattr_static(SightingStore, name, None)
-    assert found is not None, f"SightingStore has no {name}"
+    found = inspect.getattr_static(store_class, name, None)
+    assert found is not None, f"{store_class.__name__} has no {name}"
     assert isinstance(found, property) == isinstance(wanted, property), f"{name}: property in one, not the other"
     if isinstance(wanted, property):
         return
