@@ -22,7 +22,7 @@ from typing import Any
 
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.pg_schema import TARGETS_CHANNEL, PgSchemaError, open_database
+from reid_desktop.core.pg_schema import TARGETS_CHANNEL, PgSchemaError, connect, open_database
 from reid_desktop.core.redaction import redact
 from reid_desktop.core.sources import SourceSpec
 
@@ -209,7 +209,7 @@ class TargetListener:
         delay = 0.5
         while not self._stop.is_set():
             try:
-                with psycopg.connect(**self.location.connect_options(), autocommit=True) as conn:  # type: ignore[arg-type]
+                with connect(self.location) as conn:
                     conn.execute(f"LISTEN {TARGETS_CHANNEL}")
                     for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
                         self.follow(int(identity_id), True)
@@ -218,7 +218,7 @@ class TargetListener:
                         for note in conn.notifies(timeout=0.5):
                             identity, _, on = note.payload.partition(":")
                             self.follow(int(identity), on == "1")
-            except (psycopg.Error, ValueError) as exc:
+            except (psycopg.Error, PgSchemaError, ValueError) as exc:
                 log.warning("target notifications interrupted (%s); listening again in %.0f s", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)

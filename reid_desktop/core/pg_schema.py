@@ -129,18 +129,23 @@ def migrate(conn: Any, where: str) -> tuple[int, int]:
             conn.execute("UPDATE reid_meta SET value = %s WHERE key = 'schema_version'", (str(version + 1),))
 
 
-def open_database(location: PostgresLocation) -> Any:
-    """A connection (autocommit) to ``location`` with the schema brought up to date; one clear error line
-    (:class:`PgSchemaError`) when the server cannot be reached, refuses us, or holds someone else's tables."""
+def connect(location: PostgresLocation) -> Any:
+    """A connection (autocommit) to ``location``; :class:`PgSchemaError` with one line when the server cannot be
+    reached or refuses us."""
     import psycopg
 
     try:
-        conn = psycopg.connect(**location.connect_options(), autocommit=True)  # type: ignore[arg-type]
+        return psycopg.connect(**location.connect_options(), autocommit=True)  # type: ignore[arg-type]
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         reason = first.rsplit("failed: ", 1)[-1]  # libpq: 'connection to server at "h", port p failed: <why>'
-
         raise PgSchemaError(f"cannot connect to the database {location}: {reason}") from None
+
+
+def open_database(location: PostgresLocation) -> Any:
+    """A connection with the schema brought up to date; :class:`PgSchemaError` also for a database that holds
+    someone else's tables or a newer schema."""
+    conn = connect(location)
     try:
         migrate(conn, str(location))
     except BaseException:

@@ -24,7 +24,14 @@ from typing import Any
 
 from reid_desktop.core.database_url import PostgresLocation
 from reid_desktop.core.paths import data_dir
-from reid_desktop.core.pg_schema import SCHEMA_VERSION, TARGETS_CHANNEL, PgSchemaError, open_database, schema_version
+from reid_desktop.core.pg_schema import (
+    SCHEMA_VERSION,
+    TARGETS_CHANNEL,
+    PgSchemaError,
+    connect,
+    open_database,
+    schema_version,
+)
 from reid_desktop.core.storage import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, SightingStore
 from reid_desktop.core.store import StorageUnavailable, StoreError
 
@@ -48,9 +55,7 @@ class _Connection:
 
     def open(self) -> None:
         if self.readonly:
-            import psycopg
-
-            conn = psycopg.connect(**self.location.connect_options(), autocommit=True)  # type: ignore[arg-type]
+            conn = connect(self.location)
             found = schema_version(conn, str(self.location))
             if found != SCHEMA_VERSION:
                 conn.close()

@@ -100,3 +100,14 @@ def test_two_nodes_write_one_history_with_disjoint_identities(pg_url: str) -> No
             reader.set_label(identities[0][0], "x")
     finally:
         reader.close()
+
+
+def test_a_station_reading_an_unreachable_server_gets_one_clear_line(pg_server) -> None:
+    from reid_desktop.core.database_url import PostgresLocation
+    from reid_desktop.core.store import StoreError
+
+    port = pg_server.port + 1
+    closed = PostgresLocation(f"postgresql://reid@127.0.0.1:{port}/x", "reid", "127.0.0.1", port, "x")
+    for readonly in (True, False):
+        with pytest.raises(StoreError, match=r"cannot connect to the database x on 127\.0\.0\.1.*refused"):
+            PgSightingStore(closed, readonly=readonly)
