@@ -91,7 +91,7 @@ def cmd_dataset(args: argparse.Namespace) -> int:
         if args.from_store:
             from trainer.store_export import export_store_dataset
 
-            summary = export_store_dataset(Path(args.from_store), Path(args.path))
+            summary = export_store_dataset(args.from_store, Path(args.path))  # a file or a postgresql:// URL
             print(f"exported {summary.identities} confirmed identities: {summary.train_images} training, "
                   f"{summary.test_images} test and {summary.query_images} query images to {summary.out_dir}")
             for reason in summary.skipped[:10]:

@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from reid_desktop.core.crops import crop
+from reid_desktop.core.history import History, open_store
 from reid_desktop.core.paths import private_dir
 from reid_desktop.core.sources import open_capture
-from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import ConfirmedTrack, StoreError, TrackSample
 from trainer.datasets import DatasetError, choose_test_identities
 
@@ -47,7 +47,7 @@ class _Crop:
     staged: Path
 
 
-def export_store_dataset(database: Path, out_dir: Path, *, test_fraction: float = 0.3, seed: int = 0,
+def export_store_dataset(database: str | History, out_dir: Path, *, test_fraction: float = 0.3, seed: int = 0,
                          max_per_track: int = 8) -> ExportSummary:
     """Write the confirmed identities of ``database`` to ``out_dir`` in the Market-1501 layout.
 
@@ -57,7 +57,7 @@ def export_store_dataset(database: Path, out_dir: Path, *, test_fraction: float 
     every query keeps a match in another camera; the rest go to ``bounding_box_train/``.
     ``identities.json`` maps the numbers back to store identities, labels and camera names.
     """
-    database, out_dir = Path(database), Path(out_dir)
+    out_dir = Path(out_dir)
     if not 0.0 < test_fraction < 1.0:
         raise ValueError(f"test_fraction must be between 0 and 1, got {test_fraction}")
     if max_per_track < 1:
@@ -91,10 +91,10 @@ def export_store_dataset(database: Path, out_dir: Path, *, test_fraction: float 
     return ExportSummary(len(by_identity), *summary, tuple(skipped), out_dir)
 
 
-def _read_store(database: Path, max_per_track: int) -> tuple[dict[int, str], list[ConfirmedTrack]]:
+def _read_store(database: str | History, max_per_track: int) -> tuple[dict[int, str], list[ConfirmedTrack]]:
     """Confirmed identities (id -> label) and their tracks, read through the store (which owns the schema)."""
     try:
-        with SightingStore(database, readonly=True) as store:
+        with open_store(database, readonly=True) as store:
             return store.confirmed_tracks(max_per_track)
     except StoreError as exc:
         raise DatasetError(str(exc)) from None

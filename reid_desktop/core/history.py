@@ -10,13 +10,21 @@ from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import StoreError
 
+History = Path | PostgresLocation  # a SQLite file, or a shared PostgreSQL database
 
-def open_store(database: str | Path | None, commit_interval_s: float = 1.0, readonly: bool = False,
+
+def history_of(value: str | Path | None) -> History:
+    """What a ``--db`` value or the Settings' database field names (empty: the per-user SQLite file);
+    :class:`~reid_desktop.core.database_url.DatabaseUrlError` with one line for a value that names nothing usable."""
+    return parse_database(value) if value else default_database()
+
+
+def open_store(database: str | History | None, commit_interval_s: float = 1.0, readonly: bool = False,
                embeddings_per_track: int = 0) -> SightingStore:
     """The store behind ``--db`` (None: the per-user SQLite file); :class:`StoreError` with one line when it
     cannot be opened or the value names nothing usable."""
     try:
-        where = parse_database(database) if database else default_database()
+        where = database if isinstance(database, PostgresLocation) else history_of(database)
     except DatabaseUrlError as exc:
         raise StoreError(str(exc)) from None
     if isinstance(where, PostgresLocation):

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from reid_desktop import __version__
 from reid_desktop.core import logs
+from reid_desktop.core.database_url import is_postgres_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -18,7 +19,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("files", nargs="*", help="video files to open for this session (not saved)")
     parser.add_argument("--demo", action="store_true",
                         help="open the demo: two looping cameras cut from the bundled clip")
-    parser.add_argument("--db", help="sightings database to use (remembered in the settings)")
+    parser.add_argument("--db", help="sightings database to use, a SQLite file or postgresql://user@host/database "
+                                     "(remembered in the settings)")
     parser.add_argument("--settings", help="settings file (default: the per-user config folder)")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv: debug)")
     return parser
@@ -51,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings_file = Path(args.settings) if args.settings else settings_path()
     settings, warning = load_settings(settings_file)
     if args.db:
-        settings.database = str(Path(args.db).resolve())
+        settings.database = args.db if is_postgres_url(args.db) else str(Path(args.db).resolve())
     extra = demo_sources() if args.demo else []
     extra += [SourceSpec(str(Path(f).resolve()), realtime=True) for f in args.files]
     window = MainWindow(settings, settings_file, extra, warning, session_links=DEMO_LINKS if args.demo else "")

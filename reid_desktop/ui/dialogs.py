@@ -19,7 +19,8 @@ from PySide6.QtWidgets import (
 
 from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
-from reid_desktop.core.paths import build_description
+from reid_desktop.core.database_url import DatabaseUrlError
+from reid_desktop.core.paths import build_description, default_database
 from reid_desktop.core.redaction import is_url, split_credentials
 from reid_desktop.ui.option_form import OptionEditor, file_row
 from reid_desktop.ui.settings import AppSettings
@@ -97,7 +98,9 @@ class SettingsDialog(QDialog):
             self.editors[key] = editor
             form.addRow(editor.setting.label, editor)
         self.database = QLineEdit(settings.database)
-        self.database.setPlaceholderText(str(settings.database_path))
+        self.database.setPlaceholderText(str(default_database()))
+        self.database.setToolTip("A SQLite file, or a shared PostgreSQL database: postgresql://user@host[:port]/"
+                                 "database (the password from PGPASSWORD, ~/.pgpass or the OS keyring, never here)")
         form.addRow("Database", file_row(self.database, "Sightings database", "SQLite (*.sqlite *.db)", save=True))
         self.error = QLabel()
         self.error.setStyleSheet("color: #c33;")
@@ -130,7 +133,8 @@ class SettingsDialog(QDialog):
         updated.database = self.database.text().strip()
         try:
             updated.pipeline_config()
-        except config_mod.ConfigError as exc:
+            updated.history  # noqa: B018 - refuses a password in a URL, an unknown scheme
+        except (config_mod.ConfigError, DatabaseUrlError) as exc:
             self.error.setText(str(exc))
             return
         self.result_settings = updated

@@ -27,6 +27,7 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.errors import ModelError
+from reid_desktop.core.history import History, open_store
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
@@ -95,7 +96,7 @@ class _Worker(QObject):
     crashed = Signal(str)  # an unexpected error: the supervisor restarts the worker
     finished = Signal()
 
-    def __init__(self, config: PipelineConfig, database: Path, specs: Sequence[SourceSpec],
+    def __init__(self, config: PipelineConfig, database: History, specs: Sequence[SourceSpec],
                  control: PipelineControl, results: Latest[FrameResult], pictures: Latest[Frame]) -> None:
         super().__init__()
         self._config = config
@@ -109,8 +110,8 @@ class _Worker(QObject):
     def run(self) -> None:
         store: SightingStore | None = None
         try:
-            store = SightingStore(self._database, self._config.storage.commit_interval_s,
-                                  embeddings_per_track=self._config.storage.embeddings_per_track)
+            store = open_store(self._database, self._config.storage.commit_interval_s,
+                               embeddings_per_track=self._config.storage.embeddings_per_track)
             embedder, warnings = default_embedder(self._config.reid)
             pipeline = Pipeline(self._config, store, embedder=embedder, embedder_warnings=warnings)
             for event in run(self._specs, self._config, store, self.control, stay_open=True, pipeline=pipeline,
@@ -145,7 +146,7 @@ class _Worker(QObject):
 @dataclass
 class _Start:
     config: PipelineConfig
-    database: Path
+    database: History
     sources: SourcesProvider
 
 
@@ -200,7 +201,7 @@ class Engine(QObject):
         self._stragglers.append((thread, worker))
         thread.finished.connect(self._forget_stragglers)
 
-    def start(self, config: PipelineConfig, database: Path, sources: SourcesProvider) -> None:
+    def start(self, config: PipelineConfig, database: History, sources: SourcesProvider) -> None:
         """Run the pipeline on ``sources()`` (read now and at every restart) with results in ``database``."""
         self.stop()
         self._restart_delay = RESTART_INITIAL_S
@@ -314,14 +315,14 @@ class EngineClient:
     blocks the GUI thread. A failure becomes one line through ``report``, never a dialog.
     """
 
-    def __init__(self, engine: Engine, dispatcher: Dispatcher, database: Callable[[], Path],
+    def __init__(self, engine: Engine, dispatcher: Dispatcher, database: Callable[[], History],
                  report: Callable[[str], Any]) -> None:
         self.engine, self.dispatcher = engine, dispatcher
         self._database = database
         self.report = report  # one line for the operator (the window's banner)
 
     @property
-    def database(self) -> Path:
+    def database(self) -> History:
         return self._database()
 
     def control(self, command: Callable[[PipelineControl], Future[Any]],
@@ -346,12 +347,12 @@ class EngineClient:
 
         ``on_result`` gets ``None`` when there is no database yet.
         """
-        path = self.database
+        history = self.database
 
         def job() -> Any:
-            if not path.exists():
+            if isinstance(history, Path) and not history.exists():
                 return None
-            with SightingStore(path, readonly=True) as store:
+            with open_store(history, readonly=True) as store:
                 return fn(store)
 
         self.dispatcher.in_background(job, on_result, on_error or (lambda m: self.report(f"Could not {what}: {m}")))

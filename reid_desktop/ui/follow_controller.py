@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
+from reid_desktop.core.history import History
 from reid_desktop.core.sources import SourceKind
 from reid_desktop.core.store import Alert
 from reid_desktop.core.types import TargetSighted
@@ -42,7 +42,7 @@ class FollowController(QObject):
         self._settings, self._save = settings, save
         self._operator_at = -OPERATOR_QUIET_S  # the wall was never touched
         self._tray: QSystemTrayIcon | None = None
-        self._loaded_from: Path | None = None
+        self._loaded_from: History | None = None
         current = settings()
         panel.follow_mode.setCurrentIndex(max(0, panel.follow_mode.findData(current.follow_mode)))
         panel.sound.setChecked(current.alert_sound)

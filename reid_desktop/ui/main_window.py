@@ -135,7 +135,7 @@ class MainWindow(QMainWindow):
         self._closing = False
 
         self._build_central()
-        self.client = EngineClient(self.engine, self.dispatcher, lambda: self.settings.database_path,
+        self.client = EngineClient(self.engine, self.dispatcher, lambda: self.settings.history,
                                    self.banner.show_message)
         self._build_docks()
         self._build_controllers()
@@ -385,7 +385,7 @@ class MainWindow(QMainWindow):
             self.banner.show_message(f"Camera topology: {exc}")
         self.model_label.setText("Loading models…")
         self.warning_label.clear()
-        self.engine.start(config, self.settings.database_path, self._engine_sources)
+        self.engine.start(config, self.settings.history, self._engine_sources)
 
     def _links_with_session(self, saved: str) -> str:
         """The saved camera links and those of this session's cameras (the demo's halves overlap)."""
@@ -718,7 +718,7 @@ class MainWindow(QMainWindow):
             self.start_engine()
 
     def apply_settings(self, updated: AppSettings) -> None:
-        restart = (updated.pipeline != self.settings.pipeline or updated.database_path != self.settings.database_path)
+        restart = (updated.pipeline != self.settings.pipeline or updated.history != self.settings.history)
         self.settings = updated
         self.save_settings()
         if restart:

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from reid_desktop.core import config as config_mod
-from reid_desktop.core.paths import data_dir, default_database, open_private
+from reid_desktop.core.history import History, history_of
+from reid_desktop.core.paths import data_dir, open_private
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +54,7 @@ class WatchedPerson:
 class AppSettings:
     sources: list[SavedSource] = field(default_factory=list)
     layout: str = "auto"
-    database: str = ""  # empty: the default file in the user data folder
+    database: str = ""  # a SQLite file or a postgresql:// URL (no password); empty: the default file
     pipeline: dict[str, Any] = field(default_factory=dict)  # dotted overrides of the core config
     search_top_k: int = 20
     watch_list: list[WatchedPerson] = field(default_factory=list)
@@ -64,8 +65,10 @@ class AppSettings:
     window_state: str = ""  # Qt's saveState(), base64: the docks' places and sizes
 
     @property
-    def database_path(self) -> Path:
-        return Path(self.database).expanduser() if self.database else default_database()
+    def history(self) -> History:
+        """Where sightings go: the SQLite file (by default the per-user one) or a shared PostgreSQL database.
+        Raises DatabaseUrlError for a value that names neither (the Settings dialog refuses those)."""
+        return history_of(self.database)
 
     def pipeline_config(self) -> config_mod.PipelineConfig:
         return config_mod.load(overrides=self.pipeline)
@@ -145,6 +148,7 @@ def _from_dict(data: object) -> AppSettings:
     if len(set(names)) != len(names):
         raise SettingsError("watch_list: two people have the same name")
     config_mod.load(overrides=settings.pipeline)  # raises ConfigError naming a bad key or value
+    history_of(settings.database)  # raises DatabaseUrlError (a password in a URL, an unknown scheme)
     return settings
 
 

@@ -66,7 +66,7 @@ def test_a_locked_database_shows_a_banner_and_the_video_goes_on(qtbot, make_wind
     window.add_files([str(demo_clip)])
     feed = next(iter(window.grid.feeds.values()))
     qtbot.waitUntil(lambda: feed.result is not None, timeout=WAIT_MS)
-    other = sqlite3.connect(window.settings.database_path, isolation_level=None)
+    other = sqlite3.connect(window.settings.history, isolation_level=None)
     other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
     try:
         qtbot.waitUntil(lambda: "Database locked by another program: sightings are not being saved"

@@ -64,7 +64,7 @@ def test_following_someone_raises_alerts_brings_the_camera_forward_and_a_click_g
     assert settings.follow_mode == "first" and settings.alert_sound
     window.close()
     qtbot.waitUntil(lambda: not window.engine.running, timeout=WAIT_MS)
-    with SightingStore(window.settings.database_path, readonly=True) as store:
+    with SightingStore(window.settings.history, readonly=True) as store:
         stored = store.alerts(identity)
     assert {a.source for a in stored} == {north_name, south_name}
 

@@ -140,7 +140,7 @@ def test_a_camera_password_leaves_no_trace(qtbot, make_window, app_settings, mem
     feed = window.grid.feeds[name]
     qtbot.waitUntil(lambda: feed.result is not None and any(p.identity_id for p in feed.result.persons),
                     timeout=WAIT_MS)
-    gui_database = window.settings.database_path
+    gui_database = window.settings.history
 
     def stored_identity() -> int | None:
         """One the feed shows that the database holds (a young track's identity may still change)."""

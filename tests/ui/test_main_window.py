@@ -106,7 +106,7 @@ def test_click_follow_rename_search_timeline_untarget_close(qtbot, make_window, 
     qtbot.mouseClick(window.targets_panel.untarget_button, Qt.MouseButton.LeftButton)
     qtbot.waitUntil(lambda: window.targets_panel.identity_ids() == [], timeout=WAIT_MS)
 
-    database = window.settings.database_path
+    database = window.settings.history
     window.close()
     assert not window.engine.running
     assert source_threads() == []
@@ -320,7 +320,7 @@ def test_merge_two_targets_split_a_wrong_sighting_off_and_export(qtbot, make_win
     rows = table.read_text().splitlines()
     assert rows[0].startswith("sighting_id,source,identity_id") and len(rows) > 2
     assert all(line.split(",")[2] == str(keep) for line in rows[1:])
-    database = window.settings.database_path
+    database = window.settings.history
     window.close()
     with SightingStore(database, readonly=True) as store:
         assert [s.track_row for s in store.track_segments(keep)] != [wrong.track_row]

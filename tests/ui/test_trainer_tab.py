@@ -73,7 +73,7 @@ def test_a_finished_run_is_listed_and_its_model_replaces_the_live_one(qtbot, mak
     assert "reid-" in window.model_label.text()
     assert window.settings.pipeline["reid.model"].endswith(".onnx")
     # the cameras kept running and now produce embeddings of the new model (2048-d instead of OSNet's 512)
-    database = window.settings.database_path
+    database = window.settings.history
 
     def new_embeddings() -> int:
         with SightingStore(database, readonly=True) as store:
