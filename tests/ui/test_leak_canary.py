@@ -143,12 +143,16 @@ def test_a_camera_password_leaves_no_trace(qtbot, make_window, app_settings, mem
     gui_database = window.settings.history
 
     def stored_identity() -> int | None:
-        """One the feed shows that the database holds (a young track's identity may still change)."""
+        """One the feed shows that a final track holds in the database: a tentative track's identity can still
+        move to another one and vanish (an export of it would then fail as unknown)."""
         shown = {p.identity_id for p in feed.result.persons if p.identity_id} if feed.result else set()
         if not gui_database.exists():
             return None
+        final = window.settings.pipeline_config().matcher.commit_crops
         with SightingStore(gui_database, readonly=True) as store:
-            return next((i for i in sorted(shown) if store.identity(i) is not None), None)
+            settled = {row[0] for row in store._db.execute(
+                "SELECT identity_id FROM embeddings GROUP BY track_row, identity_id HAVING COUNT(*) >= ?", (final,))}
+        return next((i for i in sorted(shown) if i in settled), None)
 
     qtbot.waitUntil(lambda: stored_identity() is not None, timeout=WAIT_MS)
     identity = stored_identity()
