@@ -38,7 +38,7 @@ from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
 from reid_desktop.core.models import default_reid_model_path, load_embedder
-from reid_desktop.core.node import NodeHealth, TargetListener, load_node_file
+from reid_desktop.core.node import ChangeListener, NodeHealth, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, demo_clip
 from reid_desktop.core.pg_schema import PgSchemaError
@@ -46,6 +46,7 @@ from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
 from reid_desktop.core.runner import PipelineControl, run
+from reid_desktop.core.shared_changes import SharedChange, SharedEmbeddings, TargetChanged
 from reid_desktop.core.sources import SourceKind, SourceSpec, frame_count
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import StorageHealth, StoreError
@@ -264,18 +265,19 @@ def cmd_node(args: argparse.Namespace) -> int:
     log.warning("node %s: %d cameras into %s", name, len(node.cameras), location)
     control = PipelineControl()
 
-    def follow(identity_id: int, is_target: bool) -> None:  # a target set on any station: taken on between frames
+    def apply(change: SharedChange | SharedEmbeddings) -> None:  # another process's change: between frames
         def taken_on(done: Future[None]) -> None:
-            if not done.cancelled() and done.exception() is None:
-                health.follows(identity_id, is_target)
+            if isinstance(change, TargetChanged) and not done.cancelled() and done.exception() is None:
+                health.follows(change.identity_id, change.is_target)
 
-        control.submit(lambda p: p.follow_target(identity_id, is_target)).add_done_callback(taken_on)
+        control.submit(lambda p: p.apply_change(change)).add_done_callback(taken_on)
 
-    listener = TargetListener(location, follow)
+    listener: ChangeListener | None = None
     status = EXIT_OK
     try:
         embedder, warnings = default_embedder(cfg.reid)
         pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
+        listener = ChangeListener(location, apply, lambda: pipeline.embedder.key, lambda: store.backend_pid)
         listener.start()
         for event in run(node.cameras, cfg, store, control=control, pipeline=pipeline):
             if isinstance(event, FrameResult):
@@ -290,7 +292,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     except Exception as exc:
         status = _internal_error(exc, f"node {name} stopped")
     finally:
-        listener.stop()
+        if listener is not None:
+            listener.stop()
         store.close()
         health.stop("stopped" if status == EXIT_OK else "failed")
     return status

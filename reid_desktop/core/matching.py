@@ -21,6 +21,12 @@ processes never hand out the same one).
 
 A decision is not final: the caller asks again while a track is tentative (see the pipeline), and
 a request that ``holds`` an identity created for it keeps that one when nothing else matches.
+
+On a shared database other processes' identities come into the working set as they see them
+(:meth:`IdentityMatcher.learn`). Two nodes that see one new person at the same moment each make an identity
+and each then finds the other's: of two such new identities the one created first (then the lower id) is
+kept, and only a track holding the later one moves, so both nodes settle on the same identity instead of
+trading places.
 """
 
 from __future__ import annotations
@@ -108,6 +114,8 @@ class _Member:
     slot: int
     is_target: bool = False
     seen_at: dict[str, float] = field(default_factory=dict)  # camera -> last time a sure track showed it
+    created: float | None = None  # when it was made (by this matcher or, for a remote one, another process)
+    remote: bool = False  # made by another process on the shared history
 
 
 class _Bank:
@@ -252,12 +260,34 @@ class IdentityMatcher:
 
     # -- gallery maintenance ---------------------------------------------------------------------
 
-    def create(self) -> int | None:
-        """A new, empty identity; None when no id can be had (the database is failing)."""
+    def create(self, created: float | None = None) -> int | None:
+        """A new, empty identity made at ``created`` (the frame's time); None when no id can be had (the
+        database is failing)."""
         identity_id = self._allocate_id()
         if identity_id is not None:
-            self._enter(identity_id)
+            self._enter(identity_id).created = created
         return identity_id
+
+    def learn(self, identity_id: int, embeddings: np.ndarray, qualities: np.ndarray, created: float | None,
+              seen: Mapping[str, float]) -> None:
+        """Another process on the shared history saw this identity: its new embeddings join the gallery (the
+        identity enters the working set as just seen), with the cameras and times it was seen at and, for one
+        not known here yet, when it was made there."""
+        known = identity_id in self._members
+        self.add(identity_id, embeddings, qualities)
+        member = self._members[identity_id]
+        if not known:
+            member.created, member.remote = created, True
+        for camera, at in seen.items():
+            member.seen_at[camera] = max(at, member.seen_at.get(camera, at))
+
+    def _yields_to(self, held: int, candidate: int) -> bool:
+        """May a track holding its new identity ``held`` move to ``candidate``? Not to a remote identity made
+        after it: that one's track moves here instead (see the module's docstring)."""
+        mine, other = self._members.get(held), self._members[candidate]
+        if mine is None or not other.remote or mine.created is None or other.created is None:
+            return True
+        return (other.created, candidate) < (mine.created, held)
 
     def restore(self, identity_id: int, embeddings: np.ndarray, is_target: bool = False, pinned: bool = False) -> None:
         """Bring back an identity from storage (its best embeddings) into the working set."""
@@ -419,6 +449,11 @@ class IdentityMatcher:
         sims = self.similarities(embeddings, identity_ids)
         if camera is not None and identity_ids:
             sims[:, self._impossible(identity_ids, camera, timestamp)] = _FORBIDDEN
+        remote = [col for col, i in enumerate(identity_ids) if self._members[i].remote]
+        for row, request in enumerate(requests):
+            held = request.holds
+            if held is not None and remote:
+                sims[row, [c for c in remote if not self._yields_to(held, identity_ids[c])]] = _FORBIDDEN
         unmatched = sims.max(axis=1, initial=_FORBIDDEN) < self.threshold
         waiting: set[Hashable] = set()
         if self.directory is not None and len(self.directory) and unmatched.any():
@@ -448,7 +483,7 @@ class IdentityMatcher:
                 decision = MatchDecision(request.key, request.holds, 1.0, is_new=False)
                 self._enter(request.holds)
             elif decision is None:
-                new_id = self.create()
+                new_id = self.create(timestamp)
                 if new_id is None:
                     continue
                 decision = MatchDecision(request.key, new_id, 1.0, is_new=True)

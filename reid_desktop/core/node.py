@@ -20,10 +20,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.pg_schema import TARGETS_CHANNEL, PgSchemaError, connect, open_database
+from reid_desktop.core.pg_schema import CHANGES_CHANNEL, PgSchemaError, connect, open_database
 from reid_desktop.core.redaction import redact
+from reid_desktop.core.shared_changes import (
+    EmbeddingsAdded,
+    SharedChange,
+    SharedEmbeddings,
+    TargetChanged,
+    parse_change,
+)
 from reid_desktop.core.sources import SourceSpec
 
 log = logging.getLogger(__name__)
@@ -184,17 +193,23 @@ class NodeHealth:
                     "state = excluded.state, frames_per_s = excluded.frames_per_s, updated = excluded.updated", row)
 
 
-class TargetListener:
-    """Hears targets set on any station (NOTIFY on the shared database) and hands each to ``follow`` at once.
+class ChangeListener:
+    """Hears what other processes change on the shared database (NOTIFY on
+    :data:`~reid_desktop.core.pg_schema.CHANGES_CHANNEL`) and hands each change to ``apply`` at once.
 
-    Its own thread and connection; on every (re)connection it first hands over every current target, so a
-    target set while the server or the network was away is followed as soon as it is back.
+    Its own thread and connection. Announced embeddings are read here, so the pipeline only has to add them;
+    the changes ``own_backend`` (the server process of this node's store) announced are left out: they are in
+    effect already. On every (re)connection it first hands over every current target, so a target set while
+    the server or the network was away is followed as soon as it is back; embeddings announced meanwhile reach
+    the vector index at its next attach, and their identities the working set when they are seen again.
     """
 
-    def __init__(self, location: PostgresLocation, follow: Callable[[int, bool], None]) -> None:
-        self.location, self.follow = location, follow
+    def __init__(self, location: PostgresLocation, apply: Callable[[SharedChange | SharedEmbeddings], None],
+                 model_key: Callable[[], str], own_backend: Callable[[], int]) -> None:
+        self.location, self.apply = location, apply
+        self.model_key, self.own_backend = model_key, own_backend
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._listen, name="target-listener", daemon=True)
+        self._thread = threading.Thread(target=self._listen, name="change-listener", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
@@ -210,18 +225,49 @@ class TargetListener:
         while not self._stop.is_set():
             try:
                 with connect(self.location) as conn:
-                    conn.execute(f"LISTEN {TARGETS_CHANNEL}")
+                    conn.execute(f"LISTEN {CHANGES_CHANNEL}")
                     for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
-                        self.follow(int(identity_id), True)
+                        self.apply(TargetChanged(int(identity_id), True))
                     delay = 0.5
                     while not self._stop.is_set():
-                        for note in conn.notifies(timeout=0.5):
-                            identity, _, on = note.payload.partition(":")
-                            self.follow(int(identity), on == "1")
-            except (psycopg.Error, PgSchemaError, ValueError) as exc:
-                log.warning("target notifications interrupted (%s); listening again in %.0f s", exc, delay)
+                        for note in list(conn.notifies(timeout=0.2)):  # taken first: no query while it waits
+                            if note.pid != self.own_backend():
+                                self._hand_over(conn, note.payload)
+            except (psycopg.Error, PgSchemaError) as exc:
+                log.warning("change notifications interrupted (%s); listening again in %.0f s", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)
+
+    def _hand_over(self, conn: Any, payload: str) -> None:
+        try:
+            change = parse_change(payload)
+        except ValueError as exc:  # another version's, or someone else's NOTIFY on our channel
+            log.warning("%s", exc)
+            return
+        if isinstance(change, EmbeddingsAdded):
+            shared = read_embeddings(conn, change, self.model_key())
+            if shared is not None:
+                self.apply(shared)
+        else:
+            self.apply(change)
+
+
+def read_embeddings(conn: Any, added: EmbeddingsAdded, model_key: str) -> SharedEmbeddings | None:
+    """The rows an :class:`EmbeddingsAdded` announced (of ``model_key``, still stored, with an identity), with
+    the camera and time of each and each identity's creation; None when none is left."""
+    rows = conn.execute(
+        "SELECT e.id, e.identity_id, e.quality, e.vector, src.name, s.timestamp, i.created FROM embeddings e "
+        "JOIN tracks t ON t.id = e.track_row JOIN sightings s ON s.id = e.sighting_id "
+        "JOIN sources src ON src.id = s.source_id JOIN identities i ON i.id = e.identity_id "
+        "WHERE e.id BETWEEN %s AND %s AND t.run_id = ANY(%s) AND e.model_key = %s ORDER BY e.id",
+        (added.first_id, added.last_id, list(added.run_ids), model_key)).fetchall()
+    if not rows:
+        return None
+    return SharedEmbeddings(
+        added.run_ids, model_key, np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
+        np.array([r[2] for r in rows], np.float32), np.stack([np.frombuffer(r[3], np.float32) for r in rows]),
+        tuple(str(r[4]) for r in rows), np.array([r[5] for r in rows], np.float64),
+        {int(r[1]): float(r[6]) for r in rows})
 
 
 @dataclass(frozen=True)

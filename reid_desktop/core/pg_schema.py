@@ -18,7 +18,8 @@ from reid_desktop.core.database_url import PostgresLocation
 
 APPLICATION = "reid-desktop"
 MIGRATION_LOCK = 0x52454944  # "REID": the advisory lock that serialises migrations across nodes
-TARGETS_CHANNEL = "reid_targets"  # NOTIFY payload "<identity id>:<1 followed | 0 no longer>"
+CHANGES_CHANNEL = "reid_changes"  # NOTIFY payloads: core/shared_changes.py
+EDIT_LOCK = 0x52454945  # identity edits hold it alone, sighting writes together: a merge never races a write
 
 _V1 = """
 CREATE TABLE reid_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,8 +87,20 @@ _V2 = """
 ALTER TABLE nodes ADD COLUMN following TEXT NOT NULL DEFAULT '';
 """
 
+# Schema 3: identities merged away (by an operator, or a tentative one given up for another) and the one that
+# holds them now, so a node that still has a merged id in memory writes its sightings to the kept one instead of
+# bringing the merged one back. ``seq`` orders the changes, for writers that read only the new ones.
+_V3 = """
+CREATE SEQUENCE identity_merge_seq;
+CREATE TABLE identity_merges (
+    dropped BIGINT PRIMARY KEY, kept BIGINT NOT NULL, at DOUBLE PRECISION NOT NULL,
+    seq BIGINT NOT NULL DEFAULT nextval('identity_merge_seq'));
+CREATE INDEX identity_merges_seq ON identity_merges (seq);
+CREATE INDEX identity_merges_kept ON identity_merges (kept);
+"""
+
 # MIGRATIONS[n] takes the database from schema n to n + 1 (schema 0: no tables of ours).
-MIGRATIONS: tuple[str, ...] = (_V1, _V2)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -8,32 +8,42 @@ The connection is re-opened when the server went away (restart, network): a writ
 sightings waiting in the store's bounded buffer and is retried with back-off, exactly as a full disk is for
 SQLite, so a server restart costs no committed or waiting sighting.
 
-A target set anywhere is announced (NOTIFY on :data:`~reid_desktop.core.pg_schema.TARGETS_CHANNEL`) when its
-transaction commits; nodes listen (core/node.py) and follow it at once.
+Every change the other processes must take on (a target, a name, a merge or split, new embeddings: see
+core/shared_changes.py) is announced by NOTIFY on :data:`~reid_desktop.core.pg_schema.CHANGES_CHANNEL` in the
+transaction that makes it, so it is heard exactly when it commits; nodes listen (core/node.py). The vector index
+is node-local: rebuilt or caught up from the database when attached, kept in step with this store's own writes
+and with the embeddings other nodes announce.
 
-Not yet: the vector index is node-local (rebuilt or caught up from the database when attached, kept in step
-with this store's own writes); other nodes' embeddings reach it at the next attach.
+An identity merged away is remembered (``identity_merges``) and a sighting that still names it is written to
+the identity that holds it now: a node that has not yet heard of a merge cannot bring the merged identity
+back. Identity edits take :data:`~reid_desktop.core.pg_schema.EDIT_LOCK` alone and sighting writes take it
+shared, so a write either commits before an edit starts or sees the merge it made.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from reid_desktop.core.database_url import PostgresLocation
 from reid_desktop.core.paths import data_dir
 from reid_desktop.core.pg_schema import (
+    CHANGES_CHANNEL,
+    EDIT_LOCK,
     SCHEMA_VERSION,
-    TARGETS_CHANNEL,
     PgSchemaError,
     connect,
     open_database,
     schema_version,
 )
+from reid_desktop.core.shared_changes import Merged, SharedChange, format_change
 from reid_desktop.core.storage import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, SightingStore
-from reid_desktop.core.store import StorageUnavailable, StoreError
+from reid_desktop.core.store import SightingRecord, StorageUnavailable, StoreError
 
 
 def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -51,6 +61,7 @@ class _Connection:
     def __init__(self, location: PostgresLocation, readonly: bool) -> None:
         self.location, self.readonly = location, readonly
         self._conn: Any = None
+        self.backend_pid = 0  # the server process serving this connection: its notifications carry it
         self.open()
 
     def open(self) -> None:
@@ -65,6 +76,7 @@ class _Connection:
         else:
             conn = open_database(self.location)
         self._conn = conn
+        self.backend_pid = int(conn.info.backend_pid)
 
     def reopen_if_lost(self) -> None:
         if self._conn is None or self._conn.closed or self._conn.broken:
@@ -97,6 +109,9 @@ class PgSightingStore(SightingStore):
         """``node``: the processing node whose runs these are (a station's own runs have none)."""
         self.postgres = location
         self.node = node
+        self._exclusive = False  # inside an identity edit: its transactions hold EDIT_LOCK alone
+        self._redirects: dict[int, int] = {}  # identity merged away -> the one holding it now
+        self._redirects_seq = 0
         self._ERRORS, self._REFUSED_DATA = _driver_errors()
         super().__init__(Path(location.database), commit_interval_s, readonly, max_pending_records,
                          max_pending_bytes, embeddings_per_track)
@@ -122,17 +137,57 @@ class PgSightingStore(SightingStore):
             self._db.execute("UPDATE runs SET node = ? WHERE id = ?", (self.node, run_id))
         return run_id
 
-    def _announce_target(self, identity_id: int, is_target: bool) -> None:
-        """Every node listening on :data:`TARGETS_CHANNEL` hears it when this transaction commits."""
-        self._db.execute("SELECT pg_notify(?, ?)", (TARGETS_CHANNEL, f"{identity_id}:{int(is_target)}"))
+    def _announce(self, change: SharedChange) -> None:
+        """Every process listening on :data:`CHANGES_CHANNEL` hears it when this transaction commits; a merge is
+        also remembered, with the merges into the dropped identity passed on to the kept one."""
+        if isinstance(change, Merged):
+            self._db.execute("UPDATE identity_merges SET kept = ?, seq = nextval('identity_merge_seq') "
+                             "WHERE kept = ?", (change.keep, change.drop))
+            self._db.execute("INSERT INTO identity_merges (dropped, kept, at) VALUES (?, ?, ?) ON CONFLICT (dropped) "
+                             "DO UPDATE SET kept = excluded.kept, at = excluded.at, "
+                             "seq = nextval('identity_merge_seq')", (change.drop, change.keep, time.time()))
+        self._db.execute("SELECT pg_notify(?, ?)", (CHANGES_CHANNEL, format_change(change)))
 
     def _begin(self) -> None:
+        """Also takes the edit lock (alone for an edit, shared for writes) and reads the merges made since the
+        last transaction: under the lock, none can be made until this one commits."""
         self._link.reopen_if_lost()
         super()._begin()
+        self._db.execute(f"SELECT pg_advisory_xact_lock{'' if self._exclusive else '_shared'}(?)", (EDIT_LOCK,))
+        for dropped, kept, seq in self._db.execute("SELECT dropped, kept, seq FROM identity_merges WHERE seq > ? "
+                                                   "ORDER BY seq", (self._redirects_seq,)).fetchall():
+            self._redirects[int(dropped)] = int(kept)
+            self._redirects_seq = int(seq)
+
+    @contextlib.contextmanager
+    def _edit(self) -> Iterator[None]:
+        self._exclusive = True
+        try:
+            with super()._edit():
+                yield
+        finally:
+            self._exclusive = False
+
+    def _write(self, r: SightingRecord) -> None:
+        kept = self._redirects.get(r.identity_id) if r.identity_id is not None else None
+        super()._write(r if kept is None else replace(r, identity_id=kept))
+
+    def purge_older_than(self, cutoff: float) -> int:
+        """Merges are remembered as long as sightings are (a node does not hold a merged id for that long)."""
+        deleted = super().purge_older_than(cutoff)
+        with self._transaction():
+            self._db.execute("DELETE FROM identity_merges WHERE at < ?", (cutoff,))
+            self._redirects = {int(d): int(k) for d, k in self._db.execute("SELECT dropped, kept FROM identity_merges")}
+        return deleted
 
     @property
     def location(self) -> str:
         return str(self.postgres)
+
+    @property
+    def backend_pid(self) -> int:
+        """The server process this store writes through (a listener leaves out the changes it announced)."""
+        return self._link.backend_pid
 
     def _reserve_ids(self) -> None:
         """A block of ids from the database's sequence: every node draws from the same numbering. Ids that rows

@@ -31,6 +31,15 @@ from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityM
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.motion import MotionGate, MotionSettings, Region, merge_region, region_size
 from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
+from reid_desktop.core.shared_changes import (
+    Labelled,
+    Merged,
+    Regrouped,
+    SharedChange,
+    SharedEmbeddings,
+    Split,
+    TargetChanged,
+)
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.store import (
     HistoryReader,
@@ -244,38 +253,86 @@ class Pipeline:
 
     def merge_identities(self, keep: int, drop: int) -> None:
         """Two identities are one person: everything of ``drop``, stored and live, becomes ``keep``."""
-        self.matcher.merge(keep, drop)
         if self.store is not None:
             self.store.merge_identities(keep, drop)
+        self._merged(keep, drop)
+
+    def _merged(self, keep: int, drop: int) -> None:
+        """The stored identities are merged: the working set and the live tracks follow."""
+        self.matcher.merge(keep, drop)
+        if self.store is not None:
             # the store now holds both galleries under ``keep``, also when neither was in the working set
-            gallery = self.store.identity_gallery(keep, self.embedder.key, self.config.matcher.identity_gallery_size)
+            gallery = self._stored_gallery(keep)
             if len(gallery):
                 self.matcher.replace_gallery(keep, gallery)
         for state in self._tracks.values():
             if state.identity_id == drop:
                 state.identity_id, state.owns_identity = keep, False
 
+    def _stored_gallery(self, identity_id: int) -> np.ndarray:
+        assert self.store is not None
+        return self.store.identity_gallery(identity_id, self.embedder.key, self.config.matcher.identity_gallery_size)
+
     def split_track(self, track_row: int) -> int:
         """"Not this person": the stored track ``track_row`` (and its live continuation) gets a new identity."""
         if self.store is None:
             raise ValueError("splitting needs the sightings database")
         old = self.store.track_identity(track_row)
-        where = self.store.track_key(track_row)
         new_id = self.matcher.create()
         if new_id is None:
             raise StorageUnavailable(f"{self.store.health.message or 'the database is failing'}: not split")
         new = self.store.split_track(track_row, new_id)
+        self._split(track_row, old, new)
+        return new
+
+    def _split(self, track_row: int, old: int | None, new: int) -> None:
+        """A stored track was split off ``old`` into ``new``: its live continuation (if this pipeline runs it)
+        and both galleries follow."""
+        assert self.store is not None
+        where = self.store.track_key(track_row)
         if where is not None:
             run_id, source, segment, track_id = where
             live = self._tracks.get((source, track_id))
             if live is not None and run_id == self.run_id and segment == self._segments.get(source, 0):
                 live.identity_id, live.match_score, live.owns_identity, live.committed = new, 1.0, False, True
-        for identity_id in (old, new):
+        self._regallery(old, new)
+
+    def _regallery(self, *identity_ids: int | None) -> None:
+        """Rebuild these identities' galleries from the store (an identity left without embeddings goes)."""
+        for identity_id in identity_ids:
             if identity_id is not None:
-                gallery = self.store.identity_gallery(identity_id, self.embedder.key,
-                                                      self.config.matcher.identity_gallery_size)
-                self.matcher.replace_gallery(identity_id, gallery)
-        return new
+                self.matcher.replace_gallery(identity_id, self._stored_gallery(identity_id))
+
+    def apply_change(self, change: SharedChange | SharedEmbeddings) -> None:
+        """What another process did to the shared history (heard by the node's listener, which leaves out this
+        process's own changes: they are in effect already), taken on between frames."""
+        match change:
+            case TargetChanged(identity_id, is_target):
+                self.follow_target(identity_id, is_target)
+            case Labelled(identity_id):
+                self.matcher.pin(identity_id)
+            case Merged(keep, drop):
+                self._merged(keep, drop)
+            case Split(track_row, old, new) if self.store is not None:
+                self._split(track_row, old, new)
+            case Regrouped(old, new) if self.store is not None:
+                self._regallery(*(i for i in (old, new) if i in self.matcher))
+            case SharedEmbeddings() if change.model_key == self.embedder.key:
+                self._learn(change)
+
+    def _learn(self, shared: SharedEmbeddings) -> None:
+        """Another node's new embeddings: into the vector index, and their identities into the working set with
+        where and when they were seen, so a person walking from its cameras into ours keeps their identity."""
+        if self.store is not None:
+            self.store.index_embeddings(shared.model_key, shared.embedding_ids, shared.vectors)
+        for identity_id in np.unique(shared.identity_ids):
+            rows = np.flatnonzero(shared.identity_ids == identity_id)
+            seen: dict[str, float] = {}
+            for row in rows:
+                camera = shared.cameras[row]
+                seen[camera] = max(float(shared.timestamps[row]), seen.get(camera, -np.inf))
+            self.matcher.learn(int(identity_id), shared.vectors[rows], shared.qualities[rows],
+                               shared.created.get(int(identity_id)), seen)
 
     def set_embedder(self, embedder: Embedder, warnings: Sequence[str] = ()) -> PipelineInfo:
         """Hot-swap the re-id model (e.g. one just trained) without stopping the cameras.

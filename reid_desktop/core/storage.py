@@ -45,6 +45,15 @@ import numpy as np
 from reid_desktop.core.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.paths import make_private, open_private
+from reid_desktop.core.shared_changes import (
+    EmbeddingsAdded,
+    Labelled,
+    Merged,
+    Regrouped,
+    SharedChange,
+    Split,
+    TargetChanged,
+)
 from reid_desktop.core.store import (
     Alert,
     ConfirmedTrack,
@@ -388,6 +397,7 @@ class SightingStore:
                 with self._transaction():
                     for record in records:
                         self._write(record)
+                    self._announce_embeddings(records)
             except self._REFUSED_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
                 self._index_adds, self._index_removes = [], []
                 self._write_each(records)
@@ -423,7 +433,14 @@ class SightingStore:
                         log.error("%s: refused a sighting of %s frame %d (%s: %s)", self.location,
                                   record.track.source, record.frame_index, type(exc).__name__, exc)
                 self._db.execute("RELEASE record")
+            self._announce_embeddings(records)
         self._pending.dropped += refused
+
+    def _announce_embeddings(self, records: Sequence[SightingRecord]) -> None:
+        """The embeddings of the index's model this transaction wrote, for the other processes on the history."""
+        if self._index_adds:
+            ids = [embedding_id for embedding_id, _ in self._index_adds]
+            self._announce(EmbeddingsAdded(min(ids), max(ids), tuple(sorted({r.run_id for r in records}))))
 
     def _failed(self, exc: StorageUnavailable) -> None:
         if str(exc) != self._failure:
@@ -495,14 +512,17 @@ class SightingStore:
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         with self._edit():
             self._db.execute("UPDATE identities SET is_target = ? WHERE id = ?", (int(is_target), identity_id))
-            self._announce_target(identity_id, is_target)
+            self._announce(TargetChanged(identity_id, is_target))
 
-    def _announce_target(self, identity_id: int, is_target: bool) -> None:
-        """Tell the other processes on this history (inside the edit's transaction): one process per SQLite file."""
+    def _announce(self, change: SharedChange) -> None:
+        """Tell the other processes on this history (inside the transaction making the change): a SQLite file
+        has one writing process, so nobody here; a shared database's store overrides this."""
 
     def set_label(self, identity_id: int, label: str) -> None:
         with self._edit():
             self._db.execute("UPDATE identities SET label = ? WHERE id = ?", (label, identity_id))
+            if label:
+                self._announce(Labelled(identity_id))
 
     def close(self) -> None:
         """Write what waits, give back unused ids, save the vector index, release the writer lock. Never raises."""
@@ -593,6 +613,15 @@ class SightingStore:
             "score) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (time.time(), actor, action, track_row, before, after, score)).fetchone()
         self._db.execute("DELETE FROM identity_corrections WHERE id <= ?", (row[0] - AUDIT_ROWS,))
+        if before is None or after is None:
+            return
+        if action == "split" and track_row is not None:
+            self._announce(Split(track_row, before, after))
+        elif action == "merge" or self._db.execute("SELECT 1 FROM identities WHERE id = ?", (before,)).fetchone() \
+                is None:  # a reassignment that left ``before`` without sightings: it is ``after`` now
+            self._announce(Merged(after, before))
+        else:
+            self._announce(Regrouped(before, after))
 
     def corrections(self, limit: int = 100) -> list[Correction]:
         """The newest changes of identity, automatic and by the operator, newest first."""
@@ -803,6 +832,11 @@ class SightingStore:
                 self.index.add(ids, np.stack(vectors))
             self.index.remove(removed)
         self._index_adds, self._index_removes = [], []
+
+    def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Embeddings another process committed to this history join this process's vector index."""
+        if self.index is not None and self.index_model == model_key and len(ids):
+            self.index.add(ids, vectors)
 
     def _save_index(self) -> None:
         """Save the index when everything it holds is committed (otherwise the next open catches up)."""

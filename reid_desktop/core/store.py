@@ -332,6 +332,10 @@ class HistoryStore(HistoryReader, Protocol):
         """The vector index of ``model_key``'s embeddings, loaded, caught up or rebuilt as needed."""
         ...
 
+    def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray) -> None:
+        """Embeddings another process committed to this history join this process's vector index."""
+        ...
+
     def identity_galleries(self, model_key: str, per_identity: int,
                            recent: int) -> Iterator[tuple[int, bool, bool, np.ndarray]]:
         """(identity, is target, is named, best embeddings) of the ``recent`` most recently seen identities,

@@ -1,0 +1,131 @@
+"""What processes on one shared PostgreSQL database tell each other, on a real server: a merge made on a
+station cannot be undone by a node that has not heard of it yet, and a node hears every other process's
+targets, merges and new embeddings (with where and when they were seen) but not its own."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from reid_desktop.core.database_url import parse_postgres_url
+from reid_desktop.core.node import ChangeListener
+from reid_desktop.core.pg_store import PgSightingStore
+from reid_desktop.core.shared_changes import Merged, SharedEmbeddings, TargetChanged
+from reid_desktop.core.store import SightingRecord, TrackKey
+from tests.pg_server import PASSWORD
+
+
+@pytest.fixture(autouse=True)
+def _password(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+
+
+def begin(store: PgSightingStore) -> int:
+    return store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu", model_key="m",
+                           warnings=[], config={})
+
+
+def sight(store: PgSightingStore, run: int, camera: str, track: int, frame: int, identity: int) -> None:
+    vector = np.random.default_rng(frame).normal(size=8).astype(np.float32)
+    store.record(SightingRecord(
+        run_id=run, track=TrackKey(camera, f"rtsp://cameras/{camera}", "rtsp", 0, track), identity_id=identity,
+        frame_index=frame, timestamp=2_000_000.0 + frame, media_time=None, box=(10.0, 20.0, 50.0, 120.0),
+        confidence=0.9, match_score=None, embedding=vector / np.linalg.norm(vector), model_key="m", quality=0.5))
+
+
+def identity_rows(store: PgSightingStore) -> dict[int, int]:
+    return {int(i): int(n) for i, n in store._db.execute(
+        "SELECT identity_id, COUNT(*) FROM sightings GROUP BY identity_id").fetchall()}
+
+
+def test_a_node_that_has_not_heard_of_a_merge_cannot_bring_the_merged_identity_back(pg_url: str) -> None:
+    location = parse_postgres_url(pg_url)
+    node, station = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location)
+    try:
+        run = begin(node)
+        keep, drop, later = (node.allocate_identity_id() for _ in range(3))
+        assert keep is not None and drop is not None and later is not None
+        for frame in range(10):
+            sight(node, run, "gate", 1, frame, keep)
+            sight(node, run, "hall", 2, frame, drop)
+        assert node.flush()
+        station.merge_identities(keep, drop)
+        for frame in range(10, 20):  # the node still believes in ``drop``: these wait in its buffer
+            sight(node, run, "hall", 2, frame, drop)
+        assert node.flush(force=True)
+        assert identity_rows(node) == {keep: 30}
+        assert node.identity(drop) is None
+        sight(node, run, "door", 3, 20, later)
+        assert node.flush(force=True)
+        station.merge_identities(later, keep)  # merged again: what named ``drop`` follows to ``later``
+        sight(node, run, "hall", 2, 21, drop)
+        sight(node, run, "gate", 1, 21, keep)
+        assert node.flush(force=True)
+        assert identity_rows(node) == {later: 33}
+        assert [i.identity_id for i in node.identities()] == [later]
+    finally:
+        node.close()
+        station.close()
+
+
+def wait_for(received: list, test, timeout: float = 10.0) -> list:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = [c for c in list(received) if test(c)]
+        if found:
+            return found
+        time.sleep(0.05)
+    return []
+
+
+def test_a_node_hears_other_processes_changes_but_not_its_own(pg_url: str) -> None:
+    location = parse_postgres_url(pg_url)
+    node, other = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
+    heard_by_node: list = []
+    heard_by_other: list = []
+    listeners = [ChangeListener(location, heard_by_node.append, lambda: "m", lambda: node.backend_pid),
+                 ChangeListener(location, heard_by_other.append, lambda: "m", lambda: other.backend_pid)]
+    try:
+        for store in (node, other):
+            store.attach_index("m", 8)
+        node_run, other_run = begin(node), begin(other)
+        mine, theirs, target = (other.allocate_identity_id() for _ in range(3))
+        assert mine is not None and theirs is not None and target is not None
+        for frame in range(3):
+            sight(other, other_run, "right", 7, frame, theirs)
+            sight(other, other_run, "right", 8, frame, mine)
+            sight(other, other_run, "right", 9, frame, target)
+        assert other.flush()
+        for listener in listeners:
+            listener.start()
+        time.sleep(1.0)  # both listening
+        other.set_target(target)
+        for frame in range(3, 6):
+            sight(other, other_run, "right", 7, frame, theirs)
+        sight(node, node_run, "left", 1, 0, mine)
+        assert other.flush() and node.flush()
+        other.merge_identities(mine, theirs)
+
+        embeddings = wait_for(heard_by_node, lambda c: isinstance(c, SharedEmbeddings))
+        assert len(embeddings) == 1, "the node hears the other's embeddings"
+        shared = embeddings[0]
+        assert shared.run_ids == (other_run,) and list(shared.identity_ids) == [theirs] * 3
+        assert shared.cameras == ("right",) * 3 and list(shared.timestamps) == [2_000_003.0, 2_000_004.0, 2_000_005.0]
+        assert shared.vectors.shape == (3, 8) and shared.created[theirs] == 2_000_000.0
+        assert wait_for(heard_by_node, lambda c: c == Merged(mine, theirs))
+        assert wait_for(heard_by_node, lambda c: c == TargetChanged(target, True))
+        # the other process hears the node's embeddings, and nothing of its own
+        from_node = wait_for(heard_by_other, lambda c: isinstance(c, SharedEmbeddings))
+        assert [s.run_ids for s in from_node] == [(node_run,)]
+        assert not [c for c in heard_by_other if isinstance(c, Merged)]
+        assert not [c for c in heard_by_node if isinstance(c, SharedEmbeddings) and node_run in c.run_ids]
+        # both indexes: each has what it wrote; the node adds what it heard
+        node.index_embeddings("m", shared.embedding_ids, shared.vectors)
+        assert len(node.index) == 1 + 3
+    finally:
+        for listener in listeners:
+            listener.stop()
+        node.close()
+        other.close()
