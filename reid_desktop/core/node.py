@@ -34,6 +34,7 @@ from reid_desktop.core.shared_changes import (
     parse_change,
 )
 from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.store import CameraHealth
 
 log = logging.getLogger(__name__)
 
@@ -268,16 +269,6 @@ def read_embeddings(conn: Any, added: EmbeddingsAdded, model_key: str) -> Shared
         np.array([r[2] for r in rows], np.float32), np.stack([np.frombuffer(r[3], np.float32) for r in rows]),
         tuple(str(r[4]) for r in rows), np.array([r[5] for r in rows], np.float64),
         {int(r[1]): float(r[6]) for r in rows})
-
-
-@dataclass(frozen=True)
-class CameraHealth:
-    node: str
-    name: str
-    uri: str
-    state: str  # the camera's own state, or "down" when its node is
-    frames_per_s: float
-    node_up: bool
 
 
 def camera_health(conn: Any, now: float | None = None) -> list[CameraHealth]:

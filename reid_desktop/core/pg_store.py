@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from reid_desktop.core.database_url import PostgresLocation
+from reid_desktop.core.node import camera_health
 from reid_desktop.core.paths import data_dir
 from reid_desktop.core.pg_schema import (
     CHANGES_CHANNEL,
@@ -43,7 +44,7 @@ from reid_desktop.core.pg_schema import (
 )
 from reid_desktop.core.shared_changes import Merged, SharedChange, format_change
 from reid_desktop.core.storage import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, SightingStore
-from reid_desktop.core.store import SightingRecord, StorageUnavailable, StoreError
+from reid_desktop.core.store import CameraHealth, SightingRecord, StorageUnavailable, StoreError
 
 
 def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -209,6 +210,9 @@ class PgSightingStore(SightingStore):
                                "JOIN pg_namespace n ON n.oid = c.relnamespace "
                                "WHERE n.nspname = current_schema() AND c.relkind = 'r'").fetchone()
         return int(row[0])
+
+    def node_cameras(self) -> list[CameraHealth]:
+        return camera_health(self._db)
 
     def vector_search(self) -> str:
         has_pgvector = self._db.execute(

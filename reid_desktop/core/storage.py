@@ -56,6 +56,7 @@ from reid_desktop.core.shared_changes import (
 )
 from reid_desktop.core.store import (
     Alert,
+    CameraHealth,
     ConfirmedTrack,
     Correction,
     IdentitySummary,
@@ -970,6 +971,10 @@ class SightingStore:
     def sighting_track_row(self, sighting_id: int) -> int | None:
         row = self._db.execute("SELECT track_row FROM sightings WHERE id = ?", (sighting_id,)).fetchone()
         return int(row[0]) if row else None
+
+    def node_cameras(self) -> list[CameraHealth]:
+        """A SQLite file is one machine's history: no processing nodes."""
+        return []
 
     def runs(self) -> list[dict[str, Any]]:
         cols = ["id", "started", "finished", "status", "detector", "embedder", "embedder_is_fallback",

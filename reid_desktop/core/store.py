@@ -63,6 +63,18 @@ class ConfirmedTrack:
 
 
 @dataclass(frozen=True)
+class CameraHealth:
+    """A camera of a processing node on a shared database, as a station shows it."""
+
+    node: str
+    name: str
+    uri: str  # without credentials
+    state: str  # the camera's own state, or "down" when its node is
+    frames_per_s: float
+    node_up: bool
+
+
+@dataclass(frozen=True)
 class Correction:
     """One change of a track's identity: ``actor`` is ``auto`` (better crops) or ``operator`` (merge, split)."""
 
@@ -227,6 +239,10 @@ class HistoryReader(Protocol):
         ...
 
     def runs(self) -> list[dict[str, Any]]:
+        ...
+
+    def node_cameras(self) -> list[CameraHealth]:
+        """Every processing node's cameras with their health (none on a one-machine history)."""
         ...
 
     def corrections(self, limit: int = 100) -> list[Correction]:

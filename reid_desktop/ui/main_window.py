@@ -36,10 +36,11 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core import config as config_mod
+from reid_desktop.core.database_url import PostgresLocation
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.sources import SourceKind, SourceSpec
-from reid_desktop.core.store import StorageHealth
+from reid_desktop.core.store import CameraHealth, StorageHealth
 from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus, TrackedPerson
 from reid_desktop.core.watchlist import WatchPictures
 from reid_desktop.ui.alerts_panel import AlertsPanel
@@ -67,6 +68,7 @@ log = logging.getLogger(__name__)
 VIDEO_FILTER = "Videos (*.mp4 *.avi *.mkv *.mov *.m4v *.mpg *.mpeg *.ts *.webm *.wmv);;All files (*)"
 _VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".m4v", ".mpg", ".mpeg", ".ts", ".webm", ".wmv", ".h264"}
 DISPLAY_INTERVAL_MS = 33  # pictures at most 30 times a second, fewer on a slower screen
+NODES_INTERVAL_MS = 2000  # processing nodes write their health every 2 s
 
 
 class MessageBanner(QWidget):
@@ -159,6 +161,11 @@ class MainWindow(QMainWindow):
         self._display_timer.setInterval(max(DISPLAY_INTERVAL_MS, round(1000 / max(self.screen().refreshRate(), 1))))
         self._display_timer.timeout.connect(self._show_pictures)
         self._display_timer.start()
+        self._nodes_timer = QTimer(self)  # other machines' cameras on a shared database
+        self._nodes_timer.setInterval(NODES_INTERVAL_MS)
+        self._nodes_timer.timeout.connect(self._read_node_cameras)
+        self._nodes_timer.start()
+        self._reading_nodes = False
 
         if settings_warning:
             self.banner.show_message(settings_warning)
@@ -472,6 +479,25 @@ class MainWindow(QMainWindow):
             self.statusBar().showMessage("Saving sightings again", 6000)
         else:
             self.banner.show_message(health.message[:1].upper() + health.message[1:], key="storage")
+
+    def _read_node_cameras(self) -> None:
+        """The processing nodes' cameras and health, read in the background (one read at a time)."""
+        if not isinstance(self.settings.history, PostgresLocation):
+            self.sources_panel.set_node_cameras([])
+            return
+        if self._reading_nodes:
+            return
+        self._reading_nodes = True
+
+        def shown(cameras: list[CameraHealth] | None) -> None:
+            self._reading_nodes = False
+            self.sources_panel.set_node_cameras(cameras or [])
+
+        def failed(message: str) -> None:
+            self._reading_nodes = False
+            self.statusBar().showMessage(f"Processing nodes unknown: {message}", NODES_INTERVAL_MS)
+
+        self.client.read(lambda store: store.node_cameras(), shown, on_error=failed)
 
     def _update_fps(self) -> None:
         total = sum(feed.fps for feed in self.grid.feeds.values())

@@ -1,11 +1,16 @@
-"""The list of cameras with their state; actions on them are the main window's (it owns the engine)."""
+"""The list of cameras with their state; actions on them are the main window's (it owns the engine).
+
+On a shared database a second list shows every processing node's cameras with their node and health. Their
+video stays on the node: this station has their history (sightings, timelines, targets, search), and says so.
+"""
 
 from __future__ import annotations
 
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QAction
-from PySide6.QtWidgets import QListWidget, QListWidgetItem, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QToolBar, QVBoxLayout, QWidget
 
+from reid_desktop.core.store import CameraHealth
 from reid_desktop.core.types import SourceState
 
 _STATE_MARKS = {
@@ -27,6 +32,14 @@ class SourcesPanel(QWidget):
         self.list = QListWidget()
         self.list.setAlternatingRowColors(True)
         layout.addWidget(self.list)
+        self.nodes_title = QLabel("On processing nodes (history only here)")
+        self.nodes_title.setToolTip("These cameras are processed by other machines on the shared database. Their "
+                                    "people, timelines and targets are here; their video is not received.")
+        self.nodes = QListWidget()
+        self.nodes.setAlternatingRowColors(True)
+        layout.addWidget(self.nodes_title)
+        layout.addWidget(self.nodes)
+        self.set_node_cameras([])
 
     def _item(self, name: str) -> QListWidgetItem | None:
         for row in range(self.list.count()):
@@ -74,3 +87,25 @@ class SourcesPanel(QWidget):
             item.setForeground(Qt.GlobalColor.red)
         else:
             item.setData(Qt.ItemDataRole.ForegroundRole, None)
+
+    def set_node_cameras(self, cameras: list[CameraHealth]) -> None:
+        """Every node's cameras, as the database says now (the list is hidden when there are none)."""
+        self.nodes.clear()
+        for camera in cameras:
+            up = camera.node_up and camera.state == SourceState.LIVE.value
+            rate = f", {camera.frames_per_s:.1f} fps" if camera.node_up else ""
+            item = QListWidgetItem(f"{'●' if up else '✖' if not camera.node_up else '◌'}  {camera.node} / "
+                                   f"{camera.name} — {camera.state}{rate}")
+            item.setData(Qt.ItemDataRole.UserRole, (camera.node, camera.name))
+            item.setToolTip(f"{camera.uri}\nprocessed by node {camera.node}"
+                            f"{'' if camera.node_up else ' (down: no heartbeat)'}\n"
+                            "History only on this station: its sightings, timelines and targets are here, "
+                            "its video is not")
+            if not camera.node_up:
+                item.setForeground(Qt.GlobalColor.red)
+            self.nodes.addItem(item)
+        self.nodes_title.setVisible(bool(cameras))
+        self.nodes.setVisible(bool(cameras))
+
+    def node_camera_texts(self) -> list[str]:
+        return [self.nodes.item(row).text() for row in range(self.nodes.count())]

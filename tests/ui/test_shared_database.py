@@ -69,3 +69,37 @@ def test_a_saved_database_url_with_a_password_is_not_used(tmp_path: Path) -> Non
     path.write_text(json.dumps({"database": f"postgresql://reid:{PASSWORD}@db.site/history"}))
     settings, warning = load_settings(path)
     assert settings == AppSettings() and "holds a password" in warning and PASSWORD not in warning
+
+
+def test_sources_panel_lists_every_nodes_cameras_with_their_health(qtbot, make_window, app_settings, pg_url: str,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from reid_desktop.core.database_url import parse_postgres_url
+    from reid_desktop.core.node import NodeHealth
+    from reid_desktop.core.sources import SourceSpec
+
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    node = NodeHealth(parse_postgres_url(pg_url), "node-east")
+    node.add_camera(SourceSpec("rtsp://operator:secret@10.0.0.7/gate", "gate"))
+    node.add_camera(SourceSpec("rtsp://10.0.0.8/hall", "hall"))
+    node.start()
+    try:
+        node.camera_state("gate", "live")
+        app_settings.database = pg_url
+        window = make_window(app_settings)
+        panel = window.sources_panel
+        qtbot.waitUntil(lambda: any("gate — live" in t for t in panel.node_camera_texts()), timeout=WAIT_MS)
+        assert panel.nodes.isVisibleTo(window) and panel.nodes_title.isVisibleTo(window)
+        texts = panel.node_camera_texts()
+        assert texts[0].startswith("●  node-east / gate — live") and "node-east / hall — connecting" in texts[1]
+        tip = panel.nodes.item(0).toolTip()
+        assert "History only" in tip and "secret" not in tip and "rtsp://***@10.0.0.7/gate" in tip
+    finally:
+        node.stop()
+    qtbot.waitUntil(lambda: all("— down" in t for t in panel.node_camera_texts()), timeout=WAIT_MS)
+    assert panel.nodes.item(0).toolTip().count("down: no heartbeat") == 1
+
+
+def test_a_one_machine_history_shows_no_node_cameras(qtbot, make_window, app_settings) -> None:
+    window = make_window(app_settings)
+    window._read_node_cameras()
+    assert not window.sources_panel.nodes.isVisibleTo(window) and window.sources_panel.node_camera_texts() == []
