@@ -210,6 +210,7 @@ class ChangeListener:
         self.location, self.apply = location, apply
         self.model_key, self.own_backend = model_key, own_backend
         self._stop = threading.Event()
+        self.listening = threading.Event()  # set while connected and listening
         self._thread = threading.Thread(target=self._listen, name="change-listener", daemon=True)
 
     def start(self) -> None:
@@ -229,12 +230,14 @@ class ChangeListener:
                     conn.execute(f"LISTEN {CHANGES_CHANNEL}")
                     for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
                         self.apply(TargetChanged(int(identity_id), True))
+                    self.listening.set()
                     delay = 0.5
                     while not self._stop.is_set():
                         for note in list(conn.notifies(timeout=0.2)):  # taken first: no query while it waits
                             if note.pid != self.own_backend():
                                 self._hand_over(conn, note.payload)
             except (psycopg.Error, PgSchemaError) as exc:
+                self.listening.clear()
                 log.warning("change notifications interrupted (%s); listening again in %.0f s", exc, delay)
                 self._stop.wait(delay)
                 delay = min(delay * 2, 30.0)

@@ -22,15 +22,17 @@ shared, so a write either commits before an edit starts or sees the merge it mad
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import hashlib
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from reid_desktop.core.database_url import PostgresLocation
+from reid_desktop.core.database_url import CONNECT_TIMEOUT_S, PostgresLocation
 from reid_desktop.core.node import camera_health
 from reid_desktop.core.paths import data_dir
 from reid_desktop.core.pg_schema import (
@@ -55,6 +57,40 @@ def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseEx
     return (psycopg.Error,), refused
 
 
+READER_POOL_SIZE = 4  # connections a station keeps per database for its reads (panels, search, exports)
+READER_IDLE_S = 60.0  # an idle pooled connection is closed after this
+_reader_pools: dict[str, Any] = {}
+_reader_pools_lock = threading.Lock()
+
+
+def _reader_pool(location: PostgresLocation) -> Any:
+    """The process's pool of read-only connections to ``location``: a station's many short reads (every panel
+    refresh, every search) reuse a few connections instead of opening one each."""
+    from psycopg_pool import ConnectionPool
+
+    with _reader_pools_lock:
+        pool = _reader_pools.get(location.url)
+        if pool is None:
+            if not _reader_pools:
+                atexit.register(close_reader_pools)
+            options = location.connect_options()
+            pool = ConnectionPool(str(options.pop("conninfo")), kwargs={**options, "autocommit": True}, min_size=1,
+                                  max_size=READER_POOL_SIZE, max_idle=READER_IDLE_S, open=True,
+                                  configure=lambda conn: conn.execute("SET default_transaction_read_only = on"),
+                                  check=ConnectionPool.check_connection, name=f"readers of {location}")
+            _reader_pools[location.url] = pool
+        return pool
+
+
+def close_reader_pools() -> None:
+    """Close every reader pool (at exit, or when a station changes database)."""
+    with _reader_pools_lock:
+        pools = list(_reader_pools.values())
+        _reader_pools.clear()
+    for pool in pools:
+        pool.close()
+
+
 class _Connection:
     """psycopg behind the calls the store makes of sqlite3: ``?`` placeholders, ``execute`` returning a cursor,
     explicit BEGIN/COMMIT. Re-opened on the next transaction after the server dropped it."""
@@ -62,18 +98,18 @@ class _Connection:
     def __init__(self, location: PostgresLocation, readonly: bool) -> None:
         self.location, self.readonly = location, readonly
         self._conn: Any = None
+        self._pool: Any = None
         self.backend_pid = 0  # the server process serving this connection: its notifications carry it
         self.open()
 
     def open(self) -> None:
         if self.readonly:
-            conn = connect(self.location)
+            conn = self._borrow()
             found = schema_version(conn, str(self.location))
             if found != SCHEMA_VERSION:
-                conn.close()
+                self.close()
                 raise PgSchemaError(f"{self.location} has database schema {found}; this version reads "
                                     f"{SCHEMA_VERSION}")
-            conn.execute("SET default_transaction_read_only = on")
         else:
             conn = open_database(self.location)
         self._conn = conn
@@ -90,9 +126,25 @@ class _Connection:
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self._conn.execute(sql.replace("?", "%s"), list(params))
 
+    def _borrow(self) -> Any:
+        """A pooled read-only connection; when none can be had, the server's own reason, in one line."""
+        from psycopg_pool import PoolTimeout
+
+        self._pool = _reader_pool(self.location)
+        try:
+            self._conn = self._pool.getconn(timeout=CONNECT_TIMEOUT_S)
+        except PoolTimeout:
+            connect(self.location).close()  # raises PgSchemaError saying why (refused, unknown host, password)
+            raise PgSchemaError(f"cannot connect to the database {self.location}: no connection free in "
+                                f"{CONNECT_TIMEOUT_S} s") from None
+        return self._conn
+
     def close(self) -> None:
         if self._conn is not None:
-            self._conn.close()
+            if self.readonly:
+                self._pool.putconn(self._conn)  # a broken one is discarded by the pool
+            else:
+                self._conn.close()
             self._conn = None
 
 

@@ -166,7 +166,7 @@ def one_machine(url: str, parts: tuple, video: list[np.ndarray]) -> tuple[int, i
 def two_nodes(url: str, parts: tuple, video: list[np.ndarray]) -> tuple[int, int]:
     nodes = [Node(url, *parts, ["left"]), Node(url, *parts, ["right"])]
     try:
-        time.sleep(0.5)  # both listening
+        assert all(node.listener.listening.wait(HEARING_S) for node in nodes)
         for index, image in zip(FRAMES, video, strict=True):
             for node, frame in zip(nodes, halves(image, index), strict=True):
                 node.pipeline.process([frame])

@@ -111,3 +111,19 @@ def test_a_station_reading_an_unreachable_server_gets_one_clear_line(pg_server) 
     for readonly in (True, False):
         with pytest.raises(StoreError, match=r"cannot connect to the database x on 127\.0\.0\.1.*refused"):
             PgSightingStore(closed, readonly=readonly)
+
+
+def test_a_stations_reads_reuse_pooled_connections_and_survive_a_server_restart(pg_server, pg_url: str) -> None:
+    location = parse_postgres_url(pg_url)
+    PgSightingStore(location).close()  # the schema
+    served_by = set()
+    for _ in range(20):  # a panel refreshing: one read after the other
+        with PgSightingStore(location, readonly=True) as reader:
+            served_by.add(reader.backend_pid)
+    assert len(served_by) <= 2, "reads one after the other take pooled connections (the pool keeps one or two)"
+    with PgSightingStore(location, readonly=True) as one, PgSightingStore(location, readonly=True) as other:
+        assert one.backend_pid != other.backend_pid  # two reads at once: two connections
+    pg_server.stop("fast")
+    pg_server.start()
+    with PgSightingStore(location, readonly=True) as after:  # the pool's connections died with the server
+        assert after.identities() == [] and after.backend_pid not in served_by

@@ -100,15 +100,15 @@ def test_a_node_hears_other_processes_changes_but_not_its_own(pg_url: str) -> No
         assert other.flush()
         for listener in listeners:
             listener.start()
-        time.sleep(1.0)  # both listening
+        assert all(listener.listening.wait(10) for listener in listeners)
         other.set_target(target)
         for frame in range(3, 6):
             sight(other, other_run, "right", 7, frame, theirs)
         sight(node, node_run, "left", 1, 0, mine)
         assert other.flush() and node.flush()
-        other.merge_identities(mine, theirs)
 
         embeddings = wait_for(heard_by_node, lambda c: isinstance(c, SharedEmbeddings))
+        other.merge_identities(mine, theirs)  # after they were read: read later, they would be ``mine``'s already
         assert len(embeddings) == 1, "the node hears the other's embeddings"
         shared = embeddings[0]
         assert shared.run_ids == (other_run,) and list(shared.identity_ids) == [theirs] * 3
