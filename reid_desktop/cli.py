@@ -20,7 +20,6 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +37,7 @@ from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
 from reid_desktop.core.models import default_reid_model_path, load_embedder
-from reid_desktop.core.node import ChangeListener, NodeHealth, load_node_file
+from reid_desktop.core.node import ChangeListener, NodeHealth, follow_shared_changes, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, demo_clip
 from reid_desktop.core.pg_schema import PgSchemaError
@@ -265,20 +264,16 @@ def cmd_node(args: argparse.Namespace) -> int:
     log.warning("node %s: %d cameras into %s", name, len(node.cameras), location)
     control = PipelineControl()
 
-    def apply(change: SharedChange | SharedEmbeddings) -> None:  # another process's change: between frames
-        def taken_on(done: Future[None]) -> None:
-            if isinstance(change, TargetChanged) and not done.cancelled() and done.exception() is None:
-                health.follows(change.identity_id, change.is_target)
-
-        control.submit(lambda p: p.apply_change(change)).add_done_callback(taken_on)
+    def applied(change: SharedChange | SharedEmbeddings) -> None:  # a target set on any station: now followed
+        if isinstance(change, TargetChanged):
+            health.follows(change.identity_id, change.is_target)
 
     listener: ChangeListener | None = None
     status = EXIT_OK
     try:
         embedder, warnings = default_embedder(cfg.reid)
         pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
-        listener = ChangeListener(location, apply, lambda: pipeline.embedder.key, lambda: store.backend_pid)
-        listener.start()
+        listener = follow_shared_changes(location, control, pipeline, lambda: store.backend_pid, applied)
         for event in run(node.cameras, cfg, store, control=control, pipeline=pipeline):
             if isinstance(event, FrameResult):
                 health.frame(event.source_id)

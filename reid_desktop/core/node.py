@@ -16,6 +16,7 @@ import threading
 import time
 import tomllib
 from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,9 @@ import numpy as np
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import PostgresLocation
 from reid_desktop.core.pg_schema import CHANGES_CHANNEL, PgSchemaError, connect, open_database
+from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.redaction import redact
+from reid_desktop.core.runner import PipelineControl
 from reid_desktop.core.shared_changes import (
     EmbeddingsAdded,
     SharedChange,
@@ -254,6 +257,23 @@ class ChangeListener:
                 self.apply(shared)
         else:
             self.apply(change)
+
+
+def follow_shared_changes(location: PostgresLocation, control: PipelineControl, pipeline: Pipeline,
+                          own_backend: Callable[[], int],
+                          applied: Callable[[SharedChange | SharedEmbeddings], None] | None = None) -> ChangeListener:
+    """Start listening for other processes' changes and apply each to the running ``pipeline`` between frames
+    (through ``control``); ``applied`` hears each one the pipeline has taken on."""
+    def apply(change: SharedChange | SharedEmbeddings) -> None:
+        def taken_on(done: Future[None]) -> None:
+            if applied is not None and not done.cancelled() and done.exception() is None:
+                applied(change)
+
+        control.submit(lambda p: p.apply_change(change)).add_done_callback(taken_on)
+
+    listener = ChangeListener(location, apply, lambda: pipeline.embedder.key, own_backend)
+    listener.start()
+    return listener
 
 
 def read_embeddings(conn: Any, added: EmbeddingsAdded, model_key: str) -> SharedEmbeddings | None:

@@ -28,6 +28,8 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import History, open_store
+from reid_desktop.core.node import ChangeListener, follow_shared_changes
+from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
@@ -109,11 +111,14 @@ class _Worker(QObject):
     @Slot()
     def run(self) -> None:
         store: SightingStore | None = None
+        listener: ChangeListener | None = None
         try:
             store = open_store(self._database, self._config.storage.commit_interval_s,
                                embeddings_per_track=self._config.storage.embeddings_per_track)
             embedder, warnings = default_embedder(self._config.reid)
             pipeline = Pipeline(self._config, store, embedder=embedder, embedder_warnings=warnings)
+            if isinstance(store, PgSightingStore):  # a station is a node too: it hears the others' changes
+                listener = follow_shared_changes(store.postgres, self.control, pipeline, lambda: store.backend_pid)
             for event in run(self._specs, self._config, store, self.control, stay_open=True, pipeline=pipeline,
                              on_picture=self._pictures.put):
                 if isinstance(event, FrameResult):
@@ -137,6 +142,8 @@ class _Worker(QObject):
             log.exception("the processing engine crashed")
             self.crashed.emit(f"{type(exc).__name__}: {exc}")
         finally:
+            if listener is not None:
+                listener.stop()
             if store is not None:
                 store.close()
             self.control._abandon()

@@ -110,6 +110,7 @@ class Node:
         for camera in cameras:
             self.pipeline.register_source(SourceSpec(f"rtsp://cameras/{camera}", camera))
         self.heard: list[SharedChange | SharedEmbeddings] = []
+        self.heard_up_to = 0  # the newest embedding heard of
         self._lock = threading.Lock()
         self.listener = ChangeListener(location, self._hear, lambda: embedder.key, lambda: self.store.backend_pid)
         self.listener.start()
@@ -117,11 +118,12 @@ class Node:
     def _hear(self, change: SharedChange | SharedEmbeddings) -> None:
         with self._lock:
             self.heard.append(change)
+            if isinstance(change, SharedEmbeddings):
+                self.heard_up_to = max(self.heard_up_to, int(change.embedding_ids.max()))
 
     def newest_heard(self) -> int:
         with self._lock:
-            return max((int(c.embedding_ids.max()) for c in self.heard if isinstance(c, SharedEmbeddings)),
-                       default=0)
+            return self.heard_up_to
 
     def take_heard(self) -> None:
         """What the other node did, applied between frames as the node's run loop does."""

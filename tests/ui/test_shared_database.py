@@ -103,3 +103,26 @@ def test_a_one_machine_history_shows_no_node_cameras(qtbot, make_window, app_set
     window = make_window(app_settings)
     window._read_node_cameras()
     assert not window.sources_panel.nodes.isVisibleTo(window) and window.sources_panel.node_camera_texts() == []
+
+
+def test_the_windows_engine_hears_a_target_set_on_another_station(qtbot, make_window, app_settings, demo_clip: Path,
+                                                                  pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from reid_desktop.core.database_url import parse_postgres_url
+    from reid_desktop.core.pg_store import PgSightingStore
+
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    app_settings.database = pg_url
+    window = make_window(app_settings)
+    window.add_files([str(demo_clip)], every_frame=True)
+    feed = window.grid.feeds["vtest_excerpt"]
+    qtbot.waitUntil(lambda: clearest_person(feed) is not None, timeout=WAIT_MS)
+    with PgSightingStore(parse_postgres_url(pg_url)) as elsewhere:
+        qtbot.waitUntil(lambda: bool(elsewhere.identities()), timeout=WAIT_MS)
+        identity = elsewhere.identities()[0].identity_id
+        elsewhere.set_target(identity)
+
+    def followed() -> bool:
+        control = window.engine.control
+        return control is not None and control.submit(lambda p: identity in p.matcher.targets).result(timeout=30)
+
+    qtbot.waitUntil(followed, timeout=WAIT_MS)
