@@ -47,6 +47,7 @@ from reid_desktop.core.pg_schema import (
 from reid_desktop.core.shared_changes import Merged, SharedChange, format_change
 from reid_desktop.core.storage import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, SightingStore
 from reid_desktop.core.store import CameraHealth, SightingRecord, StorageUnavailable, StoreError
+from reid_desktop.core.vector_index import manifest_path
 
 
 def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -57,6 +58,7 @@ def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseEx
     return (psycopg.Error,), refused
 
 
+INDEXES_KEPT = 8  # node-local vector indexes (databases x models) kept in the data folder
 READER_POOL_SIZE = 4  # connections a station keeps per database for its reads (panels, search, exports)
 READER_IDLE_S = 60.0  # an idle pooled connection is closed after this
 _reader_pools: dict[str, Any] = {}
@@ -283,9 +285,17 @@ class PgSightingStore(SightingStore):
         self._writable()
 
     def index_path(self, model_key: str) -> Path:
-        """The node-local vector index of this database and model, in the user's data folder."""
+        """The node-local vector index of this database and model, in the user's data folder, where only the
+        :data:`INDEXES_KEPT` most recently used ones stay (an index is rebuilt from the database if needed)."""
         digest = hashlib.sha256(f"{self.postgres.url}\n{model_key}".encode()).hexdigest()[:16]
         folder = data_dir() / "indexes"
         folder.mkdir(parents=True, exist_ok=True)
-        return folder / f"{self.postgres.database}.{digest}.faiss"
+        path = folder / f"{self.postgres.database}.{digest}.faiss"
+        if path.exists():
+            path.touch()  # used now: kept
+        others = sorted((p for p in folder.glob("*.faiss") if p != path), key=lambda p: p.stat().st_mtime)
+        for old in others[: max(0, len(others) - (INDEXES_KEPT - 1))]:
+            for gone in (old, manifest_path(old)):
+                gone.unlink(missing_ok=True)
+        return path
 

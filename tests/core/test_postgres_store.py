@@ -127,3 +127,28 @@ def test_a_stations_reads_reuse_pooled_connections_and_survive_a_server_restart(
     pg_server.start()
     with PgSightingStore(location, readonly=True) as after:  # the pool's connections died with the server
         assert after.identities() == [] and after.backend_pid not in served_by
+
+
+def test_node_local_indexes_of_other_databases_do_not_pile_up(pg_url: str) -> None:
+    import os
+
+    from reid_desktop.core.paths import data_dir
+    from reid_desktop.core.pg_store import INDEXES_KEPT
+
+    folder = data_dir() / "indexes"
+    folder.mkdir(parents=True, exist_ok=True)
+    for age in range(12):  # indexes of databases used long ago, oldest first
+        old = folder / f"gone{age}.0123456789abcdef.faiss"
+        for path in (old, old.with_name(old.name + ".json")):
+            path.write_bytes(b"x")
+            os.utime(path, (1_000_000 + age, 1_000_000 + age))
+    store = PgSightingStore(parse_postgres_url(pg_url), commit_interval_s=0)
+    try:
+        store.attach_index("m", 8)
+        assert store.flush(force=True)
+    finally:
+        store.close()
+    kept = sorted(p.name for p in folder.glob("*.faiss"))
+    assert len(kept) == INDEXES_KEPT and store.index_path("m").name in kept
+    assert "gone11.0123456789abcdef.faiss" in kept and "gone0.0123456789abcdef.faiss" not in kept
+    assert len(list(folder.glob("*.json"))) == INDEXES_KEPT
