@@ -33,7 +33,7 @@ from tests.conftest import shared_path
 from tests.core.test_node import query
 from tests.pg_server import PASSWORD
 
-FRAMES = range(0, 600, 2)  # a minute of the demo video at 5 frames a second
+FRAMES = range(0, 600, 2)  # the first minute of vtest.avi (the demo clip is an excerpt of it), 5 frames a second
 HEARING_S = 5.0  # the longest a node waits to hear what the other committed
 
 
@@ -96,7 +96,7 @@ def halves(image: np.ndarray, index: int) -> list[Frame]:
 
 
 def config() -> PipelineConfig:
-    return load(overrides={"detector.imgsz": 960, "detector.device": "cpu", "reid.allow_download": False,
+    return load(overrides={"detector.device": "cpu", "reid.allow_download": False,
                            "matcher.camera_links": "left = right", "storage.commit_interval_s": 0})
 
 
