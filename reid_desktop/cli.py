@@ -37,6 +37,7 @@ from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
 from reid_desktop.core.models import default_reid_model_path, load_embedder
+from reid_desktop.core.live_boxes import LivePublisher
 from reid_desktop.core.node import ChangeListener, NodeHealth, follow_shared_changes, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, demo_clip
@@ -269,6 +270,8 @@ def cmd_node(args: argparse.Namespace) -> int:
             health.follows(change.identity_id, change.is_target)
 
     listener: ChangeListener | None = None
+    live = LivePublisher(location, name, {spec.source_id: spec.region for spec in node.cameras})
+    live.start()  # stations watching these cameras draw the boxes it sends
     status = EXIT_OK
     try:
         embedder, warnings = default_embedder(cfg.reid)
@@ -277,6 +280,7 @@ def cmd_node(args: argparse.Namespace) -> int:
         for event in run(node.cameras, cfg, store, control=control, pipeline=pipeline):
             if isinstance(event, FrameResult):
                 health.frame(event.source_id)
+                live.publish(event)
             elif isinstance(event, SourceStatus):
                 health.camera_state(event.source_id, event.state.value)
     except KeyboardInterrupt:
@@ -289,6 +293,7 @@ def cmd_node(args: argparse.Namespace) -> int:
     finally:
         if listener is not None:
             listener.stop()
+        live.stop()
         store.close()
         health.stop("stopped" if status == EXIT_OK else "failed")
     return status

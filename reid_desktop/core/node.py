@@ -25,7 +25,8 @@ import numpy as np
 
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.pg_schema import CHANGES_CHANNEL, PgSchemaError, connect, open_database
+from reid_desktop.core.notifications import NotificationListener
+from reid_desktop.core.pg_schema import CHANGES_CHANNEL, PgSchemaError, open_database
 from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.redaction import redact
 from reid_desktop.core.runner import PipelineControl
@@ -197,53 +198,29 @@ class NodeHealth:
                     "state = excluded.state, frames_per_s = excluded.frames_per_s, updated = excluded.updated", row)
 
 
-class ChangeListener:
+class ChangeListener(NotificationListener):
     """Hears what other processes change on the shared database (NOTIFY on
     :data:`~reid_desktop.core.pg_schema.CHANGES_CHANNEL`) and hands each change to ``apply`` at once.
 
-    Its own thread and connection. Announced embeddings are read here, so the pipeline only has to add them;
-    the changes ``own_backend`` (the server process of this node's store) announced are left out: they are in
-    effect already. On every (re)connection it first hands over every current target, so a target set while
-    the server or the network was away is followed as soon as it is back; embeddings announced meanwhile reach
-    the vector index at its next attach, and their identities the working set when they are seen again.
+    Announced embeddings are read here, so the pipeline only has to add them; the changes ``own_backend``
+    (the server process of this node's store) announced are left out: they are in effect already. On every
+    (re)connection it first hands over every current target, so a target set while the server or the network
+    was away is followed as soon as it is back; embeddings announced meanwhile reach the vector index at its
+    next attach, and their identities the working set when they are seen again.
     """
 
     def __init__(self, location: PostgresLocation, apply: Callable[[SharedChange | SharedEmbeddings], None],
                  model_key: Callable[[], str], own_backend: Callable[[], int]) -> None:
-        self.location, self.apply = location, apply
-        self.model_key, self.own_backend = model_key, own_backend
-        self._stop = threading.Event()
-        self.listening = threading.Event()  # set while connected and listening
-        self._thread = threading.Thread(target=self._listen, name="change-listener", daemon=True)
+        super().__init__(location, CHANGES_CHANNEL, "change-listener")
+        self.apply, self.model_key, self.own_backend = apply, model_key, own_backend
 
-    def start(self) -> None:
-        self._thread.start()
+    def connected(self, conn: Any) -> None:
+        for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
+            self.apply(TargetChanged(int(identity_id), True))
 
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
-
-    def _listen(self) -> None:
-        import psycopg
-
-        delay = 0.5
-        while not self._stop.is_set():
-            try:
-                with connect(self.location) as conn:
-                    conn.execute(f"LISTEN {CHANGES_CHANNEL}")
-                    for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
-                        self.apply(TargetChanged(int(identity_id), True))
-                    self.listening.set()
-                    delay = 0.5
-                    while not self._stop.is_set():
-                        for note in list(conn.notifies(timeout=0.2)):  # taken first: no query while it waits
-                            if note.pid != self.own_backend():
-                                self._hand_over(conn, note.payload)
-            except (psycopg.Error, PgSchemaError) as exc:
-                self.listening.clear()
-                log.warning("change notifications interrupted (%s); listening again in %.0f s", exc, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 30.0)
+    def heard(self, conn: Any, pid: int, payload: str) -> None:
+        if pid != self.own_backend():
+            self._hand_over(conn, payload)
 
     def _hand_over(self, conn: Any, payload: str) -> None:
         try:

@@ -1,0 +1,69 @@
+"""Hearing PostgreSQL notifications (LISTEN) from a thread and a connection of one's own, through server restarts.
+
+What one process tells the others on a shared database travels as NOTIFY on a channel: identity changes
+(core/shared_changes.py, :data:`~reid_desktop.core.pg_schema.CHANGES_CHANNEL`) and the boxes a node's
+cameras show now (core/live_boxes.py). A :class:`NotificationListener` keeps one connection listening,
+reconnects with back-off when the server or the network goes away, and hands every notification to
+:meth:`~NotificationListener.heard` on its thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from reid_desktop.core.database_url import PostgresLocation
+from reid_desktop.core.pg_schema import PgSchemaError, connect
+
+log = logging.getLogger(__name__)
+
+POLL_S = 0.2  # how long a wait for notifications lasts before the stop flag is looked at again
+RETRY_FIRST_S = 0.5
+RETRY_MAX_S = 30.0
+
+
+class NotificationListener:
+    """LISTEN on ``channel``; subclasses say what a (re)connection and a notification mean."""
+
+    def __init__(self, location: PostgresLocation, channel: str, thread_name: str) -> None:
+        self.location, self.channel = location, channel
+        self._stop = threading.Event()
+        self.listening = threading.Event()  # set while connected and listening
+        self._thread = threading.Thread(target=self._listen, name=thread_name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    def connected(self, conn: Any) -> None:
+        """Called on every (re)connection, once listening: what may have been missed meanwhile is read here."""
+
+    def heard(self, conn: Any, pid: int, payload: str) -> None:
+        """One notification from the server process ``pid``; ``conn`` may be queried (no wait is in progress)."""
+        raise NotImplementedError
+
+    def _listen(self) -> None:
+        import psycopg
+
+        delay = RETRY_FIRST_S
+        while not self._stop.is_set():
+            try:
+                with connect(self.location) as conn:
+                    conn.execute(f"LISTEN {self.channel}")
+                    self.connected(conn)
+                    self.listening.set()
+                    delay = RETRY_FIRST_S
+                    while not self._stop.is_set():
+                        for note in list(conn.notifies(timeout=POLL_S)):  # taken first: no query while it waits
+                            self.heard(conn, note.pid, note.payload)
+            except (psycopg.Error, PgSchemaError) as exc:
+                self.listening.clear()
+                log.warning("notifications on %s interrupted (%s); listening again in %.0f s", self.channel, exc,
+                            delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, RETRY_MAX_S)
+        self.listening.clear()
