@@ -36,8 +36,8 @@ from reid_desktop.core.detection import bundled_detector_path
 from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
-from reid_desktop.core.models import default_reid_model_path, load_embedder
 from reid_desktop.core.live_boxes import LivePublisher
+from reid_desktop.core.models import default_reid_model_path, load_embedder
 from reid_desktop.core.node import ChangeListener, NodeHealth, follow_shared_changes, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, demo_clip
