@@ -142,7 +142,7 @@ def parse_boxes(payload: str) -> LiveBoxes:
         region = data["region"]
         if region is not None:
             region = tuple(_number(v) for v in region)
-            SourceSpec("-", "-", region)  # type: ignore[arg-type]  # the checks of a camera's region
+            SourceSpec("-", "-", region)  # the checks of a camera's region
         width, height = _integer(data["w"]), _integer(data["h"])
         if width <= 0 or height <= 0 or not isinstance(data["node"], str) or not isinstance(data["camera"], str):
             raise ValueError("bad size or names")
@@ -245,6 +245,11 @@ class LiveListener(NotificationListener):
             self.deliver(boxes)
 
 
+def hides_credentials(uri: str) -> bool:
+    """A node's camera address as stored (redacted) that had credentials or secret parameters taken out."""
+    return MASK in uri
+
+
 def station_uri(node: str, uri: str, secret_url: str | None) -> tuple[str | None, str]:
     """What a station opens to show a node's camera (its stored, redacted ``uri``), or None and why it cannot.
 
@@ -257,7 +262,7 @@ def station_uri(node: str, uri: str, secret_url: str | None) -> tuple[str | None
         if Path(uri).is_file():
             return uri, ""
         return None, f"the file {uri} is on node {node}, not on this station"
-    if MASK in uri:
+    if hides_credentials(uri):
         if secret_url is not None and redact(secret_url) == uri:
             return secret_url, ""
         return None, "the stream needs a user name and password that this station does not have"

@@ -37,8 +37,10 @@ from PySide6.QtWidgets import (
 
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import PostgresLocation
+from reid_desktop.core.live_boxes import hides_credentials, remote_source_id
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.redaction import join_credentials, redact, strip_secrets
 from reid_desktop.core.sources import SourceKind, SourceSpec
 from reid_desktop.core.store import CameraHealth, StorageHealth
 from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus, TrackedPerson
@@ -52,6 +54,7 @@ from reid_desktop.ui.exports import ExportController
 from reid_desktop.ui.feeds import FeedGrid, FeedView
 from reid_desktop.ui.follow_controller import FollowController
 from reid_desktop.ui.health_panel import HealthPanel, falls_behind
+from reid_desktop.ui.remote_feeds import RemoteFeeds
 from reid_desktop.ui.search_controller import SearchController
 from reid_desktop.ui.search_panel import SearchPanel, SearchQuery
 from reid_desktop.ui.settings import AppSettings, WatchedPerson, save_settings
@@ -131,6 +134,8 @@ class MainWindow(QMainWindow):
         self.dispatcher = Dispatcher(self)
         self.engine = Engine(self)
         self.cameras = CameraList()
+        self.remote = RemoteFeeds(dataclasses.replace(settings.pipeline_config().sources, realtime=True, loop=True),
+                                  parent=self)  # node cameras watched live
         self._behind: dict[str, str] = {}  # camera -> why it falls behind ("" when it does not)
         self._session_links = session_links  # camera links of this session's cameras (the demo's), not saved
         self._live_dock_state: QByteArray | None = None
@@ -233,6 +238,7 @@ class MainWindow(QMainWindow):
         self.sources_panel.list.currentItemChanged.connect(lambda *_: self._show_camera_options())
         self.act_remove_source.setShortcut(QKeySequence.StandardKey.Delete)
         self.act_remove_source.setShortcutContext(Qt.ShortcutContext.WidgetWithChildrenShortcut)
+        self.sources_panel.watch_requested.connect(self._on_watch_requested)
         self.sources_dock = self._dock("Sources", self.sources_panel, Qt.DockWidgetArea.LeftDockWidgetArea)
 
         self.targets_panel = TargetsPanel()
@@ -435,6 +441,7 @@ class MainWindow(QMainWindow):
             feed = self.grid.feeds.get(frame.source_id)
             if feed is not None and feed.isVisible() and not feed.paused:
                 feed.show_picture(frame)
+        self.remote.show_pictures()
 
     def _on_frame_processed(self, result: FrameResult) -> None:
         feed = self.grid.feeds.get(result.source_id)
@@ -499,8 +506,74 @@ class MainWindow(QMainWindow):
 
         self.client.read(lambda store: store.node_cameras(), shown, on_error=failed)
 
+    def _on_watch_requested(self, camera: CameraHealth, watch: bool) -> None:
+        if watch:
+            self.watch_node_camera(camera)
+        else:
+            self.stop_watching(remote_source_id(camera.node, camera.name))
+
+    def watch_node_camera(self, camera: CameraHealth) -> str | None:
+        """Show a node's camera live in the wall (brought forward when it is there already); its feed's name, or
+        None when this station cannot open its video (the banner says why: its history is here all the same)."""
+        source_id = remote_source_id(camera.node, camera.name)
+        location = self.settings.history
+        if source_id in self.remote.watched:
+            self.grid.bring_forward(source_id, "first")
+            return source_id
+        uri, why_not = self.remote.playable(camera)
+        if uri is None and hides_credentials(camera.uri) and self._ask_node_camera_password(camera):
+            uri, why_not = self.remote.playable(camera)
+        if uri is None or not isinstance(location, PostgresLocation):
+            self.banner.show_message(f"Only the history of {camera.name} (node {camera.node}) is on this station: "
+                                     f"{why_not or 'not on a shared database'}")
+            return None
+        feed = FeedView(source_id, f"{camera.name} @ {camera.node}")
+        feed.names, feed.target_ids = self.targets.labels, self.targets.target_ids
+        feed.person_clicked.connect(lambda _source, person, _crop: self.targets.follow_clicked(person))
+        feed.person_context_requested.connect(self._on_person_context)
+        self.grid.add_feed(feed)
+        self.empty_hint.hide()
+        self.remote.watch(location, camera, uri, feed)
+        self.sources_panel.watching.add((camera.node, camera.name))
+        self.grid.bring_forward(source_id, "first")
+        self.statusBar().showMessage(f"Watching {camera.name} of node {camera.node} live", 4000)
+        return source_id
+
+    def _ask_node_camera_password(self, camera: CameraHealth) -> bool:
+        """A node's camera whose stream needs credentials: the operator gives them once, the keyring keeps them."""
+        dialog = StreamDialog(self, set())
+        dialog.setWindowTitle(f"Password of {camera.name} (node {camera.node})")
+        dialog.name.setText(remote_source_id(camera.node, camera.name))
+        dialog.url.setText(strip_secrets(camera.uri))
+        dialog.name.setReadOnly(True)
+        dialog.url.setReadOnly(True)
+        if not dialog.exec():
+            return False
+        _name, url, user, password = dialog.values()
+        full = join_credentials(url, user, password)
+        if redact(full) != camera.uri:
+            self.banner.show_message(f"These credentials do not fit {camera.uri}: give the user name and password "
+                                     "the node uses")
+            return False
+        self.remote.remember_secret(camera, full)
+        return True
+
+    def stop_watching(self, source_id: str) -> None:
+        watched = self.remote.watched.get(source_id)
+        if watched is None:
+            return
+        self.remote.unwatch(source_id)
+        self.sources_panel.watching.discard((watched.camera.node, watched.camera.name))
+        self.grid.remove_feed(source_id)
+        self.empty_hint.setVisible(not self.grid.feeds)
+
+    def _stop_watching_all(self) -> None:
+        for source_id in list(self.remote.watched):
+            self.stop_watching(source_id)
+        self.remote.close()
+
     def _update_fps(self) -> None:
-        total = sum(feed.fps for feed in self.grid.feeds.values())
+        total = sum(feed.fps for name, feed in self.grid.feeds.items() if name not in self.remote.watched)
         self.fps_label.setText(f"{total:.1f} fps")
 
     def _on_labels_changed(self, labels: dict[int, str]) -> None:
@@ -745,6 +818,8 @@ class MainWindow(QMainWindow):
 
     def apply_settings(self, updated: AppSettings) -> None:
         restart = (updated.pipeline != self.settings.pipeline or updated.history != self.settings.history)
+        if updated.history != self.settings.history:  # another database: its nodes' cameras, not these
+            self._stop_watching_all()
         self.settings = updated
         self.save_settings()
         if restart:
@@ -839,6 +914,7 @@ class MainWindow(QMainWindow):
             self.targets.stop()
             self._fps_timer.stop()
             self._display_timer.stop()
+            self._stop_watching_all()
             self.trainer_tab.shutdown()
             self.save_settings()
             self.engine.idle.connect(self.close)

@@ -92,7 +92,7 @@ def test_sources_panel_lists_every_nodes_cameras_with_their_health(qtbot, make_w
         texts = panel.node_camera_texts()
         assert texts[0].startswith("●  node-east / gate — live") and "node-east / hall — connecting" in texts[1]
         tip = panel.nodes.item(0).toolTip()
-        assert "History only" in tip and "secret" not in tip and "rtsp://***@10.0.0.7/gate" in tip
+        assert "double-click to watch it live" in tip and "secret" not in tip and "rtsp://***@10.0.0.7/gate" in tip
     finally:
         node.stop()
     qtbot.waitUntil(lambda: all("— down" in t for t in panel.node_camera_texts()), timeout=WAIT_MS)
