@@ -15,6 +15,7 @@ import pytest
 
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import parse_postgres_url
+from reid_desktop.core.live_boxes import LiveBoxes, LiveListener
 from reid_desktop.core.node import DOWN_AFTER_S, camera_health, load_node_file
 from reid_desktop.core.pg_store import PgSightingStore
 from tests.conftest import ROOT
@@ -118,6 +119,12 @@ def cameras_by_name(url: str) -> dict[str, tuple[str, float]]:
 @pytest.mark.slow
 def test_two_nodes_share_one_history_follow_a_target_and_a_killed_one_shows_down(
         pg_url: str, start_node, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    heard: list[LiveBoxes] = []  # what a station watching both cameras live gets from the nodes
+    live = LiveListener(parse_postgres_url(pg_url), heard.append)
+    live.watch("node-a/node-a-left")
+    live.watch("node-b/node-b-right")
+    live.start()
     left, right = start_node("node-a", "left"), start_node("node-b", "right")
     wait_for(lambda: all(state == "live" and rate > 0 for state, rate in cameras_by_name(pg_url).values())
              and len(cameras_by_name(pg_url)) == 2, "live cameras on both nodes", [left, right])
@@ -127,11 +134,13 @@ def test_two_nodes_share_one_history_follow_a_target_and_a_killed_one_shows_down
                                "JOIN sources src ON src.id = s.source_id WHERE s.identity_id IS NOT NULL")
     by_node = [{i for i, camera in identities if camera == name} for name in ("node-a-left", "node-b-right")]
     assert by_node[0] and by_node[1]
+    wait_for(lambda: {b.source_id for b in heard} == {"node-a/node-a-left", "node-b/node-b-right"},
+             "live boxes from both nodes", [left, right])
+    assert {b.region for b in heard} == {(0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)}
     # a target set on a station: every node follows it, and the node that sees the person highlights it
     target = query(pg_url, "SELECT s.identity_id FROM sightings s JOIN sources src ON src.id = s.source_id "
                            "WHERE src.name = 'node-a-left' AND s.identity_id IS NOT NULL "
                            "ORDER BY s.timestamp DESC LIMIT 1")[0][0]
-    monkeypatch.setenv("PGPASSWORD", PASSWORD)
     with PgSightingStore(parse_postgres_url(pg_url)) as station:
         station.set_target(target)
     following = "SELECT name FROM nodes WHERE %s = ANY(string_to_array(following, ',')::bigint[]) ORDER BY name"
@@ -139,6 +148,9 @@ def test_two_nodes_share_one_history_follow_a_target_and_a_killed_one_shows_down
              "both nodes following the target", [left, right])
     alerts = "SELECT COUNT(*) FROM alerts a JOIN sightings s ON s.id = a.sighting_id WHERE s.identity_id = %s"
     wait_for(lambda: query(pg_url, alerts, target)[0][0] > 0, "node-a highlighting the target", [left, right])
+    wait_for(lambda: any(p.identity_id == target and p.is_target for b in list(heard) for p in b.persons
+                         if b.node == "node-a"), "the target highlighted in node-a's live boxes", [left, right])
+    live.stop()
 
     twin = start_node("node-a", "right")  # a second node under a running one's name is refused
     assert twin.wait(timeout=120) == 2 and "already running" in (twin.stdout.read() if twin.stdout else "")
