@@ -7,6 +7,9 @@
   second through the store (``record`` + ``flush``, one commit per 200, every 10th with an embedding,
   as a camera's tracks produce them), the vector index attached from the database, and appearance
   search latency (``store.search``: the index, then the hits' rows from the database).
+- network: the same writing on PostgreSQL through a TCP relay that holds every packet 0.5 ms each way (a
+  1 ms round trip, as across a site's network), record by record (before batching) and batched (a flush's
+  records in a few statements over arrays, ``PgSightingStore._write_batch``).
 - nodes: 1, 2 and 3 ``reid-desktop node`` processes on this machine, each running the demo clip as one
   camera as fast as it can, into one PostgreSQL database: total frames/s from the nodes' heartbeats.
   On one 2-core machine the total cannot grow much (the detector is CPU-bound); the figure shows that
@@ -18,11 +21,14 @@ A PostgreSQL 15 server is started for the run in a temporary directory (tests/pg
 from __future__ import annotations
 
 import argparse
+import functools
 import os
+import socket
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -131,6 +137,51 @@ def bench_store(name: str, store: SightingStore, count: int, dim: int) -> None:
           f"{statistics.median(latencies):10.1f} {sorted(latencies)[int(0.95 * len(latencies))]:8.1f}", flush=True)
 
 
+class DelayingRelay:
+    """A TCP relay to the server on ``port`` that holds everything ``delay_s`` each way: a network's latency."""
+
+    def __init__(self, port: int, delay_s: float) -> None:
+        self.target, self.delay_s = port, delay_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            client, _ = self.listener.accept()
+            server = socket.create_connection(("127.0.0.1", self.target))
+            for source, sink in ((client, server), (server, client)):
+                source.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                threading.Thread(target=self._pipe, args=(source, sink), daemon=True).start()
+
+    def _pipe(self, source: socket.socket, sink: socket.socket) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                time.sleep(self.delay_s)
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            sink.close()
+
+
+def record_by_record(store: PgSightingStore) -> PgSightingStore:
+    """The write path before batching: each record's statements in turn."""
+    store._write_batch = functools.partial(SightingStore._write_batch, store)  # type: ignore[method-assign]
+    return store
+
+
+def bench_network(server, dim: int) -> None:
+    relay = DelayingRelay(server.port, 0.0005)
+    url = server.create_database("network_bench")
+    location = parse_postgres_url(url.replace(f":{server.port}/", f":{relay.port}/"))
+    print("\nwriting through a 1 ms round trip (a TCP relay holding packets 0.5 ms each way), PostgreSQL")
+    print(f"{'path':<18} {'sightings/s':>12}")
+    for name, make in (("record by record", record_by_record), ("batched", lambda store: store)):
+        with make(PgSightingStore(location, commit_interval_s=3600)) as store:
+            print(f"{name:<18} {writes_per_second(store, dim, count=2000):12.0f}", flush=True)
+
+
 def node_file(folder: Path, name: str) -> Path:
     path = folder / f"{name}.toml"
     clip = ROOT / "assets" / "demo" / "vtest_excerpt.mp4"
@@ -191,6 +242,10 @@ def main() -> None:
         url = server.create_database("store_bench")
         with PgSightingStore(parse_postgres_url(url), commit_interval_s=3600) as pg_store:
             bench_store("PostgreSQL", pg_store, args.embeddings, args.dim)
+        with record_by_record(PgSightingStore(parse_postgres_url(url), commit_interval_s=3600)) as pg_store:
+            print(f"PostgreSQL, record by record (before batching), same database: "
+                  f"{writes_per_second(pg_store, args.dim):.0f} sightings/s", flush=True)
+        bench_network(server, args.dim)
         if args.nodes:
             bench_nodes(server, args.nodes, args.seconds)
     finally:

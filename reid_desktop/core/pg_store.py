@@ -32,6 +32,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from reid_desktop.core.database_url import CONNECT_TIMEOUT_S, PostgresLocation
 from reid_desktop.core.node import camera_health
 from reid_desktop.core.paths import data_dir
@@ -223,9 +225,113 @@ class PgSightingStore(SightingStore):
         finally:
             self._exclusive = False
 
-    def _write(self, r: SightingRecord) -> None:
+    def _redirected(self, r: SightingRecord) -> SightingRecord:
         kept = self._redirects.get(r.identity_id) if r.identity_id is not None else None
-        super()._write(r if kept is None else replace(r, identity_id=kept))
+        return r if kept is None else replace(r, identity_id=kept)
+
+    def _write(self, r: SightingRecord) -> None:
+        super()._write(self._redirected(r))
+
+    def _write_batch(self, records: Sequence[SightingRecord]) -> None:
+        """A flush in about ten statements whatever its size, each over arrays (``unnest``): record by record
+        costs four to six round trips a sighting, which a database across a network turns into a node's limit.
+        The rows are those :meth:`_write` makes one record at a time (which the savepoint fallback still does).
+        Identities, which nodes share, are written in id order, so two nodes never wait on each other in a
+        cycle."""
+        records = [self._redirected(r) for r in records]
+        db = self._db
+        track_keys = [(r.run_id, self._source_row(r.track.source, r.track.uri, r.track.kind), r.track.segment,
+                       r.track.track_id) for r in records]
+        seen: dict[int, tuple[float, float]] = {}  # identity -> first, last
+        spans: dict[tuple[int, int, int, int], tuple[float, float, int | None]] = {}  # track -> first, last, identity
+        for r, key in zip(records, track_keys, strict=True):
+            if r.identity_id is not None:
+                first, last = seen.get(r.identity_id, (r.timestamp, r.timestamp))
+                seen[r.identity_id] = (min(first, r.timestamp), max(last, r.timestamp))
+            first, last, _ = spans.get(key, (r.timestamp, r.timestamp, None))
+            spans[key] = (min(first, r.timestamp), max(last, r.timestamp), r.identity_id)  # the last record's identity
+        if seen:
+            ids = sorted(seen)
+            db.execute("INSERT INTO identities (id, created, first_seen, last_seen) SELECT i, f, f, l "
+                       f"FROM {_unnest('bigint', 'float8', 'float8')} AS v(i, f, l) ON CONFLICT (id) DO UPDATE "
+                       "SET first_seen = LEAST(COALESCE(identities.first_seen, excluded.first_seen), "
+                       "excluded.first_seen), last_seen = GREATEST(COALESCE(identities.last_seen, excluded.last_seen), "
+                       "excluded.last_seen)", (ids, [seen[i][0] for i in ids], [seen[i][1] for i in ids]))
+        keys = list(spans)  # first seen first, as record by record (a run's tracks are only this node's)
+        runs, sources, segments, tracks = (list(column) for column in zip(*keys, strict=True))
+        returned = db.execute(
+            "INSERT INTO tracks (run_id, source_id, segment, track_id, identity_id, first_seen, last_seen) "
+            f"SELECT * FROM {_unnest('bigint', 'bigint', 'int', 'int', 'bigint', 'float8', 'float8')} "
+            "ON CONFLICT (run_id, source_id, segment, track_id) DO UPDATE SET "
+            "last_seen = GREATEST(tracks.last_seen, excluded.last_seen), identity_id = excluded.identity_id "
+            "RETURNING id, run_id, source_id, segment, track_id",
+            (runs, sources, segments, tracks, [spans[k][2] for k in keys], [spans[k][0] for k in keys],
+             [spans[k][1] for k in keys])).fetchall()
+        track_rows = {(int(run), int(source), int(segment), int(track)): int(row)
+                      for row, run, source, segment, track in returned}
+        rows = [track_rows[key] for key in track_keys]
+        sighting_ids = self._next_ids("sightings", len(records))
+        db.execute("INSERT INTO sightings (id, run_id, source_id, track_row, identity_id, frame_index, timestamp, "
+                   "media_time, x1, y1, x2, y2, confidence, match_score) SELECT * FROM "
+                   + _unnest(*["bigint"] * 6, "float8", "float8", *["real"] * 6), _columns(
+                       sighting_ids, [k[0] for k in track_keys], [k[1] for k in track_keys], rows,
+                       [r.identity_id for r in records], [r.frame_index for r in records],
+                       [r.timestamp for r in records], [r.media_time for r in records],
+                       *([float(r.box[i]) for r in records] for i in range(4)),
+                       [float(r.confidence) for r in records], [r.match_score for r in records]))
+        alerts = [(sighting, r.alert) for sighting, r in zip(sighting_ids, records, strict=True) if r.alert is not None]
+        if alerts:
+            db.execute(f"INSERT INTO alerts (sighting_id, thumbnail) SELECT * FROM {_unnest('bigint', 'bytea')}",
+                       _columns(*zip(*alerts, strict=True)))
+        self._write_embeddings([(r, row, sighting) for r, row, sighting in zip(records, rows, sighting_ids, strict=True)
+                                if r.embedding is not None])
+        self._write_thumbnails(records, rows)
+
+    def _next_ids(self, table: str, count: int) -> list[int]:
+        """``count`` ids of ``table``'s identity column, drawn in one statement (rows get them in this order)."""
+        return sorted(int(i) for (i,) in self._db.execute(
+            f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?)", (count,)))
+
+    def _write_embeddings(self, written: list[tuple[SightingRecord, int, int]]) -> None:
+        """The embeddings of a batch (record, track row, sighting id), then each touched track's weakest beyond
+        ``embeddings_per_track``: the same best ones stay as when each insert is followed by its pruning."""
+        if not written:
+            return
+        ids = self._next_ids("embeddings", len(written))
+        vectors = [np.asarray(r.embedding, np.float32) for r, _, _ in written]
+        self._db.execute(
+            "INSERT INTO embeddings (id, track_row, identity_id, sighting_id, model_key, quality, vector) "
+            f"SELECT * FROM {_unnest('bigint', 'bigint', 'bigint', 'bigint', 'text', 'real', 'bytea')}",
+            _columns(ids, [row for _, row, _ in written], [r.identity_id for r, _, _ in written],
+                     [sighting for _, _, sighting in written], [r.model_key for r, _, _ in written],
+                     [float(r.quality) for r, _, _ in written], [v.tobytes() for v in vectors]))
+        self._index_adds.extend((i, v) for i, v, (r, _, _) in zip(ids, vectors, written, strict=True)
+                                if r.model_key == self.index_model)
+        if self.embeddings_per_track:
+            self._index_removes.extend(int(i) for (i,) in self._db.execute(
+                "DELETE FROM embeddings WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY "
+                "track_row ORDER BY quality DESC, id DESC) AS place FROM embeddings "
+                "WHERE track_row = ANY(?::bigint[])) AS ranked WHERE place > ?) RETURNING id",
+                (sorted({row for _, row, _ in written}), self.embeddings_per_track)).fetchall())
+
+    def _write_thumbnails(self, records: list[SightingRecord], rows: list[int]) -> None:
+        """The best crop of each track and identity in the batch, where it beats the stored one."""
+        best_tracks: dict[int, tuple[float, bytes]] = {}
+        best_identities: dict[int, tuple[float, bytes]] = {}
+        for r, row in zip(records, rows, strict=True):
+            if not r.thumbnail:
+                continue
+            for best, key in ((best_tracks, row), (best_identities, r.identity_id)):
+                if key is not None and (key not in best or r.quality > best[key][0]):
+                    best[key] = (float(r.quality), r.thumbnail)
+        for table, best in (("tracks", best_tracks), ("identities", best_identities)):
+            if best:
+                keys = sorted(best)
+                self._db.execute(
+                    f"UPDATE {table} AS t SET thumbnail = v.thumbnail, best_quality = v.quality FROM "
+                    f"{_unnest('bigint', 'bytea', 'float8')} AS v(id, thumbnail, quality) "
+                    "WHERE t.id = v.id AND t.best_quality < v.quality",
+                    (keys, [best[k][1] for k in keys], [best[k][0] for k in keys]))
 
     def purge_older_than(self, cutoff: float) -> int:
         """Merges are remembered as long as sightings are (a node does not hold a merged id for that long)."""
@@ -299,3 +405,13 @@ class PgSightingStore(SightingStore):
                 gone.unlink(missing_ok=True)
         return path
 
+
+
+def _columns(*columns: Sequence[Any]) -> tuple[list[Any], ...]:
+    """Lists for ``unnest``'s arrays (rows given as columns)."""
+    return tuple(list(column) for column in columns)
+
+
+def _unnest(*types: str) -> str:
+    """``unnest`` of one array parameter per column, of these PostgreSQL types."""
+    return "unnest(" + ", ".join(f"?::{t}[]" for t in types) + ")"

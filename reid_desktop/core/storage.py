@@ -396,8 +396,7 @@ class SightingStore:
             try:
                 self._index_adds, self._index_removes = [], []
                 with self._transaction():
-                    for record in records:
-                        self._write(record)
+                    self._write_batch(records)
                     self._announce_embeddings(records)
             except self._REFUSED_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
                 self._index_adds, self._index_removes = [], []
@@ -449,6 +448,11 @@ class SightingStore:
         self._failure = str(exc)
         self._retry_at = time.monotonic() + self._retry_delay
         self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
+
+    def _write_batch(self, records: Sequence[SightingRecord]) -> None:
+        """Every record of a flush, inside its transaction (a local file's statements cost no round trip)."""
+        for record in records:
+            self._write(record)
 
     def _write(self, r: SightingRecord) -> None:
         track, db = r.track, self._db

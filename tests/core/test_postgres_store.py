@@ -152,3 +152,82 @@ def test_node_local_indexes_of_other_databases_do_not_pile_up(pg_url: str) -> No
     assert len(kept) == INDEXES_KEPT and store.index_path("m").name in kept
     assert "gone11.0123456789abcdef.faiss" in kept and "gone0.0123456789abcdef.faiss" not in kept
     assert len(list(folder.glob("*.json"))) == INDEXES_KEPT
+
+
+def varied_records(run: int, count: int) -> list[SightingRecord]:
+    """What a camera's tracks produce: identities found mid-track, embeddings of changing quality, best crops,
+    an alert, recordings and live cameras."""
+    rng = np.random.default_rng(5)
+    records = []
+    for frame in range(count):
+        track = 1 + frame % 7
+        vector = rng.normal(size=8).astype(np.float32)
+        records.append(SightingRecord(
+            run_id=run, track=TrackKey("gate" if track % 2 else "hall", f"rtsp://cameras/{track % 2}", "rtsp", 0,
+                                       track),
+            identity_id=None if frame < 10 else 100 + track % 4, frame_index=frame, timestamp=1_000_000.0 + frame,
+            media_time=frame / 25 if track % 2 else None, box=(10.0 + frame, 20.0, 50.0, 120.0),
+            confidence=0.5 + (frame % 5) / 10, match_score=None if frame % 3 else 0.7,
+            embedding=vector / np.linalg.norm(vector) if frame % 2 == 0 else None, model_key="m",
+            quality=float(rng.uniform()), thumbnail=b"jpeg%d" % frame if frame % 4 == 0 else None,
+            alert=b"alert" if frame == 33 else None))
+    return records
+
+
+def table_rows(store: PgSightingStore) -> dict[str, list[tuple]]:
+    return {table: store._db.execute(f"SELECT {columns} FROM {table} ORDER BY 1").fetchall() for table, columns in (
+        ("identities", "id, created, first_seen, last_seen, best_quality, thumbnail"),
+        ("tracks", "id, run_id, source_id, segment, track_id, identity_id, first_seen, last_seen, best_quality, "
+                   "thumbnail"),
+        ("sightings", "id, run_id, source_id, track_row, identity_id, frame_index, timestamp, media_time, x1, y1, "
+                      "x2, y2, confidence, match_score"),
+        ("embeddings", "id, track_row, identity_id, sighting_id, model_key, quality, vector"),
+        ("alerts", "sighting_id, thumbnail"))}
+
+
+def test_a_flush_is_a_few_statements_whatever_its_size_and_writes_what_record_by_record_writes(pg_server) -> None:
+    import functools
+
+    from reid_desktop.core.storage import SightingStore
+
+    stores = [PgSightingStore(parse_postgres_url(pg_server.create_database(name)), commit_interval_s=60,
+                              embeddings_per_track=3) for name in ("batched", "one_by_one")]
+    batched, one_by_one = stores
+    one_by_one._write_batch = functools.partial(SightingStore._write_batch, one_by_one)  # the per-record path
+    statements = {id(store): 0 for store in stores}
+
+    def counted_statements(store: PgSightingStore) -> None:
+        execute = store._db.execute
+
+        def counting(sql: str, params=()):
+            statements[id(store)] += 1
+            return execute(sql, params)
+
+        store._db.execute = counting
+
+    for store in stores:
+        counted_statements(store)
+    try:
+        for store in stores:
+            store.attach_index("m", 8)
+            run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
+                                  model_key="m", warnings=[], config={})
+            records = varied_records(run, 240)
+            spent = []
+            for part in (records[:40], records[40:]):  # 40, then 200 records a flush
+                before = statements[id(store)]
+                for r in part:
+                    store.record(r)
+                assert store.flush(force=True)
+                spent.append(statements[id(store)] - before)
+            if store is batched:
+                assert spent[1] <= spent[0] <= 20, "200 records cost no more statements than 40 (new cameras: one each)"
+            else:
+                assert spent[1] > 4 * 200
+        assert table_rows(batched) == table_rows(one_by_one)
+        assert len(table_rows(batched)["embeddings"]) == 7 * 3  # the best three of each track
+        indexed = [set(store.index.search(np.ones((1, 8), np.float32), 100)[1][0].tolist()) - {-1} for store in stores]
+        assert indexed[0] == indexed[1] == {row[0] for row in table_rows(batched)["embeddings"]}
+    finally:
+        for store in stores:
+            store.close()
