@@ -99,8 +99,19 @@ CREATE INDEX identity_merges_seq ON identity_merges (seq);
 CREATE INDEX identity_merges_kept ON identity_merges (kept);
 """
 
+# Schema 4: tracks split off an identity by an operator (with the track's key, which a node writing it knows), so a
+# node still writing the track under the old identity writes it under the new one: a split cannot be undone by a
+# node that has not heard of it yet. Ordered by the merges' sequence: one order for both kinds of change.
+_V4 = """
+CREATE TABLE identity_splits (
+    track_row BIGINT PRIMARY KEY, run_id BIGINT NOT NULL, source_id BIGINT NOT NULL, segment INTEGER NOT NULL,
+    track_id INTEGER NOT NULL, old BIGINT NOT NULL, new BIGINT NOT NULL, at DOUBLE PRECISION NOT NULL,
+    seq BIGINT NOT NULL DEFAULT nextval('identity_merge_seq'));
+CREATE INDEX identity_splits_seq ON identity_splits (seq);
+"""
+
 # MIGRATIONS[n] takes the database from schema n to n + 1 (schema 0: no tables of ours).
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

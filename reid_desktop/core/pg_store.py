@@ -16,8 +16,10 @@ and with the embeddings other nodes announce.
 
 An identity merged away is remembered (``identity_merges``) and a sighting that still names it is written to
 the identity that holds it now: a node that has not yet heard of a merge cannot bring the merged identity
-back. Identity edits take :data:`~reid_desktop.core.pg_schema.EDIT_LOCK` alone and sighting writes take it
-shared, so a write either commits before an edit starts or sees the merge it made.
+back; a track split off an identity is remembered likewise (``identity_splits``), so a node still writing it
+under the old identity writes it under the new one. Identity edits take
+:data:`~reid_desktop.core.pg_schema.EDIT_LOCK` alone and sighting writes take it shared, so a write either
+commits before an edit starts or sees the merge or split it made.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ from reid_desktop.core.pg_schema import (
     open_database,
     schema_version,
 )
-from reid_desktop.core.shared_changes import Merged, SharedChange, format_change
+from reid_desktop.core.shared_changes import Merged, SharedChange, Split, format_change
 from reid_desktop.core.storage import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, SightingStore
 from reid_desktop.core.store import CameraHealth, SightingRecord, StorageUnavailable, StoreError
 from reid_desktop.core.vector_index import manifest_path
@@ -168,7 +170,8 @@ class PgSightingStore(SightingStore):
         self.node = node
         self._exclusive = False  # inside an identity edit: its transactions hold EDIT_LOCK alone
         self._redirects: dict[int, int] = {}  # identity merged away -> the one holding it now
-        self._redirects_seq = 0
+        self._splits: dict[tuple[int, int, int, int], tuple[int, int]] = {}  # track key -> (old, new) identity
+        self._changes_seq = 0  # the newest merge or split read
         self._ERRORS, self._REFUSED_DATA = _driver_errors()
         super().__init__(Path(location.database), commit_interval_s, readonly, max_pending_records,
                          max_pending_bytes, embeddings_per_track)
@@ -196,7 +199,13 @@ class PgSightingStore(SightingStore):
 
     def _announce(self, change: SharedChange) -> None:
         """Every process listening on :data:`CHANGES_CHANNEL` hears it when this transaction commits; a merge is
-        also remembered, with the merges into the dropped identity passed on to the kept one."""
+        also remembered, with the merges into the dropped identity passed on to the kept one, and so is a split."""
+        if isinstance(change, Split):
+            self._db.execute("INSERT INTO identity_splits (track_row, run_id, source_id, segment, track_id, old, new, "
+                             "at) SELECT id, run_id, source_id, segment, track_id, ?, ?, ? FROM tracks WHERE id = ? "
+                             "ON CONFLICT (track_row) DO UPDATE SET old = excluded.old, new = excluded.new, "
+                             "at = excluded.at, seq = nextval('identity_merge_seq')",
+                             (change.old, change.new, time.time(), change.track_row))
         if isinstance(change, Merged):
             self._db.execute("UPDATE identity_merges SET kept = ?, seq = nextval('identity_merge_seq') "
                              "WHERE kept = ?", (change.keep, change.drop))
@@ -206,15 +215,20 @@ class PgSightingStore(SightingStore):
         self._db.execute("SELECT pg_notify(?, ?)", (CHANGES_CHANNEL, format_change(change)))
 
     def _begin(self) -> None:
-        """Also takes the edit lock (alone for an edit, shared for writes) and reads the merges made since the
-        last transaction: under the lock, none can be made until this one commits."""
+        """Also takes the edit lock (alone for an edit, shared for writes) and reads the merges and splits made
+        since the last transaction: under the lock, none can be made until this one commits."""
         self._link.reopen_if_lost()
         super()._begin()
         self._db.execute(f"SELECT pg_advisory_xact_lock{'' if self._exclusive else '_shared'}(?)", (EDIT_LOCK,))
-        for dropped, kept, seq in self._db.execute("SELECT dropped, kept, seq FROM identity_merges WHERE seq > ? "
-                                                   "ORDER BY seq", (self._redirects_seq,)).fetchall():
-            self._redirects[int(dropped)] = int(kept)
-            self._redirects_seq = int(seq)
+        for old, new, run, source, segment, track, seq in self._db.execute(
+                "SELECT dropped, kept, NULL, NULL, NULL, NULL, seq FROM identity_merges WHERE seq > ? UNION ALL "
+                "SELECT old, new, run_id, source_id, segment, track_id, seq FROM identity_splits WHERE seq > ? "
+                "ORDER BY 7", (self._changes_seq, self._changes_seq)).fetchall():
+            if run is None:
+                self._redirects[int(old)] = int(new)
+            else:
+                self._splits[(int(run), int(source), int(segment), int(track))] = (int(old), int(new))
+            self._changes_seq = int(seq)
 
     @contextlib.contextmanager
     def _edit(self) -> Iterator[None]:
@@ -226,8 +240,17 @@ class PgSightingStore(SightingStore):
             self._exclusive = False
 
     def _redirected(self, r: SightingRecord) -> SightingRecord:
-        kept = self._redirects.get(r.identity_id) if r.identity_id is not None else None
-        return r if kept is None else replace(r, identity_id=kept)
+        """``r`` under the identity that holds its person now: its track split off, its identity merged away."""
+        if r.identity_id is None:
+            return r
+        identity = r.identity_id
+        if self._splits:
+            split = self._splits.get((r.run_id, self._source_row(r.track.source, r.track.uri, r.track.kind),
+                                      r.track.segment, r.track.track_id))
+            if split is not None and split[0] == identity:
+                identity = split[1]
+        identity = self._redirects.get(identity, identity)
+        return r if identity == r.identity_id else replace(r, identity_id=identity)
 
     def _write(self, r: SightingRecord) -> None:
         super()._write(self._redirected(r))
@@ -334,11 +357,15 @@ class PgSightingStore(SightingStore):
                     (keys, [best[k][1] for k in keys], [best[k][0] for k in keys]))
 
     def purge_older_than(self, cutoff: float) -> int:
-        """Merges are remembered as long as sightings are (a node does not hold a merged id for that long)."""
+        """Merges and splits are remembered as long as sightings are (a node does not hold an id for that long)."""
         deleted = super().purge_older_than(cutoff)
         with self._transaction():
             self._db.execute("DELETE FROM identity_merges WHERE at < ?", (cutoff,))
+            self._db.execute("DELETE FROM identity_splits WHERE at < ?", (cutoff,))
             self._redirects = {int(d): int(k) for d, k in self._db.execute("SELECT dropped, kept FROM identity_merges")}
+            self._splits = {(int(run), int(source), int(segment), int(track)): (int(old), int(new)) for
+                            run, source, segment, track, old, new in self._db.execute(
+                                "SELECT run_id, source_id, segment, track_id, old, new FROM identity_splits")}
         return deleted
 
     @property

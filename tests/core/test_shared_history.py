@@ -70,6 +70,36 @@ def test_a_node_that_has_not_heard_of_a_merge_cannot_bring_the_merged_identity_b
         station.close()
 
 
+def test_a_node_that_has_not_heard_of_a_split_writes_the_track_under_its_new_identity(pg_url: str) -> None:
+    location = parse_postgres_url(pg_url)
+    node, station = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location)
+    try:
+        run = begin(node)
+        walker, passer = node.allocate_identity_id(), node.allocate_identity_id()
+        assert walker is not None and passer is not None
+        for frame in range(10):
+            sight(node, run, "gate", 1, frame, walker)
+            sight(node, run, "gate", 2, frame, passer)  # track 2 is someone else, wrongly given ``walker`` later
+        for frame in range(10, 15):
+            sight(node, run, "gate", 2, frame, walker)
+        assert node.flush()
+        track_row = node.track_row(run, "gate", 0, 2)
+        assert track_row is not None
+        new = station.split_track(track_row)
+        for frame in range(15, 25):  # the node still believes track 2 is ``walker``
+            sight(node, run, "gate", 2, frame, walker)
+            sight(node, run, "gate", 1, frame, walker)  # track 1 is, and stays so
+        assert node.flush(force=True)
+        by_track = {(int(t), int(i)): int(n) for t, i, n in node._db.execute(
+            "SELECT t.track_id, s.identity_id, COUNT(*) FROM sightings s JOIN tracks t ON t.id = s.track_row "
+            "GROUP BY t.track_id, s.identity_id").fetchall()}
+        assert by_track == {(1, walker): 20, (2, new): 25}
+        assert node._db.execute("SELECT identity_id FROM tracks WHERE id = ?", (track_row,)).fetchone()[0] == new
+    finally:
+        node.close()
+        station.close()
+
+
 def wait_for(received: list, test, timeout: float = 10.0) -> list:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
