@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this is down
+CATCH_UP_BLOCK = 5000  # embeddings read at a time when a listener catches up after a reconnection
 
 
 @dataclass(frozen=True)
@@ -205,18 +206,39 @@ class ChangeListener(NotificationListener):
     Announced embeddings are read here, so the pipeline only has to add them; the changes ``own_backend``
     (the server process of this node's store) announced are left out: they are in effect already. On every
     (re)connection it first hands over every current target, so a target set while the server or the network
-    was away is followed as soon as it is back; embeddings announced meanwhile reach the vector index at its
-    next attach, and their identities the working set when they are seen again.
+    was away is followed as soon as it is back, and after a reconnection the embeddings other runs than
+    ``own_runs`` stored since the newest one it heard of (notifications are not kept for a listener that is
+    away), in blocks of :data:`CATCH_UP_BLOCK`.
     """
 
     def __init__(self, location: PostgresLocation, apply: Callable[[SharedChange | SharedEmbeddings], None],
-                 model_key: Callable[[], str], own_backend: Callable[[], int]) -> None:
+                 model_key: Callable[[], str], own_backend: Callable[[], int],
+                 own_runs: Callable[[], Collection[int]]) -> None:
         super().__init__(location, CHANGES_CHANNEL, "change-listener")
-        self.apply, self.model_key, self.own_backend = apply, model_key, own_backend
+        self.apply, self.model_key, self.own_backend, self.own_runs = apply, model_key, own_backend, own_runs
+        self.heard_up_to = 0  # the newest embedding id heard of (0: none yet; the index attach read the rest)
 
     def connected(self, conn: Any) -> None:
         for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
             self.apply(TargetChanged(int(identity_id), True))
+        if self.heard_up_to:
+            self._catch_up(conn)
+
+    def _catch_up(self, conn: Any) -> None:
+        """The embeddings announced while this listener was away (other runs' only)."""
+        (newest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM embeddings").fetchone()
+        if newest <= self.heard_up_to:
+            return
+        own = set(self.own_runs())
+        runs = sorted(int(run) for (run,) in conn.execute(
+            "SELECT DISTINCT t.run_id FROM embeddings e JOIN tracks t ON t.id = e.track_row WHERE e.id > %s",
+            (self.heard_up_to,)) if int(run) not in own)
+        first = self.heard_up_to + 1
+        log.info("catching up on embeddings %d to %d of %d runs", first, newest, len(runs))
+        while runs and first <= newest:
+            self._hand_over_added(conn, EmbeddingsAdded(first, min(first + CATCH_UP_BLOCK - 1, newest), tuple(runs)))
+            first += CATCH_UP_BLOCK
+        self.heard_up_to = max(self.heard_up_to, int(newest))
 
     def heard(self, conn: Any, pid: int, payload: str) -> None:
         if pid != self.own_backend():
@@ -229,11 +251,15 @@ class ChangeListener(NotificationListener):
             log.warning("%s", exc)
             return
         if isinstance(change, EmbeddingsAdded):
-            shared = read_embeddings(conn, change, self.model_key())
-            if shared is not None:
-                self.apply(shared)
+            self._hand_over_added(conn, change)
         else:
             self.apply(change)
+
+    def _hand_over_added(self, conn: Any, added: EmbeddingsAdded) -> None:
+        self.heard_up_to = max(self.heard_up_to, added.last_id)
+        shared = read_embeddings(conn, added, self.model_key())
+        if shared is not None:
+            self.apply(shared)
 
 
 def follow_shared_changes(location: PostgresLocation, control: PipelineControl, pipeline: Pipeline,
@@ -248,7 +274,8 @@ def follow_shared_changes(location: PostgresLocation, control: PipelineControl, 
 
         control.submit(lambda p: p.apply_change(change)).add_done_callback(taken_on)
 
-    listener = ChangeListener(location, apply, lambda: pipeline.embedder.key, own_backend)
+    listener = ChangeListener(location, apply, lambda: pipeline.embedder.key, own_backend,
+                              lambda: [run for run in (pipeline.run_id,) if run is not None])
     listener.start()
     return listener
 

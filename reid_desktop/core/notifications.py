@@ -30,6 +30,7 @@ class NotificationListener:
         self.location, self.channel = location, channel
         self._stop = threading.Event()
         self.listening = threading.Event()  # set while connected and listening
+        self.backend_pid = 0  # the server process of the listening connection
         self._thread = threading.Thread(target=self._listen, name=thread_name, daemon=True)
 
     def start(self) -> None:
@@ -53,6 +54,7 @@ class NotificationListener:
         while not self._stop.is_set():
             try:
                 with connect(self.location) as conn:
+                    self.backend_pid = int(conn.info.backend_pid)
                     conn.execute(f"LISTEN {self.channel}")
                     self.connected(conn)
                     self.listening.set()

@@ -112,7 +112,8 @@ class Node:
         self.heard: list[SharedChange | SharedEmbeddings] = []
         self.heard_up_to = 0  # the newest embedding heard of
         self._lock = threading.Lock()
-        self.listener = ChangeListener(location, self._hear, lambda: embedder.key, lambda: self.store.backend_pid)
+        self.listener = ChangeListener(location, self._hear, lambda: embedder.key, lambda: self.store.backend_pid,
+                                       lambda: [self.pipeline.run_id])
         self.listener.start()
 
     def _hear(self, change: SharedChange | SharedEmbeddings) -> None:

@@ -115,8 +115,8 @@ def test_a_node_hears_other_processes_changes_but_not_its_own(pg_url: str) -> No
     node, other = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
     heard_by_node: list = []
     heard_by_other: list = []
-    listeners = [ChangeListener(location, heard_by_node.append, lambda: "m", lambda: node.backend_pid),
-                 ChangeListener(location, heard_by_other.append, lambda: "m", lambda: other.backend_pid)]
+    listeners = [ChangeListener(location, heard_by_node.append, lambda: "m", lambda: node.backend_pid, list),
+                 ChangeListener(location, heard_by_other.append, lambda: "m", lambda: other.backend_pid, list)]
     try:
         for store in (node, other):
             store.attach_index("m", 8)
@@ -157,5 +157,46 @@ def test_a_node_hears_other_processes_changes_but_not_its_own(pg_url: str) -> No
     finally:
         for listener in listeners:
             listener.stop()
+        node.close()
+        other.close()
+
+
+def test_a_listener_back_from_a_lost_connection_catches_up_on_the_embeddings_it_missed(pg_url: str) -> None:
+    import psycopg
+
+    location = parse_postgres_url(pg_url)
+    node, other = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
+    heard: list = []
+    node_run, other_run = begin(node), begin(other)
+    listener = ChangeListener(location, heard.append, lambda: "m", lambda: node.backend_pid, lambda: [node_run])
+    try:
+        for store in (node, other):
+            store.attach_index("m", 8)
+        first, second = other.allocate_identity_id(), other.allocate_identity_id()
+        mine = node.allocate_identity_id()
+        assert first is not None and second is not None and mine is not None
+        listener.start()
+        assert listener.listening.wait(10)
+        sight(other, other_run, "right", 1, 0, first)
+        assert other.flush()
+        assert wait_for(heard, lambda c: isinstance(c, SharedEmbeddings))
+        heard.clear()
+        with psycopg.connect(pg_url, password=PASSWORD, autocommit=True) as admin:  # the network drops it
+            admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
+        deadline = time.monotonic() + 10
+        while listener.listening.is_set() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert not listener.listening.is_set()
+        for frame in range(1, 4):  # announced while nobody listens: lost, as notifications are
+            sight(other, other_run, "right", 2, frame, second)
+            sight(node, node_run, "left", 3, frame, mine)
+        assert other.flush() and node.flush()
+        assert listener.listening.wait(10)
+        caught = wait_for(heard, lambda c: isinstance(c, SharedEmbeddings))
+        assert caught, "the missed embeddings are read when the listener is back"
+        assert set(np.concatenate([c.identity_ids for c in caught]).tolist()) == {second}  # not its own
+        assert sum(len(c.embedding_ids) for c in caught) == 3
+    finally:
+        listener.stop()
         node.close()
         other.close()
