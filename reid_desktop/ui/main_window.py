@@ -171,6 +171,7 @@ class MainWindow(QMainWindow):
         self._nodes_timer.timeout.connect(self._read_node_cameras)
         self._nodes_timer.start()
         self._reading_nodes = False
+        self._watch_at_start = set(settings.watched_node_cameras)  # opened again once the nodes' list names them
 
         if settings_warning:
             self.banner.show_message(settings_warning)
@@ -499,6 +500,7 @@ class MainWindow(QMainWindow):
         def shown(cameras: list[CameraHealth] | None) -> None:
             self._reading_nodes = False
             self.sources_panel.set_node_cameras(cameras or [])
+            self._watch_again(cameras or [])
 
         def failed(message: str) -> None:
             self._reading_nodes = False
@@ -512,16 +514,26 @@ class MainWindow(QMainWindow):
         else:
             self.stop_watching(remote_source_id(camera.node, camera.name))
 
-    def watch_node_camera(self, camera: CameraHealth) -> str | None:
+    def _watch_again(self, cameras: list[CameraHealth]) -> None:
+        """The node cameras watched when the window last closed, once the nodes' list names them (no questions:
+        one whose password this station lacks is left to the operator)."""
+        for camera in cameras:
+            source_id = remote_source_id(camera.node, camera.name)
+            if source_id in self._watch_at_start:
+                self._watch_at_start.discard(source_id)
+                self.watch_node_camera(camera, ask=False)
+
+    def watch_node_camera(self, camera: CameraHealth, ask: bool = True) -> str | None:
         """Show a node's camera live in the wall (brought forward when it is there already); its feed's name, or
-        None when this station cannot open its video (the banner says why: its history is here all the same)."""
+        None when this station cannot open its video (the banner says why: its history is here all the same).
+        ``ask``: a password this station lacks is asked for."""
         source_id = remote_source_id(camera.node, camera.name)
         location = self.settings.history
         if source_id in self.remote.watched:
             self.grid.bring_forward(source_id, "first")
             return source_id
         uri, why_not = self.remote.playable(camera)
-        if uri is None and hides_credentials(camera.uri) and self._ask_node_camera_password(camera):
+        if uri is None and ask and hides_credentials(camera.uri) and self._ask_node_camera_password(camera):
             uri, why_not = self.remote.playable(camera)
         if uri is None or not isinstance(location, PostgresLocation):
             self.banner.show_message(f"Only the history of {camera.name} (node {camera.node}) is on this station: "
@@ -535,6 +547,9 @@ class MainWindow(QMainWindow):
         self.empty_hint.hide()
         self.remote.watch(location, camera, uri, feed)
         self.sources_panel.watching.add((camera.node, camera.name))
+        if source_id not in self.settings.watched_node_cameras:
+            self.settings.watched_node_cameras.append(source_id)
+            self.save_settings()
         self.grid.bring_forward(source_id, "first")
         self.statusBar().showMessage(f"Watching {camera.name} of node {camera.node} live", 4000)
         return source_id
@@ -558,7 +573,8 @@ class MainWindow(QMainWindow):
         self.remote.remember_secret(camera, full)
         return True
 
-    def stop_watching(self, source_id: str) -> None:
+    def stop_watching(self, source_id: str, by_operator: bool = True) -> None:
+        """Take a node's camera off the wall; ``by_operator``: it is not opened again at the next start."""
         watched = self.remote.watched.get(source_id)
         if watched is None:
             return
@@ -566,10 +582,13 @@ class MainWindow(QMainWindow):
         self.sources_panel.watching.discard((watched.camera.node, watched.camera.name))
         self.grid.remove_feed(source_id)
         self.empty_hint.setVisible(not self.grid.feeds)
+        if by_operator and source_id in self.settings.watched_node_cameras:
+            self.settings.watched_node_cameras.remove(source_id)
+            self.save_settings()
 
     def _stop_watching_all(self) -> None:
         for source_id in list(self.remote.watched):
-            self.stop_watching(source_id)
+            self.stop_watching(source_id, by_operator=False)
         self.remote.close()
 
     def _update_fps(self) -> None:
@@ -820,6 +839,8 @@ class MainWindow(QMainWindow):
         restart = (updated.pipeline != self.settings.pipeline or updated.history != self.settings.history)
         if updated.history != self.settings.history:  # another database: its nodes' cameras, not these
             self._stop_watching_all()
+            updated.watched_node_cameras = []
+            self._watch_at_start = set()
         self.settings = updated
         self.save_settings()
         if restart:

@@ -63,6 +63,7 @@ class AppSettings:
     alert_notify: bool = True  # a desktop notification, where the desktop has a notification area
     window_geometry: str = ""  # Qt's saveGeometry(), base64: where the window was and how large
     window_state: str = ""  # Qt's saveState(), base64: the docks' places and sizes
+    watched_node_cameras: list[str] = field(default_factory=list)  # "node/camera" shown live, opened again at start
 
     @property
     def history(self) -> History:

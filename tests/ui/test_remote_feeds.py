@@ -22,6 +22,7 @@ from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.types import FrameResult, SourceState, TrackedPerson
 from reid_desktop.ui.dialogs import StreamDialog
+from reid_desktop.ui.settings import load_settings
 from tests.core.test_shared_history import begin, sight
 from tests.pg_server import PASSWORD
 from tests.tools.rtsp import RtspServer, free_port, needs_rtsp
@@ -87,7 +88,7 @@ def give_password(qtbot, user: str, password: str) -> None:
 
 @needs_rtsp
 def test_a_station_shows_a_node_camera_live_with_the_nodes_boxes_and_follows_a_click(
-        qtbot, make_window, app_settings, pg_url: str, node_camera, memory_keyring) -> None:
+        qtbot, make_window, app_settings, pg_url: str, node_camera, memory_keyring, tmp_path: Path) -> None:
     node, identity = node_camera
     publisher = LivePublisher(node.location, node.name, {"street": REGION})
     publisher.start()
@@ -127,8 +128,18 @@ def test_a_station_shows_a_node_camera_live_with_the_nodes_boxes_and_follows_a_c
         if os.environ.get("REID_SCREENSHOTS"):
             window.grab().save(str(Path(os.environ["REID_SCREENSHOTS"]) / "remote-feed.png"))
 
+        # the next start opens it again, with the password the keyring kept
+        assert window.settings.watched_node_cameras == ["node-east/street"]
+        window.close()
+        settings, warning = load_settings(tmp_path / "settings.json")
+        assert not warning and settings.watched_node_cameras == ["node-east/street"]
+        window = make_window(settings)
+        qtbot.waitUntil(lambda: "node-east/street" in window.grid.feeds, timeout=WAIT_MS)
+        feed = window.grid.feeds["node-east/street"]
+        qtbot.waitUntil(lambda: feed.state is SourceState.LIVE and feed.result is not None, timeout=WAIT_MS)
+
         # a click on the node's person follows them on every node and station
-        click_person(qtbot, feed, shown[4])
+        click_person(qtbot, feed, next(p for p in feed.result.persons if p.track_id == 4))
         with PgSightingStore(node.location) as store:
             qtbot.waitUntil(lambda: any(i.identity_id == identity and i.is_target for i in store.identities()),
                             timeout=WAIT_MS)
@@ -140,6 +151,7 @@ def test_a_station_shows_a_node_camera_live_with_the_nodes_boxes_and_follows_a_c
 
         window.stop_watching("node-east/street")
         assert "node-east/street" not in window.grid.feeds and not window.remote.watched
+        assert window.settings.watched_node_cameras == []
         qtbot.waitUntil(lambda: not any(t.name == "source:node-east/street" and t.is_alive()
                                         for t in threading.enumerate()), timeout=10_000)
     finally:
