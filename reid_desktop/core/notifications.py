@@ -36,9 +36,11 @@ class NotificationListener:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, wait: bool = True) -> None:
+        """Stop listening; ``wait=False`` for a GUI thread, which must not wait for a connection attempt."""
         self._stop.set()
-        self._thread.join(timeout=5)
+        if wait:
+            self._thread.join(timeout=5)
 
     def connected(self, conn: Any) -> None:
         """Called on every (re)connection, once listening: what may have been missed meanwhile is read here."""

@@ -102,18 +102,18 @@ class RemoteFeeds(QObject):
         watched = self.watched.pop(source_id, None)
         if watched is None:
             return
+        if watched.source is not None:
+            watched.source.stop(timeout=0.0)  # it ends after its current read: the GUI does not wait
         if self._listener is not None:
             self._listener.watch(source_id, False)
-        if watched.source is not None:
-            watched.source.stop()
+            if not self.watched:  # nothing left to hear: its connection goes
+                self._listener.stop(wait=False)
+                self._listener = None
 
     def close(self) -> None:
         """Stop every stream and the listener (the window closes, or the database changed)."""
         for source_id in list(self.watched):
             self.unwatch(source_id)
-        if self._listener is not None:
-            self._listener.stop()
-            self._listener = None
 
     # -- from other threads ---------------------------------------------------------------------------
 
@@ -137,7 +137,7 @@ class RemoteFeeds(QObject):
 
     def _open(self, watched: _Watched, region: tuple[float, float, float, float] | None) -> None:
         if watched.source is not None:
-            watched.source.stop()
+            watched.source.stop(timeout=0.0)  # it ends after its current read: the GUI does not wait
         source_id = watched.feed.source_id
         spec = SourceSpec(watched.uri, source_id, region)
         watched.region, watched.picture = region, None

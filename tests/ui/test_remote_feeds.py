@@ -151,7 +151,7 @@ def test_a_station_shows_a_node_camera_live_with_the_nodes_boxes_and_follows_a_c
 
         window.stop_watching("node-east/street")
         assert "node-east/street" not in window.grid.feeds and not window.remote.watched
-        assert window.settings.watched_node_cameras == []
+        assert window.settings.watched_node_cameras == [] and window.remote._listener is None  # its connection went
         qtbot.waitUntil(lambda: not any(t.name == "source:node-east/street" and t.is_alive()
                                         for t in threading.enumerate()), timeout=10_000)
     finally:
