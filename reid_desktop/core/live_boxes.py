@@ -164,6 +164,7 @@ class LivePublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self.published = 0  # notifications sent (for the tests and the log)
+        self._unpublishable: set[str] = set()  # cameras whose names do not fit a notification
         self._thread = threading.Thread(target=self._run, name=f"live-boxes-{node}", daemon=True)
 
     def start(self) -> None:
@@ -190,6 +191,17 @@ class LivePublisher:
                 self._sent_at[boxes.camera] = now
         return due
 
+    def _payloads(self, due: list[LiveBoxes]) -> list[str]:
+        payloads = []
+        for boxes in due:
+            try:
+                payloads.append(format_boxes(boxes))
+            except ValueError as exc:  # said once per camera, not ten times a second
+                if boxes.camera not in self._unpublishable:
+                    self._unpublishable.add(boxes.camera)
+                    log.warning("%s", exc)
+        return payloads
+
     def _run(self) -> None:
         import psycopg
 
@@ -197,25 +209,23 @@ class LivePublisher:
         while not self._stop.is_set():
             self._wake.wait(PUBLISH_EVERY_S)
             self._wake.clear()
-            due = self._due()
-            if not due:
+            payloads = self._payloads(self._due())
+            if not payloads:
                 continue
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = connect(self.location)
                     log.info("node %s: publishing live boxes", self.node)
                 with conn.transaction():  # one commit for all cameras: NOTIFY serialises commits server-wide
-                    for boxes in due:
-                        conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, format_boxes(boxes)))
-                self.published += len(due)
+                    for payload in payloads:
+                        conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, payload))
+                self.published += len(payloads)
             except (psycopg.Error, PgSchemaError) as exc:  # live only: these boxes are stale by the next try
                 if conn is not None:
                     conn.close()
                     conn = None
                     log.warning("node %s: live boxes not sent (%s)", self.node, exc)
                 self._stop.wait(1.0)
-            except ValueError as exc:
-                log.warning("%s", exc)
         if conn is not None:
             conn.close()
 

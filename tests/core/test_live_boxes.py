@@ -134,3 +134,12 @@ def test_a_station_hears_the_newest_boxes_of_the_cameras_it_watches(pg_url: str,
     finally:
         publisher.stop()
         listener.stop()
+
+
+def test_a_camera_whose_names_do_not_fit_is_said_once_and_the_others_still_go(caplog) -> None:
+    publisher = LivePublisher(parse_postgres_url("postgresql://reid@127.0.0.1:9/none"), "node-a", {})
+    sets = [boxes("node-a", "x" * 9000, []), boxes("node-a", "gate", [])]
+    with caplog.at_level("WARNING"):
+        for _ in range(3):
+            assert [parse_boxes(p).camera for p in publisher._payloads(sets)] == ["gate"]
+    assert sum("too long to publish" in r.getMessage() for r in caplog.records) == 1
