@@ -215,6 +215,21 @@ def test_installed_app_processes_the_demo_clip_into_the_users_data_folder(instal
 
 
 @pytest.mark.skipif(not (SHARED / "models/osnet_x0_25_msmt17.onnx").is_file(), reason="../shared models missing")
+def test_installed_app_writes_into_a_shared_postgresql_database(installed: Installed, pg_url: str) -> None:
+    """psycopg, its bundled libpq and the connection pool travel with the app: a node's work needs them."""
+    import psycopg
+
+    from tests.pg_server import PASSWORD
+
+    result = installed.run("process", "--demo", "--max-frames", "20", "--quiet", "--db", pg_url,
+                           extra_env={"PGPASSWORD": PASSWORD})
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    with psycopg.connect(pg_url, password=PASSWORD) as con:
+        assert con.execute("SELECT COUNT(*) FROM sightings").fetchone()[0] > 20
+    models = installed.run("models", "list", "--db", pg_url, timeout=120, extra_env={"PGPASSWORD": PASSWORD})
+    assert models.returncode == 0 and "Traceback" not in models.stderr, models.stderr[-3000:]
+
+
 def test_installed_app_runs_a_reid_onnx_model_through_onnx_runtime(installed: Installed, tmp_path: Path) -> None:
     result = installed.run("process", "--demo", "--max-frames", "20", "--quiet", "--db", str(tmp_path / "x.sqlite"),
                            "--reid-model", str(SHARED / "models/osnet_x0_25_msmt17.onnx"))
