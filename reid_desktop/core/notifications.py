@@ -9,6 +9,7 @@ reconnects with back-off when the server or the network goes away, and hands eve
 
 from __future__ import annotations
 
+import abc
 import logging
 import threading
 from typing import Any
@@ -23,7 +24,7 @@ RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
 
 
-class NotificationListener:
+class NotificationListener(abc.ABC):
     """LISTEN on ``channel``; subclasses say what a (re)connection and a notification mean."""
 
     def __init__(self, location: PostgresLocation, channel: str, thread_name: str) -> None:
@@ -42,12 +43,12 @@ class NotificationListener:
         if wait:
             self._thread.join(timeout=5)
 
-    def connected(self, conn: Any) -> None:
+    def connected(self, conn: Any) -> None:  # noqa: B027 - optional: most listeners have nothing to read on connecting
         """Called on every (re)connection, once listening: what may have been missed meanwhile is read here."""
 
+    @abc.abstractmethod
     def heard(self, conn: Any, pid: int, payload: str) -> None:
         """One notification from the server process ``pid``; ``conn`` may be queried (no wait is in progress)."""
-        raise NotImplementedError
 
     def _listen(self) -> None:
         import psycopg

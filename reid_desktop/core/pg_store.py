@@ -239,21 +239,24 @@ class PgSightingStore(SightingStore):
         finally:
             self._exclusive = False
 
-    def _redirected(self, r: SightingRecord) -> SightingRecord:
-        """``r`` under the identity that holds its person now: its track split off, its identity merged away."""
+    def _track_key(self, r: SightingRecord) -> tuple[int, int, int, int]:
+        """The track's row key: run, source row, segment, track id."""
+        return r.run_id, self._source_row(r.track.source, r.track.uri, r.track.kind), r.track.segment, r.track.track_id
+
+    def _redirected(self, r: SightingRecord, key: tuple[int, int, int, int]) -> SightingRecord:
+        """``r`` (of track ``key``) under the identity that holds its person now: its track split off, its identity
+        merged away."""
         if r.identity_id is None:
             return r
         identity = r.identity_id
-        if self._splits:
-            split = self._splits.get((r.run_id, self._source_row(r.track.source, r.track.uri, r.track.kind),
-                                      r.track.segment, r.track.track_id))
-            if split is not None and split[0] == identity:
-                identity = split[1]
+        split = self._splits.get(key)
+        if split is not None and split[0] == identity:
+            identity = split[1]
         identity = self._redirects.get(identity, identity)
         return r if identity == r.identity_id else replace(r, identity_id=identity)
 
     def _write(self, r: SightingRecord) -> None:
-        super()._write(self._redirected(r))
+        super()._write(self._redirected(r, self._track_key(r)))
 
     def _write_batch(self, records: Sequence[SightingRecord]) -> None:
         """A flush in about ten statements whatever its size, each over arrays (``unnest``): record by record
@@ -261,10 +264,9 @@ class PgSightingStore(SightingStore):
         The rows are those :meth:`_write` makes one record at a time (which the savepoint fallback still does).
         Identities, which nodes share, are written in id order, so two nodes never wait on each other in a
         cycle."""
-        records = [self._redirected(r) for r in records]
+        track_keys = [self._track_key(r) for r in records]
+        records = [self._redirected(r, key) for r, key in zip(records, track_keys, strict=True)]
         db = self._db
-        track_keys = [(r.run_id, self._source_row(r.track.source, r.track.uri, r.track.kind), r.track.segment,
-                       r.track.track_id) for r in records]
         seen: dict[int, tuple[float, float]] = {}  # identity -> first, last
         spans: dict[tuple[int, int, int, int], tuple[float, float, int | None]] = {}  # track -> first, last, identity
         for r, key in zip(records, track_keys, strict=True):
