@@ -276,7 +276,8 @@ def cmd_node(args: argparse.Namespace) -> int:
     try:
         embedder, warnings = default_embedder(cfg.reid)
         pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
-        listener = follow_shared_changes(location, control, pipeline, lambda: store.backend_pid, applied)
+        listener = follow_shared_changes(location, control, pipeline, lambda: store.backend_pid,
+                                         lambda: store.index_horizon, applied)
         for event in run(node.cameras, cfg, store, control=control, pipeline=pipeline):
             if isinstance(event, FrameResult):
                 health.frame(event.source_id)

@@ -243,9 +243,9 @@ class LiveListener(NotificationListener):
         with self._lock:
             (self._watched.add if watched else self._watched.discard)(source_id)
 
-    def heard(self, conn: Any, pid: int, payload: str) -> None:
+    def heard(self, conn: Any, note: Any) -> None:
         try:
-            boxes = parse_boxes(payload)
+            boxes = parse_boxes(note.payload)
         except ValueError as exc:
             log.debug("%s", exc)
             return

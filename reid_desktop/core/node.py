@@ -9,6 +9,7 @@ that died (``kill -9``, power, network) shows as down once its heartbeat is :dat
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 HEARTBEAT_S = 2.0
 DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this is down
 CATCH_UP_BLOCK = 5000  # embeddings read at a time when a listener catches up after a reconnection
+MARK_EVERY_S = 5.0  # how often a change listener moves its catch-up horizon forward
+HEARD_KEPT = 100_000  # embeddings a change listener remembers having heard above its horizon
 
 
 @dataclass(frozen=True)
@@ -206,43 +209,74 @@ class ChangeListener(NotificationListener):
     Announced embeddings are read here, so the pipeline only has to add them; the changes ``own_backend``
     (the server process of this node's store) announced are left out: they are in effect already. On every
     (re)connection it first hands over every current target, so a target set while the server or the network
-    was away is followed as soon as it is back, and after a reconnection the embeddings other runs than
-    ``own_runs`` stored since the newest one it heard of (notifications are not kept for a listener that is
-    away), in blocks of :data:`CATCH_UP_BLOCK`.
+    was away is followed as soon as it is back.
+
+    Notifications are not kept for a listener that is away, so it catches up on embeddings by the transaction
+    that wrote them (schema 5), not by their ids: ids are drawn when a row is written, and a writer that drew
+    its ids before an outage may commit during it. The listener keeps a *horizon*, a transaction id below which
+    every writer had ended and had its notifications heard here. A marker moves it every :data:`MARK_EVERY_S`:
+    one statement takes the oldest transaction still running and notifies it on a channel of this connection
+    alone; notifications arrive in commit order, so when the marker is heard, so is every change of the
+    transactions below it. Back from a lost connection, the listener reads the embeddings of other runs than
+    ``own_runs`` written by transactions at or above the horizon that it has not heard of yet, in blocks of
+    :data:`CATCH_UP_BLOCK`. Before its first connection the horizon is ``since()``: the oldest transaction
+    running when this process's vector index read the database, so nothing committed in between is missed.
     """
 
     def __init__(self, location: PostgresLocation, apply: Callable[[SharedChange | SharedEmbeddings], None],
                  model_key: Callable[[], str], own_backend: Callable[[], int],
-                 own_runs: Callable[[], Collection[int]]) -> None:
+                 own_runs: Callable[[], Collection[int]], since: Callable[[], int | None] = lambda: None) -> None:
         super().__init__(location, CHANGES_CHANNEL, "change-listener")
         self.apply, self.model_key, self.own_backend, self.own_runs = apply, model_key, own_backend, own_runs
-        self.heard_up_to = 0  # the newest embedding id heard of (0: none yet; the index attach read the rest)
+        self.since = since
+        self.horizon: int | None = None
+        self._heard: dict[int, int] = {}  # embedding id -> the transaction that wrote it, at or above the horizon
+        self._mark_channel = ""
+        self._marked_at = -MARK_EVERY_S
 
     def connected(self, conn: Any) -> None:
+        self._mark_channel = f"reid_mark_{conn.info.backend_pid}"
+        conn.execute(f"LISTEN {self._mark_channel}")
         for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
             self.apply(TargetChanged(int(identity_id), True))
-        if self.heard_up_to:
-            self._catch_up(conn)
+        if self.horizon is None:
+            self.horizon = self.since()
+        if self.horizon is not None:
+            self._catch_up(conn, self.horizon)
+        self._mark(conn)
 
-    def _catch_up(self, conn: Any) -> None:
-        """The embeddings announced while this listener was away (other runs' only)."""
-        (newest,) = conn.execute("SELECT COALESCE(MAX(id), 0) FROM embeddings").fetchone()
-        if newest <= self.heard_up_to:
-            return
-        own = set(self.own_runs())
-        runs = sorted(int(run) for (run,) in conn.execute(
-            "SELECT DISTINCT t.run_id FROM embeddings e JOIN tracks t ON t.id = e.track_row WHERE e.id > %s",
-            (self.heard_up_to,)) if int(run) not in own)
-        first = self.heard_up_to + 1
-        log.info("catching up on embeddings %d to %d of %d runs", first, newest, len(runs))
-        while runs and first <= newest:
-            self._hand_over_added(conn, EmbeddingsAdded(first, min(first + CATCH_UP_BLOCK - 1, newest), tuple(runs)))
-            first += CATCH_UP_BLOCK
-        self.heard_up_to = max(self.heard_up_to, int(newest))
+    def polled(self, conn: Any) -> None:
+        if time.monotonic() - self._marked_at >= MARK_EVERY_S:
+            self._mark(conn)
 
-    def heard(self, conn: Any, pid: int, payload: str) -> None:
-        if pid != self.own_backend():
-            self._hand_over(conn, payload)
+    def _mark(self, conn: Any) -> None:
+        conn.execute("SELECT pg_notify(%s, pg_snapshot_xmin(pg_current_snapshot())::text)", (self._mark_channel,))
+        self._marked_at = time.monotonic()
+
+    def _catch_up(self, conn: Any, horizon: int) -> None:
+        """The embeddings other runs' transactions at or above ``horizon`` wrote that this listener has not heard of."""
+        own, after, caught = list(self.own_runs()), 0, 0
+        while True:
+            rows = [row for row in _embedding_rows(
+                conn, "e.tx >= %s::text::xid8 AND t.run_id <> ALL(%s) AND e.id > %s ORDER BY e.id LIMIT %s",
+                (str(horizon), own, after, CATCH_UP_BLOCK), self.model_key())]
+            if not rows:
+                break
+            after = int(rows[-1][0])
+            missed = [row for row in rows if int(row[0]) not in self._heard]
+            if missed:
+                caught += len(missed)
+                self._heard_rows(missed)
+                self.apply(_shared(missed, self.model_key(), caught_up=True))
+        if caught:
+            log.info("caught up on %d embeddings written while this process was not listening", caught)
+
+    def heard(self, conn: Any, note: Any) -> None:
+        if note.channel == self._mark_channel:
+            self.horizon = max(int(note.payload), self.horizon or 0)
+            self._heard = {row: tx for row, tx in self._heard.items() if tx >= self.horizon}
+        elif note.pid != self.own_backend():
+            self._hand_over(conn, note.payload)
 
     def _hand_over(self, conn: Any, payload: str) -> None:
         try:
@@ -251,22 +285,28 @@ class ChangeListener(NotificationListener):
             log.warning("%s", exc)
             return
         if isinstance(change, EmbeddingsAdded):
-            self._hand_over_added(conn, change)
+            rows = _embedding_rows(conn, "e.id BETWEEN %s AND %s AND t.run_id = ANY(%s) ORDER BY e.id",
+                                   (change.first_id, change.last_id, list(change.run_ids)), self.model_key())
+            if rows:
+                self._heard_rows(rows)
+                self.apply(_shared(rows, self.model_key()))
         else:
             self.apply(change)
 
-    def _hand_over_added(self, conn: Any, added: EmbeddingsAdded) -> None:
-        self.heard_up_to = max(self.heard_up_to, added.last_id)
-        shared = read_embeddings(conn, added, self.model_key())
-        if shared is not None:
-            self.apply(shared)
+    def _heard_rows(self, rows: list[tuple[Any, ...]]) -> None:
+        """Remember what is heard above the horizon (bounded: a transaction left open on the server holds the
+        horizon back; past :data:`HEARD_KEPT` the oldest are forgotten and may be read twice)."""
+        self._heard.update((int(row[0]), int(row[-1])) for row in rows)
+        for row in itertools.islice(list(self._heard), max(0, len(self._heard) - HEARD_KEPT)):
+            del self._heard[row]
 
 
 def follow_shared_changes(location: PostgresLocation, control: PipelineControl, pipeline: Pipeline,
-                          own_backend: Callable[[], int],
+                          own_backend: Callable[[], int], since: Callable[[], int | None],
                           applied: Callable[[SharedChange | SharedEmbeddings], None] | None = None) -> ChangeListener:
     """Start listening for other processes' changes and apply each to the running ``pipeline`` between frames
-    (through ``control``); ``applied`` hears each one the pipeline has taken on."""
+    (through ``control``); ``applied`` hears each one the pipeline has taken on. ``own_backend`` and ``since``:
+    see :class:`ChangeListener`."""
     def apply(change: SharedChange | SharedEmbeddings) -> None:
         def taken_on(done: Future[None]) -> None:
             if applied is not None and not done.cancelled() and done.exception() is None:
@@ -275,27 +315,29 @@ def follow_shared_changes(location: PostgresLocation, control: PipelineControl, 
         control.submit(lambda p: p.apply_change(change)).add_done_callback(taken_on)
 
     listener = ChangeListener(location, apply, lambda: pipeline.embedder.key, own_backend,
-                              lambda: [run for run in (pipeline.run_id,) if run is not None])
+                              lambda: [run for run in (pipeline.run_id,) if run is not None], since)
     listener.start()
     return listener
 
 
-def read_embeddings(conn: Any, added: EmbeddingsAdded, model_key: str) -> SharedEmbeddings | None:
-    """The rows an :class:`EmbeddingsAdded` announced (of ``model_key``, still stored, with an identity), with
-    the camera and time of each and each identity's creation; None when none is left."""
-    rows = conn.execute(
-        "SELECT e.id, e.identity_id, e.quality, e.vector, src.name, s.timestamp, i.created FROM embeddings e "
-        "JOIN tracks t ON t.id = e.track_row JOIN sightings s ON s.id = e.sighting_id "
+def _embedding_rows(conn: Any, condition: str, params: tuple[Any, ...], model_key: str) -> list[tuple[Any, ...]]:
+    """Stored embeddings of ``model_key`` with an identity, that meet ``condition`` (on ``e``, the embedding, and
+    ``t``, its track): id, identity, quality, vector, camera, time, the identity's creation, run, and the
+    transaction that wrote it."""
+    return conn.execute(
+        "SELECT e.id, e.identity_id, e.quality, e.vector, src.name, s.timestamp, i.created, t.run_id, e.tx::text "
+        "FROM embeddings e JOIN tracks t ON t.id = e.track_row JOIN sightings s ON s.id = e.sighting_id "
         "JOIN sources src ON src.id = s.source_id JOIN identities i ON i.id = e.identity_id "
-        "WHERE e.id BETWEEN %s AND %s AND t.run_id = ANY(%s) AND e.model_key = %s ORDER BY e.id",
-        (added.first_id, added.last_id, list(added.run_ids), model_key)).fetchall()
-    if not rows:
-        return None
+        f"WHERE e.model_key = %s AND {condition}", (model_key, *params)).fetchall()
+
+
+def _shared(rows: list[tuple[Any, ...]], model_key: str, caught_up: bool = False) -> SharedEmbeddings:
     return SharedEmbeddings(
-        added.run_ids, model_key, np.array([r[0] for r in rows], np.int64), np.array([r[1] for r in rows], np.int64),
+        tuple(sorted({int(r[7]) for r in rows})), model_key, np.array([r[0] for r in rows], np.int64),
+        np.array([r[1] for r in rows], np.int64),
         np.array([r[2] for r in rows], np.float32), np.stack([np.frombuffer(r[3], np.float32) for r in rows]),
         tuple(str(r[4]) for r in rows), np.array([r[5] for r in rows], np.float64),
-        {int(r[1]): float(r[6]) for r in rows})
+        {int(r[1]): float(r[6]) for r in rows}, caught_up)
 
 
 def camera_health(conn: Any, now: float | None = None) -> list[CameraHealth]:

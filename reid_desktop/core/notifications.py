@@ -4,7 +4,7 @@ What one process tells the others on a shared database travels as NOTIFY on a ch
 (core/shared_changes.py, :data:`~reid_desktop.core.pg_schema.CHANGES_CHANNEL`) and the boxes a node's
 cameras show now (core/live_boxes.py). A :class:`NotificationListener` keeps one connection listening,
 reconnects with back-off when the server or the network goes away, and hands every notification to
-:meth:`~NotificationListener.heard` on its thread.
+:meth:`~NotificationListener.heard` on its thread (psycopg keeps the ones that arrive while ``heard`` queries).
 """
 
 from __future__ import annotations
@@ -46,9 +46,13 @@ class NotificationListener(abc.ABC):
     def connected(self, conn: Any) -> None:  # noqa: B027 - optional: most listeners have nothing to read on connecting
         """Called on every (re)connection, once listening: what may have been missed meanwhile is read here."""
 
+    def polled(self, conn: Any) -> None:  # noqa: B027 - optional: for listeners with something to do regularly
+        """Called after every wait for notifications (at least every :data:`POLL_S`); ``conn`` may be queried."""
+
     @abc.abstractmethod
-    def heard(self, conn: Any, pid: int, payload: str) -> None:
-        """One notification from the server process ``pid``; ``conn`` may be queried (no wait is in progress)."""
+    def heard(self, conn: Any, note: Any) -> None:
+        """One notification (psycopg's ``Notify``: ``channel``, ``payload`` and the sender's server process
+        ``pid``); ``conn`` may be queried (no wait is in progress)."""
 
     def _listen(self) -> None:
         import psycopg
@@ -64,7 +68,8 @@ class NotificationListener(abc.ABC):
                     delay = RETRY_FIRST_S
                     while not self._stop.is_set():
                         for note in list(conn.notifies(timeout=POLL_S)):  # taken first: no query while it waits
-                            self.heard(conn, note.pid, note.payload)
+                            self.heard(conn, note)
+                        self.polled(conn)
             except (psycopg.Error, PgSchemaError) as exc:
                 self.listening.clear()
                 log.warning("notifications on %s interrupted (%s); listening again in %.0f s", self.channel, exc,

@@ -110,8 +110,18 @@ CREATE TABLE identity_splits (
 CREATE INDEX identity_splits_seq ON identity_splits (seq);
 """
 
+# Schema 5: the transaction that wrote each embedding, so a listener back from a lost connection reads exactly the
+# rows of the transactions that had not ended when it last knew it had heard everything (core/node.py): ids are
+# drawn when a row is written, not when it is committed, so "ids above the newest heard" misses a writer whose
+# ids were drawn before the outage and committed during it. Rows written before this schema count as old (0).
+_V5 = """
+ALTER TABLE embeddings ADD COLUMN tx xid8 NOT NULL DEFAULT '0';
+ALTER TABLE embeddings ALTER COLUMN tx SET DEFAULT pg_current_xact_id();
+CREATE INDEX embeddings_tx ON embeddings (tx);
+"""
+
 # MIGRATIONS[n] takes the database from schema n to n + 1 (schema 0: no tables of ours).
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -151,6 +161,11 @@ def migrate(conn: Any, where: str) -> tuple[int, int]:
                 return found, version
             conn.execute(MIGRATIONS[version])
             conn.execute("UPDATE reid_meta SET value = %s WHERE key = 'schema_version'", (str(version + 1),))
+
+
+def oldest_running(conn: Any) -> int:
+    """The oldest transaction still running on the server (every one below it has ended), as a number."""
+    return int(conn.execute("SELECT pg_snapshot_xmin(pg_current_snapshot())::text").fetchone()[0])
 
 
 def connect(location: PostgresLocation) -> Any:

@@ -45,13 +45,14 @@ from reid_desktop.core.pg_schema import (
     SCHEMA_VERSION,
     PgSchemaError,
     connect,
+    oldest_running,
     open_database,
     schema_version,
 )
 from reid_desktop.core.shared_changes import Merged, SharedChange, Split, format_change
 from reid_desktop.core.storage import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, SightingStore
 from reid_desktop.core.store import CameraHealth, SightingRecord, StorageUnavailable, StoreError
-from reid_desktop.core.vector_index import manifest_path
+from reid_desktop.core.vector_index import VectorIndex, manifest_path
 
 
 def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
@@ -172,9 +173,17 @@ class PgSightingStore(SightingStore):
         self._redirects: dict[int, int] = {}  # identity merged away -> the one holding it now
         self._splits: dict[tuple[int, int, int, int], tuple[int, int]] = {}  # track key -> (old, new) identity
         self._changes_seq = 0  # the newest merge or split read
+        self.index_horizon: int | None = None  # see attach_index
         self._ERRORS, self._REFUSED_DATA = _driver_errors()
         super().__init__(Path(location.database), commit_interval_s, readonly, max_pending_records,
                          max_pending_bytes, embeddings_per_track)
+
+    def attach_index(self, model_key: str, dim: int) -> VectorIndex:
+        """Also notes :attr:`index_horizon`, the oldest transaction running before the index reads the database:
+        a change listener started later catches up on what that one and newer ones wrote (core/node.py)."""
+        if self.index is None or self.index_model != model_key:
+            self.index_horizon = oldest_running(self._db)
+        return super().attach_index(model_key, dim)
 
     def _open_readonly(self) -> Any:
         return self._connect(readonly=True)

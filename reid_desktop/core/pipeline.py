@@ -324,7 +324,7 @@ class Pipeline:
         """Another node's new embeddings: into the vector index, and their identities into the working set with
         where and when they were seen, so a person walking from its cameras into ours keeps their identity."""
         if self.store is not None:
-            self.store.index_embeddings(shared.model_key, shared.embedding_ids, shared.vectors)
+            self.store.index_embeddings(shared.model_key, shared.embedding_ids, shared.vectors, shared.caught_up)
         for identity_id in np.unique(shared.identity_ids):
             rows = np.flatnonzero(shared.identity_ids == identity_id)
             seen: dict[str, float] = {}

@@ -70,7 +70,8 @@ SharedChange = TargetChanged | Labelled | Merged | Split | Regrouped | Embedding
 @dataclass(frozen=True)
 class SharedEmbeddings:
     """The rows behind an :class:`EmbeddingsAdded`, as a listener read them: per row its identity, quality,
-    camera and time; ``created`` holds each identity's creation time (for reconciling two new identities)."""
+    camera and time; ``created`` holds each identity's creation time (for reconciling two new identities).
+    ``caught_up``: read after a lost connection, so the receiver may hold some of them already."""
 
     run_ids: tuple[int, ...]
     model_key: str
@@ -81,6 +82,7 @@ class SharedEmbeddings:
     cameras: tuple[str, ...]
     timestamps: np.ndarray  # (n,) float64
     created: dict[int, float]
+    caught_up: bool = False
 
 
 def format_change(change: SharedChange) -> str:

@@ -838,9 +838,12 @@ class SightingStore:
             self.index.remove(removed)
         self._index_adds, self._index_removes = [], []
 
-    def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Embeddings another process committed to this history join this process's vector index."""
+    def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray, known: bool = False) -> None:
+        """Embeddings another process committed to this history join this process's vector index; ``known``: the
+        index may hold some of them already (read again after a lost connection), and they are not doubled."""
         if self.index is not None and self.index_model == model_key and len(ids):
+            if known:
+                self.index.remove(ids)
             self.index.add(ids, vectors)
 
     def _save_index(self) -> None:

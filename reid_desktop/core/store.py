@@ -348,8 +348,9 @@ class HistoryStore(HistoryReader, Protocol):
         """The vector index of ``model_key``'s embeddings, loaded, caught up or rebuilt as needed."""
         ...
 
-    def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray) -> None:
-        """Embeddings another process committed to this history join this process's vector index."""
+    def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray, known: bool = False) -> None:
+        """Embeddings another process committed to this history join this process's vector index (``known``: some
+        may be in it already)."""
         ...
 
     def identity_galleries(self, model_key: str, per_identity: int,

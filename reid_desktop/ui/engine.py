@@ -118,7 +118,8 @@ class _Worker(QObject):
             embedder, warnings = default_embedder(self._config.reid)
             pipeline = Pipeline(self._config, store, embedder=embedder, embedder_warnings=warnings)
             if isinstance(store, PgSightingStore):  # a station is a node too: it hears the others' changes
-                listener = follow_shared_changes(store.postgres, self.control, pipeline, lambda: store.backend_pid)
+                listener = follow_shared_changes(store.postgres, self.control, pipeline, lambda: store.backend_pid,
+                                                  lambda: store.index_horizon)
             for event in run(self._specs, self._config, store, self.control, stay_open=True, pipeline=pipeline,
                              on_picture=self._pictures.put):
                 if isinstance(event, FrameResult):

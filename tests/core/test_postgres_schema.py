@@ -13,7 +13,15 @@ from hypothesis import strategies as st
 
 from reid_desktop.core import database_url
 from reid_desktop.core.database_url import DatabaseUrlError, PostgresLocation, parse_database, parse_postgres_url
-from reid_desktop.core.pg_schema import SCHEMA_VERSION, PgSchemaError, open_database, schema_version
+from reid_desktop.core.pg_schema import (
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    PgSchemaError,
+    connect,
+    oldest_running,
+    open_database,
+    schema_version,
+)
 from tests.pg_server import PASSWORD
 
 # -- naming a database --------------------------------------------------------------------------------------
@@ -69,6 +77,24 @@ def test_a_new_database_gets_the_schema_and_a_second_open_finds_it_done(pg_url: 
         assert {"sightings", "identities", "tracks", "embeddings", "nodes", "cameras"} <= tables
     with open_database(location) as again:
         assert schema_version(again, pg_url) == SCHEMA_VERSION
+
+
+def test_embeddings_stored_before_schema_5_count_as_written_long_ago(pg_url: str, password_in_environment) -> None:
+    """Schema 5 notes the transaction that writes each embedding (core/node.py catches up by it)."""
+    location = parse_postgres_url(pg_url)
+    with connect(location) as conn:
+        for migration in MIGRATIONS[:4]:
+            conn.execute(migration)
+        conn.execute("UPDATE reid_meta SET value = '4' WHERE key = 'schema_version'")
+        conn.execute("INSERT INTO runs (started) VALUES (1)")
+        conn.execute("INSERT INTO sources (name, uri, kind) VALUES ('gate', 'gate.mp4', 'file')")
+        conn.execute("INSERT INTO tracks (run_id, source_id, track_id, first_seen, last_seen) VALUES (1, 1, 1, 1, 1)")
+        conn.execute("INSERT INTO embeddings (track_row, model_key, quality, vector) VALUES (1, 'm', 0.5, '')")
+    with open_database(location) as conn:
+        assert schema_version(conn, pg_url) == SCHEMA_VERSION == 5
+        conn.execute("INSERT INTO embeddings (track_row, model_key, quality, vector) VALUES (1, 'm', 0.5, '')")
+        old, new = (int(tx) for (tx,) in conn.execute("SELECT tx::text FROM embeddings ORDER BY id"))
+        assert old == 0 < new <= oldest_running(conn)
 
 
 def test_nodes_starting_together_migrate_once(pg_url: str, password_in_environment) -> None:

@@ -9,10 +9,12 @@ import time
 import numpy as np
 import pytest
 
+from reid_desktop.core import node as node_mod
 from reid_desktop.core.database_url import parse_postgres_url
 from reid_desktop.core.node import ChangeListener
+from reid_desktop.core.pg_schema import CHANGES_CHANNEL
 from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.shared_changes import Merged, SharedEmbeddings, TargetChanged
+from reid_desktop.core.shared_changes import EmbeddingsAdded, Merged, SharedEmbeddings, TargetChanged, format_change
 from reid_desktop.core.store import SightingRecord, TrackKey
 from tests.pg_server import PASSWORD
 
@@ -161,9 +163,19 @@ def test_a_node_hears_other_processes_changes_but_not_its_own(pg_url: str) -> No
         other.close()
 
 
-def test_a_listener_back_from_a_lost_connection_catches_up_on_the_embeddings_it_missed(pg_url: str) -> None:
+def cut_off(listener: ChangeListener, pg_url: str) -> None:
+    """The network drops the listener's connection; returns once it knows (it listens again 0.5 s later)."""
     import psycopg
 
+    with psycopg.connect(pg_url, password=PASSWORD, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
+    deadline = time.monotonic() + 10
+    while listener.listening.is_set() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert not listener.listening.is_set()
+
+
+def test_a_listener_back_from_a_lost_connection_catches_up_on_the_embeddings_it_missed(pg_url: str) -> None:
     location = parse_postgres_url(pg_url)
     node, other = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
     heard: list = []
@@ -181,12 +193,7 @@ def test_a_listener_back_from_a_lost_connection_catches_up_on_the_embeddings_it_
         assert other.flush()
         assert wait_for(heard, lambda c: isinstance(c, SharedEmbeddings))
         heard.clear()
-        with psycopg.connect(pg_url, password=PASSWORD, autocommit=True) as admin:  # the network drops it
-            admin.execute("SELECT pg_terminate_backend(%s)", (listener.backend_pid,))
-        deadline = time.monotonic() + 10
-        while listener.listening.is_set() and time.monotonic() < deadline:
-            time.sleep(0.01)
-        assert not listener.listening.is_set()
+        cut_off(listener, pg_url)
         for frame in range(1, 4):  # announced while nobody listens: lost, as notifications are
             sight(other, other_run, "right", 2, frame, second)
             sight(node, node_run, "left", 3, frame, mine)
@@ -200,3 +207,94 @@ def test_a_listener_back_from_a_lost_connection_catches_up_on_the_embeddings_it_
         listener.stop()
         node.close()
         other.close()
+
+
+def test_a_listener_catches_up_on_a_writer_that_drew_its_ids_before_the_outage_and_committed_during_it(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ids are drawn when a row is written: a slow writer's older id commits after newer ones were heard."""
+    import psycopg
+
+    monkeypatch.setattr(node_mod, "MARK_EVERY_S", 0.1)
+    location = parse_postgres_url(pg_url)
+    node, other = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
+    heard: list = []
+    node_run, other_run = begin(node), begin(other)
+    listener = ChangeListener(location, heard.append, lambda: "m", lambda: node.backend_pid, lambda: [node_run])
+    try:
+        other.attach_index("m", 8)  # a writer announces the embeddings of its index's model
+        first, second = other.allocate_identity_id(), other.allocate_identity_id()
+        assert first is not None and second is not None
+        listener.start()
+        assert listener.listening.wait(10)
+        sight(other, other_run, "right", 1, 0, first)
+        assert other.flush()
+        assert wait_for(heard, lambda c: isinstance(c, SharedEmbeddings))
+        with psycopg.connect(pg_url, password=PASSWORD) as slow:  # one transaction, held open
+            (held,) = slow.execute(
+                "INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
+                "SELECT track_row, identity_id, sighting_id, model_key, quality, vector FROM embeddings "
+                "ORDER BY id DESC LIMIT 1 RETURNING id").fetchone()
+            sight(other, other_run, "right", 2, 1, second)  # newer ids, committed and heard first
+            assert other.flush()
+            assert wait_for(heard, lambda c: isinstance(c, SharedEmbeddings) and c.embedding_ids.min() > held)
+            moved = listener.horizon
+            heard.clear()
+            cut_off(listener, pg_url)
+            slow.execute("SELECT pg_notify(%s, %s)",
+                         (CHANGES_CHANNEL, format_change(EmbeddingsAdded(held, held, (other_run,)))))
+            slow.commit()
+            assert not listener.listening.is_set(), "committed while the listener was away"
+        caught = wait_for(heard, lambda c: isinstance(c, SharedEmbeddings))
+        assert caught, "the slow writer's embedding is read when the listener is back"
+        assert [int(i) for c in caught for i in c.embedding_ids] == [held]
+        assert all(c.caught_up for c in caught)
+        deadline = time.monotonic() + 10  # the markers move the horizon past the slow writer's transaction
+        while (listener.horizon or 0) <= (moved or 0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert listener.horizon is not None and moved is not None and listener.horizon > moved
+    finally:
+        listener.stop()
+        node.close()
+        other.close()
+
+
+def test_a_listener_started_after_the_index_read_the_database_catches_up_on_what_came_in_between(
+        pg_url: str) -> None:
+    location = parse_postgres_url(pg_url)
+    node, other = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
+    heard: list = []
+    node_run, other_run = begin(node), begin(other)
+    try:
+        other.attach_index("m", 8)
+        identity = other.allocate_identity_id()
+        assert identity is not None
+        sight(other, other_run, "right", 1, 0, identity)
+        assert other.flush()
+        node.attach_index("m", 8)
+        assert len(node.index) == 1
+        sight(other, other_run, "right", 1, 1, identity)  # after the index read, before anyone listens
+        assert other.flush()
+        listener = ChangeListener(location, heard.append, lambda: "m", lambda: node.backend_pid, lambda: [node_run],
+                                  lambda: node.index_horizon)
+        listener.start()
+        try:
+            caught = wait_for(heard, lambda c: isinstance(c, SharedEmbeddings))
+            assert caught, "what came in between is read when the listener starts"
+            for shared in caught:
+                node.index_embeddings("m", shared.embedding_ids, shared.vectors, shared.caught_up)
+            assert len(node.index) == 2, "read once, not doubled"
+        finally:
+            listener.stop()
+    finally:
+        node.close()
+        other.close()
+
+
+def test_what_a_listener_remembers_having_heard_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A transaction left open on the server holds the horizon back: the newest heard are kept, the rest forgotten."""
+    monkeypatch.setattr(node_mod, "HEARD_KEPT", 3)
+    listener = ChangeListener(parse_postgres_url("postgresql://reid@127.0.0.1/reid"), lambda change: None,
+                              lambda: "m", lambda: 0, list)
+    for first in range(0, 10, 2):
+        listener._heard_rows([(first, 100 + first), (first + 1, 100 + first)])
+    assert listener._heard == {7: 106, 8: 108, 9: 108}
