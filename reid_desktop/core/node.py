@@ -297,8 +297,9 @@ class ChangeListener(NotificationListener):
         """Remember what is heard above the horizon (bounded: a transaction left open on the server holds the
         horizon back; past :data:`HEARD_KEPT` the oldest are forgotten and may be read twice)."""
         self._heard.update((int(row[0]), int(row[-1])) for row in rows)
-        for row in itertools.islice(list(self._heard), max(0, len(self._heard) - HEARD_KEPT)):
-            del self._heard[row]
+        if len(self._heard) > HEARD_KEPT:
+            for row in list(itertools.islice(self._heard, len(self._heard) - HEARD_KEPT)):
+                del self._heard[row]
 
 
 def follow_shared_changes(location: PostgresLocation, control: PipelineControl, pipeline: Pipeline,
