@@ -257,9 +257,9 @@ class ChangeListener(NotificationListener):
         """The embeddings other runs' transactions at or above ``horizon`` wrote that this listener has not heard of."""
         own, after, caught = list(self.own_runs()), 0, 0
         while True:
-            rows = [row for row in _embedding_rows(
+            rows = _embedding_rows(
                 conn, "e.tx >= %s::text::xid8 AND t.run_id <> ALL(%s) AND e.id > %s ORDER BY e.id LIMIT %s",
-                (str(horizon), own, after, CATCH_UP_BLOCK), self.model_key())]
+                (str(horizon), own, after, CATCH_UP_BLOCK), self.model_key())
             if not rows:
                 break
             after = int(rows[-1][0])
