@@ -251,7 +251,19 @@ def cmd_node(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     name = args.name or node.name
     cfg = node.config
-    signal.signal(signal.SIGTERM, signal.default_int_handler)  # systemd's stop: the same clean path as Ctrl+C
+    control = PipelineControl()
+
+    def stop(signum: int, frame: object) -> None:
+        """SIGTERM (systemd's stop) or Ctrl+C: the run ends after the frame in progress. Not an exception raised
+        wherever the main thread is: one inside a native library's import or start leaves it half made, and the
+        process aborted at exit ('terminate called without an active exception'). Asked twice: stop now."""
+        if control.cancelled:
+            raise KeyboardInterrupt
+        log.warning("node %s: stopping", name)
+        control.cancel("stopped")
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
     health = NodeHealth(location, name)
     try:
         for spec in node.cameras:
@@ -263,7 +275,6 @@ def cmd_node(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     log.warning("node %s: %d cameras into %s", name, len(node.cameras), location)
-    control = PipelineControl()
 
     def applied(change: SharedChange | SharedEmbeddings) -> None:  # a target set on any station: now followed
         if isinstance(change, TargetChanged):
@@ -285,7 +296,7 @@ def cmd_node(args: argparse.Namespace) -> int:
             elif isinstance(event, SourceStatus):
                 health.camera_state(event.source_id, event.state.value)
     except KeyboardInterrupt:
-        log.warning("node %s: stopping", name)
+        log.warning("node %s: stopped at once", name)
     except ModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         status = EXIT_MODEL

@@ -44,8 +44,12 @@ class PipelineControl:
         self._commands: queue.SimpleQueue[tuple[Callable[[_Session], Any], Future[Any]]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._closed = False
+        self.ended_as = "cancelled"
 
-    def cancel(self) -> None:
+    def cancel(self, status: str = "cancelled") -> None:
+        """End the run after the frame in progress; ``status``: the run's, as stored ("stopped": the service was
+        told to stop)."""
+        self.ended_as = status
         self._cancelled.set()
         self.wakeup.set()
 
@@ -295,7 +299,7 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
                 break
             control.wakeup.wait(session.wait_s())
         else:
-            status = "cancelled"
+            status = control.ended_as
         control._apply(session)
         session.stop_all()
         while not statuses.empty():  # the last words of sources that just ended

@@ -177,6 +177,23 @@ def test_two_nodes_share_one_history_follow_a_target_and_a_killed_one_shows_down
     assert sightings(pg_url, "node-a-left") >= committed
 
 
+def test_a_node_told_to_stop_while_it_starts_finishes_starting_and_stops_cleanly(
+        pg_url: str, start_node: Callable[[str, str], subprocess.Popen]) -> None:
+    """SIGTERM while the models load: no exception thrown into a native library's import (which aborted the
+    process at exit, or failed the import); the node's run is recorded as stopped, the node as stopped."""
+    node = start_node("node-a", "left")
+    assert node.stdout is not None
+    for line in node.stdout:  # the models load next, for seconds
+        if "cameras into" in line:
+            break
+    node.send_signal(signal.SIGTERM)
+    out, _ = node.communicate(timeout=WAIT_S)
+    assert node.returncode == 0, out
+    assert "terminate called" not in out and "internal error" not in out and out.count("stopping") == 1, out
+    assert query(pg_url, "SELECT state FROM nodes WHERE name = 'node-a'") == [("stopped",)]
+    assert query(pg_url, "SELECT node, status FROM runs") == [("node-a", "stopped")]
+
+
 def test_a_node_needs_a_shared_database(tmp_path: Path, demo_clip: Path) -> None:
     path = node_file(tmp_path, "solo", demo_clip, "left")
     out = subprocess.run([sys.executable, "-m", "reid_desktop", "node", "--db", str(tmp_path / "s.sqlite"),
