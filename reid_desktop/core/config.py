@@ -110,6 +110,10 @@ class ReidConfig:
     quality_gain: float = option(1.25, "Re-embed early when crop quality beats the best so far by this factor",
                                min=1.0)
     track_gallery_size: int = option(5, "Best embeddings kept per track", min=1, max=100)
+    track_descriptor: str = option("all", "A track's appearance: the mean of all its sampled crops ('all'), or of its "
+                                          "best ones only ('best')", choices=("all", "best"))
+    occlusion_aware: bool = option(True, "Crops overlapped by another person's box count as worse (for the galleries "
+                                         "and the thumbnails)")
 
 
 @dataclass
@@ -130,6 +134,19 @@ class MatcherConfig:
                                  "walking between them; entries separated by ';'", parse=topology.parse)
     same_moment_s: float = option(0.5, "Sightings in two cameras this close in time are simultaneous: one person "
                                      "cannot be in both unless the cameras overlap", min=0.0, max=60.0)
+    camera_normalisation: bool = option(True, "Take each camera's mean embedding (learned online, kept with the "
+                                              "camera) out of its embeddings before matching")
+    reassociation: bool = option(True, "Re-associate the tracks of the last minutes jointly in the background and "
+                                       "correct their identities (never the operator's decisions)",
+                                 label="Background re-association")
+    reassociation_window_s: float = option(600.0, "Tracks that ended longer ago than this are no longer re-associated",
+                                           min=10.0, max=86400.0)
+    reassociation_interval_s: float = option(5.0, "Seconds between re-association passes", min=0.5, max=3600.0)
+    link_horizon_s: float = option(60.0, "Longest walk between cameras (or gap within one) the learned camera links "
+                                         "consider", min=1.0, max=3600.0)
+    link_prior: float = option(0.05, "How much the learned camera links add to (or take from) a new track's "
+                                     "similarity to a person last seen in another camera (0: appearance only)",
+                               min=0.0, max=1.0)
 
 
 @dataclass

@@ -10,10 +10,25 @@ import numpy as np
 MIN_CROP_PIXELS = 12  # a crop shorter than this (or narrower than half of it) shows no usable person
 
 
+def covered_share(boxes: np.ndarray) -> np.ndarray:
+    """For each box (N x 4+, x1 y1 x2 y2), the largest share of it that another box of the frame covers: a
+    person half hidden behind another gives a crop of two people."""
+    if len(boxes) < 2:
+        return np.zeros(len(boxes), np.float32)
+    b = np.asarray(boxes[:, :4], np.float32)
+    width = np.clip(np.minimum(b[:, None, 2], b[None, :, 2]) - np.maximum(b[:, None, 0], b[None, :, 0]), 0, None)
+    height = np.clip(np.minimum(b[:, None, 3], b[None, :, 3]) - np.maximum(b[:, None, 1], b[None, :, 1]), 0, None)
+    area = np.maximum((b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1]), 1e-6)
+    share = width * height / area[:, None]
+    np.fill_diagonal(share, 0.0)
+    return share.max(axis=1)
+
+
 def crop_quality(box: np.ndarray, confidence: float, keypoints: np.ndarray | None,
-                 frame_shape: tuple[int, ...]) -> float:
-    """How useful a crop is for re-id: confident, tall enough, person-shaped, not cut by the border,
-    and (with pose models) with most body keypoints visible."""
+                 frame_shape: tuple[int, ...], covered: float = 0.0) -> float:
+    """How useful a crop is for re-id: confident, tall enough, person-shaped, not cut by the border, not
+    covered by another person (``covered``: the share of the box another detection covers), and (with pose
+    models) with most body keypoints visible."""
     x1, y1, x2, y2 = (float(v) for v in box[:4])
     w, h = max(x2 - x1, 1.0), max(y2 - y1, 1.0)
     size = min(1.0, h / 160.0)
@@ -23,7 +38,7 @@ def crop_quality(box: np.ndarray, confidence: float, keypoints: np.ndarray | Non
     visible = 1.0
     if keypoints is not None and len(keypoints):
         visible = 0.5 + 0.5 * float(np.mean(keypoints[:, 2] > 0.5))
-    return float(confidence) * size * aspect * border * visible
+    return float(confidence) * size * aspect * border * visible * max(0.0, 1.0 - float(covered))
 
 
 def crop(image: np.ndarray, box: Sequence[float] | np.ndarray) -> np.ndarray | None:

@@ -42,6 +42,7 @@ from typing import Protocol
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
+from reid_desktop.core.camera_transitions import LinkEvidence
 from reid_desktop.core.topology import CameraLinks
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ TOP_COSINES = 3
 DIRECTORY_CANDIDATES = 10  # nearest stored embeddings looked up per unmatched track
 RECALL_MARGIN = 0.05  # the index's 8-bit codes approximate cosines; this much below the threshold still counts
 LOOKUPS_KEPT = 1024  # answers waiting for their track to ask again (a track that ended leaves one behind)
+LINK_EVIDENCE_CAP = 2.0  # the learned camera links move a score by at most link_prior times this
 
 
 class IdentityDirectory(Protocol):
@@ -114,6 +116,7 @@ class _Member:
     slot: int
     is_target: bool = False
     seen_at: dict[str, float] = field(default_factory=dict)  # camera -> last time a sure track showed it
+    last: tuple[str, float] | None = None  # the camera and moment a sure track showed it last
     created: float | None = None  # when it was made (by this matcher or, for a remote one, another process)
     remote: bool = False  # made by another process on the shared history
 
@@ -176,9 +179,11 @@ class IdentityMatcher:
 
     def __init__(self, threshold: float, gallery_size: int = 8, allocate_id: IdAllocator | None = None,
                  active_limit: int = 256, directory: IdentityDirectory | None = None,
-                 links: CameraLinks | None = None) -> None:
+                 links: CameraLinks | None = None, link_prior: float = 0.0) -> None:
         self.threshold = threshold
         self.links = links or CameraLinks()
+        self.link_prior = link_prior
+        self.evidence: LinkEvidence | None = None  # learned camera links (core/camera_transitions.py), when known
         self.gallery_size = gallery_size
         self.active_limit = active_limit
         self.directory = directory
@@ -279,7 +284,7 @@ class IdentityMatcher:
         if not known:
             member.created, member.remote = created, True
         for camera, at in seen.items():
-            member.seen_at[camera] = max(at, member.seen_at.get(camera, at))
+            self.seen(identity_id, camera, at)
 
     def _yields_to(self, held: int, candidate: int) -> bool:
         """May a track holding its new identity ``held`` move to ``candidate``? Not to a remote identity made
@@ -351,6 +356,22 @@ class IdentityMatcher:
         member = self._members.get(identity_id)
         if member is not None:
             member.seen_at[camera] = max(timestamp, member.seen_at.get(camera, timestamp))
+            if member.last is None or timestamp >= member.last[1]:
+                member.last = (camera, timestamp)
+
+    def _link_bonus(self, identity_ids: Sequence[int], camera: str, timestamp: float) -> np.ndarray:
+        """What the learned camera links say of each identity appearing in ``camera`` at ``timestamp``, given where
+        and when it was last seen (a prior: it moves the score, it never forbids)."""
+        evidence = self.evidence
+        bonus = np.zeros(len(identity_ids), np.float32)
+        if evidence is None or not self.link_prior:
+            return bonus
+        for col, identity_id in enumerate(identity_ids):
+            last = self._members[identity_id].last
+            if last is not None:
+                found = evidence.evidence(last[0], camera, max(timestamp - last[1], 0.0))
+                bonus[col] = self.link_prior * float(np.clip(found, -LINK_EVIDENCE_CAP, LINK_EVIDENCE_CAP))
+        return bonus
 
     def _impossible(self, identity_ids: Sequence[int], camera: str, timestamp: float) -> np.ndarray:
         """Which of these identities cannot be in ``camera`` at ``timestamp`` (seen elsewhere just now)."""
@@ -448,6 +469,7 @@ class IdentityMatcher:
         identity_ids = [i for i in self._members if i not in busy]
         sims = self.similarities(embeddings, identity_ids)
         if camera is not None and identity_ids:
+            sims += self._link_bonus(identity_ids, camera, timestamp)[None, :]
             sims[:, self._impossible(identity_ids, camera, timestamp)] = _FORBIDDEN
         remote = [col for col, i in enumerate(identity_ids) if self._members[i].remote]
         for row, request in enumerate(requests):

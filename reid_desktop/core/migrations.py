@@ -109,6 +109,15 @@ CREATE TABLE alerts (
 """
 
 
+# Schema 6: each camera's mean embedding per re-id model (core/camera_norm.py), kept with the camera so a restart
+# goes on normalising where it stopped. One row per camera name and model: bounded by the cameras.
+_V6 = """
+CREATE TABLE camera_means (
+    source TEXT NOT NULL, model_key TEXT NOT NULL, vector BLOB NOT NULL, count INTEGER NOT NULL,
+    updated REAL NOT NULL, PRIMARY KEY (source, model_key));
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(db: sqlite3.Connection) -> None:
         for statement in sql.split(";\n"):
@@ -119,7 +128,7 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 # MIGRATIONS[n] takes a database from schema n to schema n + 1 (schema 0: an empty file).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2), _script(_V3), _script(_V4),
-                                                                 _script(_V5))
+                                                                 _script(_V5), _script(_V6))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

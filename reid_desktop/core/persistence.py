@@ -99,7 +99,7 @@ class SightingWriter:
         if sampling is not None and sampling.held is not None:
             self.store.record(sampling.held)
 
-    def correct(self, track: TrackKey, identity_id: int, previous: int, score: float) -> None:
+    def correct(self, track: TrackKey, identity_id: int, previous: int, score: float | None) -> None:
         """A tentative identity changed: what was written of the track moves to ``identity_id`` (audited)."""
         sampling = self._tracks.get(track)
         if sampling is not None and sampling.held is not None:

@@ -1,6 +1,6 @@
 """The shared PostgreSQL database's schema, as versioned forward migrations (plain SQL).
 
-The tables are the SQLite store's (core/migrations.py, schema 5) in PostgreSQL's types, plus what several
+The tables are the SQLite store's (core/migrations.py, schema 6) in PostgreSQL's types, plus what several
 machines share: ``nodes`` and ``cameras`` (which processing node runs which camera, its state, its rate,
 the last heartbeat) and a real sequence for identity ids, so every node draws from one numbering.
 
@@ -120,8 +120,15 @@ ALTER TABLE embeddings ALTER COLUMN tx SET DEFAULT pg_current_xact_id();
 CREATE INDEX embeddings_tx ON embeddings (tx);
 """
 
+# Schema 6: each camera's mean embedding per re-id model (core/camera_norm.py), as the SQLite store's schema 6.
+_V6 = """
+CREATE TABLE camera_means (
+    source TEXT NOT NULL, model_key TEXT NOT NULL, vector BYTEA NOT NULL, count INTEGER NOT NULL,
+    updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (source, model_key));
+"""
+
 # MIGRATIONS[n] takes the database from schema n to n + 1 (schema 0: no tables of ours).
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

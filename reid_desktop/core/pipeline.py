@@ -15,14 +15,18 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import cast
 
 import numpy as np
 
 from reid_desktop.core.calibration import ThresholdCalibration
+from reid_desktop.core.camera_norm import CameraNormaliser
+from reid_desktop.core.camera_transitions import LinkSuggestion
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.crops import crop, crop_quality, thumbnail
+from reid_desktop.core.crops import covered_share, crop, crop_quality, thumbnail
 from reid_desktop.core.detection import Detector, SizedDetector
 from reid_desktop.core.detector_runtimes import make_detector
 from reid_desktop.core.embedding import Embedder
@@ -31,6 +35,7 @@ from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityM
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.motion import MotionGate, MotionSettings, Region, merge_region, region_size
 from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
+from reid_desktop.core.reassociation import ReassociationResult, ReassociationSettings, Reassociator
 from reid_desktop.core.shared_changes import (
     Labelled,
     Merged,
@@ -52,6 +57,7 @@ from reid_desktop.core.store import (
 )
 from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
+from reid_desktop.core.tracklets import TrackletWindow, foot_point
 from reid_desktop.core.types import Detections, Frame, FrameResult, TargetSighted, TrackedPerson
 from reid_desktop.core.vector_index import VectorIndex
 from reid_desktop.core.watchlist import WatchList, WatchMatch, WatchPictures
@@ -60,6 +66,7 @@ log = logging.getLogger(__name__)
 
 ALERT_THUMBNAIL_HEIGHT = 96
 ALERTS_KEPT = 256  # alerts waiting for the run loop (or nobody, when the pipeline is driven directly)
+CAMERA_MEANS_SAVED_EVERY_S = 60.0
 
 # what the embedding step gave each track (source, track id) in this batch of frames
 FreshEmbeddings = dict[tuple[str, int], FreshEmbedding]
@@ -109,8 +116,12 @@ class _TrackState:
     identity_id: int | None = None
     match_score: float | None = None
     embeddings: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, vector), best first
+    appearance: np.ndarray | None = None  # the sum of every crop's (camera-normalised) embedding
+    raw_appearance: np.ndarray | None = None  # the same before camera normalisation (the watch list's scale)
     crops: int = 0  # embeddings taken so far
+    entry: tuple[float, float] | None = None  # where the track began (normalised foot point)
     committed: bool = False
+    locked: bool = False  # the operator decided its identity (followed, merged, split): re-association keeps it
     owns_identity: bool = False  # its identity was created for it (and is kept if nothing else matches)
     best_quality: float = 0.0
     last_embedded: int = -(10**9)
@@ -118,9 +129,23 @@ class _TrackState:
     alerted: int | None = None  # the target identity an alert was raised for on this track
     watched: set[str] = field(default_factory=set)  # watch-list entries this track already matched
 
-    def descriptor(self) -> np.ndarray:
-        mean = np.mean([v for _, v in self.embeddings], axis=0)
-        return (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
+    def descriptor(self, of_all: bool = True) -> np.ndarray:
+        """The track's appearance: the mean of all its crops (``of_all``) or of its best ones."""
+        mean = self.appearance if of_all and self.appearance is not None else np.mean(
+            [v for _, v in self.embeddings], axis=0)
+        return _unit(mean)
+
+    def raw_descriptor(self) -> np.ndarray:
+        """The mean of all its crops before camera normalisation."""
+        return _unit(self.raw_appearance if self.raw_appearance is not None else self.descriptor())
+
+    def took(self, vector: np.ndarray, raw: np.ndarray) -> None:
+        self.appearance = vector.astype(np.float64) if self.appearance is None else self.appearance + vector
+        self.raw_appearance = raw.astype(np.float64) if self.raw_appearance is None else self.raw_appearance + raw
+
+
+def _unit(vector: np.ndarray) -> np.ndarray:
+    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
 
 
 class Pipeline:
@@ -140,6 +165,10 @@ class Pipeline:
                                           else itertools.count(1).__next__)
         self.matcher = self._new_matcher()
         self.calibration = self._new_calibration()
+        self.normaliser = self._new_normaliser()
+        self.tracklets = TrackletWindow(config.matcher.reassociation_window_s)
+        self.reassociator = self._new_reassociator()
+        self._means_saved_at = time.monotonic()
         self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
         self._trackers: dict[str, Tracker] = {}
         self._tracks: dict[tuple[str, int], _TrackState] = {}
@@ -169,7 +198,36 @@ class Pipeline:
         matcher = self.config.matcher
         return IdentityMatcher(matcher.threshold or self.embedder.match_threshold, matcher.identity_gallery_size,
                                self._allocate_id, matcher.active_identities, directory,
-                               parse_camera_links(matcher.camera_links, matcher.same_moment_s))
+                               parse_camera_links(matcher.camera_links, matcher.same_moment_s), matcher.link_prior)
+
+    def _new_normaliser(self) -> CameraNormaliser | None:
+        """Per-camera mean embeddings of the current model, as the store kept them (None: normalisation is off)."""
+        if not self.config.matcher.camera_normalisation:
+            return None
+        normaliser = CameraNormaliser()
+        if self.store is not None:
+            try:
+                for camera, mean in self.store.camera_means(self.embedder.key).items():
+                    normaliser.restore(camera, mean)
+            except Exception as exc:  # a damaged row must not stop the cameras: they start neutral
+                log.warning("camera means could not be read (%s); the cameras start neutral", exc)
+        return normaliser
+
+    def _save_camera_means(self) -> None:
+        self._means_saved_at = time.monotonic()
+        if self.store is not None and self.normaliser is not None:
+            try:
+                self.store.save_camera_means(self.embedder.key, self.normaliser.means)
+            except Exception as exc:
+                log.warning("camera means not saved: %s", exc)
+
+    def _new_reassociator(self) -> Reassociator | None:
+        matcher = self.config.matcher
+        if not matcher.reassociation:
+            return None
+        return Reassociator(ReassociationSettings(window_s=matcher.reassociation_window_s,
+                                                  interval_s=matcher.reassociation_interval_s,
+                                                  horizon_s=matcher.link_horizon_s), self.matcher.links)
 
     def _new_calibration(self) -> ThresholdCalibration | None:
         """Calibrates the threshold for this model, unless the operator set one."""
@@ -222,8 +280,18 @@ class Pipeline:
         if state is None or state.identity_id is None:
             return None
         self._commit(state)
+        self._lock((source_id, track_id), state.identity_id)
         self.set_target(state.identity_id, is_target)
         return state.identity_id
+
+    def _lock(self, key: tuple[str, int], identity_id: int) -> None:
+        """The operator decided this live track's identity: re-association never changes it."""
+        state = self._tracks.get(key)
+        if state is not None:
+            state.locked = True
+        tracklet = self.tracklets.get(self._tracklet_key(key))
+        if tracklet is not None:
+            tracklet.identity_id, tracklet.locked = identity_id, True
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         if self.store is not None:
@@ -250,6 +318,12 @@ class Pipeline:
         links = parse_camera_links(text, self.config.matcher.same_moment_s)
         self.config = replace(self.config, matcher=replace(self.config.matcher, camera_links=text))
         self.matcher.links = links
+        if self.reassociator is not None:
+            self.reassociator.links = links
+
+    def link_suggestions(self) -> tuple[LinkSuggestion, ...]:
+        """Camera links learned from the footage that the topology does not state yet (for the topology editor)."""
+        return self.reassociator.suggestions if self.reassociator is not None else ()
 
     def merge_identities(self, keep: int, drop: int) -> None:
         """Two identities are one person: everything of ``drop``, stored and live, becomes ``keep``."""
@@ -268,6 +342,9 @@ class Pipeline:
         for state in self._tracks.values():
             if state.identity_id == drop:
                 state.identity_id, state.owns_identity = keep, False
+        for tracklet in self.tracklets.tracklets():  # the operator's merge: its tracks stay together from now on
+            if tracklet.identity_id in (keep, drop):
+                tracklet.identity_id, tracklet.locked = keep, True
 
     def _stored_gallery(self, identity_id: int) -> np.ndarray:
         assert self.store is not None
@@ -295,6 +372,10 @@ class Pipeline:
             live = self._tracks.get((source, track_id))
             if live is not None and run_id == self.run_id and segment == self._segments.get(source, 0):
                 live.identity_id, live.match_score, live.owns_identity, live.committed = new, 1.0, False, True
+                live.locked = True
+            tracklet = self.tracklets.get((source, segment, track_id)) if run_id == self.run_id else None
+            if tracklet is not None:
+                tracklet.identity_id, tracklet.locked = new, True
         self._regallery(old, new)
 
     def _regallery(self, *identity_ids: int | None) -> None:
@@ -348,8 +429,14 @@ class Pipeline:
         self.watch_list = self.watch_list.rebuilt(embedder)
         targets = self.matcher.targets
         self.matcher.close()
+        self._save_camera_means()
         self.matcher = self._new_matcher()
         self.calibration = self._new_calibration()
+        self.normaliser = self._new_normaliser()
+        self.tracklets.clear()  # the new model's embeddings do not compare with the old ones
+        if self.reassociator is not None:
+            self.reassociator.close()
+        self.reassociator = self._new_reassociator()
         if self.writer is not None:
             self._restore_identities(targets)
             self.writer.end_run("model changed")
@@ -376,8 +463,12 @@ class Pipeline:
                     for f in frames]
         analysed = [(f, v.region) for f, v in zip(frames, verdicts, strict=True) if v.detect]
         results = dict(zip([id(f) for f, _ in analysed], self._analyse(analysed), strict=True))
+        if frames:
+            self._reassociate(max(f.moment for f in frames))
         if self.writer is not None:
             self.writer.after_frames()
+        if time.monotonic() - self._means_saved_at >= CAMERA_MEANS_SAVED_EVERY_S:
+            self._save_camera_means()
         return [results.get(id(frame)) or replace(self._bare_result(frame),
                                                   persons=self._last_persons.get(frame.source_id, ()))
                 for frame in frames]
@@ -467,18 +558,22 @@ class Pipeline:
         """One embedding batch for every crop that needs one, across all cameras; bad crops are skipped."""
         jobs: list[tuple[int, int, float]] = []  # (frame position, row in tracks, quality)
         crops: list[np.ndarray] = []
+        reid = self.config.reid
         for pos, (frame, dets, tracks) in enumerate(zip(frames, detections, tracked, strict=True)):
             if tracks is None:
                 continue
+            covered = covered_share(dets.boxes) if reid.occlusion_aware else np.zeros(len(dets), np.float32)
             for row in range(len(tracks)):
                 key = (frame.source_id, int(tracks.track_ids[row]))
                 state = self._tracks.setdefault(key, _TrackState())
                 state.last_seen = frame.index
-                kpts = self._keypoints(dets, int(tracks.det_index[row]))
-                quality = crop_quality(tracks.boxes[row], float(tracks.scores[row]), kpts, frame.image.shape)
+                det_index = int(tracks.det_index[row])
+                kpts = self._keypoints(dets, det_index)
+                quality = crop_quality(tracks.boxes[row], float(tracks.scores[row]), kpts, frame.image.shape,
+                                       float(covered[det_index]) if 0 <= det_index < len(covered) else 0.0)
                 due = (not state.embeddings
-                       or frame.index - state.last_embedded >= self.config.reid.embed_every
-                       or quality > state.best_quality * self.config.reid.quality_gain)
+                       or frame.index - state.last_embedded >= reid.embed_every
+                       or quality > state.best_quality * reid.quality_gain)
                 if not due or not np.isfinite(quality):
                     continue
                 patch = crop(frame.image, tracks.boxes[row])
@@ -488,17 +583,18 @@ class Pipeline:
         if not crops:
             return {}
         try:
-            vectors = self.embedder.embed(crops)
+            raw = self.embedder.embed(crops)
         except Exception as exc:
             self.faults.report("embed", f"re-id model failed on {len(crops)} crops; they are skipped: "
                                         f"{type(exc).__name__}: {exc}", exc)
             return {}
-        usable = np.isfinite(vectors).all(axis=1) & (np.linalg.norm(vectors, axis=1) > 0)
+        usable = np.isfinite(raw).all(axis=1) & (np.linalg.norm(raw, axis=1) > 0)
         if not usable.all():
             self.faults.report("embed-nan", f"skipped {int((~usable).sum())} crops whose re-id embedding is not a "
                                             "finite, non-zero vector")
+        vectors = self._normalised(raw, [frames[pos].source_id for pos, _, _ in jobs], usable)
         fresh: FreshEmbeddings = {}
-        for (pos, row, quality), vector, patch, ok in zip(jobs, vectors, crops, usable, strict=True):
+        for (pos, row, quality), vector, raw_vector, patch, ok in zip(jobs, vectors, raw, crops, usable, strict=True):
             if not ok:
                 continue
             frame, tracks = frames[pos], tracked[pos]
@@ -506,14 +602,26 @@ class Pipeline:
             key = (frame.source_id, int(tracks.track_ids[row]))
             state = self._tracks[key]
             state.embeddings.append((quality, vector))
+            state.took(vector, raw_vector)
             state.crops += 1
             state.embeddings.sort(key=lambda item: -item[0])
-            del state.embeddings[self.config.reid.track_gallery_size:]
+            del state.embeddings[reid.track_gallery_size:]
             state.last_embedded = frame.index
             improved = quality >= state.best_quality
             state.best_quality = max(state.best_quality, quality)
             fresh[key] = (vector, quality, patch if improved else None)  # the patch only when it is the best crop
         return fresh
+
+    def _normalised(self, vectors: np.ndarray, cameras: Sequence[str], usable: np.ndarray) -> np.ndarray:
+        """Each camera's mean taken out of its crops' embeddings (learned from them first); as they are when off."""
+        if self.normaliser is None:
+            return vectors
+        out = np.array(vectors, np.float32, copy=True)
+        for camera in dict.fromkeys(cameras):
+            rows = np.flatnonzero((np.asarray(cameras) == camera) & usable)
+            if len(rows):
+                out[rows] = self.normaliser.learn_and_apply(camera, vectors[rows])
+        return out
 
     @staticmethod
     def _keypoints(dets: Detections, index: int) -> np.ndarray | None:
@@ -533,8 +641,10 @@ class Pipeline:
         holders = collections.Counter(s.identity_id for s in self._tracks.values()) if asking else {}
         # an identity made for a track alone is that track's own crops: it asks past it (see MatchRequest.holds);
         # once other tracks matched it too, it is theirs as much, and competes like any other
-        requests = [MatchRequest(k, s.descriptor(), s.identity_id if s.owns_identity and holders[s.identity_id] == 1
-                                 else None) for k, s in ((k, self._tracks[k]) for k in asking)]
+        of_all = self.config.reid.track_descriptor == "all"
+        requests = [MatchRequest(k, s.descriptor(of_all),
+                                 s.identity_id if s.owns_identity and holders[s.identity_id] == 1 else None)
+                    for k, s in ((k, self._tracks[k]) for k in asking)]
         created = set()
         for decision in self.matcher.assign(requests, busy, source, frame.moment):  # type: ignore[arg-type]
             self._decide(decision.key, decision)  # type: ignore[arg-type]
@@ -564,6 +674,7 @@ class Pipeline:
                 identity_id=state.identity_id, match_score=state.match_score,
                 keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets)
             persons.append(person)
+            self._follow_tracklet(frame, key, person, fresh.get(key))
             alert = self._alert(frame, state, person) if person.is_target else None
             if key in fresh and self.watch_list:
                 self._watch(frame, state, person)
@@ -571,6 +682,76 @@ class Pipeline:
                 self.writer.write(frame, self._track_key(key), person, fresh.get(key), self.embedder.key,
                                   alert.thumbnail if alert is not None else None)
         return FrameResult(source, frame.index, frame.timestamp, frame.image, tuple(persons), frame.media_time)
+
+    def _reassociate(self, moment: float) -> None:
+        """Take the background pass's answer when it is ready; start the next one when due. Never waits."""
+        if self.reassociator is None:
+            return
+        result = self.reassociator.take()
+        if result is not None:
+            self.matcher.evidence = result.evidence
+            self._apply_reassociation(result)
+        if self.reassociator.due(moment):
+            self.reassociator.submit(self.tracklets.snapshot(), self.matcher.threshold, moment)
+
+    def _settle(self) -> None:
+        """At the end of a run: one last pass over the window, waited for, so the stored identities of its last
+        minutes are re-associated too (the tracks that ended last are in no earlier pass)."""
+        if self.reassociator is None:
+            return
+        try:
+            result = self.reassociator.settle(self.tracklets.snapshot(), self.matcher.threshold)
+            if result is not None:
+                self._apply_reassociation(result)
+        except Exception:
+            log.exception("the last re-association pass failed; the run's identities stay as they were")
+        finally:
+            self.reassociator.close()
+
+    def _apply_reassociation(self, result: ReassociationResult) -> None:
+        """Correct the identities a pass regrouped (the operator's decisions are never in its answer), through the
+        store's correction path; live tracks take the new identity at once."""
+        made: dict[int, int] = {}  # chain -> the new identity made for it
+        touched: set[int] = set()
+        for change in result.reassignments:
+            tracklet = self.tracklets.get(change.key)
+            if tracklet is None or tracklet.locked or tracklet.identity_id != change.previous:
+                continue  # it changed since the pass saw it: the next pass decides again
+            identity = change.identity_id if change.identity_id is not None else made.get(change.group)
+            if identity is None:
+                identity = self.matcher.create(tracklet.end)
+                if identity is None:
+                    continue
+                made[change.group] = identity
+            source, segment, track_id = cast(tuple[str, int, int], tracklet.key)
+            live = self._tracks.get((source, track_id)) if segment == self._segments.get(source, 0) else None
+            if live is not None:
+                live.identity_id, live.match_score = identity, change.score
+                live.committed, live.owns_identity = True, False
+            tracklet.identity_id = identity
+            if self.writer is not None:
+                self.writer.correct(change.track, identity, change.previous, change.score)
+            self.corrections += 1
+            touched |= {identity, change.previous}
+            log.info("%s track %d: identity %d -> %d (re-association)", source, track_id, change.previous, identity)
+        if touched and self.store is not None:
+            self._regallery(*sorted(touched))
+
+    def _tracklet_key(self, key: tuple[str, int]) -> tuple[str, int, int]:
+        """A track in the re-association window: a restarted tracker counts its ids from 1 again."""
+        return key[0], self._segments.get(key[0], 0), key[1]
+
+    def _follow_tracklet(self, frame: Frame, key: tuple[str, int], person: TrackedPerson,
+                         fresh: FreshEmbedding | None) -> None:
+        """Keep the track's summary for the background re-association up to date (cheap: positions and a sum)."""
+        if self.reassociator is None:
+            return
+        track = self._track_key(key) if self.writer is not None else TrackKey(key[0], key[0], "file",
+                                                                              self._segments.get(key[0], 0), key[1])
+        tracklet = self.tracklets.saw(self._tracklet_key(key), track, frame.source_id, frame.moment,
+                                      foot_point(person.box, frame.image.shape), person.identity_id)
+        if fresh is not None:
+            tracklet.add_appearance(fresh[0])
 
     def _alert(self, frame: Frame, state: _TrackState, person: TrackedPerson) -> TargetSighted | None:
         """The alert for a followed person on this track, the first time it carries that identity."""
@@ -586,7 +767,7 @@ class Pipeline:
 
     def _watch(self, frame: Frame, state: _TrackState, person: TrackedPerson) -> None:
         """A track's new embedding against the watch list: an alert per entry it reaches, once per track."""
-        for entry, score in self.watch_list.match(state.descriptor()):
+        for entry, score in self.watch_list.match(state.raw_descriptor()):
             if entry.name in state.watched:
                 continue
             state.watched.add(entry.name)
@@ -604,7 +785,8 @@ class Pipeline:
     def _calibrate(self, together: list[_TrackState]) -> None:
         """People seen together are different people: their scores move the threshold (see calibration)."""
         assert self.calibration is not None
-        self.calibration.observe(np.stack([s.descriptor() for s in together]),
+        of_all = self.config.reid.track_descriptor == "all"
+        self.calibration.observe(np.stack([s.descriptor(of_all) for s in together]),
                                  [np.stack([v for _, v in s.embeddings]) for s in together])
         threshold = self.calibration.threshold
         if threshold is not None and abs(threshold - self.matcher.threshold) >= 0.01:
@@ -664,6 +846,7 @@ class Pipeline:
         """The track has ended: a tentative identity becomes final, and its last sighting, if held back by
         sampling, is written now."""
         self._commit(self._tracks.pop(key))
+        self.tracklets.end(self._tracklet_key(key))
         self.matcher.withdraw(key)  # a later track with the same number must not take its look-up's answer
         if self.writer is not None:
             self.writer.track_ended(self._track_key(key))
@@ -691,11 +874,15 @@ class Pipeline:
     def close(self, status: str = "finished") -> bool:
         """End the run in the store; False when not everything could be saved (logged). Never raises."""
         self.matcher.close()
+        self._save_camera_means()
         if self.writer is None or self.run_id is None:
+            if self.reassociator is not None:
+                self.reassociator.close()
             return True
         try:
             for key in list(self._tracks):
                 self._drop_track(key)
+            self._settle()
             return self.writer.end_run(status)
         except Exception:
             log.exception("could not end run %s", self.run_id)

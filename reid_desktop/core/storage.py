@@ -34,7 +34,7 @@ import math
 import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from reid_desktop.core.camera_norm import CameraMean
 from reid_desktop.core.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.paths import make_private, open_private
@@ -874,6 +875,24 @@ class SightingStore:
             gallery = self.identity_gallery(identity_id, model_key, per_identity)
             if len(gallery):
                 yield int(identity_id), bool(is_target), bool(named), gallery
+
+    def camera_means(self, model_key: str) -> dict[str, CameraMean]:
+        """Every camera's mean embedding of ``model_key`` as last kept (core/camera_norm.py)."""
+        rows = self._db.execute("SELECT source, vector, count FROM camera_means WHERE model_key = ?", (model_key,))
+        return {source: CameraMean(np.frombuffer(bytes(vector), dtype=np.float32).copy(), int(count))
+                for source, vector, count in rows}
+
+    def save_camera_means(self, model_key: str, means: Mapping[str, CameraMean]) -> None:
+        """Keep these cameras' mean embeddings of ``model_key`` (one row per camera and model: bounded)."""
+        if not means:
+            return
+        with self._transaction():
+            for source, mean in means.items():
+                self._db.execute(
+                    "INSERT INTO camera_means (source, model_key, vector, count, updated) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (source, model_key) DO UPDATE SET vector = excluded.vector, count = excluded.count, "
+                    "updated = excluded.updated",
+                    (source, model_key, np.asarray(mean.vector, np.float32).tobytes(), int(mean.count), time.time()))
 
     def identity_gallery(self, identity_id: int, model_key: str, per_identity: int) -> np.ndarray:
         """The best stored embeddings (n×d float32) of one identity, to rebuild its gallery after an edit."""

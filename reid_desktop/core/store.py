@@ -11,13 +11,14 @@ look-up of people who left the working set.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
+from reid_desktop.core.camera_norm import CameraMean
 from reid_desktop.core.vector_index import VectorIndex, search_with_one_core
 
 
@@ -364,6 +365,14 @@ class HistoryStore(HistoryReader, Protocol):
 
     def embedding_identities(self, embedding_ids: Sequence[int]) -> dict[int, int]:
         """The identity each of these stored embeddings (ids from the vector index) belongs to now."""
+        ...
+
+    def camera_means(self, model_key: str) -> dict[str, CameraMean]:
+        """Every camera's mean embedding of ``model_key`` as last kept (core/camera_norm.py)."""
+        ...
+
+    def save_camera_means(self, model_key: str, means: Mapping[str, CameraMean]) -> None:
+        """Keep these cameras' mean embeddings (raises :class:`StorageUnavailable` when it cannot)."""
         ...
 
 
