@@ -1,22 +1,34 @@
 """Multi-camera identity accuracy, rerunnable: does a person keep one identity across cameras?
 
-Two "cameras" are cut from ``../shared/data/vtest.avi``: its left part (x 0-352) and its right part
-(x 416-768), with a 64-pixel strip between them that neither sees, so people walking across the campus
-leave one camera and enter the other. The app runs on both (the real pipeline and a real SQLite store)
-and its stored sightings are scored against ``bench/data/vtest_people.txt`` (every person in the full
-frame with one id, see ``bench/data/README.md``):
+Two-camera *cuts* are made from ``../shared/data/vtest.avi`` (people walking across a campus), each camera its own
+video file, and the app runs on them (the real pipeline and a real SQLite store):
 
-- cross-camera IDF1 (``motmetrics``; one sequence holding both cameras, so an identity that changes at
-  a hand-off costs what it costs),
-- the share of correct hand-offs (a person's identity before and after crossing is the same one),
+- ``halves``: the left part (x 0-352) and the right part (x 416-768), a 64-pixel strip between them that neither
+  sees, so people leave one camera and enter the other;
+- ``overlap-colour``: x 0-448 and 320-768, 128 pixels seen by both (declared: ``left = right``), the second camera
+  with another white balance and gamma, as two camera models differ;
+- ``scaled``: x 0-384 and 448-768, the second camera at 0.7 of the resolution (a farther, smaller picture).
+
+Its stored sightings are scored against ``bench/data/vtest_people.txt`` (every person in the full frame with one
+id, see ``bench/data/README.md``) seen through each camera:
+
+- cross-camera IDF1 (``motmetrics``; one sequence holding both cameras, so an identity that changes at a hand-off
+  costs what it costs),
+- correct hand-offs: a person's presence moves from one camera to the other and their identity before and after is
+  the same one (with overlapping cameras: their first sighting in the camera they move into),
 - identities per person and people per identity (one identity covering several people),
-- automatic corrections the app made (where it records them).
+- automatic corrections the app made.
 
-Then ``../shared/data/reid/market_4ids`` (4 people over 6 real cameras): every crop is a one-crop track
-matched in time order; identities per person and people per identity.
+"tracks alone" scores the per-camera tracks with no re-identification at all (every track its own person): the
+floor. ``--ablation`` runs every technique off in turn. Detections are computed once per cut and replayed in the
+other runs of the same invocation (the figures are the identity stages', not the detector's).
+
+Then the identity tests on the mini data sets: ``../shared/data/reid/market_4ids`` (every crop a one-crop track,
+cameras as given) and ``mini_mars`` (every tracklet a track, its crops averaged): identities per person and people
+per identity, in time order through the app's matcher.
 
     python bench/identity_eval.py --reid fallback
-    python bench/identity_eval.py --reid ../shared/models/osnet_x0_25_msmt17.onnx
+    python bench/identity_eval.py --reid ../shared/models/osnet_x0_25_msmt17.onnx --ablation
 
 ``PYTHONPATH=<checkout of an older commit>`` runs the same evaluation on older code (the "before").
 """
@@ -25,68 +37,130 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
 import itertools
 import sqlite3
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, fields
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 
 from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.detection import Detector
+from reid_desktop.core.detector_runtimes import make_detector
 from reid_desktop.core.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder
 from reid_desktop.core.matching import IdentityMatcher, MatchRequest
 from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.runner import run
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.types import Detections
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PEOPLE = Path(__file__).with_name("data") / "vtest_people.txt"
-CAMERAS = {"left": (0, 352), "right": (416, 768)}  # x ranges of the full frame
 MIN_VISIBLE = 0.6  # a person counts in a camera when this much of their box width is inside it
+SEGMENT_GAP = 10  # frames without a sighting that end a person's stay in a camera
 Box = tuple[float, float, float, float]  # x, y, w, h
 Seen = dict[str, dict[int, list[tuple[int, Box]]]]  # camera -> frame index -> (person or identity, box)
 
 
-def cut_cameras(video: Path, out_dir: Path, frames: int) -> dict[str, Path]:
+@dataclass(frozen=True)
+class Look:
+    """How a camera sees its part of the frame: scale, white balance (B, G, R gains) and gamma."""
+
+    scale: float = 1.0
+    gains: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    gamma: float = 1.0
+
+    def apply(self, image: np.ndarray) -> np.ndarray:
+        if self.scale != 1.0:
+            image = cv2.resize(image, None, fx=self.scale, fy=self.scale, interpolation=cv2.INTER_AREA)
+        if self.gains == (1.0, 1.0, 1.0) and self.gamma == 1.0:
+            return np.ascontiguousarray(image)
+        shifted = np.clip(image.astype(np.float32) / 255.0 * np.asarray(self.gains, np.float32), 0, 1) ** self.gamma
+        return np.ascontiguousarray((shifted * 255).astype(np.uint8))
+
+
+@dataclass(frozen=True)
+class Cut:
+    name: str
+    cameras: dict[str, tuple[int, int]]  # x ranges of the full frame
+    looks: dict[str, Look] = field(default_factory=dict)
+    topology: str = ""  # what the operator would declare (matcher.camera_links)
+
+    def look(self, camera: str) -> Look:
+        return self.looks.get(camera, Look())
+
+
+CUTS = {cut.name: cut for cut in (
+    Cut("halves", {"left": (0, 352), "right": (416, 768)}),
+    Cut("overlap-colour", {"left": (0, 448), "right": (320, 768)},
+        {"right": Look(gains=(1.15, 1.0, 0.8), gamma=0.8)}, "left = right"),
+    Cut("scaled", {"left": (0, 384), "right": (448, 768)}, {"right": Look(scale=0.7)}),
+)}
+
+
+def cut_cameras(video: Path, out_dir: Path, frames: int, cut: Cut) -> dict[str, Path]:
     """Write each camera's part of the clip as its own file (lossless enough: MJPG at high quality)."""
     capture = cv2.VideoCapture(str(video))
     fps = capture.get(cv2.CAP_PROP_FPS) or 10.0
-    height = int(capture.get(cv2.CAP_PROP_FRAME_HEIGHT))
-    paths = {name: out_dir / f"{name}.avi" for name in CAMERAS}
-    writers = {name: cv2.VideoWriter(str(paths[name]), cv2.VideoWriter_fourcc(*"MJPG"), fps, (x2 - x1, height))
-               for name, (x1, x2) in CAMERAS.items()}
-    for writer in writers.values():
-        writer.set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
+    paths = {name: out_dir / f"{cut.name}-{name}.avi" for name in cut.cameras}
+    writers: dict[str, cv2.VideoWriter] = {}
     for _ in range(frames):
         ok, image = capture.read()
         if not ok:
             break
-        for name, (x1, x2) in CAMERAS.items():
-            writers[name].write(np.ascontiguousarray(image[:, x1:x2]))
+        for name, (x1, x2) in cut.cameras.items():
+            picture = cut.look(name).apply(image[:, x1:x2])
+            if name not in writers:
+                writers[name] = cv2.VideoWriter(str(paths[name]), cv2.VideoWriter_fourcc(*"MJPG"), fps,
+                                                (picture.shape[1], picture.shape[0]))
+                writers[name].set(cv2.VIDEOWRITER_PROP_QUALITY, 95)
+            writers[name].write(picture)
     for writer in writers.values():
         writer.release()
     return paths
 
 
-def ground_truth(frames: int) -> Seen:
-    """The people file, seen through each camera: boxes clipped and shifted; frame numbers from 0."""
-    seen: Seen = {name: collections.defaultdict(list) for name in CAMERAS}
+def ground_truth(cut: Cut, frames: int) -> Seen:
+    """The people file, seen through each camera: boxes clipped, shifted and scaled; frame numbers from 0."""
+    seen: Seen = {name: collections.defaultdict(list) for name in cut.cameras}
     for line in PEOPLE.read_text().splitlines():
         frame, person, x, y, w, h = line.split(",")
         index = int(frame) - 1
         if index >= frames:
             continue
         left, width = float(x), float(w)
-        for name, (x1, x2) in CAMERAS.items():
+        for name, (x1, x2) in cut.cameras.items():
             a, b = max(left, x1), min(left + width, x2)
             if b - a >= MIN_VISIBLE * width:
-                seen[name][index].append((int(person), (a - x1, float(y), b - a, float(h))))
+                s = cut.look(name).scale
+                seen[name][index].append((int(person), ((a - x1) * s, float(y) * s, (b - a) * s, float(h) * s)))
     return seen
+
+
+class ReplayDetector:
+    """The real detector, asked once per picture: later runs on the same pictures replay its answers, so a
+    comparison of identity settings is not a comparison of detector runs."""
+
+    def __init__(self, detector: Detector) -> None:
+        self.detector = detector
+        self.name = getattr(detector, "name", "detector")
+        self._known: dict[bytes, Detections] = {}
+
+    def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        keys = [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in images]
+        missing = [i for i, key in enumerate(keys) if key not in self._known]
+        if missing:
+            for i, found in zip(missing, self.detector.detect([images[i] for i in missing]), strict=True):
+                self._known[keys[i]] = found
+        return [self._known[key] for key in keys]
 
 
 def configure(config: PipelineConfig, section: str, **values: object) -> None:
@@ -98,18 +172,32 @@ def configure(config: PipelineConfig, section: str, **values: object) -> None:
             setattr(target, key, value)
 
 
-def run_app(paths: dict[str, Path], embedder: Embedder, detector: Path, db: Path, frames: int,
-            threshold: float) -> tuple[Seen, Seen, Seen, float]:
-    """The app on both cameras: what it showed live, what its store holds at the end, its per-camera tracks
-    alone (every track its own person: what the cameras give without re-id), its final threshold."""
+@dataclass
+class AppRun:
+    live: Seen
+    stored: Seen
+    tracks: Seen
+    threshold: float
+    seconds: float
+    frames: int
+    corrections: int | None
+
+
+def run_app(cut: Cut, paths: dict[str, Path], embedder: Embedder, detector: Detector, db: Path, frames: int,
+            settings: dict[str, dict[str, Any]]) -> AppRun:
+    """The app on the cut's cameras: what it showed live, what its store holds at the end, its per-camera tracks
+    alone (every track its own person: what the cameras give without re-id)."""
     config = PipelineConfig()
-    configure(config, "detector", model=str(detector), imgsz=640)
-    configure(config, "storage", sightings_per_second=0.0)
-    configure(config, "matcher", threshold=threshold)  # every frame stored: scored like the live view
-    live: Seen = {name: collections.defaultdict(list) for name in CAMERAS}
-    tracks: Seen = {name: collections.defaultdict(list) for name in CAMERAS}
+    configure(config, "detector", imgsz=640)
+    configure(config, "storage", sightings_per_second=0.0)  # every frame stored: scored like the live view
+    configure(config, "matcher", camera_links=cut.topology)
+    for section, values in settings.items():
+        configure(config, section, **values)
+    live: Seen = {name: collections.defaultdict(list) for name in cut.cameras}
+    tracks: Seen = {name: collections.defaultdict(list) for name in cut.cameras}
+    started = time.perf_counter()
     with SightingStore(db) as store:
-        pipeline = Pipeline(config, store, embedder=embedder)
+        pipeline = Pipeline(config, store, detector=detector, embedder=embedder)
         specs = [SourceSpec(str(path), name) for name, path in paths.items()]
         for event in run(specs, config, store, max_frames=frames, pipeline=pipeline):
             for person in getattr(event, "persons", ()):
@@ -118,13 +206,15 @@ def run_app(paths: dict[str, Path], embedder: Embedder, detector: Path, db: Path
                 tracks[event.source_id][event.frame_index].append((hash((event.source_id, person.track_id)), box))
                 if person.identity_id is not None:
                     live[event.source_id][event.frame_index].append((person.identity_id, box))
-    stored: Seen = {name: collections.defaultdict(list) for name in CAMERAS}
+    seconds = time.perf_counter() - started
+    stored: Seen = {name: collections.defaultdict(list) for name in cut.cameras}
     with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as read:  # the measurement reads the file as it is
         for name, frame, identity, x1, y1, x2, y2 in read.execute(
                 "SELECT so.name, s.frame_index, s.identity_id, s.x1, s.y1, s.x2, s.y2 FROM sightings s "
                 "JOIN sources so ON so.id = s.source_id WHERE s.identity_id IS NOT NULL"):
             stored[name][frame].append((identity, (x1, y1, x2 - x1, y2 - y1)))
-    return live, stored, tracks, pipeline.matcher.threshold  # at the end: where calibration took it
+    analysed = sum(len(frames_seen) for frames_seen in tracks.values())
+    return AppRun(live, stored, tracks, pipeline.matcher.threshold, seconds, analysed, corrections(db))
 
 
 def corrections(db: Path) -> int | None:
@@ -157,13 +247,32 @@ class Scores:
     people_per_identity: float
 
 
+def stays(matched: list[tuple[int, str, int, int]]) -> dict[int, list[tuple[int, str, list[int]]]]:
+    """Per person, their stays in a camera (first frame, camera, identities given), in the order they began: a stay
+    ends when the camera has not shown them for ``SEGMENT_GAP`` frames."""
+    frames: dict[tuple[int, str], list[tuple[int, int]]] = collections.defaultdict(list)
+    for frame, camera, person, identity in sorted(matched):
+        frames[(person, camera)].append((frame, identity))
+    out: dict[int, list[tuple[int, str, list[int]]]] = collections.defaultdict(list)
+    for (person, camera), seen in frames.items():
+        previous = None
+        for frame, identity in seen:
+            if previous is None or frame - previous > SEGMENT_GAP:
+                out[person].append((frame, camera, []))
+            out[person][-1][2].append(identity)
+            previous = frame
+    for person_stays in out.values():
+        person_stays.sort(key=lambda stay: stay[0])
+    return out
+
+
 def score(truth: Seen, predicted: Seen) -> Scores:
-    """IDF1 over both cameras as one sequence, and hand-offs from the matched boxes."""
+    """IDF1 over all cameras as one sequence, and hand-offs from the matched boxes."""
     import motmetrics
 
     accumulator = motmetrics.MOTAccumulator(auto_id=False)
     matched: list[tuple[int, str, int, int]] = []  # (frame, camera, person, identity)
-    for order, name in enumerate(CAMERAS):
+    for order, name in enumerate(truth):
         for frame in sorted(set(truth[name]) | set(predicted[name])):
             gt, pr = truth[name].get(frame, []), predicted[name].get(frame, [])
             distances = iou_distances([b for _, b in gt], [b for _, b in pr])
@@ -173,43 +282,122 @@ def score(truth: Seen, predicted: Seen) -> Scores:
                 if event.Type in ("MATCH", "SWITCH"):
                     matched.append((frame, name, int(event.OId), int(event.HId)))
     summary = motmetrics.metrics.create().compute(accumulator, metrics=["idf1"], name="all")
-    visits: dict[int, list[tuple[str, list[int]]]] = collections.defaultdict(list)  # person -> camera visits
     identities_of: dict[int, collections.Counter[int]] = collections.defaultdict(collections.Counter)
     people_of: dict[int, collections.Counter[int]] = collections.defaultdict(collections.Counter)
-    for _frame, name, person, identity in sorted(matched):
-        if not visits[person] or visits[person][-1][0] != name:
-            visits[person].append((name, []))
-        visits[person][-1][1].append(identity)
+    for _frame, _name, person, identity in matched:
         identities_of[person][identity] += 1
         people_of[identity][person] += 1
     handoffs = correct = 0
-    for person_visits in visits.values():
-        majority = [collections.Counter(ids).most_common(1)[0][0] for _, ids in person_visits]
-        for before, after in itertools.pairwise(majority):
-            handoffs += 1
-            correct += before == after
+    for person_stays in stays(matched).values():
+        for before, after in itertools.pairwise(person_stays):
+            if before[1] != after[1]:  # into another camera
+                handoffs += 1
+                majority = [collections.Counter(ids).most_common(1)[0][0] for ids in (before[2], after[2])]
+                correct += majority[0] == majority[1]
     def counted(counts: dict[int, collections.Counter[int]]) -> float:  # ignore one-off mismatches (< 5 boxes)
         return float(np.mean([sum(1 for n in c.values() if n >= 5) or 1 for c in counts.values()]))
     return Scores(float(summary["idf1"].iloc[0]), correct, handoffs, counted(identities_of), counted(people_of))
 
 
-def market(embedder: Embedder, threshold: float) -> tuple[float, float]:
+# -- the mini data sets: identities through the matcher, in time order ------------------------------------
+
+def _matched_in_order(vectors: np.ndarray, people: list[int], threshold: float) -> tuple[float, float]:
+    matcher = IdentityMatcher(threshold)
+    given: dict[int, collections.Counter[int]] = collections.defaultdict(collections.Counter)
+    for n, (person, vector) in enumerate(zip(people, vectors, strict=True)):
+        unit = (vector / np.linalg.norm(vector)).astype(np.float32)
+        decision = matcher.assign([MatchRequest(n, unit)])[0]
+        matcher.add(decision.identity_id, unit[None, :], np.ones(1, np.float32))
+        given[person][decision.identity_id] += 1
+    holders: dict[int, set[int]] = collections.defaultdict(set)
+    for person, counts in given.items():
+        for identity in counts:
+            holders[identity].add(person)
+    return float(np.mean([len(c) for c in given.values()])), float(np.mean([len(p) for p in holders.values()]))
+
+
+def centred(vectors: np.ndarray, cameras: list[str]) -> np.ndarray:
+    """Each camera's mean taken out (the app's camera normalisation, settled)."""
+    out = np.array(vectors, np.float32)
+    for camera in set(cameras):
+        rows = [i for i, c in enumerate(cameras) if c == camera]
+        out[rows] -= out[rows].mean(axis=0)
+    return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def market(embedder: Embedder, threshold: float, normalise: bool) -> tuple[float, float]:
     """market_4ids, every crop a track, in time order: (identities per person, people per identity)."""
     files = sorted((SHARED / "data/reid/market_4ids/gallery").glob("*.jpg"), key=lambda p: int(p.name.split("_")[2]))
     files = [p for p in files if not p.name.startswith(("0000", "-1"))]
     vectors = embedder.embed([cv2.imread(str(p)) for p in files])
-    matcher = IdentityMatcher(threshold)
-    given: dict[int, collections.Counter[int]] = collections.defaultdict(collections.Counter)
-    for path, vector in zip(files, vectors, strict=True):
-        unit = (vector / np.linalg.norm(vector)).astype(np.float32)
-        decision = matcher.assign([MatchRequest(path.name, unit)])[0]
-        matcher.add(decision.identity_id, unit[None, :], np.ones(1, np.float32))
-        given[int(path.name[:4])][decision.identity_id] += 1
-    people: dict[int, set[int]] = collections.defaultdict(set)
-    for person, counts in given.items():
-        for identity in counts:
-            people[identity].add(person)
-    return (float(np.mean([len(c) for c in given.values()])), float(np.mean([len(p) for p in people.values()])))
+    if normalise:
+        vectors = centred(vectors, [p.name.split("_")[1][:2] for p in files])
+    return _matched_in_order(vectors, [int(p.name[:4]) for p in files], threshold)
+
+
+def mini_mars(embedder: Embedder, threshold: float, normalise: bool) -> tuple[float, float]:
+    """mini_mars test split, every tracklet a track (the mean of its crops), in time order of its frames."""
+    tracklets: dict[tuple[int, str, str], list[Path]] = collections.defaultdict(list)
+    for path in sorted((SHARED / "data/reid/mini_mars/bbox_test").glob("*/*.jpg")):
+        name = path.name  # PPPPCcTttttFfff.jpg
+        tracklets[(int(name[:4]), name[4:6], name[6:11])].append(path)
+    keys = sorted(tracklets, key=lambda k: (k[2], k[1], k[0]))
+    vectors = []
+    for key in keys:
+        crops = [cv2.imread(str(p)) for p in tracklets[key][::4]]
+        mean = embedder.embed(crops).mean(axis=0)
+        vectors.append(mean / np.linalg.norm(mean))
+    stacked = np.stack(vectors)
+    if normalise:
+        stacked = centred(stacked, [k[1] for k in keys])
+    return _matched_in_order(stacked, [k[0] for k in keys], threshold)
+
+
+# -- the runs ------------------------------------------------------------------------------------------
+
+OFF = {
+    "camera normalisation": {"matcher": {"camera_normalisation": False}},
+    "mean of all crops": {"reid": {"track_descriptor": "best"}},
+    "occlusion-aware quality": {"reid": {"occlusion_aware": False}},
+    "background re-association": {"matcher": {"reassociation": False}},
+    "learned links as prior": {"matcher": {"link_prior": 0.0}},
+}
+
+
+def merged(*parts: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = collections.defaultdict(dict)
+    for part in parts:
+        for section, values in part.items():
+            out[section].update(values)
+    return dict(out)
+
+
+def evaluate_cut(cut: Cut, embedder: Embedder, detector: Detector, frames: int, ablation: bool, work: Path) -> None:
+    paths = cut_cameras(SHARED / "data/vtest.avi", work, frames, cut)
+    truth = ground_truth(cut, frames)
+    runs = [("defaults", {})]
+    if ablation:
+        runs += [(f"without {name}", settings) for name, settings in OFF.items()]
+        runs.append(("none of them (before this work)", merged(*OFF.values())))
+    print(f"\n## cut {cut.name}: re-id {embedder.name}, {frames} frames x {len(cut.cameras)} cameras"
+          f"{', topology ' + repr(cut.topology) if cut.topology else ''}")
+    print("| run | view | cross-camera IDF1 | correct hand-offs | identities per person | people per identity "
+          "| automatic corrections | threshold | frames/s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    floor = None
+    for n, (label, settings) in enumerate(runs):
+        app = run_app(cut, paths, embedder, detector, work / f"{cut.name}-{n}.sqlite", frames, settings)
+        views = [("stored", app.stored)] + ([("live", app.live)] if n == 0 else [])
+        for view, predicted in views:
+            s = score(truth, predicted)
+            print(f"| {label} | {view} | {s.idf1:.3f} | {s.handoffs_correct}/{s.handoffs} | "
+                  f"{s.identities_per_person:.2f} | {s.people_per_identity:.2f} | {app.corrections} | "
+                  f"{app.threshold:.2f} | {app.frames / app.seconds:.1f} |")
+        floor = floor or app.tracks
+    assert floor is not None
+    s = score(truth, floor)
+    print(f"| per-camera tracks alone (no re-id) | - | {s.idf1:.3f} | {s.handoffs_correct}/{s.handoffs} | "
+          f"{s.identities_per_person:.2f} | {s.people_per_identity:.2f} | - | - | - |")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -217,34 +405,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reid", default="fallback", help="'fallback' (colour descriptor) or an ONNX re-id model")
     parser.add_argument("--detector", type=Path, default=SHARED / "models/yolov8n_int8.onnx")
     parser.add_argument("--frames", type=int, default=795, help="frames of the clip (795: all of it)")
-    parser.add_argument("--threshold", type=float, default=0.0, help="matcher threshold (0: the app's own)")
+    parser.add_argument("--cuts", default=",".join(CUTS), help=f"which cuts ({', '.join(CUTS)})")
+    parser.add_argument("--ablation", action="store_true", help="also run with each technique off in turn")
     parser.add_argument("--label", default="", help="what this run is (printed with the figures)")
     args = parser.parse_args(argv)
     if not (SHARED / "data/vtest.avi").exists() or not args.detector.exists():
         print(f"needs {SHARED}/data/vtest.avi and {args.detector}", file=sys.stderr)
         return 2
+    unknown = set(args.cuts.split(",")) - set(CUTS)
+    if unknown:
+        print(f"unknown cut {', '.join(sorted(unknown))}; cuts: {', '.join(CUTS)}", file=sys.stderr)
+        return 2
     embedder: Embedder = ColorTextureEmbedder() if args.reid == "fallback" else OnnxEmbedder(Path(args.reid))
+    config = PipelineConfig()
+    configure(config, "detector", model=str(args.detector), imgsz=640)
+    detector = ReplayDetector(make_detector(config.detector))
+    print(f"# {args.label or 'this checkout'}: re-id {embedder.name}")
     with tempfile.TemporaryDirectory() as tmp:
-        work = Path(tmp)
-        paths = cut_cameras(SHARED / "data/vtest.avi", work, args.frames)
-        started = time.perf_counter()
-        live, stored, tracks, threshold = run_app(paths, embedder, args.detector, work / "eval.sqlite", args.frames,
-                                           args.threshold)
-        elapsed = time.perf_counter() - started
-        truth = ground_truth(args.frames)
-        fixed = corrections(work / "eval.sqlite")
-        print(f"# {args.label or 'this checkout'}: re-id {embedder.name}, threshold {threshold:.2f}, "
-              f"{args.frames} frames x 2 cameras in {elapsed:.0f} s")
-        print("| view | cross-camera IDF1 | correct hand-offs | identities per person | people per identity |")
-        print("|---|---|---|---|---|")
-        for view, predicted in (("live", live), ("stored", stored), ("tracks alone (no re-id)", tracks)):
-            s = score(truth, predicted)
-            print(f"| {view} | {s.idf1:.3f} | {s.handoffs_correct}/{s.handoffs} | {s.identities_per_person:.2f} "
-                  f"| {s.people_per_identity:.2f} |")
-        print(f"automatic corrections: {'not recorded by this version' if fixed is None else fixed}")
-        per_person, per_identity = market(embedder, embedder.match_threshold)
-        print(f"market_4ids (threshold {embedder.match_threshold:.2f}): {per_person:.2f} identities per person, "
-              f"{per_identity:.2f} people per identity")
+        for name in args.cuts.split(","):
+            evaluate_cut(CUTS[name], embedder, detector, args.frames, args.ablation, Path(tmp))
+    print("\n## mini data sets (model threshold "
+          f"{embedder.match_threshold:.2f}): identities per person / people per identity")
+    print("| data set | as embedded | each camera's mean taken out |")
+    print("|---|---|---|")
+    for name, test in (("market_4ids (crops)", market), ("mini_mars (tracklets)", mini_mars)):
+        plain, normal = (test(embedder, embedder.match_threshold, flag) for flag in (False, True))
+        print(f"| {name} | {plain[0]:.2f} / {plain[1]:.2f} | {normal[0]:.2f} / {normal[1]:.2f} |")
     return 0
 
 

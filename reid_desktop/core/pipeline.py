@@ -57,7 +57,7 @@ from reid_desktop.core.store import (
 )
 from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
-from reid_desktop.core.tracklets import TrackletWindow, foot_point
+from reid_desktop.core.tracklets import TrackletView, TrackletWindow, foot_point
 from reid_desktop.core.types import Detections, Frame, FrameResult, TargetSighted, TrackedPerson
 from reid_desktop.core.vector_index import VectorIndex
 from reid_desktop.core.watchlist import WatchList, WatchMatch, WatchPictures
@@ -118,6 +118,7 @@ class _TrackState:
     embeddings: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, vector), best first
     appearance: np.ndarray | None = None  # the sum of every crop's (camera-normalised) embedding
     raw_appearance: np.ndarray | None = None  # the same before camera normalisation (the watch list's scale)
+    newest_raw: np.ndarray | None = None  # the newest crop's embedding before camera normalisation
     crops: int = 0  # embeddings taken so far
     entry: tuple[float, float] | None = None  # where the track began (normalised foot point)
     committed: bool = False
@@ -140,6 +141,7 @@ class _TrackState:
         return _unit(self.raw_appearance if self.raw_appearance is not None else self.descriptor())
 
     def took(self, vector: np.ndarray, raw: np.ndarray) -> None:
+        self.newest_raw = raw
         self.appearance = vector.astype(np.float64) if self.appearance is None else self.appearance + vector
         self.raw_appearance = raw.astype(np.float64) if self.raw_appearance is None else self.raw_appearance + raw
 
@@ -674,7 +676,7 @@ class Pipeline:
                 identity_id=state.identity_id, match_score=state.match_score,
                 keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets)
             persons.append(person)
-            self._follow_tracklet(frame, key, person, fresh.get(key))
+            self._follow_tracklet(frame, key, person, state.newest_raw if key in fresh else None)
             alert = self._alert(frame, state, person) if person.is_target else None
             if key in fresh and self.watch_list:
                 self._watch(frame, state, person)
@@ -692,7 +694,7 @@ class Pipeline:
             self.matcher.evidence = result.evidence
             self._apply_reassociation(result)
         if self.reassociator.due(moment):
-            self.reassociator.submit(self.tracklets.snapshot(), self.matcher.threshold, moment)
+            self.reassociator.submit(self._window(), self.matcher.threshold, moment)
 
     def _settle(self) -> None:
         """At the end of a run: one last pass over the window, waited for, so the stored identities of its last
@@ -700,13 +702,18 @@ class Pipeline:
         if self.reassociator is None:
             return
         try:
-            result = self.reassociator.settle(self.tracklets.snapshot(), self.matcher.threshold)
+            result = self.reassociator.settle(self._window(), self.matcher.threshold)
             if result is not None:
                 self._apply_reassociation(result)
         except Exception:
             log.exception("the last re-association pass failed; the run's identities stay as they were")
         finally:
             self.reassociator.close()
+
+    def _window(self) -> list[TrackletView]:
+        """The window for a pass: each track's appearance with its camera's mean, as known now, taken out."""
+        normaliser = self.normaliser
+        return self.tracklets.snapshot(None if normaliser is None else normaliser.apply)
 
     def _apply_reassociation(self, result: ReassociationResult) -> None:
         """Correct the identities a pass regrouped (the operator's decisions are never in its answer), through the
@@ -742,7 +749,7 @@ class Pipeline:
         return key[0], self._segments.get(key[0], 0), key[1]
 
     def _follow_tracklet(self, frame: Frame, key: tuple[str, int], person: TrackedPerson,
-                         fresh: FreshEmbedding | None) -> None:
+                         embedding: np.ndarray | None) -> None:
         """Keep the track's summary for the background re-association up to date (cheap: positions and a sum)."""
         if self.reassociator is None:
             return
@@ -750,8 +757,8 @@ class Pipeline:
                                                                               self._segments.get(key[0], 0), key[1])
         tracklet = self.tracklets.saw(self._tracklet_key(key), track, frame.source_id, frame.moment,
                                       foot_point(person.box, frame.image.shape), person.identity_id)
-        if fresh is not None:
-            tracklet.add_appearance(fresh[0])
+        if embedding is not None:  # as embedded: each pass takes out the camera's mean as it knows it then
+            tracklet.add_appearance(embedding)
 
     def _alert(self, frame: Frame, state: _TrackState, person: TrackedPerson) -> TargetSighted | None:
         """The alert for a followed person on this track, the first time it carries that identity."""

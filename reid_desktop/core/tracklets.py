@@ -10,7 +10,7 @@ for ``window_s`` (and at most ``max_tracklets``), so the window's memory does no
 from __future__ import annotations
 
 import collections
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,6 +19,7 @@ from reid_desktop.core.store import TrackKey
 
 PATH_POINTS = 64  # positions kept per tracklet (where it was when another camera's track began)
 PATH_STEP_S = 0.5  # at most one kept position per this many seconds
+Normalise = Callable[[str, np.ndarray], np.ndarray]  # (camera, N x D embeddings) -> the same, camera mean taken out
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,19 @@ class Tracklet:
         self.appearance = embedding.astype(np.float64) if self.appearance is None else self.appearance + embedding
         self.crops += 1
 
-    def view(self) -> TrackletView | None:
-        """A copy for the background thread; None while it has no appearance yet."""
+    def view(self, normalise: Normalise | None = None) -> TrackletView | None:
+        """A copy for the background thread; None while it has no appearance yet. ``normalise`` (camera, N x D)
+        takes the camera's mean out of the track's mean appearance."""
         if self.appearance is None:
             return None
-        norm = float(np.linalg.norm(self.appearance))
+        mean = self.appearance[None, :] / max(self.crops, 1)
+        descriptor = (normalise(self.camera, mean) if normalise is not None else mean)[0].astype(np.float64)
+        norm = float(np.linalg.norm(descriptor))
         if norm <= 1e-12:
             return None
         path = np.asarray(list(self.path) or [(self.end, *self.exit)], np.float64)
         return TrackletView(self.key, self.track, self.camera, self.start, self.end, self.entry, self.exit, path,
-                            (self.appearance / norm).astype(np.float32), self.crops, self.sightings,
+                            (descriptor / norm).astype(np.float32), self.crops, self.sightings,
                             self.identity_id, self.locked, self.ended)
 
 
@@ -150,7 +154,7 @@ class TrackletWindow:
         self._live.clear()
         self._ended.clear()
 
-    def snapshot(self) -> list[TrackletView]:
+    def snapshot(self, normalise: Normalise | None = None) -> list[TrackletView]:
         """Copies of every tracklet with an appearance, for the background re-association."""
         self._expire()
-        return [view for view in (t.view() for t in self.tracklets()) if view is not None]
+        return [view for view in (t.view(normalise) for t in self.tracklets()) if view is not None]
