@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-SETTLE_CROPS = 200  # half of the camera's mean is taken out after this many crops, 80 % after four times as many
+SETTLE_CROPS = 50  # half of the camera's mean is taken out after this many crops, 80 % after four times as many
 MEMORY_CROPS = 5000  # the running mean weighs at most this many crops: older ones fade
 
 
