@@ -6,8 +6,8 @@ before it began (within ``horizon_s``), with the time between (the *gap*), where
 the new track began, and how alike they look. Per camera pair (both orders, and a camera with itself), what is
 noted is kept in a bounded reservoir. Most candidate pairs are two different people; the pairs of one person
 crossing from camera A into B arrive after the same walk, so among the pairs that look alike (cosine at least the
-pass's threshold) that gap is far more common than among all pairs. The evidence for a gap is that ratio (the
-"lift", as multi-camera trackers estimate camera links from departures and arrivals):
+pass's threshold, and among the fifth most alike) that gap is far more common than among all pairs. The evidence
+for a gap is that ratio (the "lift", as multi-camera trackers estimate camera links from departures and arrivals):
 
     evidence(gap) = log( share of alike pairs at this gap / share of all pairs at this gap )
 
@@ -38,6 +38,7 @@ MIN_ALIKE = 5  # alike pairs a camera pair needs before its gaps are evidence
 BANDWIDTH = 0.3  # kernel width relative to the gap (walks vary in proportion to their length)
 GRID_POINTS = 96  # gaps at which the evidence is tabulated (log-spaced), looked up by interpolation
 SUPPORT = 0.5  # evidence from which a gap counts as a learned hand-off
+ALIKE_SHARE = 0.2  # at most this share of a camera pair's candidate pairs count as alike
 
 
 @dataclass(frozen=True)
@@ -157,7 +158,7 @@ class CameraTransitions:
         tables = {}
         for key, reservoir in self._pairs.items():
             gaps, likeness, _ = reservoir.arrays()
-            alike = gaps[likeness >= threshold]
+            alike = gaps[_alike(likeness, threshold)]
             if len(alike) >= MIN_ALIKE:
                 tables[key] = self._lift(gaps, alike)
         return LinkEvidence(self.grid, tables, links, self.horizon_s)
@@ -180,7 +181,7 @@ class CameraTransitions:
                 continue
             pair = frozenset((first, second))
             gaps, likeness, places = reservoir.arrays()
-            alike = likeness >= threshold
+            alike = _alike(likeness, threshold)
             together = np.asarray(reservoir.together, np.float64).reshape(-1, 5)
             alike_together = together[together[:, 0] >= threshold]
             if (pair not in links.overlapping and len(alike_together) >= min_links and len(gaps)
@@ -198,6 +199,14 @@ class CameraTransitions:
                 out.append(LinkSuggestion(first, second, False, float(np.quantile(walks, 0.05)),
                                           float(np.median(walks)), int(supported.sum()), leave, enter))
         return sorted(out, key=lambda s: -s.links)
+
+
+def _alike(likeness: np.ndarray, threshold: float) -> np.ndarray:
+    """Which candidate pairs look alike: at least ``threshold``, and among the most alike ``ALIKE_SHARE`` of them
+    (where people are easy to tell apart the threshold is low, and would call most pairs alike)."""
+    if not len(likeness):
+        return np.zeros(0, bool)
+    return likeness >= max(threshold, float(np.quantile(likeness, 1.0 - ALIKE_SHARE)))
 
 
 def _density(samples: np.ndarray, at: np.ndarray) -> np.ndarray:

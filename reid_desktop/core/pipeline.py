@@ -116,6 +116,7 @@ class _TrackState:
     identity_id: int | None = None
     match_score: float | None = None
     embeddings: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, vector), best first
+    best_raw: list[tuple[float, np.ndarray]] = field(default_factory=list)  # the same crops before normalisation
     appearance: np.ndarray | None = None  # the sum of every crop's (camera-normalised) embedding
     raw_appearance: np.ndarray | None = None  # the same before camera normalisation (the watch list's scale)
     newest_raw: np.ndarray | None = None  # the newest crop's embedding before camera normalisation
@@ -604,10 +605,12 @@ class Pipeline:
             key = (frame.source_id, int(tracks.track_ids[row]))
             state = self._tracks[key]
             state.embeddings.append((quality, vector))
+            state.best_raw.append((quality, raw_vector))
             state.took(vector, raw_vector)
             state.crops += 1
-            state.embeddings.sort(key=lambda item: -item[0])
-            del state.embeddings[reid.track_gallery_size:]
+            for kept in (state.embeddings, state.best_raw):
+                kept.sort(key=lambda item: -item[0])
+                del kept[reid.track_gallery_size:]
             state.last_embedded = frame.index
             improved = quality >= state.best_quality
             state.best_quality = max(state.best_quality, quality)
@@ -676,7 +679,7 @@ class Pipeline:
                 identity_id=state.identity_id, match_score=state.match_score,
                 keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets)
             persons.append(person)
-            self._follow_tracklet(frame, key, person, state.newest_raw if key in fresh else None)
+            self._follow_tracklet(frame, key, person, state if key in fresh else None)
             alert = self._alert(frame, state, person) if person.is_target else None
             if key in fresh and self.watch_list:
                 self._watch(frame, state, person)
@@ -749,7 +752,7 @@ class Pipeline:
         return key[0], self._segments.get(key[0], 0), key[1]
 
     def _follow_tracklet(self, frame: Frame, key: tuple[str, int], person: TrackedPerson,
-                         embedding: np.ndarray | None) -> None:
+                         embedded: _TrackState | None) -> None:
         """Keep the track's summary for the background re-association up to date (cheap: positions and a sum)."""
         if self.reassociator is None:
             return
@@ -757,8 +760,14 @@ class Pipeline:
                                                                               self._segments.get(key[0], 0), key[1])
         tracklet = self.tracklets.saw(self._tracklet_key(key), track, frame.source_id, frame.moment,
                                       foot_point(person.box, frame.image.shape), person.identity_id)
-        if embedding is not None:  # as embedded: each pass takes out the camera's mean as it knows it then
-            tracklet.add_appearance(embedding)
+        if embedded is None:
+            return
+        # as embedded: each pass takes out the camera's mean as it knows it then
+        if self.config.reid.track_descriptor == "all":
+            assert embedded.newest_raw is not None
+            tracklet.add_appearance(embedded.newest_raw)
+        else:
+            tracklet.replace_appearance(np.sum([v for _, v in embedded.best_raw], axis=0), len(embedded.best_raw))
 
     def _alert(self, frame: Frame, state: _TrackState, person: TrackedPerson) -> TargetSighted | None:
         """The alert for a followed person on this track, the first time it carries that identity."""

@@ -36,7 +36,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 
 from reid_desktop.core.camera_transitions import SUPPORT, CameraTransitions, LinkEvidence, LinkSuggestion
 from reid_desktop.core.store import TrackKey
@@ -191,41 +190,45 @@ def _may_share(views: Sequence[TrackletView], one: list[int], other: list[int], 
 
 
 def _identities(views: Sequence[TrackletView], chains: _Chains, evidence: LinkEvidence) -> list[Reassignment]:
-    """Each chain's identity (locked, else the one most of its sightings hold, else new) and the changes.
+    """Each chain's identity and the changes that follow.
 
-    Two chains may keep one identity (the engine's matcher linked them by appearance) only where the window cannot
-    tell: one began long after the other ended, or between cameras whose links are not learned yet. Where it can
-    tell, the chain holding less of the identity gets a new one.
+    A chain holding a track the operator decided takes that track's identity. Then every identity, oldest first
+    (by its first track in the window), stays with the chain of its first track: the person first seen as it
+    keeps it. A chain left without one takes, of the identities its tracks hold that nobody took, the one most of
+    its sightings hold; else it may share one with another chain where the window cannot tell (one began long
+    after the other ended, or between cameras whose links are not learned yet: the engine's matcher linked them
+    by appearance); else it gets a new identity.
     """
     groups = list(chains.members.values())
-    chosen: dict[int, int | None] = {}
-    free: list[int] = []
-    taken: set[int] = set()
+    chain_of = {m: g for g, members in enumerate(groups) for m in members}
+    chosen: dict[int, int] = {}
     for g, members in enumerate(groups):
-        locked = {views[m].identity_id for m in members if views[m].locked}
+        locked = [i for m in members if views[m].locked and (i := views[m].identity_id) is not None]
         if locked:
-            chosen[g] = next(iter(locked))
-            taken |= {i for i in locked if i is not None}
-        else:
-            free.append(g)
-    candidates = sorted({i for g in free for m in groups[g] if (i := views[m].identity_id) is not None} - taken)
-    if free and candidates:
-        column = {identity: c for c, identity in enumerate(candidates)}
-        weight = np.zeros((len(free), len(candidates)))
-        for r, g in enumerate(free):
-            for m in groups[g]:
-                identity = views[m].identity_id
-                if identity is not None and identity in column:
-                    weight[r, column[identity]] += views[m].sightings
-        for r, c in zip(*linear_sum_assignment(-weight), strict=True):
-            if weight[r, c] > 0:
-                chosen[free[r]] = candidates[c]
-        for r, g in enumerate(free):
-            preferred = candidates[int(np.argmax(weight[r]))] if weight[r].max() > 0 else None
-            if g in chosen or preferred is None:
-                continue
-            holders = [h for h in chosen if chosen[h] == preferred]
-            if all(_may_share(views, groups[h], groups[g], chains.forbidden, evidence) for h in holders):
+            chosen[g] = locked[0]
+    first_holder: dict[int, int] = {}
+    for m in sorted(range(len(views)), key=lambda m: views[m].start):
+        identity = views[m].identity_id
+        if identity is not None and identity not in first_holder:
+            first_holder[identity] = m
+    for identity, m in first_holder.items():
+        if chain_of[m] not in chosen and identity not in chosen.values():
+            chosen[chain_of[m]] = identity
+    for g, members in enumerate(groups):
+        if g in chosen:
+            continue
+        held: collections.Counter[int] = collections.Counter()
+        for m in members:
+            identity = views[m].identity_id
+            if identity is not None:
+                held[identity] += views[m].sightings
+        unclaimed = [i for i, _ in held.most_common() if i not in chosen.values()]
+        if unclaimed:
+            chosen[g] = unclaimed[0]
+        elif held:
+            preferred = held.most_common(1)[0][0]
+            holders = [h for h, identity in chosen.items() if identity == preferred]
+            if all(_may_share(views, groups[h], members, chains.forbidden, evidence) for h in holders):
                 chosen[g] = preferred
     out = []
     for g, members in enumerate(groups):

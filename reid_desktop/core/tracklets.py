@@ -85,6 +85,10 @@ class Tracklet:
         self.appearance = embedding.astype(np.float64) if self.appearance is None else self.appearance + embedding
         self.crops += 1
 
+    def replace_appearance(self, total: np.ndarray, crops: int) -> None:
+        """The track's appearance is the sum of these ``crops`` (its best ones, when not all count)."""
+        self.appearance, self.crops = total.astype(np.float64), crops
+
     def view(self, normalise: Normalise | None = None) -> TrackletView | None:
         """A copy for the background thread; None while it has no appearance yet. ``normalise`` (camera, N x D)
         takes the camera's mean out of the track's mean appearance."""
