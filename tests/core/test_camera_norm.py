@@ -120,21 +120,21 @@ def test_a_restarted_pipeline_goes_on_from_the_kept_means(tmp_path: Path) -> Non
         frames.append(Frame("porch", index, 1000.0 + index * 0.1, image))
         boxes.append([(100, 60, 0.9)])
     cfg = config(**{"reid.embed_every": 1})
-    with SightingStore(tmp_path / "s.sqlite") as store:  # noqa: F811
-        pipeline = Pipeline(cfg, store, detector=Scripted(boxes), embedder=ColorTextureEmbedder())
+    with SightingStore(tmp_path / "s.sqlite") as history:
+        pipeline = Pipeline(cfg, history, detector=Scripted(boxes), embedder=ColorTextureEmbedder())
         for frame in frames:
             pipeline.process([frame])
         assert pipeline.normaliser is not None
         learned = pipeline.normaliser.means["porch"]
         pipeline.close()
-        again = Pipeline(cfg, store, detector=Scripted(boxes), embedder=ColorTextureEmbedder())
+        again = Pipeline(cfg, history, detector=Scripted(boxes), embedder=ColorTextureEmbedder())
         assert again.normaliser is not None
         kept = again.normaliser.means["porch"]
         assert kept.count == learned.count == 30 and np.allclose(kept.vector, learned.vector)
         again.close()
     off = config(**{"matcher.camera_normalisation": False})
-    with SightingStore(tmp_path / "s.sqlite") as store:  # noqa: F811
-        assert Pipeline(off, store, detector=Scripted(boxes), embedder=ColorTextureEmbedder()).normaliser is None
+    with SightingStore(tmp_path / "s.sqlite") as history:
+        assert Pipeline(off, history, detector=Scripted(boxes), embedder=ColorTextureEmbedder()).normaliser is None
 
 
 @pytest.mark.parametrize("count", [0, 1])
