@@ -353,6 +353,70 @@ def mini_mars(embedder: Embedder, threshold: float, normalise: bool) -> tuple[fl
     return _matched_in_order(stacked, [k[0] for k in keys], threshold)
 
 
+# -- search: mAP of the ranking, plain and re-ranked ---------------------------------------------------------
+
+CANDIDATES = 100  # what the app's search takes from the vector index before re-ranking
+
+
+@dataclass
+class Crops:
+    vectors: np.ndarray
+    people: np.ndarray
+    cameras: np.ndarray
+
+
+def market_crops(embedder: Embedder) -> tuple[Crops, Crops]:
+    """market_4ids' query and gallery crops (distractors and junk as the Market-1501 protocol has them)."""
+    def load(folder: str) -> Crops:
+        files = sorted((SHARED / "data/reid/market_4ids" / folder).glob("*.jpg"))
+        files = [p for p in files if not p.name.startswith(("0000", "-1"))]
+        vectors = embedder.embed([cv2.imread(str(p)) for p in files])
+        return Crops(vectors, np.array([int(p.name[:4]) for p in files]),
+                     np.array([p.name.split("_")[1][:2] for p in files]))
+    return load("query"), load("gallery")
+
+
+def mars_crops(embedder: Embedder) -> tuple[Crops, Crops]:
+    """mini_mars test split: a query crop from the middle of every tracklet; every 4th crop of every tracklet."""
+    tracklets: dict[tuple[int, str, str], list[Path]] = collections.defaultdict(list)
+    for path in sorted((SHARED / "data/reid/mini_mars/bbox_test").glob("*/*.jpg")):
+        tracklets[(int(path.name[:4]), path.name[4:6], path.name[6:11])].append(path)
+    def crops(pick: dict[tuple[int, str, str], list[Path]]) -> Crops:
+        keys = [k for k, paths in pick.items() for _ in paths]
+        paths = [p for ps in pick.values() for p in ps]
+        return Crops(embedder.embed([cv2.imread(str(p)) for p in paths]), np.array([k[0] for k in keys]),
+                     np.array([k[1] for k in keys]))
+    return (crops({k: [v[len(v) // 2]] for k, v in tracklets.items()}),
+            crops({k: v[::4] for k, v in tracklets.items()}))
+
+
+def search_map(query: Crops, gallery: Crops, method: str) -> float:
+    """mAP of the gallery's ranking for each query (same person and camera: junk, left out), the top
+    ``CANDIDATES`` ordered by ``method`` as the app's search does."""
+    from reid_desktop.core.reranking import expanded_query, rerank
+
+    def unit(v: np.ndarray) -> np.ndarray:
+        return v / np.linalg.norm(v, axis=-1, keepdims=True)
+    q_all, g_all = unit(query.vectors), unit(gallery.vectors)
+    scores = []
+    for vector, person, camera in zip(q_all, query.people, query.cameras, strict=True):
+        keep = ~((gallery.people == person) & (gallery.cameras == camera))
+        g, relevant = g_all[keep], gallery.people[keep] == person
+        if not relevant.any():
+            continue
+        order = np.argsort(-(g @ vector))
+        top = order[:CANDIDATES]
+        if method in ("expanded", "expanded + k-reciprocal"):
+            vector = expanded_query(vector, g[top])
+            top = top[np.argsort(-(g[top] @ vector))]
+        if method in ("k-reciprocal", "expanded + k-reciprocal"):
+            top = top[np.argsort(rerank(vector, g[top]), kind="stable")]
+        ranked = relevant[np.concatenate([top, order[CANDIDATES:]])]
+        hits = np.flatnonzero(ranked)
+        scores.append(float(np.mean((np.arange(len(hits)) + 1) / (hits + 1))))
+    return float(np.mean(scores))
+
+
 # -- the runs ------------------------------------------------------------------------------------------
 
 OFF = {
@@ -424,6 +488,13 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.cuts.split(","):
             evaluate_cut(CUTS[name], embedder, detector, args.frames, args.ablation, Path(tmp))
+    print("\n## search on the mini data sets: mAP (top 100 candidates re-ordered, as the app's search)")
+    methods = ("cosine", "expanded", "k-reciprocal", "expanded + k-reciprocal")
+    print("| data set | " + " | ".join(methods) + " |")
+    print("|---" * (len(methods) + 1) + "|")
+    for name, crops in (("market_4ids", market_crops), ("mini_mars", mars_crops)):
+        query, gallery = crops(embedder)
+        print(f"| {name} | " + " | ".join(f"{search_map(query, gallery, m):.3f}" for m in methods) + " |")
     print("\n## mini data sets (model threshold "
           f"{embedder.match_threshold:.2f}): identities per person / people per identity")
     print("| data set | as embedded | each camera's mean taken out |")

@@ -15,7 +15,8 @@ each camera's mean with the camera, per re-id model, so a restart does not start
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import functools
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,6 +31,15 @@ class CameraMean:
 
     vector: np.ndarray
     count: int
+
+
+def _centred(offset: np.ndarray | None, embeddings: np.ndarray) -> np.ndarray:
+    embeddings = np.asarray(embeddings, np.float32)
+    if offset is None or offset.shape != embeddings.shape[1:]:
+        return embeddings
+    centred = embeddings - offset
+    norms = np.linalg.norm(centred, axis=1, keepdims=True)
+    return np.where(norms > 1e-6, centred / np.maximum(norms, 1e-12), embeddings).astype(np.float32)
 
 
 class CameraNormaliser:
@@ -64,13 +74,7 @@ class CameraNormaliser:
     def apply(self, camera: str | None, embeddings: np.ndarray) -> np.ndarray:
         """``embeddings`` (N x D, L2-normalised) with ``camera``'s mean taken out, as far as it has settled, and
         normalised again; without a camera (a picture from a file) the mean of all cameras is taken out."""
-        embeddings = np.asarray(embeddings, np.float32)
-        offset = self._offset(camera)
-        if offset is None or offset.shape != embeddings.shape[1:]:
-            return embeddings
-        centred = embeddings - offset
-        norms = np.linalg.norm(centred, axis=1, keepdims=True)
-        return np.where(norms > 1e-6, centred / np.maximum(norms, 1e-12), embeddings).astype(np.float32)
+        return _centred(self._offset(camera), embeddings)
 
     def _offset(self, camera: str | None) -> np.ndarray | None:
         """What is taken out: the camera's mean weighted by how settled it is (or the cameras' average)."""
@@ -80,6 +84,11 @@ class CameraNormaliser:
         offsets = [o for o in (self._offset(c) for c in self._means) if o is not None]
         shapes = {o.shape for o in offsets}
         return np.mean(offsets, axis=0) if offsets and len(shapes) == 1 else None
+
+    def for_queries(self) -> Callable[[np.ndarray], np.ndarray]:
+        """What :meth:`apply` does to a picture from a file now, as a function other threads may call (a copy)."""
+        offset = self._offset(None)
+        return functools.partial(_centred, None if offset is None else offset.copy())
 
     @property
     def means(self) -> Mapping[str, CameraMean]:

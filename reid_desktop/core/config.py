@@ -144,6 +144,8 @@ class MatcherConfig:
     reassociation_interval_s: float = option(5.0, "Seconds between re-association passes", min=0.5, max=3600.0)
     link_horizon_s: float = option(60.0, "Longest walk between cameras (or gap within one) the learned camera links "
                                          "consider", min=1.0, max=3600.0)
+    search_reranking: bool = option(True, "Appearance search re-orders its best 100 candidates by query expansion "
+                                          "and k-reciprocal re-ranking")
     link_prior: float = option(0.05, "How much the learned camera links add to (or take from) a new track's "
                                      "similarity to a person last seen in another camera (0: appearance only)",
                                min=0.0, max=1.0)

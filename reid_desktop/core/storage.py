@@ -1015,11 +1015,11 @@ class SightingStore:
         return out
 
     def search(self, embedding: np.ndarray, model_key: str, k: int = 10,
-               index: VectorIndex | None = None) -> list[SearchHit]:
+               index: VectorIndex | None = None, vectors: bool = False) -> list[SearchHit]:
         """The ``k`` stored sightings whose embeddings are most similar (cosine) to ``embedding``.
 
         ``index``: the writer's index of ``model_key`` (a reader thread searching while the cameras run);
-        without it this store's own, attached on first use.
+        without it this store's own, attached on first use. ``vectors``: each hit carries its embedding.
         """
         query = np.asarray(embedding, np.float32).reshape(1, -1)
         index = index or self.attach_index(model_key, query.shape[1])
@@ -1030,11 +1030,12 @@ class SightingStore:
         if not ranked:
             return []
         placeholders = ",".join("?" * len(ranked))
-        by_id = {r[0]: _sighting(r[1:]) for r in self._db.execute(
-            f"SELECT e.id, {_SIGHTING_COLUMNS} FROM embeddings e JOIN sightings s ON s.id = e.sighting_id "
-            f"JOIN sources src ON src.id = s.source_id JOIN tracks t ON t.id = s.track_row "
-            f"WHERE e.id IN ({placeholders})", [i for i, _ in ranked])}
-        return [SearchHit(by_id[i], score) for i, score in ranked if i in by_id]  # deleted meanwhile: left out
+        found = {r[0]: (_sighting(r[2:]), np.frombuffer(bytes(r[1]), np.float32) if vectors else None)
+                 for r in self._db.execute(
+                     f"SELECT e.id, e.vector, {_SIGHTING_COLUMNS} FROM embeddings e JOIN sightings s ON s.id = "
+                     f"e.sighting_id JOIN sources src ON src.id = s.source_id JOIN tracks t ON t.id = s.track_row "
+                     f"WHERE e.id IN ({placeholders})", [i for i, _ in ranked])}
+        return [SearchHit(found[i][0], score, found[i][1]) for i, score in ranked if i in found]  # deleted: left out
 
     def embedding_identities(self, embedding_ids: Sequence[int]) -> dict[int, int]:
         """The identity each of these embeddings belongs to now (operator edits included)."""

@@ -159,8 +159,12 @@ class IdentitySummary:
 
 @dataclass(frozen=True)
 class SearchHit:
+    """A stored sighting like the query: ``score`` is their cosine; ``vector`` the sighting's embedding (when the
+    search was asked for it, to re-rank)."""
+
     sighting: Sighting
     score: float
+    vector: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -259,8 +263,13 @@ class HistoryReader(Protocol):
         ...
 
     def search(self, embedding: np.ndarray, model_key: str, k: int = 10,
-               index: VectorIndex | None = None) -> list[SearchHit]:
-        """The ``k`` sightings most like ``embedding``; ``index``: the writer's live index, shared with a reader."""
+               index: VectorIndex | None = None, vectors: bool = False) -> list[SearchHit]:
+        """The ``k`` sightings most like ``embedding``; ``index``: the writer's live index, shared with a reader;
+        ``vectors``: each hit carries its embedding."""
+        ...
+
+    def identity_gallery(self, identity_id: int, model_key: str, per_identity: int) -> np.ndarray:
+        """An identity's best stored embeddings of ``model_key`` (n x D)."""
         ...
 
     def export_csv(self, path: Path, identity_id: int | None = None) -> int:
@@ -358,9 +367,6 @@ class HistoryStore(HistoryReader, Protocol):
                            recent: int) -> Iterator[tuple[int, bool, bool, np.ndarray]]:
         """(identity, is target, is named, best embeddings) of the ``recent`` most recently seen identities,
         and of every target and named one."""
-        ...
-
-    def identity_gallery(self, identity_id: int, model_key: str, per_identity: int) -> np.ndarray:
         ...
 
     def embedding_identities(self, embedding_ids: Sequence[int]) -> dict[int, int]:

@@ -23,11 +23,12 @@ from reid_desktop.ui.targets_controller import TargetsController
 IMAGE_FILTER = "Images (*.jpg *.jpeg *.png *.bmp *.webp)"
 
 
-def search_results(searcher: Searcher, store: HistoryReader, crop: np.ndarray, k: int) -> list[SearchResult]:
+def search_results(searcher: Searcher, store: HistoryReader, crop: np.ndarray, k: int,
+                   identity_id: int | None = None) -> list[SearchResult]:
     """The ``k`` best-matching tracks with their pictures: many sightings of one track look alike, so more
-    are fetched and each track is shown once, at its best score."""
+    are fetched and each track is shown once, at its best place (``identity_id``: the query is that person)."""
     best_per_track: dict[int, SearchHit] = {}
-    for hit in searcher.search(store, crop, 5 * k):
+    for hit in searcher.search(store, crop, 5 * k, identity_id):
         best_per_track.setdefault(hit.sighting.track_row, hit)
     return [SearchResult(hit, store.track_thumbnail(hit.sighting.track_row))
             for hit in list(best_per_track.values())[:k]]
@@ -59,7 +60,8 @@ class SearchController(QObject):
 
         self.client.submit(lambda p: p.searcher(),
                            lambda searcher: self.client.read(
-                               lambda store: search_results(searcher, store, query.crop, k), show, "search"),
+                               lambda store: search_results(searcher, store, query.crop, k, query.identity_id),
+                               show, "search"),
                            what="search")
 
     def search_identity(self, identity_id: int) -> None:

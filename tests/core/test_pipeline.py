@@ -136,7 +136,26 @@ def test_appearance_search_finds_the_person_first(tmp_path: Path, demo_clip: Pat
         query = embedder.embed([frame.image[y1:y2, x1:x2]])[0]
         hits = store.search(query, embedder.key, k=5)
         assert len(hits) == 5 and hits[0].score > 0.8
-        assert hits[0].sighting.identity_id == person.identity_id
+        assert hits[0].sighting.track_id == person.track_id  # the person's own track (its identity may be revised)
+        assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+@pytest.mark.parametrize("reranking", [False, True])
+def test_search_from_the_app_finds_the_persons_own_track(tmp_path: Path, demo_clip: Path, osnet_pipeline_parts,
+                                                         reranking: bool) -> None:
+    detector, embedder = osnet_pipeline_parts
+    cfg = fast_config(**{"matcher.search_reranking": reranking})
+    with SightingStore(tmp_path / "s.sqlite") as store:
+        pipeline = Pipeline(cfg, store, detector=detector, embedder=embedder)
+        _, _, results = collect(run([SourceSpec(str(demo_clip), "cam")], cfg, store, max_frames=20,
+                                    pipeline=pipeline))
+        frame = results[12]
+        person = max(frame.persons, key=lambda p: p.box[3] - p.box[1])
+        x1, y1, x2, y2 = person.box.astype(int)
+        searcher = pipeline.searcher()
+        assert searcher.rerank is reranking
+        hits = searcher.search(store, frame.image[y1:y2, x1:x2], k=8, identity_id=person.identity_id)
+        assert len(hits) == 8 and hits[0].sighting.track_id == person.track_id
         assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
 
 
