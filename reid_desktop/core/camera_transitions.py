@@ -55,11 +55,16 @@ class LinkSuggestion:
     enter: str  # where they enter the second's
 
     @property
+    def walk_s(self) -> float:
+        """The shortest walk it suggests: the shortest seen, rounded down to a tenth of a second."""
+        return math.floor(self.shortest_s * 10) / 10
+
+    @property
     def entry(self) -> str:
         """The topology settings entry (core/topology.py) it suggests."""
         if self.overlap:
             return f"{self.first} = {self.second}"
-        return f"{self.first} ~ {self.second} : {math.floor(self.shortest_s * 10) / 10:g}"
+        return f"{self.first} ~ {self.second} : {self.walk_s:g}"
 
     def describe(self) -> str:
         if self.overlap:

@@ -19,6 +19,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+import shiboken6
 from PySide6.QtCore import QByteArray, QPoint, Qt, QThreadPool, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
@@ -36,6 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core import config as config_mod
+from reid_desktop.core.camera_transitions import LinkSuggestion
 from reid_desktop.core.database_url import PostgresLocation
 from reid_desktop.core.live_boxes import hides_credentials, remote_source_id
 from reid_desktop.core.models import load_embedder
@@ -882,11 +884,28 @@ class MainWindow(QMainWindow):
 
         self.client.in_background(read, load, "read the watch list's pictures")
 
-    def topology_dialog(self) -> None:
+    def topology_dialog(self) -> TopologyDialog:
+        """The topology editor (window-modal, not blocking): the links in the settings, and what the running
+        cameras learned as suggestions when the engine answers."""
         matcher = self.settings.pipeline_config().matcher
         dialog = TopologyDialog(matcher.camera_links, self.cameras.names(), matcher.same_moment_s, self)
-        if dialog.exec() and dialog.result_links is not None:
-            self.set_camera_links(dialog.result_links)
+
+        def accepted() -> None:
+            if dialog.result_links is not None:
+                self.set_camera_links(dialog.result_links)
+
+        def learned(suggestions: tuple[LinkSuggestion, ...]) -> None:
+            if shiboken6.isValid(dialog):  # the answer may come after the dialog was closed
+                dialog.set_suggestions(suggestions)
+
+        dialog.accepted.connect(accepted)
+        dialog.finished.connect(dialog.deleteLater)
+        if self.engine.control is None:
+            dialog.set_suggestions(None)
+        else:
+            self.client.submit(lambda p: p.link_suggestions(), learned, what="read the learned links")
+        dialog.open()
+        return dialog
 
     def set_camera_links(self, links: str) -> None:
         """Keep the topology in the settings and hand it to the running matcher (no restart)."""

@@ -1,24 +1,39 @@
 """The camera topology editor: which cameras see the same ground, and the shortest walk between others.
 
 It edits ``matcher.camera_links`` (:mod:`reid_desktop.core.topology`) as a table instead of a string;
-the matcher uses it to refuse links that are physically impossible.
+the matcher uses it to refuse links that are physically impossible. Below the table, what the running app learned
+from the footage (:class:`~reid_desktop.core.camera_transitions.LinkSuggestion`: where people leave one picture,
+where they enter the other and how long the walk takes) is offered as suggestions; the operator adds the ones that
+are right, nothing is added by itself.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
+    QGroupBox,
+    QHBoxLayout,
     QHeaderView,
+    QLabel,
+    QPushButton,
+    QVBoxLayout,
     QWidget,
 )
 
 from reid_desktop.core import topology
+from reid_desktop.core.camera_transitions import LinkSuggestion
 from reid_desktop.ui.table_dialog import TableDialog
 
 COLUMNS = ("Camera", "Camera", "Same ground", "Shortest walk")
 MAX_WALK_S = 24 * 3600.0
+WAITING = "Asking the running cameras what they have learned…"
+NOTHING_LEARNED = ("Nothing to suggest yet: links are learned from people seen walking between cameras "
+                   "(or in two at once) while the cameras run.")
+NOT_RUNNING = "Suggestions come from running cameras: start processing to learn where people walk."
 
 
 class TopologyDialog(TableDialog):
@@ -44,6 +59,44 @@ class TopologyDialog(TableDialog):
             self.add_link(*sorted(pair), overlap=True)
         for pair, seconds in sorted(parsed.min_transit_s.items(), key=lambda item: sorted(item[0])):
             self.add_link(*sorted(pair), walk_s=seconds)
+
+        self.suggestion_box = QGroupBox("Learned from the footage")
+        self.suggestion_rows = QVBoxLayout(self.suggestion_box)
+        self.suggestion_note = QLabel(WAITING)
+        self.suggestion_note.setWordWrap(True)
+        self.suggestion_rows.addWidget(self.suggestion_note)
+        self.suggestion_widgets: list[QWidget] = []
+        self.suggestion_buttons: list[QPushButton] = []
+        layout = self.layout()
+        assert isinstance(layout, QVBoxLayout)
+        layout.insertWidget(layout.indexOf(self.error), self.suggestion_box)
+
+    def set_suggestions(self, suggestions: Sequence[LinkSuggestion] | None) -> None:
+        """Show what the running app learned, one row each with an *Add* button (``None``: nothing is running)."""
+        for row in self.suggestion_widgets:
+            row.deleteLater()
+        self.suggestion_widgets, self.suggestion_buttons = [], []
+        self.suggestion_note.setText(NOT_RUNNING if suggestions is None else "" if suggestions else NOTHING_LEARNED)
+        self.suggestion_note.setVisible(not suggestions)
+        for suggestion in suggestions or ():
+            row = QWidget()
+            line = QHBoxLayout(row)
+            line.setContentsMargins(0, 0, 0, 0)
+            text = QLabel(suggestion.describe())
+            text.setWordWrap(True)
+            add = QPushButton("Add")
+            add.setToolTip(f"Add the link {suggestion.entry} to the table")
+            add.clicked.connect(lambda _=False, s=suggestion, b=add: self._add_suggested(s, b))
+            line.addWidget(text, 1)
+            line.addWidget(add)
+            self.suggestion_rows.addWidget(row)
+            self.suggestion_widgets.append(row)
+            self.suggestion_buttons.append(add)
+
+    def _add_suggested(self, suggestion: LinkSuggestion, button: QPushButton) -> None:
+        self.add_link(suggestion.first, suggestion.second, overlap=suggestion.overlap, walk_s=suggestion.walk_s)
+        button.setEnabled(False)
+        button.setText("Added")
 
     def _camera_box(self, name: str) -> QComboBox:
         box = QComboBox()
