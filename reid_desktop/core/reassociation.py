@@ -297,6 +297,10 @@ class Reassociator:
         self._running.result()
         return self.take()
 
+    def held(self) -> tuple[int, int]:
+        """What it keeps between passes, both bounded: (candidate pairs the camera links keep, tracks noted)."""
+        return self._transitions.pairs_noted(), len(self._noted)
+
     def close(self) -> None:
         if self._thread is not None:
             self._thread.shutdown(wait=True, cancel_futures=True)
