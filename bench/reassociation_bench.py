@@ -136,7 +136,7 @@ def hour(hours: float) -> None:
     reassociator = Reassociator(ReassociationSettings(), CameraLinks())
     live: dict[int, tuple[str, float, float, Walker]] = {}
     tracemalloc.start()
-    print(f"## an hour, fast-forwarded: {len(CAMERAS)} cameras, a person every {ARRIVAL_S:g} s, "
+    print(f"## {hours:g} h of footage, fast-forwarded: {len(CAMERAS)} cameras, a person every {ARRIVAL_S:g} s, "
           f"{sum(len(p.stays) for p in people)} tracks in {hours:g} h, a pass every {PASS_EVERY_S:g} s")
     print("| footage minute | tracks so far | tracklets held | link pairs kept | tracks noted | one pass (ms) "
           "| Python heap (MB) |")
