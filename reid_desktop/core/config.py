@@ -112,8 +112,8 @@ class ReidConfig:
     track_gallery_size: int = option(5, "Best embeddings kept per track", min=1, max=100)
     track_descriptor: str = option("all", "A track's appearance: the mean of all its sampled crops ('all'), or of its "
                                           "best ones only ('best')", choices=("all", "best"))
-    occlusion_aware: bool = option(True, "Crops overlapped by another person's box count as worse (for the galleries "
-                                         "and the thumbnails)")
+    occlusion_aware: bool = option(False, "Crops overlapped by another person's box count as worse (for the "
+                                          "galleries and the thumbnails; off: no gain measured, bench/RESULTS.md)")
 
 
 @dataclass
