@@ -36,7 +36,7 @@ from reid_desktop.core.models import load_embedder
 from reid_desktop.core.motion import MotionGate, MotionSettings, Region, merge_region, region_size
 from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
 from reid_desktop.core.reassociation import ReassociationResult, ReassociationSettings, Reassociator
-from reid_desktop.core.reranking import expanded_query, rerank
+from reid_desktop.core.search import Searcher
 from reid_desktop.core.shared_changes import (
     Labelled,
     Merged,
@@ -48,7 +48,6 @@ from reid_desktop.core.shared_changes import (
 )
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.store import (
-    HistoryReader,
     HistoryStore,
     SearchHit,
     StorageHealth,
@@ -60,7 +59,6 @@ from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.tracklets import TrackletView, TrackletWindow, foot_point
 from reid_desktop.core.types import Detections, Frame, FrameResult, TargetSighted, TrackedPerson
-from reid_desktop.core.vector_index import VectorIndex
 from reid_desktop.core.watchlist import WatchList, WatchMatch, WatchPictures
 
 log = logging.getLogger(__name__)
@@ -68,7 +66,6 @@ log = logging.getLogger(__name__)
 ALERT_THUMBNAIL_HEIGHT = 96
 ALERTS_KEPT = 256  # alerts waiting for the run loop (or nobody, when the pipeline is driven directly)
 CAMERA_MEANS_SAVED_EVERY_S = 60.0
-SEARCH_CANDIDATES = 100  # what an appearance search takes from the vector index to re-rank
 
 # what the embedding step gave each track (source, track id) in this batch of frames
 FreshEmbeddings = dict[tuple[str, int], FreshEmbedding]
@@ -88,42 +85,6 @@ class PipelineInfo:
     match_threshold: float
     warnings: tuple[str, ...]
     run_id: int | None
-
-
-@dataclass(frozen=True)
-class Searcher:
-    """Appearance search that runs in any thread with its own (read-only) store: embedding the query
-    (ONNX Runtime sessions are thread-safe) and searching the writer's index never hold up the cameras.
-
-    The query is normalised as the stored embeddings were (the cameras' mean taken out, as known when the search
-    began); with ``rerank`` the index's best :data:`SEARCH_CANDIDATES` are re-ordered by query expansion (with the
-    identity's gallery when the query is a known person) and k-reciprocal re-ranking (core/reranking.py), and each
-    hit's score is its similarity after re-ranking (1 - its re-ranked distance), so scores fall down the list.
-    """
-
-    embedder: Embedder
-    index: VectorIndex | None
-    normalise: Callable[[np.ndarray], np.ndarray] | None = None
-    rerank: bool = True
-    gallery_size: int = 10
-
-    def search(self, store: HistoryReader, crop_bgr: np.ndarray, k: int = 10,
-               identity_id: int | None = None) -> list[SearchHit]:
-        if self.index is None:
-            return []
-        query = self.embedder.embed([crop_bgr])
-        query = (self.normalise(query) if self.normalise is not None else query)[0]
-        key = self.embedder.key
-        if not self.rerank:
-            return store.search(query, key, k, self.index)
-        hits = store.search(query, key, max(SEARCH_CANDIDATES, k), self.index, vectors=True)
-        if len(hits) < 2:
-            return hits[:k]
-        candidates = np.stack([hit.vector for hit in hits if hit.vector is not None])
-        gallery = store.identity_gallery(identity_id, key, self.gallery_size) if identity_id is not None else None
-        distance = rerank(expanded_query(query, candidates, gallery), candidates)
-        order = np.argsort(distance, kind="stable")
-        return [replace(hits[i], score=float(1.0 - distance[i])) for i in order[:k]]
 
 
 @dataclass
