@@ -30,17 +30,18 @@ from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
 from reid_desktop.core import detector_runtimes as runtimes
 from reid_desktop.core import logs
+from reid_desktop.core import model_catalogue as catalogue
 from reid_desktop.core.credentials import complete_url
 from reid_desktop.core.database_url import DatabaseUrlError, is_postgres_url, parse_postgres_url
 from reid_desktop.core.detection import bundled_detector_path
-from reid_desktop.core.embedding import OnnxEmbedder
+from reid_desktop.core.embedding import OnnxEmbedder, read_model_info
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
 from reid_desktop.core.live_boxes import LivePublisher
-from reid_desktop.core.models import default_reid_model_path, load_embedder
+from reid_desktop.core.models import choose_reid_model, chosen_reid_model, default_reid_model_path, load_embedder
 from reid_desktop.core.node import ChangeListener, NodeHealth, follow_shared_changes, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
-from reid_desktop.core.paths import build_description, data_dir, demo_clip
+from reid_desktop.core.paths import build_description, data_dir, demo_clip, models_dir
 from reid_desktop.core.pg_schema import PgSchemaError
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
@@ -365,6 +366,61 @@ def _models_build_default(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _ask(question: str, assume_yes: bool) -> bool:
+    """A yes/no question on the terminal; without one (scripts, CI) only ``--yes`` answers it."""
+    if assume_yes:
+        return True
+    if not sys.stdin.isatty():
+        print(f"{question} [y/N]: no terminal to answer on; pass --yes to accept", file=sys.stderr)
+        return False
+    return input(f"{question} [y/N] ").strip().lower() in ("y", "yes")
+
+
+def _models_download(args: argparse.Namespace) -> int:
+    from trainer.model_import import install  # PyTorch: converting needs it
+
+    entry = catalogue.entry(args.name)
+    print(f"{entry.name}: {entry.describe()}")
+    print(f"  from {entry.url}")
+    print(f"  licence: {entry.licence}")
+    if not _ask("Download it and accept these terms?", args.yes):
+        print("nothing downloaded")
+        return EXIT_USAGE
+    with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=entry.filename, leave=False,
+              disable=args.quiet) as bar:
+        def progress(done: int, total: int | None) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        model = install(entry, progress=progress, say=lambda line: tqdm.write(line) if not args.quiet else None,
+                        url=args.url)
+    return _installed(model, args.no_default)
+
+
+def _models_import(args: argparse.Namespace) -> int:
+    from trainer.model_import import import_checkpoint  # PyTorch: converting needs it
+
+    source = Path(args.checkpoint)
+    name = args.name or source.stem
+    if not re.fullmatch(r"[A-Za-z0-9_.\-]+", name):
+        print(f"error: a model name may hold letters, digits, '.', '_' and '-' only, not {name!r}", file=sys.stderr)
+        return EXIT_USAGE
+    model = import_checkpoint(source, models_dir() / f"{name}.onnx", args.format)
+    return _installed(model, args.no_default)
+
+
+def _installed(model: Any, keep_default: bool) -> int:
+    print(f"installed {model.path} ({model.source_format} {model.architecture}, {model.info.embedding_dim}-d, "
+          f"input {model.info.input_height}x{model.info.input_width}; PyTorch and ONNX Runtime agree: lowest cosine "
+          f"{model.parity_cosine:.6f})")
+    if keep_default:
+        print(f"to use it: --reid-model {model.path}")
+    else:
+        choose_reid_model(model.path)
+        print("it is now the default re-id model (a configured reid.model still comes first)")
+    return EXIT_OK
+
+
 def _models_check(args: argparse.Namespace) -> int:
     try:
         embedder = OnnxEmbedder(Path(args.path))
@@ -436,9 +492,19 @@ def _models_list(args: argparse.Namespace) -> int:
     except ModelError as exc:
         detector = f"missing ({exc})"
     default = default_reid_model_path()
+    chosen = chosen_reid_model()
     print(f"reid-desktop {__version__}: {build_description()}; user data in {data_dir()}")
     print(f"detector (bundled): {detector}")
-    print(f"re-id default:      {default} ({'present' if default.exists() else 'not built yet'})")
+    if chosen is not None:
+        print(f"re-id default:      {chosen} ({_model_summary(chosen)})")
+    else:
+        print(f"re-id default:      {default} ({'present' if default.exists() else 'not built yet'}); "
+              f"a re-id-trained model is better: reid-desktop models download {catalogue.RECOMMENDED}")
+    print("re-id catalogue (reid-desktop models download NAME):")
+    for item in catalogue.CATALOGUE:
+        mark = "installed" if catalogue.installed_path(item.name).exists() else ""
+        star = "*" if item.name == catalogue.RECOMMENDED else " "
+        print(f"  {star}{item.name:<27} {item.figures:<48} {item.input_height}x{item.input_width}  {mark}")
     print(f"onnxruntime {ort.__version__}: providers built in: {', '.join(ort.get_available_providers())}")
     print(f"                    usable here: {', '.join(candidate_providers('auto'))}")
     cache = _detector_cache(args)
@@ -462,9 +528,20 @@ def _print_database(database: str) -> int:
     return EXIT_OK
 
 
+def _model_summary(path: Path) -> str:
+    """What a model file says it is, from its metadata alone (no session)."""
+    try:
+        info, _ = read_model_info(path)
+    except ModelError as exc:
+        return f"unusable: {exc}"
+    figures = ", ".join(f"{k} {v:.1%}" for k, v in info.metrics.items())
+    return f"{info.architecture}, {info.weights}" + (f", trained on {info.dataset}" if info.dataset else "") + \
+        (f"; published {figures}" if figures else "")
+
+
 def cmd_models(args: argparse.Namespace) -> int:
-    commands = {"build-default": _models_build_default, "check": _models_check,
-                "prepare-detector": _models_prepare_detector, "list": _models_list}
+    commands = {"build-default": _models_build_default, "check": _models_check, "download": _models_download,
+                "import": _models_import, "prepare-detector": _models_prepare_detector, "list": _models_list}
     try:
         return commands[args.models_command](args)
     except ModelError as exc:
@@ -537,6 +614,19 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--force", action="store_true", help="rebuild even if the model exists")
     c = msub.add_parser("check", help="validate a re-id ONNX model and show what it declares")
     c.add_argument("path")
+    d = msub.add_parser("download", help="download a re-id model of the catalogue ('models list'), verify and "
+                                         "convert it, and make it the default")
+    d.add_argument("name", choices=[e.name for e in catalogue.CATALOGUE], metavar="NAME")
+    d.add_argument("--yes", action="store_true", help="accept the licence note without asking")
+    d.add_argument("--url", help="download from this mirror instead of the catalogue's address")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    im = msub.add_parser("import", help="convert a FastReID, torchreid or BoxMOT re-id checkpoint to the app's "
+                                        "ONNX format and make it the default")
+    im.add_argument("checkpoint")
+    im.add_argument("--format", choices=("fastreid", "torchreid", "boxmot"), help="default: recognised from the keys")
+    im.add_argument("--name", help="the installed model's name (default: the checkpoint's file name)")
+    for sp in (d, im):
+        sp.add_argument("--no-default", action="store_true", help="install it but keep the current default")
 
     cf = sub.add_parser("config", help="print every setting with its default and meaning (TOML)")
     cf.set_defaults(func=lambda args: print(config_mod.describe(), end="") or EXIT_OK)

@@ -15,7 +15,7 @@ from reid_desktop.core.config import ReidConfig
 from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.model_info import ReidModelInfo
-from reid_desktop.core.models import default_reid_model_path, load_embedder
+from reid_desktop.core.models import chosen_reid_model, default_reid_model_path, load_embedder
 
 log = logging.getLogger(__name__)
 
@@ -51,7 +51,7 @@ def default_embedder(config: ReidConfig) -> tuple[Embedder, list[str]]:
 
     Weights the operator named that cannot make the model raise :class:`ModelError`.
     """
-    if config.model or default_reid_model_path().exists():
+    if config.model or chosen_reid_model() is not None or default_reid_model_path().exists():
         return load_embedder(config)
     try:
         from trainer.model import WeightsUnavailable  # PyTorch: a slim install has none

@@ -157,6 +157,15 @@ def _file_digest(path: Path) -> str:
     return digest.hexdigest()[:12]
 
 
+def read_model_info(path: Path) -> tuple[ReidModelInfo, Any]:
+    """What a re-id ONNX file declares, without opening a session (ModelError when it is not a usable model)."""
+    check = inspect_onnx(path)
+    try:
+        return ReidModelInfo.from_metadata(check.metadata, check.input_hw, check.output_dim), check
+    except ValueError as exc:
+        raise ModelError(f"re-id model {Path(path).name}: {exc}") from None
+
+
 class OnnxEmbedder:
     """Batched re-id inference with ONNX Runtime; preprocessing (resize, normalise) in numpy.
 
@@ -170,11 +179,7 @@ class OnnxEmbedder:
 
     def __init__(self, path: Path, providers: str = "auto", batch_size: int = 32, precision: str = "auto") -> None:
         path = Path(path)
-        check = inspect_onnx(path)
-        try:
-            self.info = ReidModelInfo.from_metadata(check.metadata, check.input_hw, check.output_dim)
-        except ValueError as exc:
-            raise ModelError(f"re-id model {path.name}: {exc}") from None
+        self.info, check = read_model_info(path)
         tried = candidate_providers(providers)
         if tried != ["CPUExecutionProvider"]:
             preload_gpu_libraries()

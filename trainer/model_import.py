@@ -1,0 +1,122 @@
+"""Turning an ecosystem checkpoint into a model the app runs: convert, check parity, install, make default.
+
+``import_checkpoint`` reads a FastReID / torchreid / BoxMOT checkpoint (``trainer.zoo``), exports it to
+ONNX with the app's metadata and refuses the result unless PyTorch and ONNX Runtime agree (lowest
+cosine between their embeddings >= ``MIN_PARITY_COSINE``). ``install`` does the same for a catalogue
+entry after downloading it. Both write next to the target and rename only a checked file into place,
+so a failure at any step leaves the model in use untouched.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from reid_desktop.core import model_catalogue as catalogue
+from reid_desktop.core.downloads import ProgressCallback, download
+from reid_desktop.core.errors import ModelError
+from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
+from reid_desktop.core.paths import models_dir
+from trainer.export import export_onnx
+from trainer.zoo import ZooCheckpoint, build_network, read_checkpoint
+
+log = logging.getLogger(__name__)
+
+MIN_PARITY_COSINE = 0.999
+PARITY_BATCH = 8
+# Starting match thresholds by embedding family (the app then calibrates on the footage when
+# matcher.threshold is 0, its default): BN-neck features of re-id-trained ResNet-50s spread wider than
+# OSNet's post-ReLU features, whose cosines between different people sit higher.
+START_THRESHOLD = {"fastreid": 0.5, "torchreid": GENERIC_MATCH_THRESHOLD}
+
+
+@dataclass(frozen=True)
+class ImportedModel:
+    path: Path
+    architecture: str
+    source_format: str
+    parity_cosine: float  # lowest cosine between PyTorch and ONNX Runtime embeddings of the same input
+    info: ReidModelInfo
+
+
+def parity_cosine(model: torch.nn.Module, onnx_path: Path, height: int, width: int, seed: int = 0) -> float:
+    """Lowest cosine between PyTorch's and ONNX Runtime's embeddings of the same normalised images."""
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(seed).standard_normal((PARITY_BATCH, 3, height, width)).astype(np.float32)
+    with torch.no_grad():
+        expected = model(torch.from_numpy(x)).numpy()
+    got = session.run(None, {session.get_inputs()[0].name: x})[0]
+    norms = np.linalg.norm(expected, axis=1) * np.linalg.norm(got, axis=1)
+    return float(((expected * got).sum(axis=1) / np.maximum(norms, 1e-12)).min())
+
+
+def import_checkpoint(path: Path, output: Path, source_format: str | None = None, *, weights: str = "",
+                      dataset: str = "", metrics: dict[str, float] | None = None) -> ImportedModel:
+    """Convert the checkpoint at ``path`` to the app's ONNX at ``output`` (ModelError when it cannot)."""
+    checkpoint = read_checkpoint(Path(path), source_format)
+    return _convert(checkpoint, output, weights or f"{checkpoint.source_format} {checkpoint.architecture} "
+                                                  f"({Path(path).name})", dataset, metrics or {})
+
+
+def _convert(checkpoint: ZooCheckpoint, output: Path, weights: str, dataset: str,
+             metrics: dict[str, float]) -> ImportedModel:
+    model = build_network(checkpoint)
+    height, width = checkpoint.input_size
+    with torch.no_grad():
+        dim = int(model(torch.zeros(1, 3, height, width)).shape[1])
+    info = ReidModelInfo(input_height=height, input_width=width, embedding_dim=dim,
+                         architecture=f"{checkpoint.source_format}/{checkpoint.architecture}", weights=weights,
+                         match_threshold=START_THRESHOLD[checkpoint.source_format], dataset=dataset, metrics=metrics)
+    output = Path(output)
+    staging = output.with_name(output.name + ".import")
+    try:
+        export_onnx(model, info, staging)
+        cosine = parity_cosine(model, staging, height, width)
+        if cosine < MIN_PARITY_COSINE:
+            raise ModelError(f"the converted model disagrees with PyTorch (lowest cosine {cosine:.4f}, needs "
+                             f"{MIN_PARITY_COSINE}); nothing installed")
+        staging.replace(output)
+    finally:
+        staging.unlink(missing_ok=True)
+    log.info("imported %s as %s (parity cosine %.6f)", checkpoint.architecture, output, cosine)
+    return ImportedModel(output, checkpoint.architecture, checkpoint.source_format, cosine, info)
+
+
+def install(entry: catalogue.CatalogueEntry, progress: ProgressCallback | None = None,
+            say: Callable[[str], None] = log.info, url: str | None = None) -> ImportedModel:
+    """Download catalogue ``entry`` (resuming a partial download), verify, convert and install it.
+
+    ``url`` replaces the entry's (mirrors, tests). The downloaded checkpoint is kept in the models
+    folder's ``checkpoints/`` (one file per entry: the trainer's ``--init`` can start from it).
+    """
+    raw = models_dir() / "checkpoints" / entry.filename
+    expected = catalogue.pinned_sha256(entry)
+    if raw.exists() and expected is None:
+        raw.unlink()  # an unpinned leftover proves nothing: fetch it again
+    if not raw.exists():
+        say(f"downloading {entry.name} ({entry.filename})")
+        digest = download(url or entry.url, raw, sha256=expected, size=entry.size_bytes, progress=progress)
+    else:
+        digest = expected or ""
+    say("converting to ONNX and checking it against PyTorch")
+    try:
+        checkpoint = read_checkpoint(raw, entry.source_format)
+        if checkpoint.architecture != entry.architecture:
+            raise ModelError(f"{entry.filename} holds a {checkpoint.architecture} network, the catalogue says "
+                             f"{entry.architecture}")
+        model = _convert(checkpoint, catalogue.installed_path(entry.name), f"{entry.name} ({entry.filename})",
+                         entry.dataset, {"rank1": entry.rank1 / 100, "mAP": entry.mAP / 100})
+    except ModelError:
+        if expected is None:
+            raw.unlink(missing_ok=True)  # not pinned and not a working model: do not keep it
+        raise
+    if expected is None:
+        catalogue.pin_sha256(entry, digest)
+    return model
