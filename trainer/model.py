@@ -9,6 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+from reid_desktop.core.errors import ModelError
+from trainer.zoo import load_tensors, recognise
+
 log = logging.getLogger(__name__)
 
 
@@ -16,16 +19,25 @@ class WeightsUnavailable(RuntimeError):
     """ImageNet weights could be neither downloaded nor read from a file."""
 
 
-def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+def _load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """A plain ResNet-50's tensors from torchvision's ImageNet file, a torchreid / BoxMOT resnet50 or a
+    FastReID BoT(R50) checkpoint (re-id-trained starts), and a description of them."""
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:
+        state = load_tensors(path)
+    except ModelError as exc:
         raise WeightsUnavailable(f"cannot read weights file {path}: {exc}") from None
-    if isinstance(state, dict) and "state_dict" in state:
-        state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise WeightsUnavailable(f"weights file {path} holds no state dict")
-    return state
+    checkpoint = recognise(state)
+    architecture = checkpoint.architecture if checkpoint is not None else "resnet50"  # else: let the load say
+    if architecture == "bot-r50":
+        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+        return state, f"fastreid bot-r50 ({path.name})"
+    if architecture in ("resnet50", "resnet50_fc512"):
+        imagenet = state.get("fc.weight", torch.empty(0)).shape[:1] == (1000,)  # torchvision's file
+        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+        return state, f"{'imagenet' if imagenet else 'torchreid resnet50'} ({path.name})"
+    raise WeightsUnavailable(f"{path.name} holds a {checkpoint.source_format} {architecture} network; "  # type: ignore[union-attr]
+                             "training starts from a plain ResNet-50: torchvision's ImageNet file, a torchreid or "
+                             "BoxMOT resnet50, or a FastReID BoT(R50) checkpoint")
 
 
 def resnet50_backbone(weights: Path | str | None, allow_download: bool = True) -> tuple[nn.Module, str]:
@@ -41,8 +53,7 @@ def resnet50_backbone(weights: Path | str | None, allow_download: bool = True) -
     elif weights:
         path = Path(weights)
         model = torchvision.models.resnet50(weights=None)
-        state = _load_state_dict(path)
-        state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+        state, source = _load_state_dict(path)
         try:
             missing, unexpected = model.load_state_dict(state, strict=False)
         except RuntimeError as exc:  # tensors of the wrong shape
@@ -52,7 +63,6 @@ def resnet50_backbone(weights: Path | str | None, allow_download: bool = True) -
         if missing or unexpected:
             raise WeightsUnavailable(f"{path.name} does not fit ResNet-50: {len(missing)} missing and "
                                      f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]})")
-        source = f"imagenet ({path.name})"
     else:
         if not allow_download:
             raise WeightsUnavailable("no ImageNet weights file given and downloads are disabled")

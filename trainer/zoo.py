@@ -58,6 +58,20 @@ def read_checkpoint(path: Path, source_format: str | None = None) -> ZooCheckpoi
     """Load ``path`` (tensors only: pickled code is refused) and recognise its layout from its keys."""
     if source_format is not None and source_format not in FORMATS:
         raise ModelError(f"unknown checkpoint format {source_format!r}; choose from {', '.join(FORMATS)}")
+    state = load_tensors(path)
+    detected = recognise(state)
+    if detected is None:
+        raise ModelError(f"{Path(path).name} is not a FastReID, torchreid or BoxMOT re-id checkpoint "
+                         f"(first keys: {', '.join(list(state)[:3])})")
+    if source_format not in (None, detected.source_format) \
+            and not (source_format == "boxmot" and detected.source_format == "torchreid"):
+        raise ModelError(f"{Path(path).name} has the layout of a {detected.source_format} checkpoint, "
+                         f"not {source_format}")
+    return detected
+
+
+def load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """A checkpoint's tensors, whatever project wrapped them (ModelError for anything else)."""
     try:
         raw = torch.load(str(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -68,15 +82,13 @@ def read_checkpoint(path: Path, source_format: str | None = None) -> ZooCheckpoi
     state = _state_dict(raw)
     if state is None:
         raise ModelError(f"{Path(path).name} holds no state dict of tensors")
+    return state
+
+
+def recognise(state: dict[str, torch.Tensor]) -> ZooCheckpoint | None:
+    """Which project's network these tensors belong to, from their names and shapes; None if none known."""
     detected = _detect(state)
-    if detected is None:
-        raise ModelError(f"{Path(path).name} is not a FastReID, torchreid or BoxMOT re-id checkpoint "
-                         f"(first keys: {', '.join(list(state)[:3])})")
-    found_format, architecture = detected
-    if source_format is not None and {source_format, found_format} != {found_format} \
-            and not (source_format == "boxmot" and found_format == "torchreid"):
-        raise ModelError(f"{Path(path).name} has the layout of a {found_format} checkpoint, not {source_format}")
-    return ZooCheckpoint(state, found_format, architecture)
+    return ZooCheckpoint(state, *detected) if detected is not None else None
 
 
 def _state_dict(raw: object) -> dict[str, torch.Tensor] | None:

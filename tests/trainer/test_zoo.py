@@ -188,8 +188,25 @@ def test_every_known_osnet_and_resnet_layout_is_recognised():
                           ("osnet_ain_x1_0", zoo.OSNet("x1_0", ain=True)), ("osnet_x0_5", zoo.OSNet("x0_5")),
                           ("resnet50_fc512", zoo.TorchreidResNet(fc512=True)),
                           ("bot-r50", fastreid_network("bot-r50")), ("sbs-r50-ibn", fastreid_network("sbs-r50-ibn"))]:
-        checkpoint = zoo.ZooCheckpoint(network.state_dict(), "", "")
-        detected = zoo._detect(checkpoint.state)
-        assert detected is not None and detected[1] == arch
-        rebuilt = zoo.build_network(zoo.ZooCheckpoint(network.state_dict(), detected[0], arch))
+        detected = zoo.recognise(network.state_dict())
+        assert detected is not None and detected.architecture == arch
+        rebuilt = zoo.build_network(detected)
         assert set(rebuilt.state_dict()) == set(network.state_dict())
+
+
+def test_training_can_start_from_a_re_id_trained_checkpoint(tmp_path):
+    """FastReID BoT(R50) and torchreid resnet50 start the trainer's backbone; other networks are refused."""
+    from trainer.model import WeightsUnavailable, build_model
+
+    bot = randomised(fastreid_network("bot-r50"))
+    torch.save({"model": bot}, tmp_path / "market_bot_R50.pth")
+    model, source = build_model(10, str(tmp_path / "market_bot_R50.pth"))
+    assert source == "fastreid bot-r50 (market_bot_R50.pth)"
+    assert torch.equal(model.backbone.layer3[2].bn2.running_mean, bot["backbone.layer3.2.bn2.running_mean"])
+
+    torch.save({"state_dict": randomised(zoo.TorchreidResNet(fc512=False))}, tmp_path / "resnet50_msmt17.pt")
+    assert build_model(10, str(tmp_path / "resnet50_msmt17.pt"))[1] == "torchreid resnet50 (resnet50_msmt17.pt)"
+
+    torch.save(zoo.OSNet("x0_25").state_dict(), tmp_path / "osnet.pt")
+    with pytest.raises(WeightsUnavailable, match="holds a torchreid osnet_x0_25 network"):
+        build_model(10, str(tmp_path / "osnet.pt"))
