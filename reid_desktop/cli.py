@@ -498,8 +498,10 @@ def _models_list(args: argparse.Namespace) -> int:
     if chosen is not None:
         print(f"re-id default:      {chosen} ({_model_summary(chosen)})")
     else:
-        print(f"re-id default:      {default} ({'present' if default.exists() else 'not built yet'}); "
-              f"a re-id-trained model is better: reid-desktop models download {catalogue.RECOMMENDED}")
+        state = (f"{default} (ImageNet features, not trained for re-id)" if default.exists()
+                 else "none installed: the colour-texture descriptor runs")
+        print(f"re-id default:      {state}; get a re-id-trained model: "
+              f"reid-desktop models download {catalogue.RECOMMENDED}")
     print("re-id catalogue (reid-desktop models download NAME):")
     for item in catalogue.CATALOGUE:
         mark = "installed" if catalogue.installed_path(item.name).exists() else ""
@@ -607,7 +609,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--detector", help="a .pt checkpoint (default: the bundled YOLO11n-pose)")
     pd.add_argument("--runtime", choices=sorted(runtimes.RUNTIME_LABELS), help="only this runtime")
     pd.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="only this precision")
-    b = msub.add_parser("build-default", help="export the default ResNet-50 re-id model to ONNX")
+    b = msub.add_parser("build-default", help="export an ImageNet ResNet-50 to ONNX (not trained for re-id: "
+                                                  "prefer 'models download')")
     b.add_argument("--weights", help="ImageNet ResNet-50 state dict (.pth); default: torchvision download")
     b.add_argument("--output", help="where to write the ONNX file (default: the app's model folder)")
     b.add_argument("--no-download", action="store_true", help="fail instead of downloading weights")

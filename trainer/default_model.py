@@ -47,20 +47,21 @@ def build_default_reid_model(weights: str | None, allow_download: bool, output: 
 
 def default_embedder(config: ReidConfig) -> tuple[Embedder, list[str]]:
     """The embedder the app starts with, plus warnings the operator must see: the configured model, else
-    the default (built now if it is missing and can be), else the fallback descriptor with the reason.
+    the downloaded or imported one chosen as default, else the ImageNet export (built now from the
+    ``.pth`` the operator named in ``reid.weights``), else the fallback descriptor with the reason.
 
+    ImageNet weights are never downloaded for this: ImageNet features were not trained to tell people
+    apart; a user who can download is offered a re-id-trained model instead (``models download``).
     Weights the operator named that cannot make the model raise :class:`ModelError`.
     """
-    if config.model or chosen_reid_model() is not None or default_reid_model_path().exists():
+    if config.model or chosen_reid_model() is not None or default_reid_model_path().exists() or not config.weights:
         return load_embedder(config)
     try:
         from trainer.model import WeightsUnavailable  # PyTorch: a slim install has none
     except ImportError as exc:
         return load_embedder(config, f"PyTorch is not installed ({exc.name})")
     try:
-        build_default_reid_model(config.weights or None, config.allow_download, default_reid_model_path())
+        build_default_reid_model(config.weights, allow_download=False, output=default_reid_model_path())
     except WeightsUnavailable as exc:
-        if config.weights:
-            raise ModelError(str(exc)) from None
-        return load_embedder(config, str(exc))
+        raise ModelError(str(exc)) from None
     return load_embedder(config)

@@ -96,9 +96,10 @@ class TrackerConfig:
 class ReidConfig:
     model: str = option("", "Re-id ONNX model [N,3,H,W]->[N,D]; empty: the default ResNet-50", flag="reid_model",
                        label="Re-id model", file_filter="ONNX models (*.onnx)", placeholder="default ResNet-50")
-    weights: str = option("", "ImageNet ResNet-50 .pth used to build the default model when offline",
-                         flag="reid_weights")
-    allow_download: bool = option(True, "Let torchvision download ImageNet weights for the default model",
+    weights: str = option("", "ImageNet ResNet-50 .pth to build the ImageNet default model from (no re-id "
+                                "training: prefer 'reid-desktop models download')", flag="reid_weights")
+    allow_download: bool = option(True, "Offer to download a re-id-trained model when none is installed (the "
+                                        "window asks on first start; off for sites that stay offline)",
                                  flag="download")
     providers: str = option("auto", "ONNX Runtime execution providers",
                           choices=("auto", "cpu", "cuda", "tensorrt"), flag="providers", label="Re-id runtime")

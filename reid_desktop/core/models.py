@@ -14,13 +14,14 @@ from pathlib import Path
 from reid_desktop.core.config import ReidConfig
 from reid_desktop.core.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder
 from reid_desktop.core.errors import ModelError
+from reid_desktop.core.model_catalogue import RECOMMENDED
 from reid_desktop.core.paths import models_dir
 
 log = logging.getLogger(__name__)
 
 DEFAULT_REID_FILENAME = "resnet50_imagenet_reid.onnx"
 CHOSEN_FILENAME = "default-reid.txt"  # names the downloaded or imported model the app runs by default
-NOT_BUILT = "the default model has not been built"
+NOT_BUILT = "no re-id model is installed"
 
 
 def default_reid_model_path() -> Path:
@@ -51,8 +52,8 @@ def choose_reid_model(path: Path) -> None:
 FALLBACK_WARNING = (
     "NO NEURAL RE-ID MODEL: {why}. Using the hand-crafted colour-texture descriptor instead; "
     "cross-camera identities will be much less reliable. Fix: run "
-    "'reid-desktop models build-default --weights resnet50.pth' (ImageNet ResNet-50 weights) "
-    "or pass --reid-model MODEL.onnx."
+    f"'reid-desktop models download {RECOMMENDED}' (a re-id-trained ResNet-50; Models > Get a re-id model... "
+    "in the window), import a checkpoint with 'reid-desktop models import FILE', or pass --reid-model MODEL.onnx."
 )
 
 

@@ -14,6 +14,7 @@ from onnx import TensorProto, helper
 from reid_desktop.core.config import ReidConfig
 from reid_desktop.core.embedding import ColorTextureEmbedder, OnnxEmbedder
 from reid_desktop.core.errors import ModelError
+from reid_desktop.core.model_catalogue import RECOMMENDED
 from reid_desktop.core.models import default_reid_model_path, load_embedder
 from reid_desktop.core.ort_runner import candidate_providers
 from tests.conftest import shared_path
@@ -138,12 +139,15 @@ def test_gpu_providers_are_offered_only_when_their_library_is_installed(tmp_path
     assert candidate_providers("tensorrt") == ["CPUExecutionProvider"]
 
 
-def test_offline_default_falls_back_loudly_instead_of_using_random_weights() -> None:
-    embedder, warnings = default_embedder(ReidConfig(allow_download=False))
+@pytest.mark.parametrize("allow_download", [False, True])
+def test_without_a_model_the_default_falls_back_loudly_and_never_fetches_imagenet(allow_download: bool) -> None:
+    """No random weights, and no ImageNet network quietly downloaded: the warning says how to get a re-id model."""
+    embedder, warnings = default_embedder(ReidConfig(allow_download=allow_download))
     assert isinstance(embedder, ColorTextureEmbedder) and embedder.is_fallback
-    assert len(warnings) == 1 and "NO NEURAL RE-ID MODEL" in warnings[0] and "weights" in warnings[0]
+    assert len(warnings) == 1 and "NO NEURAL RE-ID MODEL" in warnings[0]
+    assert f"reid-desktop models download {RECOMMENDED}" in warnings[0]
     _, core_only = load_embedder(ReidConfig(allow_download=False))  # the core alone never builds it
-    assert "has not been built" in core_only[0]
+    assert "no re-id model is installed" in core_only[0]
     assert not default_reid_model_path().exists()
 
 
