@@ -386,14 +386,24 @@ def _models_download(args: argparse.Namespace) -> int:
     if not _ask("Download it and accept these terms?", args.yes):
         print("nothing downloaded")
         return EXIT_USAGE
-    with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=entry.filename, leave=False,
-              disable=args.quiet) as bar:
+    if args.progress == "lines":  # for the window, which reads them from this child process
+        shown = [0.0]
+
         def progress(done: int, total: int | None) -> None:
+            if time.monotonic() - shown[0] >= 0.25 or done == total:
+                shown[0] = time.monotonic()
+                print(f"[download] {done} {total or 0}", flush=True)
+
+        model = install(entry, progress=progress, say=lambda line: print(line, flush=True), url=args.url)
+        return _installed(model, args.no_default)
+    with tqdm(unit="B", unit_scale=True, unit_divisor=1024, desc=entry.filename, leave=False,
+              disable=args.progress == "none") as bar:
+        def progress_bar(done: int, total: int | None) -> None:
             bar.total = total
             bar.update(done - bar.n)
 
-        model = install(entry, progress=progress, say=lambda line: tqdm.write(line) if not args.quiet else None,
-                        url=args.url)
+        model = install(entry, progress=progress_bar, url=args.url,
+                        say=lambda line: tqdm.write(line) if args.progress == "bar" else None)
     return _installed(model, args.no_default)
 
 
@@ -622,7 +632,8 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("name", choices=[e.name for e in catalogue.CATALOGUE], metavar="NAME")
     d.add_argument("--yes", action="store_true", help="accept the licence note without asking")
     d.add_argument("--url", help="download from this mirror instead of the catalogue's address")
-    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    d.add_argument("--progress", choices=("bar", "lines", "none"), default="bar",
+                   help="a progress bar, '[download] DONE TOTAL' lines (for programs), or nothing")
     im = msub.add_parser("import", help="convert a FastReID, torchreid or BoxMOT re-id checkpoint to the app's "
                                         "ONNX format and make it the default")
     im.add_argument("checkpoint")

@@ -75,6 +75,19 @@ class ReidModelInfo:
         if not isinstance(self.hyperparameters, dict):
             raise ValueError("hyperparameters must be a table of values")
 
+    def describe(self) -> str:
+        """What an operator needs to know about the model: what it is, what it learnt from, how good it was."""
+        parts = [self.architecture if self.architecture != "unknown" else "re-id model"]
+        if self.dataset:
+            parts.append(f"trained on {self.dataset}")
+        elif self.weights.startswith("imagenet"):
+            parts.append("ImageNet features, not trained for re-id")
+        figures = [f"{label} {self.metrics[key]:.1%}" for key, label in (("rank1", "Rank-1"), ("mAP", "mAP"))
+                   if key in self.metrics]
+        if figures:
+            parts.append(", ".join(figures))
+        return "; ".join(parts)
+
     def to_metadata(self) -> dict[str, str]:
         """String key/values for ``onnx.ModelProto.metadata_props``."""
         out = {}

@@ -85,6 +85,7 @@ class PipelineInfo:
     match_threshold: float
     warnings: tuple[str, ...]
     run_id: int | None
+    embedder_description: str = ""  # what the re-id model is and was trained on (its metadata), for the status bar
 
 
 @dataclass
@@ -253,7 +254,8 @@ class Pipeline:
             embedder=self.embedder.name, embedder_key=self.embedder.key, provider=self.embedder.provider,
             embedder_precision=self.embedder.precision, embedder_is_fallback=self.embedder.is_fallback,
             match_threshold=self.matcher.threshold,
-            warnings=self.warnings, run_id=self.run_id)
+            warnings=self.warnings, run_id=self.run_id,
+            embedder_description=info.describe() if (info := getattr(self.embedder, "info", None)) else "")
 
     # -- targets ---------------------------------------------------------------------------------
 

@@ -56,6 +56,7 @@ from reid_desktop.ui.exports import ExportController
 from reid_desktop.ui.feeds import FeedGrid, FeedView
 from reid_desktop.ui.follow_controller import FollowController
 from reid_desktop.ui.health_panel import HealthPanel, falls_behind
+from reid_desktop.ui.model_dialog import GetReidModelDialog
 from reid_desktop.ui.remote_feeds import RemoteFeeds
 from reid_desktop.ui.search_controller import SearchController
 from reid_desktop.ui.search_panel import SearchPanel, SearchQuery
@@ -314,8 +315,11 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Export confirmed people as training data…", self.exports.export_training_data_dialog)
         file_menu.addSeparator()
         self._action(file_menu, "Settings…", self.settings_dialog, QKeySequence.StandardKey.Preferences)
-        self._action(file_menu, "Prepare faster detector…", self.prepare_detector_dialog)
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
+
+        models_menu = bar.addMenu("&Models")
+        self._action(models_menu, "Get a re-id model…", self.get_reid_model_dialog, "Ctrl+Shift+M")
+        self._action(models_menu, "Prepare faster detector…", self.prepare_detector_dialog)
 
         sources_menu = bar.addMenu("&Sources")
         for action in (self.act_pause, self.act_rename_source, self.act_remove_source, self.act_every_frame,
@@ -418,13 +422,15 @@ class MainWindow(QMainWindow):
         self.model_label.setText(f"Detector: {info.detector}{device}   Re-id: {info.embedder} "
                                  f"[{provider} {info.embedder_precision.upper()}]   "
                                  f"threshold {info.match_threshold:.2f}")
-        notes = []
+        notes = [f"Re-id model: {info.embedder_description}"] if info.embedder_description else []
         if "(PyTorch" in info.detector and self.settings.pipeline_config().detector.runtime == "auto":
-            notes.append("The detector runs in PyTorch: File > Prepare faster detector… makes it several times "
+            notes.append("The detector runs in PyTorch: Models > Prepare faster detector… makes it several times "
                          "faster on most machines")
         warnings = []
         if info.embedder_is_fallback:
-            warnings.append("⚠ Re-id model unavailable: using the colour-texture fallback (less accurate)")
+            warnings.append("⚠ No re-id model: using the colour-texture fallback (less accurate); "
+                            "Models > Get a re-id model…")
+            self._offer_reid_model()
         requested = self.settings.pipeline_config().reid.providers
         if not info.embedder_is_fallback and info.provider.startswith("CPU") and requested in ("cuda", "tensorrt"):
             warnings.append(f"⚠ {requested.upper()} not usable: re-id fell back to CPU")
@@ -831,6 +837,22 @@ class MainWindow(QMainWindow):
         dialog.prepared.connect(self._detector_prepared)
         dialog.start()
         dialog.open()
+
+    def get_reid_model_dialog(self, reason: str = "") -> GetReidModelDialog:
+        """The catalogue; a model downloaded there replaces the running one (no restart)."""
+        dialog = GetReidModelDialog(self, reason)
+        dialog.installed.connect(self.use_reid_model)
+        dialog.show()
+        return dialog
+
+    def _offer_reid_model(self) -> None:
+        """On the first start without a re-id model, offer one once (not for sites that stay offline)."""
+        if self.settings.reid_model_offered or not self.settings.pipeline_config().reid.allow_download:
+            return
+        self.settings.reid_model_offered = True
+        self.save_settings()
+        self.get_reid_model_dialog("No re-id model is installed: the colour-texture descriptor runs, and people "
+                                   "keep their identity across cameras much less often.")
 
     def _detector_prepared(self, label: str) -> None:
         if self.settings.pipeline_config().detector.runtime == "auto":

@@ -64,6 +64,7 @@ class AppSettings:
     window_geometry: str = ""  # Qt's saveGeometry(), base64: where the window was and how large
     window_state: str = ""  # Qt's saveState(), base64: the docks' places and sizes
     watched_node_cameras: list[str] = field(default_factory=list)  # "node/camera" shown live, opened again at start
+    reid_model_offered: bool = False  # the first start without a re-id model offered one (asked once)
 
     @property
     def history(self) -> History:

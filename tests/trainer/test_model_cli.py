@@ -31,7 +31,7 @@ def fastreid_checkpoint(tmp_path_factory) -> bytes:
 
 
 def download(url: str, *extra: str) -> int:
-    return cli.main(["models", "download", NAME, "--url", url, "--quiet", *extra])
+    return cli.main(["models", "download", NAME, "--url", url, "--progress", "none", *extra])
 
 
 def test_the_catalogue_entries_are_well_formed():

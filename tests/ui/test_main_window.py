@@ -439,7 +439,8 @@ def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_w
     qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
     assert "PyTorch FP32" in window.model_label.text()  # auto, nothing prepared yet: the checkpoint
     assert "Prepare faster detector" in window.model_label.toolTip()
-    action = next(a for a in window.menuBar().actions()[0].menu().actions() if a.text() == "Prepare faster detector…")
+    models_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Models")
+    action = next(a for a in models_menu.actions() if a.text() == "Prepare faster detector…")
     action.trigger()
     dialog = window.findChild(PrepareDetectorDialog)
     assert dialog is not None and dialog.isVisible()
