@@ -61,7 +61,7 @@ class GetReidModelDialog(QDialog):
         for row, item in enumerate(catalogue.CATALOGUE):
             star = "★ " if item.name == catalogue.RECOMMENDED else ""
             for column, text in enumerate((star + item.name, item.dataset, f"{item.rank1:.1f} %", f"{item.mAP:.1f} %",
-                                           f"{item.input_height}×{item.input_width}", "")):
+                                           f"{item.input_height}×{item.input_width}")):
                 self.table.setItem(row, column, QTableWidgetItem(text))
         self._show_installed()
         self.table.itemSelectionChanged.connect(self._selection_changed)
@@ -100,7 +100,8 @@ class GetReidModelDialog(QDialog):
 
     def _show_installed(self) -> None:
         for row, item in enumerate(catalogue.CATALOGUE):
-            self.table.item(row, 5).setText("installed" if catalogue.installed_path(item.name).exists() else "")
+            here = "installed" if catalogue.installed_path(item.name).exists() else ""
+            self.table.setItem(row, 5, QTableWidgetItem(here))
 
     def select(self, name: str) -> None:
         names = [item.name for item in catalogue.CATALOGUE]
