@@ -9,19 +9,25 @@ so a failure at any step leaves the model in use untouched.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from reid_desktop.core import model_catalogue as catalogue
+from reid_desktop.core.calibration import ThresholdCalibration
+from reid_desktop.core.config import DetectorConfig, MatcherConfig
+from reid_desktop.core.detection import YoloDetector
 from reid_desktop.core.downloads import ProgressCallback, download
+from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
-from reid_desktop.core.paths import models_dir
+from reid_desktop.core.paths import demo_clip, models_dir
+from reid_desktop.core.sources import read_frames
 from trainer.export import export_onnx
 from trainer.zoo import ZooCheckpoint, build_network, read_checkpoint
 
@@ -29,10 +35,9 @@ log = logging.getLogger(__name__)
 
 MIN_PARITY_COSINE = 0.999
 PARITY_BATCH = 8
-# Starting match thresholds by embedding family (the app then calibrates on the footage when
-# matcher.threshold is 0, its default): BN-neck features of re-id-trained ResNet-50s spread wider than
-# OSNet's post-ReLU features, whose cosines between different people sit higher.
-START_THRESHOLD = {"fastreid": 0.5, "torchreid": GENERIC_MATCH_THRESHOLD}
+CALIBRATION_FRAMES = 24  # frames of the demo clip, spread over it, whose people calibrate the threshold
+MIN_CALIBRATION_PEOPLE = 30
+MIN_CROP_HEIGHT = 48  # px: smaller people say little about a model's scores
 
 
 @dataclass(frozen=True)
@@ -57,6 +62,33 @@ def parity_cosine(model: torch.nn.Module, onnx_path: Path, height: int, width: i
     return float(((expected * got).sum(axis=1) / np.maximum(norms, 1e-12)).min())
 
 
+@functools.lru_cache(maxsize=1)
+def demo_people() -> tuple[tuple[np.ndarray, ...], ...]:
+    """Person crops from frames spread over the bundled demo clip, one tuple per frame (computed once)."""
+    frames = read_frames(str(demo_clip()))
+    picked = [frames[i] for i in np.linspace(0, len(frames) - 1, CALIBRATION_FRAMES).astype(int)]
+    detector = YoloDetector(DetectorConfig(device="cpu"))
+    people = []
+    for frame, found in zip(picked, detector.detect(picked), strict=True):
+        crops = [frame[int(y1):int(y2), int(x1):int(x2)] for x1, y1, x2, y2, conf, _ in found.boxes
+                 if conf >= 0.5 and y2 - y1 >= MIN_CROP_HEIGHT]
+        people.append(tuple(crops))
+    return tuple(people)
+
+
+def calibrate_on_demo(embedder: OnnxEmbedder) -> float | None:
+    """The match threshold the app's calibration would set on the demo clip's people: people in one frame
+    are different people, and the threshold lets only ``false_accept`` of them reach someone else.
+    None when the clip gives too few people (the app then starts from the generic value)."""
+    calibration = ThresholdCalibration(MatcherConfig().false_accept, min_scores=MIN_CALIBRATION_PEOPLE)
+    for crops in demo_people():
+        if len(crops) >= 2:
+            descriptors = embedder.embed(list(crops))
+            calibration.observe(descriptors, [d[None] for d in descriptors])
+    threshold = calibration.threshold
+    return None if threshold is None else float(min(max(threshold, 0.05), 0.99))
+
+
 def import_checkpoint(path: Path, output: Path, source_format: str | None = None, *, weights: str = "",
                       dataset: str = "", metrics: dict[str, float] | None = None) -> ImportedModel:
     """Convert the checkpoint at ``path`` to the app's ONNX at ``output`` (ModelError when it cannot)."""
@@ -73,7 +105,7 @@ def _convert(checkpoint: ZooCheckpoint, output: Path, weights: str, dataset: str
         dim = int(model(torch.zeros(1, 3, height, width)).shape[1])
     info = ReidModelInfo(input_height=height, input_width=width, embedding_dim=dim,
                          architecture=f"{checkpoint.source_format}/{checkpoint.architecture}", weights=weights,
-                         match_threshold=START_THRESHOLD[checkpoint.source_format], dataset=dataset, metrics=metrics)
+                         match_threshold=GENERIC_MATCH_THRESHOLD, dataset=dataset, metrics=metrics)
     output = Path(output)
     staging = output.with_name(output.name + ".import")
     try:
@@ -82,6 +114,10 @@ def _convert(checkpoint: ZooCheckpoint, output: Path, weights: str, dataset: str
         if cosine < MIN_PARITY_COSINE:
             raise ModelError(f"the converted model disagrees with PyTorch (lowest cosine {cosine:.4f}, needs "
                              f"{MIN_PARITY_COSINE}); nothing installed")
+        threshold = calibrate_on_demo(OnnxEmbedder(staging, providers="cpu", precision="fp32"))
+        if threshold is not None:
+            info = replace(info, match_threshold=threshold)
+            export_onnx(model, info, staging)  # the same network, now with its calibrated threshold
         staging.replace(output)
     finally:
         staging.unlink(missing_ok=True)

@@ -210,3 +210,26 @@ def test_training_can_start_from_a_re_id_trained_checkpoint(tmp_path):
     torch.save(zoo.OSNet("x0_25").state_dict(), tmp_path / "osnet.pt")
     with pytest.raises(WeightsUnavailable, match="holds a torchreid osnet_x0_25 network"):
         build_model(10, str(tmp_path / "osnet.pt"))
+
+
+def test_the_match_threshold_is_calibrated_on_the_demo_clips_people(tmp_path):
+    """People seen in one frame are different people: the threshold is set where almost none reach another."""
+    from trainer.model_import import calibrate_on_demo, demo_people
+
+    people = demo_people()
+    assert sum(len(crops) for crops in people) >= 60 and all(len(crops) >= 2 for crops in people)
+    osnet = OnnxEmbedder(shared_path("models/osnet_x0_25_msmt17.onnx"), providers="cpu")
+    threshold = calibrate_on_demo(osnet)
+    assert threshold is not None and 0.3 < threshold < 0.95
+    best_wrong = []
+    for crops in people:
+        vectors = osnet.embed(list(crops))
+        scores = vectors @ vectors.T
+        np.fill_diagonal(scores, -1.0)
+        best_wrong.extend(scores.max(axis=1))
+    assert np.mean(np.asarray(best_wrong) >= threshold) <= 0.02  # at most 1 % (+ one person's rounding)
+
+    torch.save(randomised(zoo.OSNet("x0_25")), tmp_path / "osnet.pt")
+    imported = import_checkpoint(tmp_path / "osnet.pt", tmp_path / "osnet.onnx")
+    assert imported.info.match_threshold == pytest.approx(calibrate_on_demo(OnnxEmbedder(imported.path)), abs=1e-6)
+    assert OnnxEmbedder(imported.path).match_threshold == pytest.approx(imported.info.match_threshold)
