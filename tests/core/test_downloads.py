@@ -67,3 +67,29 @@ def test_missing_files_and_dead_servers_are_one_clear_line(tmp_path):
         download(url, tmp_path / "m.pth", sha256=DIGEST, timeout=2)
     assert "\n" not in str(caught.value)
     assert not (tmp_path / "m.pth").exists()
+
+
+def test_a_full_disk_is_one_line_and_gives_the_space_back(tmp_path):
+    """A real write limit (RLIMIT_FSIZE, in a child process) stands in for a full disk: EFBIG like ENOSPC."""
+    import subprocess
+    import sys
+    import textwrap
+
+    target = tmp_path / "m.pth"
+    with serve(PAYLOAD) as server:
+        child = textwrap.dedent(f"""
+            import resource, signal, sys
+            from pathlib import Path
+            from reid_desktop.core.downloads import DownloadError, download
+            signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get the error, not the signal
+            resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
+            try:
+                download({server.url!r}, Path({str(target)!r}), sha256={DIGEST!r})
+            except DownloadError as exc:
+                print(exc)
+                sys.exit(3)
+        """)
+        done = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 3, done.stderr
+    assert done.stdout.strip() == f"not enough disk space for m.pth in {tmp_path}"
+    assert not target.exists() and not part_path(target).exists()
