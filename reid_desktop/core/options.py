@@ -43,6 +43,7 @@ class Option:
     file_filter: str = ""  # a path: the file dialog's filter ("ONNX models (*.onnx)")
     suggestions: tuple[tuple[str, str], ...] = ()  # (label, value) offered by forms for free text
     placeholder: str = ""  # what an empty text means ("bundled YOLO11n-pose")
+    aliases: tuple[str, ...] = ()  # other command-line names of the flag ("init" for --init)
 
 
 def option(default: Any, help: str, **presentation: Any) -> Any:
@@ -160,11 +161,12 @@ def add_flags(parser: argparse.ArgumentParser, cls: type, dest_prefix: str = "",
             help = f"{help} (setting {key_prefix}{s.name}, default {toml_literal(s.default)})"
             default = argparse.SUPPRESS
         dest = dest_prefix + s.name
+        names = (flag_name(s), *(f"--{alias}" for alias in s.option.aliases))
         if s.kind is bool:
-            parser.add_argument(flag_name(s), dest=dest, action=argparse.BooleanOptionalAction, default=default,
+            parser.add_argument(*names, dest=dest, action=argparse.BooleanOptionalAction, default=default,
                                 help=help)
         else:
-            parser.add_argument(flag_name(s), dest=dest, type=s.kind, default=default, choices=s.option.choices,
+            parser.add_argument(*names, dest=dest, type=s.kind, default=default, choices=s.option.choices,
                                 help=help, metavar=None if s.option.choices else (s.option.flag or s.name).upper())
 
 

@@ -31,3 +31,10 @@ def test_options_survive_the_round_trip_through_command_line_flags() -> None:
 def test_bad_options_name_the_option(values: dict, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         TrainConfig.from_dict({**dataclasses.asdict(TrainConfig()), **values})
+
+
+def test_init_names_the_starting_weights_as_weights_does() -> None:
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert from_arguments(parser.parse_args(["--init", "market_bot_R50.pth"])).weights == "market_bot_R50.pth"
+    assert "--init" in parser.format_help()
