@@ -75,12 +75,17 @@ class ReidModelInfo:
         if not isinstance(self.hyperparameters, dict):
             raise ValueError("hyperparameters must be a table of values")
 
+    @property
+    def imagenet_only(self) -> bool:
+        """ImageNet features (never trained to tell people apart): worth replacing by a re-id model."""
+        return self.weights.startswith("imagenet") and not self.dataset
+
     def describe(self) -> str:
         """What an operator needs to know about the model: what it is, what it learnt from, how good it was."""
         parts = [self.architecture if self.architecture != "unknown" else "re-id model"]
         if self.dataset:
             parts.append(f"trained on {self.dataset}")
-        elif self.weights.startswith("imagenet"):
+        elif self.imagenet_only:
             parts.append("ImageNet features, not trained for re-id")
         figures = [f"{label} {self.metrics[key]:.1%}" for key, label in (("rank1", "Rank-1"), ("mAP", "mAP"))
                    if key in self.metrics]

@@ -86,6 +86,7 @@ class PipelineInfo:
     warnings: tuple[str, ...]
     run_id: int | None
     embedder_description: str = ""  # what the re-id model is and was trained on (its metadata), for the status bar
+    embedder_imagenet_only: bool = False  # a network never trained for re-id: the window offers a re-id model
 
 
 @dataclass
@@ -255,7 +256,8 @@ class Pipeline:
             embedder_precision=self.embedder.precision, embedder_is_fallback=self.embedder.is_fallback,
             match_threshold=self.matcher.threshold,
             warnings=self.warnings, run_id=self.run_id,
-            embedder_description=info.describe() if (info := getattr(self.embedder, "info", None)) else "")
+            embedder_description=info.describe() if (info := getattr(self.embedder, "info", None)) else "",
+            embedder_imagenet_only=bool(info and info.imagenet_only))
 
     # -- targets ---------------------------------------------------------------------------------
 

@@ -419,7 +419,8 @@ class MainWindow(QMainWindow):
         self.banner.clear_key("engine")
         device = f" on {info.detector_device}" if info.detector_device else ""
         provider = info.provider.replace("ExecutionProvider", "")
-        self.model_label.setText(f"Detector: {info.detector}{device}   Re-id: {info.embedder} "
+        about = f" ({info.embedder_description})" if info.embedder_description else ""
+        self.model_label.setText(f"Detector: {info.detector}{device}   Re-id: {info.embedder}{about} "
                                  f"[{provider} {info.embedder_precision.upper()}]   "
                                  f"threshold {info.match_threshold:.2f}")
         notes = [f"Re-id model: {info.embedder_description}"] if info.embedder_description else []
@@ -430,7 +431,13 @@ class MainWindow(QMainWindow):
         if info.embedder_is_fallback:
             warnings.append("⚠ No re-id model: using the colour-texture fallback (less accurate); "
                             "Models > Get a re-id model…")
-            self._offer_reid_model()
+            self._offer_reid_model("No re-id model is installed: the colour-texture descriptor runs, and people keep "
+                                   "their identity across cameras much less often.")
+        elif info.embedder_imagenet_only:
+            warnings.append("⚠ The re-id model was never trained for re-id (ImageNet features); "
+                            "Models > Get a re-id model…")
+            self._offer_reid_model("The re-id model runs ImageNet features, which were never trained to tell people "
+                                   "apart.")
         requested = self.settings.pipeline_config().reid.providers
         if not info.embedder_is_fallback and info.provider.startswith("CPU") and requested in ("cuda", "tensorrt"):
             warnings.append(f"⚠ {requested.upper()} not usable: re-id fell back to CPU")
@@ -845,14 +852,13 @@ class MainWindow(QMainWindow):
         dialog.show()
         return dialog
 
-    def _offer_reid_model(self) -> None:
-        """On the first start without a re-id model, offer one once (not for sites that stay offline)."""
+    def _offer_reid_model(self, reason: str) -> None:
+        """On the first start without a re-id-trained model, offer one once (not for sites that stay offline)."""
         if self.settings.reid_model_offered or not self.settings.pipeline_config().reid.allow_download:
             return
         self.settings.reid_model_offered = True
         self.save_settings()
-        self.get_reid_model_dialog("No re-id model is installed: the colour-texture descriptor runs, and people "
-                                   "keep their identity across cameras much less often.")
+        self.get_reid_model_dialog(reason)
 
     def _detector_prepared(self, label: str) -> None:
         if self.settings.pipeline_config().detector.runtime == "auto":

@@ -81,10 +81,28 @@ def test_download_cut_then_resumed_and_the_cameras_switch_to_it(qtbot, make_wind
             qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
     assert server.requests[-1] == f"bytes={len(checkpoint) // 2}-"
     qtbot.waitUntil(lambda: "fastreid-msmt-bot-r50-ibn.onnx" in window.model_label.text(), timeout=WAIT_MS)
+    assert "trained on MSMT17; Rank-1 77.0%, mAP 54.4%" in window.model_label.text()  # the status bar says it
     assert "trained on MSMT17" in window.model_label.toolTip()
-    assert "Rank-1 77.0%" in window.model_label.toolTip()
     row = [e.name for e in catalogue.CATALOGUE].index("fastreid-msmt-bot-r50-ibn")
     assert dialog.table.item(row, 5).text() == "installed" and dialog.table.item(row - 1, 5).text() == ""
     assert "now use" in dialog.status.text()
     assert load_settings(window.settings_file)[0].pipeline["reid.model"].endswith("fastreid-msmt-bot-r50-ibn.onnx")
     dialog.close()
+
+
+def test_an_imagenet_network_is_flagged_and_a_re_id_model_offered(qtbot, make_window, without_model,
+                                                                  tmp_path) -> None:
+    from torch import nn
+
+    from reid_desktop.core.model_info import ReidModelInfo
+    from trainer.export import export_onnx
+
+    tiny = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    info = ReidModelInfo(input_height=64, input_width=32, embedding_dim=8, architecture="resnet50-gap",
+                         weights="imagenet (torchvision IMAGENET1K_V2)")
+    without_model.pipeline["reid.model"] = str(export_onnx(tiny, info, tmp_path / "imagenet.onnx"))
+    window = make_window(without_model)
+    qtbot.waitUntil(lambda: window.findChild(GetReidModelDialog) is not None, timeout=WAIT_MS)
+    assert "never trained" in window.warning_label.text()
+    assert "ImageNet features, not trained for re-id" in window.model_label.text()
+    assert "ImageNet features" in window.findChild(GetReidModelDialog).findChildren(type(window.model_label))[0].text()
