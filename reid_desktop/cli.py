@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 from tqdm import tqdm
@@ -54,6 +54,9 @@ from reid_desktop.core.store import StorageHealth, StoreError
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
 from reid_desktop.core.wording import count
 from trainer.default_model import build_default_reid_model, default_embedder
+
+if TYPE_CHECKING:
+    from trainer.model_import import ImportedModel  # PyTorch: imported only where a model is converted
 
 log = logging.getLogger("reid_desktop")
 
@@ -419,7 +422,7 @@ def _models_import(args: argparse.Namespace) -> int:
     return _installed(model, args.no_default)
 
 
-def _installed(model: Any, keep_default: bool) -> int:
+def _installed(model: ImportedModel, keep_default: bool) -> int:
     print(f"installed {model.path} ({model.source_format} {model.architecture}, {model.info.embedding_dim}-d, "
           f"input {model.info.input_height}x{model.info.input_width}; PyTorch and ONNX Runtime agree: lowest cosine "
           f"{model.parity_cosine:.6f})")
@@ -546,9 +549,7 @@ def _model_summary(path: Path) -> str:
         info, _ = read_model_info(path)
     except ModelError as exc:
         return f"unusable: {exc}"
-    figures = ", ".join(f"{k} {v:.1%}" for k, v in info.metrics.items())
-    return f"{info.architecture}, {info.weights}" + (f", trained on {info.dataset}" if info.dataset else "") + \
-        (f"; published {figures}" if figures else "")
+    return f"{info.describe()}; weights: {info.weights}"
 
 
 def cmd_models(args: argparse.Namespace) -> int:
