@@ -89,23 +89,26 @@ def calibrate_on_demo(embedder: OnnxEmbedder) -> float | None:
     return None if threshold is None else float(min(max(threshold, 0.05), 0.99))
 
 
-def import_checkpoint(path: Path, output: Path, source_format: str | None = None, *, weights: str = "",
-                      dataset: str = "", metrics: dict[str, float] | None = None) -> ImportedModel:
+IMPORTED_LICENCE = "imported by the user: the terms of the checkpoint and of the data it was trained on apply"
+
+
+def import_checkpoint(path: Path, output: Path, source_format: str | None = None) -> ImportedModel:
     """Convert the checkpoint at ``path`` to the app's ONNX at ``output`` (ModelError when it cannot)."""
     checkpoint = read_checkpoint(Path(path), source_format)
-    return _convert(checkpoint, output, weights or f"{checkpoint.source_format} {checkpoint.architecture} "
-                                                  f"({Path(path).name})", dataset, metrics or {})
+    weights = f"{checkpoint.source_format} {checkpoint.architecture} ({Path(path).name})"
+    return _convert(checkpoint, output, weights, "", {}, IMPORTED_LICENCE)
 
 
 def _convert(checkpoint: ZooCheckpoint, output: Path, weights: str, dataset: str,
-             metrics: dict[str, float]) -> ImportedModel:
+             metrics: dict[str, float], licence: str) -> ImportedModel:
     model = build_network(checkpoint)
     height, width = checkpoint.input_size
     with torch.no_grad():
         dim = int(model(torch.zeros(1, 3, height, width)).shape[1])
     info = ReidModelInfo(input_height=height, input_width=width, embedding_dim=dim,
                          architecture=f"{checkpoint.source_format}/{checkpoint.architecture}", weights=weights,
-                         match_threshold=GENERIC_MATCH_THRESHOLD, dataset=dataset, metrics=metrics)
+                         match_threshold=GENERIC_MATCH_THRESHOLD, dataset=dataset, metrics=metrics,
+                         licence=licence)
     output = Path(output)
     staging = output.with_name(output.name + ".import")
     try:
@@ -147,8 +150,8 @@ def install(entry: catalogue.CatalogueEntry, progress: ProgressCallback | None =
         if checkpoint.architecture != entry.architecture:
             raise ModelError(f"{entry.filename} holds a {checkpoint.architecture} network, the catalogue says "
                              f"{entry.architecture}")
-        model = _convert(checkpoint, catalogue.installed_path(entry.name), f"{entry.name} ({entry.filename})",
-                         entry.dataset, {"rank1": entry.rank1 / 100, "mAP": entry.mAP / 100})
+        model = _convert(checkpoint, catalogue.installed_path(entry.name), f"{entry.name} from {entry.url}",
+                         entry.dataset, {"rank1": entry.rank1 / 100, "mAP": entry.mAP / 100}, entry.licence)
     except ModelError:
         if expected is None:
             raw.unlink(missing_ok=True)  # not pinned and not a working model: do not keep it

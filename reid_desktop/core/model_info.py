@@ -21,7 +21,7 @@ GENERIC_MATCH_THRESHOLD = 0.6
 # (a declared 100000 x 100000 input would allocate gigabytes per crop).
 MAX_INPUT_SIDE = 1024
 MAX_EMBEDDING_DIM = 65536
-_TEXT_FIELDS = ("channel_order", "architecture", "weights", "dataset", "created")
+_TEXT_FIELDS = ("channel_order", "architecture", "weights", "dataset", "created", "licence")
 
 
 def _finite(value: Any) -> bool:
@@ -43,6 +43,7 @@ class ReidModelInfo:
     match_threshold: float = GENERIC_MATCH_THRESHOLD
     dataset: str = ""
     created: str = ""
+    licence: str = ""  # the terms of the weights (trained on research data sets), shown before use
     metrics: dict[str, float] = field(default_factory=dict)
     hyperparameters: dict[str, Any] = field(default_factory=dict)
 

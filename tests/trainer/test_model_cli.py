@@ -57,6 +57,7 @@ def test_download_asks_verifies_converts_and_becomes_the_default(fastreid_checkp
     embedder, warnings = load_embedder(ReidConfig())
     assert isinstance(embedder, OnnxEmbedder) and embedder.path == installed and not warnings
     assert embedder.info.dataset == "MSMT17" and embedder.info.metrics["mAP"] == pytest.approx(0.544)
+    assert embedder.info.licence == catalogue.entry(NAME).licence and catalogue.entry(NAME).url in embedder.info.weights
     pins = json.loads((models_dir() / "pins.json").read_text())
     assert re.fullmatch(r"[0-9a-f]{64}", pins[NAME])
     out = capsys.readouterr().out
