@@ -13,6 +13,7 @@ or save the camera in the window (its OS keyring entry is used).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import logging
 import re
@@ -41,14 +42,14 @@ from reid_desktop.core.live_boxes import LivePublisher
 from reid_desktop.core.models import choose_reid_model, chosen_reid_model, default_reid_model_path, load_embedder
 from reid_desktop.core.node import ChangeListener, NodeHealth, follow_shared_changes, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
-from reid_desktop.core.paths import build_description, data_dir, demo_clip, models_dir
+from reid_desktop.core.paths import build_description, data_dir, models_dir
 from reid_desktop.core.pg_schema import PgSchemaError
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.shared_changes import SharedChange, SharedEmbeddings, TargetChanged
-from reid_desktop.core.sources import SourceKind, SourceSpec, frame_count
+from reid_desktop.core.sources import DEMO_LINKS, SourceKind, SourceSpec, demo_sources, frame_count
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import StorageHealth, StoreError
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
@@ -66,11 +67,11 @@ _NAMED_SOURCE = re.compile(r"^(?P<name>[A-Za-z0-9_.\-]+)=(?P<uri>.+)$")
 
 
 def _parse_sources(values: Sequence[str], demo: bool) -> list[SourceSpec]:
+    """The sources named on the command line; ``demo`` puts the window's two demo cameras first (processed once,
+    as fast as the machine goes, unless ``--loop``)."""
     raw = list(values)
-    if demo:
-        raw.insert(0, f"demo={demo_clip()}")
-    specs = []
-    seen: dict[str, int] = {}
+    specs = [dataclasses.replace(spec, loop=False, realtime=False) for spec in demo_sources()] if demo else []
+    seen: dict[str, int] = {spec.source_id: 1 for spec in specs}
     for value in raw:
         match = _NAMED_SOURCE.match(value)
         spec = SourceSpec(match["uri"], match["name"]) if match else SourceSpec(value)
@@ -188,6 +189,9 @@ def cmd_process(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     try:
         cfg = config_mod.load(Path(args.config) if args.config else None, _overrides(args))
+        if args.demo:  # the demo's cameras share a strip of ground, as in the window
+            links = "; ".join(filter(None, (cfg.matcher.camera_links, DEMO_LINKS)))
+            cfg = config_mod.apply(cfg, {"matcher.camera_links": links})
     except config_mod.ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -573,7 +577,8 @@ def build_parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     p.add_argument("sources", nargs="*", metavar="SOURCE",
                    help="video file, rtsp/http URL or webcam index; NAME=SOURCE names the camera")
-    p.add_argument("--demo", action="store_true", help="add the bundled demo clip as a source")
+    p.add_argument("--demo", action="store_true", help="add the window's demo: two cameras cut from the bundled "
+                                                       "clip (demo-left, demo-right), sharing a strip of ground")
     p.add_argument("--db", help="sightings database: a SQLite file (default: per-user data folder) or "
                                 "postgresql://user@host[:port]/database (password: PGPASSWORD, ~/.pgpass or keyring)")
     p.add_argument("--config", help="settings file (TOML); see 'reid-desktop config'")

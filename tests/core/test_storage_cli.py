@@ -295,3 +295,19 @@ def test_process_and_search_on_a_shared_postgresql_database(tmp_path: Path, pg_u
     assert out.returncode == 0, out.stderr
     assert f"database: PostgreSQL, {database} on 127.0.0.1" in out.stdout
     assert "vector search: each process's own FAISS index" in out.stdout and "pgvector" in out.stdout
+
+
+def test_process_demo_runs_the_windows_two_demo_cameras(tmp_path: Path) -> None:
+    """One demo: the same two cameras and the same shared strip of ground as the window's ``--demo``."""
+    db = tmp_path / "s.sqlite"
+    out = cli("process", "--demo", "--db", str(db), "--max-frames", "6", *FAST)
+    assert out.returncode == 0, out.stderr
+    assert "Processed 12 frames from 2 sources in" in out.stdout
+    con = sqlite3.connect(db)
+    try:
+        names = {row[0] for row in con.execute("SELECT name FROM sources")}
+        config = json.loads(con.execute("SELECT config FROM runs").fetchone()[0])
+    finally:
+        con.close()
+    assert names == {"demo-left", "demo-right"}
+    assert config["matcher"]["camera_links"] == "demo-left = demo-right"
