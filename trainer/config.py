@@ -50,8 +50,8 @@ class TrainConfig:
     warmup_epochs: int = option(0, "Linear warm-up from lr/10 over this many epochs", min=0)
     # model
     weights: str = option("imagenet", "Backbone start: 'imagenet' (torchvision, needs internet once), a .pth file "
-                                    "(torchvision ImageNet, torchreid/BoxMOT resnet50 or FastReID BoT(R50): a "
-                                    "re-id-trained start), or 'random' (flagged: far worse)", aliases=("init",))
+                                    "(torchvision ImageNet, torchreid/BoxMOT resnet50 or any FastReID ResNet-50: "
+                                    "a re-id-trained start), or 'random' (flagged: far worse)", aliases=("init",))
     embedding_dim: int = option(2048, "Embedding size (2048: no reduction layer)", min=16)
     last_stride: int = option(1, "Stride of ResNet's last stage (1: finer features, the re-id default)", min=1, max=2)
     bnneck: bool = option(True, "BatchNorm neck between features and classifier")

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 from reid_desktop.core.errors import ModelError
-from trainer.zoo import load_tensors, recognise
+from trainer.zoo import FastReidFeatures, fastreid_features, load_tensors, recognise
 
 log = logging.getLogger(__name__)
 
@@ -19,31 +19,45 @@ class WeightsUnavailable(RuntimeError):
     """ImageNet weights could be neither downloaded nor read from a file."""
 
 
-def _load_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
-    """A plain ResNet-50's tensors from torchvision's ImageNet file, a torchreid / BoxMOT resnet50 or a
-    FastReID BoT(R50) checkpoint (re-id-trained starts), and a description of them."""
+def _backbone_from_file(path: Path) -> tuple[nn.Module, str]:
+    """A backbone giving pooled 2048-d features from a weights file, and a description of it: torchvision's
+    ImageNet file, a torchreid / BoxMOT resnet50, or any FastReID ResNet-50 (a re-id-trained start)."""
+    import torchvision
+
     try:
         state = load_tensors(path)
     except ModelError as exc:
         raise WeightsUnavailable(f"cannot read weights file {path}: {exc}") from None
     checkpoint = recognise(state)
-    architecture = checkpoint.architecture if checkpoint is not None else "resnet50"  # else: let the load say
-    if architecture == "bot-r50":
-        state = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
-        return state, f"fastreid bot-r50 ({path.name})"
-    if architecture in ("resnet50", "resnet50_fc512"):
-        imagenet = state.get("fc.weight", torch.empty(0)).shape[:1] == (1000,)  # torchvision's file
-        state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
-        return state, f"{'imagenet' if imagenet else 'torchreid resnet50'} ({path.name})"
-    raise WeightsUnavailable(f"{path.name} holds a {checkpoint.source_format} {architecture} network; "  # type: ignore[union-attr]
-                             "training starts from a plain ResNet-50: torchvision's ImageNet file, a torchreid or "
-                             "BoxMOT resnet50, or a FastReID BoT(R50) checkpoint")
+    if checkpoint is not None and checkpoint.source_format == "fastreid":
+        try:
+            return fastreid_features(checkpoint), f"fastreid {checkpoint.architecture} ({path.name})"
+        except ModelError as exc:
+            raise WeightsUnavailable(f"{path.name}: {exc}") from None
+    if checkpoint is not None and not checkpoint.architecture.startswith("resnet50"):
+        raise WeightsUnavailable(f"{path.name} holds a {checkpoint.source_format} {checkpoint.architecture} network; "
+                                 "training starts from a ResNet-50: torchvision's ImageNet file, a torchreid or "
+                                 "BoxMOT resnet50, or a FastReID checkpoint")
+    imagenet = state.get("fc.weight", torch.empty(0)).shape[:1] == (1000,)  # torchvision's file
+    state = {k: v for k, v in state.items() if not k.startswith(("fc.", "classifier."))}
+    model = torchvision.models.resnet50(weights=None)
+    try:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+    except RuntimeError as exc:  # tensors of the wrong shape
+        first = str(exc).strip().splitlines()[-1].strip()
+        raise WeightsUnavailable(f"{path.name} does not fit ResNet-50: {first}") from None
+    missing = [k for k in missing if not k.startswith("fc.")]
+    if missing or unexpected:
+        raise WeightsUnavailable(f"{path.name} does not fit ResNet-50: {len(missing)} missing and "
+                                 f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]})")
+    model.fc = nn.Identity()
+    return model, f"{'imagenet' if imagenet else 'torchreid resnet50'} ({path.name})"
 
 
 def resnet50_backbone(weights: Path | str | None, allow_download: bool = True) -> tuple[nn.Module, str]:
-    """ResNet-50 without its classifier, and a description of where its weights came from.
+    """ResNet-50 without its classifier (pooled 2048-d features), and a description of where its weights came from.
 
-    ``weights``: a ``.pth`` state dict, ``"random"`` for an untrained network (tests and training
+    ``weights``: a weights file (see ``_backbone_from_file``), ``"random"`` for an untrained network (tests and training
     from scratch only) or ``None`` for torchvision's ImageNet weights (downloaded once when online).
     """
     import torchvision
@@ -51,18 +65,7 @@ def resnet50_backbone(weights: Path | str | None, allow_download: bool = True) -
     if weights == "random":
         model, source = torchvision.models.resnet50(weights=None), "random (untrained)"
     elif weights:
-        path = Path(weights)
-        model = torchvision.models.resnet50(weights=None)
-        state, source = _load_state_dict(path)
-        try:
-            missing, unexpected = model.load_state_dict(state, strict=False)
-        except RuntimeError as exc:  # tensors of the wrong shape
-            first = str(exc).strip().splitlines()[-1].strip()
-            raise WeightsUnavailable(f"{path.name} does not fit ResNet-50: {first}") from None
-        missing = [k for k in missing if not k.startswith("fc.")]
-        if missing or unexpected:
-            raise WeightsUnavailable(f"{path.name} does not fit ResNet-50: {len(missing)} missing and "
-                                     f"{len(unexpected)} unexpected tensors (e.g. {(missing or unexpected)[0]})")
+        return _backbone_from_file(Path(weights))
     else:
         if not allow_download:
             raise WeightsUnavailable("no ImageNet weights file given and downloads are disabled")
@@ -74,6 +77,21 @@ def resnet50_backbone(weights: Path | str | None, allow_download: bool = True) -
         source = "imagenet (torchvision IMAGENET1K_V2)"
     model.fc = nn.Identity()
     return model, source
+
+
+def untrained_backbone_like(state: dict[str, torch.Tensor]) -> nn.Module:
+    """An untrained backbone of the shape a trained :class:`ReidNet`'s state holds: torchvision's ResNet-50, or
+    FastReID's (IBN-a, non-local blocks, GeM pooling) when training started from such a checkpoint."""
+    import torchvision
+
+    ibn = any(".bn1.IN." in k for k in state)
+    inter = state["backbone.NL_2.0.g.weight"].shape[0] if "backbone.NL_2.0.g.weight" in state else None
+    if ibn or inter or "backbone.pool.p" in state:
+        return FastReidFeatures(ibn=ibn, non_local_inter=int(inter) if inter else None,
+                                gem="backbone.pool.p" in state)
+    model = torchvision.models.resnet50(weights=None)
+    model.fc = nn.Identity()
+    return model
 
 
 class ReidNet(nn.Module):

@@ -30,7 +30,7 @@ from trainer.datasets import ImageDataset, ReidDataset, ReidImage, load_dataset
 from trainer.evaluate import Metrics, evaluate_rank, pairwise_distance, pool_tracklets
 from trainer.events import EpochEnded, Evaluated, EventSink, Finished, Started, Step, Warned
 from trainer.losses import LossWeights, ReidLoss
-from trainer.model import ReidNet, build_model
+from trainer.model import ReidNet, build_model, untrained_backbone_like
 
 log = logging.getLogger(__name__)
 
@@ -566,7 +566,7 @@ def load_trained(checkpoint_path: Path) -> tuple[ReidNet, dict[str, Any]]:
     """The network of a checkpoint, in eval mode on the CPU, and the checkpoint's other contents."""
     checkpoint = load_checkpoint(checkpoint_path)
     cfg = TrainConfig.from_dict(checkpoint["config"])
-    model, _ = build_model(checkpoint["num_classes"], "random", embedding_dim=cfg.embedding_dim,
-                           last_stride=cfg.last_stride, bnneck=cfg.bnneck)
+    model = ReidNet(checkpoint["num_classes"], untrained_backbone_like(checkpoint["model"]),
+                    embedding_dim=cfg.embedding_dim, last_stride=cfg.last_stride, bnneck=cfg.bnneck)
     model.load_state_dict(checkpoint["model"])
     return model.eval(), checkpoint

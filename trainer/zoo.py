@@ -200,6 +200,17 @@ class FastReidBackbone(nn.Module):
         return self.layer4(x)
 
 
+class FastReidFeatures(FastReidBackbone):
+    """FastReID's backbone and pooling alone: pooled 2048-d features, the trainer's re-id-trained start."""
+
+    def __init__(self, ibn: bool, non_local_inter: int | None, gem: bool) -> None:
+        super().__init__(ibn, non_local_inter)
+        self.pool: nn.Module = GeneralizedMeanPooling() if gem else nn.AdaptiveAvgPool2d(1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.pool(super().forward(x)).flatten(1)
+
+
 class FastReidHeads(nn.Module):
     def __init__(self, gem: bool) -> None:
         super().__init__()
@@ -405,14 +416,39 @@ class OSNet(nn.Module):
 # ----------------------------------------------------------------------------- building
 
 
+def fastreid_features(checkpoint: ZooCheckpoint) -> FastReidFeatures:
+    """The backbone and pooling of a FastReID checkpoint, weights loaded strictly, for fine-tuning."""
+    state = checkpoint.state
+    gem = "heads.pool_layer.p" in state
+    features = FastReidFeatures(ibn=checkpoint.architecture.endswith("-ibn"), non_local_inter=_non_local_inter(state),
+                                gem=gem)
+    wanted = {k.removeprefix("backbone."): v for k, v in state.items() if k.startswith("backbone.")}
+    if gem:
+        wanted["pool.p"] = state["heads.pool_layer.p"]
+    _load_strictly(features, wanted, checkpoint.architecture)
+    return features
+
+
+def _non_local_inter(state: Mapping[str, torch.Tensor]) -> int | None:
+    """Channels inside FastReID's non-local blocks (1, by a quirk of its code), read from the weights."""
+    return int(state["backbone.NL_2.0.g.weight"].shape[0]) if "backbone.NL_2.0.g.weight" in state else None
+
+
+def _load_strictly(model: nn.Module, state: dict[str, torch.Tensor], architecture: str) -> None:
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        raise ModelError(f"the checkpoint does not fit {architecture}: {' '.join(lines[1:3])[:300]}") from None
+
+
 def build_network(checkpoint: ZooCheckpoint) -> nn.Module:
     """The network ``checkpoint`` was trained as, with its weights loaded strictly (ModelError on a mismatch)."""
     arch, state = checkpoint.architecture, dict(checkpoint.state)
     if checkpoint.source_format == "fastreid":
         for key in [k for k in state if k.startswith("heads.bottleneck.0.")]:  # FastReID after v0.1.1
             state["heads.bnneck." + key.removeprefix("heads.bottleneck.0.")] = state.pop(key)
-        inter = int(state["backbone.NL_2.0.g.weight"].shape[0]) if "backbone.NL_2.0.g.weight" in state else None
-        model: nn.Module = FastReidNet(ibn=arch.endswith("-ibn"), non_local_inter=inter,
+        model: nn.Module = FastReidNet(ibn=arch.endswith("-ibn"), non_local_inter=_non_local_inter(state),
                                        gem="heads.pool_layer.p" in state)
         unused = _FASTREID_UNUSED
     elif arch.startswith("resnet50"):
@@ -421,10 +457,5 @@ def build_network(checkpoint: ZooCheckpoint) -> nn.Module:
         width = arch.rsplit("_", 2)[-2] + "_" + arch.rsplit("_", 1)[-1]
         model = OSNet(width, ibn="_ibn_" in arch, ain="_ain_" in arch)
         unused = _TORCHREID_UNUSED
-    state = {k: v for k, v in state.items() if not unused.match(k)}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        raise ModelError(f"the checkpoint does not fit {arch}: {' '.join(lines[1:3])[:300]}") from None
+    _load_strictly(model, {k: v for k, v in state.items() if not unused.match(k)}, arch)
     return model.eval()

@@ -212,6 +212,31 @@ def test_training_can_start_from_a_re_id_trained_checkpoint(tmp_path):
         build_model(10, str(tmp_path / "osnet.pt"))
 
 
+def test_fine_tuning_from_fastreid_ibn_and_non_local_networks_trains_and_reloads(tmp_path):
+    """IBN-a layers, non-local blocks and GeM come with the start; a trained run rebuilds to the same network."""
+    from trainer.config import TrainConfig
+    from trainer.model import build_model
+    from trainer.train import load_trained
+
+    sbs = randomised(fastreid_network("sbs-r50-ibn"))
+    torch.save({"model": sbs}, tmp_path / "msmt_sbs_R50-ibn.pth")
+    model, source = build_model(10, str(tmp_path / "msmt_sbs_R50-ibn.pth"))
+    assert source == "fastreid sbs-r50-ibn (msmt_sbs_R50-ibn.pth)"
+    assert torch.equal(model.backbone.pool.p, sbs["heads.pool_layer.p"])
+    assert torch.equal(model.backbone.NL_3[1].W[1].running_var, sbs["backbone.NL_3.1.W.1.running_var"])
+    model.train()
+    logits, features = model(torch.rand(4, 3, 64, 32))
+    logits.sum().backward()  # gradients reach the IBN layers
+    assert model.backbone.layer2[0].bn1.IN.weight.grad is not None and features.shape == (4, 2048)
+
+    saved = {"model": model.state_dict(), "config": TrainConfig().to_dict(), "num_classes": 10}
+    torch.save(saved, tmp_path / "run.pt")
+    reloaded, _ = load_trained(tmp_path / "run.pt")
+    x = torch.rand(2, 3, 64, 32)
+    with torch.no_grad():
+        assert torch.allclose(reloaded(x), model.eval()(x), atol=1e-5)
+
+
 def test_the_match_threshold_is_calibrated_on_the_demo_clips_people(tmp_path):
     """People seen in one frame are different people: the threshold is set where almost none reach another."""
     from trainer.model_import import calibrate_on_demo, demo_people
