@@ -22,7 +22,7 @@ from reid_desktop.core import model_catalogue as catalogue
 from reid_desktop.core.calibration import ThresholdCalibration
 from reid_desktop.core.config import DetectorConfig, MatcherConfig
 from reid_desktop.core.detection import YoloDetector
-from reid_desktop.core.downloads import ProgressCallback, download
+from reid_desktop.core.downloads import ProgressCallback, download, sha256_of
 from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
@@ -137,13 +137,13 @@ def install(entry: catalogue.CatalogueEntry, progress: ProgressCallback | None =
     """
     raw = models_dir() / "checkpoints" / entry.filename
     expected = catalogue.pinned_sha256(entry)
-    if raw.exists() and expected is None:
-        raw.unlink()  # an unpinned leftover proves nothing: fetch it again
-    if not raw.exists():
+    if raw.exists() and (expected is None or sha256_of(raw) != expected):
+        raw.unlink()  # an unpinned or altered leftover proves nothing: fetch it again
+    if raw.exists():
+        digest = str(expected)
+    else:
         say(f"downloading {entry.name} ({entry.filename})")
         digest = download(url or entry.url, raw, sha256=expected, size=entry.size_bytes, progress=progress)
-    else:
-        digest = expected or ""
     say("converting to ONNX and checking it against PyTorch")
     try:
         checkpoint = read_checkpoint(raw, entry.source_format)

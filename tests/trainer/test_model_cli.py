@@ -73,9 +73,11 @@ def test_wrong_bytes_after_pinning_leave_the_installed_model_in_use(fastreid_che
         assert download(server.url, "--yes") == cli.EXIT_OK
     installed = catalogue.installed_path(NAME)
     before = installed.read_bytes()
-    (models_dir() / "checkpoints" / "msmt_bot_R50-ibn.pth").unlink()  # forces a new download
+    kept = models_dir() / "checkpoints" / "msmt_bot_R50-ibn.pth"
+    kept.write_bytes(kept.read_bytes()[:-10] + b"0123456789")  # altered on disk: not trusted, fetched again
     with serve(fastreid_checkpoint, mode="wrong") as server:
         assert download(server.url, "--yes") == cli.EXIT_MODEL
+    assert server.requests == [None]
     assert "not the expected file" in capsys.readouterr().err
     assert installed.read_bytes() == before and chosen_reid_model() == installed
 
