@@ -149,8 +149,8 @@ def parse_boxes(payload: str) -> LiveBoxes:
         media_time = None if data["m"] is None else _number(data["m"])
         return LiveBoxes(data["node"], data["camera"], _integer(data["frame"]), _number(data["t"]), media_time,
                          width, height, region, tuple(persons), _integer(data["x"]))
-    except (ValueError, TypeError, KeyError) as exc:
-        raise ValueError(f"not a node's live boxes ({exc}): {payload[:80]!r}") from None
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:  # whatever anyone can NOTIFY
+        raise ValueError(f"not a node's live boxes ({type(exc).__name__}: {str(exc)[:80]}): {payload[:80]!r}") from None
 
 
 class LivePublisher:

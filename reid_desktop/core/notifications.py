@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2  # how long a wait for notifications lasts before the stop flag is looked at again
 RETRY_FIRST_S = 0.5
 RETRY_MAX_S = 30.0
+REFUSALS_LOGGED = (1, 10, 100)  # which refused notifications are logged (then every thousandth)
 
 
 class NotificationListener(abc.ABC):
@@ -32,6 +33,7 @@ class NotificationListener(abc.ABC):
         self._stop = threading.Event()
         self.listening = threading.Event()  # set while connected and listening
         self.backend_pid = 0  # the server process of the listening connection
+        self.refused = 0  # notifications ``heard`` could not take (malformed, hostile)
         self._thread = threading.Thread(target=self._listen, name=thread_name, daemon=True)
 
     def start(self) -> None:
@@ -58,22 +60,42 @@ class NotificationListener(abc.ABC):
         import psycopg
 
         delay = RETRY_FIRST_S
-        while not self._stop.is_set():
-            try:
-                with connect(self.location) as conn:
-                    self.backend_pid = int(conn.info.backend_pid)
-                    conn.execute(f"LISTEN {self.channel}")
-                    self.connected(conn)
-                    self.listening.set()
-                    delay = RETRY_FIRST_S
-                    while not self._stop.is_set():
-                        for note in list(conn.notifies(timeout=POLL_S)):  # taken first: no query while it waits
-                            self.heard(conn, note)
-                        self.polled(conn)
-            except (psycopg.Error, PgSchemaError) as exc:
-                self.listening.clear()
-                log.warning("notifications on %s interrupted (%s); listening again in %.0f s", self.channel, exc,
-                            delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, RETRY_MAX_S)
-        self.listening.clear()
+        try:
+            while not self._stop.is_set():
+                try:
+                    with connect(self.location) as conn:
+                        self.backend_pid = int(conn.info.backend_pid)
+                        conn.execute(f"LISTEN {self.channel}")
+                        self.connected(conn)
+                        self.listening.set()
+                        delay = RETRY_FIRST_S
+                        while not self._stop.is_set():
+                            for note in list(conn.notifies(timeout=POLL_S)):  # taken first: no query while it waits
+                                self._hear(conn, note)
+                            self.polled(conn)
+                except (psycopg.Error, PgSchemaError) as exc:
+                    self.listening.clear()
+                    log.warning("notifications on %s interrupted (%s); listening again in %.0f s", self.channel,
+                                exc, delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, RETRY_MAX_S)
+        finally:
+            self.listening.clear()  # whatever ended the thread, nobody may believe it still listens
+
+    def _hear(self, conn: Any, note: Any) -> None:
+        """One notification; one that ``heard`` cannot take is refused, never the end of listening.
+
+        Any role that can connect can NOTIFY anything on the channel: a payload is input, not a command.
+        Database errors still propagate (they mean the connection is gone: listen again).
+        """
+        import psycopg
+
+        try:
+            self.heard(conn, note)
+        except psycopg.Error:
+            raise
+        except Exception as exc:
+            self.refused += 1
+            if self.refused in REFUSALS_LOGGED or self.refused % 1000 == 0:  # a flood is not a flood of log lines
+                log.warning("a notification on %s was refused (%d so far): %s: %s; payload %r", self.channel,
+                            self.refused, type(exc).__name__, str(exc)[:120], str(note.payload)[:80])

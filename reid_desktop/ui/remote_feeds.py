@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 BOXES_STALE_S = 2.0  # boxes older than this are taken off the picture: the node stopped publishing them
 IN_STEP_S = 1.0  # a recording further than this from where the node is gets seeked there
+REOPEN_MIN_S = 10.0  # a camera's stream is reopened for a new region at most this often (sessions are scarce)
 
 
 @dataclass
@@ -47,6 +48,7 @@ class _Watched:
     picture: Frame | None = None
     boxes: LiveBoxes | None = None
     boxes_at: float = field(default_factory=time.monotonic)
+    opened_at: float = 0.0  # monotonic time the stream was last (re)opened
 
 
 class RemoteFeeds(QObject):
@@ -128,7 +130,11 @@ class RemoteFeeds(QObject):
             watched = self.watched.get(boxes.source_id)
             if watched is None:
                 continue
-            if watched.source is None or watched.region != boxes.region:
+            if watched.source is None:
+                self._open(watched, boxes.region)
+            elif watched.region != boxes.region:
+                if time.monotonic() - watched.opened_at < REOPEN_MIN_S:
+                    continue  # boxes of another region do not fit this picture; a flapping region is not followed
                 self._open(watched, boxes.region)
             watched.boxes, watched.boxes_at = boxes, time.monotonic()
             if watched.picture is not None:
@@ -140,7 +146,7 @@ class RemoteFeeds(QObject):
             watched.source.stop(timeout=0.0)  # it ends after its current read: the GUI does not wait
         source_id = watched.feed.source_id
         spec = SourceSpec(watched.uri, source_id, region)
-        watched.region, watched.picture = region, None
+        watched.region, watched.picture, watched.opened_at = region, None, time.monotonic()
         watched.source = VideoSource(spec, self.options, on_status=self._statuses_ready.emit,
                                      on_picture=self.pictures.put).start()
         log.info("watching %s of node %s live", watched.camera.name, watched.camera.node)

@@ -143,3 +143,48 @@ def test_a_camera_whose_names_do_not_fit_is_said_once_and_the_others_still_go(ca
         for _ in range(3):
             assert [parse_boxes(p).camera for p in publisher._payloads(sets)] == ["gate"]
     assert sum("too long to publish" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_numbers_too_large_and_nesting_too_deep_are_refused_like_any_bad_payload() -> None:
+    good = format_boxes(boxes("n", "c", []))
+    assert '"t":1800000000.25' in good
+    for bad in (good.replace('"t":1800000000.25', '"t":1' + "0" * 400), "[" * 3000 + "]" * 3000,
+                '{"v":1,"p":' + "[" * 3000):
+        with pytest.raises(ValueError, match="not a node's live boxes"):
+            parse_boxes(bad)
+
+
+def test_no_payload_stops_a_station_listening(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Anyone who can connect can NOTIFY: numbers past float, 3000 nested brackets, a receiver that fails once.
+    The listener refuses each and goes on hearing the good boxes after them."""
+    import psycopg
+
+    from reid_desktop.core.live_boxes import LIVE_CHANNEL
+
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    location = parse_postgres_url(pg_url)
+    heard: list[LiveBoxes] = []
+    arrived = threading.Event()
+
+    def deliver(got: LiveBoxes) -> None:
+        if got.frame_index == 13:
+            raise RuntimeError("a receiver's own bug")
+        heard.append(got)
+        arrived.set()
+
+    listener = LiveListener(location, deliver)
+    listener.watch("n/c")
+    listener.start()
+    try:
+        assert listener.listening.wait(30)
+        good = format_boxes(boxes("n", "c", []))
+        unlucky = good.replace('"frame":42', '"frame":13')
+        with psycopg.connect(pg_url, password=PASSWORD, autocommit=True) as conn:
+            for payload in (good.replace('"t":1800000000.25', '"t":1' + "0" * 400), "[" * 3000 + "]" * 3000,
+                            unlucky, good):
+                conn.execute("SELECT pg_notify(%s, %s)", (LIVE_CHANNEL, payload))
+        assert arrived.wait(10), "the listener stopped hearing"
+        assert [b.frame_index for b in heard] == [42]
+        assert listener.listening.is_set() and listener.refused == 1  # the failing receiver; the others: not ours
+    finally:
+        listener.stop()

@@ -157,3 +157,36 @@ def test_a_station_shows_a_node_camera_live_with_the_nodes_boxes_and_follows_a_c
     finally:
         analysis.stop()
         publisher.stop()
+
+
+def test_a_flapping_region_does_not_reopen_the_cameras_stream(qtbot, pg_url: str, demo_clip: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """Payloads that alternate a camera's region (a bug or anyone who can NOTIFY) would reopen its stream on every
+    tick and use up the camera's sessions: a new region is followed at most every REOPEN_MIN_S."""
+    from reid_desktop.core.live_boxes import LiveBoxes
+    from reid_desktop.core.store import CameraHealth
+    from reid_desktop.ui import remote_feeds
+    from reid_desktop.ui.feeds import FeedView
+
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    remote = remote_feeds.RemoteFeeds()
+    feed = FeedView("node-a/gate", "gate")
+    qtbot.addWidget(feed)
+    camera = CameraHealth("node-a", "gate", str(demo_clip), "running", 10.0, True)
+    remote.watch(parse_postgres_url(pg_url), camera, str(demo_clip), feed)
+    left, right = (0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)
+    try:
+        opened = []
+        for tick in range(20):
+            remote._deliver(LiveBoxes("node-a", "gate", tick, time.time(), None, 384, 576,
+                                      (left, right)[tick % 2], ()))
+            qtbot.wait(20)
+            opened.append(remote.watched["node-a/gate"].source)
+        watched = remote.watched["node-a/gate"]
+        assert len({id(source) for source in opened}) == 1 and watched.region == left
+        monkeypatch.setattr(remote_feeds, "REOPEN_MIN_S", 0.0)  # later: the node's new region is followed
+        remote._deliver(LiveBoxes("node-a", "gate", 21, time.time(), None, 384, 576, right, ()))
+        qtbot.waitUntil(lambda: watched.region == right, timeout=5000)
+        assert watched.source is not opened[-1]
+    finally:
+        remote.close()
