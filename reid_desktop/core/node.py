@@ -33,8 +33,12 @@ from reid_desktop.core.redaction import redact
 from reid_desktop.core.runner import PipelineControl
 from reid_desktop.core.shared_changes import (
     EmbeddingsAdded,
+    Labelled,
+    Merged,
+    Regrouped,
     SharedChange,
     SharedEmbeddings,
+    Split,
     TargetChanged,
     parse_change,
 )
@@ -272,9 +276,12 @@ class ChangeListener(NotificationListener):
             log.info("caught up on %d embeddings written while this process was not listening", caught)
 
     def heard(self, conn: Any, note: Any) -> None:
+        """A notification is a hint, never a fact: any role that can connect can NOTIFY anything. Marks count only
+        from this connection itself; a change is applied as the database records it, or not at all."""
         if note.channel == self._mark_channel:
-            self.horizon = max(int(note.payload), self.horizon or 0)
-            self._heard = {row: tx for row, tx in self._heard.items() if tx >= self.horizon}
+            if note.pid == self.backend_pid and note.payload.isdigit():
+                self.horizon = max(int(note.payload), self.horizon or 0)
+                self._heard = {row: tx for row, tx in self._heard.items() if tx >= self.horizon}
         elif note.pid != self.own_backend():
             self._hand_over(conn, note.payload)
 
@@ -285,13 +292,21 @@ class ChangeListener(NotificationListener):
             log.warning("%s", exc)
             return
         if isinstance(change, EmbeddingsAdded):
-            rows = _embedding_rows(conn, "e.id BETWEEN %s AND %s AND t.run_id = ANY(%s) ORDER BY e.id",
-                                   (change.first_id, change.last_id, list(change.run_ids)), self.model_key())
+            # A writer's announcement is heard after every mark below its transaction: rows of transactions under
+            # the horizon were heard (or caught up) already, and rows heard above it are not taken twice.
+            rows = _embedding_rows(
+                conn, "e.id BETWEEN %s AND %s AND t.run_id = ANY(%s) AND e.tx >= %s::text::xid8 ORDER BY e.id",
+                (change.first_id, change.last_id, list(change.run_ids), str(self.horizon or 0)), self.model_key())
+            rows = [row for row in rows if int(row[0]) not in self._heard]
             if rows:
                 self._heard_rows(rows)
                 self.apply(_shared(rows, self.model_key()))
-        else:
-            self.apply(change)
+            return
+        recorded = recorded_change(conn, change)
+        if recorded is None:
+            log.warning("ignored an announced change the database does not hold: %s", payload[:80])
+            return
+        self.apply(recorded)
 
     def _heard_rows(self, rows: list[tuple[Any, ...]]) -> None:
         """Remember what is heard above the horizon (bounded: a transaction left open on the server holds the
@@ -319,6 +334,28 @@ def follow_shared_changes(location: PostgresLocation, control: PipelineControl, 
                               lambda: [run for run in (pipeline.run_id,) if run is not None], since)
     listener.start()
     return listener
+
+
+def recorded_change(conn: Any, change: SharedChange) -> SharedChange | None:
+    """``change`` as the database holds it now (the flag a target has, where a merged identity went), or None when
+    it holds no such change: what a process does is read from the tables its transaction wrote."""
+    match change:
+        case TargetChanged(identity_id, _):
+            row = conn.execute("SELECT is_target FROM identities WHERE id = %s", (identity_id,)).fetchone()
+            return None if row is None else TargetChanged(identity_id, bool(row[0]))
+        case Labelled(identity_id):
+            row = conn.execute("SELECT label FROM identities WHERE id = %s", (identity_id,)).fetchone()
+            return change if row is not None and row[0] else None
+        case Merged(_, drop):
+            row = conn.execute("SELECT kept FROM identity_merges WHERE dropped = %s", (drop,)).fetchone()
+            return None if row is None else Merged(int(row[0]), drop)
+        case Split(track_row, _, _):
+            row = conn.execute("SELECT old, new FROM identity_splits WHERE track_row = %s", (track_row,)).fetchone()
+            return None if row is None else Split(track_row, int(row[0]), int(row[1]))
+        case Regrouped(old, new):
+            found = conn.execute("SELECT count(*) FROM identities WHERE id = ANY(%s)", ([old, new],)).fetchone()[0]
+            return change if found == len({old, new}) else None
+    return None
 
 
 def _embedding_rows(conn: Any, condition: str, params: tuple[Any, ...], model_key: str) -> list[tuple[Any, ...]]:

@@ -14,7 +14,15 @@ from reid_desktop.core.database_url import parse_postgres_url
 from reid_desktop.core.node import ChangeListener
 from reid_desktop.core.pg_schema import CHANGES_CHANNEL
 from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.shared_changes import EmbeddingsAdded, Merged, SharedEmbeddings, TargetChanged, format_change
+from reid_desktop.core.shared_changes import (
+    EmbeddingsAdded,
+    Labelled,
+    Merged,
+    SharedEmbeddings,
+    Split,
+    TargetChanged,
+    format_change,
+)
 from reid_desktop.core.store import SightingRecord, TrackKey
 from tests.pg_server import PASSWORD
 
@@ -298,3 +306,52 @@ def test_what_a_listener_remembers_having_heard_is_bounded(monkeypatch: pytest.M
     for first in range(0, 10, 2):
         listener._heard_rows([(first, 100 + first), (first + 1, 100 + first)])
     assert listener._heard == {7: 106, 8: 108, 9: 108}
+
+
+def test_forged_notifications_neither_steer_nor_stop_a_listener(pg_url: str) -> None:
+    """Anyone who can connect can NOTIFY: a listener acts on what the database holds, counts only its own marks,
+    and never reads rows twice; it still hears the real changes and catches up after an outage."""
+    import psycopg
+
+    location = parse_postgres_url(pg_url)
+    node, other = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
+    heard: list = []
+    node_run, other_run = begin(node), begin(other)
+    listener = ChangeListener(location, heard.append, lambda: "m", lambda: node.backend_pid, lambda: [node_run])
+    try:
+        for store in (node, other):
+            store.attach_index("m", 8)
+        person = other.allocate_identity_id()
+        assert person is not None
+        listener.start()
+        assert listener.listening.wait(10)
+        sight(other, other_run, "right", 1, 0, person)
+        assert other.flush()
+        assert wait_for(heard, lambda c: isinstance(c, SharedEmbeddings))
+        with psycopg.connect(pg_url, password=PASSWORD, autocommit=True) as forger:
+            for payload in (f"target {person} 1", f"merged 999999 {person}", f"split 1 {person} 999999",
+                            f"label {person}", f"embeddings 0 {2**62} {other_run}"):
+                forger.execute("SELECT pg_notify(%s, %s)", (CHANGES_CHANNEL, payload))
+            for mark in ("abc", str(2**60)):  # a made-up horizon would hide everything written before it
+                forger.execute("SELECT pg_notify(%s, %s)", (f"reid_mark_{listener.backend_pid}", mark))
+        time.sleep(1.0)
+        assert [c for c in heard if isinstance(c, SharedEmbeddings)] and len(
+            [c for c in heard if isinstance(c, SharedEmbeddings)]) == 1, "no row is read twice"
+        assert not [c for c in heard if isinstance(c, Merged | Split | Labelled)]
+        assert TargetChanged(person, True) not in heard  # applied as recorded: not a target
+        assert listener.listening.is_set() and listener.horizon is not None and listener.horizon < 2**59
+
+        other.set_target(person)  # the real thing is heard
+        assert wait_for(heard, lambda c: c == TargetChanged(person, True))
+        heard.clear()
+        cut_off(listener, pg_url)
+        for frame in range(1, 4):
+            sight(other, other_run, "right", 2, frame, person)
+        assert other.flush()
+        assert listener.listening.wait(10)
+        caught = wait_for(heard, lambda c: isinstance(c, SharedEmbeddings))
+        assert sum(len(c.embedding_ids) for c in caught) == 3, "caught up after the outage"
+    finally:
+        listener.stop()
+        node.close()
+        other.close()
