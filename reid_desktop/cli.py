@@ -1,4 +1,4 @@
-"""The headless command line: ``reid-desktop process | search | models | config``.
+"""The headless command line: ``reid-desktop process | node | search | models | db | config``.
 
 Exit status of ``process``: 0 all sources processed; 1 some sources failed, the others were
 processed; 2 bad command line or settings (or the database is in use or not ours); 3 a model could
@@ -33,7 +33,12 @@ from reid_desktop.core import detector_runtimes as runtimes
 from reid_desktop.core import logs
 from reid_desktop.core import model_catalogue as catalogue
 from reid_desktop.core.credentials import complete_url
-from reid_desktop.core.database_url import DatabaseUrlError, is_postgres_url, parse_postgres_url
+from reid_desktop.core.database_url import (
+    DatabaseUrlError,
+    is_postgres_url,
+    parse_postgres_url,
+    save_keyring_password,
+)
 from reid_desktop.core.detection import bundled_detector_path
 from reid_desktop.core.embedding import OnnxEmbedder, read_model_info
 from reid_desktop.core.errors import ModelError
@@ -566,6 +571,28 @@ def cmd_models(args: argparse.Namespace) -> int:
         return EXIT_MODEL
 
 
+def cmd_db_password(args: argparse.Namespace) -> int:
+    """Keep a shared database's password in the OS keyring (never in the URL, settings or shell history)."""
+    import getpass
+
+    try:
+        location = parse_postgres_url(args.url)
+        if args.stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password of {location.user} on {location.host}:{location.port}/"
+                                       f"{location.database}: ")
+        if not password:
+            print("error: no password given; nothing kept", file=sys.stderr)
+            return EXIT_USAGE
+        save_keyring_password(location, password)
+    except DatabaseUrlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"kept in the OS keyring for {location}: nodes and windows of this user find it there")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reid-desktop", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -647,6 +674,13 @@ def build_parser() -> argparse.ArgumentParser:
     im.add_argument("--name", help="the installed model's name (default: the checkpoint's file name)")
     for sp in (d, im):
         sp.add_argument("--no-default", action="store_true", help="install it but keep the current default")
+
+    db = sub.add_parser("db", help="the shared database: keep its password in the OS keyring")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    pw = dbsub.add_parser("password", help="ask for the password of a postgresql:// URL and keep it in the keyring")
+    pw.add_argument("url", help="postgresql://user@host[:port]/database (no password in it)")
+    pw.add_argument("--stdin", action="store_true", help="read the password from the first line of standard input")
+    pw.set_defaults(func=cmd_db_password)
 
     cf = sub.add_parser("config", help="print every setting with its default and meaning (TOML)")
     cf.set_defaults(func=lambda args: print(config_mod.describe(), end="") or EXIT_OK)

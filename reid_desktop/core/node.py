@@ -72,11 +72,21 @@ def load_node_file(path: Path, overrides: dict[str, Any] | None = None) -> NodeF
     except tomllib.TOMLDecodeError as exc:
         raise config_mod.ConfigError(f"node file {path} is not valid TOML: {exc}") from None
     node = data.pop("node", {})
+    if not isinstance(node, dict):
+        raise config_mod.ConfigError(f"node file {path}: [node] must be a table (name = \"...\"), not {node!r}")
+    if set(node) - {"name"}:
+        raise config_mod.ConfigError(f"node file {path}: [node] knows only 'name'; unknown keys: "
+                                     f"{', '.join(sorted(set(node) - {'name'}))}")
+    if not isinstance(node.get("name", ""), str):
+        raise config_mod.ConfigError(f"node file {path}: [node] name must be text, not {node['name']!r}")
     cameras = data.pop("cameras", [])
     if not isinstance(cameras, list) or not cameras:
         raise config_mod.ConfigError(f"node file {path} names no cameras: add [[cameras]] tables with name and uri")
     specs = []
     for number, camera in enumerate(cameras, start=1):
+        if not isinstance(camera, dict):
+            raise config_mod.ConfigError(f"camera {number} of {path} must be a [[cameras]] table with name and uri, "
+                                         f"not {camera!r}")
         unknown = set(camera) - {"name", "uri", "region", "loop", "realtime", "analysis_fps"}
         if unknown or "uri" not in camera or "name" not in camera:
             raise config_mod.ConfigError(f"camera {number} of {path}: needs name and uri" +

@@ -185,6 +185,9 @@ def connect(location: PostgresLocation) -> Any:
     except psycopg.Error as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         reason = first.rsplit("failed: ", 1)[-1]  # libpq: 'connection to server at "h", port p failed: <why>'
+        if "password" in reason:
+            reason += (f"; keep the password in the OS keyring (reid-desktop db password {location.url}), "
+                       "PGPASSWORD or ~/.pgpass")
         raise PgSchemaError(f"cannot connect to the database {location}: {reason}") from None
 
 

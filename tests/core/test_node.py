@@ -56,7 +56,11 @@ def test_node_files_say_what_is_wrong(tmp_path: Path, demo_clip: Path) -> None:
                        ('[[cameras]]\nname = "x"\nuri = "a.mp4"\nzoom = 2\n', "unknown keys: zoom"),
                        ('[[cameras]]\nname = "x"\nuri = "a.mp4"\n[[cameras]]\nname = "x"\nuri = "b.mp4"\n',
                         "share a name"),
-                       ('[[cameras]]\nname = "x"\nuri = "a.mp4"\nregion = [0.6, 0, 0.5, 1]\n', "region")):
+                       ('[[cameras]]\nname = "x"\nuri = "a.mp4"\nregion = [0.6, 0, 0.5, 1]\n', "region"),
+                       ('node = "x"\n[[cameras]]\nname = "x"\nuri = "a.mp4"\n', "must be a table"),
+                       ('cameras = [1]\n', "must be a \\[\\[cameras\\]\\] table"),
+                       ('[node]\nnmae = "east"\n[[cameras]]\nname = "x"\nuri = "a.mp4"\n', "unknown keys: nmae"),
+                       ('[node]\nname = 3\n[[cameras]]\nname = "x"\nuri = "a.mp4"\n', "name must be text")):
         path = tmp_path / "bad.toml"
         path.write_text(text)
         with pytest.raises(config_mod.ConfigError, match=says):
