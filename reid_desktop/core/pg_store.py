@@ -160,7 +160,7 @@ class PgSightingStore(SightingStore):
 
     _LEAST, _GREATEST = "LEAST", "GREATEST"
     _ALL_ROWS = "LIMIT ALL"
-    _CAMERA_NAMES = "STRING_AGG(DISTINCT src.name, ',')"
+    _CAMERA_NAMES = "json_agg(DISTINCT src.name)"
     _BEGIN = "BEGIN"
 
     def __init__(self, location: PostgresLocation, commit_interval_s: float = 1.0, readonly: bool = False,

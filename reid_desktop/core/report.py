@@ -11,6 +11,7 @@ import html
 from datetime import datetime
 from pathlib import Path
 
+from reid_desktop.core.paths import open_private
 from reid_desktop.core.store import HistoryReader, TrackSegment
 
 _CSS = """
@@ -105,5 +106,6 @@ def write_html_report(store: HistoryReader, identity_id: int, path: Path) -> int
 </body>
 </html>
 """
-    Path(path).write_text(document, encoding="utf-8")
+    with open_private(Path(path)) as fh:  # face and body crops: the user's only, like every other export
+        fh.write(document)
     return len(segments)

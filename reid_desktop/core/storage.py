@@ -160,7 +160,8 @@ def _sighting(row: Sequence[Any]) -> Sighting:
 
 
 def _summary(row: Sequence[Any]) -> IdentitySummary:
-    cameras = tuple(sorted(row[5].split(","))) if row[5] else ()
+    names = json.loads(row[5]) if isinstance(row[5], str) else row[5]  # SQLite: JSON text; PostgreSQL: a list
+    cameras = tuple(sorted(name for name in names or () if name is not None))  # None: no sighting (LEFT JOIN)
     return IdentitySummary(row[0], row[1], bool(row[2]), row[3], row[4], cameras, row[6], row[7], row[8])
 
 
@@ -181,7 +182,7 @@ class SightingStore:
 
     _LEAST, _GREATEST = "MIN", "MAX"  # the smaller / larger of two values
     _ALL_ROWS = "LIMIT -1"  # no limit, before an OFFSET
-    _CAMERA_NAMES = "GROUP_CONCAT(DISTINCT src.name)"  # an identity's cameras, comma-separated
+    _CAMERA_NAMES = "json_group_array(DISTINCT src.name)"  # an identity's cameras (a JSON array: names hold commas)
     _BEGIN = "BEGIN IMMEDIATE"  # SQLite: take the write lock now, not at the first write
     _ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)  # what the database driver raises
     _REFUSED_DATA: tuple[type[BaseException], ...] = _BAD_DATA

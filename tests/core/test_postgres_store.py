@@ -231,3 +231,21 @@ def test_a_flush_is_a_few_statements_whatever_its_size_and_writes_what_record_by
     finally:
         for store in stores:
             store.close()
+
+
+def test_camera_names_with_commas_stay_whole_in_identity_summaries(pg_url: str, tmp_path) -> None:
+    """Both backends: an identity seen on "gate, north" and "hall" was seen on two cameras, not three."""
+    from reid_desktop.core.storage import SightingStore
+
+    for store in (SightingStore(tmp_path / "s.sqlite"), PgSightingStore(parse_postgres_url(pg_url))):
+        with store:
+            run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
+                                  model_key="m", warnings=[], config={})
+            seen = store.allocate_identity_id()
+            record(store, run, "gate, north", 0, seen)
+            record(store, run, "hall", 30, seen)
+            assert store.flush()
+            store.set_target(seen)
+            assert [i.cameras for i in store.identities(run)] == [("gate, north", "hall")]
+            assert store.identity(seen).cameras == ("gate, north", "hall")
+            assert [t.cameras for t in store.targets()] == [("gate, north", "hall")]

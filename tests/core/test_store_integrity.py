@@ -21,6 +21,7 @@ from hypothesis import strategies as st
 
 from reid_desktop.core.migrations import APPLICATION_ID, SCHEMA_VERSION
 from reid_desktop.core.paths import data_dir
+from reid_desktop.core.report import write_html_report
 from reid_desktop.core.storage import SightingStore, csv_text
 from reid_desktop.core.store import SightingRecord, StoreError, TrackKey
 from tests.conftest import ROOT
@@ -213,6 +214,8 @@ def test_biometric_data_is_private_to_the_user(tmp_path: Path) -> None:
             exported = [tmp_path / "s.csv", tmp_path / "s.json"]
             store.export_csv(exported[0])
             store.export_json(exported[1])
+            exported.append(tmp_path / "s.html")  # the report holds face crops
+            write_html_report(store, 1, exported[-1])
             files = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.lock"), *exported]
             modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in files}
     finally:
