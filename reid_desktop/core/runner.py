@@ -28,6 +28,11 @@ T = TypeVar("T")
 PipelineEvent = (PipelineInfo | SourceStatus | SourceHealth | FrameResult | TargetSighted | WatchMatch
                  | StorageHealth)
 HEALTH_EVERY_S = 1.0
+MAX_PENDING_COMMANDS = 1000  # commands waiting for a stalled pipeline; past this a new one fails at once
+
+
+class PipelineBusy(RuntimeError):
+    """The pipeline has not taken its commands for a while (a long step, a stalled database): one more is refused."""
 
 
 class PipelineControl:
@@ -84,6 +89,10 @@ class PipelineControl:
         with self._lock:
             if self._closed:
                 future.cancel()
+                return future
+            if self._commands.qsize() >= MAX_PENDING_COMMANDS:  # bounded, like every queue of the app
+                future.set_exception(PipelineBusy(f"processing is {MAX_PENDING_COMMANDS} commands behind; try "
+                                                  "again when it has caught up"))
                 return future
             self._commands.put((command, future))
         self.wakeup.set()

@@ -289,3 +289,35 @@ def test_retention_runs_during_a_long_run_not_only_at_the_start(tmp_path: Path, 
         store.flush()
         assert [s.source for s in store.sightings(source="old")] == []
         assert store.sightings(source="cam")  # what is recent stays
+
+
+def test_commands_to_a_stalled_pipeline_are_bounded(pose_detector) -> None:
+    """A pipeline stuck in a long step takes no commands: the GUI's clicks wait, up to a bound; past it a command
+    fails at once with one clear line, and all that waited run when the pipeline is back."""
+    import threading
+
+    from reid_desktop.core.runner import MAX_PENDING_COMMANDS, PipelineBusy
+
+    cfg = config()
+    control = PipelineControl()
+    pipeline = Pipeline(cfg, None, detector=pose_detector, embedder=ColorTextureEmbedder())
+    thread = threading.Thread(target=lambda: list(run([], cfg, None, control, pipeline=pipeline, stay_open=True)))
+    thread.start()
+    gate = threading.Event()
+    try:
+        stalled = control.submit(lambda p: gate.wait(60))
+        deadline = time.monotonic() + 30
+        while not stalled.running() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert stalled.running()
+        waiting = [control.submit(lambda p, n=n: n) for n in range(MAX_PENDING_COMMANDS)]
+        refused = control.submit(lambda p: "one too many")
+        assert isinstance(refused.exception(timeout=1), PipelineBusy)
+        assert "commands behind" in str(refused.exception())
+        gate.set()
+        assert [f.result(timeout=30) for f in waiting] == list(range(MAX_PENDING_COMMANDS))
+        assert control.submit(lambda p: "taken again").result(timeout=30) == "taken again"
+    finally:
+        gate.set()
+        control.cancel()
+        thread.join(timeout=30)
