@@ -118,6 +118,23 @@ CREATE TABLE camera_means (
 """
 
 
+# Schema 7: embedding ids are never reused (AUTOINCREMENT). Without it a row deleted over a track's cap frees its
+# id for the next row of the same commit, and the vector index, told "added 4, removed 4", drops the new row.
+_V7 = """
+CREATE TABLE embeddings_v7 (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, track_row INTEGER NOT NULL REFERENCES tracks(id),
+    identity_id INTEGER REFERENCES identities(id), sighting_id INTEGER REFERENCES sightings(id),
+    model_key TEXT NOT NULL, quality REAL NOT NULL, vector BLOB NOT NULL);
+INSERT INTO embeddings_v7 (id, track_row, identity_id, sighting_id, model_key, quality, vector)
+    SELECT id, track_row, identity_id, sighting_id, model_key, quality, vector FROM embeddings;
+DROP TABLE embeddings;
+ALTER TABLE embeddings_v7 RENAME TO embeddings;
+CREATE INDEX embeddings_model ON embeddings (model_key, identity_id);
+CREATE INDEX embeddings_track ON embeddings (track_row);
+CREATE INDEX embeddings_sighting ON embeddings (sighting_id);
+"""
+
+
 def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
     def apply(db: sqlite3.Connection) -> None:
         for statement in sql.split(";\n"):
@@ -128,7 +145,7 @@ def _script(sql: str) -> Callable[[sqlite3.Connection], None]:
 
 # MIGRATIONS[n] takes a database from schema n to schema n + 1 (schema 0: an empty file).
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (_script(_V1), _script(_V2), _script(_V3), _script(_V4),
-                                                                 _script(_V5), _script(_V6))
+                                                                 _script(_V5), _script(_V6), _script(_V7))
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -177,3 +177,20 @@ def test_retention_round_deletes_beyond_the_size_budget(tmp_path: Path, monkeypa
         pipeline.writer.apply_retention()
         assert store.live_bytes <= 200e3
         assert max(s.timestamp for s in store.sightings()) > time.time() - 5  # the newest stay
+
+
+def test_an_embedding_id_freed_over_a_tracks_cap_is_not_reused_and_the_index_keeps_the_new_row(
+        tmp_path: Path) -> None:
+    """One commit: a weak row is deleted over the cap, then a better one comes. Reusing the freed id told the index
+    "added 2, removed 2" and it dropped the new row (database [2], index []) until a restart rebuilt it."""
+    with SightingStore(tmp_path / "s.sqlite", embeddings_per_track=1) as store:
+        store.attach_index(MODEL, DIM)
+        run = begin(store)
+        for i, quality in enumerate((0.9, 0.1, 0.95)):  # kept; dropped over the cap (the highest id); kept
+            store.record(record(run, 1, float(i), 1, direction(i), quality))
+        assert store.flush()
+        ids = [r[0] for r in store._db.execute("SELECT id FROM embeddings")]
+        assert len(ids) == 1 and ids[0] == 3  # a new id, never one handed out before
+        assert len(store.index or []) == 1
+        hits = store.index.search(direction(2)[None], 1) if store.index is not None else None
+        assert hits is not None and int(np.asarray(hits[1]).ravel()[0]) == ids[0]
