@@ -53,7 +53,7 @@ from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
 from reid_desktop.core.runner import PipelineControl, run
-from reid_desktop.core.shared_changes import SharedChange, SharedEmbeddings, TargetChanged
+from reid_desktop.core.shared_changes import Heard, TargetChanged, TargetsNow
 from reid_desktop.core.sources import DEMO_LINKS, SourceKind, SourceSpec, demo_sources, frame_count
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import StorageHealth, StoreError
@@ -289,9 +289,11 @@ def cmd_node(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     log.warning("node %s: %d cameras into %s", name, len(node.cameras), location)
 
-    def applied(change: SharedChange | SharedEmbeddings) -> None:  # a target set on any station: now followed
+    def applied(change: Heard) -> None:  # a target set or dropped on any station: now followed or not
         if isinstance(change, TargetChanged):
             health.follows(change.identity_id, change.is_target)
+        elif isinstance(change, TargetsNow):
+            health.follows_exactly(change.identity_ids)
 
     listener: ChangeListener | None = None
     live = LivePublisher(location, name, {spec.source_id: spec.region for spec in node.cameras})

@@ -33,6 +33,7 @@ from reid_desktop.core.redaction import redact
 from reid_desktop.core.runner import PipelineControl
 from reid_desktop.core.shared_changes import (
     EmbeddingsAdded,
+    Heard,
     Labelled,
     Merged,
     Regrouped,
@@ -40,6 +41,7 @@ from reid_desktop.core.shared_changes import (
     SharedEmbeddings,
     Split,
     TargetChanged,
+    TargetsNow,
     parse_change,
 )
 from reid_desktop.core.sources import SourceSpec
@@ -132,6 +134,11 @@ class NodeHealth:
         self._last = time.monotonic()
         self.started = time.time()
 
+    def follows_exactly(self, identity_ids: frozenset[int]) -> None:
+        """The pipeline follows these and no others (read from the database after a (re)connection)."""
+        with self._lock:
+            self.following = set(identity_ids)
+
     def follows(self, identity_id: int, is_target: bool) -> None:
         """The pipeline has taken on (or dropped) a target: the next heartbeat says so."""
         with self._lock:
@@ -222,8 +229,8 @@ class ChangeListener(NotificationListener):
 
     Announced embeddings are read here, so the pipeline only has to add them; the changes ``own_backend``
     (the server process of this node's store) announced are left out: they are in effect already. On every
-    (re)connection it first hands over every current target, so a target set while the server or the network
-    was away is followed as soon as it is back.
+    (re)connection it first hands over the current targets (:class:`TargetsNow`), so a target set or dropped while
+    the server or the network was away is followed or dropped as soon as it is back.
 
     Notifications are not kept for a listener that is away, so it catches up on embeddings by the transaction
     that wrote them (schema 5), not by their ids: ids are drawn when a row is written, and a writer that drew
@@ -237,7 +244,7 @@ class ChangeListener(NotificationListener):
     running when this process's vector index read the database, so nothing committed in between is missed.
     """
 
-    def __init__(self, location: PostgresLocation, apply: Callable[[SharedChange | SharedEmbeddings], None],
+    def __init__(self, location: PostgresLocation, apply: Callable[[Heard], None],
                  model_key: Callable[[], str], own_backend: Callable[[], int],
                  own_runs: Callable[[], Collection[int]], since: Callable[[], int | None] = lambda: None) -> None:
         super().__init__(location, CHANGES_CHANNEL, "change-listener")
@@ -251,8 +258,8 @@ class ChangeListener(NotificationListener):
     def connected(self, conn: Any) -> None:
         self._mark_channel = f"reid_mark_{conn.info.backend_pid}"
         conn.execute(f"LISTEN {self._mark_channel}")
-        for (identity_id,) in conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall():
-            self.apply(TargetChanged(int(identity_id), True))
+        targets = conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall()
+        self.apply(TargetsNow(frozenset(int(identity_id) for (identity_id,) in targets)))
         if self.horizon is None:
             self.horizon = self.since()
         if self.horizon is not None:
@@ -329,11 +336,11 @@ class ChangeListener(NotificationListener):
 
 def follow_shared_changes(location: PostgresLocation, control: PipelineControl, pipeline: Pipeline,
                           own_backend: Callable[[], int], since: Callable[[], int | None],
-                          applied: Callable[[SharedChange | SharedEmbeddings], None] | None = None) -> ChangeListener:
+                          applied: Callable[[Heard], None] | None = None) -> ChangeListener:
     """Start listening for other processes' changes and apply each to the running ``pipeline`` between frames
     (through ``control``); ``applied`` hears each one the pipeline has taken on. ``own_backend`` and ``since``:
     see :class:`ChangeListener`."""
-    def apply(change: SharedChange | SharedEmbeddings) -> None:
+    def apply(change: Heard) -> None:
         def taken_on(done: Future[None]) -> None:
             if applied is not None and not done.cancelled() and done.exception() is None:
                 applied(change)

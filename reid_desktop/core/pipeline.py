@@ -38,13 +38,14 @@ from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
 from reid_desktop.core.reassociation import ReassociationResult, ReassociationSettings, Reassociator
 from reid_desktop.core.search import Searcher
 from reid_desktop.core.shared_changes import (
+    Heard,
     Labelled,
     Merged,
     Regrouped,
-    SharedChange,
     SharedEmbeddings,
     Split,
     TargetChanged,
+    TargetsNow,
 )
 from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.store import (
@@ -376,12 +377,15 @@ class Pipeline:
             if identity_id is not None:
                 self.matcher.replace_gallery(identity_id, self._stored_gallery(identity_id))
 
-    def apply_change(self, change: SharedChange | SharedEmbeddings) -> None:
+    def apply_change(self, change: Heard) -> None:
         """What another process did to the shared history (heard by the node's listener, which leaves out this
         process's own changes: they are in effect already), taken on between frames."""
         match change:
             case TargetChanged(identity_id, is_target):
                 self.follow_target(identity_id, is_target)
+            case TargetsNow(identity_ids):
+                for identity_id in self.matcher.targets ^ identity_ids:  # dropped meanwhile, or set meanwhile
+                    self.follow_target(identity_id, identity_id in identity_ids)
             case Labelled(identity_id):
                 self.matcher.pin(identity_id)
             case Merged(keep, drop):

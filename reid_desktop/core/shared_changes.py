@@ -68,6 +68,14 @@ SharedChange = TargetChanged | Labelled | Merged | Split | Regrouped | Embedding
 
 
 @dataclass(frozen=True)
+class TargetsNow:
+    """Every identity followed now, as the database holds it: what a listener reads on each (re)connection, so a
+    target dropped while it was away is dropped here too (notifications are not kept for a listener that is away)."""
+
+    identity_ids: frozenset[int]
+
+
+@dataclass(frozen=True)
 class SharedEmbeddings:
     """The rows behind an :class:`EmbeddingsAdded`, as a listener read them: per row its identity, quality,
     camera and time; ``created`` holds each identity's creation time (for reconciling two new identities).
@@ -83,6 +91,9 @@ class SharedEmbeddings:
     timestamps: np.ndarray  # (n,) float64
     created: dict[int, float]
     caught_up: bool = False
+
+
+Heard = SharedChange | SharedEmbeddings | TargetsNow  # what a listener hands on to the pipeline
 
 
 def format_change(change: SharedChange) -> str:

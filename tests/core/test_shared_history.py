@@ -355,3 +355,45 @@ def test_forged_notifications_neither_steer_nor_stop_a_listener(pg_url: str) -> 
         listener.stop()
         node.close()
         other.close()
+
+
+def test_a_target_dropped_while_a_node_was_away_is_dropped_when_it_is_back(pg_url: str, pose_detector) -> None:
+    """Notifications are not kept for the absent: back from an outage, the listener hands over the targets as the
+    database holds them, and the pipeline follows exactly those (it no longer follows the one dropped meanwhile)."""
+    from reid_desktop.core.config import load
+    from reid_desktop.core.embedding import ColorTextureEmbedder
+    from reid_desktop.core.pipeline import Pipeline
+    from reid_desktop.core.shared_changes import TargetsNow
+
+    location = parse_postgres_url(pg_url)
+    node, station = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
+    heard: list = []
+    node_run, station_run = begin(node), begin(station)
+    listener = ChangeListener(location, heard.append, lambda: "m", lambda: node.backend_pid, lambda: [node_run])
+    try:
+        kept, dropped = station.allocate_identity_id(), station.allocate_identity_id()
+        assert kept is not None and dropped is not None
+        for frame, person in enumerate((kept, dropped)):
+            sight(station, station_run, "right", frame + 1, frame, person)
+        assert station.flush()
+        station.set_target(kept)
+        station.set_target(dropped)
+        listener.start()
+        assert listener.listening.wait(10)
+        assert wait_for(heard, lambda c: c == TargetsNow(frozenset({kept, dropped})))
+        cut_off(listener, pg_url)
+        station.set_target(dropped, False)  # the operator stops following while the node is away
+        assert listener.listening.wait(10)
+        assert wait_for(heard, lambda c: c == TargetsNow(frozenset({kept})))
+    finally:
+        listener.stop()
+        node.close()
+        station.close()
+
+    pipeline = Pipeline(load(overrides={"detector.device": "cpu"}), None, detector=pose_detector,
+                        embedder=ColorTextureEmbedder())
+    gallery = np.eye(1, ColorTextureEmbedder().dim, dtype=np.float32)
+    for person in (kept, dropped):
+        pipeline.matcher.restore(person, gallery, is_target=True)
+    pipeline.apply_change(TargetsNow(frozenset({kept})))
+    assert pipeline.matcher.targets == {kept}
