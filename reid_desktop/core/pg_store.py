@@ -173,6 +173,9 @@ class PgSightingStore(SightingStore):
         self._redirects: dict[int, int] = {}  # identity merged away -> the one holding it now
         self._splits: dict[tuple[int, int, int, int], tuple[int, int]] = {}  # track key -> (old, new) identity
         self._changes_seq = 0  # the newest merge or split read
+        # ids drawn for pending records, kept until they are committed: a flush whose COMMIT answer was lost is
+        # written again with the same ids, and rows already there are left as they are (idempotent flushes)
+        self._drawn: dict[int, tuple[SightingRecord, int, int | None]] = {}
         self.index_horizon: int | None = None  # see attach_index
         self._ERRORS, self._REFUSED_DATA = _driver_errors()
         super().__init__(Path(location.database), commit_interval_s, readonly, max_pending_records,
@@ -267,12 +270,26 @@ class PgSightingStore(SightingStore):
     def _write(self, r: SightingRecord) -> None:
         super()._write(self._redirected(r, self._track_key(r)))
 
+    def _drawn_ids(self, records: Sequence[SightingRecord]) -> tuple[list[int], list[int | None]]:
+        """Each record's sighting id and embedding id: drawn on its first flush, the same on every later try."""
+        pending = {id(r): r for r in records}  # what is not pending any more was committed or dropped: forgotten
+        self._drawn = {key: drawn for key, drawn in self._drawn.items() if pending.get(key) is drawn[0]}
+        fresh = [r for r in records if id(r) not in self._drawn]
+        if fresh:
+            sightings = self._next_ids("sightings", len(fresh))
+            embeddings = iter(self._next_ids("embeddings", sum(r.embedding is not None for r in fresh)))
+            for r, sighting in zip(fresh, sightings, strict=True):
+                self._drawn[id(r)] = (r, sighting, next(embeddings) if r.embedding is not None else None)
+        drawn = [self._drawn[id(r)] for r in records]
+        return [d[1] for d in drawn], [d[2] for d in drawn]
+
     def _write_batch(self, records: Sequence[SightingRecord]) -> None:
         """A flush in about ten statements whatever its size, each over arrays (``unnest``): record by record
         costs four to six round trips a sighting, which a database across a network turns into a node's limit.
         The rows are those :meth:`_write` makes one record at a time (which the savepoint fallback still does).
         Identities, which nodes share, are written in id order, so two nodes never wait on each other in a
-        cycle."""
+        cycle. Written again after a lost answer, the batch adds nothing twice: its ids were drawn once."""
+        sighting_ids, embedding_ids = self._drawn_ids(records)
         track_keys = [self._track_key(r) for r in records]
         records = [self._redirected(r, key) for r, key in zip(records, track_keys, strict=True)]
         db = self._db
@@ -304,10 +321,10 @@ class PgSightingStore(SightingStore):
         track_rows = {(int(run), int(source), int(segment), int(track)): int(row)
                       for row, run, source, segment, track in returned}
         rows = [track_rows[key] for key in track_keys]
-        sighting_ids = self._next_ids("sightings", len(records))
         db.execute("INSERT INTO sightings (id, run_id, source_id, track_row, identity_id, frame_index, timestamp, "
                    "media_time, x1, y1, x2, y2, confidence, match_score) SELECT * FROM "
-                   + _unnest(*["bigint"] * 6, "float8", "float8", *["real"] * 6), _columns(
+                   + _unnest(*["bigint"] * 6, "float8", "float8", *["real"] * 6) + " ON CONFLICT (id) DO NOTHING",
+                   _columns(
                        sighting_ids, [k[0] for k in track_keys], [k[1] for k in track_keys], rows,
                        [r.identity_id for r in records], [r.frame_index for r in records],
                        [r.timestamp for r in records], [r.media_time for r in records],
@@ -315,10 +332,11 @@ class PgSightingStore(SightingStore):
                        [float(r.confidence) for r in records], [r.match_score for r in records]))
         alerts = [(sighting, r.alert) for sighting, r in zip(sighting_ids, records, strict=True) if r.alert is not None]
         if alerts:
-            db.execute(f"INSERT INTO alerts (sighting_id, thumbnail) SELECT * FROM {_unnest('bigint', 'bytea')}",
-                       _columns(*zip(*alerts, strict=True)))
-        self._write_embeddings([(r, row, sighting) for r, row, sighting in zip(records, rows, sighting_ids, strict=True)
-                                if r.embedding is not None])
+            db.execute(f"INSERT INTO alerts (sighting_id, thumbnail) SELECT * FROM {_unnest('bigint', 'bytea')} "
+                       "ON CONFLICT (sighting_id) DO NOTHING", _columns(*zip(*alerts, strict=True)))
+        self._write_embeddings([(r, row, sighting, embedding)
+                                for r, row, sighting, embedding in zip(records, rows, sighting_ids, embedding_ids,
+                                                                       strict=True) if embedding is not None])
         self._write_thumbnails(records, rows)
 
     def _next_ids(self, table: str, count: int) -> list[int]:
@@ -326,27 +344,29 @@ class PgSightingStore(SightingStore):
         return sorted(int(i) for (i,) in self._db.execute(
             f"SELECT nextval(pg_get_serial_sequence('{table}', 'id')) FROM generate_series(1, ?)", (count,)))
 
-    def _write_embeddings(self, written: list[tuple[SightingRecord, int, int]]) -> None:
-        """The embeddings of a batch (record, track row, sighting id), then each touched track's weakest beyond
-        ``embeddings_per_track``: the same best ones stay as when each insert is followed by its pruning."""
+    def _write_embeddings(self, written: list[tuple[SightingRecord, int, int, int]]) -> None:
+        """The embeddings of a batch (record, track row, sighting id, embedding id), then each touched track's
+        weakest beyond ``embeddings_per_track``: the same best ones stay as when each insert is followed by its
+        pruning."""
         if not written:
             return
-        ids = self._next_ids("embeddings", len(written))
-        vectors = [np.asarray(r.embedding, np.float32) for r, _, _ in written]
+        vectors = [np.asarray(r.embedding, np.float32) for r, _, _, _ in written]
+        ids = [embedding for _, _, _, embedding in written]
         self._db.execute(
             "INSERT INTO embeddings (id, track_row, identity_id, sighting_id, model_key, quality, vector) "
-            f"SELECT * FROM {_unnest('bigint', 'bigint', 'bigint', 'bigint', 'text', 'real', 'bytea')}",
-            _columns(ids, [row for _, row, _ in written], [r.identity_id for r, _, _ in written],
-                     [sighting for _, _, sighting in written], [r.model_key for r, _, _ in written],
-                     [float(r.quality) for r, _, _ in written], [v.tobytes() for v in vectors]))
-        self._index_adds.extend((i, v) for i, v, (r, _, _) in zip(ids, vectors, written, strict=True)
+            f"SELECT * FROM {_unnest('bigint', 'bigint', 'bigint', 'bigint', 'text', 'real', 'bytea')} "
+            "ON CONFLICT (id) DO NOTHING",
+            _columns(ids, [row for _, row, _, _ in written], [r.identity_id for r, _, _, _ in written],
+                     [sighting for _, _, sighting, _ in written], [r.model_key for r, _, _, _ in written],
+                     [float(r.quality) for r, _, _, _ in written], [v.tobytes() for v in vectors]))
+        self._index_adds.extend((i, v) for i, v, (r, _, _, _) in zip(ids, vectors, written, strict=True)
                                 if r.model_key == self.index_model)
         if self.embeddings_per_track:
             self._index_removes.extend(int(i) for (i,) in self._db.execute(
                 "DELETE FROM embeddings WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY "
                 "track_row ORDER BY quality DESC, id DESC) AS place FROM embeddings "
                 "WHERE track_row = ANY(?::bigint[])) AS ranked WHERE place > ?) RETURNING id",
-                (sorted({row for _, row, _ in written}), self.embeddings_per_track)).fetchall())
+                (sorted({row for _, row, _, _ in written}), self.embeddings_per_track)).fetchall())
 
     def _write_thumbnails(self, records: list[SightingRecord], rows: list[int]) -> None:
         """The best crop of each track and identity in the batch, where it beats the stored one."""

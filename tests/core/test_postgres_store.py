@@ -249,3 +249,32 @@ def test_camera_names_with_commas_stay_whole_in_identity_summaries(pg_url: str, 
             assert [i.cameras for i in store.identities(run)] == [("gate, north", "hall")]
             assert store.identity(seen).cameras == ("gate, north", "hall")
             assert [t.cameras for t in store.targets()] == [("gate, north", "hall")]
+
+
+def test_a_commit_whose_answer_is_lost_is_written_once(pg_server, pg_url: str) -> None:
+    """The relay passes a flush's COMMIT to the server and cuts the connection before its answer: the store cannot
+    tell whether it committed and writes the batch again. The rows are there once, and so are the index's."""
+    from tests.tools.pg_relay import PgRelay
+
+    with PgRelay(pg_server.port) as relay:
+        relayed = pg_url.replace(f":{pg_server.port}/", f":{relay.port}/") + "?sslmode=disable"
+        store = PgSightingStore(parse_postgres_url(relayed), commit_interval_s=60)
+        try:
+            store.attach_index("m", 8)
+            run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
+                                  model_key="m", warnings=[], config={})
+            identity = store.allocate_identity_id()
+            for frame in range(100):
+                record(store, run, "gate", frame, identity)
+            relay.lose_next_commit_reply()
+            assert not store.flush(force=True)  # no answer: for all the store knows, nothing was written
+            assert relay.commits_cut == 1 and store.pending == 100
+            assert store.flush(force=True), store.health.message
+            assert store.pending == 0 and len(store.index or []) == 100
+        finally:
+            store.close()
+    assert counted(pg_url) == (100, 100)
+    import psycopg
+
+    with psycopg.connect(pg_url) as con:
+        assert con.execute("SELECT COUNT(*), COUNT(DISTINCT sighting_id) FROM embeddings").fetchone() == (100, 100)
