@@ -193,6 +193,7 @@ class IdentityMatcher:
         self._highest_id = 0
         self._allocate_id: IdAllocator = allocate_id or self._count_up
         self.recalled = 0  # identities brought back from the directory (a person returning after a while)
+        self.directory_failing = False  # the last recall could not reach the history (said once per outage)
         self._lookups: OrderedDict[Hashable, tuple[Future[list[list[int]]], int]] = OrderedDict()
         self._lookup_thread: ThreadPoolExecutor | None = None
 
@@ -439,18 +440,28 @@ class IdentityMatcher:
     def _recall(self, embedding_ids: list[int], exclude: set[int], dim: int) -> list[int]:
         """Bring the identities owning these stored embeddings into the working set; returns them."""
         assert self.directory is not None
-        owners = self.directory.owners(embedding_ids) if embedding_ids else {}
-        wanted: list[int] = []
-        for embedding_id in embedding_ids:
-            owner = owners.get(embedding_id)
-            if owner is not None and owner not in self._members and owner not in exclude and owner not in wanted:
-                wanted.append(owner)
-        recalled = []
-        for identity_id in wanted[: self.active_limit // 2]:
-            gallery = self.directory.gallery(identity_id)
-            if len(gallery) and gallery.shape[1] == dim:
-                self.restore(identity_id, gallery)
-                recalled.append(identity_id)
+        recalled: list[int] = []
+        try:
+            owners = self.directory.owners(embedding_ids) if embedding_ids else {}
+            wanted: list[int] = []
+            for embedding_id in embedding_ids:
+                owner = owners.get(embedding_id)
+                if owner is not None and owner not in self._members and owner not in exclude and owner not in wanted:
+                    wanted.append(owner)
+            for identity_id in wanted[: self.active_limit // 2]:
+                gallery = self.directory.gallery(identity_id)
+                if len(gallery) and gallery.shape[1] == dim:
+                    self.restore(identity_id, gallery)
+                    recalled.append(identity_id)
+        except Exception as exc:  # the history is out of reach (a database outage): decide with the working set
+            if not self.directory_failing:
+                log.warning("stored identities cannot be recalled (%s: %s); deciding with those in memory until "
+                            "the history is back", type(exc).__name__, exc)
+            self.directory_failing = True
+        else:
+            if self.directory_failing:
+                log.warning("stored identities can be recalled again")
+            self.directory_failing = False
         self.recalled += len(recalled)
         return recalled
 

@@ -50,7 +50,13 @@ from reid_desktop.core.pg_schema import (
     schema_version,
 )
 from reid_desktop.core.shared_changes import Merged, SharedChange, Split, format_change
-from reid_desktop.core.storage import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, SightingStore
+from reid_desktop.core.storage import (
+    ID_BLOCK,
+    MAX_PENDING_BYTES,
+    MAX_PENDING_RECORDS,
+    SightingStore,
+    describe_failure,
+)
 from reid_desktop.core.store import CameraHealth, SightingRecord, StorageUnavailable, StoreError
 from reid_desktop.core.vector_index import VectorIndex, manifest_path
 
@@ -106,6 +112,7 @@ class _Connection:
         self.location, self.readonly = location, readonly
         self._conn: Any = None
         self._pool: Any = None
+        self._in_transaction = False  # between our BEGIN and its COMMIT / ROLLBACK
         self.backend_pid = 0  # the server process serving this connection: its notifications carry it
         self.open()
 
@@ -124,6 +131,7 @@ class _Connection:
 
     def reopen_if_lost(self) -> None:
         if self._conn is None or self._conn.closed or self._conn.broken:
+            self._in_transaction = False  # whatever was open went with the connection
             self.close()
             try:
                 self.open()
@@ -131,7 +139,27 @@ class _Connection:
                 raise StorageUnavailable(str(exc)) from None
 
     def execute(self, sql: str, params: Sequence[Any] = ()) -> Any:
-        return self._conn.execute(sql.replace("?", "%s"), list(params))
+        """Run one statement. A read outside a transaction reconnects to a server that came back (once), so
+        look-ups work again without waiting for a write to reopen the connection; one that cannot reach the
+        server raises :class:`StorageUnavailable`. Inside a transaction, errors are the transaction's to handle."""
+        import psycopg
+
+        words = sql.lstrip()[:8].upper()
+        statement, values = sql.replace("?", "%s"), list(params)
+        if self._in_transaction or words.startswith("BEGIN"):
+            self._in_transaction = not words.startswith(("COMMIT", "ROLLBACK"))  # ended even if this fails
+            return self._conn.execute(statement, values)
+        self.reopen_if_lost()
+        try:
+            return self._conn.execute(statement, values)
+        except psycopg.OperationalError as exc:
+            if not self._conn.broken:
+                raise StorageUnavailable(describe_failure(exc)) from exc
+        self.reopen_if_lost()  # the server went away since the connection was made: once more, on a new one
+        try:
+            return self._conn.execute(statement, values)
+        except psycopg.OperationalError as exc:
+            raise StorageUnavailable(describe_failure(exc)) from exc
 
     def _borrow(self) -> Any:
         """A pooled read-only connection; when none can be had, the server's own reason, in one line."""

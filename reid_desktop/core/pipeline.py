@@ -522,6 +522,10 @@ class Pipeline:
                 continue
             try:
                 results.append(self._link_and_store(frame, dets, tracks, fresh))
+            except StorageUnavailable as exc:  # the history is out of reach: the live tracks go on, as they are
+                self.faults.report(f"link:{frame.source_id}", f"source {frame.source_id}: the history cannot be "
+                                   f"read ({exc}); this frame is shown without identities", exc)
+                results.append(self._bare_result(frame))
             except Exception as exc:
                 self.faults.report(f"link:{frame.source_id}", f"source {frame.source_id}: matching failed; its "
                                    f"tracker restarts: {type(exc).__name__}: {exc}", exc)

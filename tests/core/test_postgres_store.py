@@ -278,3 +278,45 @@ def test_a_commit_whose_answer_is_lost_is_written_once(pg_server, pg_url: str) -
 
     with psycopg.connect(pg_url) as con:
         assert con.execute("SELECT COUNT(*), COUNT(DISTINCT sighting_id) FROM embeddings").fetchone() == (100, 100)
+
+
+def test_reads_reconnect_after_a_server_restart_and_recall_waits_out_an_outage(pg_server, pg_url: str) -> None:
+    """After a restart a look-up works without waiting for a write to reopen the connection; while the server is
+    down a look-up says so as a storage error, and the matcher decides with the identities it holds (a camera's
+    tracks are not dropped for it)."""
+    from reid_desktop.core.matching import IdentityMatcher, MatchRequest
+    from reid_desktop.core.store import StorageUnavailable, StoreDirectory
+
+    store = PgSightingStore(parse_postgres_url(pg_url), commit_interval_s=0)
+    try:
+        store.attach_index("m", 8)
+        run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
+                              model_key="m", warnings=[], config={})
+        person = store.allocate_identity_id()
+        assert person is not None
+        for frame in range(10):
+            record(store, run, "gate", frame, person)
+        assert store.flush()
+
+        pg_server.stop("fast")
+        pg_server.start()
+        assert len(store.identity_gallery(person, "m", 4)) == 4  # a read first: it reconnects by itself
+
+        matcher = IdentityMatcher(threshold=0.5, directory=StoreDirectory(store, "m", 8, 4))
+        query = store.identity_gallery(person, "m", 4)[0]
+        pg_server.stop("fast")
+        try:
+            with pytest.raises(StorageUnavailable):
+                store.identities()
+            decisions = []
+            for _ in range(2):  # the first ask starts the index look-up (in memory); the second recalls
+                decisions = matcher.assign([MatchRequest("t1", query)])
+            assert decisions and decisions[0].is_new and matcher.directory_failing
+        finally:
+            pg_server.start()
+        again = IdentityMatcher(threshold=0.5, directory=StoreDirectory(store, "m", 8, 4))
+        for _ in range(2):
+            answer = again.assign([MatchRequest("t2", query)])
+        assert answer and answer[0].identity_id == person  # back: the stored person is recalled again
+    finally:
+        store.close()
