@@ -50,7 +50,8 @@ from reid_desktop.core.store import CameraHealth
 log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
-DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this is down
+DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this (by the server's clock) is down
+SERVER_NOW = "extract(epoch FROM clock_timestamp())::float8"  # the one clock every machine on the database shares
 CATCH_UP_BLOCK = 5000  # embeddings read at a time when a listener catches up after a reconnection
 MARK_EVERY_S = 5.0  # how often a change listener moves its catch-up horizon forward
 HEARD_KEPT = 100_000  # embeddings a change listener remembers having heard above its horizon
@@ -164,10 +165,11 @@ class NodeHealth:
     def start(self) -> None:
         """Register the node (its name must not be running elsewhere) and start the heartbeat."""
         self._conn = open_database(self.location)
-        row = self._conn.execute("SELECT host, pid, heartbeat, state FROM nodes WHERE name = %s",
+        row = self._conn.execute(f"SELECT host, pid, {SERVER_NOW} - heartbeat, state FROM nodes WHERE name = %s",
                                  (self.name,)).fetchone()
-        if row and row[3] == "running" and time.time() - row[2] < DOWN_AFTER_S \
+        if row and row[3] == "running" and row[2] < DOWN_AFTER_S \
                 and (row[0], row[1]) != (socket.gethostname(), os.getpid()):
+            self._conn.close()
             raise PgSchemaError(f"a node named {self.name} is already running on {row[0]} (process {row[1]}): "
                                 "give this one another name ([node] name in its file)")
         with self._conn.transaction():  # this node's runs a kill -9 or power cut left open
@@ -201,10 +203,11 @@ class NodeHealth:
                 log.warning("node %s: heartbeat not written (%s)", self.name, exc)
 
     def _write(self, state: str) -> None:
-        now, elapsed = time.time(), max(time.monotonic() - self._last, 1e-6)
+        """This node's rows, stamped with the server's clock: machines compare one clock, not their own."""
+        elapsed = max(time.monotonic() - self._last, 1e-6)
         with self._lock:
             rows = [(self.name, source_id, camera.uri, camera.state if state == "running" else state,
-                     camera.frames / elapsed, now) for source_id, camera in self.cameras.items()]
+                     camera.frames / elapsed) for source_id, camera in self.cameras.items()]
             for camera in self.cameras.values():
                 camera.frames = 0
             self._last = time.monotonic()
@@ -212,15 +215,16 @@ class NodeHealth:
         with self._conn.transaction():
             self._conn.execute(
                 "INSERT INTO nodes (name, host, pid, started, heartbeat, state, following) "
-                "VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (name) DO UPDATE SET host = excluded.host, "
+                f"VALUES (%s, %s, %s, %s, {SERVER_NOW}, %s, %s) ON CONFLICT (name) DO UPDATE SET host = excluded.host, "
                 "pid = excluded.pid, started = excluded.started, heartbeat = excluded.heartbeat, "
                 "state = excluded.state, following = excluded.following",
-                (self.name, socket.gethostname(), os.getpid(), self.started, now, state, following))
+                (self.name, socket.gethostname(), os.getpid(), self.started, state, following))
             for row in rows:
                 self._conn.execute(
                     "INSERT INTO cameras (node, name, uri, state, frames_per_s, updated) "
-                    "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (node, name) DO UPDATE SET uri = excluded.uri, "
-                    "state = excluded.state, frames_per_s = excluded.frames_per_s, updated = excluded.updated", row)
+                    f"VALUES (%s, %s, %s, %s, %s, {SERVER_NOW}) ON CONFLICT (node, name) DO UPDATE SET "
+                    "uri = excluded.uri, state = excluded.state, frames_per_s = excluded.frames_per_s, "
+                    "updated = excluded.updated", row)
 
 
 class ChangeListener(NotificationListener):
@@ -395,13 +399,13 @@ def _shared(rows: list[tuple[Any, ...]], model_key: str, caught_up: bool = False
         {int(r[1]): float(r[6]) for r in rows}, caught_up)
 
 
-def camera_health(conn: Any, now: float | None = None) -> list[CameraHealth]:
-    """Every node's cameras as a station shows them: a camera of a node that stopped or went silent is down."""
-    now = time.time() if now is None else now
+def camera_health(conn: Any) -> list[CameraHealth]:
+    """Every node's cameras as a station shows them: a camera of a node that stopped or went silent is down.
+    Heartbeats are aged by the server's clock, which wrote them: a station's own clock may be off."""
     out = []
-    for node, name, uri, state, rate, node_state, heartbeat in conn.execute(
-            "SELECT c.node, c.name, c.uri, c.state, c.frames_per_s, n.state, n.heartbeat FROM cameras c "
-            "JOIN nodes n ON n.name = c.node ORDER BY c.node, c.name"):
-        up = node_state == "running" and now - heartbeat <= DOWN_AFTER_S
+    for node, name, uri, state, rate, node_state, age in conn.execute(
+            f"SELECT c.node, c.name, c.uri, c.state, c.frames_per_s, n.state, {SERVER_NOW} - n.heartbeat "
+            "FROM cameras c JOIN nodes n ON n.name = c.node ORDER BY c.node, c.name"):
+        up = node_state == "running" and age <= DOWN_AFTER_S
         out.append(CameraHealth(node, name, uri, state if up else "down", float(rate) if up else 0.0, up))
     return out

@@ -220,3 +220,33 @@ def test_the_systemd_unit_runs_a_node_command_this_version_understands() -> None
     assert args.func is cmd_node and (args.db, args.config, args.name) == (
         "postgresql://node@db/history", "/etc/reid-desktop/gate.toml", "gate")
     assert lines["KillSignal"] == "SIGTERM" and "REID_DESKTOP_DATA_DIR" in lines["Environment"]
+
+
+@pytest.mark.parametrize("skew_s", [-60.0, 60.0])
+def test_machines_compare_the_servers_clock_not_their_own(pg_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                          skew_s: float) -> None:
+    """A machine whose clock is a minute off neither admits a second node under a live node's name (marking its
+    run crashed) nor shows a healthy node as down: heartbeats are written and aged by the server's clock."""
+    import psycopg
+
+    from reid_desktop.core import node as node_mod
+    from reid_desktop.core.pg_schema import PgSchemaError
+    from reid_desktop.core.sources import SourceSpec
+
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    location = parse_postgres_url(pg_url)
+    live = node_mod.NodeHealth(location, "east")
+    live.add_camera(SourceSpec("rtsp://cam/gate", "gate"))
+    live.start()
+    try:
+        with psycopg.connect(pg_url, autocommit=True) as con:  # as if it ran in another process, elsewhere
+            con.execute("UPDATE nodes SET host = 'elsewhere', pid = 1 WHERE name = 'east'")
+        real_time = time.time
+        monkeypatch.setattr(node_mod.time, "time", lambda: real_time() + skew_s)  # this machine's clock is off
+        with psycopg.connect(pg_url) as con:
+            assert [(c.name, c.node_up) for c in camera_health(con)] == [("gate", True)]
+        second = node_mod.NodeHealth(location, "east")
+        with pytest.raises(PgSchemaError, match="already running on elsewhere"):
+            second.start()
+    finally:
+        live.stop()
