@@ -48,7 +48,7 @@ from reid_desktop.core.models import choose_reid_model, chosen_reid_model, defau
 from reid_desktop.core.node import ChangeListener, NodeHealth, follow_shared_changes, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, models_dir
-from reid_desktop.core.pg_schema import PgSchemaError
+from reid_desktop.core.pg_schema import VIEWER_ROLE, WRITER_ROLE, PgSchemaError, grant_roles, open_database
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
@@ -595,6 +595,28 @@ def cmd_db_password(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_db_roles(args: argparse.Namespace) -> int:
+    """As the database's owner: bring the schema up to date and create the writer and viewer roles."""
+    import psycopg
+
+    try:
+        location = parse_postgres_url(args.url)
+        with open_database(location) as conn:
+            grant_roles(conn)
+    except (DatabaseUrlError, PgSchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except psycopg.Error as exc:  # InsufficientPrivilege and kin: not the owner
+        print(f"error: {location}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]} (run this as the "
+              "database's owner)", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{location}: schema up to date; roles {WRITER_ROLE} (nodes, stations) and {VIEWER_ROLE} (read only) "
+          "granted; other roles can no longer connect. Give each machine or person a login of its own, e.g.:")
+    print(f"  CREATE ROLE gate_node LOGIN PASSWORD '...' IN ROLE {WRITER_ROLE};")
+    print(f"  CREATE ROLE auditor LOGIN PASSWORD '...' IN ROLE {VIEWER_ROLE};")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="reid-desktop", description=__doc__.splitlines()[0],
                                      formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -677,12 +699,16 @@ def build_parser() -> argparse.ArgumentParser:
     for sp in (d, im):
         sp.add_argument("--no-default", action="store_true", help="install it but keep the current default")
 
-    db = sub.add_parser("db", help="the shared database: keep its password in the OS keyring")
+    db = sub.add_parser("db", help="the shared database: its password in the OS keyring, its roles")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     pw = dbsub.add_parser("password", help="ask for the password of a postgresql:// URL and keep it in the keyring")
     pw.add_argument("url", help="postgresql://user@host[:port]/database (no password in it)")
     pw.add_argument("--stdin", action="store_true", help="read the password from the first line of standard input")
     pw.set_defaults(func=cmd_db_password)
+    ro = dbsub.add_parser("roles", help="as the database's owner: upgrade the schema and create the roles nodes and "
+                                        "stations (reid_writer) and read-only users (reid_viewer) are given")
+    ro.add_argument("url", help="postgresql://owner@host[:port]/database")
+    ro.set_defaults(func=cmd_db_roles)
 
     cf = sub.add_parser("config", help="print every setting with its default and meaning (TOML)")
     cf.set_defaults(func=lambda args: print(config_mod.describe(), end="") or EXIT_OK)

@@ -201,3 +201,35 @@ def open_database(location: PostgresLocation) -> Any:
         conn.close()
         raise
     return conn
+
+
+WRITER_ROLE, VIEWER_ROLE = "reid_writer", "reid_viewer"
+
+
+def grant_roles(conn: Any) -> None:
+    """Create (or bring up to date) the two roles people and machines are given on this database, as its owner:
+    ``reid_writer`` (nodes and stations: record, follow, edit, keep to retention; no change to the tables
+    themselves) and ``reid_viewer`` (read only: reports, search, watching). Tables a later schema adds get the same
+    grants (default privileges of the owner who migrates). Login roles are made members of one of them."""
+    from psycopg import sql
+
+    database = sql.Identifier(conn.info.dbname)
+    with conn.transaction():
+        for role in (WRITER_ROLE, VIEWER_ROLE):
+            if conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is None:
+                conn.execute(sql.SQL("CREATE ROLE {} NOLOGIN").format(sql.Identifier(role)))
+        writer, viewer = sql.Identifier(WRITER_ROLE), sql.Identifier(VIEWER_ROLE)
+        for statement in (
+                "REVOKE ALL ON DATABASE {db} FROM PUBLIC",  # only members of the roles (and the owner) connect
+                "REVOKE CREATE ON SCHEMA public FROM PUBLIC",
+                "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {writer}, {viewer}",
+                "GRANT USAGE ON SCHEMA public TO {writer}, {viewer}",
+                "GRANT SELECT ON ALL TABLES IN SCHEMA public TO {viewer}",
+                "GRANT SELECT ON ALL SEQUENCES IN SCHEMA public TO {viewer}",
+                "GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {writer}",
+                "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {writer}",
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {viewer}",
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {writer}",
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {writer}"):
+            conn.execute(sql.SQL(statement).format(db=database, writer=writer, viewer=viewer))
+

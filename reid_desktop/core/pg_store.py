@@ -61,12 +61,13 @@ from reid_desktop.core.store import CameraHealth, SightingRecord, StorageUnavail
 from reid_desktop.core.vector_index import VectorIndex, manifest_path
 
 
-def _driver_errors() -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+def _driver_errors() -> tuple[tuple[type[BaseException], ...], ...]:
+    """What psycopg raises: any error; data the database refuses; a privilege the role lacks."""
     import psycopg
 
     refused = (psycopg.DataError, psycopg.IntegrityError, psycopg.ProgrammingError, ValueError, TypeError,
                OverflowError)
-    return (psycopg.Error,), refused
+    return (psycopg.Error,), refused, (psycopg.errors.InsufficientPrivilege,)
 
 
 INDEXES_KEPT = 8  # node-local vector indexes (databases x models) kept in the data folder
@@ -205,7 +206,7 @@ class PgSightingStore(SightingStore):
         # written again with the same ids, and rows already there are left as they are (idempotent flushes)
         self._drawn: dict[int, tuple[SightingRecord, int, int | None]] = {}
         self.index_horizon: int | None = None  # see attach_index
-        self._ERRORS, self._REFUSED_DATA = _driver_errors()
+        self._ERRORS, self._REFUSED_DATA, self._DENIED = _driver_errors()
         super().__init__(Path(location.database), commit_interval_s, readonly, max_pending_records,
                          max_pending_bytes, embeddings_per_track)
 

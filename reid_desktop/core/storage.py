@@ -185,6 +185,7 @@ class SightingStore:
     _CAMERA_NAMES = "json_group_array(DISTINCT src.name)"  # an identity's cameras (a JSON array: names hold commas)
     _BEGIN = "BEGIN IMMEDIATE"  # SQLite: take the write lock now, not at the first write
     _ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)  # what the database driver raises
+    _DENIED: tuple[type[BaseException], ...] = ()  # a missing privilege (PostgreSQL roles; a file has none)
     _REFUSED_DATA: tuple[type[BaseException], ...] = _BAD_DATA
 
     def __init__(self, path: Path | str, commit_interval_s: float = 1.0, readonly: bool = False,
@@ -294,6 +295,9 @@ class SightingStore:
             with contextlib.suppress(*self._ERRORS):  # the database may have rolled back by itself (disk full, I/O)
                 self._db.execute("ROLLBACK")
             self._source_rows.clear()  # rows made in the rolled-back transaction are gone
+            if isinstance(exc, self._DENIED):  # the role may not write: wait for the grant, never drop the records
+                raise StorageUnavailable(f"{describe_failure(exc)}: this database role may not write here (the "
+                                         "database's owner grants it with 'reid-desktop db roles')") from exc
             if isinstance(exc, self._ERRORS) and not isinstance(exc, self._REFUSED_DATA):
                 raise StorageUnavailable(describe_failure(exc)) from exc
             raise

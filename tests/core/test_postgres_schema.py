@@ -218,3 +218,53 @@ def test_db_password_keeps_the_password_in_the_keyring_where_connections_find_it
         assert conn.execute("SELECT current_user").fetchone()[0] == location.user
     assert cli.main(["db", "password", pg_url.replace("postgresql://", "postgresql://u:pw@"), "--stdin"]) \
         == cli.EXIT_USAGE  # a password in the URL is refused here too
+
+
+def test_db_roles_give_writers_what_nodes_need_and_viewers_only_reading(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """The roles of the README's threat model, on a real server: a writer records, a viewer reads and can neither
+    write nor change the tables, and a role that is neither cannot connect."""
+    import uuid
+
+    import numpy as np
+    import psycopg
+
+    from reid_desktop import cli
+    from reid_desktop.core.history import open_store
+    from reid_desktop.core.pg_store import PgSightingStore
+    from reid_desktop.core.store import SightingRecord, StoreError, TrackKey
+
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    assert cli.main(["db", "roles", pg_url]) == cli.EXIT_OK
+    assert "reid_writer" in capsys.readouterr().out
+    assert cli.main(["db", "roles", pg_url]) == cli.EXIT_OK  # again: nothing to create, the same grants
+    suffix = uuid.uuid4().hex[:6]
+    logins = {"writer": f"node_{suffix}", "viewer": f"auditor_{suffix}", "none": f"stranger_{suffix}"}
+    with psycopg.connect(pg_url, autocommit=True) as admin:
+        for role, login in logins.items():
+            member = "" if role == "none" else f" IN ROLE reid_{role}"
+            admin.execute(f"CREATE ROLE {login} LOGIN PASSWORD '{PASSWORD}'{member}")
+
+    def as_login(role: str) -> str:
+        return pg_url.replace("postgresql://reid@", f"postgresql://{logins[role]}@")
+
+    node = PgSightingStore(parse_postgres_url(as_login("writer")), commit_interval_s=0)
+    with node:
+        run = node.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu", model_key="m",
+                             warnings=[], config={})
+        vector = np.ones(8, np.float32) / np.sqrt(8)
+        node.record(SightingRecord(run_id=run, track=TrackKey("gate", "rtsp://gate", "rtsp", 0, 1),
+                                   identity_id=node.allocate_identity_id(), frame_index=0, timestamp=1.0,
+                                   media_time=None, box=(1.0, 2.0, 3.0, 4.0), confidence=0.9, match_score=None,
+                                   embedding=vector, model_key="m", quality=0.5))
+        assert node.flush(), node.health.message
+    with open_store(as_login("viewer"), readonly=True) as viewer:
+        assert len(viewer.identities()) == 1
+    with pytest.raises(StoreError, match="permission denied"):
+        with PgSightingStore(parse_postgres_url(as_login("viewer"))) as store:
+            store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu", model_key="m",
+                            warnings=[], config={})
+    with psycopg.connect(as_login("viewer")) as con, pytest.raises(psycopg.errors.InsufficientPrivilege):
+        con.execute("DROP TABLE sightings")
+    with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
+        psycopg.connect(as_login("none")).close()
