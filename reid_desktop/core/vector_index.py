@@ -18,6 +18,7 @@ gives None for a missing, truncated or unreadable index, so the owner rebuilds i
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -38,7 +39,7 @@ EXACT_LIMIT = 2_000  # an exact scan of 2,000 2048-d vectors takes well under a 
 NLIST = 1024  # most inverted lists; FAISS wants about 39 training vectors per list
 NPROBE = 32
 GROWTH = 4  # move to more lists when the size calls for this many times the lists held
-FORMAT = 1
+FORMAT = 2  # 2: the manifest holds the index file's sha256
 
 
 def _as_matrix(vectors: np.ndarray, dim: int) -> np.ndarray:
@@ -194,7 +195,7 @@ class VectorIndex:
             faiss.write_index(self._index, str(tmp))
         os.chmod(tmp, 0o600)
         manifest = {"format": FORMAT, "dim": self.dim, "count": len(self), "bytes": tmp.stat().st_size,
-                    "stamp": stamp}
+                    "sha256": _sha256(tmp.read_bytes()), "stamp": stamp}
         os.replace(tmp, path)
         manifest_tmp = path.with_name(path.name + ".json.tmp")
         with open_private(manifest_tmp) as fh:
@@ -207,6 +208,10 @@ def search_with_one_core() -> None:
     OpenMP). For searches beside the engine: FAISS's spinning helper threads would compete with the engine's
     own work (a 1,000-vector look-up took 10 ms instead of 1 on two cores)."""
     faiss.omp_set_num_threads(1)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def manifest_path(path: Path) -> Path:
@@ -241,10 +246,15 @@ def load(path: Path, dim: int, **options: Any) -> tuple[VectorIndex, dict[str, A
         if path.stat().st_size != manifest["bytes"]:
             log.warning("vector index %s is truncated; rebuilding it", path.name)
             return None
-        index = faiss.read_index(str(path))
+        data = path.read_bytes()  # FAISS trusts the sizes in the file: only bytes this app wrote are parsed
+        if _sha256(data) != manifest.get("sha256"):
+            log.warning("vector index %s is not the file that was saved (damaged or altered); rebuilding it",
+                        path.name)
+            return None
+        index = faiss.deserialize_index(np.frombuffer(data, np.uint8))
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError, MemoryError) as exc:
         log.warning("vector index %s is unreadable (%s); rebuilding it", path.name, exc)
         return None
     if index.d != dim or index.ntotal != manifest["count"] or not isinstance(manifest.get("stamp"), dict):

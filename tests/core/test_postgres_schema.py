@@ -260,10 +260,10 @@ def test_db_roles_give_writers_what_nodes_need_and_viewers_only_reading(
         assert node.flush(), node.health.message
     with open_store(as_login("viewer"), readonly=True) as viewer:
         assert len(viewer.identities()) == 1
-    with pytest.raises(StoreError, match="permission denied"):
-        with PgSightingStore(parse_postgres_url(as_login("viewer"))) as store:
-            store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu", model_key="m",
-                            warnings=[], config={})
+    with pytest.raises(StoreError, match="permission denied"), \
+            PgSightingStore(parse_postgres_url(as_login("viewer"))) as store:
+        store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu", model_key="m",
+                        warnings=[], config={})
     with psycopg.connect(as_login("viewer")) as con, pytest.raises(psycopg.errors.InsufficientPrivilege):
         con.execute("DROP TABLE sightings")
     with pytest.raises(psycopg.OperationalError, match="permission denied for database"):

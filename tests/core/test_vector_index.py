@@ -84,10 +84,27 @@ def test_save_and_load_round_trip_and_damage_is_detected(tmp_path) -> None:
     path.write_bytes(path.read_bytes()[:-10])  # truncated by a crash
     assert vector_index.load(path, 16) is None
     path.write_bytes(b"\0" * len(path.read_bytes()))
-    manifest = {"format": 1, "dim": 16, "count": 100, "bytes": path.stat().st_size, "stamp": {}}
+    manifest = {"format": vector_index.FORMAT, "dim": 16, "count": 100, "bytes": path.stat().st_size, "stamp": {}}
     vector_index.manifest_path(path).write_text(json.dumps(manifest))
     assert vector_index.load(path, 16) is None  # garbage of the right size
     assert vector_index.load(tmp_path / "missing.faiss", 16) is None
+
+
+@pytest.mark.parametrize("at", [74, 82 + 100 * 16 * 4])  # the stored vectors' count; the stored ids' count
+def test_an_index_file_claiming_a_huge_size_is_rebuilt_not_read(tmp_path, at: int) -> None:
+    """FAISS allocates what a file's header claims before reading it: a claim of 2**39 floats (2 TB) must never
+    reach it. Only the bytes the app saved (their sha256 in the manifest) are parsed."""
+    import struct
+
+    index = VectorIndex(16)
+    index.add(np.arange(100), unit(np.random.default_rng(3), 100, 16))
+    path = tmp_path / "sightings.faiss"
+    index.save(path, {"count": 100})
+    data = bytearray(path.read_bytes())
+    assert struct.unpack_from("<Q", data, at)[0] in (100 * 16, 100)  # the layout this test knows
+    struct.pack_into("<Q", data, at, 2**39)
+    path.write_bytes(bytes(data))  # same size: the manifest's byte count still fits
+    assert vector_index.load(path, 16) is None
 
 
 def test_search_with_fewer_lists_works_with_faiss_torch_helpers_loaded() -> None:
