@@ -70,6 +70,8 @@ def _driver_errors() -> tuple[tuple[type[BaseException], ...], ...]:
     return (psycopg.Error,), refused, (psycopg.errors.InsufficientPrivilege,)
 
 
+LOCK_WAIT_S = 5.0  # the longest a write waits for a lock (the edit lock another process holds)
+STATEMENT_LIMIT_S = 30.0  # the longest one statement of a write may run
 INDEXES_KEPT = 8  # node-local vector indexes (databases x models) kept in the data folder
 READER_POOL_SIZE = 4  # connections a station keeps per database for its reads (panels, search, exports)
 READER_IDLE_S = 60.0  # an idle pooled connection is closed after this
@@ -260,6 +262,10 @@ class PgSightingStore(SightingStore):
         since the last transaction: under the lock, none can be made until this one commits."""
         self._link.reopen_if_lost()
         super()._begin()
+        # bounded waits: a station's long edit or a stuck server fails this transaction (its records wait in
+        # memory, the cameras go on) instead of holding the engine
+        self._db.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_S * 1000:.0f}ms'")
+        self._db.execute(f"SET LOCAL statement_timeout = '{STATEMENT_LIMIT_S * 1000:.0f}ms'")
         self._db.execute(f"SELECT pg_advisory_xact_lock{'' if self._exclusive else '_shared'}(?)", (EDIT_LOCK,))
         for old, new, run, source, segment, track, seq in self._db.execute(
                 "SELECT dropped, kept, NULL, NULL, NULL, NULL, seq FROM identity_merges WHERE seq > ? UNION ALL "

@@ -104,6 +104,10 @@ def describe_failure(exc: BaseException) -> str:
         return "database full (no space left on its disk)"
     if "locked" in text or "busy" in text:
         return "database locked by another program"
+    if "lock timeout" in text:
+        return "database busy: another process's edit held it too long"
+    if "statement timeout" in text:
+        return "database too slow: a write took too long"
     if "malformed" in text or "not a database" in text or "corrupt" in text:
         return "database damaged"
     if "readonly" in text or "read-only" in text:
@@ -286,7 +290,9 @@ class SightingStore:
         self._writable()
         try:
             self._begin()
-        except self._ERRORS as exc:
+        except self._ERRORS as exc:  # BEGIN may have gone through (a lock not had in time): end what it began
+            with contextlib.suppress(*self._ERRORS):
+                self._db.execute("ROLLBACK")
             raise StorageUnavailable(describe_failure(exc)) from exc
         try:
             yield

@@ -320,3 +320,34 @@ def test_reads_reconnect_after_a_server_restart_and_recall_waits_out_an_outage(p
         assert answer and answer[0].identity_id == person  # back: the stored person is recalled again
     finally:
         store.close()
+
+
+def test_a_long_edit_elsewhere_fails_a_flush_in_seconds_and_its_sightings_wait(pg_url: str) -> None:
+    """A station holding the edit lock (a long merge or retention) must not hold every node's flush, and with it
+    the engine, for as long as it likes: the flush gives up after LOCK_WAIT_S and its records wait in memory."""
+    import time
+
+    import psycopg
+
+    from reid_desktop.core.pg_schema import EDIT_LOCK
+    from reid_desktop.core.pg_store import LOCK_WAIT_S
+
+    store = PgSightingStore(parse_postgres_url(pg_url), commit_interval_s=0)
+    try:
+        run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
+                              model_key="m", warnings=[], config={})
+        identity = store.allocate_identity_id()
+        for frame in range(20):
+            record(store, run, "gate", frame, identity)
+        with psycopg.connect(pg_url) as station:  # a transaction holding the edit lock alone
+            station.execute("SELECT pg_advisory_xact_lock(%s)", (EDIT_LOCK,))
+            started = time.monotonic()
+            assert not store.flush(force=True)
+            waited = time.monotonic() - started
+            assert "another process's edit" in store.health.message and store.pending == 20
+        assert waited < LOCK_WAIT_S + 5
+        assert store.flush(force=True), store.health.message
+        assert store.pending == 0
+    finally:
+        store.close()
+    assert counted(pg_url) == (20, 20)
