@@ -210,7 +210,7 @@ def test_installed_app_processes_the_demo_clip_into_the_users_data_folder(instal
     database = installed.home / ".local/share/reid-desktop/sightings.sqlite"
     with sqlite3.connect(database) as db:
         sightings, cameras = db.execute("SELECT COUNT(*), COUNT(DISTINCT source_id) FROM sightings").fetchone()
-    assert sightings > 40 and cameras == 1  # several people on each of 40 frames, all from the demo camera
+    assert sightings > 40 and cameras == 2  # several people on each of 40 frames, from the two demo cameras
     assert _tree(installed.root) == before, "the app wrote into its install folder"
 
 
