@@ -11,7 +11,6 @@ machine); see README for the published figures.
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -19,11 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from reid_desktop.core.embedding import OnnxEmbedder  # noqa: E402
-from trainer import zoo  # noqa: E402
-from trainer.model_import import import_checkpoint  # noqa: E402
+from reid_desktop.core.embedding import OnnxEmbedder
+from trainer import zoo
+from trainer.model_import import import_checkpoint
 
 NETWORKS = {
     "bot-r50": lambda: zoo.FastReidNet(ibn=False, non_local_inter=None, gem=False),
@@ -65,8 +62,9 @@ def main() -> None:
             embedder.embed(crops)
             rate = len(crops) / (time.perf_counter() - started)
             info = imported.info
+            size_mb = imported.path.stat().st_size / 1e6
             print(f"{name:<16} {info.input_height:>3}x{info.input_width:<3} {info.embedding_dim:>5} {convert_s:>9.1f} "
-                  f"{imported.parity_cosine:>11.6f} {rate:>8.1f} {imported.path.stat().st_size / 1e6:>6.1f}", flush=True)
+                  f"{imported.parity_cosine:>11.6f} {rate:>8.1f} {size_mb:>6.1f}", flush=True)
 
 
 if __name__ == "__main__":
