@@ -48,7 +48,7 @@ from reid_desktop.core.models import choose_reid_model, chosen_reid_model, defau
 from reid_desktop.core.node import ChangeListener, NodeHealth, follow_shared_changes, load_node_file
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, models_dir
-from reid_desktop.core.pg_schema import VIEWER_ROLE, WRITER_ROLE, PgSchemaError, grant_roles, open_database
+from reid_desktop.core.pg_schema import VIEWER_ROLE, WRITER_ROLE, PgSchemaError, create_roles
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.redaction import redact_text
@@ -597,18 +597,11 @@ def cmd_db_password(args: argparse.Namespace) -> int:
 
 def cmd_db_roles(args: argparse.Namespace) -> int:
     """As the database's owner: bring the schema up to date and create the writer and viewer roles."""
-    import psycopg
-
     try:
         location = parse_postgres_url(args.url)
-        with open_database(location) as conn:
-            grant_roles(conn)
+        create_roles(location)
     except (DatabaseUrlError, PgSchemaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except psycopg.Error as exc:  # InsufficientPrivilege and kin: not the owner
-        print(f"error: {location}: {type(exc).__name__}: {str(exc).strip().splitlines()[0]} (run this as the "
-              "database's owner)", file=sys.stderr)
         return EXIT_USAGE
     print(f"{location}: schema up to date; roles {WRITER_ROLE} (nodes, stations) and {VIEWER_ROLE} (read only) "
           "granted; other roles can no longer connect. Give each machine or person a login of its own, e.g.:")

@@ -206,6 +206,19 @@ def open_database(location: PostgresLocation) -> Any:
 WRITER_ROLE, VIEWER_ROLE = "reid_writer", "reid_viewer"
 
 
+def create_roles(location: PostgresLocation) -> None:
+    """As the database's owner: the schema brought up to date and :func:`grant_roles`; PgSchemaError saying why
+    not (not the owner, unreachable)."""
+    import psycopg
+
+    with open_database(location) as conn:
+        try:
+            grant_roles(conn)
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise PgSchemaError(f"{location}: {first} (run this as the database's owner)") from None
+
+
 def grant_roles(conn: Any) -> None:
     """Create (or bring up to date) the two roles people and machines are given on this database, as its owner:
     ``reid_writer`` (nodes and stations: record, follow, edit, keep to retention; no change to the tables

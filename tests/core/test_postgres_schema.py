@@ -268,3 +268,5 @@ def test_db_roles_give_writers_what_nodes_need_and_viewers_only_reading(
         con.execute("DROP TABLE sightings")
     with pytest.raises(psycopg.OperationalError, match="permission denied for database"):
         psycopg.connect(as_login("none")).close()
+    assert cli.main(["db", "roles", as_login("writer")]) == cli.EXIT_USAGE  # only the owner grants
+    assert "run this as the database's owner" in capsys.readouterr().err

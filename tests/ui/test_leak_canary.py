@@ -108,9 +108,11 @@ def test_a_camera_password_leaves_no_trace(qtbot, make_window, app_settings, mem
     database = tmp_path / "cli.sqlite"
     exports = [tmp_path / "cli.csv", tmp_path / "cli.json"]
     env = {**os.environ, "REID_DESKTOP_PASSWORD_GATE": MARKER}
+    # 60 frames of a live stream: the first seconds after connecting (detector warm-up, frames dropped) may show
+    # nobody long enough to be stored, however fast the app starts
     cli = subprocess.Popen(
         [sys.executable, "-m", "reid_desktop", "-vv", "process", f"gate={url}", "--db", str(database),
-         "--max-frames", "25", "--export-csv", str(exports[0]), "--export-json", str(exports[1]), "--imgsz", "640",
+         "--max-frames", "60", "--export-csv", str(exports[0]), "--export-json", str(exports[1]), "--imgsz", "640",
          "--device", "cpu", "--no-download", "--set", "storage.commit_interval_s=0.2"],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 240
