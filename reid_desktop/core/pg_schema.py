@@ -212,6 +212,13 @@ def create_roles(location: PostgresLocation) -> None:
     import psycopg
 
     with open_database(location) as conn:
+        owner, allowed = conn.execute(
+            "SELECT pg_get_userbyid(d.datdba), pg_get_userbyid(d.datdba) = current_user OR r.rolsuper "
+            "FROM pg_database d, pg_roles r WHERE d.datname = current_database() AND r.rolname = current_user"
+        ).fetchone()
+        if not allowed:  # PostgreSQL would only warn ("no privileges were granted") and change nothing
+            raise PgSchemaError(f"{location}: only the database's owner ({owner}) grants its roles; run this as "
+                                "the database's owner")
         try:
             grant_roles(conn)
         except psycopg.Error as exc:
