@@ -188,5 +188,11 @@ def test_a_flapping_region_does_not_reopen_the_cameras_stream(qtbot, pg_url: str
         remote._deliver(LiveBoxes("node-a", "gate", 21, time.time(), None, 384, 576, right, ()))
         qtbot.waitUntil(lambda: watched.region == right, timeout=5000)
         assert watched.source is not opened[-1]
-    finally:
+    finally:  # the readers and the listener end before this RemoteFeeds goes: they call into it
+        sources = [w.source for w in remote.watched.values() if w.source is not None] + [s for s in opened if s]
+        listener = remote._listener
         remote.close()
+        for source in sources:
+            source.stop(timeout=10)
+        if listener is not None:
+            listener.stop()
