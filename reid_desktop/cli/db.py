@@ -1,0 +1,66 @@
+"""``reid-desktop db``: a shared database's password in the OS keyring, and its roles."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Any
+
+from reid_desktop.cli.common import EXIT_OK, EXIT_USAGE
+from reid_desktop.core.database_url import (
+    DatabaseUrlError,
+    parse_postgres_url,
+    save_keyring_password,
+)
+from reid_desktop.core.pg_schema import VIEWER_ROLE, WRITER_ROLE, PgSchemaError, create_roles
+
+
+def cmd_db_password(args: argparse.Namespace) -> int:
+    """Keep a shared database's password in the OS keyring (never in the URL, settings or shell history)."""
+    import getpass
+
+    try:
+        location = parse_postgres_url(args.url)
+        if args.stdin:
+            password = sys.stdin.readline().rstrip("\n")
+        else:
+            password = getpass.getpass(f"password of {location.user} on {location.host}:{location.port}/"
+                                       f"{location.database}: ")
+        if not password:
+            print("error: no password given; nothing kept", file=sys.stderr)
+            return EXIT_USAGE
+        save_keyring_password(location, password)
+    except DatabaseUrlError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"kept in the OS keyring for {location}: nodes and windows of this user find it there")
+    return EXIT_OK
+
+
+def cmd_db_roles(args: argparse.Namespace) -> int:
+    """As the database's owner: bring the schema up to date and create the writer and viewer roles."""
+    try:
+        location = parse_postgres_url(args.url)
+        create_roles(location)
+    except (DatabaseUrlError, PgSchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    print(f"{location}: schema up to date; roles {WRITER_ROLE} (nodes, stations) and {VIEWER_ROLE} (read only) "
+          "granted; other roles can no longer connect. Give each machine or person a login of its own, e.g.:")
+    print(f"  CREATE ROLE gate_node LOGIN PASSWORD '...' IN ROLE {WRITER_ROLE};")
+    print(f"  CREATE ROLE auditor LOGIN PASSWORD '...' IN ROLE {VIEWER_ROLE};")
+    return EXIT_OK
+
+
+def add_parser(sub: Any) -> None:
+    """The ``db`` command and its subcommands."""
+    db = sub.add_parser("db", help="the shared database: its password in the OS keyring, its roles")
+    dbsub = db.add_subparsers(dest="db_command", required=True)
+    pw = dbsub.add_parser("password", help="ask for the password of a postgresql:// URL and keep it in the keyring")
+    pw.add_argument("url", help="postgresql://user@host[:port]/database (no password in it)")
+    pw.add_argument("--stdin", action="store_true", help="read the password from the first line of standard input")
+    pw.set_defaults(func=cmd_db_password)
+    ro = dbsub.add_parser("roles", help="as the database's owner: upgrade the schema and create the roles nodes and "
+                                        "stations (reid_writer) and read-only users (reid_viewer) are given")
+    ro.add_argument("url", help="postgresql://owner@host[:port]/database")
+    ro.set_defaults(func=cmd_db_roles)
