@@ -11,6 +11,7 @@ import pytest
 from reid_desktop.core.database_url import parse_postgres_url
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.store import SightingRecord, TrackKey
+from tests.core.test_shared_history import begin
 from tests.pg_server import PASSWORD
 
 
@@ -40,8 +41,7 @@ def counted(url: str) -> tuple[int, int]:
 def test_a_server_restart_mid_run_loses_and_duplicates_nothing(pg_server, pg_url: str) -> None:
     store = PgSightingStore(parse_postgres_url(pg_url), commit_interval_s=0)
     try:
-        run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
-                              model_key="m", warnings=[], config={})
+        run = begin(store)
         identity = store.allocate_identity_id()
         for frame in range(50):
             record(store, run, "gate", frame, identity)
@@ -72,8 +72,7 @@ def test_two_nodes_write_one_history_with_disjoint_identities(pg_url: str) -> No
     def node(index: int) -> None:
         store = stores[index]
         try:
-            run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
-                                  model_key="m", warnings=[], config={})
+            run = begin(store)
             for frame in range(200):
                 if frame % 10 == 0:
                     identities[index].append(store.allocate_identity_id())  # type: ignore[arg-type]
@@ -210,8 +209,7 @@ def test_a_flush_is_a_few_statements_whatever_its_size_and_writes_what_record_by
     try:
         for store in stores:
             store.attach_index("m", 8)
-            run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
-                                  model_key="m", warnings=[], config={})
+            run = begin(store)
             records = varied_records(run, 240)
             spent = []
             for part in (records[:40], records[40:]):  # 40, then 200 records a flush
@@ -239,8 +237,7 @@ def test_camera_names_with_commas_stay_whole_in_identity_summaries(pg_url: str, 
 
     for store in (SightingStore(tmp_path / "s.sqlite"), PgSightingStore(parse_postgres_url(pg_url))):
         with store:
-            run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
-                                  model_key="m", warnings=[], config={})
+            run = begin(store)
             seen = store.allocate_identity_id()
             record(store, run, "gate, north", 0, seen)
             record(store, run, "hall", 30, seen)
@@ -261,8 +258,7 @@ def test_a_commit_whose_answer_is_lost_is_written_once(pg_server, pg_url: str) -
         store = PgSightingStore(parse_postgres_url(relayed), commit_interval_s=60)
         try:
             store.attach_index("m", 8)
-            run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
-                                  model_key="m", warnings=[], config={})
+            run = begin(store)
             identity = store.allocate_identity_id()
             for frame in range(100):
                 record(store, run, "gate", frame, identity)
@@ -290,8 +286,7 @@ def test_reads_reconnect_after_a_server_restart_and_recall_waits_out_an_outage(p
     store = PgSightingStore(parse_postgres_url(pg_url), commit_interval_s=0)
     try:
         store.attach_index("m", 8)
-        run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
-                              model_key="m", warnings=[], config={})
+        run = begin(store)
         person = store.allocate_identity_id()
         assert person is not None
         for frame in range(10):
@@ -334,8 +329,7 @@ def test_a_long_edit_elsewhere_fails_a_flush_in_seconds_and_its_sightings_wait(p
 
     store = PgSightingStore(parse_postgres_url(pg_url), commit_interval_s=0)
     try:
-        run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
-                              model_key="m", warnings=[], config={})
+        run = begin(store)
         identity = store.allocate_identity_id()
         for frame in range(20):
             record(store, run, "gate", frame, identity)
