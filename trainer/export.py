@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
+from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, PREFIX, ReidModelInfo
 from trainer.config import TrainConfig
 from trainer.evaluate_onnx import evaluate_onnx
 from trainer.train import load_trained
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 
 def export_onnx(model: nn.Module, info: ReidModelInfo, output: Path, opset: int = 17) -> Path:
     """Write ``model`` as ONNX with a dynamic batch axis and ``info`` in its metadata."""
-    import onnx
 
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -35,15 +34,25 @@ def export_onnx(model: nn.Module, info: ReidModelInfo, output: Path, opset: int 
         torch.onnx.export(model, (example,), str(tmp), input_names=["images"], output_names=["embeddings"],
                           dynamic_axes={"images": {0: "batch"}, "embeddings": {0: "batch"}},
                           opset_version=opset, dynamo=False)
-    proto = onnx.load(str(tmp))
     if not info.created:
         info = replace(info, created=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+    write_metadata(tmp, info)
+    tmp.replace(output)  # never leave a half-written model where the app looks for one
+    return output
+
+
+def write_metadata(path: Path, info: ReidModelInfo) -> None:
+    """Put ``info`` into the ONNX file's metadata, in place of what our keys said before."""
+    import onnx
+
+    proto = onnx.load(str(path))
+    kept = [p for p in proto.metadata_props if not p.key.startswith(PREFIX)]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
     for key, value in info.to_metadata().items():
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.save(proto, str(tmp))
-    tmp.replace(output)  # never leave a half-written model where the app looks for one
-    return output
+    onnx.save(proto, str(path))
 
 
 def parity(model: nn.Module, onnx_path: Path, batch: int = 4, seed: int = 0) -> float:

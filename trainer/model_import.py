@@ -28,7 +28,7 @@ from reid_desktop.core.errors import ModelError
 from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
 from reid_desktop.core.paths import demo_clip, models_dir
 from reid_desktop.core.sources import read_frames
-from trainer.export import export_onnx
+from trainer.export import export_onnx, write_metadata
 from trainer.zoo import ZooCheckpoint, build_network, read_checkpoint
 
 log = logging.getLogger(__name__)
@@ -120,7 +120,7 @@ def _convert(checkpoint: ZooCheckpoint, output: Path, weights: str, dataset: str
         threshold = calibrate_on_demo(OnnxEmbedder(staging, providers="cpu", precision="fp32"))
         if threshold is not None:
             info = replace(info, match_threshold=threshold)
-            export_onnx(model, info, staging)  # the same network, now with its calibrated threshold
+            write_metadata(staging, info)  # the same network, now with its calibrated threshold
         staging.replace(output)
     finally:
         staging.unlink(missing_ok=True)
