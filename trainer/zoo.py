@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
-import torchvision
 from torch import nn
 from torch.nn import functional as F
 
@@ -175,6 +174,8 @@ class FastReidBackbone(nn.Module):
     NL_AFTER: ClassVar[dict[str, tuple[int, ...]]] = {"NL_2": (2, 3), "NL_3": (3, 4, 5)}
 
     def __init__(self, ibn: bool, non_local_inter: int | None) -> None:
+        import torchvision  # deferred: importing it sets torch's cache variables in the environment
+
         super().__init__()
         r = torchvision.models.resnet50(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = r.conv1, r.bn1, r.relu, r.maxpool
@@ -246,6 +247,8 @@ class TorchreidResNet(nn.Module):
     """torchreid's resnet50 (last stride 2, 2048-d pooled feature) or resnet50_fc512 (last stride 1, 512-d)."""
 
     def __init__(self, fc512: bool) -> None:
+        import torchvision  # deferred, as above
+
         super().__init__()
         r = torchvision.models.resnet50(weights=None)
         self.conv1, self.bn1, self.relu, self.maxpool = r.conv1, r.bn1, r.relu, r.maxpool
