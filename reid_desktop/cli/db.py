@@ -1,4 +1,4 @@
-"""``reid-desktop db``: a shared database's password in the OS keyring, and its roles."""
+"""``reid-desktop db``: a shared database's password in the OS keyring, its roles and its retention policy."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from reid_desktop.core.database_url import (
     parse_postgres_url,
     save_keyring_password,
 )
-from reid_desktop.core.pg_schema import VIEWER_ROLE, WRITER_ROLE, PgSchemaError, create_roles
+from reid_desktop.core.pg_schema import VIEWER_ROLE, WRITER_ROLE, PgSchemaError, create_roles, retention
 
 
 def cmd_db_password(args: argparse.Namespace) -> int:
@@ -52,9 +52,24 @@ def cmd_db_roles(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_db_retention(args: argparse.Namespace) -> int:
+    """Show or (as the database's owner) set the shared database's retention: one policy for every machine."""
+    try:
+        location = parse_postgres_url(args.url)
+        days, since = retention(location, args.days)
+    except (DatabaseUrlError, PgSchemaError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    policy = (f"sightings older than {days} days are deleted (a followed or named person keeps their newest "
+              "tracks)" if days else "everything is kept")
+    ran = "not run yet" if since is None else f"last run {since / 60:.0f} min ago"
+    print(f"{location}: {policy}; {ran} (the nodes and stations writing to it run it, one at a time)")
+    return EXIT_OK
+
+
 def add_parser(sub: Any) -> None:
     """The ``db`` command and its subcommands."""
-    db = sub.add_parser("db", help="the shared database: its password in the OS keyring, its roles")
+    db = sub.add_parser("db", help="the shared database: its password in the OS keyring, its roles, its retention")
     dbsub = db.add_subparsers(dest="db_command", required=True)
     pw = dbsub.add_parser("password", help="ask for the password of a postgresql:// URL and keep it in the keyring")
     pw.add_argument("url", help="postgresql://user@host[:port]/database (no password in it)")
@@ -64,3 +79,15 @@ def add_parser(sub: Any) -> None:
                                         "stations (reid_writer) and read-only users (reid_viewer) are given")
     ro.add_argument("url", help="postgresql://owner@host[:port]/database")
     ro.set_defaults(func=cmd_db_roles)
+    keep = dbsub.add_parser("retention", help="show the database's retention policy, or set it as its owner (one "
+                                            "policy for every node and station: their own setting is not used)")
+    keep.add_argument("url", help="postgresql://user@host[:port]/database")
+    keep.add_argument("--days", type=_days, help="delete sightings older than this many days (0: keep everything)")
+    keep.set_defaults(func=cmd_db_retention)
+
+
+def _days(text: str) -> int:
+    days = int(text)
+    if not 0 <= days <= 36_500:
+        raise argparse.ArgumentTypeError(f"days must be 0 to 36500, not {text}")
+    return days

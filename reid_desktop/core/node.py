@@ -27,15 +27,17 @@ import numpy as np
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import PostgresLocation
 from reid_desktop.core.notifications import NotificationListener
-from reid_desktop.core.pg_schema import CHANGES_CHANNEL, PgSchemaError, open_database
+from reid_desktop.core.pg_schema import CHANGES_CHANNEL, SERVER_NOW, PgSchemaError, open_database
 from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.redaction import redact
 from reid_desktop.core.runner import PipelineControl
 from reid_desktop.core.shared_changes import (
     EmbeddingsAdded,
+    EmbeddingsPurged,
     Heard,
     Labelled,
     Merged,
+    Purged,
     Regrouped,
     SharedChange,
     SharedEmbeddings,
@@ -51,7 +53,6 @@ log = logging.getLogger(__name__)
 
 HEARTBEAT_S = 2.0
 DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this (by the server's clock) is down
-SERVER_NOW = "extract(epoch FROM clock_timestamp())::float8"  # the one clock every machine on the database shares
 CATCH_UP_BLOCK = 5000  # embeddings read at a time when a listener catches up after a reconnection
 MARK_EVERY_S = 5.0  # how often a change listener moves its catch-up horizon forward
 HEARD_KEPT = 100_000  # embeddings a change listener remembers having heard above its horizon
@@ -258,6 +259,7 @@ class ChangeListener(NotificationListener):
         self._heard: dict[int, int] = {}  # embedding id -> the transaction that wrote it, at or above the horizon
         self._mark_channel = ""
         self._marked_at = -MARK_EVERY_S
+        self._purge_seq: int | None = None  # the newest retention purge taken on
 
     def connected(self, conn: Any) -> None:
         self._mark_channel = f"reid_mark_{conn.info.backend_pid}"
@@ -268,7 +270,19 @@ class ChangeListener(NotificationListener):
             self.horizon = self.since()
         if self.horizon is not None:
             self._catch_up(conn, self.horizon)
+        if self._purge_seq is None:  # the index was read from the database as it is now
+            self._purge_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM purges").fetchone()[0])
+        else:
+            self._take_purges(conn, "seq > %s", (self._purge_seq,))
         self._mark(conn)
+
+    def _take_purges(self, conn: Any, condition: str, params: tuple[Any, ...]) -> None:
+        """Retention's purges meeting ``condition`` (announced, or made while this listener was away): the
+        embeddings they deleted leave this node's index."""
+        for seq, embedding_ids in conn.execute(
+                f"SELECT seq, embedding_ids FROM purges WHERE {condition} ORDER BY seq", params).fetchall():
+            self._purge_seq = max(int(seq), self._purge_seq or 0)
+            self.apply(EmbeddingsPurged(np.array(embedding_ids, np.int64)))
 
     def polled(self, conn: Any) -> None:
         if time.monotonic() - self._marked_at >= MARK_EVERY_S:
@@ -322,6 +336,9 @@ class ChangeListener(NotificationListener):
             if rows:
                 self._heard_rows(rows)
                 self.apply(_shared(rows, self.model_key()))
+            return
+        if isinstance(change, Purged):
+            self._take_purges(conn, "seq = %s", (change.seq,))
             return
         recorded = recorded_change(conn, change)
         if recorded is None:

@@ -126,9 +126,9 @@ class SightingWriter:
         their pages back to the disk."""
         self._next_retention = time.monotonic() + RETENTION_EVERY_S
         days, max_gb = self.config.retention_days, self.config.max_database_gb
-        purged = self.store.purge_older_than(time.time() - days * 86400.0) if days else 0
+        purged = self.store.purge_expired(days)
         if purged:
-            log.info("retention: deleted %d sightings older than %d days", purged, days)
+            log.info("retention: deleted %d expired sightings", purged)
         over = self.store.enforce_size(int(max_gb * 1e9)) if max_gb else 0
         if over:
             log.warning("retention: deleted the %d oldest sightings to keep the database under %g GB", over, max_gb)

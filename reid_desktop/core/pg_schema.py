@@ -20,6 +20,7 @@ APPLICATION = "reid-desktop"
 MIGRATION_LOCK = 0x52454944  # "REID": the advisory lock that serialises migrations across nodes
 CHANGES_CHANNEL = "reid_changes"  # NOTIFY payloads: core/shared_changes.py
 EDIT_LOCK = 0x52454945  # identity edits hold it alone, sighting writes together: a merge never races a write
+SERVER_NOW = "extract(epoch FROM clock_timestamp())::float8"  # the one clock every machine on the database shares
 
 _V1 = """
 CREATE TABLE reid_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -127,8 +128,28 @@ CREATE TABLE camera_means (
     updated DOUBLE PRECISION NOT NULL, PRIMARY KEY (source, model_key));
 """
 
+# Schema 7: retention is the database's policy, not one machine's setting (``reid-desktop db retention``): one row,
+# set by the database's owner; ``last_run`` (the server's clock) lets one process per round run it. ``purges``
+# lists the embeddings each round deleted, so every other process drops them from its vector index (announced as
+# ``purged <seq>``, read back from here; kept a while for processes that were away).
+_V7 = """
+CREATE TABLE retention_policy (
+    one_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one_row), days INTEGER NOT NULL DEFAULT 0 CHECK (days >= 0),
+    set_at DOUBLE PRECISION, last_run DOUBLE PRECISION NOT NULL DEFAULT 0);
+INSERT INTO retention_policy DEFAULT VALUES;
+CREATE TABLE purges (
+    seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at DOUBLE PRECISION NOT NULL,
+    embedding_ids BIGINT[] NOT NULL);
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reid_writer') THEN  -- see grant_roles
+        REVOKE INSERT, UPDATE, DELETE ON retention_policy FROM reid_writer;
+        GRANT UPDATE (last_run) ON retention_policy TO reid_writer;
+    END IF;
+END $$;
+"""
+
 # MIGRATIONS[n] takes the database from schema n to n + 1 (schema 0: no tables of ours).
-MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6)
+MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 
@@ -203,6 +224,22 @@ def open_database(location: PostgresLocation) -> Any:
     return conn
 
 
+def retention(location: PostgresLocation, days: int | None = None) -> tuple[int, float | None]:
+    """The database's retention policy, set to ``days`` first if given (its owner's to set): (days, seconds
+    since a process last ran it, None if never). PgSchemaError saying why not."""
+    import psycopg
+
+    with open_database(location) as conn:
+        try:
+            if days is not None:
+                conn.execute(f"UPDATE retention_policy SET days = %s, set_at = {SERVER_NOW}", (days,))
+            kept, last_run, now = conn.execute(f"SELECT days, last_run, {SERVER_NOW} FROM retention_policy").fetchone()
+        except psycopg.errors.InsufficientPrivilege:
+            raise PgSchemaError(f"{location}: only the database's owner sets its retention (run this as the "
+                                "database's owner)") from None
+    return int(kept), (float(now - last_run) if last_run else None)
+
+
 WRITER_ROLE, VIEWER_ROLE = "reid_writer", "reid_viewer"
 
 
@@ -228,9 +265,10 @@ def create_roles(location: PostgresLocation) -> None:
 
 def grant_roles(conn: Any) -> None:
     """Create (or bring up to date) the two roles people and machines are given on this database, as its owner:
-    ``reid_writer`` (nodes and stations: record, follow, edit, keep to retention; no change to the tables
-    themselves) and ``reid_viewer`` (read only: reports, search, watching). Tables a later schema adds get the same
-    grants (default privileges of the owner who migrates). Login roles are made members of one of them."""
+    ``reid_writer`` (nodes and stations: record, follow, edit, run the retention policy; no change to the tables
+    themselves or to the policy) and ``reid_viewer`` (read only: reports, search, watching). Tables a later schema
+    adds get the same grants (default privileges of the owner who migrates). Login roles are made members of one of
+    them."""
     from psycopg import sql
 
     database = sql.Identifier(conn.info.dbname)
@@ -250,6 +288,9 @@ def grant_roles(conn: Any) -> None:
                 "GRANT USAGE, SELECT, UPDATE ON ALL SEQUENCES IN SCHEMA public TO {writer}",
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT ON TABLES TO {viewer}",
                 "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT SELECT, INSERT, UPDATE, DELETE ON TABLES TO {writer}",
-                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {writer}"):
+                "ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT USAGE, SELECT, UPDATE ON SEQUENCES TO {writer}",
+                # the retention policy is the owner's to set: writers only note that they ran it
+                "REVOKE INSERT, UPDATE, DELETE ON retention_policy FROM {writer}",
+                "GRANT UPDATE (last_run) ON retention_policy TO {writer}"):
             conn.execute(sql.SQL(statement).format(db=database, writer=writer, viewer=viewer))
 

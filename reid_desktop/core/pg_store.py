@@ -20,6 +20,10 @@ back; a track split off an identity is remembered likewise (``identity_splits``)
 under the old identity writes it under the new one. Identity edits take
 :data:`~reid_desktop.core.pg_schema.EDIT_LOCK` alone and sighting writes take it shared, so a write either
 commits before an edit starts or sees the merge or split it made.
+
+Retention is one policy for the whole database (``retention_policy``, set by its owner), run by one process per
+round by the server's clock, a block of sightings per transaction; a followed or named person keeps their newest
+tracks. The embeddings it deletes are listed (``purges``) and announced, so every node drops them from its index.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import hashlib
+import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -43,13 +48,14 @@ from reid_desktop.core.pg_schema import (
     CHANGES_CHANNEL,
     EDIT_LOCK,
     SCHEMA_VERSION,
+    SERVER_NOW,
     PgSchemaError,
     connect,
     oldest_running,
     open_database,
     schema_version,
 )
-from reid_desktop.core.shared_changes import Merged, SharedChange, Split, format_change
+from reid_desktop.core.shared_changes import Merged, Purged, SharedChange, Split, format_change
 from reid_desktop.core.storage import (
     ID_BLOCK,
     MAX_PENDING_BYTES,
@@ -70,11 +76,15 @@ def _driver_errors() -> tuple[tuple[type[BaseException], ...], ...]:
     return (psycopg.Error,), refused, (psycopg.errors.InsufficientPrivilege,)
 
 
+log = logging.getLogger(__name__)
+
 LOCK_WAIT_S = 5.0  # the longest a write waits for a lock (the edit lock another process holds)
 STATEMENT_LIMIT_S = 30.0  # the longest one statement of a write may run
 INDEXES_KEPT = 8  # node-local vector indexes (databases x models) kept in the data folder
 READER_POOL_SIZE = 4  # connections a station keeps per database for its reads (panels, search, exports)
 READER_IDLE_S = 60.0  # an idle pooled connection is closed after this
+RETENTION_ROUND_S = 300.0  # one process runs the retention policy at most this often (the server's clock)
+CHANGES_KEPT_S = 7 * 86400.0  # merges, splits and purge lists are remembered this long
 _reader_pools: dict[str, Any] = {}
 _reader_pools_lock = threading.Lock()
 
@@ -193,6 +203,7 @@ class PgSightingStore(SightingStore):
     _ALL_ROWS = "LIMIT ALL"
     _CAMERA_NAMES = "json_agg(DISTINCT src.name)"
     _BEGIN = "BEGIN"
+    _IN_LIST = "= ANY(?::bigint[])"
 
     def __init__(self, location: PostgresLocation, commit_interval_s: float = 1.0, readonly: bool = False,
                  max_pending_records: int = MAX_PENDING_RECORDS, max_pending_bytes: int = MAX_PENDING_BYTES,
@@ -201,8 +212,10 @@ class PgSightingStore(SightingStore):
         self.postgres = location
         self.node = node
         self._exclusive = False  # inside an identity edit: its transactions hold EDIT_LOCK alone
-        self._redirects: dict[int, int] = {}  # identity merged away -> the one holding it now
-        self._splits: dict[tuple[int, int, int, int], tuple[int, int]] = {}  # track key -> (old, new) identity
+        self._redirects: dict[int, tuple[int, float]] = {}  # identity merged away -> (the one holding it now, when)
+        # track key -> (old, new) identity, when
+        self._splits: dict[tuple[int, int, int, int], tuple[int, int, float]] = {}
+        self._told_policy = False  # the local retention setting's warning is given once
         self._changes_seq = 0  # the newest merge or split read
         # ids drawn for pending records, kept until they are committed: a flush whose COMMIT answer was lost is
         # written again with the same ids, and rows already there are left as they are (idempotent flushes)
@@ -267,14 +280,14 @@ class PgSightingStore(SightingStore):
         self._db.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_S * 1000:.0f}ms'")
         self._db.execute(f"SET LOCAL statement_timeout = '{STATEMENT_LIMIT_S * 1000:.0f}ms'")
         self._db.execute(f"SELECT pg_advisory_xact_lock{'' if self._exclusive else '_shared'}(?)", (EDIT_LOCK,))
-        for old, new, run, source, segment, track, seq in self._db.execute(
-                "SELECT dropped, kept, NULL, NULL, NULL, NULL, seq FROM identity_merges WHERE seq > ? UNION ALL "
-                "SELECT old, new, run_id, source_id, segment, track_id, seq FROM identity_splits WHERE seq > ? "
-                "ORDER BY 7", (self._changes_seq, self._changes_seq)).fetchall():
+        for old, new, run, source, segment, track, at, seq in self._db.execute(
+                "SELECT dropped, kept, NULL, NULL, NULL, NULL, at, seq FROM identity_merges WHERE seq > ? UNION ALL "
+                "SELECT old, new, run_id, source_id, segment, track_id, at, seq FROM identity_splits WHERE seq > ? "
+                "ORDER BY 8", (self._changes_seq, self._changes_seq)).fetchall():
             if run is None:
-                self._redirects[int(old)] = int(new)
+                self._redirects[int(old)] = (int(new), float(at))
             else:
-                self._splits[(int(run), int(source), int(segment), int(track))] = (int(old), int(new))
+                self._splits[(int(run), int(source), int(segment), int(track))] = (int(old), int(new), float(at))
             self._changes_seq = int(seq)
 
     @contextlib.contextmanager
@@ -299,7 +312,8 @@ class PgSightingStore(SightingStore):
         split = self._splits.get(key)
         if split is not None and split[0] == identity:
             identity = split[1]
-        identity = self._redirects.get(identity, identity)
+        if identity in self._redirects:
+            identity = self._redirects[identity][0]
         return r if identity == r.identity_id else replace(r, identity_id=identity)
 
     def _write(self, r: SightingRecord) -> None:
@@ -422,17 +436,39 @@ class PgSightingStore(SightingStore):
                     "WHERE t.id = v.id AND t.best_quality < v.quality",
                     (keys, [best[k][1] for k in keys], [best[k][0] for k in keys]))
 
-    def purge_older_than(self, cutoff: float) -> int:
-        """Merges and splits are remembered as long as sightings are (a node does not hold an id for that long)."""
-        deleted = super().purge_older_than(cutoff)
+    def _id_list(self, ids: Sequence[int]) -> Any:
+        return [int(i) for i in ids]
+
+    def _purged(self, embedding_ids: list[int]) -> None:
+        """Listed and announced in the purge's transaction: every other process drops them from its vector index."""
+        if embedding_ids:
+            seq = self._db.execute(f"INSERT INTO purges (at, embedding_ids) VALUES ({SERVER_NOW}, ?) RETURNING seq",
+                                   (embedding_ids,)).fetchone()[0]
+            self._announce(Purged(int(seq)))
+
+    def purge_expired(self, days: int) -> int:
+        """Retention on a shared database is the database's policy (``reid-desktop db retention``), never one
+        machine's ``days``: one process per round (:data:`RETENTION_ROUND_S`, the server's clock) runs it. The same
+        round forgets merges, splits and purge lists older than :data:`CHANGES_KEPT_S`; every process forgets
+        those it holds in memory."""
         with self._transaction():
-            self._db.execute("DELETE FROM identity_merges WHERE at < ?", (cutoff,))
-            self._db.execute("DELETE FROM identity_splits WHERE at < ?", (cutoff,))
-            self._redirects = {int(d): int(k) for d, k in self._db.execute("SELECT dropped, kept FROM identity_merges")}
-            self._splits = {(int(run), int(source), int(segment), int(track)): (int(old), int(new)) for
-                            run, source, segment, track, old, new in self._db.execute(
-                                "SELECT run_id, source_id, segment, track_id, old, new FROM identity_splits")}
-        return deleted
+            policy = int(self._db.execute("SELECT days FROM retention_policy").fetchone()[0])
+            now, claimed = self._db.execute(
+                f"UPDATE retention_policy SET last_run = {SERVER_NOW} WHERE last_run <= {SERVER_NOW} - ? "
+                f"RETURNING {SERVER_NOW}, TRUE", (RETENTION_ROUND_S,)).fetchone() or (
+                self._db.execute(f"SELECT {SERVER_NOW}").fetchone()[0], False)
+            if claimed:
+                for table in ("identity_merges", "identity_splits", "purges"):
+                    self._db.execute(f"DELETE FROM {table} WHERE at < ?", (now - CHANGES_KEPT_S,))
+        if days and days != policy and not self._told_policy:
+            self._told_policy = True
+            log.warning("storage.retention_days (%d) is this machine's setting and is not used on a shared database; "
+                        "its retention policy is %s (reid-desktop db retention %s --days N)", days,
+                        f"{policy} days" if policy else "to keep everything", self.postgres.url)
+        forget = now - CHANGES_KEPT_S
+        self._redirects = {d: (k, at) for d, (k, at) in self._redirects.items() if at >= forget}
+        self._splits = {key: split for key, split in self._splits.items() if split[2] >= forget}
+        return self.purge_older_than(now - policy * 86400.0) if claimed and policy else 0
 
     @property
     def location(self) -> str:

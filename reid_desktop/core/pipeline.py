@@ -38,6 +38,7 @@ from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
 from reid_desktop.core.reassociation import ReassociationResult, ReassociationSettings, Reassociator
 from reid_desktop.core.search import Searcher
 from reid_desktop.core.shared_changes import (
+    EmbeddingsPurged,
     Heard,
     Labelled,
     Merged,
@@ -396,6 +397,8 @@ class Pipeline:
                 self._regallery(*(i for i in (old, new) if i in self.matcher))
             case SharedEmbeddings() if change.model_key == self.embedder.key:
                 self._learn(change)
+            case EmbeddingsPurged(embedding_ids) if self.store is not None:
+                self.store.unindex_embeddings(embedding_ids)
 
     def _learn(self, shared: SharedEmbeddings) -> None:
         """Another node's new embeddings: into the vector index, and their identities into the working set with

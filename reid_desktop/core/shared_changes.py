@@ -64,7 +64,14 @@ class EmbeddingsAdded:
     run_ids: tuple[int, ...]
 
 
-SharedChange = TargetChanged | Labelled | Merged | Split | Regrouped | EmbeddingsAdded
+@dataclass(frozen=True)
+class Purged:
+    """Retention deleted embeddings; the ids are in the database's ``purges`` row ``seq`` (too many for a payload)."""
+
+    seq: int
+
+
+SharedChange = TargetChanged | Labelled | Merged | Split | Regrouped | EmbeddingsAdded | Purged
 
 
 @dataclass(frozen=True)
@@ -93,7 +100,14 @@ class SharedEmbeddings:
     caught_up: bool = False
 
 
-Heard = SharedChange | SharedEmbeddings | TargetsNow  # what a listener hands on to the pipeline
+@dataclass(frozen=True)
+class EmbeddingsPurged:
+    """The rows behind a :class:`Purged`, as a listener read them: drop them from the vector index."""
+
+    embedding_ids: np.ndarray  # (n,) int64
+
+
+Heard = SharedChange | SharedEmbeddings | TargetsNow | EmbeddingsPurged  # what a listener hands on to the pipeline
 
 
 def format_change(change: SharedChange) -> str:
@@ -111,10 +125,12 @@ def format_change(change: SharedChange) -> str:
             return f"regrouped {old} {new}"
         case EmbeddingsAdded(first_id, last_id, run_ids):
             return f"embeddings {first_id} {last_id} {','.join(str(r) for r in run_ids)}"
+        case Purged(seq):
+            return f"purged {seq}"
     raise TypeError(f"not a shared change: {change!r}")
 
 
-_ARITY = {"target": 2, "label": 1, "merged": 2, "split": 3, "regrouped": 2, "embeddings": 3}
+_ARITY = {"target": 2, "label": 1, "merged": 2, "split": 3, "regrouped": 2, "embeddings": 3, "purged": 1}
 
 
 def parse_change(payload: str) -> SharedChange:
@@ -139,4 +155,6 @@ def parse_change(payload: str) -> SharedChange:
         return Merged(*numbers)
     if kind == "split":
         return Split(*numbers)
+    if kind == "purged":
+        return Purged(numbers[0])
     return Regrouped(*numbers)

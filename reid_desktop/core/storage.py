@@ -87,6 +87,12 @@ RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
 BUSY_TIMEOUT_S = 0.25  # the writer never waits long for another program's lock: it buffers and retries
 AUDIT_ROWS = 100_000  # identity changes kept in the audit (the newest); retention also ages them out
+PURGE_BLOCK = 2000  # sightings retention deletes per transaction (the edit lock is held for one block)
+KEPT_TRACKS = 5  # a followed or named person's newest tracks, kept by retention whatever their age
+# the tracks retention keeps: each followed or named identity's KEPT_TRACKS newest (one parameter: KEPT_TRACKS)
+_KEPT_TRACKS_SQL = ("SELECT id FROM (SELECT t.id, row_number() OVER (PARTITION BY t.identity_id ORDER BY "
+                    "t.last_seen DESC, t.id DESC) AS place FROM tracks t JOIN identities i ON i.id = t.identity_id "
+                    "WHERE i.is_target = 1 OR i.label <> '') AS ranked WHERE place <= ?")
 
 
 # Errors that come from one record's data, not from the database: retrying the same batch cannot help.
@@ -188,6 +194,7 @@ class SightingStore:
     _ALL_ROWS = "LIMIT -1"  # no limit, before an OFFSET
     _CAMERA_NAMES = "json_group_array(DISTINCT src.name)"  # an identity's cameras (a JSON array: names hold commas)
     _BEGIN = "BEGIN IMMEDIATE"  # SQLite: take the write lock now, not at the first write
+    _IN_LIST = "IN (SELECT value FROM json_each(?))"  # membership in one list parameter (see _id_list)
     _ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)  # what the database driver raises
     _DENIED: tuple[type[BaseException], ...] = ()  # a missing privilege (PostgreSQL roles; a file has none)
     _REFUSED_DATA: tuple[type[BaseException], ...] = _BAD_DATA
@@ -610,9 +617,8 @@ class SightingStore:
             self._db.execute("INSERT INTO identities (id, created) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
                              (identity_id, time.time()))
             self._relabel_track(track_row, identity_id)
-            for changed in (identity_id, previous):
-                self._refresh_identity(changed)
-            self._forget_if_unused(previous, keep_labelled=True)
+            self._refresh_identities([identity_id, previous])
+            self._forget_if_unused([previous], keep_labelled=True)
             self._audit("auto", "reassign", track_row, previous, identity_id, score)
         return True
 
@@ -680,48 +686,72 @@ class SightingStore:
             self._db.execute("INSERT INTO identities (id, created, first_seen, last_seen, best_quality, thumbnail) "
                              "VALUES (?, ?, ?, ?, ?, ?)", (new_id, time.time(), first, last, row[1], row[2]))
             self._relabel_track(track_row, new_id)
-            for identity_id in left:
-                self._refresh_identity(identity_id)
-                self._forget_if_unused(identity_id, keep_labelled=False)
+            self._refresh_identities(sorted(left))
+            self._forget_if_unused(sorted(left), keep_labelled=False)
             self._audit("operator", "split", track_row, row[0], new_id)
         return new_id
+
+    def purge_expired(self, days: int) -> int:
+        """Retention's round: sightings older than ``days`` (0: all kept) go, as :meth:`purge_older_than` says."""
+        return self.purge_older_than(time.time() - days * 86400.0) if days else 0
 
     def purge_older_than(self, cutoff: float) -> int:
         """Data retention: delete sightings before ``cutoff`` (epoch seconds) and what only they kept alive.
 
         Tracks left without sightings go; identities left without sightings go unless they are targets or
-        labelled. Returns the number of sightings deleted.
+        labelled. A followed or named person keeps the sightings of their :data:`KEPT_TRACKS` newest tracks
+        whatever their age, so their gallery is never emptied without the operator's say (stop following them
+        and clear their name, and retention takes those too). Set-based, :data:`PURGE_BLOCK` sightings per
+        transaction: the edit lock is held for one block at a time, never for the whole purge. Returns the
+        number of sightings deleted.
         """
-        with self._edit():
-            tracks = [r[0] for r in self._db.execute(
-                "SELECT DISTINCT track_row FROM sightings WHERE timestamp < ?", (cutoff,))]
-            identities = {r[0] for r in self._db.execute(
-                "SELECT s.identity_id FROM sightings s WHERE s.timestamp < ? UNION "
-                "SELECT t.identity_id FROM tracks t JOIN sightings s ON s.track_row = t.id WHERE s.timestamp < ?",
-                (cutoff, cutoff))} - {None}
-            gone = [r[0] for r in self._db.execute(
-                "SELECT e.id FROM embeddings e JOIN sightings s ON s.id = e.sighting_id WHERE s.timestamp < ? "
-                "AND e.model_key = ?", (cutoff, self.index_model))]
-            self._db.execute("DELETE FROM embeddings WHERE sighting_id IN "
-                             "(SELECT id FROM sightings WHERE timestamp < ?)", (cutoff,))
-            deleted = self._db.execute("DELETE FROM sightings WHERE timestamp < ?", (cutoff,)).rowcount
-            self._db.execute("DELETE FROM identity_corrections WHERE timestamp < ?", (cutoff,))
-            for track in tracks:
-                remaining = self._db.execute("SELECT MIN(timestamp) FROM sightings WHERE track_row = ?",
-                                             (track,)).fetchone()[0]
-                if remaining is not None:
-                    self._db.execute("UPDATE tracks SET first_seen = ? WHERE id = ?", (remaining, track))
-                else:
-                    gone += [r[0] for r in self._db.execute(
-                        "SELECT id FROM embeddings WHERE track_row = ? AND model_key = ?", (track, self.index_model))]
-                    self._db.execute("DELETE FROM embeddings WHERE track_row = ?", (track,))
-                    self._db.execute("DELETE FROM tracks WHERE id = ?", (track,))
-            for identity_id in identities:
-                self._refresh_identity(identity_id)
-                self._forget_if_unused(identity_id, keep_labelled=True)
-        if self.index is not None:
-            self.index.remove(gone)
-        return deleted
+        deleted = 0
+        while True:
+            with self._edit():
+                count, gone = self._purge_block(cutoff)
+            deleted += count
+            if self.index is not None:
+                self.index.remove(gone)
+            if count < PURGE_BLOCK:
+                return deleted
+
+    def _purge_block(self, cutoff: float) -> tuple[int, list[int]]:
+        """One block of :meth:`purge_older_than`, inside its transaction: (sightings deleted, embedding ids gone)."""
+        ids = [int(r[0]) for r in self._db.execute(
+            f"SELECT id FROM sightings WHERE timestamp < ? AND track_row NOT IN ({_KEPT_TRACKS_SQL}) "
+            "ORDER BY timestamp LIMIT ?", (cutoff, KEPT_TRACKS, PURGE_BLOCK))]
+        self._db.execute("DELETE FROM identity_corrections WHERE timestamp < ?", (cutoff,))
+        if not ids:
+            return 0, []
+        listed = self._id_list(ids)
+        tracks = [int(r[0]) for r in self._db.execute(
+            f"SELECT DISTINCT track_row FROM sightings WHERE id {self._IN_LIST}", (listed,))]
+        identities = sorted({int(r[0]) for r in self._db.execute(
+            f"SELECT identity_id FROM sightings WHERE id {self._IN_LIST} AND identity_id IS NOT NULL UNION "
+            f"SELECT identity_id FROM tracks WHERE id {self._IN_LIST} AND identity_id IS NOT NULL",
+            (listed, self._id_list(tracks)))})
+        gone = [int(r[0]) for r in self._db.execute(
+            f"DELETE FROM embeddings WHERE sighting_id {self._IN_LIST} RETURNING id", (listed,))]
+        self._db.execute(f"DELETE FROM sightings WHERE id {self._IN_LIST}", (listed,))
+        emptied = f"id {self._IN_LIST} AND NOT EXISTS (SELECT 1 FROM sightings WHERE track_row = tracks.id)"
+        track_list = self._id_list(tracks)
+        gone += [int(r[0]) for r in self._db.execute(
+            f"DELETE FROM embeddings WHERE track_row IN (SELECT id FROM tracks WHERE {emptied}) RETURNING id",
+            (track_list,))]
+        self._db.execute(f"DELETE FROM tracks WHERE {emptied}", (track_list,))
+        self._db.execute(f"UPDATE tracks SET first_seen = (SELECT MIN(timestamp) FROM sightings "
+                         f"WHERE track_row = tracks.id) WHERE id {self._IN_LIST}", (track_list,))
+        self._refresh_identities(identities)
+        self._forget_if_unused(identities, keep_labelled=True)
+        self._purged(gone)
+        return len(ids), gone
+
+    def _id_list(self, ids: Sequence[int]) -> Any:
+        """``ids`` as the one parameter of :attr:`_IN_LIST` (SQLite: a JSON array)."""
+        return json.dumps([int(i) for i in ids])
+
+    def _purged(self, embedding_ids: list[int]) -> None:
+        """Embeddings retention deleted, in the transaction that deleted them: a file has no one else to tell."""
 
     @property
     def live_bytes(self) -> int:
@@ -748,11 +778,16 @@ class SightingStore:
                 break
             cutoff = self._db.execute("SELECT timestamp FROM sightings ORDER BY timestamp LIMIT 1 OFFSET ?",
                                       (count // 10,)).fetchone()[0]
-            deleted += self.purge_older_than(math.nextafter(cutoff, math.inf))
+            purged = self.purge_older_than(math.nextafter(cutoff, math.inf))
+            if not purged and cutoff >= self._db.execute("SELECT MAX(timestamp) FROM sightings").fetchone()[0]:
+                log.warning("%s: over its size limit with only the kept galleries of followed and named people left",
+                            self.location)
+                break  # what is left is kept on purpose
+            deleted += purged
         return deleted
 
-    def _refresh_identity(self, identity_id: int) -> None:
-        """Recompute first/last seen and the best thumbnail from the rows an identity still has."""
+    def _refresh_identities(self, identity_ids: Sequence[int]) -> None:
+        """Recompute first/last seen and the best thumbnail from the rows these identities still have."""
         self._db.execute(
             "UPDATE identities SET "
             "first_seen = (SELECT MIN(timestamp) FROM sightings WHERE identity_id = identities.id), "
@@ -760,16 +795,16 @@ class SightingStore:
             "best_quality = COALESCE((SELECT MAX(best_quality) FROM tracks "
             "WHERE identity_id = identities.id AND thumbnail IS NOT NULL), 0), "
             "thumbnail = (SELECT thumbnail FROM tracks WHERE identity_id = identities.id AND thumbnail IS NOT NULL "
-            "ORDER BY best_quality DESC, id LIMIT 1) WHERE id = ?", (identity_id,))
+            f"ORDER BY best_quality DESC, id LIMIT 1) WHERE id {self._IN_LIST}", (self._id_list(identity_ids),))
 
-    def _forget_if_unused(self, identity_id: int, *, keep_labelled: bool) -> None:
-        """Delete an identity that no row refers to any more; targets (and named ones, if asked) stay."""
+    def _forget_if_unused(self, identity_ids: Sequence[int], *, keep_labelled: bool) -> None:
+        """Delete those of these identities that no row refers to any more; targets (and named ones, if asked) stay."""
         self._db.execute(
-            "DELETE FROM identities WHERE id = ? AND is_target = 0 AND (? = 0 OR label = '') "
+            f"DELETE FROM identities WHERE id {self._IN_LIST} AND is_target = 0 AND (? = 0 OR label = '') "
             "AND NOT EXISTS (SELECT 1 FROM sightings WHERE identity_id = identities.id) "
             "AND NOT EXISTS (SELECT 1 FROM tracks WHERE identity_id = identities.id) "
             "AND NOT EXISTS (SELECT 1 FROM embeddings WHERE identity_id = identities.id)",
-            (identity_id, int(keep_labelled)))
+            (self._id_list(identity_ids), int(keep_labelled)))
 
     # -- the vector index --------------------------------------------------------------------------
 
@@ -857,6 +892,11 @@ class SightingStore:
             if known:
                 self.index.remove(ids)
             self.index.add(ids, vectors)
+
+    def unindex_embeddings(self, ids: np.ndarray) -> None:
+        """Embeddings another process's retention deleted leave this process's vector index."""
+        if self.index is not None:
+            self.index.remove(ids)
 
     def _save_index(self) -> None:
         """Save the index when everything it holds is committed (otherwise the next open catches up)."""

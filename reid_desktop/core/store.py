@@ -344,6 +344,11 @@ class HistoryStore(HistoryReader, Protocol):
         ...
 
     def purge_older_than(self, cutoff: float) -> int:
+        """Remove sightings older than ``cutoff`` (epoch seconds) and what only they kept; returns how many."""
+        ...
+
+    def purge_expired(self, days: int) -> int:
+        """One round of retention (``days``: this machine's setting, which a shared database's policy overrides)."""
         ...
 
     def enforce_size(self, max_bytes: int) -> int:
@@ -361,6 +366,10 @@ class HistoryStore(HistoryReader, Protocol):
     def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray, known: bool = False) -> None:
         """Embeddings another process committed to this history join this process's vector index (``known``: some
         may be in it already)."""
+        ...
+
+    def unindex_embeddings(self, ids: np.ndarray) -> None:
+        """Embeddings another process deleted leave this process's vector index."""
         ...
 
     def identity_galleries(self, model_key: str, per_identity: int,

@@ -258,6 +258,11 @@ def test_db_roles_give_writers_what_nodes_need_and_viewers_only_reading(
                                    media_time=None, box=(1.0, 2.0, 3.0, 4.0), confidence=0.9, match_score=None,
                                    embedding=vector, model_key="m", quality=0.5))
         assert node.flush(), node.health.message
+        assert node.purge_expired(0) == 0  # a writer runs the database's retention policy ...
+    assert cli.main(["db", "retention", as_login("writer"), "--days", "1"]) == cli.EXIT_USAGE  # ... never sets it
+    assert "only the database's owner sets its retention" in capsys.readouterr().err
+    assert cli.main(["db", "retention", as_login("writer")]) == cli.EXIT_OK  # and may read it
+    assert "everything is kept; last run 0 min ago" in capsys.readouterr().out
     with open_store(as_login("viewer"), readonly=True) as viewer:
         assert len(viewer.identities()) == 1
     with pytest.raises(StoreError, match="permission denied"), \

@@ -13,6 +13,7 @@ from reid_desktop.core.shared_changes import (
     EmbeddingsAdded,
     Labelled,
     Merged,
+    Purged,
     Regrouped,
     Split,
     TargetChanged,
@@ -23,7 +24,7 @@ from reid_desktop.core.shared_changes import (
 ids = st.integers(min_value=1, max_value=2**62)
 changes = st.one_of(
     st.builds(TargetChanged, ids, st.booleans()), st.builds(Labelled, ids), st.builds(Merged, ids, ids),
-    st.builds(Split, ids, ids, ids), st.builds(Regrouped, ids, ids),
+    st.builds(Split, ids, ids, ids), st.builds(Regrouped, ids, ids), st.builds(Purged, ids),
     st.builds(EmbeddingsAdded, ids, ids, st.lists(ids, min_size=1, max_size=5).map(tuple)))
 
 
@@ -44,7 +45,8 @@ def test_a_payload_that_is_not_ours_is_one_clear_error(text: str) -> None:
         assert parse_change(format_change(change)) == change
 
 
-@pytest.mark.parametrize("payload", ["target 3 2", "merged 1", "embeddings 1 2 x", "label -", "drop 1", ""])
+@pytest.mark.parametrize("payload", ["target 3 2", "merged 1", "embeddings 1 2 x", "label -", "drop 1", "",
+                                     "purged", "purged x"])
 def test_malformed_payloads_are_refused(payload: str) -> None:
     with pytest.raises(ValueError, match="not a shared change"):
         parse_change(payload)

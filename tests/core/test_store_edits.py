@@ -16,10 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
+from reid_desktop.core import storage
 from reid_desktop.core.database_url import parse_postgres_url
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.report import write_html_report
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.storage import KEPT_TRACKS, SightingStore
 from reid_desktop.core.store import SightingRecord, TrackKey
 from tests.pg_server import PASSWORD
 
@@ -237,29 +238,52 @@ def test_targets_include_those_not_seen_yet(store: SightingStore, build: Builder
     assert [i.identity_id for i in store.identities()] == [2, 1]  # unchanged: only identities with sightings
 
 
-def test_purge_deletes_old_rows_and_keeps_named_identities(store: SightingStore, build: Builder) -> None:
+def test_purge_deletes_old_rows_and_keeps_the_galleries_of_named_and_followed_people(store: SightingStore,
+                                                                                    build: Builder) -> None:
     build.track("gate", 1, [10, 11], person=1)  # old, anonymous: goes entirely
-    named = build.track("gate", 2, [20], person=2)  # old but labelled: the name stays
+    named = build.track("gate", 2, [20], person=2)  # old but named: their newest tracks stay
     store.set_label(2, "neighbour")
-    build.track("yard", 3, [30], person=3)  # old target
+    followed = [build.track("yard", 3, [30 + i], person=3) for i in range(KEPT_TRACKS + 2)]  # old target
     store.set_target(3)
     straddling = build.track("yard", 4, [90, 100, 110], person=4, quality=0.2)
     recent = build.track("dock", 4, [200], person=4, quality=0.1)
 
-    assert store.purge_older_than(100) == 5
-    assert rows(store, "SELECT COUNT(*) FROM sightings WHERE timestamp < 100") == [(0,)]
+    assert store.purge_older_than(100) == 2 + 2 + 1  # person 1, the target's two oldest tracks, straddling's first
+    assert rows(store, "SELECT COUNT(*) FROM sightings WHERE timestamp < 100") == [(1 + KEPT_TRACKS,)]
     assert rows(store, "SELECT id FROM identities ORDER BY id") == [(2,), (3,), (4,)]
-    assert rows(store, "SELECT id FROM tracks ORDER BY id") == [(straddling.track_row,), (recent.track_row,)]
-    assert rows(store, "SELECT COUNT(*) FROM embeddings") == [(3,)]
-    assert rows(store, "SELECT label, first_seen, thumbnail FROM identities WHERE id = 2") \
-        == [("neighbour", None, None)]
-    assert store.track_thumbnail(named.track_row) is None
+    assert {r[0] for r in rows(store, "SELECT id FROM tracks")} == {
+        named.track_row, *(t.track_row for t in followed[2:]), straddling.track_row, recent.track_row}
+    assert rows(store, "SELECT COUNT(*) FROM embeddings") == [(1 + KEPT_TRACKS + 3,)]  # galleries of 2 and 3 kept
+    assert rows(store, "SELECT label, first_seen FROM identities WHERE id = 2") == [("neighbour", 20)]
+    assert store.track_thumbnail(named.track_row) is not None
+    assert rows(store, "SELECT first_seen, last_seen FROM identities WHERE id = 3") == [(32, 30 + KEPT_TRACKS + 1)]
     assert rows(store, "SELECT first_seen, last_seen FROM identities WHERE id = 4") == [(100, 200)]
     assert rows(store, "SELECT first_seen FROM tracks WHERE id = ?", straddling.track_row) == [(100,)]
     assert [t.identity_id for t in store.targets()] == [3]
-    assert [i.identity_id for i in store.identities()] == [4]
+    assert {i.identity_id for i in store.identities()} == {2, 3, 4}
     assert_consistent(store)
     assert store.purge_older_than(100) == 0
+
+    store.set_target(3, False)  # the operator's say: no longer followed, no longer named
+    store.set_label(2, "")
+    assert store.purge_older_than(100) == 1 + KEPT_TRACKS
+    assert rows(store, "SELECT id FROM identities ORDER BY id") == [(4,)]
+    assert rows(store, "SELECT COUNT(*) FROM embeddings") == [(3,)]
+    assert_consistent(store)
+
+
+def test_purge_goes_a_block_at_a_time(store: SightingStore, build: Builder, monkeypatch) -> None:
+    monkeypatch.setattr(storage, "PURGE_BLOCK", 4)
+    tracks = [build.track("gate", 10 + i, [float(i), i + 0.5], person=10 + i) for i in range(5)]
+    build.track("gate", 99, [500], person=99)
+    transactions = []
+    begin = store._begin
+    monkeypatch.setattr(store, "_begin", lambda: (transactions.append(1), begin())[1])
+    assert store.purge_older_than(100) == 10
+    assert len(transactions) >= 3  # ten sightings, four per transaction (and one to find nothing is left)
+    assert rows(store, "SELECT COUNT(*) FROM tracks") == [(1,)] and not any(
+        store.track_thumbnail(t.track_row) for t in tracks)
+    assert_consistent(store)
 
 
 def test_html_report_escapes_text_and_inlines_thumbnails(store: SightingStore, build: Builder,
