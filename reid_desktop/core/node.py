@@ -260,12 +260,14 @@ class ChangeListener(NotificationListener):
         self._mark_channel = ""
         self._marked_at = -MARK_EVERY_S
         self._purge_seq: int | None = None  # the newest retention purge taken on
+        self.clock_offset = 0.0  # this machine's clock less the server's: other writers' times are read on ours
 
     def connected(self, conn: Any) -> None:
         self._mark_channel = f"reid_mark_{conn.info.backend_pid}"
         conn.execute(f"LISTEN {self._mark_channel}")
         targets = conn.execute("SELECT id FROM identities WHERE is_target = 1").fetchall()
         self.apply(TargetsNow(frozenset(int(identity_id) for (identity_id,) in targets)))
+        self._mark(conn)  # the clock first: caught-up rows are read on it
         if self.horizon is None:
             self.horizon = self.since()
         if self.horizon is not None:
@@ -274,7 +276,6 @@ class ChangeListener(NotificationListener):
             self._purge_seq = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM purges").fetchone()[0])
         else:
             self._take_purges(conn, "seq > %s", (self._purge_seq,))
-        self._mark(conn)
 
     def _take_purges(self, conn: Any, condition: str, params: tuple[Any, ...]) -> None:
         """Retention's purges meeting ``condition`` (announced, or made while this listener was away): the
@@ -289,7 +290,11 @@ class ChangeListener(NotificationListener):
             self._mark(conn)
 
     def _mark(self, conn: Any) -> None:
-        conn.execute("SELECT pg_notify(%s, pg_snapshot_xmin(pg_current_snapshot())::text)", (self._mark_channel,))
+        """Also measures this machine's clock against the server's (the middle of the round trip)."""
+        sent = time.time()
+        server = conn.execute(f"SELECT {SERVER_NOW}, pg_notify(%s, pg_snapshot_xmin(pg_current_snapshot())::text)",
+                              (self._mark_channel,)).fetchone()[0]
+        self.clock_offset = (sent + time.time()) / 2 - float(server)
         self._marked_at = time.monotonic()
 
     def _catch_up(self, conn: Any, horizon: int) -> None:
@@ -306,7 +311,7 @@ class ChangeListener(NotificationListener):
             if missed:
                 caught += len(missed)
                 self._heard_rows(missed)
-                self.apply(_shared(missed, self.model_key(), caught_up=True))
+                self.apply(_shared(missed, self.model_key(), self.clock_offset, caught_up=True))
         if caught:
             log.info("caught up on %d embeddings written while this process was not listening", caught)
 
@@ -335,7 +340,7 @@ class ChangeListener(NotificationListener):
             rows = [row for row in rows if int(row[0]) not in self._heard]
             if rows:
                 self._heard_rows(rows)
-                self.apply(_shared(rows, self.model_key()))
+                self.apply(_shared(rows, self.model_key(), self.clock_offset))
             return
         if isinstance(change, Purged):
             self._take_purges(conn, "seq = %s", (change.seq,))
@@ -398,22 +403,26 @@ def recorded_change(conn: Any, change: SharedChange) -> SharedChange | None:
 
 def _embedding_rows(conn: Any, condition: str, params: tuple[Any, ...], model_key: str) -> list[tuple[Any, ...]]:
     """Stored embeddings of ``model_key`` with an identity, that meet ``condition`` (on ``e``, the embedding, and
-    ``t``, its track): id, identity, quality, vector, camera, time, the identity's creation, run, and the
-    transaction that wrote it."""
+    ``t``, its track): id, identity, quality, vector, camera, time by the server's clock (the writer's own less its
+    offset, schema 7), the identity's creation, run, the camera's URI, and the transaction that wrote it."""
     return conn.execute(
-        "SELECT e.id, e.identity_id, e.quality, e.vector, src.name, s.timestamp, i.created, t.run_id, e.tx::text "
-        "FROM embeddings e JOIN tracks t ON t.id = e.track_row JOIN sightings s ON s.id = e.sighting_id "
+        "SELECT e.id, e.identity_id, e.quality, e.vector, src.name, s.timestamp - r.clock_offset, i.created, t.run_id, "
+        "src.uri, e.tx::text FROM embeddings e JOIN tracks t ON t.id = e.track_row "
+        "JOIN sightings s ON s.id = e.sighting_id JOIN runs r ON r.id = t.run_id "
         "JOIN sources src ON src.id = s.source_id JOIN identities i ON i.id = e.identity_id "
         f"WHERE e.model_key = %s AND {condition}", (model_key, *params)).fetchall()
 
 
-def _shared(rows: list[tuple[Any, ...]], model_key: str, caught_up: bool = False) -> SharedEmbeddings:
+def _shared(rows: list[tuple[Any, ...]], model_key: str, clock_offset: float, caught_up: bool = False
+            ) -> SharedEmbeddings:
+    """``rows`` of :func:`_embedding_rows`, their times on this machine's clock (``clock_offset``: its own less
+    the server's)."""
     return SharedEmbeddings(
         tuple(sorted({int(r[7]) for r in rows})), model_key, np.array([r[0] for r in rows], np.int64),
         np.array([r[1] for r in rows], np.int64),
         np.array([r[2] for r in rows], np.float32), np.stack([np.frombuffer(r[3], np.float32) for r in rows]),
-        tuple(str(r[4]) for r in rows), np.array([r[5] for r in rows], np.float64),
-        {int(r[1]): float(r[6]) for r in rows}, caught_up)
+        tuple(str(r[4]) for r in rows), np.array([r[5] for r in rows], np.float64) + clock_offset,
+        {int(r[1]): float(r[6]) for r in rows}, caught_up, tuple(str(r[8]) for r in rows))
 
 
 def camera_health(conn: Any) -> list[CameraHealth]:

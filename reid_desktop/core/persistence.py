@@ -64,6 +64,10 @@ class SightingWriter:
         """How a source is described in the store: its URI without credentials, its kind."""
         self._sources[spec.source_id] = (spec.display_uri, spec.kind.value)
 
+    def uri(self, source: str) -> str | None:
+        """The URI a source of this pipeline is stored under; None for a source it does not run."""
+        return self._sources[source][0] if source in self._sources else None
+
     def track_key(self, source: str, segment: int, track_id: int) -> TrackKey:
         uri, kind = self._sources.get(source, (source, "file"))
         return TrackKey(source, uri, kind, segment, track_id)

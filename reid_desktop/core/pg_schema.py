@@ -131,12 +131,14 @@ CREATE TABLE camera_means (
 # Schema 7: retention is the database's policy, not one machine's setting (``reid-desktop db retention``): one row,
 # set by the database's owner; ``last_run`` (the server's clock) lets one process per round run it. ``purges``
 # lists the embeddings each round deleted, so every other process drops them from its vector index (announced as
-# ``purged <seq>``, read back from here; kept a while for processes that were away).
+# ``purged <seq>``, read back from here; kept a while for processes that were away). ``runs.clock_offset``: the
+# writer's clock less the server's, so a reader compares another machine's sighting times on one clock.
 _V7 = """
 CREATE TABLE retention_policy (
     one_row BOOLEAN PRIMARY KEY DEFAULT TRUE CHECK (one_row), days INTEGER NOT NULL DEFAULT 0 CHECK (days >= 0),
     set_at DOUBLE PRECISION, last_run DOUBLE PRECISION NOT NULL DEFAULT 0);
 INSERT INTO retention_policy DEFAULT VALUES;
+ALTER TABLE runs ADD COLUMN clock_offset DOUBLE PRECISION NOT NULL DEFAULT 0;
 CREATE TABLE purges (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at DOUBLE PRECISION NOT NULL,
     embedding_ids BIGINT[] NOT NULL);

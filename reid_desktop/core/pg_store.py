@@ -216,6 +216,7 @@ class PgSightingStore(SightingStore):
         # track key -> (old, new) identity, when
         self._splits: dict[tuple[int, int, int, int], tuple[int, int, float]] = {}
         self._told_policy = False  # the local retention setting's warning is given once
+        self._open_runs: set[int] = set()  # this store's runs still going (their clock offsets are kept current)
         self._changes_seq = 0  # the newest merge or split read
         # ids drawn for pending records, kept until they are committed: a flush whose COMMIT answer was lost is
         # written again with the same ids, and rows already there are left as they are (idempotent flushes)
@@ -250,8 +251,21 @@ class PgSightingStore(SightingStore):
         run_id = super().begin_run(detector=detector, embedder=embedder, embedder_is_fallback=embedder_is_fallback,
                                    provider=provider, model_key=model_key, warnings=warnings, config=config)
         with self._transaction():
-            self._db.execute("UPDATE runs SET node = ? WHERE id = ?", (self.node, run_id))
+            self._db.execute("UPDATE runs SET node = ?, clock_offset = ? WHERE id = ?",
+                             (self.node, self._clock_offset(), run_id))
+        self._open_runs.add(run_id)
         return run_id
+
+    def end_run(self, run_id: int, status: str) -> bool:
+        self._open_runs.discard(run_id)
+        return super().end_run(run_id, status)
+
+    def _clock_offset(self) -> float:
+        """This machine's clock less the server's (at the middle of one round trip): written with each open run and
+        kept current, so other machines read this one's sighting times on the server's clock (core/node.py)."""
+        sent = time.time()
+        server = float(self._db.execute(f"SELECT {SERVER_NOW}").fetchone()[0])
+        return (sent + time.time()) / 2 - server
 
     def _announce(self, change: SharedChange) -> None:
         """Every process listening on :data:`CHANGES_CHANNEL` hears it when this transaction commits; a merge is
@@ -450,8 +464,11 @@ class PgSightingStore(SightingStore):
         """Retention on a shared database is the database's policy (``reid-desktop db retention``), never one
         machine's ``days``: one process per round (:data:`RETENTION_ROUND_S`, the server's clock) runs it. The same
         round forgets merges, splits and purge lists older than :data:`CHANGES_KEPT_S`; every process forgets
-        those it holds in memory."""
+        those it holds in memory, and notes its clock's offset on its open runs."""
         with self._transaction():
+            if self._open_runs:  # clocks drift: the round keeps this machine's offset current
+                self._db.execute("UPDATE runs SET clock_offset = ? WHERE id = ANY(?)",
+                                 (self._clock_offset(), sorted(self._open_runs)))
             policy = int(self._db.execute("SELECT days FROM retention_policy").fetchone()[0])
             now, claimed = self._db.execute(
                 f"UPDATE retention_policy SET last_run = {SERVER_NOW} WHERE last_run <= {SERVER_NOW} - ? "

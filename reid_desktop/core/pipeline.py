@@ -409,10 +409,16 @@ class Pipeline:
             rows = np.flatnonzero(shared.identity_ids == identity_id)
             seen: dict[str, float] = {}
             for row in rows:
-                camera = shared.cameras[row]
+                camera = self._remote_camera(shared.cameras[row], shared.uris[row] if shared.uris else None)
                 seen[camera] = max(float(shared.timestamps[row]), seen.get(camera, -np.inf))
             self.matcher.learn(int(identity_id), shared.vectors[rows], shared.qualities[rows],
                                shared.created.get(int(identity_id)), seen)
+
+    def _remote_camera(self, name: str, uri: str | None) -> str:
+        """Another process's camera as this matcher knows it: a camera of another node that has the name of one of
+        ours but not its URI is another place (``name@uri``), never "the same camera" where two people cannot be."""
+        ours = self.writer.uri(name) if self.writer is not None else None
+        return f"{name}@{uri}" if ours is not None and uri is not None and uri != ours else name
 
     def set_embedder(self, embedder: Embedder, warnings: Sequence[str] = ()) -> PipelineInfo:
         """Hot-swap the re-id model (e.g. one just trained) without stopping the cameras.

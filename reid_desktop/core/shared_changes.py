@@ -85,8 +85,8 @@ class TargetsNow:
 @dataclass(frozen=True)
 class SharedEmbeddings:
     """The rows behind an :class:`EmbeddingsAdded`, as a listener read them: per row its identity, quality,
-    camera and time; ``created`` holds each identity's creation time (for reconciling two new identities).
-    ``caught_up``: read after a lost connection, so the receiver may hold some of them already."""
+    camera and time (on the receiver's clock); ``created`` holds each identity's creation time (for reconciling two
+    new identities). ``caught_up``: read after a lost connection, so the receiver may hold some of them already."""
 
     run_ids: tuple[int, ...]
     model_key: str
@@ -98,6 +98,7 @@ class SharedEmbeddings:
     timestamps: np.ndarray  # (n,) float64
     created: dict[int, float]
     caught_up: bool = False
+    uris: tuple[str, ...] = ()  # each row's camera's URI (two nodes may give two cameras one name)
 
 
 @dataclass(frozen=True)
