@@ -1,6 +1,10 @@
-"""A loopback TCP relay in front of a PostgreSQL server that can lose the reply to a COMMIT.
+"""A loopback TCP relay in front of a PostgreSQL server that can lose the reply to a COMMIT, slow every message
+down and drop every connection.
 
-With ``lose_next_commit_reply()`` armed, the relay passes the next COMMIT (simple or extended protocol) and the
+``delay_s``: each piece of data waits this long before it is passed on, both ways (a slow or distant link).
+``drop_all()``: every relayed connection is cut at once (a network fault); new ones are relayed again. A
+connection made while the server is down is closed at once, as the server would refuse it. With
+``lose_next_commit_reply()`` armed, the relay passes the next COMMIT (simple or extended protocol) and the
 messages up to its Sync to the server, lets the server commit, and then closes the client's connection without
 passing the server's answer on: the client cannot tell whether its transaction committed. Connections made
 afterwards are relayed untouched. Clients must connect with ``sslmode=disable`` (the relay reads the protocol).
@@ -26,6 +30,8 @@ class PgRelay:
         self.port = self._listener.getsockname()[1]
         self._armed = threading.Event()
         self.commits_cut = 0
+        self.delay_s = 0.0
+        self._links: list[_Link] = []
         self._stop = threading.Event()
         self._accepting = threading.Thread(target=self._accept, daemon=True)
 
@@ -42,20 +48,33 @@ class PgRelay:
     def lose_next_commit_reply(self) -> None:
         self._armed.set()
 
+    def drop_all(self) -> int:
+        """Cut every relayed connection; returns how many were open."""
+        links, self._links = [link for link in self._links if not link.cut.is_set()], []
+        for link in links:
+            link.close()
+        return len(links)
+
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            server = socket.create_connection(("127.0.0.1", self.server_port))
+            try:
+                server = socket.create_connection(("127.0.0.1", self.server_port))
+            except OSError:  # the server is down: refused, as it would be
+                client.close()
+                continue
             link = _Link(client, server)
+            self._links = [*(kept for kept in self._links if not kept.cut.is_set()), link]
             for pump in (self._from_client, self._from_server):
                 threading.Thread(target=pump, args=(link,), daemon=True).start()
 
     def _from_server(self, link: _Link) -> None:
         try:
             while (data := link.server.recv(65536)) and not link.cut.is_set():
+                time.sleep(self.delay_s)
                 if not link.hold.is_set():  # after a lost COMMIT: the answer is swallowed
                     link.client.sendall(data)
         except OSError:
@@ -91,6 +110,7 @@ class PgRelay:
                         link.hold.set()
                     if commit_seen and kind in (b"Q", b"S"):
                         run_commit = True
+                time.sleep(self.delay_s)
                 link.server.sendall(data)
                 if run_commit:
                     self.commits_cut += 1
