@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 
 SCHEMES = ("postgresql", "postgres")
 CONNECT_TIMEOUT_S = 5  # a server that does not answer is reported, not waited for
+DEAD_LINK_S = 30  # a connection whose data goes unacknowledged this long (cable, power, a lost route) is closed
 
 
 class DatabaseUrlError(ValueError):
@@ -39,10 +40,14 @@ class PostgresLocation:
         return f"{self.database} on {self.host}:{self.port} (as {self.user})"
 
     def connect_options(self) -> dict[str, object]:
-        """What ``psycopg.connect`` takes: the URL, a bounded connect time, and the keyring's password when
-        neither ``PGPASSWORD`` nor ``~/.pgpass`` will give libpq one."""
+        """What ``psycopg.connect`` takes: the URL, a bounded connect time, bounds on a link that died silently,
+        and the keyring's password when neither ``PGPASSWORD`` nor ``~/.pgpass`` will give libpq one."""
         options: dict[str, object] = {"conninfo": self.url, "connect_timeout": CONNECT_TIMEOUT_S,
-                                      "application_name": "reid-desktop"}
+                                      "application_name": "reid-desktop",
+                                      # a link that died without a word ends in seconds, not the OS's 15 minutes
+                                      "tcp_user_timeout": DEAD_LINK_S * 1000, "keepalives": 1,
+                                      "keepalives_idle": DEAD_LINK_S // 3, "keepalives_interval": DEAD_LINK_S // 6,
+                                      "keepalives_count": 3}
         password = keyring_password(self)
         if password:
             options["password"] = password

@@ -334,9 +334,11 @@ class ChangeListener(NotificationListener):
         if isinstance(change, EmbeddingsAdded):
             # A writer's announcement is heard after every mark below its transaction: rows of transactions under
             # the horizon were heard (or caught up) already, and rows heard above it are not taken twice.
+            # (this process's own runs are left out: its store commits them on a connection of their own)
+            runs = sorted(set(change.run_ids) - set(self.own_runs()))
             rows = _embedding_rows(
                 conn, "e.id BETWEEN %s AND %s AND t.run_id = ANY(%s) AND e.tx >= %s::text::xid8 ORDER BY e.id",
-                (change.first_id, change.last_id, list(change.run_ids), str(self.horizon or 0)), self.model_key())
+                (change.first_id, change.last_id, runs, str(self.horizon or 0)), self.model_key()) if runs else []
             rows = [row for row in rows if int(row[0]) not in self._heard]
             if rows:
                 self._heard_rows(rows)

@@ -241,10 +241,12 @@ class PgSightingStore(SightingStore):
 
     def _connect(self, readonly: bool) -> _Connection:
         try:
-            self._link = _Connection(self.postgres, readonly)
+            return _Connection(self.postgres, readonly)
         except PgSchemaError as exc:
             raise StoreError(str(exc)) from None
-        return self._link
+
+    def _open_committer(self) -> _Connection:
+        return self._connect(readonly=False)
 
     def begin_run(self, *, detector: str, embedder: str, embedder_is_fallback: bool, provider: str,
                   model_key: str, warnings: Sequence[str], config: dict[str, Any]) -> int:
@@ -287,7 +289,7 @@ class PgSightingStore(SightingStore):
     def _begin(self) -> None:
         """Also takes the edit lock (alone for an edit, shared for writes) and reads the merges and splits made
         since the last transaction: under the lock, none can be made until this one commits."""
-        self._link.reopen_if_lost()
+        self._db.reopen_if_lost()
         super()._begin()
         # bounded waits: a station's long edit or a stuck server fails this transaction (its records wait in
         # memory, the cameras go on) instead of holding the engine
@@ -494,7 +496,7 @@ class PgSightingStore(SightingStore):
     @property
     def backend_pid(self) -> int:
         """The server process this store writes through (a listener leaves out the changes it announced)."""
-        return self._link.backend_pid
+        return self._main_db.backend_pid
 
     def _reserve_ids(self) -> None:
         """A block of ids from the database's sequence: every node draws from the same numbering. Ids that rows

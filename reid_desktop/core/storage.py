@@ -33,8 +33,10 @@ import logging
 import math
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
@@ -86,6 +88,7 @@ MAX_PENDING_BYTES = 256 * 1024**2
 RETRY_INITIAL_S = 0.5
 RETRY_MAX_S = 30.0
 BUSY_TIMEOUT_S = 0.25  # the writer never waits long for another program's lock: it buffers and retries
+COMMIT_WAIT_S = 5.0  # the longest the engine waits for a commit under way in the commit thread (an edit, a run)
 AUDIT_ROWS = 100_000  # identity changes kept in the audit (the newest); retention also ages them out
 PURGE_BLOCK = 2000  # sightings retention deletes per transaction (the edit lock is held for one block)
 KEPT_TRACKS = 5  # a followed or named person's newest tracks, kept by retention whatever their age
@@ -127,27 +130,37 @@ def describe_failure(exc: BaseException) -> str:
 
 
 class _PendingRecords:
-    """Records not yet committed, oldest first, bounded in count and bytes (the oldest go first)."""
+    """Records not yet committed, oldest first, bounded in count and bytes (the oldest go first). The engine adds
+    while the commit thread writes a snapshot: each record has a number, and a commit discards what it wrote by
+    number, never a record added (or one dropped over the bound) meanwhile."""
 
     def __init__(self, max_records: int, max_bytes: int) -> None:
-        self._records: collections.deque[SightingRecord] = collections.deque()
+        self._records: collections.deque[tuple[int, SightingRecord]] = collections.deque()
         self._bytes = 0
+        self._added = 0
+        self._guard = threading.Lock()
         self.max_records, self.max_bytes = max_records, max_bytes
         self.dropped = 0
 
     def append(self, record: SightingRecord) -> None:
-        self._records.append(record)
-        self._bytes += record.nbytes
-        while len(self._records) > self.max_records or (self._bytes > self.max_bytes and len(self._records) > 1):
-            self._bytes -= self._records.popleft().nbytes
-            self.dropped += 1
+        with self._guard:
+            self._added += 1
+            self._records.append((self._added, record))
+            self._bytes += record.nbytes
+            while len(self._records) > self.max_records or (self._bytes > self.max_bytes and len(self._records) > 1):
+                self._bytes -= self._records.popleft()[1].nbytes
+                self.dropped += 1
 
-    def snapshot(self) -> list[SightingRecord]:
-        return list(self._records)
+    def snapshot(self) -> tuple[list[SightingRecord], int]:
+        """What waits now, and the number of the newest (for :meth:`discard_through`)."""
+        with self._guard:
+            return [record for _, record in self._records], self._added
 
-    def discard_oldest(self, count: int) -> None:
-        for _ in range(count):
-            self._bytes -= self._records.popleft().nbytes
+    def discard_through(self, newest: int) -> None:
+        """Forget the records numbered up to ``newest`` (written)."""
+        with self._guard:
+            while self._records and self._records[0][0] <= newest:
+                self._bytes -= self._records.popleft()[1].nbytes
 
     @property
     def nbytes(self) -> int:
@@ -208,10 +221,13 @@ class SightingStore:
         self.commit_interval_s = commit_interval_s
         self.embeddings_per_track = embeddings_per_track
         self._lock: WriterLock | None = None
-        if readonly:
-            self._db = self._open_readonly()
-        else:
-            self._db = self._open_writer()
+        self._here = threading.local()  # the commit thread keeps its connection here (see maybe_flush)
+        self._writing = threading.RLock()  # one write transaction at a time, whichever thread and connection
+        self._committer: ThreadPoolExecutor | None = None
+        self._committer_db: Any = None
+        self._commit: Future[None] | None = None  # the commit thread's job under way (or done)
+        self._commit_started = 0.0
+        self._main_db: Any = self._open_readonly() if readonly else self._open_writer()
         self._pending = _PendingRecords(max_pending_records, max_pending_bytes)
         self._last_commit = time.monotonic()
         self._retry_at = 0.0
@@ -293,8 +309,33 @@ class SightingStore:
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
-        """One write transaction; any failure rolls all of it back and becomes :class:`StorageUnavailable`."""
+        """One write transaction; any failure rolls all of it back and becomes :class:`StorageUnavailable`. Waits at
+        most :data:`COMMIT_WAIT_S` for a commit running in the commit thread."""
+        with self._writing_held(), self._transaction_held():
+            yield
+
+    @contextmanager
+    def _writing_held(self) -> Iterator[None]:
+        """The right to write (see :meth:`_take_writing`), or :class:`StorageUnavailable` saying why not."""
         self._writable()
+        if not self._take_writing():
+            raise StorageUnavailable(f"{self._failure or 'database not answering'}: the last commit has not ended")
+        try:
+            yield
+        finally:
+            self._writing.release()
+
+    def _take_writing(self) -> bool:
+        """The right to write, once a commit under way in the commit thread has ended: waited for until that commit
+        has run :data:`COMMIT_WAIT_S` in all, so a database that stopped answering holds the engine once, briefly,
+        and later calls fail at once (their callers keep what they wanted to write, or say it was not saved)."""
+        if self._writing.acquire(blocking=False):
+            return True
+        started = self._commit_started if self._commit is not None and not self._commit.done() else time.monotonic()
+        return self._writing.acquire(timeout=max(COMMIT_WAIT_S - (time.monotonic() - started), 0.0))
+
+    @contextmanager
+    def _transaction_held(self) -> Iterator[None]:
         try:
             self._begin()
         except self._ERRORS as exc:  # BEGIN may have gone through (a lock not had in time): end what it began
@@ -341,7 +382,9 @@ class SightingStore:
 
     def allocate_identity_id(self) -> int | None:
         """A new identity id from the database; None while the database cannot be written and none are left."""
-        if len(self._ids) < ID_LOW_WATER and (not self._failure or time.monotonic() >= self._retry_at):
+        committing = self._commit is not None and not self._commit.done()
+        if (len(self._ids) < ID_LOW_WATER and (not self._failure or time.monotonic() >= self._retry_at)
+                and not (self._ids and committing)):  # ids left: a refill waits until the commit under way ends
             try:
                 self._reserve_ids()
                 self._succeeded(0)
@@ -386,29 +429,66 @@ class SightingStore:
 
     @property
     def health(self) -> StorageHealth:
-        if not self._failure:
+        waited = time.monotonic() - self._commit_started
+        failure = self._failure or (f"database not answering (a commit has waited {waited:.0f} s)"
+                                    if self._commit is not None and not self._commit.done() and waited > COMMIT_WAIT_S
+                                    else "")
+        if not failure:
             return StorageHealth(True, "", len(self._pending), self._pending.dropped)
         lost = f"; {self._pending.dropped} given up" if self._pending.dropped else ""
-        return StorageHealth(False, f"{self._failure}: sightings are not being saved ({len(self._pending)} waiting"
+        return StorageHealth(False, f"{failure}: sightings are not being saved ({len(self._pending)} waiting"
                                     f"{lost}); saving resumes by itself", len(self._pending), self._pending.dropped)
 
     def maybe_flush(self) -> None:
-        """Commit what waits when the commit interval has passed (or a retry is due)."""
+        """When the commit interval has passed (or a retry is due), commit what waits in the store's commit thread,
+        on a connection of its own: the caller (the engine) never waits for the database, however slow it is."""
         now = time.monotonic()
-        if self._failure:
-            if now >= self._retry_at:
-                self.flush()
-        elif now - self._last_commit >= self.commit_interval_s:
-            self.flush()
+        due = now >= self._retry_at if self._failure else now - self._last_commit >= self.commit_interval_s
+        if due and (self._commit is None or self._commit.done()):
+            if self._committer is None:
+                self._committer = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
+            self._commit = self._committer.submit(self._commit_in_background)
+            self._commit_started = now
+
+    def _commit_in_background(self) -> None:
+        if self._committer_db is None:
+            try:
+                self._committer_db = self._open_committer()
+            except (StoreError, *self._ERRORS) as exc:  # type: ignore[misc]  # the server is away: tried next round
+                self._failed(StorageUnavailable(describe_failure(exc)))
+                return
+        self._here.db = self._committer_db
+        self.flush()
+
+    def _open_committer(self) -> Any:
+        """The commit thread's connection (the writer lock is this process's already)."""
+        db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA synchronous = FULL")
+        return db
+
+    @property
+    def _db(self) -> Any:
+        """The connection of this thread: the commit thread's own, or the store's."""
+        return getattr(self._here, "db", None) or self._main_db
 
     def flush(self, force: bool = False) -> bool:
-        """Write every waiting record in one transaction; False when the database refused (they keep waiting).
+        """Write every waiting record in one transaction; False when the database refused (they keep waiting), or
+        when a commit still running in the commit thread did not end within :data:`COMMIT_WAIT_S`.
 
         ``force`` tries even before the next retry is due (an operator edit, closing).
         """
+        if not self._take_writing():
+            return False
+        try:
+            return self._flush(force)
+        finally:
+            self._writing.release()
+
+    def _flush(self, force: bool) -> bool:
         if not force and self._failure and time.monotonic() < self._retry_at:
             return False
-        records = self._pending.snapshot()
+        records, newest = self._pending.snapshot()
         if not records:
             return not self._failure
         try:
@@ -424,7 +504,7 @@ class SightingStore:
             self._failed(exc)
             return False
         self._index_committed()
-        self._pending.discard_oldest(len(records))
+        self._pending.discard_through(newest)
         self._last_commit = time.monotonic()
         self._succeeded(len(records))
         return True
@@ -551,6 +631,8 @@ class SightingStore:
     def close(self) -> None:
         """Write what waits, give back unused ids, save the vector index, release the writer lock. Never raises."""
         try:
+            if self._committer is not None:
+                self._committer.shutdown(wait=True)  # a commit under way ends first
             if not self.readonly:
                 if not self.flush(force=True):
                     log.error("%s: %d sightings could not be saved (%s)", self.location, len(self._pending),
@@ -558,7 +640,10 @@ class SightingStore:
                 self._give_back_ids()
                 self._save_index()
         finally:
-            self._db.close()
+            for db in (self._main_db, self._committer_db):
+                if db is not None:
+                    with contextlib.suppress(*self._ERRORS):
+                        db.close()
             if self._lock is not None:
                 self._lock.release()
 
@@ -578,7 +663,8 @@ class SightingStore:
         names; when the database refuses them the edit is refused too, with the reason.
         """
         if not self.flush(force=True):
-            raise StorageUnavailable(f"{self._failure}: the change was not saved")
+            raise StorageUnavailable(f"{self._failure or 'database busy: the last commit has not ended'}: the change "
+                                     "was not saved")
         with self._transaction():
             yield
 
@@ -762,12 +848,12 @@ class SightingStore:
 
     def reclaim(self) -> None:
         """Give the pages of deleted rows back to the disk (incremental vacuum, no full rewrite)."""
-        self._writable()
-        try:
-            # executescript steps the pragma to the end; execute() would free one page per call
-            self._db.executescript("PRAGMA incremental_vacuum;")
-        except sqlite3.Error as exc:
-            raise StorageUnavailable(describe_failure(exc)) from exc
+        with self._writing_held():
+            try:
+                # executescript steps the pragma to the end; execute() would free one page per call
+                self._db.executescript("PRAGMA incremental_vacuum;")
+            except sqlite3.Error as exc:
+                raise StorageUnavailable(describe_failure(exc)) from exc
 
     def enforce_size(self, max_bytes: int) -> int:
         """Delete the oldest sightings, a tenth at a time, until the rows fit in ``max_bytes``; returns how many."""

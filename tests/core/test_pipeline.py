@@ -229,7 +229,8 @@ def test_a_followed_person_raises_one_alert_per_camera_that_is_stored_and_expire
         exported = tmp_path / "target.json"
         store.export_json(exported, followed)
         assert len(json.loads(exported.read_text())["alerts"]) == len(alerts)
-        # alerts go with their sightings: retention leaves none behind
+        # alerts go with their sightings: once the person is no longer followed, retention leaves none behind
+        store.set_target(followed, False)
         store.purge_older_than(max(a.timestamp for a in alerts) + 1)
         assert store.alerts() == []
 

@@ -12,7 +12,13 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reid_desktop.core import database_url
-from reid_desktop.core.database_url import DatabaseUrlError, PostgresLocation, parse_database, parse_postgres_url
+from reid_desktop.core.database_url import (
+    DEAD_LINK_S,
+    DatabaseUrlError,
+    PostgresLocation,
+    parse_database,
+    parse_postgres_url,
+)
 from reid_desktop.core.pg_schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
@@ -275,3 +281,11 @@ def test_db_roles_give_writers_what_nodes_need_and_viewers_only_reading(
         psycopg.connect(as_login("none")).close()
     assert cli.main(["db", "roles", as_login("writer")]) == cli.EXIT_USAGE  # only the owner grants
     assert "run this as the database's owner" in capsys.readouterr().err
+
+
+def test_a_link_that_dies_silently_is_given_up_in_seconds(pg_url: str, password_in_environment) -> None:
+    """Without these a connection to a server behind a cut cable waits for the OS's retransmissions (minutes)."""
+    with connect(parse_postgres_url(pg_url)) as conn:
+        used = conn.info.get_parameters()
+    assert used["tcp_user_timeout"] == str(DEAD_LINK_S * 1000) and used["keepalives"] == "1"
+    assert int(used["keepalives_idle"]) + 3 * int(used["keepalives_interval"]) <= DEAD_LINK_S

@@ -1,13 +1,14 @@
-"""A loopback TCP relay in front of a PostgreSQL server that can lose the reply to a COMMIT, slow every message
-down and drop every connection.
+"""A loopback TCP relay in front of a PostgreSQL server that can slow every message down, go silent, drop every
+connection and lose the reply to a COMMIT.
 
 ``delay_s``: each piece of data waits this long before it is passed on, both ways (a slow or distant link).
-``drop_all()``: every relayed connection is cut at once (a network fault); new ones are relayed again. A
-connection made while the server is down is closed at once, as the server would refuse it. With
-``lose_next_commit_reply()`` armed, the relay passes the next COMMIT (simple or extended protocol) and the
-messages up to its Sync to the server, lets the server commit, and then closes the client's connection without
-passing the server's answer on: the client cannot tell whether its transaction committed. Connections made
-afterwards are relayed untouched. Clients must connect with ``sslmode=disable`` (the relay reads the protocol).
+``frozen``: while set, nothing is passed on either way and connections stay open (a server that stopped
+answering, a link that went silent). ``drop_all()``: every relayed connection is cut at once (a network fault);
+new ones are relayed again. A connection made while the server is down is closed at once, as the server would
+refuse it. With ``lose_next_commit_reply()`` armed, the relay passes the next COMMIT (simple or extended protocol)
+and the messages up to its Sync to the server, lets the server commit, and then closes the client's connection
+without passing the server's answer on: the client cannot tell whether its transaction committed. Connections
+made afterwards are relayed untouched. Clients must connect with ``sslmode=disable`` (the relay reads the protocol).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class PgRelay:
         self._armed = threading.Event()
         self.commits_cut = 0
         self.delay_s = 0.0
+        self.frozen = threading.Event()
         self._links: list[_Link] = []
         self._stop = threading.Event()
         self._accepting = threading.Thread(target=self._accept, daemon=True)
@@ -55,6 +57,11 @@ class PgRelay:
             link.close()
         return len(links)
 
+    def _wait_while_frozen(self, link: _Link) -> None:
+        time.sleep(self.delay_s)
+        while self.frozen.is_set() and not link.cut.is_set():
+            time.sleep(0.01)
+
     def _accept(self) -> None:
         while not self._stop.is_set():
             try:
@@ -74,7 +81,7 @@ class PgRelay:
     def _from_server(self, link: _Link) -> None:
         try:
             while (data := link.server.recv(65536)) and not link.cut.is_set():
-                time.sleep(self.delay_s)
+                self._wait_while_frozen(link)
                 if not link.hold.is_set():  # after a lost COMMIT: the answer is swallowed
                     link.client.sendall(data)
         except OSError:
@@ -110,7 +117,7 @@ class PgRelay:
                         link.hold.set()
                     if commit_seen and kind in (b"Q", b"S"):
                         run_commit = True
-                time.sleep(self.delay_s)
+                self._wait_while_frozen(link)
                 link.server.sendall(data)
                 if run_commit:
                     self.commits_cut += 1
