@@ -14,7 +14,7 @@ import pytest
 from reid_desktop.core.embedding import ColorTextureEmbedder
 from reid_desktop.core.matching import IdentityMatcher, MatchRequest
 from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.storage import SightingStore, _PendingRecords
 from reid_desktop.core.store import SightingRecord, StoreDirectory, TrackKey
 from reid_desktop.core.types import Detections, Frame
 from tests.core.test_identity_engine import decided
@@ -194,3 +194,16 @@ def test_an_embedding_id_freed_over_a_tracks_cap_is_not_reused_and_the_index_kee
         assert len(store.index or []) == 1
         hits = store.index.search(direction(2)[None], 1) if store.index is not None else None
         assert hits is not None and int(np.asarray(hits[1]).ravel()[0]) == ids[0]
+
+
+def test_a_commit_forgets_what_it_wrote_not_what_came_or_went_meanwhile() -> None:
+    """The engine adds while the commit thread writes a snapshot; the bound may drop the oldest meanwhile."""
+    pending = _PendingRecords(max_records=4, max_bytes=10**9)
+    for t in range(3):
+        pending.append(record(1, 1, float(t), 1))
+    written, newest = pending.snapshot()  # the commit thread takes three
+    for t in range(3, 5):  # two arrive while it writes: over the bound, the oldest (being written) is dropped
+        pending.append(record(1, 1, float(t), 1))
+    pending.discard_through(newest)
+    assert [r.timestamp for r in written] == [0.0, 1.0, 2.0]
+    assert [r.timestamp for r in pending.snapshot()[0]] == [3.0, 4.0] and pending.dropped == 1
