@@ -4,10 +4,12 @@ best-crop thumbnails and embeddings.
 One writer per database: a writing store holds the database's :class:`WriterLock` (a second
 program gets a clear refusal naming the first) and hands out identity ids reserved in the
 database. The pipeline hands it :class:`SightingRecord`\\ s, which wait in a bounded buffer and are
-written in one transaction every ``commit_interval_s``. A write that fails (disk full, database
-locked by another program, a damaged file) is rolled back whole and retried with back-off while
-the records keep waiting; :attr:`SightingStore.health` says so, so the cameras keep running and
-the operator is told. Nothing committed is ever touched by a failed write.
+written in one transaction every ``commit_interval_s``, in the store's commit thread on a connection of
+its own: the engine never waits for the database (its own writes wait for a commit under way at most
+:data:`COMMIT_WAIT_S`). A write that fails (disk full, database locked by another program, a damaged
+file) is rolled back whole and retried with back-off while the records keep waiting;
+:attr:`SightingStore.health` says so, so the cameras keep running and the operator is told. Nothing
+committed is ever touched by a failed write.
 
 Durability: ``synchronous=FULL`` in WAL mode, so every commit is on disk when it returns; a crash,
 ``kill -9`` or power loss loses at most the records of the last ``commit_interval_s`` (and, while a
