@@ -80,7 +80,7 @@ def fill(store: SightingStore, count: int, dim: int) -> float:
                       for i, v in zip(ids, block, strict=True)]
         with store._transaction():
             if postgres:
-                conn = store._link._conn
+                conn = store._db._conn
                 with conn.cursor().copy("COPY sightings (id, run_id, source_id, track_row, identity_id, frame_index, "
                                         "timestamp, x1, y1, x2, y2, confidence) FROM STDIN") as copy:
                     for row in sightings:
