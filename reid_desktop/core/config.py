@@ -157,7 +157,8 @@ class StorageConfig:
     commit_interval_s: float = option(1.0, "Longest time between commits to the sightings database", min=0.0)
     thumbnail_height: int = option(128, "Height of stored best-crop thumbnails", min=16, max=1024)
     retention_days: int = option(0, "Delete sightings older than this many days, at the start and every few minutes "
-                                  "(0: keep all)", min=0, max=36500,
+                                  "(0: keep all; a followed or named person keeps their newest tracks; a shared "
+                                  "database keeps to its own policy: reid-desktop db retention)", min=0, max=36500,
                                 label="Keep sightings for", unit=" days", zero_means="keep everything")
     max_database_gb: float = option(0.0, "Delete the oldest sightings when the database holds more than this many GB "
                                        "(0: no limit)", min=0.0)
