@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
@@ -48,6 +49,7 @@ class SightingWriter:
         self._sources: dict[str, tuple[str, str]] = {}  # source -> (URI without credentials, kind)
         self._tracks: dict[TrackKey, _Sampling] = {}  # live tracks only: ended ones are dropped
         self._next_retention = time.monotonic() + RETENTION_EVERY_S
+        self._retention: Future[None] | None = None  # the round under way in the store's commit thread
 
     def begin_run(self, **run: Any) -> int:
         """A new run (at the start, and when the re-id model changes); ``run`` as :meth:`HistoryStore.begin_run`."""
@@ -117,13 +119,18 @@ class SightingWriter:
                         track.track_id, identity_id, exc)
 
     def after_frames(self) -> None:
-        """Commit when due; run retention when due (a failing database: the next round tries again)."""
+        """Commit when due; run retention when due, in the store's commit thread (a failing database: the next
+        round tries again)."""
         self.store.maybe_flush()
-        if time.monotonic() >= self._next_retention:
-            try:
-                self.apply_retention()
-            except StorageUnavailable as exc:
-                log.warning("retention skipped: %s", exc)
+        if time.monotonic() >= self._next_retention and (self._retention is None or self._retention.done()):
+            self._next_retention = time.monotonic() + RETENTION_EVERY_S
+            self._retention = self.store.in_commit_thread(self._retention_round)  # a long purge never holds cameras
+
+    def _retention_round(self) -> None:
+        try:
+            self.apply_retention()
+        except StorageUnavailable as exc:
+            log.warning("retention skipped: %s", exc)
 
     def apply_retention(self) -> None:
         """Delete sightings older than ``retention_days`` and, past ``max_database_gb``, the oldest ones; give

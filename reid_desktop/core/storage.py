@@ -37,7 +37,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -229,6 +229,7 @@ class SightingStore:
         self._committer_db: Any = None
         self._commit: Future[None] | None = None  # the commit thread's job under way (or done)
         self._commit_started = 0.0
+        self._answered = 0.0  # when a transaction last ended (either thread)
         self._main_db: Any = self._open_readonly() if readonly else self._open_writer()
         self._pending = _PendingRecords(max_pending_records, max_pending_bytes)
         self._last_commit = time.monotonic()
@@ -333,8 +334,14 @@ class SightingStore:
         and later calls fail at once (their callers keep what they wanted to write, or say it was not saved)."""
         if self._writing.acquire(blocking=False):
             return True
-        started = self._commit_started if self._commit is not None and not self._commit.done() else time.monotonic()
-        return self._writing.acquire(timeout=max(COMMIT_WAIT_S - (time.monotonic() - started), 0.0))
+        return self._writing.acquire(timeout=max(COMMIT_WAIT_S - self._commit_waiting(), 0.0))
+
+    def _commit_waiting(self) -> float:
+        """How long the commit thread's job has waited for the database: since it began or since its last
+        transaction ended (a retention round of many short transactions is answered all along); 0 when idle."""
+        if self._commit is None or self._commit.done():
+            return 0.0
+        return time.monotonic() - max(self._commit_started, self._answered)
 
     @contextmanager
     def _transaction_held(self) -> Iterator[None]:
@@ -347,6 +354,7 @@ class SightingStore:
         try:
             yield
             self._db.execute("COMMIT")
+            self._answered = time.monotonic()
         except BaseException as exc:
             with contextlib.suppress(*self._ERRORS):  # the database may have rolled back by itself (disk full, I/O)
                 self._db.execute("ROLLBACK")
@@ -431,10 +439,9 @@ class SightingStore:
 
     @property
     def health(self) -> StorageHealth:
-        waited = time.monotonic() - self._commit_started
+        waited = self._commit_waiting()
         failure = self._failure or (f"database not answering (a commit has waited {waited:.0f} s)"
-                                    if self._commit is not None and not self._commit.done() and waited > COMMIT_WAIT_S
-                                    else "")
+                                    if waited > COMMIT_WAIT_S else "")
         if not failure:
             return StorageHealth(True, "", len(self._pending), self._pending.dropped)
         lost = f"; {self._pending.dropped} given up" if self._pending.dropped else ""
@@ -447,12 +454,18 @@ class SightingStore:
         now = time.monotonic()
         due = now >= self._retry_at if self._failure else now - self._last_commit >= self.commit_interval_s
         if due and (self._commit is None or self._commit.done()):
-            if self._committer is None:
-                self._committer = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
-            self._commit = self._committer.submit(self._commit_in_background)
-            self._commit_started = now
+            self.in_commit_thread(self.flush)
 
-    def _commit_in_background(self) -> None:
+    def in_commit_thread(self, job: Callable[[], object]) -> Future[None]:
+        """Run ``job`` (a commit, a retention round) in the store's commit thread, on its connection: the caller
+        does not wait for it. Jobs run one at a time, in order."""
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
+        self._commit = self._committer.submit(self._on_commit_connection, job)
+        self._commit_started = time.monotonic()
+        return self._commit
+
+    def _on_commit_connection(self, job: Callable[[], object]) -> None:
         if self._committer_db is None:
             try:
                 self._committer_db = self._open_committer()
@@ -460,7 +473,7 @@ class SightingStore:
                 self._failed(StorageUnavailable(describe_failure(exc)))
                 return
         self._here.db = self._committer_db
-        self.flush()
+        job()
 
     def _open_committer(self) -> Any:
         """The commit thread's connection (the writer lock is this process's already)."""

@@ -11,7 +11,8 @@ look-up of people who left the working set.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -345,6 +346,10 @@ class HistoryStore(HistoryReader, Protocol):
 
     def purge_older_than(self, cutoff: float) -> int:
         """Remove sightings older than ``cutoff`` (epoch seconds) and what only they kept; returns how many."""
+        ...
+
+    def in_commit_thread(self, job: Callable[[], object]) -> Future[None]:
+        """Run ``job`` (a retention round) where the store commits, off the caller's thread."""
         ...
 
     def purge_expired(self, days: int) -> int:

@@ -11,6 +11,7 @@ import os
 import shutil
 import sqlite3
 import subprocess
+import threading
 import time
 import warnings
 from collections.abc import Iterator, Sequence
@@ -293,11 +294,18 @@ def test_retention_runs_during_a_long_run_not_only_at_the_start(tmp_path: Path, 
                                     identity_id=None, frame_index=0, timestamp=week_ago, media_time=0.0,
                                     box=(1, 2, 30, 80), confidence=0.9, match_score=None))
         store.flush()
+        rounds_ran_in: list[str] = []
+        purge_expired = store.purge_expired
+        monkeypatch.setattr(store, "purge_expired", lambda days: (
+            rounds_ran_in.append(threading.current_thread().name), purge_expired(days))[1])
         for index, image in enumerate(demo_frames[:3]):
             pipeline.process([Frame("cam", index, time.time(), image, index / 10)])
+        store.in_commit_thread(lambda: None).result(timeout=60)  # after the rounds the frames started
         store.flush()
         assert [s.source for s in store.sightings(source="old")] == []
         assert store.sightings(source="cam")  # what is recent stays
+        # in the store's commit thread, never the engine's: a long purge does not hold the cameras
+        assert rounds_ran_in and all(name.startswith("store-commit") for name in rounds_ran_in)
 
 
 def test_commands_to_a_stalled_pipeline_are_bounded(pose_detector) -> None:
