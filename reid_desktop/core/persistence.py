@@ -40,7 +40,8 @@ class _Sampling:
 
 
 class SightingWriter:
-    """Writes one pipeline's results to its store. Use from the pipeline's thread only."""
+    """Writes one pipeline's results to its store. Use from the pipeline's thread only (its retention rounds run in
+    the store's commit thread)."""
 
     def __init__(self, store: HistoryStore, config: StorageConfig) -> None:
         self.store = store
