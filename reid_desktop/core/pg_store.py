@@ -211,7 +211,6 @@ class PgSightingStore(SightingStore):
         """``node``: the processing node whose runs these are (a station's own runs have none)."""
         self.postgres = location
         self.node = node
-        self._exclusive = False  # inside an identity edit: its transactions hold EDIT_LOCK alone
         self._redirects: dict[int, tuple[int, float]] = {}  # identity merged away -> (the one holding it now, when)
         # track key -> (old, new) identity, when
         self._splits: dict[tuple[int, int, int, int], tuple[int, int, float]] = {}
@@ -295,7 +294,8 @@ class PgSightingStore(SightingStore):
         # memory, the cameras go on) instead of holding the engine
         self._db.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_S * 1000:.0f}ms'")
         self._db.execute(f"SET LOCAL statement_timeout = '{STATEMENT_LIMIT_S * 1000:.0f}ms'")
-        self._db.execute(f"SELECT pg_advisory_xact_lock{'' if self._exclusive else '_shared'}(?)", (EDIT_LOCK,))
+        exclusive = getattr(self._here, "exclusive", False)  # this thread is inside an identity edit
+        self._db.execute(f"SELECT pg_advisory_xact_lock{'' if exclusive else '_shared'}(?)", (EDIT_LOCK,))
         for old, new, run, source, segment, track, at, seq in self._db.execute(
                 "SELECT dropped, kept, NULL, NULL, NULL, NULL, at, seq FROM identity_merges WHERE seq > ? UNION ALL "
                 "SELECT old, new, run_id, source_id, segment, track_id, at, seq FROM identity_splits WHERE seq > ? "
@@ -308,12 +308,14 @@ class PgSightingStore(SightingStore):
 
     @contextlib.contextmanager
     def _edit(self) -> Iterator[None]:
-        self._exclusive = True
+        """An edit's transactions hold EDIT_LOCK alone; the flag is the editing thread's (a retention round in the
+        commit thread and an operator's edit on the engine's do not change each other's lock)."""
+        self._here.exclusive = True
         try:
             with super()._edit():
                 yield
         finally:
-            self._exclusive = False
+            self._here.exclusive = False
 
     def _track_key(self, r: SightingRecord) -> tuple[int, int, int, int]:
         """The track's row key: run, source row, segment, track id."""
