@@ -827,15 +827,15 @@ class SightingStore:
         listed = self._id_list(ids)
         tracks = [int(r[0]) for r in self._db.execute(
             f"SELECT DISTINCT track_row FROM sightings WHERE id {self._IN_LIST}", (listed,))]
+        track_list = self._id_list(tracks)
         identities = sorted({int(r[0]) for r in self._db.execute(
             f"SELECT identity_id FROM sightings WHERE id {self._IN_LIST} AND identity_id IS NOT NULL UNION "
             f"SELECT identity_id FROM tracks WHERE id {self._IN_LIST} AND identity_id IS NOT NULL",
-            (listed, self._id_list(tracks)))})
+            (listed, track_list))})
         gone = [int(r[0]) for r in self._db.execute(
             f"DELETE FROM embeddings WHERE sighting_id {self._IN_LIST} RETURNING id", (listed,))]
         self._db.execute(f"DELETE FROM sightings WHERE id {self._IN_LIST}", (listed,))
         emptied = f"id {self._IN_LIST} AND NOT EXISTS (SELECT 1 FROM sightings WHERE track_row = tracks.id)"
-        track_list = self._id_list(tracks)
         gone += [int(r[0]) for r in self._db.execute(
             f"DELETE FROM embeddings WHERE track_row IN (SELECT id FROM tracks WHERE {emptied}) RETURNING id",
             (track_list,))]
