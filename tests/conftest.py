@@ -12,6 +12,7 @@ os.environ["YOLO_OFFLINE"] = "1"
 os.environ["YOLO_AUTOINSTALL"] = "false"
 os.environ["YOLO_CONFIG_DIR"] = str(_isolated / "ultralytics")
 os.environ["REID_DESKTOP_DATA_DIR"] = str(_isolated / "data")
+os.environ["REID_DESKTOP_BACKGROUND_PREPARE"] = "0"  # a minute of CPU per test; its own tests turn it on
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402

@@ -49,6 +49,7 @@ from reid_desktop.core.database_url import (
     is_postgres_url,
     parse_postgres_url,
 )
+from reid_desktop.core.detector_preparation import DetectorPreparation
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
 from reid_desktop.core.live_boxes import LivePublisher
@@ -130,6 +131,9 @@ class _Progress:
             case FrameResult():
                 self.frames[event.source_id] += 1
                 self.bar.update(1)
+            case PipelineInfo() if self.info is not None and self.info.detector != event.detector:
+                self.info = event
+                self._say(f"detector: switched to {event.detector} without stopping (prepared in the background)")
             case PipelineInfo():
                 self.info = event
                 self._say(f"detector: {event.detector} ({event.detector_device}); re-id: {event.embedder} on "
@@ -148,6 +152,8 @@ class _Progress:
                     self._say(f"warning: source {event.source_id}: {event.reason}")
             case StorageHealth():
                 self._say(f"error: {event.message}" if not event.ok else "database: saving sightings again")
+            case DetectorPreparation():
+                self._say(("warning: " if event.failed else "") + event.text)
             case TargetSighted():
                 where = f" at {_fmt_time(None, event.media_time)}" if event.media_time is not None else ""
                 self._say(f"alert: followed #{event.identity_id} on {event.source_id}{where}")

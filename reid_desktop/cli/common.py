@@ -6,7 +6,7 @@ from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.storage import SightingStore
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
-EXIT_CRASH, EXIT_NOT_SAVED = 5, 6
+EXIT_CRASH, EXIT_NOT_SAVED, EXIT_BUSY = 5, 6, 7
 
 
 def where(store: SightingStore) -> str:

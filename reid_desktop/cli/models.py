@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from tqdm import tqdm
 
 from reid_desktop import __version__
-from reid_desktop.cli.common import EXIT_MODEL, EXIT_OK, EXIT_USAGE
+from reid_desktop.cli.common import EXIT_BUSY, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from reid_desktop.cli.common import where as _where
 from reid_desktop.core import config as config_mod
 from reid_desktop.core import detector_runtimes as runtimes
@@ -21,6 +21,7 @@ from reid_desktop.core.detection import bundled_detector_path
 from reid_desktop.core.embedding import OnnxEmbedder, read_model_info
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
+from reid_desktop.core.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.models import choose_reid_model, chosen_reid_model, default_reid_model_path
 from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, models_dir
@@ -158,22 +159,42 @@ def _models_prepare_detector(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_USAGE
     cfg = config_mod.load(overrides={"detector.imgsz": args.imgsz, "detector.model": str(cache.checkpoint)})
-    wanted = [v for v in runtimes.candidates() if args.runtime in (None, v.runtime)
-              and args.precision in (None, v.precision)]
+    offered = cache.unprepared() if args.missing else runtimes.candidates()
+    if args.only:
+        keys = set(args.only.split(","))
+        offered = [v for v in offered if v.key in keys]
+    wanted = runtimes.fastest_first([v for v in offered if args.runtime in (None, v.runtime)
+                                     and args.precision in (None, v.precision)])
+    if not wanted and args.missing:
+        _print_runtimes(cache)
+        return EXIT_OK
     if not wanted:
         print(f"error: no {args.runtime or ''} {args.precision or ''} variant runs on this machine; it has: "
               f"{', '.join(v.label for v in runtimes.candidates())}", file=sys.stderr)
         return EXIT_USAGE
+    cache.folder.mkdir(parents=True, exist_ok=True)
+    try:
+        with WriterLock(cache.folder / "preparation"):  # two processes exporting into one folder would mix files
+            _prepare_each(cache, wanted, cfg.detector)
+    except DatabaseInUse:
+        print(f"error: another process is preparing the runtimes of {cache.checkpoint.name} at {cache.imgsz} px; "
+              "they are used when it is done", file=sys.stderr)
+        return EXIT_BUSY
+    _print_runtimes(cache)
+    return EXIT_OK
+
+
+def _prepare_each(cache: runtimes.DetectorCache, wanted: list[runtimes.Variant],
+                  config: config_mod.DetectorConfig) -> None:
+    """One variant after the other, each line numbered ``[n/total]`` (the window's and the engine's progress)."""
     for number, variant in enumerate(wanted, start=1):
         def say(line: str, step: str = f"[{number}/{len(wanted)}]") -> None:
             print(f"{step} {line}", flush=True)
 
         try:
-            cache.prepare(variant, cfg.detector, say)
+            cache.prepare(variant, config, say)
         except ModelError as exc:
             print(f"error: {variant.label}: {exc}", file=sys.stderr)
-    _print_runtimes(cache)
-    return EXIT_OK
 
 
 def _models_list(args: argparse.Namespace) -> int:
@@ -256,6 +277,10 @@ def add_parser(sub: Any) -> None:
         sp.add_argument("--detector", help="a .pt checkpoint (default: the bundled YOLO11n-pose)")
     pd.add_argument("--runtime", choices=sorted(runtimes.RUNTIME_LABELS), help="only this runtime")
     pd.add_argument("--precision", choices=("fp32", "fp16", "int8"), help="only this precision")
+    pd.add_argument("--missing", action="store_true", help="only the variants not yet checked on this machine "
+                                                           "(resumes an interrupted preparation)")
+    pd.add_argument("--only", metavar="KEYS", help="only these variants, e.g. openvino-fp16,onnxruntime-int8 (what "
+                                                   "the app's background preparation asks for)")
     b = msub.add_parser("build-default", help="export an ImageNet ResNet-50 to ONNX (not trained for re-id: "
                                                   "prefer 'models download')")
     b.add_argument("--weights", help="ImageNet ResNet-50 state dict (.pth); default: torchvision download")

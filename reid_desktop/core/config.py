@@ -66,6 +66,10 @@ class DetectorConfig:
                                   "and checked on first use", choices=("auto", "pytorch", "onnxruntime", "openvino",
                                                                         "tensorrt"),
                          flag="detector_runtime", label="Detector runtime")
+    prepare_in_background: bool = option(True, "With runtime 'auto': prepare the faster runtimes in the background "
+                                               "(low priority) the first time this detector and size run on this "
+                                               "machine, and switch to the fastest without stopping the cameras",
+                                         label="Prepare faster runtimes in the background")
     precision: str = option("fp32", "Arithmetic of a named runtime: fp32, fp16 (half; bf16 on CPUs that have it) or "
                                     "int8 (calibrated on the demo clip)", choices=("fp32", "fp16", "int8"),
                            flag="precision", label="Detector precision")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -67,8 +68,6 @@ def default_database() -> Path:
 
 def build_description() -> str:
     """Which build is running: the frozen bundle's variant (written by packaging/) or a Python install."""
-    import sys
-
     frozen_root = getattr(sys, "_MEIPASS", None)
     if frozen_root is None:
         return "Python package"
@@ -77,10 +76,18 @@ def build_description() -> str:
     return f"bundle {variant} in {Path(sys.executable).parent}"
 
 
+def app_command(*args: str) -> tuple[str, list[str]]:
+    """Program and arguments that run ``reid-desktop ARGS`` with this very installation (frozen or not)."""
+    if getattr(sys, "frozen", False):
+        # The Windows bundle's window program has no standard streams; its console twin does.
+        console_twin = Path(sys.executable).with_name("reid-desktop-cli.exe")
+        program = console_twin if console_twin.is_file() else Path(sys.executable)
+        return str(program), list(args)
+    return sys.executable, ["-m", "reid_desktop", *args]
+
+
 def assets_dir() -> Path:
     """Bundled assets: next to the package in a source checkout, or inside a frozen bundle."""
-    import sys
-
     frozen_root = getattr(sys, "_MEIPASS", None)
     candidates = [Path(frozen_root) / "assets"] if frozen_root else []
     candidates.append(Path(__file__).resolve().parents[2] / "assets")

@@ -449,6 +449,16 @@ class Pipeline:
         log.info("re-id model swapped to %s (%s)", embedder.name, embedder.provider)
         return self.info
 
+    def set_detector(self, detector: Detector) -> PipelineInfo:
+        """Run another runtime of the same detector (one prepared in the background) from the next frame on.
+
+        Its boxes agree with the running one's (every export is checked against the checkpoint before it is
+        offered), so trackers, tracks and the run go on as they were.
+        """
+        before, self.detector = self.detector_name, detector
+        log.info("detector switched from %s to %s", before, self.detector_name)
+        return self.info
+
     def forget_source(self, source_id: str) -> None:
         """Drop a camera's tracker and tracks (it was removed, or jumped in time); its next tracks are new rows."""
         self._trackers.pop(source_id, None)

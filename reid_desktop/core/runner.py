@@ -17,6 +17,7 @@ from concurrent.futures import Future
 from typing import Any, TypeVar
 
 from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.detector_preparation import BackgroundPreparation, DetectorPreparation, start_if_needed
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.sources import SourceSpec, VideoSource
 from reid_desktop.core.store import HistoryStore, StorageHealth
@@ -26,7 +27,7 @@ from reid_desktop.core.watchlist import WatchMatch
 T = TypeVar("T")
 
 PipelineEvent = (PipelineInfo | SourceStatus | SourceHealth | FrameResult | TargetSighted | WatchMatch
-                 | StorageHealth)
+                 | StorageHealth | DetectorPreparation)
 HEALTH_EVERY_S = 1.0
 MAX_PENDING_COMMANDS = 1000  # commands waiting for a stalled pipeline; past this a new one fails at once
 
@@ -270,7 +271,9 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
     the readers' threads (for a display at the cameras' own rate; it must not block). Model errors
     raise :class:`ModelError` before the first event; source problems arrive as :class:`SourceStatus`
     events and never stop the others; a change in whether sightings are being saved arrives as a
-    :class:`StorageHealth` event.
+    :class:`StorageHealth` event. With detector runtime ``auto``, the faster runtimes this machine lacks are
+    prepared in the background (:mod:`~reid_desktop.core.detector_preparation`): its progress arrives as
+    :class:`DetectorPreparation` events, and a switch to a faster detector as a new :class:`PipelineInfo`.
     """
     control = control or PipelineControl()
     pipeline = pipeline or Pipeline(config, store)
@@ -280,9 +283,11 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
     status = "finished"
     health = _HealthWatch(pipeline)
     streams = _StreamWatch(session)
+    preparation: BackgroundPreparation | None = None
     try:
         for spec in specs:
             session.add(spec)
+        preparation = start_if_needed(config.detector, pipeline.detector)
         while not control.cancelled:
             control._apply(session)
             control.wakeup.clear()
@@ -290,6 +295,8 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
                 yield statuses.get()
             yield from health.changes()
             yield from streams.due()
+            if preparation is not None:
+                yield from _prepared(preparation, pipeline)
             frames = session.next_frames(max_frames)
             if frames:
                 try:
@@ -323,6 +330,16 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
         status = "crashed"
         raise
     finally:
+        if preparation is not None:
+            preparation.stop()
         control._abandon()
         session.stop_all()
         pipeline.close(status)
+
+
+def _prepared(preparation: BackgroundPreparation, pipeline: Pipeline) -> Iterator[PipelineEvent]:
+    """The background preparation's progress, and the switch to a faster detector between two frames."""
+    yield from preparation.progress()
+    faster = preparation.faster_detector()
+    if faster is not None:
+        yield pipeline.set_detector(faster)

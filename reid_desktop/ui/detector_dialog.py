@@ -11,7 +11,8 @@ import re
 from PySide6.QtCore import QProcess, Signal
 from PySide6.QtWidgets import QDialog, QDialogButtonBox, QLabel, QPlainTextEdit, QProgressBar, QVBoxLayout, QWidget
 
-from reid_desktop.ui.trainer_process import app_command, without_console_window
+from reid_desktop.core.paths import app_command
+from reid_desktop.ui.trainer_process import without_console_window
 
 _STEP = re.compile(r"^\[(\d+)/(\d+)\]")
 _CHOSEN = re.compile(r"^\s*(.+?)\s{2,}.*<- auto")

@@ -26,6 +26,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.detector_preparation import DetectorPreparation
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import History, open_store
 from reid_desktop.core.node import ChangeListener, follow_shared_changes
@@ -94,6 +95,7 @@ class _Worker(QObject):
     target_sighted = Signal(object)  # TargetSighted: a followed person appeared on a camera
     watch_matched = Signal(object)  # WatchMatch: someone like a person of the watch list appeared
     storage_changed = Signal(object)  # StorageHealth
+    preparation_progressed = Signal(object)  # DetectorPreparation: the faster detector, prepared in the background
     errored = Signal(str)  # a problem the operator must fix (model, database): no restart
     crashed = Signal(str)  # an unexpected error: the supervisor restarts the worker
     finished = Signal()
@@ -135,6 +137,8 @@ class _Worker(QObject):
                     self.watch_matched.emit(event)
                 elif isinstance(event, StorageHealth):
                     self.storage_changed.emit(event)
+                elif isinstance(event, DetectorPreparation):
+                    self.preparation_progressed.emit(event)
                 elif isinstance(event, PipelineInfo):
                     self.info_ready.emit(event)
         except (ModelError, StoreError) as exc:
@@ -168,6 +172,7 @@ class Engine(QObject):
     target_sighted = Signal(object)  # TargetSighted: an alert
     watch_matched = Signal(object)  # WatchMatch: a watch-list alert
     storage_changed = Signal(object)  # StorageHealth: sightings are (not) being saved
+    preparation_progressed = Signal(object)  # DetectorPreparation
     errored = Signal(str)
     restarting = Signal(str, float)  # why the worker died, seconds until it is restarted
     stopped = Signal()
@@ -240,6 +245,7 @@ class Engine(QObject):
         worker.target_sighted.connect(self.target_sighted)
         worker.watch_matched.connect(self.watch_matched)
         worker.storage_changed.connect(self.storage_changed)
+        worker.preparation_progressed.connect(self.preparation_progressed)
         worker.errored.connect(self.errored)
         worker.crashed.connect(self._on_crashed)
         worker.finished.connect(thread.quit, Qt.ConnectionType.DirectConnection)  # QThread.quit is thread-safe

@@ -39,6 +39,7 @@ from PySide6.QtWidgets import (
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.camera_transitions import LinkSuggestion
 from reid_desktop.core.database_url import PostgresLocation
+from reid_desktop.core.detector_preparation import DetectorPreparation
 from reid_desktop.core.live_boxes import hides_credentials, remote_source_id
 from reid_desktop.core.models import load_embedder
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
@@ -160,6 +161,7 @@ class MainWindow(QMainWindow):
         self.engine.health_reported.connect(self._on_health_reported)
         self.engine.errored.connect(self._on_engine_error)
         self.engine.storage_changed.connect(self._on_storage_changed)
+        self.engine.preparation_progressed.connect(self._on_preparation_progressed)
         self.engine.restarting.connect(self._on_engine_restarting)
         self._fps_timer = QTimer(self)
         self._fps_timer.setInterval(1000)
@@ -358,6 +360,9 @@ class MainWindow(QMainWindow):
         self.warning_label = QLabel()
         self.warning_label.setStyleSheet("color: #d33; font-weight: bold;")
         self.fps_label = QLabel("0.0 fps")
+        self.preparation_label = QLabel()  # the faster detector being prepared in the background
+        self.preparation_label.hide()
+        status.addPermanentWidget(self.preparation_label)
         status.addPermanentWidget(self.model_label)
         status.addPermanentWidget(self.warning_label)
         self.streams_label = QLabel()  # cameras whose analysis falls behind
@@ -415,6 +420,17 @@ class MainWindow(QMainWindow):
         """What the engine runs, read at every (re)start: the cameras in the list now and which are paused."""
         return self.cameras.specs(), self.cameras.paused()
 
+    def _on_preparation_progressed(self, news: DetectorPreparation) -> None:
+        """Progress in the status bar while it runs; its end as a message (the detector label shows the switch)."""
+        if news.finished:
+            self.preparation_label.hide()
+            self.statusBar().showMessage(news.text, 10_000)
+            return
+        self.preparation_label.setText(f"Preparing faster detector {news.done + 1}/{news.total}…")
+        self.preparation_label.setToolTip(f"{news.text}\nIn the background at low priority; the cameras switch to "
+                                          "the fastest checked runtime when it is ready, without stopping.")
+        self.preparation_label.show()
+
     def _on_info_ready(self, info: PipelineInfo) -> None:
         self.banner.clear_key("engine")
         device = f" on {info.detector_device}" if info.detector_device else ""
@@ -424,7 +440,8 @@ class MainWindow(QMainWindow):
                                  f"[{provider} {info.embedder_precision.upper()}]   "
                                  f"threshold {info.match_threshold:.2f}")
         notes = [f"Re-id model: {info.embedder_description}"] if info.embedder_description else []
-        if "(PyTorch" in info.detector and self.settings.pipeline_config().detector.runtime == "auto":
+        if ("(PyTorch" in info.detector and self.settings.pipeline_config().detector.runtime == "auto"
+                and self.preparation_label.isHidden()):
             notes.append("The detector runs in PyTorch: Models > Prepare faster detector… makes it several times "
                          "faster on most machines")
         warnings = []

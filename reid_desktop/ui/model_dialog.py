@@ -28,7 +28,8 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core import model_catalogue as catalogue
-from reid_desktop.ui.trainer_process import app_command, without_console_window
+from reid_desktop.core.paths import app_command
+from reid_desktop.ui.trainer_process import without_console_window
 
 _PROGRESS = re.compile(r"^\[download\] (\d+) (\d+)$")
 _INSTALLED = re.compile(r"^installed (.+?\.onnx) \(")

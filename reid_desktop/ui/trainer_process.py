@@ -9,24 +9,14 @@ from __future__ import annotations
 
 import sys
 import typing
-from pathlib import Path
 
 from PySide6.QtCore import QObject, QProcess, QTimer, Signal
 
+from reid_desktop.core.paths import app_command
 from trainer import events
 
 STOP_GRACE_MS = 60_000  # a stopping trainer finishes its step or evaluation; after this it is killed
 SHUTDOWN_WAIT_MS = 10_000  # the window closes: how long a trainer may take to stop before it is killed
-
-
-def app_command(*args: str) -> tuple[str, list[str]]:
-    """Program and arguments that run ``reid-desktop ARGS`` with this very installation (frozen or not)."""
-    if getattr(sys, "frozen", False):
-        # The Windows bundle's window program has no standard streams; its console twin does.
-        console_twin = Path(sys.executable).with_name("reid-desktop-cli.exe")
-        program = console_twin if console_twin.is_file() else Path(sys.executable)
-        return str(program), list(args)
-    return sys.executable, ["-m", "reid_desktop", *args]
 
 
 def trainer_command(*args: str) -> tuple[str, list[str]]:
