@@ -144,6 +144,7 @@ class MainWindow(QMainWindow):
         self._session_links = session_links  # camera links of this session's cameras (the demo's), not saved
         self._live_dock_state: QByteArray | None = None
         self._closing = False
+        self._info: PipelineInfo | None = None  # the engine's last word on its models
 
         self._build_central()
         self.client = EngineClient(self.engine, self.dispatcher, lambda: self.settings.history,
@@ -425,25 +426,36 @@ class MainWindow(QMainWindow):
         if news.finished:
             self.preparation_label.hide()
             self.statusBar().showMessage(news.text, 10_000)
-            return
-        self.preparation_label.setText(f"Preparing faster detector {news.done + 1}/{news.total}…")
-        self.preparation_label.setToolTip(f"{news.text}\nIn the background at low priority; the cameras switch to "
-                                          "the fastest checked runtime when it is ready, without stopping.")
-        self.preparation_label.show()
+        else:
+            self.preparation_label.setText(f"Preparing faster detector {news.done + 1}/{news.total}…")
+            self.preparation_label.setToolTip(f"{news.text}\nIn the background at low priority; the cameras switch "
+                                              "to the fastest checked runtime when it is ready, without stopping.")
+            self.preparation_label.show()
+        if self._info is not None:
+            self.model_label.setToolTip(self._model_notes(self._info))
+
+    def _model_notes(self, info: PipelineInfo) -> str:
+        """The detector label's tooltip: what runs, and how to make it faster where the operator can."""
+        notes = [f"Re-id model: {info.embedder_description}"] if info.embedder_description else []
+        if ("(PyTorch" in info.detector and self.settings.pipeline_config().detector.runtime == "auto"
+                and self.preparation_label.isHidden()):  # while it is prepared in the background: no advice
+            notes.append("The detector runs in PyTorch: Models > Prepare faster detector… makes it several times "
+                         "faster on most machines")
+        requested = self.settings.pipeline_config().reid.providers
+        if not info.embedder_is_fallback and info.provider.startswith("CPU") and requested not in ("cuda", "tensorrt"):
+            notes.append("No usable GPU found: ONNX Runtime runs on the CPU")
+        return "\n".join(notes)
 
     def _on_info_ready(self, info: PipelineInfo) -> None:
         self.banner.clear_key("engine")
+        self._info = info
         device = f" on {info.detector_device}" if info.detector_device else ""
         provider = info.provider.replace("ExecutionProvider", "")
         about = f" ({info.embedder_description})" if info.embedder_description else ""
         self.model_label.setText(f"Detector: {info.detector}{device}   Re-id: {info.embedder}{about} "
                                  f"[{provider} {info.embedder_precision.upper()}]   "
                                  f"threshold {info.match_threshold:.2f}")
-        notes = [f"Re-id model: {info.embedder_description}"] if info.embedder_description else []
-        if ("(PyTorch" in info.detector and self.settings.pipeline_config().detector.runtime == "auto"
-                and self.preparation_label.isHidden()):
-            notes.append("The detector runs in PyTorch: Models > Prepare faster detector… makes it several times "
-                         "faster on most machines")
+        self.model_label.setToolTip(self._model_notes(info))
         warnings = []
         if info.embedder_is_fallback:
             warnings.append("⚠ No re-id model: using the colour-texture fallback (less accurate); "
@@ -458,9 +470,6 @@ class MainWindow(QMainWindow):
         requested = self.settings.pipeline_config().reid.providers
         if not info.embedder_is_fallback and info.provider.startswith("CPU") and requested in ("cuda", "tensorrt"):
             warnings.append(f"⚠ {requested.upper()} not usable: re-id fell back to CPU")
-        elif not info.embedder_is_fallback and info.provider.startswith("CPU"):
-            notes.append("No usable GPU found: ONNX Runtime runs on the CPU")
-        self.model_label.setToolTip("\n".join(notes))
         self.warning_label.setText("   ".join(warnings))
         self.warning_label.setToolTip("\n".join(info.warnings))
         self.targets.refresh()

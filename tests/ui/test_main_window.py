@@ -456,6 +456,29 @@ def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_w
     dialog.close()
 
 
+def test_the_first_start_prepares_the_faster_detector_in_the_background_and_switches_to_it(
+        qtbot, make_window, app_settings, demo_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No menu, no restart: the status bar shows the preparation, then the detector label the faster runtime."""
+    from reid_desktop.core import detector_runtimes as runtimes
+    from reid_desktop.core.detector_preparation import SWITCH_VARIABLE
+
+    monkeypatch.setenv(SWITCH_VARIABLE, "1")
+    monkeypatch.setattr(runtimes, "candidates", lambda: [runtimes.Variant("onnxruntime", "fp32")])  # one: quick
+    app_settings.pipeline["detector.imgsz"] = 320
+    window = make_window(app_settings)
+    window.add_files([str(demo_clip)])
+    qtbot.waitUntil(lambda: window.preparation_label.isVisible(), timeout=WAIT_MS)
+    assert window.preparation_label.text() == "Preparing faster detector 1/1…"
+    assert "without stopping" in window.preparation_label.toolTip()
+    assert "PyTorch FP32" in window.model_label.text()
+    assert "Prepare faster detector" not in window.model_label.toolTip()  # it is being done: no advice to do it
+    thread = window.engine._thread
+    qtbot.waitUntil(lambda: "ONNX Runtime FP32" in window.model_label.text(), timeout=300_000)
+    assert window.engine._thread is thread  # the same run: the cameras did not stop
+    qtbot.waitUntil(lambda: not window.preparation_label.isVisible(), timeout=WAIT_MS)
+    assert "Faster detector prepared ('auto' runs ONNX Runtime FP32)" in window.statusBar().currentMessage()
+
+
 def test_a_cameras_analysis_rate_is_chosen_in_its_menu_and_holds(qtbot, make_window, app_settings,
                                                                    demo_clip: Path) -> None:
     from PySide6.QtWidgets import QInputDialog
