@@ -565,7 +565,7 @@ class Pipeline:
             tracker = self._trackers.get(frame.source_id)
             if tracker is None:
                 tracker = self._trackers[frame.source_id] = self._tracker_factory()
-            return tracker.update(dets, frame.image)
+            return tracker.update(dets, frame.image, frame.moment)
         except Exception as exc:
             self.faults.report(f"track:{frame.source_id}", f"source {frame.source_id}: tracker failed; it restarts: "
                                f"{type(exc).__name__}: {exc}", exc)
@@ -702,6 +702,12 @@ class Pipeline:
             if self.writer is not None:
                 self.writer.write(frame, self._track_key(key), person, fresh.get(key), self.embedder.key,
                                   alert.thumbnail if alert is not None else None)
+        if tracks.tentative is not None:  # drawn from the first frame; matched and stored once confirmed
+            persons += [TrackedPerson(track_id=int(t), box=box.copy(), confidence=float(score), identity_id=None,
+                                      match_score=None, keypoints=self._keypoints(dets, int(index)), tentative=True)
+                        for t, box, score, index in zip(tracks.tentative.track_ids, tracks.tentative.boxes,
+                                                        tracks.tentative.scores, tracks.tentative.det_index,
+                                                        strict=True)]
         return FrameResult(source, frame.index, frame.timestamp, frame.image, tuple(persons), frame.media_time)
 
     def _reassociate(self, moment: float) -> None:

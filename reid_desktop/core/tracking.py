@@ -15,22 +15,35 @@ from reid_desktop.core.config import TrackerConfig
 from reid_desktop.core.detection import prepare_ultralytics
 from reid_desktop.core.types import Detections
 
+MAX_BUFFER = 1.0  # boxes three times their size at most: wider, and neighbours' boxes take each other's people
+
 
 @dataclass(frozen=True)
 class TrackOutput:
-    """Tracks alive in a frame. ``boxes``: N x 4 xyxy float32; ``det_index``: the detection each came from."""
+    """Tracks alive in a frame. ``boxes``: N x 4 xyxy float32; ``det_index``: the detection each came from.
+
+    ``tentative``: tracks opened on this frame's detections and not yet confirmed by a second frame (ids, boxes,
+    scores, det_index in the same layout). They are drawn, so a person has a box from the first analysed frame, but
+    nothing is matched or stored for them until they are confirmed (most false detections never are).
+    """
 
     track_ids: np.ndarray
     boxes: np.ndarray
     scores: np.ndarray
     det_index: np.ndarray
+    tentative: TrackOutput | None = None
 
     def __len__(self) -> int:
         return int(self.track_ids.shape[0])
 
+    @staticmethod
+    def empty() -> TrackOutput:
+        none = np.zeros((0,), dtype=np.float32)
+        return TrackOutput(none.astype(np.int64), np.zeros((0, 4), np.float32), none, none.astype(np.int64))
+
 
 class Tracker(Protocol):
-    def update(self, detections: Detections, image: np.ndarray) -> TrackOutput: ...
+    def update(self, detections: Detections, image: np.ndarray, moment: float | None = None) -> TrackOutput: ...
 
 
 class UltralyticsTracker:
@@ -60,19 +73,47 @@ class UltralyticsTracker:
         )
         tracker_cls = BOTSORT if config.kind == "botsort" else BYTETracker
         self._tracker = tracker_cls(args)
+        self._buffer_per_s = config.buffer_per_s
+        self._last: float | None = None  # the moment of the last update
 
-    def update(self, detections: Detections, image: np.ndarray) -> TrackOutput:
+    def update(self, detections: Detections, image: np.ndarray, moment: float | None = None) -> TrackOutput:
+        """Track this frame's detections; ``moment`` (seconds) lets the matching space grow with the time since the
+        camera's last analysed frame: people walk further between frames analysed 3 times a second than 30."""
         from ultralytics.engine.results import Boxes
 
-        boxes = Boxes(detections.boxes.astype(np.float32), image.shape[:2])
-        out = self._tracker.update(boxes, image)
-        if out is None or len(out) == 0:
-            empty = np.zeros((0,), dtype=np.float32)
-            return TrackOutput(empty.astype(np.int64), np.zeros((0, 4), np.float32), empty, empty.astype(np.int64))
-        out = np.asarray(out, dtype=np.float32)
-        return TrackOutput(
-            track_ids=out[:, 4].astype(np.int64),
-            boxes=out[:, :4].copy(),
-            scores=out[:, 5].copy(),
-            det_index=out[:, 7].astype(np.int64),
-        )
+        buffer = self._buffer(moment)
+        rows = detections.boxes.astype(np.float32)
+        if buffer > 0:
+            rows = rows.copy()
+            rows[:, :4] = _scaled(rows[:, :4], 1 + 2 * buffer)
+        out = self._tracker.update(Boxes(rows, image.shape[:2]), image)
+        pending = [t.result for t in self._tracker.tracked_stracks
+                   if not t.is_activated and t.frame_id == self._tracker.frame_id]
+        confirmed = _output(np.asarray(out, np.float32), detections) if out is not None and len(out) else None
+        result = confirmed or TrackOutput.empty()
+        tentative = _output(np.asarray(pending, np.float32), detections) if pending else None
+        return TrackOutput(result.track_ids, result.boxes, result.scores, result.det_index, tentative)
+
+    def _buffer(self, moment: float | None) -> float:
+        """The matching buffer of C-BIoU (Yang et al., WACV 2023): boxes widened on every side by this share of
+        their size before association, in proportion to the time since the last update, capped."""
+        elapsed = moment - self._last if moment is not None and self._last is not None else 0.0
+        if moment is not None:
+            self._last = moment
+        return float(np.clip(self._buffer_per_s * elapsed, 0.0, MAX_BUFFER))
+
+
+def _output(out: np.ndarray, detections: Detections) -> TrackOutput:
+    """Ultralytics' rows (box, id, score, class, detection index) as a :class:`TrackOutput`. The box drawn and
+    cropped is the detection's, where the person is on this frame, not the motion filter's smoothed estimate
+    (which lags a person who moved far between two analysed frames)."""
+    index = out[:, 7].astype(np.int64)
+    return TrackOutput(track_ids=out[:, 4].astype(np.int64), boxes=detections.boxes[index, :4].astype(np.float32),
+                       scores=out[:, 5].copy(), det_index=index)
+
+
+def _scaled(boxes: np.ndarray, factor: float) -> np.ndarray:
+    """Boxes grown (or shrunk) about their centres by ``factor``."""
+    centre = (boxes[:, :2] + boxes[:, 2:]) / 2
+    half = (boxes[:, 2:] - boxes[:, :2]) / 2 * factor
+    return np.concatenate([centre - half, centre + half], axis=1).astype(np.float32)

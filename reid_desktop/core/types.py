@@ -107,6 +107,7 @@ class TrackedPerson:
     match_score: float | None
     keypoints: np.ndarray | None = None
     is_target: bool = False
+    tentative: bool = False  # a track seen on one analysed frame so far: drawn, not yet matched or stored
 
 
 @dataclass(frozen=True)

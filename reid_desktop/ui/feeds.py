@@ -190,8 +190,9 @@ class FeedView(QWidget):
         rect = self.picture_rect()
         scale = self._scale()
         x, y = (pos.x() - rect.x()) / scale, (pos.y() - rect.y()) / scale
-        boxes = {id(p): self.shown_box(p) for p in self.result.persons}
-        hits = [p for p in self.result.persons
+        settled = [p for p in self.result.persons if not p.tentative]  # one frame old: nothing to follow yet
+        boxes = {id(p): self.shown_box(p) for p in settled}
+        hits = [p for p in settled
                 if boxes[id(p)][0] <= x <= boxes[id(p)][2] and boxes[id(p)][1] <= y <= boxes[id(p)][3]]
         if not hits:
             return None
@@ -254,7 +255,7 @@ class FeedView(QWidget):
             if is_target:
                 painter.setPen(QPen(TARGET_COLOUR, 4))
                 painter.drawRect(box.adjusted(-3, -3, 3, 3))
-            painter.setPen(QPen(colour, 2))
+            painter.setPen(QPen(colour, 2, Qt.PenStyle.DashLine if person.tentative else Qt.PenStyle.SolidLine))
             painter.drawRect(box)
             label = "…" if person.identity_id is None else f"#{person.identity_id}"
             if person.identity_id is not None and person.identity_id in self.names:

@@ -141,3 +141,47 @@ def test_track_ids_are_stable_on_the_demo_clip(pose_detector, demo_frames) -> No
     assert len(ids_per_frame[1]) >= 4
     assert ids_per_frame[1] <= ids_per_frame[9]
     assert len(set().union(*ids_per_frame)) <= 8
+
+
+def _people_with_a_box(pose_detector, demo_frames, every: int, buffer_per_s: float) -> tuple[float, float]:
+    """Analyse every ``every``-th frame of the demo's left half (twice round: the second pass is scored): the share
+    of confident people that carry a drawn box, and the share whose box is a confirmed (matchable) track."""
+    from reid_desktop.core.embedding import ColorTextureEmbedder
+    from reid_desktop.core.pipeline import Pipeline
+    from reid_desktop.core.types import Frame
+    from tests.core.test_pipeline import fast_config
+
+    cfg = fast_config(**{"tracker.buffer_per_s": buffer_per_s})
+    pipeline = Pipeline(cfg, detector=pose_detector, embedder=ColorTextureEmbedder())
+    people = drawn = confirmed = 0
+    for lap in range(2):
+        for index in range(0, len(demo_frames), every):
+            picture = demo_frames[index][:, :420]
+            moment = lap * len(demo_frames) / 10 + index / 10
+            (result,) = pipeline.process([Frame("cam", index, 1000.0 + moment, picture, moment)])
+            found = pose_detector.detect([picture])[0].boxes
+            if lap == 0:
+                continue
+            for person in found[found[:, 4] >= 0.5, :4]:
+                boxes = [p for p in result.persons if _box_iou(person, p.box) >= 0.5]
+                people += 1
+                drawn += bool(boxes)
+                confirmed += any(not p.tentative for p in boxes)
+    pipeline.close()
+    return drawn / people, confirmed / people
+
+
+def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
+
+
+def test_every_person_found_carries_a_box_at_a_low_analysis_rate(pose_detector, demo_frames) -> None:
+    """At under 2 analysed frames a second (a first start on a small CPU), a walking person moves too far between
+    frames for plain IoU matching: tracks were never confirmed, so most people had no box. A person now has one
+    from the first analysed frame (tentative until confirmed), and the matching space grows with the time between
+    frames, so most of them are confirmed tracks too."""
+    with_box, confirmed = _people_with_a_box(pose_detector, demo_frames, every=6, buffer_per_s=3.0)
+    assert with_box >= 0.95
+    _, confirmed_plain = _people_with_a_box(pose_detector, demo_frames, every=6, buffer_per_s=0.0)
+    assert confirmed > confirmed_plain + 0.2, (confirmed, confirmed_plain)

@@ -152,3 +152,23 @@ def test_a_picture_before_the_first_analysis_is_painted_without_boxes(qtbot) -> 
     feed.set_status(SourceStatus("cam", SourceState.LIVE))
     feed.show_picture(Frame("cam", 0, 1.0, np.full((48, 64, 3), 90, np.uint8)))
     assert feed.result is None and feed.grab().toImage().pixelColor(feed.rect().center()).red() == 90
+
+
+def test_a_tentative_person_is_drawn_dashed_and_cannot_be_followed_yet(qtbot) -> None:
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    feed.resize(640, 480)
+    image = np.zeros((480, 640, 3), np.uint8)
+    new = TrackedPerson(5, np.array((300, 100, 400, 400), np.float32), 0.8, None, None, tentative=True)
+    feed.show_result(FrameResult("cam", 0, 0.0, image, (person(1, (50, 100, 150, 400), 7), new)))
+    assert feed.person_at(feed.widget_point(350, 250)) is None  # one frame old: nothing to follow yet
+    assert feed.person_at(feed.widget_point(100, 250)) is not None
+    painted = feed.grab().toImage()
+
+    def drawn_share(x: float, colour) -> float:
+        """The share of a box's left edge painted in its colour (the picture under it is black)."""
+        edge = [painted.pixelColor(feed.widget_point(x, y).toPoint()) for y in range(110, 220)]  # above the banner
+        return sum(c.rgb() == colour.rgb() for c in edge) / len(edge)
+
+    assert 0.2 < drawn_share(300, identity_colour(None)) < 0.9  # dashes: the edge is drawn in part
+    assert drawn_share(50, identity_colour(7)) > 0.95  # a confirmed track's box: a solid line
