@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+import cv2
 import numpy as np
 
 from reid_desktop.core.config import DetectorConfig
@@ -47,6 +48,7 @@ Progress = Callable[[str], None]
 MIN_AGREEMENT = 0.9  # share of the reference's confident people an export must find, and vice versa
 CHECK_FRAMES = 8
 CALIBRATION_FRAMES = 24
+PAD_GREY = 114  # Ultralytics' letterbox padding
 RUNTIME_LABELS = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
                   "tensorrt": "TensorRT"}
 
@@ -318,7 +320,37 @@ def letterbox(image: np.ndarray, size: int) -> np.ndarray:
 
 def letterbox_bytes(image: np.ndarray, size: int) -> np.ndarray:
     """The letterboxed picture before conversion: H x W x 3 uint8 BGR (what travels to a GPU)."""
-    return np.asarray(_letterboxer(size)(image=image))
+    ((_, batch),) = letterbox_batches([image], [size])
+    return batch[0]
+
+
+def letterbox_batches(images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[tuple[list[int], np.ndarray]]:
+    """The pictures letterboxed byte for byte as Ultralytics' ``LetterBox`` does, in N x H x W x 3 uint8 batches of
+    one padded shape (with the positions each holds). Each picture is resized straight into its place in its batch:
+    no padded copy and no stacking, which were most of the engine's own cost per frame (bench/engine_overhead.py)."""
+    plans = [_letterboxer(size).get_params({"img": image}) for image, size in zip(images, sizes, strict=True)]
+    shapes = [(plan["new_unpad"][1] + plan["top"] + plan["bottom"], plan["new_unpad"][0] + plan["left"] + plan["right"])
+              for plan in plans]
+    batches = []
+    for shape, positions in group_positions(shapes).items():
+        batch = np.empty((len(positions), *shape, 3), np.uint8)
+        for slot, position in enumerate(positions):
+            _place(images[position], plans[position], batch[slot])
+        batches.append((positions, batch))
+    return batches
+
+
+def _place(image: np.ndarray, plan: dict[str, Any], target: np.ndarray) -> None:
+    """One picture into ``target``: resized to its unpadded size, Ultralytics' grey around it."""
+    width, height = plan["new_unpad"]
+    top, left = plan["top"], plan["left"]
+    target[:top] = target[top + height:] = PAD_GREY
+    target[top:top + height, :left] = target[top:top + height, left + width:] = PAD_GREY
+    inside = target[top:top + height, left:left + width]
+    if image.shape[:2] == (height, width):
+        inside[...] = image
+    else:
+        cv2.resize(image, (width, height), dst=inside, interpolation=cv2.INTER_LINEAR)
 
 
 def model_input(pictures: np.ndarray) -> np.ndarray:
@@ -410,10 +442,8 @@ class ExportedDetector:
         pictures travel and the model's output stays there for NMS; only the kept boxes come back."""
         import torch
 
-        pictures = [letterbox_bytes(image, size) for image, size in zip(images, sizes, strict=True)]
         out: list[Detections] = [Detections.empty()] * len(images)
-        for positions in group_positions([picture.shape for picture in pictures]).values():
-            batch = np.stack([pictures[p] for p in positions])
+        for positions, batch in letterbox_batches(images, sizes):
             if self._runner is not None and self._runner.uploads_images:
                 raw = self._runner.run_images(batch, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0), rgb=True)
             else:

@@ -170,6 +170,7 @@ class Pipeline:
         self._gates: dict[str, MotionGate] = {}
         self._last_persons: dict[str, tuple[TrackedPerson, ...]] = {}  # shown on frames the motion gate skips
         self._last_detections: dict[str, Detections] = {}  # kept outside a changed region
+        self._media_times: dict[str, float] = {}  # a file's last position: going back is a restart or a seek
         self.faults = FaultLog(log)
         self.alerts: collections.deque[TargetSighted | WatchMatch] = collections.deque(maxlen=ALERTS_KEPT)
         self.watch_list = WatchList()
@@ -465,6 +466,7 @@ class Pipeline:
         self._gates.pop(source_id, None)
         self._last_persons.pop(source_id, None)
         self._last_detections.pop(source_id, None)
+        self._media_times.pop(source_id, None)
         for key in [k for k in self._tracks if k[0] == source_id]:
             self._drop_track(key)
         self._segments[source_id] = self._segments.get(source_id, 0) + 1
@@ -474,6 +476,8 @@ class Pipeline:
     def process(self, frames: Sequence[Frame]) -> list[FrameResult]:
         """Analyse the frames (or the changed regions) the motion gate lets through; the others show their
         camera's last people."""
+        for frame in frames:
+            self._follow_media_time(frame)
         verdicts = [self._gate(f.source_id).decide(f.image, f.moment, bool(self._last_persons.get(f.source_id)))
                     for f in frames]
         analysed = [(f, v.region) for f, v in zip(frames, verdicts, strict=True) if v.detect]
@@ -487,6 +491,16 @@ class Pipeline:
         return [results.get(id(frame)) or replace(self._bare_result(frame),
                                                   persons=self._last_persons.get(frame.source_id, ()))
                 for frame in frames]
+
+    def _follow_media_time(self, frame: Frame) -> None:
+        """A looping file that starts again is a jump in time: the people at its end are not those at its start,
+        so its tracks end there (as on a seek) instead of being matched to whoever stands where they stood."""
+        if frame.media_time is None:
+            return
+        last = self._media_times.get(frame.source_id)
+        if last is not None and frame.media_time < last:
+            self.forget_source(frame.source_id)
+        self._media_times[frame.source_id] = frame.media_time
 
     def _gate(self, source_id: str) -> MotionGate:
         gate = self._gates.get(source_id)

@@ -25,6 +25,9 @@ from reid_desktop.core.types import Frame, FrameResult, SourceState, SourceStatu
 TARGET_COLOUR = QColor(255, 40, 40)
 PICTURES_STALE_S = 1.0  # without display pictures for this long, a feed shows the analysed frames
 CARRY_FORWARD_S = 1.0  # boxes move along their track's motion for at most this long after the analysis
+MAX_DISPLAY_DELAY_S = 2.0  # in step with the analysis: pictures wait at most this long for their boxes
+PICTURES_HELD = 40  # pictures waiting to be shown, per feed (scaled to the cell: a few MB)
+SMOOTHING = 0.2  # weight of a new measurement of the analysis' lag and interval
 ANALYSIS_LAG_S = 0.5  # the feed says how old the drawn analysis is beyond this
 _STATE_COLOURS = {
     SourceState.CONNECTING: QColor(230, 180, 30), SourceState.LIVE: QColor(60, 200, 90),
@@ -67,6 +70,11 @@ class FeedView(QWidget):
         self._picture_time: float | None = None  # when the shown picture was captured
         self._pictures_at = -PICTURES_STALE_S  # when the last picture came (monotonic)
         self._velocity: dict[int, np.ndarray] = {}  # box motion per track, pixels per second
+        self._previous: FrameResult | None = None  # the analysis before ``result``: boxes move between the two
+        self.in_step = True  # pictures wait for the analysis of their moment, so boxes stay on the people
+        self._held: deque[tuple[float, QImage, tuple[int, ...]]] = deque(maxlen=PICTURES_HELD)
+        self._lag_s: float | None = None  # capture to analysis result, smoothed
+        self._interval_s = 0.0  # between analysed frames, smoothed
         self.state = SourceState.CONNECTING
         self.reason = ""
         self.paused = False
@@ -92,11 +100,22 @@ class FeedView(QWidget):
     # -- data in -----------------------------------------------------------------------------------
 
     def show_result(self, result: FrameResult) -> None:
-        """A new analysis: its boxes are drawn on the pictures until the next one, carried along their motion."""
+        """A new analysis: its boxes are drawn on the pictures of its moment, moving from where the previous
+        analysis put each person (or carried along their motion on newer pictures)."""
         previous = {p.track_id: p.box[:4] for p in self.result.persons} if self.result is not None else {}
         elapsed = result.timestamp - self.result.timestamp if self.result is not None else 0.0
         self._velocity = {p.track_id: (p.box[:4] - previous[p.track_id]) / elapsed for p in result.persons
                           if p.track_id in previous and elapsed > 0}
+        if elapsed > 0:
+            self._interval_s = elapsed if not self._interval_s else self._interval_s + SMOOTHING * (
+                elapsed - self._interval_s)
+        lag = max(0.0, time.time() - result.timestamp)
+        self._lag_s = lag if self._lag_s is None else self._lag_s + SMOOTHING * (lag - self._lag_s)
+        restarted = (self.result is not None and result.media_time is not None and self.result.media_time is not None
+                     and result.media_time < self.result.media_time)
+        if restarted:  # a looping file started again, or was sought: nobody moves from one to the other
+            self._velocity = {}
+        self._previous = self.result if elapsed > 0 and not restarted else None
         self.result = result
         if time.monotonic() - self._pictures_at >= PICTURES_STALE_S:  # no display pictures: show the analysed one
             self._set_picture(to_qimage(result.image), result.image.shape, result.timestamp)
@@ -104,15 +123,38 @@ class FeedView(QWidget):
         self.update()
 
     def show_picture(self, frame: Frame) -> None:
-        """A decoded picture at the camera's own rate, scaled down to the cell (boxes stay in frame pixels)."""
+        """A decoded picture at the camera's own rate, scaled down to the cell (boxes stay in frame pixels); in step
+        with the analysis it is held until the analysis of its moment is due (:attr:`display_delay_s`)."""
         image = frame.image
         width = max(1, round(self.width() * self.devicePixelRatioF()))
         if image.shape[1] > width * 1.25:
             height = max(1, round(image.shape[0] * width / image.shape[1]))
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
-        self._set_picture(to_qimage(image), frame.image.shape, frame.timestamp)
         self._pictures_at = time.monotonic()
-        self._picture_arrivals.append(self._pictures_at)
+        self._held.append((frame.timestamp, to_qimage(image), frame.image.shape))
+        self.tick()
+
+    @property
+    def display_delay_s(self) -> float:
+        """How long pictures wait: as long as the analysis takes to come back plus the time between two analysed
+        frames, so every shown picture lies between two analyses (whose boxes are interpolated); none while there
+        is no analysis to wait for, or when that would be longer than :data:`MAX_DISPLAY_DELAY_S`."""
+        if (not self.in_step or self.result is None or self._lag_s is None or self.paused
+                or self.state is not SourceState.LIVE):
+            return 0.0
+        delay = self._lag_s + self._interval_s
+        return delay if delay <= MAX_DISPLAY_DELAY_S else 0.0
+
+    def tick(self) -> None:
+        """Show the newest held picture that is due (the window calls this at its display rate)."""
+        due = time.time() - self.display_delay_s
+        shown = None
+        while self._held and self._held[0][0] <= due:
+            shown = self._held.popleft()
+        if shown is None:
+            return
+        self._set_picture(*shown[1:], shown[0])
+        self._picture_arrivals.append(time.monotonic())
         self.update()
 
     def _set_picture(self, image: QImage, shape: tuple[int, ...], captured: float) -> None:
@@ -124,15 +166,33 @@ class FeedView(QWidget):
             self.picture_resized.emit()
 
     @property
+    def picture_time(self) -> float | None:
+        """When the shown picture was captured (wall clock)."""
+        return self._picture_time
+
+    @property
     def analysis_age_s(self) -> float | None:
         """How much older the drawn analysis is than the picture under it."""
         if self.result is None or self._picture_time is None:
             return None
         return max(0.0, self._picture_time - self.result.timestamp)
 
-    def shown_box(self, person: TrackedPerson) -> np.ndarray:
-        """Where a person of the last analysis is on the shown picture: moved along its track's motion."""
+    def shown_box(self, person: TrackedPerson) -> np.ndarray | None:
+        """Where a person of the last analysis is on the shown picture: between where the previous analysis and the
+        last one put them for a picture taken between the two, moved along the track's motion for a newer one;
+        None where that is not known (a picture older than the first analysis, or than a jump in the file)."""
         box = person.box[:4].astype(np.float64)
+        shown, latest, previous = self._picture_time, self.result, self._previous
+        if shown is None or latest is None:
+            return box
+        if shown < latest.timestamp:
+            if previous is None:
+                return None
+            share = min(max((shown - previous.timestamp) / (latest.timestamp - previous.timestamp), 0.0), 1.0)
+            before = next((p.box[:4] for p in previous.persons if p.track_id == person.track_id), None)
+            if before is None:  # first found on the last analysis: drawn from halfway there
+                return box if share >= 0.5 else None
+            return before + (box - before) * share
         velocity = self._velocity.get(person.track_id)
         age = self.analysis_age_s
         if velocity is None or age is None:
@@ -190,10 +250,9 @@ class FeedView(QWidget):
         rect = self.picture_rect()
         scale = self._scale()
         x, y = (pos.x() - rect.x()) / scale, (pos.y() - rect.y()) / scale
-        settled = [p for p in self.result.persons if not p.tentative]  # one frame old: nothing to follow yet
-        boxes = {id(p): self.shown_box(p) for p in settled}
-        hits = [p for p in settled
-                if boxes[id(p)][0] <= x <= boxes[id(p)][2] and boxes[id(p)][1] <= y <= boxes[id(p)][3]]
+        shown = [(p, box) for p in self.result.persons  # a tentative track is one frame old: nothing to follow yet
+                 if not p.tentative and (box := self.shown_box(p)) is not None]
+        hits = [p for p, box in shown if box[0] <= x <= box[2] and box[1] <= y <= box[3]]
         if not hits:
             return None
         return min(hits, key=lambda p: float((p.box[2] - p.box[0]) * (p.box[3] - p.box[1])))
@@ -248,7 +307,10 @@ class FeedView(QWidget):
         painter.setFont(font)
         metrics = painter.fontMetrics()
         for person in self.result.persons:
-            x1, y1, x2, y2 = (float(v) for v in self.shown_box(person))
+            where = self.shown_box(person)
+            if where is None:
+                continue
+            x1, y1, x2, y2 = (float(v) for v in where)
             box = QRectF(rect.x() + x1 * scale, rect.y() + y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale)
             colour = identity_colour(person.identity_id)
             is_target = self.is_target(person)

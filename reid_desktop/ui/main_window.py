@@ -340,6 +340,11 @@ class MainWindow(QMainWindow):
         self._action(view_menu, "Restore maximised feed", lambda: self.grid.toggle_maximised(self.grid.maximised or ""),
                      "Esc")
         self._action(view_menu, "Full screen", self._toggle_full_screen, "F11")
+        self.act_in_step = self._action(view_menu, "Pictures in step with analysis", self._toggle_in_step, "Ctrl+K")
+        self.act_in_step.setCheckable(True)
+        self.act_in_step.setChecked(self.settings.pictures_in_step)
+        self.act_in_step.setToolTip("Each picture waits for the analysis of its moment (up to 2 s), so every box "
+                                    "stays on its person; off: pictures are shown as they come, boxes follow")
         view_menu.addSeparator()
         for dock in self._live_docks():
             view_menu.addAction(dock.toggleViewAction())
@@ -477,12 +482,20 @@ class MainWindow(QMainWindow):
         if self.settings.watch_list:
             self._push_watch_list()
 
+    def _toggle_in_step(self) -> None:
+        self.settings.pictures_in_step = self.act_in_step.isChecked()
+        for feed in self.grid.feeds.values():
+            feed.in_step = self.settings.pictures_in_step
+        self.save_settings()
+
     def _show_pictures(self) -> None:
         """The newest decoded picture of each visible, running camera (older ones were never converted)."""
         for frame in self.engine.pictures.take():
             feed = self.grid.feeds.get(frame.source_id)
             if feed is not None and feed.isVisible() and not feed.paused:
                 feed.show_picture(frame)
+        for feed in self.grid.feeds.values():  # held pictures whose analysis is now due
+            feed.tick()
         self.remote.show_pictures()
 
     def _on_frame_processed(self, result: FrameResult) -> None:
@@ -673,6 +686,7 @@ class MainWindow(QMainWindow):
             self.banner.show_message(added.warning)
         feed = FeedView(camera.name, camera.name)
         feed.paused = camera.paused
+        feed.in_step = self.settings.pictures_in_step
         feed.names, feed.target_ids = self.targets.labels, self.targets.target_ids
         feed.person_clicked.connect(lambda _source, person, _crop: self.targets.follow_clicked(person))
         feed.person_context_requested.connect(self._on_person_context)

@@ -60,6 +60,7 @@ class AppSettings:
     watch_list: list[WatchedPerson] = field(default_factory=list)
     follow_mode: str = "maximise"  # what the wall does on an alert: maximise | first | off
     alert_sound: bool = False
+    pictures_in_step: bool = True  # pictures wait (up to 2 s) for their analysis, so the boxes stay on the people
     alert_notify: bool = True  # a desktop notification, where the desktop has a notification area
     window_geometry: str = ""  # Qt's saveGeometry(), base64: where the window was and how large
     window_state: str = ""  # Qt's saveState(), base64: the docks' places and sizes

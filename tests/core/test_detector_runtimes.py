@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from reid_desktop.core import detector_runtimes as runtimes
 from reid_desktop.core import ort_runner
@@ -188,3 +190,19 @@ def test_the_gpu_route_finds_what_the_cpu_route_finds(shared_cache: DetectorCach
         assert np.allclose(expected.boxes, got.boxes, atol=1e-2)
         assert expected.keypoints is not None and got.keypoints is not None
         assert np.allclose(expected.keypoints, got.keypoints, atol=1e-2)
+
+
+@given(height=st.integers(1, 1500), width=st.integers(1, 1500), size=st.sampled_from([320, 640, 1280]),
+       seed=st.integers(0, 2**16))
+@settings(max_examples=60)
+def test_letterbox_batches_are_ultralytics_letterbox_byte_for_byte(height: int, width: int, size: int,
+                                                                     seed: int) -> None:
+    from ultralytics.data.augment import LetterBox
+
+    image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    other = np.random.default_rng(seed + 1).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    batches = runtimes.letterbox_batches([image, other], [size, size])
+    assert [positions for positions, _ in batches] == [[0, 1]]  # one shape: one batch
+    expected = LetterBox(new_shape=(size, size), auto=True, stride=32)(image=image)
+    assert np.array_equal(batches[0][1][0], expected)
+    assert np.array_equal(runtimes.letterbox_bytes(other, size), batches[0][1][1])

@@ -172,3 +172,35 @@ def test_a_tentative_person_is_drawn_dashed_and_cannot_be_followed_yet(qtbot) ->
 
     assert 0.2 < drawn_share(300, identity_colour(None)) < 0.9  # dashes: the edge is drawn in part
     assert drawn_share(50, identity_colour(7)) > 0.95  # a confirmed track's box: a solid line
+
+
+def test_in_step_a_picture_waits_for_its_analysis_and_boxes_move_between_analyses(qtbot) -> None:
+    """The analysis comes back half a second after its frame, half a second apart: a picture taken between two
+    analysed frames is shown once both are in, with each person between where the two analyses put them."""
+    import time
+
+    from reid_desktop.core.types import Frame
+
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    feed.set_status(SourceStatus("cam", SourceState.LIVE))
+    image = np.zeros((480, 640, 3), np.uint8)
+    start = time.time() - 1.0
+    feed.show_result(FrameResult("cam", 0, start, image, (person(1, (100, 100, 150, 300), 7),)))
+    walker = person(1, (200, 100, 250, 300), 7)
+    new = person(2, (400, 100, 450, 300), 8)  # first found on the second analysis
+    feed.show_result(FrameResult("cam", 5, start + 0.5, image, (walker, new)))
+    assert 0.9 < feed.display_delay_s < 1.5  # the lag (0.5 to 1 s, smoothed) and the interval (0.5 s)
+    feed.show_picture(Frame("cam", 2, start + 0.2, image))
+    feed.show_picture(Frame("cam", 3, start + 0.3, image))
+    assert feed.picture_time == start + 0.5  # still the analysed picture: the camera's wait for their analysis
+    def shown_when_due() -> bool:  # the window ticks every feed at its display rate
+        feed.tick()
+        return feed.picture_time == start + 0.3  # the older one was passed over
+
+    qtbot.waitUntil(shown_when_due, timeout=2000)
+    assert np.allclose(feed.shown_box(walker), (160, 100, 210, 300))  # 60 % of the way
+    assert feed.shown_box(new) is not None  # past halfway: drawn where it was found
+    feed.in_step = False  # live: shown at once, boxes carried along their motion
+    feed.show_picture(Frame("cam", 9, start + 0.9, image))
+    assert feed.picture_time == start + 0.9 and np.allclose(feed.shown_box(walker), (280, 100, 330, 300))
