@@ -94,10 +94,10 @@ class TrackerConfig:
     low_threshold: float = option(0.1, "Detections above this may continue existing tracks", min=0.0, max=1.0)
     new_track_threshold: float = option(0.3, "Confidence needed to open a new track", min=0.0, max=1.0)
     match_threshold: float = option(0.8, "Tracker association cost threshold", min=0.0, max=1.0)
-    buffer_per_s: float = option(3.0, "Matching space per second between analysed frames: boxes are widened on every "
-                                      "side by this share of their size per second since the camera's last analysed "
-                                      "frame (at most 1.0), so people keep their track at low analysis rates "
-                                      "(0: off)", min=0.0, max=20.0, zero_means="plain IoU matching")
+    buffer_per_s: float = option(4.5, "Matching space per second between analysed frames: boxes are widened on every "
+                                      "side by this share of their size per second the camera's analysed frames are "
+                                      "more than 0.1 s apart (at most 1.0), so people keep their track at low "
+                                      "analysis rates (0: off)", min=0.0, max=20.0, zero_means="plain IoU matching")
 
 
 @dataclass

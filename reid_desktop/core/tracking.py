@@ -16,6 +16,7 @@ from reid_desktop.core.detection import prepare_ultralytics
 from reid_desktop.core.types import Detections
 
 MAX_BUFFER = 1.0  # boxes three times their size at most: wider, and neighbours' boxes take each other's people
+CLOSE_FRAMES_S = 0.1  # frames this close (10 analysed a second or more) match well without a buffer, better
 
 
 @dataclass(frozen=True)
@@ -96,11 +97,12 @@ class UltralyticsTracker:
 
     def _buffer(self, moment: float | None) -> float:
         """The matching buffer of C-BIoU (Yang et al., WACV 2023): boxes widened on every side by this share of
-        their size before association, in proportion to the time since the last update, capped."""
+        their size before association, growing with the time since the last update beyond :data:`CLOSE_FRAMES_S`
+        (below it a buffer only mixes up neighbours), capped."""
         elapsed = moment - self._last if moment is not None and self._last is not None else 0.0
         if moment is not None:
             self._last = moment
-        return float(np.clip(self._buffer_per_s * elapsed, 0.0, MAX_BUFFER))
+        return float(np.clip(self._buffer_per_s * (elapsed - CLOSE_FRAMES_S), 0.0, MAX_BUFFER))
 
 
 def _output(out: np.ndarray, detections: Detections) -> TrackOutput:

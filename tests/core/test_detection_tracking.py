@@ -181,7 +181,10 @@ def test_every_person_found_carries_a_box_at_a_low_analysis_rate(pose_detector, 
     frames for plain IoU matching: tracks were never confirmed, so most people had no box. A person now has one
     from the first analysed frame (tentative until confirmed), and the matching space grows with the time between
     frames, so most of them are confirmed tracks too."""
-    with_box, confirmed = _people_with_a_box(pose_detector, demo_frames, every=6, buffer_per_s=3.0)
+    from reid_desktop.core.config import TrackerConfig
+
+    with_box, confirmed = _people_with_a_box(pose_detector, demo_frames, every=6,
+                                             buffer_per_s=TrackerConfig().buffer_per_s)
     assert with_box >= 0.95
     _, confirmed_plain = _people_with_a_box(pose_detector, demo_frames, every=6, buffer_per_s=0.0)
     assert confirmed > confirmed_plain + 0.2, (confirmed, confirmed_plain)
