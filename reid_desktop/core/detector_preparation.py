@@ -33,7 +33,6 @@ from reid_desktop.core.detector_runtimes import (
     fastest_first,
     load_variant,
 )
-from reid_desktop.core.errors import ModelError
 from reid_desktop.core.paths import app_command
 
 log = logging.getLogger(__name__)
@@ -181,9 +180,9 @@ class BackgroundPreparation:
             return
         try:
             detector = load_variant(best.variant, self.config, self.cache)
-        except ModelError as exc:
-            log.warning("the prepared %s detector cannot be loaded (%s); the detector stays as it is",
-                        best.variant.label, exc)
+        except Exception as exc:  # a runtime's own error as much as ours: the cameras go on with what they have
+            log.warning("the prepared %s detector cannot be loaded (%s: %s); the detector stays as it is",
+                        best.variant.label, type(exc).__name__, exc)
             return
         self._running = best.variant
         with self._lock:

@@ -217,7 +217,7 @@ class DetectorCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.folder) as tmp:
             work = Path(tmp)
-            onnx_path = self._onnx_fp32(work)
+            onnx_path = self._onnx_fp32(work, progress)
             out = work / "out"
             out.mkdir()
             if variant.runtime in ("onnxruntime", "tensorrt"):
@@ -234,8 +234,19 @@ class DetectorCache:
             shutil.rmtree(target, ignore_errors=True)
             out.replace(target)
 
-    def _onnx_fp32(self, work: Path) -> Path:
-        """The Ultralytics ONNX export (dynamic batch) of a copy of the checkpoint, made in ``work``."""
+    def _onnx_fp32(self, work: Path, progress: Progress) -> Path:
+        """The Ultralytics ONNX export (dynamic batch) of the checkpoint in ``work``: made once per checkpoint and
+        size and kept (``source.onnx``, the same on every machine), since every variant starts from it."""
+        kept = self.folder / "source.onnx"
+        if kept.is_file():
+            return Path(shutil.copy(kept, work / "source.onnx"))
+        progress(f"exporting {self.checkpoint.name} to ONNX at {self.imgsz} px")
+        exported = self._export_checkpoint(work)
+        shutil.copy(exported, work / "kept.onnx")
+        (work / "kept.onnx").replace(kept)  # whole or not at all
+        return exported
+
+    def _export_checkpoint(self, work: Path) -> Path:
         prepare_ultralytics()
         from ultralytics import YOLO
         from ultralytics.utils import LOGGER

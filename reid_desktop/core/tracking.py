@@ -83,9 +83,8 @@ class UltralyticsTracker:
         from ultralytics.engine.results import Boxes
 
         buffer = self._buffer(moment)
-        rows = detections.boxes.astype(np.float32)
+        rows = detections.boxes.astype(np.float32)  # a copy: the detections keep their own boxes
         if buffer > 0:
-            rows = rows.copy()
             rows[:, :4] = _scaled(rows[:, :4], 1 + 2 * buffer)
         out = self._tracker.update(Boxes(rows, image.shape[:2]), image)
         pending = [t.result for t in self._tracker.tracked_stracks

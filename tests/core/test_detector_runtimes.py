@@ -206,3 +206,18 @@ def test_letterbox_batches_are_ultralytics_letterbox_byte_for_byte(height: int, 
     expected = LetterBox(new_shape=(size, size), auto=True, stride=32)(image=image)
     assert np.array_equal(batches[0][1][0], expected)
     assert np.array_equal(runtimes.letterbox_bytes(other, size), batches[0][1][1])
+
+
+def test_the_checkpoint_is_exported_to_onnx_once_for_every_variant(_isolated_data_dir: Path) -> None:
+    """Every variant starts from the same ONNX export of the checkpoint: the first preparation makes it and keeps
+    it, the next ones start from the kept file (one Ultralytics export per checkpoint and size, not one per variant)."""
+    config = DetectorConfig(imgsz=320, device="cpu")
+    cache = DetectorCache(runtimes.checkpoint_of(config), 320)  # type: ignore[arg-type]
+    first: list[str] = []
+    assert cache.prepare(ORT_FP32, config, first.append).passed
+    assert "exporting yolo11n-pose.pt to ONNX at 320 px" in first
+    kept = cache.folder / "source.onnx"
+    assert kept.read_bytes() == cache.model_path(ORT_FP32).read_bytes()
+    second: list[str] = []
+    assert cache.prepare(Variant("openvino", "fp32"), config, second.append).passed
+    assert not any("to ONNX" in line for line in second), second
