@@ -185,7 +185,7 @@ class FeedView(QWidget):
         shown, latest, previous = self._picture_time, self.result, self._previous
         if shown is None or latest is None:
             return box
-        if shown < latest.timestamp:
+        if self.in_step and shown < latest.timestamp:
             if previous is None:
                 return None
             share = min(max((shown - previous.timestamp) / (latest.timestamp - previous.timestamp), 0.0), 1.0)

@@ -594,6 +594,7 @@ class MainWindow(QMainWindow):
                                      f"{why_not or 'not on a shared database'}")
             return None
         feed = FeedView(source_id, f"{camera.name} @ {camera.node}")
+        feed.in_step = False  # the node's boxes carry the node's clock, not the moments of these pictures
         feed.names, feed.target_ids = self.targets.labels, self.targets.target_ids
         feed.person_clicked.connect(lambda _source, person, _crop: self.targets.follow_clicked(person))
         feed.person_context_requested.connect(self._on_person_context)
