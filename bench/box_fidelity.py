@@ -35,6 +35,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from reid_desktop.core.config import DetectorConfig  # noqa: E402
 from reid_desktop.core.detection import YoloDetector  # noqa: E402
+from reid_desktop.core.detector_runtimes import box_iou  # noqa: E402
 from reid_desktop.core.sources import DEMO_LINKS, demo_sources  # noqa: E402
 from reid_desktop.core.types import Frame  # noqa: E402
 from reid_desktop.ui.feeds import FeedView  # noqa: E402
@@ -109,15 +110,6 @@ class Recorder:
             self.samples[feed.source_id].append(Sample(picture.image, picture.media_time, drawn))
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:4], b[None, :, 2:4])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 def _was_there(person: np.ndarray, before: np.ndarray) -> bool:
     """Someone was near this person's place half a second earlier (walking people move less than their height)."""
     if not len(before):
@@ -143,11 +135,11 @@ def score(samples: list[Sample], reference: YoloDetector) -> Fidelity:
                 out.excused += 1
                 continue
             out.people += 1
-            out.covered += bool(len(sample.drawn) and iou(person[None, :4], sample.drawn).max() >= 0.5)
+            out.covered += bool(len(sample.drawn) and box_iou(person[None, :4], sample.drawn).max() >= 0.5)
         present = found[found[:, 4] >= PRESENT, :4]
         out.drawn += len(sample.drawn)
         if len(sample.drawn) and len(present):
-            out.on_person += int((iou(sample.drawn, present).max(axis=1) >= 0.5).sum())
+            out.on_person += int((box_iou(sample.drawn, present).max(axis=1) >= 0.5).sum())
         before = people
     return out
 

@@ -27,6 +27,7 @@ from reid_desktop.core import config as config_mod  # noqa: E402
 from reid_desktop.core.config import DetectorConfig  # noqa: E402
 from reid_desktop.core.detection import YoloDetector, bundled_detector_path  # noqa: E402
 from reid_desktop.core.detector_preparation import SWITCH_VARIABLE, DetectorPreparation  # noqa: E402
+from reid_desktop.core.detector_runtimes import box_iou  # noqa: E402
 from reid_desktop.core.history import open_store  # noqa: E402
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo  # noqa: E402
 from reid_desktop.core.runner import PipelineControl, run  # noqa: E402
@@ -117,16 +118,8 @@ def recall(samples: list[tuple[np.ndarray, np.ndarray]], reference: YoloDetector
         people = people[people[:, 4] >= PERSON, :4]
         total += len(people)
         if len(people) and len(drawn):
-            found += int((_iou(people, drawn).max(axis=1) >= 0.5).sum())
+            found += int((box_iou(people, drawn).max(axis=1) >= 0.5).sum())
     return (found / total if total else float("nan")), total
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    top_left = np.maximum(a[:, None, :2], b[None, :, :2])
-    bottom_right = np.minimum(a[:, None, 2:], b[None, :, 2:])
-    inter = np.clip(bottom_right - top_left, 0, None).prod(axis=2)
-    area = lambda boxes: (boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1])  # noqa: E731
-    return inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-9)
 
 
 def main() -> None:

@@ -62,7 +62,7 @@ def mot_recall(detector: Detector, mot) -> float:
             boxes = boxes[boxes[:, 4] >= CONFIDENT]
             total += len(truth)
             if len(truth) and len(boxes):
-                found += int((runtimes._iou(truth, boxes[:, :4]).max(axis=1) >= 0.5).sum())
+                found += int((runtimes.box_iou(truth, boxes[:, :4]).max(axis=1) >= 0.5).sum())
     return found / max(total, 1)
 
 
@@ -90,7 +90,7 @@ def _score(acc, g: np.ndarray, ids: np.ndarray, boxes: np.ndarray) -> tuple[int,
     hyp = np.column_stack([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]]) if len(boxes) else np.zeros((0, 4))
     acc.update(g[:, 1].astype(int).tolist(), ids.tolist(), mm.distances.iou_matrix(g[:, 2:6], hyp, max_iou=0.5))
     truth = np.column_stack([g[:, 2], g[:, 3], g[:, 2] + g[:, 4], g[:, 3] + g[:, 5]])
-    covered = int((runtimes._iou(truth, boxes).max(axis=1) >= 0.5).sum()) if len(truth) and len(boxes) else 0
+    covered = int((runtimes.box_iou(truth, boxes).max(axis=1) >= 0.5).sum()) if len(truth) and len(boxes) else 0
     return covered, len(truth)
 
 

@@ -291,7 +291,8 @@ def frames_per_second(detector: Detector, frames: Sequence[np.ndarray]) -> float
     return len(frames) / (time.perf_counter() - start)
 
 
-def _iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+def box_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """IoU of every box of ``a`` with every box of ``b`` (xyxy in the first four columns)."""
     x1 = np.maximum(a[:, None, 0], b[None, :, 0])
     y1 = np.maximum(a[:, None, 1], b[None, :, 1])
     x2 = np.minimum(a[:, None, 2], b[None, :, 2])
@@ -311,7 +312,7 @@ def _found(wanted: np.ndarray, offered: np.ndarray, confident: float = 0.3, pres
         return 0, 0
     if not len(offer):
         return 0, len(want)
-    return int((_iou(want, offer).max(axis=1) >= 0.5).sum()), len(want)
+    return int((box_iou(want, offer).max(axis=1) >= 0.5).sum()), len(want)
 
 
 def agreement(reference: Sequence[Detections], candidate: Sequence[Detections]) -> float:
