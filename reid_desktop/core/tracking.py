@@ -72,8 +72,7 @@ class UltralyticsTracker:
             model="auto",
             device="cpu",
         )
-        tracker_cls = BOTSORT if config.kind == "botsort" else BYTETracker
-        self._tracker = tracker_cls(args)
+        self._tracker = _buffered(BOTSORT if config.kind == "botsort" else BYTETracker)(args)
         self._buffer_per_s = config.buffer_per_s
         self._last: float | None = None  # the moment of the last update
 
@@ -82,11 +81,8 @@ class UltralyticsTracker:
         camera's last analysed frame: people walk further between frames analysed 3 times a second than 30."""
         from ultralytics.engine.results import Boxes
 
-        buffer = self._buffer(moment)
-        rows = detections.boxes.astype(np.float32)  # a copy: the detections keep their own boxes
-        if buffer > 0:
-            rows[:, :4] = _scaled(rows[:, :4], 1 + 2 * buffer)
-        out = self._tracker.update(Boxes(rows, image.shape[:2]), image)
+        self._tracker.buffer = self._buffer(moment)
+        out = self._tracker.update(Boxes(detections.boxes.astype(np.float32), image.shape[:2]), image)
         pending = [t.result for t in self._tracker.tracked_stracks
                    if not t.is_activated and t.frame_id == self._tracker.frame_id]
         confirmed = _output(np.asarray(out, np.float32), detections) if out is not None and len(out) else None
@@ -102,6 +98,28 @@ class UltralyticsTracker:
         if moment is not None:
             self._last = moment
         return float(np.clip(self._buffer_per_s * (elapsed - CLOSE_FRAMES_S), 0.0, MAX_BUFFER))
+
+
+def _buffered(tracker_cls: type) -> type:
+    """``tracker_cls`` whose association compares tracks and detections widened by the same buffer (C-BIoU). Only
+    the comparison is widened: the motion filter keeps true boxes, so the buffer may change from one frame to the
+    next (a first frame, a camera analysed faster or slower) without every track's size jumping out of reach."""
+    from ultralytics.trackers.utils import matching
+
+    class Buffered(tracker_cls):
+        buffer = 0.0  # share of a box's size added on every side, set before each update
+
+        def get_dists(self, tracks: list, detections: list) -> np.ndarray:
+            if self.buffer <= 0:
+                return super().get_dists(tracks, detections)
+            factor = 1 + 2 * self.buffer
+            widened = [list(_scaled(np.array([t.xyxy for t in group], np.float32).reshape(-1, 4), factor))
+                       for group in (tracks, detections)]
+            dists = matching.iou_distance(*widened)
+            return matching.fuse_score(dists, detections) if self.args.fuse_score else dists
+
+    Buffered.__name__ = f"Buffered{tracker_cls.__name__}"
+    return Buffered
 
 
 def _output(out: np.ndarray, detections: Detections) -> TrackOutput:

@@ -11,6 +11,7 @@ import pytest
 
 from reid_desktop.core.config import DetectorConfig, TrackerConfig
 from reid_desktop.core.detection import YoloDetector
+from reid_desktop.core.detector_runtimes import box_iou
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.tracking import UltralyticsTracker
 from reid_desktop.core.types import Detections
@@ -143,6 +144,20 @@ def test_track_ids_are_stable_on_the_demo_clip(pose_detector, demo_frames) -> No
     assert len(set().union(*ids_per_frame)) <= 8
 
 
+def test_a_new_tracker_keeps_its_first_people_at_a_low_analysis_rate(pose_detector, demo_frames) -> None:
+    """A tracker's first frame (a new camera, or a looping file that started again) and its second half a second
+    later: the widened matching of the second frame must still reach the tracks of the first. It once widened the
+    tracks' stored boxes instead of the comparison, so a first frame (no buffer yet) left tracks a third the size of
+    the second frame's widened detections, and every person got a new track."""
+    tracker = UltralyticsTracker(TrackerConfig())
+    ids = []
+    for index in (0, 5):  # 0.5 s apart, as on a CPU that analyses 2 frames a second
+        picture = demo_frames[index]
+        out = tracker.update(pose_detector.detect([picture])[0], picture, index / 10)
+        ids.append(set(out.track_ids.tolist()))
+    assert len(ids[0]) >= 4 and len(ids[0] & ids[1]) >= len(ids[0]) - 1, ids
+
+
 def _people_with_a_box(pose_detector, demo_frames, every: int, buffer_per_s: float) -> tuple[float, float]:
     """Analyse every ``every``-th frame of the demo's left half (twice round: the second pass is scored): the share
     of confident people that carry a drawn box, and the share whose box is a confirmed (matchable) track."""
@@ -163,17 +178,12 @@ def _people_with_a_box(pose_detector, demo_frames, every: int, buffer_per_s: flo
             if lap == 0:
                 continue
             for person in found[found[:, 4] >= 0.5, :4]:
-                boxes = [p for p in result.persons if _box_iou(person, p.box) >= 0.5]
+                boxes = [p for p in result.persons if box_iou(person[None, :4], p.box[None, :4])[0, 0] >= 0.5]
                 people += 1
                 drawn += bool(boxes)
                 confirmed += any(not p.tentative for p in boxes)
     pipeline.close()
     return drawn / people, confirmed / people
-
-
-def _box_iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return float(inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter))
 
 
 def test_every_person_found_carries_a_box_at_a_low_analysis_rate(pose_detector, demo_frames) -> None:

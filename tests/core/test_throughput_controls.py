@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from reid_desktop.core.detection import YoloDetector
+from reid_desktop.core.detector_runtimes import box_iou
 from reid_desktop.core.embedding import ColorTextureEmbedder
 from reid_desktop.core.motion import MAX_REGION_SHARE, MotionGate, MotionSettings, merge_region, region_size
 from reid_desktop.core.pipeline import Pipeline
@@ -110,13 +111,8 @@ def test_only_the_changed_corner_is_detected_and_its_people_are_found(pose_detec
     shown = np.array([p.box for p in results[-1].persons]).reshape(-1, 4)
     assert len(in_region) >= 1 and len(shown) >= len(whole.boxes[whole.boxes[:, 4] >= 0.3]) - 1
     for box in in_region:  # every person of the moving corner is where a whole-frame detection puts them
-        assert max(_iou(box[:4], other) for other in shown) >= 0.5
+        assert box_iou(box[None, :4], shown).max() >= 0.5
     pipeline.close()
-
-
-def _iou(a: np.ndarray, b: np.ndarray) -> float:
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return inter / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter)
 
 
 def test_frozen_stretch_costs_no_detection_and_shows_the_last_people(pose_detector, demo_frames) -> None:
