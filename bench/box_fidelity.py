@@ -105,8 +105,7 @@ class Recorder:
             picture = next((f for f in self._given.get(feed.source_id, ()) if f.timestamp == feed.picture_time), None)
             if picture is None or feed.result is None:
                 continue
-            boxes = [feed.shown_box(p) for p in feed.result.persons]
-            drawn = np.array([box for box in boxes if box is not None], np.float32).reshape(-1, 4)
+            drawn = np.array([box for _, box in feed.shown_persons()], np.float32).reshape(-1, 4)
             self.samples[feed.source_id].append(Sample(picture.image, picture.media_time, drawn))
 
 

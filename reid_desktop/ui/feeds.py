@@ -29,6 +29,7 @@ MAX_DISPLAY_DELAY_S = 2.0  # in step with the analysis: pictures wait at most th
 PICTURES_HELD = 40  # pictures waiting to be shown, per feed (scaled to the cell: a few MB)
 SMOOTHING = 0.2  # weight of a new measurement of the analysis' lag and interval
 ANALYSIS_LAG_S = 0.5  # the feed says how old the drawn analysis is beyond this
+Placed = tuple[TrackedPerson, np.ndarray]  # a person of an analysis, and where they are on the shown picture
 _STATE_COLOURS = {
     SourceState.CONNECTING: QColor(230, 180, 30), SourceState.LIVE: QColor(60, 200, 90),
     SourceState.RECONNECTING: QColor(240, 140, 20), SourceState.ENDED: QColor(150, 150, 150),
@@ -43,6 +44,10 @@ def identity_colour(identity_id: int | None) -> QColor:
     hue = (identity_id * 0.618033988749895) % 1.0
     r, g, b = colorsys.hsv_to_rgb(hue, 0.75, 1.0)
     return QColor(int(r * 255), int(g * 255), int(b * 255))
+
+
+def _area(box: np.ndarray) -> float:
+    return float(max(box[2] - box[0], 0.0) * max(box[3] - box[1], 0.0))
 
 
 def to_qimage(image_bgr: np.ndarray) -> QImage:
@@ -68,11 +73,15 @@ class FeedView(QWidget):
         self._image: QImage | None = None  # the newest picture: decoded at the camera's rate, or the analysed one
         self._frame_size: QSize | None = None  # the camera's frame size, in which boxes are given
         self._picture_time: float | None = None  # when the shown picture was captured
+        self._picture_media_time: float | None = None  # its place in the file (None for live cameras)
         self._pictures_at = -PICTURES_STALE_S  # when the last picture came (monotonic)
         self._velocity: dict[int, np.ndarray] = {}  # box motion per track, pixels per second
+        self._previous_velocity: dict[int, np.ndarray] = {}  # the same as of the previous analysis
         self._previous: FrameResult | None = None  # the analysis before ``result``: boxes move between the two
+        self._ended: tuple[FrameResult, dict[int, np.ndarray]] | None = None  # the last analysis (and motion) before
+        # the file went back: it still stands for the pictures before the jump that are shown after it
         self.in_step = True  # pictures wait for the analysis of their moment, so boxes stay on the people
-        self._held: deque[tuple[float, QImage, tuple[int, ...]]] = deque(maxlen=PICTURES_HELD)
+        self._held: deque[tuple[float, float | None, QImage, tuple[int, ...]]] = deque(maxlen=PICTURES_HELD)
         self._lag_s: float | None = None  # capture to analysis result, smoothed
         self._interval_s = 0.0  # between analysed frames, smoothed
         self.state = SourceState.CONNECTING
@@ -102,23 +111,25 @@ class FeedView(QWidget):
     def show_result(self, result: FrameResult) -> None:
         """A new analysis: its boxes are drawn on the pictures of its moment, moving from where the previous
         analysis put each person (or carried along their motion on newer pictures)."""
-        previous = {p.track_id: p.box[:4] for p in self.result.persons} if self.result is not None else {}
         elapsed = result.timestamp - self.result.timestamp if self.result is not None else 0.0
-        self._velocity = {p.track_id: (p.box[:4] - previous[p.track_id]) / elapsed for p in result.persons
-                          if p.track_id in previous and elapsed > 0}
         if elapsed > 0:
             self._interval_s = elapsed if not self._interval_s else self._interval_s + SMOOTHING * (
                 elapsed - self._interval_s)
         lag = max(0.0, time.time() - result.timestamp)
         self._lag_s = lag if self._lag_s is None else self._lag_s + SMOOTHING * (lag - self._lag_s)
-        restarted = (self.result is not None and result.media_time is not None and self.result.media_time is not None
-                     and result.media_time < self.result.media_time)
-        if restarted:  # a looping file started again, or was sought: nobody moves from one to the other
-            self._velocity = {}
-        self._previous = self.result if elapsed > 0 and not restarted else None
+        last = self.result
+        if last is not None and result.media_time is not None and last.media_time is not None \
+                and result.media_time < last.media_time:  # the file went back (looped, or sought)
+            self._ended, self._previous, self._velocity = (last, self._velocity), None, {}  # nobody moves across
+        else:
+            before = {p.track_id: p.box[:4] for p in self.result.persons} if self.result is not None else {}
+            self._previous_velocity = self._velocity
+            self._velocity = {p.track_id: (p.box[:4] - before[p.track_id]) / elapsed for p in result.persons
+                              if p.track_id in before and elapsed > 0}
+            self._previous = self.result if elapsed > 0 else None
         self.result = result
         if time.monotonic() - self._pictures_at >= PICTURES_STALE_S:  # no display pictures: show the analysed one
-            self._set_picture(to_qimage(result.image), result.image.shape, result.timestamp)
+            self._set_picture(to_qimage(result.image), result.image.shape, result.timestamp, result.media_time)
         self._arrivals.append(time.monotonic())
         self.update()
 
@@ -131,7 +142,7 @@ class FeedView(QWidget):
             height = max(1, round(image.shape[0] * width / image.shape[1]))
             image = cv2.resize(image, (width, height), interpolation=cv2.INTER_AREA)
         self._pictures_at = time.monotonic()
-        self._held.append((frame.timestamp, to_qimage(image), frame.image.shape))
+        self._held.append((frame.timestamp, frame.media_time, to_qimage(image), frame.image.shape))
         self.tick()
 
     @property
@@ -153,14 +164,16 @@ class FeedView(QWidget):
             shown = self._held.popleft()
         if shown is None:
             return
-        self._set_picture(*shown[1:], shown[0])
+        captured, media_time, image, shape = shown
+        self._set_picture(image, shape, captured, media_time)
         self._picture_arrivals.append(time.monotonic())
         self.update()
 
-    def _set_picture(self, image: QImage, shape: tuple[int, ...], captured: float) -> None:
+    def _set_picture(self, image: QImage, shape: tuple[int, ...], captured: float, media_time: float | None) -> None:
         size = QSize(shape[1], shape[0])
         resized = size != self._frame_size
         self._image, self._frame_size, self._picture_time = image, size, captured
+        self._picture_media_time = media_time
         self.display_latency_s = time.time() - captured  # capture to now, when it is painted
         if resized:
             self.picture_resized.emit()
@@ -177,27 +190,61 @@ class FeedView(QWidget):
             return None
         return max(0.0, self._picture_time - self.result.timestamp)
 
-    def shown_box(self, person: TrackedPerson) -> np.ndarray | None:
-        """Where a person of the last analysis is on the shown picture: between where the previous analysis and the
-        last one put them for a picture taken between the two, moved along the track's motion for a newer one;
-        None where that is not known (a picture older than the first analysis, or than a jump in the file)."""
-        box = person.box[:4].astype(np.float64)
+    def shown_persons(self) -> list[Placed]:
+        """The persons on the shown picture and where they are on it.
+
+        A picture taken between two analyses shows each person between where the two put them; one found only on
+        the newer from halfway there, one found only on the older until halfway. A picture newer than the last
+        analysis shows its persons moved along their track's motion. A picture from before the file went back
+        (a looping file's end, shown after its start was analysed) shows the last analysis before the jump, carried
+        along the same way. None are known for a picture older than the first analysis of a file's new stretch.
+        """
         shown, latest, previous = self._picture_time, self.result, self._previous
-        if shown is None or latest is None:
-            return box
-        if self.in_step and shown < latest.timestamp:
-            if previous is None:
-                return None
-            share = min(max((shown - previous.timestamp) / (latest.timestamp - previous.timestamp), 0.0), 1.0)
-            before = next((p.box[:4] for p in previous.persons if p.track_id == person.track_id), None)
-            if before is None:  # first found on the last analysis: drawn from halfway there
-                return box if share >= 0.5 else None
-            return before + (box - before) * share
-        velocity = self._velocity.get(person.track_id)
-        age = self.analysis_age_s
-        if velocity is None or age is None:
-            return box
-        return box + velocity * min(age, CARRY_FORWARD_S)
+        if latest is None:
+            return []
+        if shown is None or not self.in_step or shown >= latest.timestamp:
+            return self._carried(latest, self._velocity)
+        if previous is not None:
+            return self._between(previous, latest, shown)
+        place, latest_place = self._picture_media_time, latest.media_time
+        if self._ended is not None and place is not None and latest_place is not None and place > latest_place:
+            return self._carried(*self._ended)
+        return []
+
+    def _carried(self, result: FrameResult, velocity: dict[int, np.ndarray]) -> list[Placed]:
+        """The persons of ``result`` moved along their motion to the shown picture (for at most
+        :data:`CARRY_FORWARD_S`), up to its edges: one carried mostly out of it has walked out of view. A picture
+        older than the analysis shows them where it found them."""
+        shown = self._picture_time
+        age = 0.0 if shown is None else min(max(shown - result.timestamp, 0.0), CARRY_FORWARD_S)
+        height, width = result.image.shape[:2]
+        here = []
+        for person in result.persons:
+            box = person.box[:4].astype(np.float64)
+            moving = velocity.get(person.track_id)
+            if moving is None or not age:
+                here.append((person, box))
+                continue
+            moved = box + moving * age
+            inside = np.clip(moved, 0, [width, height, width, height])
+            if _area(inside) >= 0.5 * _area(moved):
+                here.append((person, inside))
+        return here
+
+    def _between(self, previous: FrameResult, latest: FrameResult, shown: float) -> list[Placed]:
+        share = min(max((shown - previous.timestamp) / (latest.timestamp - previous.timestamp), 0.0), 1.0)
+        before = {p.track_id: p for p in previous.persons}
+        here = []
+        for person in latest.persons:
+            box = person.box[:4].astype(np.float64)
+            earlier = before.pop(person.track_id, None)
+            if earlier is not None:
+                here.append((person, earlier.box[:4] + (box - earlier.box[:4]) * share))
+            elif share >= 0.5:
+                here.append((person, box))
+        if share < 0.5:  # not on the newer analysis (gone, or not found there): shown until halfway, moving on
+            here.extend(p for p in self._carried(previous, self._previous_velocity) if p[0].track_id in before)
+        return here
 
     def set_status(self, status: SourceStatus) -> None:
         self.state, self.reason = status.state, status.reason
@@ -250,17 +297,17 @@ class FeedView(QWidget):
         rect = self.picture_rect()
         scale = self._scale()
         x, y = (pos.x() - rect.x()) / scale, (pos.y() - rect.y()) / scale
-        shown = [(p, box) for p in self.result.persons  # a tentative track is one frame old: nothing to follow yet
-                 if not p.tentative and (box := self.shown_box(p)) is not None]
-        hits = [p for p, box in shown if box[0] <= x <= box[2] and box[1] <= y <= box[3]]
+        hits = [p for p, box in self.shown_persons()  # a tentative track is one frame old: nothing to follow yet
+                if not p.tentative and box[0] <= x <= box[2] and box[1] <= y <= box[3]]
         if not hits:
             return None
         return min(hits, key=lambda p: float((p.box[2] - p.box[0]) * (p.box[3] - p.box[1])))
 
     def crop_of(self, person: TrackedPerson) -> np.ndarray | None:
-        if self.result is None:
-            return None
-        patch = crop(self.result.image, person.box)
+        """The person cut from the analysed frame they were found on (the last analysis, or one drawn before it)."""
+        analyses = (self.result, self._previous, self._ended[0] if self._ended else None)
+        found_on = next((r for r in analyses if r is not None and any(p is person for p in r.persons)), None)
+        patch = None if found_on is None else crop(found_on.image, person.box)
         return None if patch is None else patch.copy()
 
     # -- mouse -------------------------------------------------------------------------------------
@@ -306,10 +353,7 @@ class FeedView(QWidget):
         font.setBold(True)
         painter.setFont(font)
         metrics = painter.fontMetrics()
-        for person in self.result.persons:
-            where = self.shown_box(person)
-            if where is None:
-                continue
+        for person, where in self.shown_persons():
             x1, y1, x2, y2 = (float(v) for v in where)
             box = QRectF(rect.x() + x1 * scale, rect.y() + y1 * scale, (x2 - x1) * scale, (y2 - y1) * scale)
             colour = identity_colour(person.identity_id)

@@ -6,7 +6,7 @@ import numpy as np
 from PySide6.QtCore import QPointF, Qt
 
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TrackedPerson
-from reid_desktop.ui.feeds import TARGET_COLOUR, FeedGrid, FeedView, identity_colour
+from reid_desktop.ui.feeds import TARGET_COLOUR, FeedGrid, FeedView, identity_colour, to_qimage
 
 
 def person(track_id: int, box: tuple[float, float, float, float], identity: int | None) -> TrackedPerson:
@@ -119,6 +119,11 @@ def test_the_automatic_wall_fits_the_pictures_shape(qtbot) -> None:
     assert [f.source_id for f in grid.visible_feeds()] == ["left", "right"]
 
 
+def shown_box(feed: FeedView, person: TrackedPerson) -> np.ndarray | None:
+    """Where the feed draws this person on the shown picture (None: not drawn)."""
+    return next((box for p, box in feed.shown_persons() if p is person), None)
+
+
 def test_pictures_come_at_the_cameras_rate_and_boxes_follow_their_tracks(qtbot) -> None:
     from reid_desktop.core.types import Frame
 
@@ -130,15 +135,15 @@ def test_pictures_come_at_the_cameras_rate_and_boxes_follow_their_tracks(qtbot) 
     feed.show_result(FrameResult("cam", 0, 100.0, image, (person(1, (100, 100, 200, 300), 7),)))
     feed.show_result(FrameResult("cam", 5, 100.5, image, (person(1, (110, 100, 210, 300), 7),)))  # 20 px/s
     walker = feed.result.persons[0]
-    assert feed.analysis_age_s == 0.0 and np.allclose(feed.shown_box(walker), (110, 100, 210, 300))
+    assert feed.analysis_age_s == 0.0 and np.allclose(shown_box(feed, walker), (110, 100, 210, 300))
 
     # pictures between analyses: the box moves on along the track's motion, for at most a second
     feed.show_picture(Frame("cam", 8, 101.0, np.full((960, 1280, 3), 60, np.uint8)))
-    assert feed.analysis_age_s == 0.5 and np.allclose(feed.shown_box(walker), (120, 100, 220, 300))
+    assert feed.analysis_age_s == 0.5 and np.allclose(shown_box(feed, walker), (120, 100, 220, 300))
     assert feed._image.width() <= 700  # scaled down to the cell; boxes stay in the camera's pixels
     assert feed.person_at(feed.widget_point(215, 200)) is walker  # clicks hit the box where it is drawn
     feed.show_picture(Frame("cam", 30, 104.0, np.full((960, 1280, 3), 60, np.uint8)))
-    assert np.allclose(feed.shown_box(walker), (130, 100, 230, 300))  # carried for one second, not four
+    assert np.allclose(shown_box(feed, walker), (130, 100, 230, 300))  # carried for one second, not four
     assert "analysis 3.5 s behind" in feed._rates_text()
     feed.grab()
 
@@ -199,8 +204,61 @@ def test_in_step_a_picture_waits_for_its_analysis_and_boxes_move_between_analyse
         return feed.picture_time == start + 0.3  # the older one was passed over
 
     qtbot.waitUntil(shown_when_due, timeout=2000)
-    assert np.allclose(feed.shown_box(walker), (160, 100, 210, 300))  # 60 % of the way
-    assert feed.shown_box(new) is not None  # past halfway: drawn where it was found
+    assert np.allclose(shown_box(feed, walker), (160, 100, 210, 300))  # 60 % of the way
+    assert shown_box(feed, new) is not None  # past halfway: drawn where it was found
     feed.in_step = False  # live: shown at once, boxes carried along their motion
     feed.show_picture(Frame("cam", 9, start + 0.9, image))
-    assert feed.picture_time == start + 0.9 and np.allclose(feed.shown_box(walker), (280, 100, 330, 300))
+    assert feed.picture_time == start + 0.9 and np.allclose(shown_box(feed, walker), (280, 100, 330, 300))
+
+
+def test_in_step_a_person_missing_from_the_newer_analysis_is_shown_until_halfway(qtbot) -> None:
+    """One analysis did not find a person the one before it did (a weak detection, a person leaving): the pictures
+    between the two still show them, up to halfway; after that, the newer analysis stands."""
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    feed.set_status(SourceStatus("cam", SourceState.LIVE))
+    image = np.zeros((480, 640, 3), np.uint8)
+    missed = person(2, (400, 100, 450, 300), 8)
+    feed.show_result(FrameResult("cam", 0, 100.0, image, (person(1, (100, 100, 150, 300), 7), missed)))
+    feed.show_result(FrameResult("cam", 5, 100.5, image, (person(1, (200, 100, 250, 300), 7),)))
+    feed._set_picture(to_qimage(image), image.shape, 100.2, None)  # 40 % of the way
+    assert np.allclose(shown_box(feed, missed), (400, 100, 450, 300))
+    feed._set_picture(to_qimage(image), image.shape, 100.3, None)  # 60 %
+    assert shown_box(feed, missed) is None and len(feed.shown_persons()) == 1
+    assert feed.crop_of(feed.result.persons[0]) is not None
+
+
+def test_in_step_the_end_of_a_looping_file_keeps_its_boxes_after_the_start_was_analysed(qtbot) -> None:
+    """A looping file started again: its first analysis ends the tracks of its end. The pictures of the end that
+    are shown after that analysis came (they waited for their analysis) still carry the end's people, moved along
+    their motion; a picture of the new start older than its first analysis has none (nobody is known there)."""
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    feed.set_status(SourceStatus("cam", SourceState.LIVE))
+    image = np.zeros((480, 640, 3), np.uint8)
+    feed.show_result(FrameResult("cam", 70, 100.0, image, (person(1, (100, 100, 150, 300), 7),), media_time=7.0))
+    feed.show_result(FrameResult("cam", 75, 100.5, image, (person(1, (110, 100, 160, 300), 7),), media_time=7.5))
+    feed.show_result(FrameResult("cam", 3, 101.1, image, (person(1, (300, 100, 350, 300), 9),), media_time=0.3))
+    walker_at_the_end = feed._ended[0].persons[0]
+    feed._set_picture(to_qimage(image), image.shape, 100.75, 7.75)  # the file's end, a quarter second on
+    assert np.allclose(shown_box(feed, walker_at_the_end), (115, 100, 165, 300))  # 20 px/s along its motion
+    assert feed.person_at(feed.widget_point(140, 200)) is walker_at_the_end
+    assert feed.crop_of(walker_at_the_end) is not None
+    feed._set_picture(to_qimage(image), image.shape, 100.9, 0.1)  # the new start, before its first analysis
+    assert feed.shown_persons() == []
+
+
+def test_a_box_carried_along_its_motion_stops_at_the_picture_edge(qtbot) -> None:
+    """A person walking out of view: on newer pictures their box moves on with them, clipped to the picture, and
+    is gone once it would lie mostly outside (it once slid on past the edge, a box on nobody)."""
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    feed.in_step = False
+    image = np.zeros((480, 640, 3), np.uint8)
+    feed.show_result(FrameResult("cam", 0, 100.0, image, (person(1, (540, 100, 600, 300), 7),)))
+    feed.show_result(FrameResult("cam", 5, 100.5, image, (person(1, (580, 100, 640, 300), 7),)))  # 80 px/s
+    walker = feed.result.persons[0]
+    feed._set_picture(to_qimage(image), image.shape, 100.75, None)
+    assert np.allclose(shown_box(feed, walker), (600, 100, 640, 300))  # 20 px of 60 left the picture
+    feed._set_picture(to_qimage(image), image.shape, 101.0, None)
+    assert shown_box(feed, walker) is None  # 40 of 60 out: walked out of view
