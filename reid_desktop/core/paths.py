@@ -97,5 +97,11 @@ def assets_dir() -> Path:
     return candidates[-1]
 
 
+def shipped_detectors_dir() -> Path:
+    """Detector exports a packaged build ships (machine-independent: the ONNX export every runtime starts from),
+    laid out as the user's cache (``models/detectors``); absent in a source checkout."""
+    return assets_dir() / "detectors"
+
+
 def demo_clip() -> Path:
     return assets_dir() / "demo" / "vtest_excerpt.mp4"

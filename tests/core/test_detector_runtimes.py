@@ -208,9 +208,11 @@ def test_letterbox_batches_are_ultralytics_letterbox_byte_for_byte(height: int, 
     assert np.array_equal(runtimes.letterbox_bytes(other, size), batches[0][1][1])
 
 
-def test_the_checkpoint_is_exported_to_onnx_once_for_every_variant(_isolated_data_dir: Path) -> None:
+def test_the_checkpoint_is_exported_to_onnx_once_for_every_variant_or_shipped(_isolated_data_dir: Path,
+                                                                              tmp_path: Path) -> None:
     """Every variant starts from the same ONNX export of the checkpoint: the first preparation makes it and keeps
-    it, the next ones start from the kept file (one Ultralytics export per checkpoint and size, not one per variant)."""
+    it, the next ones start from the kept file (one Ultralytics export per checkpoint and size, not one per variant).
+    A packaged build ships that export (the same on every machine): a first start then makes none at all."""
     config = DetectorConfig(imgsz=320, device="cpu")
     cache = DetectorCache(runtimes.checkpoint_of(config), 320)  # type: ignore[arg-type]
     first: list[str] = []
@@ -221,3 +223,11 @@ def test_the_checkpoint_is_exported_to_onnx_once_for_every_variant(_isolated_dat
     second: list[str] = []
     assert cache.prepare(Variant("openvino", "fp32"), config, second.append).passed
     assert not any("to ONNX" in line for line in second), second
+
+    bundle = cache.folder.parents[1]  # what packaging/ ships is laid out as this cache: here, made already
+    assert runtimes.export_for_shipping(bundle, 320) == kept
+    another_machine = DetectorCache(cache.checkpoint, 320, root=tmp_path / "user", shipped=bundle)
+    third: list[str] = []
+    assert another_machine.prepare(ORT_FP32, config, third.append).passed
+    assert "taking the ONNX export of yolo11n-pose.pt shipped with this build" in third
+    assert not any("to ONNX" in line for line in third), third

@@ -25,6 +25,9 @@ from pathlib import Path
 
 import pytest
 
+from reid_desktop.core.config import DetectorConfig
+from reid_desktop.core.detection import bundled_detector_path
+from reid_desktop.core.detector_runtimes import DetectorCache
 from tests.conftest import ROOT, SHARED
 from tests.tools.screens import read_window_with_video
 from tests.trainer.conftest import mars_slice
@@ -137,6 +140,8 @@ def test_bundle_has_what_the_app_needs_and_not_what_it_does_not(linux_build: Lin
     assert "GNU AFFERO GENERAL PUBLIC LICENSE" in (internal / "licenses" / "reid-desktop" / "LICENSE").read_text()
     assert (internal / "licenses" / "torch" / "LICENSE").is_file()
     assert linux_build.report["sizes_mb"]["bundle"] > 0 and linux_build.report["seconds"]["freeze"] > 0
+    shipped = DetectorCache(bundled_detector_path(), DetectorConfig().imgsz, root=internal / "assets" / "detectors")
+    assert (shipped.folder / "source.onnx").stat().st_size > 1_000_000, "the detector's ONNX export is not shipped"
 
 
 def test_deb_metadata_and_contents(linux_build: LinuxBuild) -> None:
@@ -200,6 +205,15 @@ def test_installed_app_reports_version_build_and_providers(installed: Installed)
         assert usable == "CPUExecutionProvider"  # CUDA's provider library is not in it, even with a GPU
     else:
         assert usable.endswith("CPUExecutionProvider")
+
+
+def test_installed_app_prepares_a_faster_detector_from_the_export_it_ships(installed: Installed) -> None:
+    """A first start converts and checks the shipped ONNX export for this machine; it exports nothing from PyTorch
+    (about a minute of a small CPU, before the fast runtime could take over)."""
+    result = installed.run("models", "prepare-detector", "--only", "onnxruntime-fp32", timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    assert "taking the ONNX export of yolo11n-pose.pt shipped with this build" in result.stdout
+    assert "to ONNX" not in result.stdout and "ONNX Runtime FP32" in result.stdout
 
 
 def test_installed_app_processes_the_demo_clip_into_the_users_data_folder(installed: Installed) -> None:
