@@ -194,7 +194,8 @@ class FeedView(QWidget):
         """The persons on the shown picture and where they are on it.
 
         A picture taken between two analyses shows each person between where the two put them; one found only on
-        the newer from halfway there, one found only on the older until halfway. A picture newer than the last
+        the newer from halfway there (a tentative track, found on that analysis alone, from the analysis on), one
+        found only on the older until halfway. A picture newer than the last
         analysis shows its persons moved along their track's motion. A picture from before the file went back
         (a looping file's end, shown after its start was analysed) shows the last analysis before the jump, carried
         along the same way. None are known for a picture older than the first analysis of a file's new stretch.
@@ -240,7 +241,7 @@ class FeedView(QWidget):
             earlier = before.pop(person.track_id, None)
             if earlier is not None:
                 here.append((person, earlier.box[:4] + (box - earlier.box[:4]) * share))
-            elif share >= 0.5:
+            elif share >= 0.5 and not person.tentative:  # one detection so far: nothing says where it was before
                 here.append((person, box))
         if share < 0.5:  # not on the newer analysis (gone, or not found there): shown until halfway, moving on
             here.extend(p for p in self._carried(previous, self._previous_velocity) if p[0].track_id in before)

@@ -262,3 +262,18 @@ def test_a_box_carried_along_its_motion_stops_at_the_picture_edge(qtbot) -> None
     assert np.allclose(shown_box(feed, walker), (600, 100, 640, 300))  # 20 px of 60 left the picture
     feed._set_picture(to_qimage(image), image.shape, 101.0, None)
     assert shown_box(feed, walker) is None  # 40 of 60 out: walked out of view
+
+
+def test_in_step_a_tentative_person_is_drawn_from_the_analysis_that_found_them(qtbot) -> None:
+    """A track seen on one analysed frame so far may be a person just walking in, or no person at all: the pictures
+    before that frame do not show it, even past halfway (a confirmed track first found there would be)."""
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    image = np.zeros((480, 640, 3), np.uint8)
+    new = TrackedPerson(5, np.array((600, 100, 640, 300), np.float32), 0.5, None, None, tentative=True)
+    feed.show_result(FrameResult("cam", 0, 100.0, image, (person(1, (100, 100, 150, 300), 7),)))
+    feed.show_result(FrameResult("cam", 5, 100.5, image, (person(1, (200, 100, 250, 300), 7), new)))
+    feed._set_picture(to_qimage(image), image.shape, 100.4, None)  # 80 % of the way
+    assert shown_box(feed, new) is None and len(feed.shown_persons()) == 1
+    feed._set_picture(to_qimage(image), image.shape, 100.5, None)  # the analysed picture
+    assert np.allclose(shown_box(feed, new), (600, 100, 640, 300))
