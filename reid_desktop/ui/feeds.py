@@ -122,11 +122,11 @@ class FeedView(QWidget):
                 and result.media_time < last.media_time:  # the file went back (looped, or sought)
             self._ended, self._previous, self._velocity = (last, self._velocity), None, {}  # nobody moves across
         else:
-            before = {p.track_id: p.box[:4] for p in self.result.persons} if self.result is not None else {}
+            before = {p.track_id: p.box[:4] for p in last.persons} if last is not None else {}
             self._previous_velocity = self._velocity
             self._velocity = {p.track_id: (p.box[:4] - before[p.track_id]) / elapsed for p in result.persons
                               if p.track_id in before and elapsed > 0}
-            self._previous = self.result if elapsed > 0 else None
+            self._previous = last if elapsed > 0 else None
         self.result = result
         if time.monotonic() - self._pictures_at >= PICTURES_STALE_S:  # no display pictures: show the analysed one
             self._set_picture(to_qimage(result.image), result.image.shape, result.timestamp, result.media_time)
@@ -195,10 +195,10 @@ class FeedView(QWidget):
 
         A picture taken between two analyses shows each person between where the two put them; one found only on
         the newer from halfway there (a tentative track, found on that analysis alone, from the analysis on), one
-        found only on the older until halfway. A picture newer than the last
-        analysis shows its persons moved along their track's motion. A picture from before the file went back
-        (a looping file's end, shown after its start was analysed) shows the last analysis before the jump, carried
-        along the same way. None are known for a picture older than the first analysis of a file's new stretch.
+        found only on the older until halfway. A picture newer than the last analysis shows its persons moved along
+        their track's motion. A picture from before the file went back (a looping file's end, shown after its start
+        was analysed) shows the last analysis before the jump, carried along the same way. None are known for a
+        picture older than the first analysis of a file's new stretch.
         """
         shown, latest, previous = self._picture_time, self.result, self._previous
         if latest is None:
