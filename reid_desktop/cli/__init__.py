@@ -50,14 +50,15 @@ from reid_desktop.core.database_url import (
     parse_postgres_url,
 )
 from reid_desktop.core.detector_preparation import DetectorPreparation
+from reid_desktop.core.engine_setup import assembled_pipeline
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import open_store
 from reid_desktop.core.live_boxes import LivePublisher
 from reid_desktop.core.models import load_embedder
-from reid_desktop.core.node import ChangeListener, NodeHealth, follow_shared_changes, load_node_file
+from reid_desktop.core.node import NodeHealth, load_node_file
 from reid_desktop.core.pg_schema import PgSchemaError
 from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.pipeline import PipelineInfo
 from reid_desktop.core.redaction import redact_text
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.shared_changes import Heard, TargetChanged, TargetsNow
@@ -212,11 +213,12 @@ def cmd_process(args: argparse.Namespace) -> int:
 
     progress = _Progress(specs, _frames_to_process(specs, cfg, args.max_frames), args.quiet)
     interrupted = False
+    control = PipelineControl()
     try:
         embedder, warnings = default_embedder(cfg.reid)
-        pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
-        for event in run(specs, cfg, store, max_frames=args.max_frames, pipeline=pipeline):
-            progress.handle(event)
+        with assembled_pipeline(cfg, store, control, embedder, warnings) as pipeline:
+            for event in run(specs, cfg, store, control, max_frames=args.max_frames, pipeline=pipeline):
+                progress.handle(event)
     except (ModelError, StoreError) as exc:  # no model; or the database refused the run (locked, full)
         progress.bar.close()
         print(f"error: {_where(store)}: {exc}" if isinstance(exc, StoreError) else f"error: {exc}", file=sys.stderr)
@@ -297,21 +299,18 @@ def cmd_node(args: argparse.Namespace) -> int:
         elif isinstance(change, TargetsNow):
             health.follows_exactly(change.identity_ids)
 
-    listener: ChangeListener | None = None
     live = LivePublisher(location, name, {spec.source_id: spec.region for spec in node.cameras})
     live.start()  # stations watching these cameras draw the boxes it sends
     status = EXIT_OK
     try:
         embedder, warnings = default_embedder(cfg.reid)
-        pipeline = Pipeline(cfg, store, embedder=embedder, embedder_warnings=warnings)
-        listener = follow_shared_changes(location, control, pipeline, lambda: store.backend_pid,
-                                         lambda: store.index_horizon, applied)
-        for event in run(node.cameras, cfg, store, control=control, pipeline=pipeline):
-            if isinstance(event, FrameResult):
-                health.frame(event.source_id)
-                live.publish(event)
-            elif isinstance(event, SourceStatus):
-                health.camera_state(event.source_id, event.state.value)
+        with assembled_pipeline(cfg, store, control, embedder, warnings, heard=applied) as pipeline:
+            for event in run(node.cameras, cfg, store, control=control, pipeline=pipeline):
+                if isinstance(event, FrameResult):
+                    health.frame(event.source_id)
+                    live.publish(event)
+                elif isinstance(event, SourceStatus):
+                    health.camera_state(event.source_id, event.state.value)
     except KeyboardInterrupt:
         log.warning("node %s: stopped at once", name)
     except ModelError as exc:
@@ -320,8 +319,6 @@ def cmd_node(args: argparse.Namespace) -> int:
     except Exception as exc:
         status = _internal_error(exc, f"node {name} stopped")
     finally:
-        if listener is not None:
-            listener.stop()
         live.stop()
         store.close()
         health.stop("stopped" if status == EXIT_OK else "failed")

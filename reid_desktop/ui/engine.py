@@ -27,10 +27,9 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.detector_preparation import DetectorPreparation
+from reid_desktop.core.engine_setup import assembled_pipeline
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.history import History, open_store
-from reid_desktop.core.node import ChangeListener, follow_shared_changes
-from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec
@@ -113,46 +112,43 @@ class _Worker(QObject):
     @Slot()
     def run(self) -> None:
         store: SightingStore | None = None
-        listener: ChangeListener | None = None
         try:
             store = open_store(self._database, self._config.storage.commit_interval_s,
                                embeddings_per_track=self._config.storage.embeddings_per_track)
             embedder, warnings = default_embedder(self._config.reid)
-            pipeline = Pipeline(self._config, store, embedder=embedder, embedder_warnings=warnings)
-            if isinstance(store, PgSightingStore):  # a station is a node too: it hears the others' changes
-                listener = follow_shared_changes(store.postgres, self.control, pipeline, lambda: store.backend_pid,
-                                                  lambda: store.index_horizon)
-            for event in run(self._specs, self._config, store, self.control, stay_open=True, pipeline=pipeline,
-                             on_picture=self._pictures.put):
-                if isinstance(event, FrameResult):
-                    if self._results.put(event):
-                        self.frames_ready.emit()
-                elif isinstance(event, SourceStatus):
-                    self.source_changed.emit(event)
-                elif isinstance(event, SourceHealth):
-                    self.health_reported.emit(event)
-                elif isinstance(event, TargetSighted):
-                    self.target_sighted.emit(event)
-                elif isinstance(event, WatchMatch):
-                    self.watch_matched.emit(event)
-                elif isinstance(event, StorageHealth):
-                    self.storage_changed.emit(event)
-                elif isinstance(event, DetectorPreparation):
-                    self.preparation_progressed.emit(event)
-                elif isinstance(event, PipelineInfo):
-                    self.info_ready.emit(event)
+            with assembled_pipeline(self._config, store, self.control, embedder, warnings) as pipeline:
+                for event in run(self._specs, self._config, store, self.control, stay_open=True, pipeline=pipeline,
+                                 on_picture=self._pictures.put):
+                    self._emit(event)
         except (ModelError, StoreError) as exc:
             self.errored.emit(str(exc))
         except Exception as exc:  # shown to the operator as a banner, with the details in the log
             log.exception("the processing engine crashed")
             self.crashed.emit(f"{type(exc).__name__}: {exc}")
         finally:
-            if listener is not None:
-                listener.stop()
             if store is not None:
                 store.close()
             self.control._abandon()
             self.finished.emit()
+
+    def _emit(self, event: object) -> None:
+        if isinstance(event, FrameResult):
+            if self._results.put(event):
+                self.frames_ready.emit()
+        elif isinstance(event, SourceStatus):
+            self.source_changed.emit(event)
+        elif isinstance(event, SourceHealth):
+            self.health_reported.emit(event)
+        elif isinstance(event, TargetSighted):
+            self.target_sighted.emit(event)
+        elif isinstance(event, WatchMatch):
+            self.watch_matched.emit(event)
+        elif isinstance(event, StorageHealth):
+            self.storage_changed.emit(event)
+        elif isinstance(event, DetectorPreparation):
+            self.preparation_progressed.emit(event)
+        elif isinstance(event, PipelineInfo):
+            self.info_ready.emit(event)
 
 
 @dataclass

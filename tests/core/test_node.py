@@ -18,7 +18,7 @@ from reid_desktop.core.database_url import parse_postgres_url
 from reid_desktop.core.live_boxes import LiveBoxes, LiveListener
 from reid_desktop.core.node import DOWN_AFTER_S, camera_health, load_node_file
 from reid_desktop.core.pg_store import PgSightingStore
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shared_path
 from tests.pg_server import PASSWORD
 
 WAIT_S = 240  # model loading and the first frames of two nodes on a 2-core machine
@@ -250,3 +250,36 @@ def test_machines_compare_the_servers_clock_not_their_own(pg_url: str, monkeypat
             second.start()
     finally:
         live.stop()
+
+
+def test_process_on_a_shared_database_follows_a_target_set_elsewhere_while_it_runs(
+        pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``process --db postgresql://...`` hears what the other processes change while it runs, as a node and a
+    station do (one assembly for all three: core/engine_setup.py): a target set on a station is followed, and the
+    person's next sighting is an alert. It once heard nothing: only the window and ``node`` listened."""
+    import psycopg
+
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    clip = shared_path("data/vtest.avi")
+    process = subprocess.Popen([sys.executable, "-m", "reid_desktop", "process", f"yard={clip}", "--db", pg_url,
+                                "--imgsz", "640", "--device", "cpu", "--no-download", "-q"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    latest = ("SELECT s.identity_id FROM sightings s WHERE s.identity_id IS NOT NULL ORDER BY s.timestamp DESC "
+              "LIMIT 1")
+
+    def identified() -> bool:
+        try:
+            return bool(query(pg_url, latest))
+        except psycopg.errors.UndefinedTable:  # the process has not made the tables yet
+            return False
+
+    try:
+        wait_for(identified, "identified sightings", [process])
+        target = query(pg_url, latest)[0][0]
+        with PgSightingStore(parse_postgres_url(pg_url)) as station:
+            station.set_target(target)
+        alerts = "SELECT COUNT(*) FROM alerts a JOIN sightings s ON s.id = a.sighting_id WHERE s.identity_id = %s"
+        wait_for(lambda: query(pg_url, alerts, target)[0][0] > 0, "alert for the target set elsewhere", [process])
+    finally:
+        process.send_signal(signal.SIGINT)  # stops after the frame in progress, says what it saved, exits 130
+        assert process.wait(timeout=120) == 130, process.stdout.read() if process.stdout else ""

@@ -1,0 +1,39 @@
+"""One way to put the engine together: the window, ``process`` and ``node`` all start their pipeline here.
+
+A pipeline on a shared PostgreSQL database must also hear what the other processes change (targets, names, merges,
+splits, their new embeddings) or it works on a stale picture of the history: the window and ``node`` once did this
+each on their own, and ``process`` did not at all. Here it is done once, for every way the engine runs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+
+from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.embedding import Embedder
+from reid_desktop.core.node import follow_shared_changes
+from reid_desktop.core.pg_store import PgSightingStore
+from reid_desktop.core.pipeline import Pipeline
+from reid_desktop.core.runner import PipelineControl
+from reid_desktop.core.shared_changes import Heard
+from reid_desktop.core.storage import SightingStore
+
+
+@contextmanager
+def assembled_pipeline(config: PipelineConfig, store: SightingStore, control: PipelineControl,
+                       embedder: Embedder, embedder_warnings: Sequence[str] = (),
+                       heard: Callable[[Heard], None] | None = None) -> Iterator[Pipeline]:
+    """The pipeline over the open ``store``, run through ``control`` (give both to :func:`runner.run`). On a shared
+    database, other processes' changes are taken on between frames for as long as the block lasts; ``heard`` gets
+    each one the pipeline has taken on."""
+    pipeline = Pipeline(config, store, embedder=embedder, embedder_warnings=embedder_warnings)
+    listener = None
+    if isinstance(store, PgSightingStore):
+        listener = follow_shared_changes(store.postgres, control, pipeline, lambda: store.backend_pid,
+                                         lambda: store.index_horizon, heard)
+    try:
+        yield pipeline
+    finally:
+        if listener is not None:
+            listener.stop()
