@@ -602,15 +602,14 @@ class Pipeline:
                 state.last_seen = frame.index
                 det_index = int(tracks.det_index[row])
                 kpts = self._keypoints(dets, det_index)
-                embedded = tracks.smoothed[row]
-                quality = crop_quality(embedded, float(tracks.scores[row]), kpts, frame.image.shape,
+                quality = crop_quality(tracks.boxes[row], float(tracks.scores[row]), kpts, frame.image.shape,
                                        float(covered[det_index]) if 0 <= det_index < len(covered) else 0.0)
                 due = (not state.embeddings
                        or frame.index - state.last_embedded >= reid.embed_every
                        or quality > state.best_quality * reid.quality_gain)
                 if not due or not np.isfinite(quality):
                     continue
-                patch = crop(frame.image, embedded)
+                patch = crop(frame.image, tracks.boxes[row])
                 if patch is not None:
                     jobs.append((pos, row, quality))
                     crops.append(patch)

@@ -6,7 +6,7 @@ tracks across cameras is the matcher's job, not the tracker's.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -21,10 +21,7 @@ CLOSE_FRAMES_S = 0.1  # frames this close (10 analysed a second or more) match w
 
 @dataclass(frozen=True)
 class TrackOutput:
-    """Tracks alive in a frame. ``boxes``: N x 4 xyxy float32, where each track's detection put the person on this
-    frame (drawn and stored); ``smoothed``: the motion filter's boxes, steadier in shape from frame to frame (the crop
-    that is embedded: the detection boxes' crops embed less alike from frame to frame, bench/RESULTS.md);
-    ``det_index``: the detection each came from.
+    """Tracks alive in a frame. ``boxes``: N x 4 xyxy float32; ``det_index``: the detection each came from.
 
     ``tentative``: tracks opened on this frame's detections and not yet confirmed by a second frame (ids, boxes,
     scores, det_index in the same layout). They are drawn, so a person has a box from the first analysed frame, but
@@ -35,7 +32,6 @@ class TrackOutput:
     boxes: np.ndarray
     scores: np.ndarray
     det_index: np.ndarray
-    smoothed: np.ndarray
     tentative: TrackOutput | None = None
 
     def __len__(self) -> int:
@@ -44,8 +40,7 @@ class TrackOutput:
     @staticmethod
     def empty() -> TrackOutput:
         none = np.zeros((0,), dtype=np.float32)
-        return TrackOutput(none.astype(np.int64), np.zeros((0, 4), np.float32), none, none.astype(np.int64),
-                           np.zeros((0, 4), np.float32))
+        return TrackOutput(none.astype(np.int64), np.zeros((0, 4), np.float32), none, none.astype(np.int64))
 
 
 class Tracker(Protocol):
@@ -93,7 +88,7 @@ class UltralyticsTracker:
         confirmed = _output(np.asarray(out, np.float32), detections) if out is not None and len(out) else None
         result = confirmed or TrackOutput.empty()
         tentative = _output(np.asarray(pending, np.float32), detections) if pending else None
-        return replace(result, tentative=tentative)
+        return TrackOutput(result.track_ids, result.boxes, result.scores, result.det_index, tentative)
 
     def _buffer(self, moment: float | None) -> float:
         """The matching buffer of C-BIoU (Yang et al., WACV 2023): boxes widened on every side by this share of
@@ -128,11 +123,12 @@ def _buffered(tracker_cls: type) -> type:
 
 
 def _output(out: np.ndarray, detections: Detections) -> TrackOutput:
-    """Ultralytics' rows (box, id, score, class, detection index) as a :class:`TrackOutput`: the box drawn and
-    stored is the detection's, where the person is on this frame; the motion filter's box is the one embedded."""
+    """Ultralytics' rows (box, id, score, class, detection index) as a :class:`TrackOutput`. The box drawn and
+    cropped is the detection's, where the person is on this frame, not the motion filter's smoothed estimate
+    (which lags a person who moved far between two analysed frames)."""
     index = out[:, 7].astype(np.int64)
     return TrackOutput(track_ids=out[:, 4].astype(np.int64), boxes=detections.boxes[index, :4].astype(np.float32),
-                       scores=out[:, 5].copy(), det_index=index, smoothed=out[:, :4].copy())
+                       scores=out[:, 5].copy(), det_index=index)
 
 
 def _scaled(boxes: np.ndarray, factor: float) -> np.ndarray:
