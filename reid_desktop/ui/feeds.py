@@ -1,9 +1,10 @@
 """The video wall: one :class:`FeedView` per source in a :class:`FeedGrid`.
 
-A feed keeps only the newest :class:`FrameResult` it was given and paints it on the GUI thread:
-the picture letterboxed into the widget, every person's box in the colour of its global
-identity with ``#id`` (thicker and labelled when it is a target), the camera's name, its FPS and
-its state. Clicks are mapped back to picture coordinates to find the person under the cursor.
+A feed keeps the newest :class:`FrameResult` it was given (with the one before it, and the last one before a
+file went back, for the pictures between them) and paints on the GUI thread: the picture letterboxed into the
+widget, every person's box in the colour of its global identity with ``#id`` (thicker and labelled when it is a
+target), the camera's name, its FPS and its state. Clicks are mapped back to picture coordinates to find the
+person under the cursor.
 """
 
 from __future__ import annotations
