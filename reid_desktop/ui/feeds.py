@@ -306,10 +306,16 @@ class FeedView(QWidget):
         return min(hits, key=lambda p: float((p.box[2] - p.box[0]) * (p.box[3] - p.box[1])))
 
     def crop_of(self, person: TrackedPerson) -> np.ndarray | None:
-        """The person cut from the analysed frame they were found on (the last analysis, or one drawn before it)."""
+        """The person cut from the analysed frame they were found on (the last analysis, or one drawn before it);
+        one from an older analysis, from the last one, where their track is now if it still is."""
+        if self.result is None:
+            return None
         analyses = (self.result, self._previous, self._ended[0] if self._ended else None)
         found_on = next((r for r in analyses if r is not None and any(p is person for p in r.persons)), None)
-        patch = None if found_on is None else crop(found_on.image, person.box)
+        if found_on is None:
+            found_on = self.result
+            person = next((p for p in found_on.persons if p.track_id == person.track_id), person)
+        patch = crop(found_on.image, person.box)
         return None if patch is None else patch.copy()
 
     # -- mouse -------------------------------------------------------------------------------------

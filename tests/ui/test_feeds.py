@@ -277,3 +277,18 @@ def test_in_step_a_tentative_person_is_drawn_from_the_analysis_that_found_them(q
     assert shown_box(feed, new) is None and len(feed.shown_persons()) == 1
     feed._set_picture(to_qimage(image), image.shape, 100.5, None)  # the analysed picture
     assert np.allclose(shown_box(feed, new), (600, 100, 640, 300))
+
+
+def test_a_person_clicked_on_an_older_analysis_is_cut_from_the_newest_where_their_track_is_now(qtbot) -> None:
+    """The window asks for the crop of a person it was given a while ago (to search with it): the analysis they were
+    found on is gone, so the crop comes from the newest one, at their track's box there."""
+    feed = FeedView("cam", "cam")
+    qtbot.addWidget(feed)
+    image = np.zeros((480, 640, 3), np.uint8)
+    image[100:300, 300:350] = 200  # the person, where the newest analysis finds them
+    clicked = person(1, (100, 100, 150, 300), 7)
+    feed.show_result(FrameResult("cam", 0, 100.0, image, (clicked,)))
+    for index, x in ((5, 200), (10, 300)):
+        feed.show_result(FrameResult("cam", index, 100.0 + index / 10, image, (person(1, (x, 100, x + 50, 300), 7),)))
+    patch = feed.crop_of(clicked)
+    assert patch is not None and patch.mean() > 150
