@@ -307,14 +307,11 @@ class FeedView(QWidget):
 
     def crop_of(self, person: TrackedPerson) -> np.ndarray | None:
         """The person cut from the analysed frame they were found on (the last analysis, or one drawn before it);
-        one from an older analysis, from the last one, where their track is now if it still is."""
+        one from an analysis no longer kept, from the last analysed frame at the box they were given."""
         if self.result is None:
             return None
         analyses = (self.result, self._previous, self._ended[0] if self._ended else None)
-        found_on = next((r for r in analyses if r is not None and any(p is person for p in r.persons)), None)
-        if found_on is None:
-            found_on = self.result
-            person = next((p for p in found_on.persons if p.track_id == person.track_id), person)
+        found_on = next((r for r in analyses if r is not None and any(p is person for p in r.persons)), self.result)
         patch = crop(found_on.image, person.box)
         return None if patch is None else patch.copy()
 
