@@ -132,6 +132,7 @@ class _Worker(QObject):
             self.finished.emit()
 
     def _emit(self, event: object) -> None:
+        """One engine event to the window through its signal; results through the latest-wins box."""
         if isinstance(event, FrameResult):
             if self._results.put(event):
                 self.frames_ready.emit()
