@@ -108,6 +108,10 @@ class _Worker(QObject):
         self.control = control
         self._results = results
         self._pictures = pictures
+        self._signals: dict[type, Any] = {  # each engine event's signal (results go through the latest-wins box)
+            SourceStatus: self.source_changed, SourceHealth: self.health_reported, TargetSighted: self.target_sighted,
+            WatchMatch: self.watch_matched, StorageHealth: self.storage_changed,
+            DetectorPreparation: self.preparation_progressed, PipelineInfo: self.info_ready}
 
     @Slot()
     def run(self) -> None:
@@ -136,20 +140,10 @@ class _Worker(QObject):
         if isinstance(event, FrameResult):
             if self._results.put(event):
                 self.frames_ready.emit()
-        elif isinstance(event, SourceStatus):
-            self.source_changed.emit(event)
-        elif isinstance(event, SourceHealth):
-            self.health_reported.emit(event)
-        elif isinstance(event, TargetSighted):
-            self.target_sighted.emit(event)
-        elif isinstance(event, WatchMatch):
-            self.watch_matched.emit(event)
-        elif isinstance(event, StorageHealth):
-            self.storage_changed.emit(event)
-        elif isinstance(event, DetectorPreparation):
-            self.preparation_progressed.emit(event)
-        elif isinstance(event, PipelineInfo):
-            self.info_ready.emit(event)
+            return
+        signal = self._signals.get(type(event))
+        if signal is not None:
+            signal.emit(event)
 
 
 @dataclass
