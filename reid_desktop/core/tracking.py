@@ -6,6 +6,7 @@ tracks across cameras is the matcher's job, not the tracker's.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -100,6 +101,7 @@ class UltralyticsTracker:
         return float(np.clip(self._buffer_per_s * (elapsed - CLOSE_FRAMES_S), 0.0, MAX_BUFFER))
 
 
+@functools.cache  # one class per tracker kind, not one per camera and restart
 def _buffered(tracker_cls: type) -> type:
     """``tracker_cls`` whose association compares tracks and detections widened by the same buffer (C-BIoU). Only
     the comparison is widened: the motion filter keeps true boxes, so the buffer may change from one frame to the
