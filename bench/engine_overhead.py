@@ -49,7 +49,7 @@ from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.runner import PipelineControl, run
 from reid_desktop.core.sources import SourceSpec, VideoSource, open_capture
 from reid_desktop.core.tracking import UltralyticsTracker
-from reid_desktop.core.types import Detections, FrameResult
+from reid_desktop.core.types import Detections, FrameResult, PreparedPicture
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -65,6 +65,7 @@ PEOPLE = np.array([[80 + 300 * i, 200, 80 + 300 * i + 0.4 * h, 200 + h, 0.9, 0] 
 
 # stages, in the order of the table; the thread each runs on
 DECODE = "decode (OpenCV read)"
+PREPARE = "letterbox beside decoding (prepared input)"
 LETTERBOX = "letterbox + batch (detector pre-processing)"
 TRACKER = "tracker (ByteTrack)"
 CROPS = "crops, quality, embedding bookkeeping"
@@ -80,10 +81,10 @@ IDLE = "idle: waiting for decoded frames"
 COMMIT = "persistence: commits"
 LOOKUP = "matcher: index look-ups"
 REASSOCIATE = "re-association passes"
-STAGES = ((DECODE, "readers"), (LETTERBOX, "engine"), (TRACKER, "engine"), (CROPS, "engine"), (MATCHER, "engine"),
-          (TRACKLETS, "engine"), (LINKING, "engine"), (PERSIST, "engine"), (PIPELINE, "engine"), (TAKE, "engine"),
-          (HAND_OVER, "engine"), (CONSUMER, "engine"), (IDLE, "engine"), (COMMIT, "store"), (LOOKUP, "look-up"),
-          (REASSOCIATE, "re-assoc."))
+STAGES = ((DECODE, "readers"), (PREPARE, "readers"), (LETTERBOX, "engine"), (TRACKER, "engine"), (CROPS, "engine"),
+          (MATCHER, "engine"), (TRACKLETS, "engine"), (LINKING, "engine"), (PERSIST, "engine"), (PIPELINE, "engine"),
+          (TAKE, "engine"), (HAND_OVER, "engine"), (CONSUMER, "engine"), (IDLE, "engine"), (COMMIT, "store"),
+          (LOOKUP, "look-up"), (REASSOCIATE, "re-assoc."))
 ENGINE_BUSY = [name for name, thread in STAGES if thread == "engine" and name != IDLE]
 
 
@@ -149,7 +150,8 @@ def span_cost(stages: Stages, spans: int = 20000) -> float:
 @dataclass
 class StubDetector:
     """Six standing people in every picture, found after the letterbox (and the 8-bit batch that travels to a
-    GPU) an exported detector makes on the CPU: what detection costs the engine besides the model."""
+    GPU) an exported detector makes on the CPU: what detection costs the engine besides the model. This one
+    letterboxes on the engine thread, as the app did before its readers prepared the pictures."""
 
     imgsz: int
     stages: Stages
@@ -159,11 +161,32 @@ class StubDetector:
     uploaded_bytes: int = 0
 
     def detect(self, images: Sequence[np.ndarray]) -> list[Detections]:
+        return self.detect_sized(images, [self.imgsz] * len(images))
+
+    def detect_sized(self, images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Detections]:
+        return self._found(images, sizes, ())
+
+    def _found(self, images: Sequence[np.ndarray], sizes: Sequence[int],
+               prepared: Sequence[PreparedPicture | None]) -> list[Detections]:
         with self.stages.span(LETTERBOX):
-            for _, batch in letterbox_batches(images, [self.imgsz] * len(images)):  # as ExportedDetector does
+            for _, batch in letterbox_batches(images, sizes, prepared):  # as ExportedDetector does
                 self.uploaded_bytes += batch.nbytes
         return [Detections(PEOPLE * np.array([image.shape[1] / WIDTH, image.shape[0] / HEIGHT] * 2 + [1, 1],
                                              np.float32), None) for image in images]
+
+
+@dataclass
+class PreparingStubDetector(StubDetector):
+    """The stub with an exported detector's route of today: each reader letterboxes its pictures beside decoding
+    (``ExportedDetector.prepare``), the engine thread takes them as they are."""
+
+    def prepare(self, image: np.ndarray) -> PreparedPicture:
+        with self.stages.span(PREPARE):
+            return PreparedPicture(self.imgsz, letterbox_bytes(image, self.imgsz))
+
+    def detect_prepared(self, images: Sequence[np.ndarray],
+                        prepared: Sequence[PreparedPicture | None]) -> list[Detections]:
+        return self._found(images, [self.imgsz] * len(images), prepared)
 
 
 @dataclass
@@ -371,12 +394,13 @@ def _instrument(patches: ExitStack, pipeline: Pipeline, stages: Stages) -> list[
     return missing
 
 
-def engine(clip: Path, streams: int, frames: int, cfg: PipelineConfig, dim: int, folder: Path) -> EngineRun:
+def engine(clip: Path, streams: int, frames: int, cfg: PipelineConfig, dim: int, folder: Path,
+           prepared_by_readers: bool) -> EngineRun:
     """The app's engine on N file sources with the stubs, a real SQLite store, every stage timed."""
     stages = Stages()
-    store = open_store(str(folder / f"engine-{streams}.sqlite"), cfg.storage.commit_interval_s,
+    store = open_store(str(folder / f"engine-{streams}-{prepared_by_readers}.sqlite"), cfg.storage.commit_interval_s,
                        embeddings_per_track=cfg.storage.embeddings_per_track)
-    detector = StubDetector(cfg.detector.imgsz, stages)
+    detector = (PreparingStubDetector if prepared_by_readers else StubDetector)(cfg.detector.imgsz, stages)
     try:
         pipeline = Pipeline(cfg, store, detector=detector, embedder=StubEmbedder(dim))
         control = PipelineControl()
@@ -471,6 +495,7 @@ def main() -> None:
         print(f"\n{'streams':>7}  {'path':<40} {'frames/s':>9} {'per stream':>10} {'CPU ms/fr.':>11} "
               f"{'engine/it':>9}")
         runs: dict[int, EngineRun] = {}
+        engine_thread_letterbox: dict[int, EngineRun] = {}
         decode_fps: dict[int, float] = {}
         for streams in stream_counts:
             baselines = [("ffmpeg CLI, decode only (YUV)", ffmpeg_alone(clip, streams, args.frames, bgr=False)),
@@ -480,19 +505,26 @@ def main() -> None:
             pyav = pyav_alone(clip, streams)
             if pyav is not None:
                 baselines.append(("PyAV alone, decode + BGR", pyav))
-            result = runs[streams] = engine(clip, streams, args.frames, cfg, args.dim, folder)
+            before = engine_thread_letterbox[streams] = engine(clip, streams, args.frames, cfg, args.dim, folder,
+                                                               prepared_by_readers=False)
+            result = runs[streams] = engine(clip, streams, args.frames, cfg, args.dim, folder,
+                                            prepared_by_readers=True)
             decode_fps[streams] = baselines[2][1].fps
             for label, rate in baselines:
                 print(_row(label, streams, rate, result.rate.fps), flush=True)
-            print(_row("engine (stubs), steady", streams, result.rate))
-            print(f"{'':9}{'(whole run, start and close included)':<40} {result.whole_fps:9.1f}   "
-                  f"identities {result.identities}, sightings stored {result.sightings}", flush=True)
+            for label, run_ in (("engine, letterbox on its thread (before)", before),
+                                ("engine, letterbox by the readers (now)", result)):
+                print(_row(label, streams, run_.rate))
+                print(f"{'':9}{'(whole run, start and close included)':<40} {run_.whole_fps:9.1f}   "
+                      f"identities {run_.identities}, sightings stored {run_.sightings}", flush=True)
 
-        stage_table(runs, decode_fps, cost)
+        stage_table(runs, engine_thread_letterbox, decode_fps, cost)
 
 
-def stage_table(runs: dict[int, EngineRun], decode_fps: dict[int, float], span_s: float) -> None:
-    """Milliseconds per frame of each stage, wall and the stage's own thread's processor time, per stream count."""
+def stage_table(runs: dict[int, EngineRun], before: dict[int, EngineRun], decode_fps: dict[int, float],
+                span_s: float) -> None:
+    """Milliseconds per frame of each stage, wall and the stage's own thread's processor time, per stream count
+    (the runs of today's route), and the engine thread's load on the route before."""
     print("\nper stage, ms per frame over the steady part: wall | processor time of the stage's own thread "
           "(exclusive);\ndecode budget = 1000 / (OpenCV alone frames/s): what the engine thread may spend per frame "
           "to keep up with decoding")
@@ -510,10 +542,11 @@ def stage_table(runs: dict[int, EngineRun], decode_fps: dict[int, float], span_s
     line("decode budget (OpenCV alone)", "", [(budget, None) for budget in budgets])
     for stage, thread in STAGES:
         line(stage, thread, [per_frame(r, [stage]) for r in runs.values()])
-    busy = [per_frame(r, ENGINE_BUSY) for r in runs.values()]
-    line("engine thread busy (all but idle)", "engine", busy)
-    line("engine busy / decode budget (x)", "", [(wall / budget, cpu / budget)
-                                                 for (wall, cpu), budget in zip(busy, budgets, strict=True)])
+    for label, route in (("", runs), (", letterbox on it (before)", before)):
+        busy = [per_frame(route[n], ENGINE_BUSY) for n in runs]
+        line(f"engine thread busy{label}", "engine", busy)
+        line(f"engine busy / decode budget (x){label}", "",
+             [(wall / budget, cpu / budget) for (wall, cpu), budget in zip(busy, budgets, strict=True)])
     line("instrumentation (included above)", "all", [(1000 * span_s * r.spans / r.rate.frames, None)
                                                      for r in runs.values()])
     line("letterboxed bytes per frame (GPU upload), MB", "", [(r.uploaded_mb_per_frame, None) for r in runs.values()])

@@ -16,7 +16,7 @@ import numpy as np
 
 from reid_desktop.core.config import DetectorConfig
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.types import Detections
+from reid_desktop.core.types import Detections, PreparedPicture
 
 log = logging.getLogger(__name__)
 K = TypeVar("K", bound=Hashable)
@@ -68,6 +68,21 @@ class SizedDetector(Detector, Protocol):
     """A detector that can look at each picture at its own input size (the crop of a changed region)."""
 
     def detect_sized(self, images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Detections]: ...
+
+
+@runtime_checkable
+class PreparingDetector(Detector, Protocol):
+    """A detector whose pre-processing of a whole picture can be done ahead, on the thread that decoded it: per
+    camera work that then grows with the cores, as decoding does, instead of loading the one engine thread."""
+
+    def prepare(self, image: np.ndarray) -> PreparedPicture:
+        """What ``detect`` would make of ``image`` first (thread-safe: called from the readers' threads)."""
+        ...
+
+    def detect_prepared(self, images: Sequence[np.ndarray],
+                        prepared: Sequence[PreparedPicture | None]) -> list[Detections]:
+        """As ``detect``, taking each picture's prepared input where it has one made at the current input size."""
+        ...
 
 
 def group_positions(keys: Sequence[K]) -> dict[K, list[int]]:

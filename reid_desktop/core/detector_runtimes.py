@@ -40,7 +40,7 @@ from reid_desktop.core.errors import ModelError
 from reid_desktop.core.ort_runner import OrtRunner, candidate_providers, provider_options, save_half_precision
 from reid_desktop.core.paths import demo_clip, models_dir, shipped_detectors_dir
 from reid_desktop.core.sources import read_frames
-from reid_desktop.core.types import Detections
+from reid_desktop.core.types import Detections, PreparedPicture
 
 log = logging.getLogger(__name__)
 
@@ -351,20 +351,39 @@ def letterbox_bytes(image: np.ndarray, size: int) -> np.ndarray:
     return batch[0]
 
 
-def letterbox_batches(images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[tuple[list[int], np.ndarray]]:
+def letterbox_batches(images: Sequence[np.ndarray], sizes: Sequence[int],
+                      prepared: Sequence[PreparedPicture | None] = ()) -> list[tuple[list[int], np.ndarray]]:
     """The pictures letterboxed byte for byte as Ultralytics' ``LetterBox`` does, in N x H x W x 3 uint8 batches of
     one padded shape (with the positions each holds). Each picture is resized straight into its place in its batch:
-    no padded copy and no stacking, which were most of the engine's own cost per frame (bench/engine_overhead.py)."""
-    plans = [_letterboxer(size).get_params({"img": image}) for image, size in zip(images, sizes, strict=True)]
-    shapes = [(plan["new_unpad"][1] + plan["top"] + plan["bottom"], plan["new_unpad"][0] + plan["left"] + plan["right"])
-              for plan in plans]
+    no padded copy and no stacking, which were most of the engine's own cost per frame (bench/engine_overhead.py).
+    A picture ``prepared`` at its size is taken as it is (alone in its batch: not even copied)."""
+    ready = [p.picture if p is not None and p.size == size else None
+             for p, size in zip(prepared or [None] * len(images), sizes, strict=True)]
+    plans = [None if picture is not None else _letterboxer(size).get_params({"img": image})
+             for image, size, picture in zip(images, sizes, ready, strict=True)]
+    shapes = [picture.shape[:2] if picture is not None else _padded_shape(plan)
+              for picture, plan in zip(ready, plans, strict=True)]
     batches = []
     for shape, positions in group_positions(shapes).items():
+        alone = ready[positions[0]] if len(positions) == 1 else None
+        if alone is not None:
+            batches.append((positions, alone[None]))
+            continue
         batch = np.empty((len(positions), *shape, 3), np.uint8)
         for slot, position in enumerate(positions):
-            _place(images[position], plans[position], batch[slot])
+            picture, plan = ready[position], plans[position]
+            if picture is not None:
+                batch[slot] = picture
+            else:
+                assert plan is not None
+                _place(images[position], plan, batch[slot])
         batches.append((positions, batch))
     return batches
+
+
+def _padded_shape(plan: dict[str, Any] | None) -> tuple[int, int]:
+    assert plan is not None
+    return (plan["new_unpad"][1] + plan["top"] + plan["bottom"], plan["new_unpad"][0] + plan["left"] + plan["right"])
 
 
 def _place(image: np.ndarray, plan: dict[str, Any], target: np.ndarray) -> None:
@@ -465,12 +484,24 @@ class ExportedDetector:
         return self.detect_sized(images, [self.config.imgsz] * len(images))
 
     def detect_sized(self, images: Sequence[np.ndarray], sizes: Sequence[int]) -> list[Detections]:
+        return self._detect(images, sizes, ())
+
+    def prepare(self, image: np.ndarray) -> PreparedPicture:
+        """The letterboxed picture, made on a reader thread (nothing of the detector is touched)."""
+        return PreparedPicture(self.config.imgsz, letterbox_bytes(image, self.config.imgsz))
+
+    def detect_prepared(self, images: Sequence[np.ndarray],
+                        prepared: Sequence[PreparedPicture | None]) -> list[Detections]:
+        return self._detect(images, [self.config.imgsz] * len(images), prepared)
+
+    def _detect(self, images: Sequence[np.ndarray], sizes: Sequence[int],
+                prepared: Sequence[PreparedPicture | None]) -> list[Detections]:
         """One inference call per input shape: cameras of one resolution share a batch. On a GPU the 8-bit
         pictures travel and the model's output stays there for NMS; only the kept boxes come back."""
         import torch
 
         out: list[Detections] = [Detections.empty()] * len(images)
-        for positions, batch in letterbox_batches(images, sizes):
+        for positions, batch in letterbox_batches(images, sizes, prepared):
             if self._runner is not None and self._runner.uploads_images:
                 raw = self._runner.run_images(batch, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0), rgb=True)
             else:

@@ -27,7 +27,7 @@ from reid_desktop.core.camera_norm import CameraNormaliser
 from reid_desktop.core.camera_transitions import LinkSuggestion
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.crops import covered_share, crop, crop_quality, thumbnail
-from reid_desktop.core.detection import Detector, SizedDetector
+from reid_desktop.core.detection import Detector, PreparingDetector, SizedDetector
 from reid_desktop.core.detector_runtimes import make_detector
 from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.faults import FaultLog
@@ -60,7 +60,7 @@ from reid_desktop.core.store import (
 from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
 from reid_desktop.core.tracklets import TrackletView, TrackletWindow, foot_point
-from reid_desktop.core.types import Detections, Frame, FrameResult, TargetSighted, TrackedPerson
+from reid_desktop.core.types import Detections, Frame, FrameResult, PreparedPicture, TargetSighted, TrackedPerson
 from reid_desktop.core.watchlist import WatchList, WatchMatch, WatchPictures
 
 log = logging.getLogger(__name__)
@@ -509,11 +509,28 @@ class Pipeline:
             gate = self._gates[source_id] = MotionGate(MotionSettings(cfg.motion_share, cfg.motion_keepalive_s))
         return gate
 
+    def prepare_picture(self, image: np.ndarray) -> PreparedPicture | None:
+        """The detector's input of a whole picture, made by the reader thread that decoded it, so that this per
+        camera work grows with the cores as decoding does (``None``: the detector takes no prepared input, or the
+        motion gate may ask for a region instead). Called from reader threads."""
+        detector = self.detector
+        if self.config.detector.motion_share > 0 or not isinstance(detector, PreparingDetector):
+            return None
+        try:
+            return detector.prepare(image)
+        except Exception:  # the engine thread prepares this picture again, and reports what fails there
+            log.debug("a picture could not be prepared on its reader thread", exc_info=True)
+            return None
+
     def _detect(self, work: Sequence[tuple[Frame, Region | None]]) -> list[Detections]:
-        """One detector call for all cameras: whole pictures, and crops of changed regions at their own size
-        (merged with the camera's previous detections outside the region)."""
+        """One detector call for all cameras: whole pictures (prepared by their readers where they could), and
+        crops of changed regions at their own size (merged with the camera's previous detections outside the
+        region)."""
         if not any(region for _, region in work) or not isinstance(self.detector, SizedDetector):
-            return self.detector.detect([frame.image for frame, _ in work])
+            images = [frame.image for frame, _ in work]
+            if isinstance(self.detector, PreparingDetector):
+                return self.detector.detect_prepared(images, [frame.prepared for frame, _ in work])
+            return self.detector.detect(images)
         imgsz = self.config.detector.imgsz
         pictures, sizes = [], []
         for frame, region in work:

@@ -146,7 +146,8 @@ class _Session:
         if spec.source_id in self.sources:
             raise ValueError(f"there is already a source named {spec.source_id!r}")
         self.pipeline.register_source(spec)
-        source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup, self.on_picture)
+        source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup, self.on_picture,
+                             self.pipeline.prepare_picture)
         self.sources[spec.source_id] = source.start()
         self.taken[spec.source_id] = 0
         self.rates[spec.source_id] = (spec.analysis_fps if spec.analysis_fps is not None

@@ -29,7 +29,7 @@ import numpy as np
 from reid_desktop.core.config import SourceOptions
 from reid_desktop.core.paths import demo_clip
 from reid_desktop.core.redaction import is_url, redact, redact_text, stream_host
-from reid_desktop.core.types import Frame, SourceState, SourceStatus
+from reid_desktop.core.types import Frame, PreparedPicture, SourceState, SourceStatus
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +136,8 @@ class _FrameBuffer:
     never loses a frame.
     """
 
+    KEEPING_UP_AFTER = 25  # frames handed over in a row with none dropped: analysis takes every frame
+
     def __init__(self, capacity: int, latest_only: bool, wakeup: threading.Event, max_bytes: int) -> None:
         self._items: collections.deque[Frame] = collections.deque()
         self._capacity = 1 if latest_only else capacity
@@ -145,6 +147,7 @@ class _FrameBuffer:
         self._cond = threading.Condition()
         self._wakeup = wakeup
         self.dropped = 0
+        self._puts_since_drop = 0
 
     def _full(self, incoming: int) -> bool:
         return len(self._items) >= self._capacity or (bool(self._items) and self._bytes + incoming > self._max_bytes)
@@ -152,10 +155,11 @@ class _FrameBuffer:
     def put(self, frame: Frame, stopped: threading.Event, stale: Callable[[], bool] = lambda: False) -> bool:
         """Hand a frame over; a frame that became ``stale`` meanwhile (a seek arrived) is dropped silently."""
         with self._cond:
-            while self._full(frame.image.nbytes):
+            while self._full(frame.nbytes):
                 if self._latest_only:
-                    self._bytes -= self._items.popleft().image.nbytes
+                    self._bytes -= self._items.popleft().nbytes
                     self.dropped += 1
+                    self._puts_since_drop = -1
                 elif stopped.is_set():
                     return False
                 else:
@@ -163,15 +167,21 @@ class _FrameBuffer:
             if stale():
                 return True
             self._items.append(frame)
-            self._bytes += frame.image.nbytes
+            self._bytes += frame.nbytes
+            self._puts_since_drop += 1
         self._wakeup.set()
         return True
+
+    def every_frame_taken(self) -> bool:
+        """Whether the consumer takes every frame: always for a blocking queue; for a live one, when nothing was
+        dropped lately. Work done ahead for a frame is lost with a dropped one."""
+        return not self._latest_only or self._puts_since_drop >= self.KEEPING_UP_AFTER
 
     def get(self) -> Frame | None:
         with self._cond:
             frame = self._items.popleft() if self._items else None
             if frame is not None:
-                self._bytes -= frame.image.nbytes
+                self._bytes -= frame.nbytes
             self._cond.notify_all()
             return frame
 
@@ -197,7 +207,8 @@ class VideoSource:
     ``on_status`` is called from the reader thread; ``wakeup`` is set whenever a frame or a status
     arrives, so a consumer of many sources can sleep until something happens. ``on_picture`` gets
     every decoded frame, also those analysis never takes (a display shows the camera's own rate);
-    it is called from the reader thread and must not block.
+    it is called from the reader thread and must not block. ``prepare`` makes the detector's input of a
+    picture beside decoding (``None``: nothing to make), for the frames analysis will take.
     """
 
     def __init__(
@@ -207,11 +218,13 @@ class VideoSource:
         on_status: Callable[[SourceStatus], None] | None = None,
         wakeup: threading.Event | None = None,
         on_picture: Callable[[Frame], object] | None = None,
+        prepare: Callable[[np.ndarray], PreparedPicture | None] | None = None,
     ) -> None:
         self.spec = spec
         self.options = options or SourceOptions()
         self._on_status = on_status
         self._on_picture = on_picture
+        self._prepare = prepare
         self.wakeup = wakeup or threading.Event()
         self.paced = spec.kind is not SourceKind.FILE or self.options.realtime or spec.realtime
         self._buffer = _FrameBuffer(self.options.queue_size, self.paced, self.wakeup,
@@ -507,8 +520,9 @@ class VideoSource:
                     ahead = (media_time - first_media) - (time.monotonic() - started)
                     if ahead > 0 and self._wait(ahead):
                         return "stopped", ""
-            frame = Frame(self.source_id, self.frames_decoded, time.time(),
-                          np.ascontiguousarray(image), media_time)
+            image = np.ascontiguousarray(image)
+            prepared = self._prepare(image) if self._prepare is not None and self._buffer.every_frame_taken() else None
+            frame = Frame(self.source_id, self.frames_decoded, time.time(), image, media_time, prepared)
             self.frames_decoded += 1
             if self._on_picture is not None:
                 self._on_picture(frame)

@@ -9,12 +9,22 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class PreparedPicture:
+    """A whole picture as the detector takes it at input size ``size`` (for an exported detector: letterboxed,
+    H x W x 3 uint8), made on the thread that decoded it so the engine thread does not."""
+
+    size: int
+    picture: np.ndarray
+
+
+@dataclass(frozen=True)
 class Frame:
     """One decoded picture.
 
     ``image`` is H x W x 3 uint8 BGR. ``timestamp`` is wall-clock seconds since the epoch when the frame
     was decoded (for files too); ``media_time`` is the file position in seconds (``None`` for live
-    sources) so a file can be seeked back to a sighting.
+    sources) so a file can be seeked back to a sighting. ``prepared`` is the detector's input made beside
+    decoding, when the reader made one.
     """
 
     source_id: str
@@ -22,6 +32,12 @@ class Frame:
     timestamp: float
     image: np.ndarray
     media_time: float | None = None
+    prepared: PreparedPicture | None = None
+
+    @property
+    def nbytes(self) -> int:
+        """The pixels this frame holds, its prepared input included (what a frame queue bounds)."""
+        return self.image.nbytes + (self.prepared.picture.nbytes if self.prepared is not None else 0)
 
     @property
     def moment(self) -> float:

@@ -6,7 +6,9 @@ import dataclasses
 import json
 import logging
 import shutil
+import threading
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -16,11 +18,16 @@ from hypothesis import strategies as st
 from reid_desktop.core import detector_runtimes as runtimes
 from reid_desktop.core import ort_runner
 from reid_desktop.core.config import DetectorConfig
-from reid_desktop.core.detection import YoloDetector
+from reid_desktop.core.detection import PreparingDetector, YoloDetector
 from reid_desktop.core.detector_runtimes import DetectorCache, Variant
+from reid_desktop.core.embedding import ColorTextureEmbedder
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.types import Detections
+from reid_desktop.core.pipeline import Pipeline
+from reid_desktop.core.runner import run
+from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.types import Detections, FrameResult, PreparedPicture
 from tests.core.test_detection_tracking import EYE_COUNTED, _covered
+from tests.core.test_pipeline import fast_config
 
 ORT_INT8 = Variant("onnxruntime", "int8")
 ORT_FP32 = Variant("onnxruntime", "fp32")
@@ -206,6 +213,53 @@ def test_letterbox_batches_are_ultralytics_letterbox_byte_for_byte(height: int, 
     expected = LetterBox(new_shape=(size, size), auto=True, stride=32)(image=image)
     assert np.array_equal(batches[0][1][0], expected)
     assert np.array_equal(runtimes.letterbox_bytes(other, size), batches[0][1][1])
+
+
+@given(height=st.integers(1, 900), width=st.integers(1, 900), seed=st.integers(0, 2**16))
+@settings(max_examples=30)
+def test_a_prepared_picture_is_taken_as_it_is_and_one_of_another_size_is_made_again(height: int, width: int,
+                                                                                       seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    first, second, third = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(3))
+    expected = runtimes.letterbox_batches([first, second, third], [640, 640, 640])
+    ready = PreparedPicture(640, runtimes.letterbox_bytes(first, 640))
+    stale = PreparedPicture(320, runtimes.letterbox_bytes(third, 320))  # made before the size changed
+    got = runtimes.letterbox_batches([first, second, third], [640, 640, 640], [ready, None, stale])
+    assert [positions for positions, _ in got] == [[0, 1, 2]]
+    assert np.array_equal(got[0][1], expected[0][1])
+    ((positions, alone),) = runtimes.letterbox_batches([first], [640], [ready])
+    assert positions == [0] and np.shares_memory(alone, ready.picture)  # alone in its batch: not even copied
+
+
+def test_the_readers_prepare_the_exported_detectors_input_and_the_engine_takes_it(shared_cache: DetectorCache,
+                                                                                 demo_clip: Path,
+                                                                                 demo_frames) -> None:
+    """Letterboxing is per camera work: it runs beside decoding on the readers' threads (which grow with the
+    cores), not on the one engine thread, and finds exactly what letterboxing on the engine thread finds."""
+    config = DetectorConfig(imgsz=1280, device="cpu", runtime="onnxruntime", precision="fp32")
+    if shared_cache.record(ORT_FP32) is None:
+        shared_cache.prepare(ORT_FP32, config)
+    detector = runtimes.load_variant(ORT_FP32, config, shared_cache)
+    assert isinstance(detector, PreparingDetector)
+    pictures = [demo_frames[0], demo_frames[40]]
+    prepared = [detector.prepare(picture) for picture in pictures]
+    for plain, ahead in zip(detector.detect(pictures), detector.detect_prepared(pictures, prepared), strict=True):
+        assert len(plain) > 3 and np.array_equal(plain.boxes, ahead.boxes)
+
+    letterboxed_on: list[str] = []
+    place = runtimes._place
+
+    def recording_place(*args: object) -> None:
+        letterboxed_on.append(threading.current_thread().name)
+        place(*args)  # type: ignore[arg-type]
+
+    cfg = fast_config(**{"detector.imgsz": 1280})
+    pipeline = Pipeline(cfg, detector=detector, embedder=ColorTextureEmbedder())
+    with mock.patch.object(runtimes, "_place", recording_place):
+        results = [e for e in run([SourceSpec(str(demo_clip), "cam")], cfg, pipeline=pipeline, max_frames=6)
+                   if isinstance(e, FrameResult)]
+    assert len(results) == 6 and any(r.persons for r in results)
+    assert len(letterboxed_on) >= 6 and threading.current_thread().name not in letterboxed_on
 
 
 def test_the_checkpoint_is_exported_to_onnx_once_for_every_variant_or_shipped(_isolated_data_dir: Path,

@@ -13,7 +13,7 @@ from reid_desktop.core.config import SourceOptions
 from reid_desktop.core.redaction import redact
 from reid_desktop.core.sources import DEMO_LINKS, SourceKind, SourceSpec, VideoSource, demo_sources
 from reid_desktop.core.topology import parse
-from reid_desktop.core.types import SourceState, SourceStatus
+from reid_desktop.core.types import PreparedPicture, SourceState, SourceStatus
 from tests.tools.mjpeg import MjpegCamera
 
 
@@ -273,3 +273,51 @@ def test_every_decoded_picture_reaches_the_display_also_those_analysis_skips(dem
     assert len(taken) >= 5 and len(pictures) >= 2 * len(taken) and source.frames_dropped > 0
     assert [p.index for p in pictures] == list(range(len(pictures)))  # every one, in order
     assert {f.index for f in taken} <= {p.index for p in pictures}
+
+
+class RecordingPreparer:
+    """A stand-in for the detector's pre-processing: a quarter-size copy, and the threads it ran on."""
+
+    def __init__(self) -> None:
+        self.threads: list[str] = []
+
+    def __call__(self, image: np.ndarray) -> PreparedPicture:
+        self.threads.append(threading.current_thread().name)
+        return PreparedPicture(320, image[::4, ::4].copy())
+
+
+def test_a_file_read_for_analysis_has_every_picture_prepared_on_its_reader_thread(demo_clip: Path) -> None:
+    prepare = RecordingPreparer()
+    source = VideoSource(SourceSpec(str(demo_clip)), SourceOptions(queue_size=2), prepare=prepare).start()
+    frames = drain(source)
+    source.stop()
+    assert len(frames) == 80 and len(prepare.threads) == 80
+    assert all(f.prepared is not None and np.array_equal(f.prepared.picture, f.image[::4, ::4]) for f in frames)
+    assert threading.main_thread().name not in prepare.threads
+
+
+def test_a_live_source_prepares_pictures_only_while_analysis_takes_every_one(demo_clip: Path) -> None:
+    """Work done ahead for a picture that is then dropped is lost: a camera faster than its analysis prepares
+    nothing, one whose every picture is analysed prepares them all."""
+    prepare = RecordingPreparer()
+    source = VideoSource(SourceSpec(str(demo_clip), loop=True), SourceOptions(realtime=True), prepare=prepare).start()
+    prompt: list = []
+    deadline = time.monotonic() + 4.5  # the clip runs at 10 frames/s: 45 pictures, each taken as it comes
+    while time.monotonic() < deadline:
+        frame = source.get()
+        if frame is None:
+            time.sleep(0.005)
+        else:
+            prompt.append(frame)
+    time.sleep(1.0)  # analysis falls behind: pictures are dropped
+    made_before_slow = len(prepare.threads)
+    slow = []
+    for _ in range(8):  # then takes one picture of three or four
+        time.sleep(0.35)
+        slow.append(source.get())
+    source.stop()
+    taken_slowly = [frame for frame in slow if frame is not None]
+    assert source.frames_dropped >= 10 and len(taken_slowly) >= 6
+    assert prompt[0].prepared is None and all(frame.prepared is not None for frame in prompt[-5:])
+    assert all(frame.prepared is None for frame in taken_slowly)
+    assert len(prepare.threads) == made_before_slow
