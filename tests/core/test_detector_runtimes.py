@@ -192,11 +192,13 @@ def test_the_gpu_route_finds_what_the_cpu_route_finds(shared_cache: DetectorCach
     uploaded = runtimes.load_variant(ORT_FP32, config, shared_cache)
     assert isinstance(uploaded, runtimes.ExportedDetector) and uploaded._runner and uploaded._runner.uploads_images
     frames = [demo_frames[0], demo_frames[40], demo_frames[20]]
-    for expected, got in zip(plain.detect(frames), uploaded.detect(frames), strict=True):
-        assert len(expected) > 3 and expected.boxes.shape == got.boxes.shape
-        assert np.allclose(expected.boxes, got.boxes, atol=1e-2)
-        assert expected.keypoints is not None and got.keypoints is not None
-        assert np.allclose(expected.keypoints, got.keypoints, atol=1e-2)
+    prepared = [uploaded.prepare(frames[0]), None, uploaded.prepare(frames[2])]  # as the readers hand them over
+    for routed in (uploaded.detect(frames), uploaded.detect_prepared(frames, prepared)):
+        for expected, got in zip(plain.detect(frames), routed, strict=True):
+            assert len(expected) > 3 and expected.boxes.shape == got.boxes.shape
+            assert np.allclose(expected.boxes, got.boxes, atol=1e-2)
+            assert expected.keypoints is not None and got.keypoints is not None
+            assert np.allclose(expected.keypoints, got.keypoints, atol=1e-2)
 
 
 @given(height=st.integers(1, 1500), width=st.integers(1, 1500), size=st.sampled_from([320, 640, 1280]),
