@@ -77,9 +77,9 @@ class Builder:
         return Added(track_row, sighting_ids, thumbnail)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingStore]:
-    """The same suite on both backends: a SQLite file, and a database on a real PostgreSQL server."""
+def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingStore]:
+    """A fresh store of the backend ``request.param`` names: a SQLite file, or a database on a real PostgreSQL
+    server (for the suites that run on both)."""
     if request.param == "sqlite":
         with SightingStore(tmp_path / "s.sqlite") as s:
             yield s
@@ -88,6 +88,12 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingSt
     request.getfixturevalue("monkeypatch").setenv("PGPASSWORD", PASSWORD)
     with PgSightingStore(parse_postgres_url(url)) as s:
         yield s
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingStore]:
+    """The same suite on both backends."""
+    yield from backend_store(request, tmp_path)
 
 
 @pytest.fixture
