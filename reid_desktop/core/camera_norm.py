@@ -17,20 +17,13 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
 import numpy as np
 
+from reid_desktop.core.types import CameraMean
+
 SETTLE_CROPS = 50  # half of the camera's mean is taken out after this many crops, 80 % after four times as many
 MEMORY_CROPS = 5000  # the running mean weighs at most this many crops: older ones fade
-
-
-@dataclass(frozen=True)
-class CameraMean:
-    """A camera's mean raw embedding (D,) and how many crops it has learned from (at most ``MEMORY_CROPS``)."""
-
-    vector: np.ndarray
-    count: int
 
 
 def _centred(offset: np.ndarray | None, embeddings: np.ndarray) -> np.ndarray:

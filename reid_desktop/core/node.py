@@ -27,7 +27,14 @@ import numpy as np
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import PostgresLocation
 from reid_desktop.core.notifications import NotificationListener
-from reid_desktop.core.pg_schema import CHANGES_CHANNEL, SERVER_NOW, PgSchemaError, open_database
+from reid_desktop.core.pg_schema import (
+    CHANGES_CHANNEL,
+    DOWN_AFTER_S,
+    HEARTBEAT_S,
+    SERVER_NOW,
+    PgSchemaError,
+    open_database,
+)
 from reid_desktop.core.pipeline import Pipeline
 from reid_desktop.core.redaction import redact
 from reid_desktop.core.runner import PipelineControl
@@ -47,12 +54,9 @@ from reid_desktop.core.shared_changes import (
     parse_change,
 )
 from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.store import CameraHealth
 
 log = logging.getLogger(__name__)
 
-HEARTBEAT_S = 2.0
-DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this (by the server's clock) is down
 CATCH_UP_BLOCK = 5000  # embeddings read at a time when a listener catches up after a reconnection
 MARK_EVERY_S = 5.0  # how often a change listener moves its catch-up horizon forward
 HEARD_KEPT = 100_000  # embeddings a change listener remembers having heard above its horizon
@@ -426,14 +430,3 @@ def _shared(rows: list[tuple[Any, ...]], model_key: str, clock_offset: float, ca
         tuple(str(r[4]) for r in rows), np.array([r[5] for r in rows], np.float64) + clock_offset,
         {int(r[1]): float(r[6]) for r in rows}, caught_up, tuple(str(r[8]) for r in rows))
 
-
-def camera_health(conn: Any) -> list[CameraHealth]:
-    """Every node's cameras as a station shows them: a camera of a node that stopped or went silent is down.
-    Heartbeats are aged by the server's clock, which wrote them: a station's own clock may be off."""
-    out = []
-    for node, name, uri, state, rate, node_state, age in conn.execute(
-            f"SELECT c.node, c.name, c.uri, c.state, c.frames_per_s, n.state, {SERVER_NOW} - n.heartbeat "
-            "FROM cameras c JOIN nodes n ON n.name = c.node ORDER BY c.node, c.name"):
-        up = node_state == "running" and age <= DOWN_AFTER_S
-        out.append(CameraHealth(node, name, uri, state if up else "down", float(rate) if up else 0.0, up))
-    return out

@@ -21,6 +21,8 @@ MIGRATION_LOCK = 0x52454944  # "REID": the advisory lock that serialises migrati
 CHANGES_CHANNEL = "reid_changes"  # NOTIFY payloads: core/shared_changes.py
 EDIT_LOCK = 0x52454945  # identity edits hold it alone, sighting writes together: a merge never races a write
 SERVER_NOW = "extract(epoch FROM clock_timestamp())::float8"  # the one clock every machine on the database shares
+HEARTBEAT_S = 2.0  # how often a processing node says it is alive (core/node.py)
+DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this (by the server's clock) is down
 
 _V1 = """
 CREATE TABLE reid_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);

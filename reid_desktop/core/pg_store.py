@@ -42,10 +42,10 @@ from typing import Any
 import numpy as np
 
 from reid_desktop.core.database_url import CONNECT_TIMEOUT_S, PostgresLocation
-from reid_desktop.core.node import camera_health
 from reid_desktop.core.paths import data_dir
 from reid_desktop.core.pg_schema import (
     CHANGES_CHANNEL,
+    DOWN_AFTER_S,
     EDIT_LOCK,
     SCHEMA_VERSION,
     SERVER_NOW,
@@ -555,6 +555,17 @@ class PgSightingStore(SightingStore):
                 gone.unlink(missing_ok=True)
         return path
 
+
+def camera_health(conn: Any) -> list[CameraHealth]:
+    """Every node's cameras as a station shows them: a camera of a node that stopped or went silent is down.
+    Heartbeats are aged by the server's clock, which wrote them: a station's own clock may be off."""
+    out = []
+    for node, name, uri, state, rate, node_state, age in conn.execute(
+            f"SELECT c.node, c.name, c.uri, c.state, c.frames_per_s, n.state, {SERVER_NOW} - n.heartbeat "
+            "FROM cameras c JOIN nodes n ON n.name = c.node ORDER BY c.node, c.name"):
+        up = node_state == "running" and age <= DOWN_AFTER_S
+        out.append(CameraHealth(node, name, uri, state if up else "down", float(rate) if up else 0.0, up))
+    return out
 
 
 def _columns(*columns: Sequence[Any]) -> tuple[list[Any], ...]:

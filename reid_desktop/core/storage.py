@@ -46,7 +46,6 @@ from typing import Any
 
 import numpy as np
 
-from reid_desktop.core.camera_norm import CameraMean
 from reid_desktop.core.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.paths import make_private, open_private
@@ -75,6 +74,7 @@ from reid_desktop.core.store import (
     TrackSample,
     TrackSegment,
 )
+from reid_desktop.core.types import CameraMean
 from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf
 from reid_desktop.core.vector_index import load as load_index
 

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from reid_desktop.core.camera_norm import CameraMean
+from reid_desktop.core.types import CameraMean
 from reid_desktop.core.vector_index import VectorIndex, search_with_one_core
 
 

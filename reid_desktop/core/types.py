@@ -9,6 +9,15 @@ import numpy as np
 
 
 @dataclass(frozen=True)
+class CameraMean:
+    """A camera's mean raw embedding (D,) and how many crops it has learned from (at most
+    ``camera_norm.MEMORY_CROPS``): what camera-aware normalisation learns and the store keeps."""
+
+    vector: np.ndarray
+    count: int
+
+
+@dataclass(frozen=True)
 class PreparedPicture:
     """A whole picture as the detector takes it at input size ``size`` (for an exported detector: letterboxed,
     H x W x 3 uint8), made on the thread that decoded it so the engine thread does not."""

@@ -16,8 +16,9 @@ import pytest
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.database_url import parse_postgres_url
 from reid_desktop.core.live_boxes import LiveBoxes, LiveListener
-from reid_desktop.core.node import DOWN_AFTER_S, camera_health, load_node_file
-from reid_desktop.core.pg_store import PgSightingStore
+from reid_desktop.core.node import load_node_file
+from reid_desktop.core.pg_schema import DOWN_AFTER_S
+from reid_desktop.core.pg_store import PgSightingStore, camera_health
 from tests.conftest import ROOT, shared_path
 from tests.pg_server import PASSWORD
 

@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.camera_norm import CameraMean
 from reid_desktop.core.pg_store import PgSightingStore
 from reid_desktop.core.storage import SightingStore
 from reid_desktop.core.store import HistoryStore, SightingRecord, TrackKey
+from reid_desktop.core.types import CameraMean
 from tests.core import test_store_edits as edits
 from tests.core.test_store_edits import DIM, MODEL, Builder, backend_store, direction, jpeg
 from tests.core.test_store_interface import protocol_members
