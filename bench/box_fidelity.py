@@ -33,11 +33,11 @@ os.environ.setdefault("REID_DESKTOP_BACKGROUND_PREPARE", "0")  # the runtime mea
 from PySide6.QtCore import QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
+from reid_desktop.core.capture.sources import DEMO_LINKS, demo_sources  # noqa: E402
 from reid_desktop.core.config import DetectorConfig  # noqa: E402
-from reid_desktop.core.detection import YoloDetector  # noqa: E402
-from reid_desktop.core.detector_runtimes import box_iou  # noqa: E402
-from reid_desktop.core.sources import DEMO_LINKS, demo_sources  # noqa: E402
 from reid_desktop.core.types import Frame  # noqa: E402
+from reid_desktop.core.vision.detection import YoloDetector  # noqa: E402
+from reid_desktop.core.vision.detector_runtimes import box_iou  # noqa: E402
 from reid_desktop.ui.feeds import FeedView  # noqa: E402
 from reid_desktop.ui.main_window import MainWindow  # noqa: E402
 from reid_desktop.ui.settings import AppSettings  # noqa: E402

@@ -41,15 +41,16 @@ import cv2
 import numpy as np
 
 from reid_desktop.app import one_blas_thread
-from reid_desktop.core import runner, sources
+from reid_desktop.core.capture import sources
+from reid_desktop.core.capture.sources import SourceSpec, VideoSource, open_capture
 from reid_desktop.core.config import PipelineConfig, load
-from reid_desktop.core.detector_runtimes import letterbox_batches, letterbox_bytes
-from reid_desktop.core.history import open_store
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.runner import PipelineControl, run
-from reid_desktop.core.sources import SourceSpec, VideoSource, open_capture
-from reid_desktop.core.tracking import UltralyticsTracker
+from reid_desktop.core.engine import runner
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.engine.runner import PipelineControl, run
+from reid_desktop.core.store.history import open_store
 from reid_desktop.core.types import Detections, FrameResult, PreparedPicture
+from reid_desktop.core.vision.detector_runtimes import letterbox_batches, letterbox_bytes
+from reid_desktop.core.vision.tracking import UltralyticsTracker
 
 P = ParamSpec("P")
 R = TypeVar("R")

@@ -24,15 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from reid_desktop.core import config as config_mod  # noqa: E402
+from reid_desktop.core.capture.sources import DEMO_LINKS, demo_sources, read_frames  # noqa: E402
 from reid_desktop.core.config import DetectorConfig  # noqa: E402
-from reid_desktop.core.detection import YoloDetector, bundled_detector_path  # noqa: E402
-from reid_desktop.core.detector_preparation import SWITCH_VARIABLE, DetectorPreparation  # noqa: E402
-from reid_desktop.core.detector_runtimes import box_iou  # noqa: E402
-from reid_desktop.core.history import open_store  # noqa: E402
-from reid_desktop.core.pipeline import Pipeline, PipelineInfo  # noqa: E402
-from reid_desktop.core.runner import PipelineControl, run  # noqa: E402
-from reid_desktop.core.sources import DEMO_LINKS, demo_sources, read_frames  # noqa: E402
+from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo  # noqa: E402
+from reid_desktop.core.engine.runner import PipelineControl, run  # noqa: E402
+from reid_desktop.core.store.history import open_store  # noqa: E402
 from reid_desktop.core.types import FrameResult  # noqa: E402
+from reid_desktop.core.vision.detection import YoloDetector, bundled_detector_path  # noqa: E402
+from reid_desktop.core.vision.detector_preparation import SWITCH_VARIABLE, DetectorPreparation  # noqa: E402
+from reid_desktop.core.vision.detector_runtimes import box_iou  # noqa: E402
 from trainer.default_model import default_embedder  # noqa: E402
 
 BUCKET_S = 15.0

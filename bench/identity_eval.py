@@ -51,16 +51,16 @@ from typing import Any
 import cv2
 import numpy as np
 
+from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.detection import Detector
-from reid_desktop.core.detector_runtimes import make_detector
-from reid_desktop.core.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder
-from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.runner import run
-from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.engine.runner import run
+from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import Detections
+from reid_desktop.core.vision.detection import Detector
+from reid_desktop.core.vision.detector_runtimes import make_detector
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 PEOPLE = Path(__file__).with_name("data") / "vtest_people.txt"
@@ -393,7 +393,7 @@ def mars_crops(embedder: Embedder) -> tuple[Crops, Crops]:
 def search_map(query: Crops, gallery: Crops, method: str) -> float:
     """mAP of the gallery's ranking for each query (same person and camera: junk, left out), the top
     ``CANDIDATES`` ordered by ``method`` as the app's search does."""
-    from reid_desktop.core.reranking import expanded_query, rerank
+    from reid_desktop.core.identity.reranking import expanded_query, rerank
 
     def unit(v: np.ndarray) -> np.ndarray:
         return v / np.linalg.norm(v, axis=-1, keepdims=True)

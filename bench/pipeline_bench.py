@@ -53,14 +53,14 @@ def main() -> None:
                          [int(x) for x in args.streams.split(",")], args.imgsz)
         return
 
+    from reid_desktop.core.capture.sources import SourceSpec
     from reid_desktop.core.config import load
-    from reid_desktop.core.detection import YoloDetector
-    from reid_desktop.core.embedding import OnnxEmbedder
-    from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-    from reid_desktop.core.pipeline import Pipeline
-    from reid_desktop.core.runner import run
-    from reid_desktop.core.sources import SourceSpec
+    from reid_desktop.core.engine.pipeline import Pipeline
+    from reid_desktop.core.engine.runner import run
+    from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
     from reid_desktop.core.types import FrameResult
+    from reid_desktop.core.vision.detection import YoloDetector
+    from reid_desktop.core.vision.embedding import OnnxEmbedder
 
     video = ROOT.parent / "shared" / "data" / "vtest.avi"
     if not video.exists():
@@ -93,7 +93,7 @@ def main() -> None:
         print(f"detect  batch {batch:<3}  {len(sample) / seconds:8.1f} frames/s  ({detector.name}, "
               f"imgsz {args.imgsz}, {detector.device})")
 
-    from reid_desktop.core.model_info import ReidModelInfo
+    from reid_desktop.core.vision.model_info import ReidModelInfo
     from trainer.export import export_onnx
     from trainer.model import resnet50_backbone
 

@@ -35,19 +35,19 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from identity_eval import CUTS, SHARED, ReplayDetector, configure, cut_cameras  # noqa: E402
 
+from reid_desktop.core.capture.sources import SourceSpec  # noqa: E402
 from reid_desktop.core.config import PipelineConfig  # noqa: E402
-from reid_desktop.core.detection import Detector  # noqa: E402
-from reid_desktop.core.detector_runtimes import make_detector  # noqa: E402
-from reid_desktop.core.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder  # noqa: E402
-from reid_desktop.core.pipeline import Pipeline  # noqa: E402
-from reid_desktop.core.reassociation import ReassociationSettings, Reassociator  # noqa: E402
-from reid_desktop.core.runner import run  # noqa: E402
-from reid_desktop.core.sources import SourceSpec  # noqa: E402
-from reid_desktop.core.storage import SightingStore  # noqa: E402
-from reid_desktop.core.store import TrackKey  # noqa: E402
+from reid_desktop.core.engine.pipeline import Pipeline  # noqa: E402
+from reid_desktop.core.engine.runner import run  # noqa: E402
+from reid_desktop.core.identity.reassociation import ReassociationSettings, Reassociator  # noqa: E402
+from reid_desktop.core.identity.tracklets import TrackletWindow  # noqa: E402
+from reid_desktop.core.store.interface import TrackKey  # noqa: E402
+from reid_desktop.core.store.storage import SightingStore  # noqa: E402
 from reid_desktop.core.topology import CameraLinks  # noqa: E402
-from reid_desktop.core.tracklets import TrackletWindow  # noqa: E402
 from reid_desktop.core.types import FrameResult  # noqa: E402
+from reid_desktop.core.vision.detection import Detector  # noqa: E402
+from reid_desktop.core.vision.detector_runtimes import make_detector  # noqa: E402
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder  # noqa: E402
 
 # -- 1. the cameras' rate ------------------------------------------------------------------------------
 

@@ -36,10 +36,10 @@ import faiss  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reid_desktop.core.config import MatcherConfig  # noqa: E402
-from reid_desktop.core.matching import IdentityMatcher, MatchRequest  # noqa: E402
-from reid_desktop.core.storage import SightingStore  # noqa: E402
-from reid_desktop.core.store import SightingRecord, StoreDirectory, TrackKey  # noqa: E402
-from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf  # noqa: E402
+from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest  # noqa: E402
+from reid_desktop.core.store.interface import SightingRecord, StoreDirectory, TrackKey  # noqa: E402
+from reid_desktop.core.store.storage import SightingStore  # noqa: E402
+from reid_desktop.core.store.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf  # noqa: E402
 
 DIM = 2048
 NOISE = 0.8  # per-dimension noise relative to the identity direction: same-person cosine ~0.6

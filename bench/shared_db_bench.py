@@ -39,11 +39,11 @@ os.environ.setdefault("REID_DESKTOP_DATA_DIR", tempfile.mkdtemp(prefix="reid-ben
 
 import numpy as np  # noqa: E402
 
-from reid_desktop.core.database_url import parse_postgres_url  # noqa: E402
-from reid_desktop.core.pg_schema import open_database  # noqa: E402
-from reid_desktop.core.pg_store import PgSightingStore  # noqa: E402
-from reid_desktop.core.storage import SightingStore  # noqa: E402
-from reid_desktop.core.store import SightingRecord, TrackKey  # noqa: E402
+from reid_desktop.core.store.database_url import parse_postgres_url  # noqa: E402
+from reid_desktop.core.store.interface import SightingRecord, TrackKey  # noqa: E402
+from reid_desktop.core.store.pg_schema import open_database  # noqa: E402
+from reid_desktop.core.store.pg_store import PgSightingStore  # noqa: E402
+from reid_desktop.core.store.storage import SightingStore  # noqa: E402
 from tests.pg_server import PASSWORD, start_server  # noqa: E402
 
 MODEL = "bench-model"

@@ -47,15 +47,15 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=60.0, help="seconds between report lines")
     args = parser.parse_args()
 
+    from reid_desktop.core.capture.sources import SourceSpec
     from reid_desktop.core.config import load
-    from reid_desktop.core.embedding import OnnxEmbedder
-    from reid_desktop.core.models import load_embedder
-    from reid_desktop.core.pipeline import Pipeline
-    from reid_desktop.core.runner import PipelineControl, run
-    from reid_desktop.core.sources import SourceSpec
-    from reid_desktop.core.storage import SightingStore
-    from reid_desktop.core.store import StorageHealth
+    from reid_desktop.core.engine.pipeline import Pipeline
+    from reid_desktop.core.engine.runner import PipelineControl, run
+    from reid_desktop.core.store.interface import StorageHealth
+    from reid_desktop.core.store.storage import SightingStore
     from reid_desktop.core.types import FrameResult
+    from reid_desktop.core.vision.embedding import OnnxEmbedder
+    from reid_desktop.core.vision.models import load_embedder
 
     video = ROOT.parent / "shared" / "data" / "vtest.avi"
     if not video.exists():

@@ -25,11 +25,11 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from reid_desktop.core.config import DetectorConfig, load  # noqa: E402
-from reid_desktop.core.detection import YoloDetector  # noqa: E402
-from reid_desktop.core.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder  # noqa: E402
-from reid_desktop.core.pipeline import Pipeline  # noqa: E402
-from reid_desktop.core.storage import SightingStore  # noqa: E402
+from reid_desktop.core.engine.pipeline import Pipeline  # noqa: E402
+from reid_desktop.core.store.storage import SightingStore  # noqa: E402
 from reid_desktop.core.types import Detections, Frame  # noqa: E402
+from reid_desktop.core.vision.detection import YoloDetector  # noqa: E402
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder  # noqa: E402
 
 
 class Replay:

@@ -22,15 +22,15 @@ SHARED = ROOT.parent / "shared"
 DATA_DIR = os.environ.get("REID_DESKTOP_DATA_DIR", str(ROOT / "bench" / ".cache"))  # exports kept between runs
 sys.path.insert(0, str(ROOT))
 
-from reid_desktop.core import detector_runtimes as runtimes  # noqa: E402
+from reid_desktop.core.capture.sources import SourceSpec, read_frames  # noqa: E402
 from reid_desktop.core.config import PipelineConfig, load  # noqa: E402
-from reid_desktop.core.detection import Detector  # noqa: E402
-from reid_desktop.core.embedding import Embedder, OnnxEmbedder  # noqa: E402
-from reid_desktop.core.pipeline import Pipeline  # noqa: E402
-from reid_desktop.core.runner import run  # noqa: E402
-from reid_desktop.core.sources import SourceSpec, read_frames  # noqa: E402
-from reid_desktop.core.tracking import UltralyticsTracker  # noqa: E402
+from reid_desktop.core.engine.pipeline import Pipeline  # noqa: E402
+from reid_desktop.core.engine.runner import run  # noqa: E402
 from reid_desktop.core.types import Detections, FrameResult  # noqa: E402
+from reid_desktop.core.vision import detector_runtimes as runtimes  # noqa: E402
+from reid_desktop.core.vision.detection import Detector  # noqa: E402
+from reid_desktop.core.vision.embedding import Embedder, OnnxEmbedder  # noqa: E402
+from reid_desktop.core.vision.tracking import UltralyticsTracker  # noqa: E402
 from tests.core.test_detection_tracking import EYE_COUNTED, _covered  # noqa: E402  (the eye-counted frames)
 
 os.environ["REID_DESKTOP_DATA_DIR"] = DATA_DIR  # importing the tests pointed it at a throw-away folder
@@ -106,8 +106,8 @@ def pipeline_quality(cfg: PipelineConfig, detector: Detector, mot, every: int = 
     with the motion gate of ``cfg`` and the pipeline given every ``every``-th frame (an analysis rate)."""
     import motmetrics as mm
 
-    from reid_desktop.core.embedding import ColorTextureEmbedder
     from reid_desktop.core.types import Frame
+    from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 
     accumulators, covered, total = [], 0, 0
     for number_of_sequence, (images, gt) in enumerate(mot):
@@ -255,7 +255,7 @@ def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], im
 
 
 def _resnet50(folder: Path) -> Path:
-    from reid_desktop.core.model_info import ReidModelInfo
+    from reid_desktop.core.vision.model_info import ReidModelInfo
     from trainer.export import export_onnx
     from trainer.model import resnet50_backbone
 
@@ -301,7 +301,7 @@ def transfer_table(detector_model: Path, pictures: list[np.ndarray]) -> None:
     8-bit pictures uploaded through page-locked memory and normalised there (IO binding, output left there)."""
     import onnxruntime as ort
 
-    from reid_desktop.core.ort_runner import OrtRunner, provider_options
+    from reid_desktop.core.vision.ort_runner import OrtRunner, provider_options
 
     session = ort.InferenceSession(str(detector_model),
                                    providers=provider_options(["CUDAExecutionProvider", "CPUExecutionProvider"]))

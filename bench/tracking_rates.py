@@ -24,11 +24,11 @@ os.environ.setdefault("REID_DESKTOP_BACKGROUND_PREPARE", "0")
 
 import motmetrics as mm  # noqa: E402
 
+from reid_desktop.core.capture.sources import read_frames  # noqa: E402
 from reid_desktop.core.config import PipelineConfig, TrackerConfig  # noqa: E402
-from reid_desktop.core.detector_runtimes import make_detector  # noqa: E402
-from reid_desktop.core.sources import read_frames  # noqa: E402
-from reid_desktop.core.tracking import UltralyticsTracker  # noqa: E402
 from reid_desktop.core.types import Detections  # noqa: E402
+from reid_desktop.core.vision.detector_runtimes import make_detector  # noqa: E402
+from reid_desktop.core.vision.tracking import UltralyticsTracker  # noqa: E402
 
 if not hasattr(np, "asfarray"):  # motmetrics 1.4.0 still calls this NumPy 1 alias
     np.asfarray = lambda a, dtype=np.float64: np.asarray(a, dtype=dtype)  # type: ignore[attr-defined]

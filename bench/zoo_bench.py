@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reid_desktop.core.embedding import OnnxEmbedder
+from reid_desktop.core.vision.embedding import OnnxEmbedder
 from trainer import zoo
 from trainer.model_import import import_checkpoint
 

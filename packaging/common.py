@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reid_desktop.core.config import DetectorConfig
-from reid_desktop.core.detector_runtimes import export_for_shipping
+from reid_desktop.core.vision.detector_runtimes import export_for_shipping
 
 PACKAGING_DIR = Path(__file__).resolve().parent
 REPO_ROOT = PACKAGING_DIR.parent
@@ -37,7 +37,7 @@ EXCLUDED_MODULES = [
     "triton", "tensorboard", "torch.utils.tensorboard", "pyinstaller", "PyInstaller",
     # Ultralytics' data-frame exports and training callbacks only (170 MB): the app never calls them.
     "polars",
-    # The faster detector runtimes (core/detector_runtimes.py) are for Python installs for now: OpenVINO and
+    # The faster detector runtimes (core/vision/detector_runtimes.py) are for Python installs for now: OpenVINO and
     # NNCF add about 300 MB and have not been through the bundle's smoke test. The bundle offers PyTorch and
     # ONNX Runtime; `models list` shows it.
     "openvino", "nncf",

@@ -60,7 +60,7 @@ def demo_clip() -> Path:
 
 @pytest.fixture(scope="session")
 def demo_frames(demo_clip: Path) -> list[np.ndarray]:
-    from reid_desktop.core.sources import read_frames
+    from reid_desktop.core.capture.sources import read_frames
 
     return read_frames(str(demo_clip))
 
@@ -68,7 +68,7 @@ def demo_frames(demo_clip: Path) -> list[np.ndarray]:
 @pytest.fixture(scope="session")
 def pose_detector():
     from reid_desktop.core.config import DetectorConfig
-    from reid_desktop.core.detection import YoloDetector
+    from reid_desktop.core.vision.detection import YoloDetector
 
     return YoloDetector(DetectorConfig(imgsz=1280, device="cpu"))
 

@@ -3,7 +3,7 @@
 The default is a ResNet-50 (256 x 128 input, 2048-d global-pooled features) exported to ONNX from
 torchvision's ImageNet weights (online) or a ``.pth`` the user points to. Building it needs PyTorch, so
 it lives here, above the core, which only loads ONNX files: with neither weights nor PyTorch the app
-falls back to the core's colour descriptor and says why (:func:`reid_desktop.core.models.load_embedder`).
+falls back to the core's colour descriptor and says why (:func:`reid_desktop.core.vision.models.load_embedder`).
 """
 
 from __future__ import annotations
@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 
 from reid_desktop.core.config import ReidConfig
-from reid_desktop.core.embedding import Embedder
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.model_info import ReidModelInfo
-from reid_desktop.core.models import chosen_reid_model, default_reid_model_path, load_embedder
+from reid_desktop.core.vision.embedding import Embedder
+from reid_desktop.core.vision.model_info import ReidModelInfo
+from reid_desktop.core.vision.models import chosen_reid_model, default_reid_model_path, load_embedder
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from reid_desktop.core.embedding import OnnxEmbedder
+from reid_desktop.core.vision.embedding import OnnxEmbedder
 from trainer.datasets import ReidDataset, ReidImage
 from trainer.evaluate import Metrics, evaluate_rank, pairwise_distance
 

@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, PREFIX, ReidModelInfo
+from reid_desktop.core.vision.model_info import GENERIC_MATCH_THRESHOLD, PREFIX, ReidModelInfo
 from trainer.config import TrainConfig
 from trainer.evaluate_onnx import evaluate_onnx
 from trainer.train import load_trained

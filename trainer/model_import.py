@@ -18,16 +18,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from reid_desktop.core import model_catalogue as catalogue
-from reid_desktop.core.calibration import ThresholdCalibration
+from reid_desktop.core.capture.sources import read_frames
 from reid_desktop.core.config import DetectorConfig, MatcherConfig
-from reid_desktop.core.detection import YoloDetector
-from reid_desktop.core.downloads import ProgressCallback, download, sha256_of
-from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
+from reid_desktop.core.identity.calibration import ThresholdCalibration
 from reid_desktop.core.paths import demo_clip, models_dir
-from reid_desktop.core.sources import read_frames
+from reid_desktop.core.vision import model_catalogue as catalogue
+from reid_desktop.core.vision.detection import YoloDetector
+from reid_desktop.core.vision.downloads import ProgressCallback, download, sha256_of
+from reid_desktop.core.vision.embedding import OnnxEmbedder
+from reid_desktop.core.vision.model_info import GENERIC_MATCH_THRESHOLD, ReidModelInfo
 from trainer.export import export_onnx, write_metadata
 from trainer.zoo import ZooCheckpoint, build_network, read_checkpoint
 

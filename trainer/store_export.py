@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from reid_desktop.core.crops import crop
-from reid_desktop.core.history import History, open_store
+from reid_desktop.core.capture.sources import open_capture
 from reid_desktop.core.paths import private_dir
-from reid_desktop.core.sources import open_capture
-from reid_desktop.core.store import ConfirmedTrack, StoreError, TrackSample
+from reid_desktop.core.store.history import History, open_store
+from reid_desktop.core.store.interface import ConfirmedTrack, StoreError, TrackSample
+from reid_desktop.core.vision.crops import crop
 from trainer.datasets import DatasetError, choose_test_identities
 
 MAX_CAMERAS = 9  # Market-1501 names hold one camera digit

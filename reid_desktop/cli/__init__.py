@@ -43,29 +43,29 @@ from reid_desktop.cli.common import (
 from reid_desktop.cli.common import where as _where
 from reid_desktop.core import config as config_mod
 from reid_desktop.core import logs
+from reid_desktop.core.capture.sources import DEMO_LINKS, SourceKind, SourceSpec, demo_sources, frame_count
 from reid_desktop.core.credentials import complete_url
-from reid_desktop.core.database_url import (
+from reid_desktop.core.engine.engine_setup import assembled_pipeline
+from reid_desktop.core.engine.node import NodeHealth, load_node_file
+from reid_desktop.core.engine.pipeline import PipelineInfo
+from reid_desktop.core.engine.runner import PipelineControl, run
+from reid_desktop.core.errors import ModelError
+from reid_desktop.core.redaction import redact_text
+from reid_desktop.core.store.database_url import (
     DatabaseUrlError,
     is_postgres_url,
     parse_postgres_url,
 )
-from reid_desktop.core.detector_preparation import DetectorPreparation
-from reid_desktop.core.engine_setup import assembled_pipeline
-from reid_desktop.core.errors import ModelError
-from reid_desktop.core.history import open_store
-from reid_desktop.core.live_boxes import LivePublisher
-from reid_desktop.core.models import load_embedder
-from reid_desktop.core.node import NodeHealth, load_node_file
-from reid_desktop.core.pg_schema import PgSchemaError
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.pipeline import PipelineInfo
-from reid_desktop.core.redaction import redact_text
-from reid_desktop.core.runner import PipelineControl, run
-from reid_desktop.core.shared_changes import Heard, TargetChanged, TargetsNow
-from reid_desktop.core.sources import DEMO_LINKS, SourceKind, SourceSpec, demo_sources, frame_count
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import StorageHealth, StoreError
+from reid_desktop.core.store.history import open_store
+from reid_desktop.core.store.interface import StorageHealth, StoreError
+from reid_desktop.core.store.live_boxes import LivePublisher
+from reid_desktop.core.store.pg_schema import PgSchemaError
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.shared_changes import Heard, TargetChanged, TargetsNow
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
+from reid_desktop.core.vision.detector_preparation import DetectorPreparation
+from reid_desktop.core.vision.models import load_embedder
 from reid_desktop.core.wording import count
 from trainer.default_model import default_embedder
 
@@ -429,8 +429,8 @@ def configure_logging(verbosity: int) -> None:
     level = logging.WARNING if verbosity == 0 else logging.INFO if verbosity == 1 else logging.DEBUG
     logs.configure(level, console_format="%(levelname)s %(name)s: %(message)s")
     # the pipeline reports these itself, once, in plain words
-    logging.getLogger("reid_desktop.core.sources").setLevel(max(level, logging.ERROR))
-    logging.getLogger("reid_desktop.core.models").setLevel(max(level, logging.ERROR))
+    logging.getLogger("reid_desktop.core.capture.sources").setLevel(max(level, logging.ERROR))
+    logging.getLogger("reid_desktop.core.vision.models").setLevel(max(level, logging.ERROR))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

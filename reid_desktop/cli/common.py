@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.storage import SightingStore
 
 EXIT_OK, EXIT_SOME_FAILED, EXIT_USAGE, EXIT_MODEL, EXIT_ALL_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3, 4, 130
 EXIT_CRASH, EXIT_NOT_SAVED, EXIT_BUSY = 5, 6, 7

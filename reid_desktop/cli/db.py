@@ -7,12 +7,12 @@ import sys
 from typing import Any
 
 from reid_desktop.cli.common import EXIT_OK, EXIT_USAGE
-from reid_desktop.core.database_url import (
+from reid_desktop.core.store.database_url import (
     DatabaseUrlError,
     parse_postgres_url,
     save_keyring_password,
 )
-from reid_desktop.core.pg_schema import VIEWER_ROLE, WRITER_ROLE, PgSchemaError, create_roles, retention
+from reid_desktop.core.store.pg_schema import VIEWER_ROLE, WRITER_ROLE, PgSchemaError, create_roles, retention
 
 
 def cmd_db_password(args: argparse.Namespace) -> int:

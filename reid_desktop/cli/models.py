@@ -15,18 +15,18 @@ from reid_desktop import __version__
 from reid_desktop.cli.common import EXIT_BUSY, EXIT_MODEL, EXIT_OK, EXIT_USAGE
 from reid_desktop.cli.common import where as _where
 from reid_desktop.core import config as config_mod
-from reid_desktop.core import detector_runtimes as runtimes
-from reid_desktop.core import model_catalogue as catalogue
-from reid_desktop.core.detection import bundled_detector_path
-from reid_desktop.core.embedding import OnnxEmbedder, read_model_info
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.history import open_store
-from reid_desktop.core.locking import DatabaseInUse, WriterLock
-from reid_desktop.core.models import choose_reid_model, chosen_reid_model, default_reid_model_path
-from reid_desktop.core.ort_runner import candidate_providers
 from reid_desktop.core.paths import build_description, data_dir, models_dir
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.store import StoreError
+from reid_desktop.core.store.history import open_store
+from reid_desktop.core.store.interface import StoreError
+from reid_desktop.core.store.locking import DatabaseInUse, WriterLock
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.vision import detector_runtimes as runtimes
+from reid_desktop.core.vision import model_catalogue as catalogue
+from reid_desktop.core.vision.detection import bundled_detector_path
+from reid_desktop.core.vision.embedding import OnnxEmbedder, read_model_info
+from reid_desktop.core.vision.models import choose_reid_model, chosen_reid_model, default_reid_model_path
+from reid_desktop.core.vision.ort_runner import candidate_providers
 from trainer.default_model import build_default_reid_model
 
 if TYPE_CHECKING:

@@ -19,7 +19,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from reid_desktop.core.store import Alert
+from reid_desktop.core.store.interface import Alert
 from reid_desktop.core.types import TargetSighted
 from reid_desktop.ui.targets_panel import THUMB, format_time, thumbnail_icon
 

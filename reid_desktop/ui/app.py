@@ -11,7 +11,7 @@ from pathlib import Path
 
 from reid_desktop import __version__
 from reid_desktop.core import logs
-from reid_desktop.core.database_url import is_postgres_url
+from reid_desktop.core.store.database_url import is_postgres_url
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,8 +36,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     sanitize_qt_environment()
     from PySide6.QtWidgets import QApplication
 
+    from reid_desktop.core.capture.sources import DEMO_LINKS, SourceSpec, demo_sources
     from reid_desktop.core.paths import assets_dir
-    from reid_desktop.core.sources import DEMO_LINKS, SourceSpec, demo_sources
     from reid_desktop.ui.main_window import MainWindow
     from reid_desktop.ui.settings import load_settings, settings_path
 

@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from reid_desktop.core import credentials
+from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.redaction import has_secrets, join_credentials, redact, strip_secrets
-from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.types import SourceState, SourceStatus
 from reid_desktop.ui.settings import SavedSource
 

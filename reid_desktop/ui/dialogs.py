@@ -19,9 +19,9 @@ from PySide6.QtWidgets import (
 
 from reid_desktop import __version__
 from reid_desktop.core import config as config_mod
-from reid_desktop.core.database_url import DatabaseUrlError
 from reid_desktop.core.paths import build_description, default_database
 from reid_desktop.core.redaction import is_url, split_credentials
+from reid_desktop.core.store.database_url import DatabaseUrlError
 from reid_desktop.ui.option_form import OptionEditor, file_row
 from reid_desktop.ui.settings import AppSettings
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
-from reid_desktop.core.report import write_html_report
-from reid_desktop.core.store import HistoryReader
+from reid_desktop.core.store.interface import HistoryReader
+from reid_desktop.core.store.report import write_html_report
 from reid_desktop.ui.engine import EngineClient
 from reid_desktop.ui.targets_panel import TargetsPanel
 from trainer.store_export import ExportSummary, export_store_dataset

@@ -20,8 +20,8 @@ from PySide6.QtCore import QPointF, QRectF, QSize, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QImage, QMouseEvent, QPainter, QPaintEvent, QPen, QResizeEvent
 from PySide6.QtWidgets import QGridLayout, QSizePolicy, QWidget
 
-from reid_desktop.core.crops import crop
 from reid_desktop.core.types import Frame, FrameResult, SourceState, SourceStatus, TrackedPerson
+from reid_desktop.core.vision.crops import crop
 
 TARGET_COLOUR = QColor(255, 40, 40)
 PICTURES_STALE_S = 1.0  # without display pictures for this long, a feed shows the analysed frames

@@ -15,11 +15,11 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QIcon
 from PySide6.QtWidgets import QApplication, QSystemTrayIcon
 
-from reid_desktop.core.history import History
-from reid_desktop.core.sources import SourceKind
-from reid_desktop.core.store import Alert
+from reid_desktop.core.capture.sources import SourceKind
+from reid_desktop.core.identity.watchlist import WatchMatch
+from reid_desktop.core.store.history import History
+from reid_desktop.core.store.interface import Alert
 from reid_desktop.core.types import TargetSighted
-from reid_desktop.core.watchlist import WatchMatch
 from reid_desktop.ui.alerts_panel import ROWS_SHOWN, AlertsPanel, live_alert, path_text
 from reid_desktop.ui.cameras import CameraList
 from reid_desktop.ui.engine import EngineClient

@@ -37,17 +37,17 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core import config as config_mod
-from reid_desktop.core.camera_transitions import LinkSuggestion
-from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.detector_preparation import DetectorPreparation
-from reid_desktop.core.live_boxes import hides_credentials, remote_source_id
-from reid_desktop.core.models import load_embedder
-from reid_desktop.core.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.capture.sources import SourceKind, SourceSpec
+from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.identity.camera_transitions import LinkSuggestion
+from reid_desktop.core.identity.watchlist import WatchPictures
 from reid_desktop.core.redaction import join_credentials, redact, strip_secrets
-from reid_desktop.core.sources import SourceKind, SourceSpec
-from reid_desktop.core.store import CameraHealth, StorageHealth
+from reid_desktop.core.store.database_url import PostgresLocation
+from reid_desktop.core.store.interface import CameraHealth, StorageHealth
+from reid_desktop.core.store.live_boxes import hides_credentials, remote_source_id
 from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus, TrackedPerson
-from reid_desktop.core.watchlist import WatchPictures
+from reid_desktop.core.vision.detector_preparation import DetectorPreparation
+from reid_desktop.core.vision.models import load_embedder
 from reid_desktop.ui.alerts_panel import AlertsPanel
 from reid_desktop.ui.cameras import Added, CameraError, CameraList, parse_rate, rate_choices, rate_text
 from reid_desktop.ui.detector_dialog import PrepareDetectorDialog

@@ -27,8 +27,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from reid_desktop.core import model_catalogue as catalogue
 from reid_desktop.core.paths import app_command
+from reid_desktop.core.vision import model_catalogue as catalogue
 from reid_desktop.ui.trainer_process import without_console_window
 
 _PROGRESS = re.compile(r"^\[download\] (\d+) (\d+)$")

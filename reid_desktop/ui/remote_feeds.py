@@ -2,7 +2,7 @@
 
 The node does the analysis; the station opens the camera's stream itself (a :class:`VideoSource` of its
 own, cut to the region the node cuts) and draws over its pictures the boxes the node publishes
-(core/live_boxes.py), scaled to its picture. The stream is opened when the node's first boxes arrive, since
+(core/store/live_boxes.py), scaled to its picture. The stream is opened when the node's first boxes arrive, since
 they say which region of the picture the node analyses. A recording played on both sides is kept in step
 with the node by seeking to where the node is. Boxes that stop coming (the node went down) are taken off
 the picture after :data:`BOXES_STALE_S`. What cannot be opened here (a webcam of the node, a file only the
@@ -20,13 +20,13 @@ from dataclasses import dataclass, field
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from reid_desktop.core.capture.sources import SourceKind, SourceSpec, VideoSource
 from reid_desktop.core.config import SourceOptions
 from reid_desktop.core.credentials import load_secret_url, save_secret_url
-from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.live_boxes import LiveBoxes, LiveListener, hides_credentials, remote_source_id, station_uri
 from reid_desktop.core.redaction import strip_secrets
-from reid_desktop.core.sources import SourceKind, SourceSpec, VideoSource
-from reid_desktop.core.store import CameraHealth
+from reid_desktop.core.store.database_url import PostgresLocation
+from reid_desktop.core.store.interface import CameraHealth
+from reid_desktop.core.store.live_boxes import LiveBoxes, LiveListener, hides_credentials, remote_source_id, station_uri
 from reid_desktop.core.types import Frame, SourceState, SourceStatus
 from reid_desktop.ui.engine import Latest
 from reid_desktop.ui.feeds import FeedView

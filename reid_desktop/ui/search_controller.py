@@ -14,8 +14,8 @@ import numpy as np
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QDockWidget, QFileDialog, QWidget
 
-from reid_desktop.core.search import Searcher
-from reid_desktop.core.store import HistoryReader, SearchHit
+from reid_desktop.core.identity.search import Searcher
+from reid_desktop.core.store.interface import HistoryReader, SearchHit
 from reid_desktop.ui.engine import EngineClient
 from reid_desktop.ui.search_panel import SearchPanel, SearchQuery, SearchResult
 from reid_desktop.ui.targets_controller import TargetsController

@@ -19,8 +19,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from reid_desktop.core.report import format_media_time
-from reid_desktop.core.store import SearchHit
+from reid_desktop.core.store.interface import SearchHit
+from reid_desktop.core.store.report import format_media_time
 from reid_desktop.ui.feeds import to_qimage
 from reid_desktop.ui.targets_panel import ID_ROLE, THUMB, format_time, thumbnail_icon
 

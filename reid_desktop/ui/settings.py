@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from reid_desktop.core import config as config_mod
-from reid_desktop.core.history import History, history_of
 from reid_desktop.core.paths import data_dir, open_private
+from reid_desktop.core.store.history import History, history_of
 
 log = logging.getLogger(__name__)
 

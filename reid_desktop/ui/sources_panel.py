@@ -11,7 +11,7 @@ from PySide6.QtCore import QPoint, Qt, Signal
 from PySide6.QtGui import QAction
 from PySide6.QtWidgets import QLabel, QListWidget, QListWidgetItem, QMenu, QToolBar, QVBoxLayout, QWidget
 
-from reid_desktop.core.store import CameraHealth
+from reid_desktop.core.store.interface import CameraHealth
 from reid_desktop.core.types import SourceState
 
 _STATE_MARKS = {

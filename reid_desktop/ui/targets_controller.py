@@ -10,8 +10,8 @@ from PySide6.QtCore import QObject, Qt, QTimer, Signal
 from PySide6.QtGui import QPixmap
 from PySide6.QtWidgets import QMessageBox, QWidget
 
-from reid_desktop.core.sources import SourceKind
-from reid_desktop.core.store import HistoryReader, IdentitySummary, TrackSegment
+from reid_desktop.core.capture.sources import SourceKind
+from reid_desktop.core.store.interface import HistoryReader, IdentitySummary, TrackSegment
 from reid_desktop.core.types import TrackedPerson
 from reid_desktop.ui.cameras import CameraList
 from reid_desktop.ui.engine import EngineClient

@@ -21,8 +21,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from reid_desktop.core.report import format_media_time
-from reid_desktop.core.store import IdentitySummary, TrackSegment
+from reid_desktop.core.store.interface import IdentitySummary, TrackSegment
+from reid_desktop.core.store.report import format_media_time
 from reid_desktop.core.wording import count
 
 THUMB = QSize(48, 96)

@@ -2,9 +2,9 @@
 
 It edits ``matcher.camera_links`` (:mod:`reid_desktop.core.topology`) as a table instead of a string;
 the matcher uses it to refuse links that are physically impossible. Below the table, what the running app learned
-from the footage (:class:`~reid_desktop.core.camera_transitions.LinkSuggestion`: where people leave one picture,
-where they enter the other and how long the walk takes) is offered as suggestions; the operator adds the ones that
-are right, nothing is added by itself.
+from the footage (:class:`~reid_desktop.core.identity.camera_transitions.LinkSuggestion`: where people leave one
+picture, where they enter the other and how long the walk takes) is offered as suggestions; the operator adds the
+ones that are right, nothing is added by itself.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from PySide6.QtWidgets import (
 )
 
 from reid_desktop.core import topology
-from reid_desktop.core.camera_transitions import LinkSuggestion
+from reid_desktop.core.identity.camera_transitions import LinkSuggestion
 from reid_desktop.ui.table_dialog import TableDialog
 
 COLUMNS = ("Camera", "Camera", "Same ground", "Shortest walk")

@@ -20,7 +20,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from reid_desktop.core.watchlist import MAX_ENTRIES, MAX_PICTURES
+from reid_desktop.core.identity.watchlist import MAX_ENTRIES, MAX_PICTURES
 from reid_desktop.ui.settings import WatchedPerson
 from reid_desktop.ui.table_dialog import TableDialog
 

@@ -14,7 +14,7 @@ def test_core_and_cli_import_without_pyside6() -> None:
     code = (
         "import sys\n"
         "sys.modules['PySide6'] = None  # any import of PySide6 now raises ImportError\n"
-        "import reid_desktop.cli, reid_desktop.core.pipeline, reid_desktop.core.storage\n"
+        "import reid_desktop.cli, reid_desktop.core.engine.pipeline, reid_desktop.core.store.storage\n"
         "import trainer.export, trainer.model\n"
         "assert not any(m.startswith('PySide6') for m in sys.modules if sys.modules[m] is not None)\n"
         "print('ok')\n"
@@ -35,7 +35,7 @@ def test_import_contracts_hold() -> None:
 def test_the_blas_thread_limit_is_set_by_the_app_at_start_not_by_an_import() -> None:
     code = (
         "import os, threadpoolctl\n"
-        "import reid_desktop, reid_desktop.core.pipeline, reid_desktop.cli\n"
+        "import reid_desktop, reid_desktop.core.engine.pipeline, reid_desktop.cli\n"
         "assert 'OPENBLAS_NUM_THREADS' not in os.environ\n"
         "from reid_desktop.app import one_blas_thread\n"
         "one_blas_thread()\n"

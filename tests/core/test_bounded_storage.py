@@ -11,12 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.embedding import ColorTextureEmbedder
-from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.storage import SightingStore, _PendingRecords
-from reid_desktop.core.store import SightingRecord, StoreDirectory, TrackKey
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
+from reid_desktop.core.store.interface import SightingRecord, StoreDirectory, TrackKey
+from reid_desktop.core.store.storage import SightingStore, _PendingRecords
 from reid_desktop.core.types import Detections, Frame
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 from tests.core.test_identity_engine import decided
 from tests.core.test_pipeline_faults import config
 from tests.core.test_store_edits import DIM, MODEL, direction
@@ -163,7 +163,7 @@ def test_hours_of_traffic_stay_within_memory_and_disk_bounds(tmp_path: Path) -> 
 
 
 def test_retention_round_deletes_beyond_the_size_budget(tmp_path: Path, monkeypatch) -> None:
-    from reid_desktop.core import persistence
+    from reid_desktop.core.engine import persistence
 
     monkeypatch.setattr(persistence, "RETENTION_EVERY_S", 0.0)
     cfg = config(**{"storage.max_database_gb": 200e3 / 1e9})  # 200 kB

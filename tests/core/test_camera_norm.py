@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.camera_norm import CameraNormaliser
-from reid_desktop.core.embedding import ColorTextureEmbedder
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.identity.camera_norm import CameraNormaliser
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import CameraMean, Frame
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 from tests.core.test_pipeline_faults import config
 from tests.core.test_revisable_identities import SIZE, Scripted, person_patch
 from tests.core.test_store_edits import store  # noqa: F401  (the fixture: both backends)

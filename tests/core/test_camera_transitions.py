@@ -7,7 +7,7 @@ import numpy as np
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from reid_desktop.core.camera_transitions import SUPPORT, CameraTransitions, LinkSuggestion, where
+from reid_desktop.core.identity.camera_transitions import SUPPORT, CameraTransitions, LinkSuggestion, where
 from reid_desktop.core.topology import CameraLinks, parse
 
 THRESHOLD = 0.7

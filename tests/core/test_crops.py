@@ -6,7 +6,7 @@ import numpy as np
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reid_desktop.core.crops import covered_share, crop_quality
+from reid_desktop.core.vision.crops import covered_share, crop_quality
 
 FRAME = (576, 768, 3)
 

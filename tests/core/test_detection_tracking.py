@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from reid_desktop.core.config import DetectorConfig, TrackerConfig
-from reid_desktop.core.detection import YoloDetector
-from reid_desktop.core.detector_runtimes import box_iou
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.tracking import UltralyticsTracker
 from reid_desktop.core.types import Detections
+from reid_desktop.core.vision.detection import YoloDetector
+from reid_desktop.core.vision.detector_runtimes import box_iou
+from reid_desktop.core.vision.tracking import UltralyticsTracker
 from tests.conftest import shared_path
 
 if not hasattr(np, "asfarray"):  # motmetrics 1.4.0 (the latest release) still calls this NumPy 1 alias
@@ -161,9 +161,9 @@ def test_a_new_tracker_keeps_its_first_people_at_a_low_analysis_rate(pose_detect
 def _people_with_a_box(pose_detector, demo_frames, every: int, buffer_per_s: float) -> tuple[float, float]:
     """Analyse every ``every``-th frame of the demo's left half (twice round: the second pass is scored): the share
     of confident people that carry a drawn box, and the share whose box is a confirmed (matchable) track."""
-    from reid_desktop.core.embedding import ColorTextureEmbedder
-    from reid_desktop.core.pipeline import Pipeline
+    from reid_desktop.core.engine.pipeline import Pipeline
     from reid_desktop.core.types import Frame
+    from reid_desktop.core.vision.embedding import ColorTextureEmbedder
     from tests.core.test_pipeline import fast_config
 
     cfg = fast_config(**{"tracker.buffer_per_s": buffer_per_s})

@@ -15,17 +15,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_desktop.core import detector_runtimes as runtimes
-from reid_desktop.core import ort_runner
+from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import DetectorConfig
-from reid_desktop.core.detection import PreparingDetector, YoloDetector
-from reid_desktop.core.detector_runtimes import DetectorCache, Variant
-from reid_desktop.core.embedding import ColorTextureEmbedder
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.engine.runner import run
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.runner import run
-from reid_desktop.core.sources import SourceSpec
 from reid_desktop.core.types import Detections, FrameResult, PreparedPicture
+from reid_desktop.core.vision import detector_runtimes as runtimes
+from reid_desktop.core.vision import ort_runner
+from reid_desktop.core.vision.detection import PreparingDetector, YoloDetector
+from reid_desktop.core.vision.detector_runtimes import DetectorCache, Variant
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 from tests.core.test_detection_tracking import EYE_COUNTED, _covered
 from tests.core.test_pipeline import fast_config
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from reid_desktop.core.downloads import DownloadError, download, part_path
+from reid_desktop.core.vision.downloads import DownloadError, download, part_path
 from tests.tools.file_server import serve
 
 PAYLOAD = os.urandom(300_000)
@@ -80,7 +80,7 @@ def test_a_full_disk_is_one_line_and_gives_the_space_back(tmp_path):
         child = textwrap.dedent(f"""
             import resource, signal, sys
             from pathlib import Path
-            from reid_desktop.core.downloads import DownloadError, download
+            from reid_desktop.core.vision.downloads import DownloadError, download
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # get the error, not the signal
             resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, 100_000))
             try:

@@ -12,11 +12,11 @@ import torch
 from onnx import TensorProto, helper
 
 from reid_desktop.core.config import ReidConfig
-from reid_desktop.core.embedding import ColorTextureEmbedder, OnnxEmbedder
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.model_catalogue import RECOMMENDED
-from reid_desktop.core.models import default_reid_model_path, load_embedder
-from reid_desktop.core.ort_runner import candidate_providers
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder, OnnxEmbedder
+from reid_desktop.core.vision.model_catalogue import RECOMMENDED
+from reid_desktop.core.vision.models import default_reid_model_path, load_embedder
+from reid_desktop.core.vision.ort_runner import candidate_providers
 from tests.conftest import shared_path
 from trainer.default_model import build_default_reid_model, default_embedder
 from trainer.model import WeightsUnavailable

@@ -14,10 +14,10 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from reid_desktop.core import embedding, ort_runner
-from reid_desktop.core.embedding import HALF_COPIES_KEPT, OnnxEmbedder, half_precision_copy
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.ort_runner import MAX_SHAPES, OrtRunner
+from reid_desktop.core.vision import embedding, ort_runner
+from reid_desktop.core.vision.embedding import HALF_COPIES_KEPT, OnnxEmbedder, half_precision_copy
+from reid_desktop.core.vision.ort_runner import MAX_SHAPES, OrtRunner
 
 
 def _cuda_session_available() -> bool:

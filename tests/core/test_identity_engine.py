@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.matching import IdentityMatcher, MatchDecision, MatchRequest
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import StoreDirectory
+from reid_desktop.core.identity.matching import IdentityMatcher, MatchDecision, MatchRequest
+from reid_desktop.core.store.interface import StoreDirectory
+from reid_desktop.core.store.storage import SightingStore
 from tests.core.test_store_edits import DIM, MODEL, Builder, direction
 
 

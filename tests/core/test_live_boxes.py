@@ -13,8 +13,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.live_boxes import (
+from reid_desktop.core.redaction import redact
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.live_boxes import (
     PAYLOAD_LIMIT,
     LiveBoxes,
     LiveListener,
@@ -23,7 +24,6 @@ from reid_desktop.core.live_boxes import (
     parse_boxes,
     station_uri,
 )
-from reid_desktop.core.redaction import redact
 from reid_desktop.core.types import FrameResult, TrackedPerson
 from tests.pg_server import PASSWORD
 
@@ -159,7 +159,7 @@ def test_no_payload_stops_a_station_listening(pg_url: str, monkeypatch: pytest.M
     The listener refuses each and goes on hearing the good boxes after them."""
     import psycopg
 
-    from reid_desktop.core.live_boxes import LIVE_CHANNEL
+    from reid_desktop.core.store.live_boxes import LIVE_CHANNEL
 
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     location = parse_postgres_url(pg_url)

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from reid_desktop.core.matching import IdentityMatcher, MatchRequest
+from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
 
 
 def unit(*values: float) -> np.ndarray:

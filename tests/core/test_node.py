@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from reid_desktop.core import config as config_mod
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.live_boxes import LiveBoxes, LiveListener
-from reid_desktop.core.node import load_node_file
-from reid_desktop.core.pg_schema import DOWN_AFTER_S
-from reid_desktop.core.pg_store import PgSightingStore, camera_health
+from reid_desktop.core.engine.node import load_node_file
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.live_boxes import LiveBoxes, LiveListener
+from reid_desktop.core.store.pg_schema import DOWN_AFTER_S
+from reid_desktop.core.store.pg_store import PgSightingStore, camera_health
 from tests.conftest import ROOT, shared_path
 from tests.pg_server import PASSWORD
 
@@ -230,9 +230,9 @@ def test_machines_compare_the_servers_clock_not_their_own(pg_url: str, monkeypat
     run crashed) nor shows a healthy node as down: heartbeats are written and aged by the server's clock."""
     import psycopg
 
-    from reid_desktop.core import node as node_mod
-    from reid_desktop.core.pg_schema import PgSchemaError
-    from reid_desktop.core.sources import SourceSpec
+    from reid_desktop.core.capture.sources import SourceSpec
+    from reid_desktop.core.engine import node as node_mod
+    from reid_desktop.core.store.pg_schema import PgSchemaError
 
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     location = parse_postgres_url(pg_url)
@@ -256,7 +256,7 @@ def test_machines_compare_the_servers_clock_not_their_own(pg_url: str, monkeypat
 def test_process_on_a_shared_database_follows_a_target_set_elsewhere_while_it_runs(
         pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """``process --db postgresql://...`` hears what the other processes change while it runs, as a node and a
-    station do (one assembly for all three: core/engine_setup.py): a target set on a station is followed, and the
+    station do (one assembly for all three: core/engine/engine_setup.py): a target set on a station is followed, and the
     person's next sighting is an alert. It once heard nothing: only the window and ``node`` listened."""
     import psycopg
 

@@ -30,15 +30,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reid_desktop.core.capture.sources import SourceSpec, read_frames
 from reid_desktop.core.config import PipelineConfig, load
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.embedding import OnnxEmbedder
-from reid_desktop.core.node import ChangeListener
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.shared_changes import SharedChange, SharedEmbeddings
-from reid_desktop.core.sources import SourceSpec, read_frames
+from reid_desktop.core.engine.node import ChangeListener
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.shared_changes import SharedChange, SharedEmbeddings
 from reid_desktop.core.types import Frame
+from reid_desktop.core.vision.embedding import OnnxEmbedder
 from tests.conftest import shared_path
 from tests.core.test_node import query
 from tests.pg_server import PASSWORD

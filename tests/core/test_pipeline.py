@@ -9,13 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig, load
-from reid_desktop.core.embedding import OnnxEmbedder
-from reid_desktop.core.pipeline import Pipeline, PipelineInfo
-from reid_desktop.core.runner import PipelineControl, run
-from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.engine.runner import PipelineControl, run
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
+from reid_desktop.core.vision.embedding import OnnxEmbedder
 
 
 def fast_config(**extra) -> PipelineConfig:
@@ -325,8 +325,8 @@ def test_retention_deletes_old_sightings_when_processing_starts(tmp_path: Path, 
 
 def test_the_watch_list_finds_a_person_from_a_picture_of_them(tmp_path: Path, demo_clip: Path,
                                                               osnet_pipeline_parts) -> None:
-    from reid_desktop.core.crops import crop
-    from reid_desktop.core.watchlist import WatchMatch, WatchPictures
+    from reid_desktop.core.identity.watchlist import WatchMatch, WatchPictures
+    from reid_desktop.core.vision.crops import crop
 
     detector, embedder = osnet_pipeline_parts
     cfg = fast_config()

@@ -20,15 +20,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from reid_desktop.core.capture.sources import SourceSpec, VideoSource
 from reid_desktop.core.config import PipelineConfig, load
-from reid_desktop.core.embedding import ColorTextureEmbedder
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.runner import PipelineControl, run
-from reid_desktop.core.sources import SourceSpec, VideoSource
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import StorageHealth
-from reid_desktop.core.tracking import UltralyticsTracker
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.engine.runner import PipelineControl, run
+from reid_desktop.core.store.interface import StorageHealth
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import Detections, FrameResult
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
+from reid_desktop.core.vision.tracking import UltralyticsTracker
 
 
 def config(**extra: object) -> PipelineConfig:
@@ -281,8 +281,8 @@ def test_removed_cameras_leave_nothing_behind(demo_clip: Path, pose_detector) ->
 
 def test_retention_runs_during_a_long_run_not_only_at_the_start(tmp_path: Path, demo_frames, pose_detector,
                                                                 monkeypatch) -> None:
-    from reid_desktop.core import persistence
-    from reid_desktop.core.store import SightingRecord, TrackKey
+    from reid_desktop.core.engine import persistence
+    from reid_desktop.core.store.interface import SightingRecord, TrackKey
     from reid_desktop.core.types import Frame
 
     monkeypatch.setattr(persistence, "RETENTION_EVERY_S", 0.0)  # "an hour later", now
@@ -313,7 +313,7 @@ def test_commands_to_a_stalled_pipeline_are_bounded(pose_detector) -> None:
     fails at once with one clear line, and all that waited run when the pipeline is back."""
     import threading
 
-    from reid_desktop.core.runner import MAX_PENDING_COMMANDS, PipelineBusy
+    from reid_desktop.core.engine.runner import MAX_PENDING_COMMANDS, PipelineBusy
 
     cfg = config()
     control = PipelineControl()

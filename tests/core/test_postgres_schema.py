@@ -11,15 +11,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reid_desktop.core import database_url
-from reid_desktop.core.database_url import (
+from reid_desktop.core.store import database_url
+from reid_desktop.core.store.database_url import (
     DEAD_LINK_S,
     DatabaseUrlError,
     PostgresLocation,
     parse_database,
     parse_postgres_url,
 )
-from reid_desktop.core.pg_schema import (
+from reid_desktop.core.store.pg_schema import (
     MIGRATIONS,
     SCHEMA_VERSION,
     PgSchemaError,
@@ -89,7 +89,7 @@ def test_a_new_database_gets_the_schema_and_a_second_open_finds_it_done(pg_url: 
 
 
 def test_embeddings_stored_before_schema_5_count_as_written_long_ago(pg_url: str, password_in_environment) -> None:
-    """Schema 5 notes the transaction that writes each embedding (core/node.py catches up by it)."""
+    """Schema 5 notes the transaction that writes each embedding (core/engine/node.py catches up by it)."""
     location = parse_postgres_url(pg_url)
     with connect(location) as conn:
         for migration in MIGRATIONS[:4]:
@@ -236,9 +236,9 @@ def test_db_roles_give_writers_what_nodes_need_and_viewers_only_reading(
     import psycopg
 
     from reid_desktop import cli
-    from reid_desktop.core.history import open_store
-    from reid_desktop.core.pg_store import PgSightingStore
-    from reid_desktop.core.store import SightingRecord, StoreError, TrackKey
+    from reid_desktop.core.store.history import open_store
+    from reid_desktop.core.store.interface import SightingRecord, StoreError, TrackKey
+    from reid_desktop.core.store.pg_store import PgSightingStore
 
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     assert cli.main(["db", "roles", pg_url]) == cli.EXIT_OK

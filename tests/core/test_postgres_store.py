@@ -8,9 +8,9 @@ import threading
 import numpy as np
 import pytest
 
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.store import SightingRecord, TrackKey
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.interface import SightingRecord, TrackKey
+from reid_desktop.core.store.pg_store import PgSightingStore
 from tests.core.test_shared_history import begin
 from tests.pg_server import PASSWORD
 
@@ -102,8 +102,8 @@ def test_two_nodes_write_one_history_with_disjoint_identities(pg_url: str) -> No
 
 
 def test_a_station_reading_an_unreachable_server_gets_one_clear_line(pg_server) -> None:
-    from reid_desktop.core.database_url import PostgresLocation
-    from reid_desktop.core.store import StoreError
+    from reid_desktop.core.store.database_url import PostgresLocation
+    from reid_desktop.core.store.interface import StoreError
 
     port = pg_server.port + 1
     closed = PostgresLocation(f"postgresql://reid@127.0.0.1:{port}/x", "reid", "127.0.0.1", port, "x")
@@ -132,7 +132,7 @@ def test_node_local_indexes_of_other_databases_do_not_pile_up(pg_url: str) -> No
     import os
 
     from reid_desktop.core.paths import data_dir
-    from reid_desktop.core.pg_store import INDEXES_KEPT
+    from reid_desktop.core.store.pg_store import INDEXES_KEPT
 
     folder = data_dir() / "indexes"
     folder.mkdir(parents=True, exist_ok=True)
@@ -187,7 +187,7 @@ def table_rows(store: PgSightingStore) -> dict[str, list[tuple]]:
 def test_a_flush_is_a_few_statements_whatever_its_size_and_writes_what_record_by_record_writes(pg_server) -> None:
     import functools
 
-    from reid_desktop.core.storage import SightingStore
+    from reid_desktop.core.store.storage import SightingStore
 
     stores = [PgSightingStore(parse_postgres_url(pg_server.create_database(name)), commit_interval_s=60,
                               embeddings_per_track=3) for name in ("batched", "one_by_one")]
@@ -233,7 +233,7 @@ def test_a_flush_is_a_few_statements_whatever_its_size_and_writes_what_record_by
 
 def test_camera_names_with_commas_stay_whole_in_identity_summaries(pg_url: str, tmp_path) -> None:
     """Both backends: an identity seen on "gate, north" and "hall" was seen on two cameras, not three."""
-    from reid_desktop.core.storage import SightingStore
+    from reid_desktop.core.store.storage import SightingStore
 
     for store in (SightingStore(tmp_path / "s.sqlite"), PgSightingStore(parse_postgres_url(pg_url))):
         with store:
@@ -280,8 +280,8 @@ def test_reads_reconnect_after_a_server_restart_and_recall_waits_out_an_outage(p
     """After a restart a look-up works without waiting for a write to reopen the connection; while the server is
     down a look-up says so as a storage error, and the matcher decides with the identities it holds (a camera's
     tracks are not dropped for it)."""
-    from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-    from reid_desktop.core.store import StorageUnavailable, StoreDirectory
+    from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
+    from reid_desktop.core.store.interface import StorageUnavailable, StoreDirectory
 
     store = PgSightingStore(parse_postgres_url(pg_url), commit_interval_s=0)
     try:
@@ -324,8 +324,8 @@ def test_a_long_edit_elsewhere_fails_a_flush_in_seconds_and_its_sightings_wait(p
 
     import psycopg
 
-    from reid_desktop.core.pg_schema import EDIT_LOCK
-    from reid_desktop.core.pg_store import LOCK_WAIT_S
+    from reid_desktop.core.store.pg_schema import EDIT_LOCK
+    from reid_desktop.core.store.pg_store import LOCK_WAIT_S
 
     store = PgSightingStore(parse_postgres_url(pg_url), commit_interval_s=0)
     try:

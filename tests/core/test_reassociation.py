@@ -11,14 +11,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.embedding import ColorTextureEmbedder
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.reassociation import ReassociationSettings, Reassociator
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import TrackKey
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.identity.reassociation import ReassociationSettings, Reassociator
+from reid_desktop.core.identity.tracklets import TrackletView, TrackletWindow
+from reid_desktop.core.store.interface import TrackKey
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.topology import CameraLinks, parse
-from reid_desktop.core.tracklets import TrackletView, TrackletWindow
 from reid_desktop.core.types import Detections, Frame
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 from tests.core.test_pipeline_faults import config
 from tests.core.test_revisable_identities import SIZE, person_patch
 

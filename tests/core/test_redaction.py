@@ -11,6 +11,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from reid_desktop.core.capture.sources import SourceKind, SourceSpec, VideoSource
 from reid_desktop.core.config import SourceOptions
 from reid_desktop.core.credentials import complete_url, environment_variable, save_secret_url
 from reid_desktop.core.redaction import (
@@ -22,7 +23,6 @@ from reid_desktop.core.redaction import (
     stream_host,
     strip_secrets,
 )
-from reid_desktop.core.sources import SourceKind, SourceSpec, VideoSource
 
 MARKER = "Zq7xK"  # every generated secret contains it, so "the secret leaked" is a plain substring test
 SCHEMES = st.sampled_from(["rtsp", "rtsps", "rtspt", "rtmp", "rtmps", "http", "https", "srt", "udp", "onvif",

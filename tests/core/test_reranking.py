@@ -7,8 +7,8 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from reid_desktop.core.embedding import ColorTextureEmbedder, l2_normalise
-from reid_desktop.core.reranking import expanded_query, rerank
+from reid_desktop.core.identity.reranking import expanded_query, rerank
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder, l2_normalise
 from tests.conftest import shared_path
 
 

@@ -13,15 +13,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reid_desktop.core import storage
-from reid_desktop.core.calibration import ThresholdCalibration
 from reid_desktop.core.config import ConfigError
-from reid_desktop.core.embedding import ColorTextureEmbedder
-from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.identity.calibration import ThresholdCalibration
+from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
+from reid_desktop.core.store import storage
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.topology import CameraLinks, parse
 from reid_desktop.core.types import Detections, Frame
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 from tests.core.test_pipeline_faults import config
 from tests.core.test_store_edits import Builder
 

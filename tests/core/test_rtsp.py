@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from reid_desktop.core.capture.sources import SourceSpec, VideoSource
 from reid_desktop.core.config import SourceOptions, load
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.runner import PipelineControl, run
-from reid_desktop.core.sources import SourceSpec, VideoSource
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.engine.runner import PipelineControl, run
 from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus
 from tests.tools.rtsp import RTSP_MARKS, RtspServer, free_port
 

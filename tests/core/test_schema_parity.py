@@ -1,4 +1,4 @@
-"""The history's tables are declared twice, for SQLite (core/migrations.py) and for PostgreSQL (core/pg_schema.py).
+"""The history's tables are declared twice, for SQLite (store/migrations.py) and for PostgreSQL (store/pg_schema.py).
 Both must hold the same history: read back from two fresh databases, every shared table has the same columns (name,
 kind of value, whether it may be empty, default), primary key, unique constraints, references and indexes. What
 only a shared database has is listed here by name, with the reason."""
@@ -14,9 +14,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.storage import SightingStore
 from tests.pg_server import PASSWORD
 
 # the processes of a shared database and what they tell each other: nodes and their cameras, the logs of merges,

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reid_desktop.core.matching import IdentityMatcher, MatchRequest
-from reid_desktop.core.shared_changes import (
+from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
+from reid_desktop.core.store.shared_changes import (
     EmbeddingsAdded,
     Labelled,
     Merged,

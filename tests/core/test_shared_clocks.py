@@ -10,16 +10,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core import pg_store
+from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.embedding import ColorTextureEmbedder
-from reid_desktop.core.node import ChangeListener
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.shared_changes import SharedEmbeddings
-from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.engine.node import ChangeListener
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.store import pg_store
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.shared_changes import SharedEmbeddings
+from reid_desktop.core.store.storage import SightingStore
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 from tests.core.test_shared_history import begin, sight, wait_for
 from tests.pg_server import PASSWORD
 

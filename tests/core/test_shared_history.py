@@ -9,12 +9,13 @@ import time
 import numpy as np
 import pytest
 
-from reid_desktop.core import node as node_mod
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.node import ChangeListener
-from reid_desktop.core.pg_schema import CHANGES_CHANNEL
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.shared_changes import (
+from reid_desktop.core.engine import node as node_mod
+from reid_desktop.core.engine.node import ChangeListener
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.interface import SightingRecord, TrackKey
+from reid_desktop.core.store.pg_schema import CHANGES_CHANNEL
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.shared_changes import (
     EmbeddingsAdded,
     Labelled,
     Merged,
@@ -23,7 +24,6 @@ from reid_desktop.core.shared_changes import (
     TargetChanged,
     format_change,
 )
-from reid_desktop.core.store import SightingRecord, TrackKey
 from tests.pg_server import PASSWORD
 
 
@@ -362,9 +362,9 @@ def test_a_target_dropped_while_a_node_was_away_is_dropped_when_it_is_back(pg_ur
     """Notifications are not kept for the absent: back from an outage, the listener hands over the targets as the
     database holds them, and the pipeline follows exactly those (it no longer follows the one dropped meanwhile)."""
     from reid_desktop.core.config import load
-    from reid_desktop.core.embedding import ColorTextureEmbedder
-    from reid_desktop.core.pipeline import Pipeline
-    from reid_desktop.core.shared_changes import TargetsNow
+    from reid_desktop.core.engine.pipeline import Pipeline
+    from reid_desktop.core.store.shared_changes import TargetsNow
+    from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 
     location = parse_postgres_url(pg_url)
     node, station = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)

@@ -13,12 +13,12 @@ import psycopg
 import pytest
 
 from reid_desktop import cli
-from reid_desktop.core import pg_store
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.node import ChangeListener
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.shared_changes import EmbeddingsPurged
-from reid_desktop.core.store import SightingRecord, TrackKey
+from reid_desktop.core.engine.node import ChangeListener
+from reid_desktop.core.store import pg_store
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.interface import SightingRecord, TrackKey
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.shared_changes import EmbeddingsPurged
 from tests.core.test_shared_history import begin, cut_off, wait_for
 from tests.pg_server import PASSWORD
 

@@ -9,9 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
+from reid_desktop.core.capture.sources import DEMO_LINKS, SourceKind, SourceSpec, VideoSource, demo_sources
 from reid_desktop.core.config import SourceOptions
 from reid_desktop.core.redaction import redact
-from reid_desktop.core.sources import DEMO_LINKS, SourceKind, SourceSpec, VideoSource, demo_sources
 from reid_desktop.core.topology import parse
 from reid_desktop.core.types import PreparedPicture, SourceState, SourceStatus
 from tests.tools.mjpeg import MjpegCamera

@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import StoreError
+from reid_desktop.core.store.interface import StoreError
+from reid_desktop.core.store.storage import SightingStore
 from tests.conftest import ROOT
 
 FAST = ["--imgsz", "960", "--device", "cpu", "--no-download", "-q"]
@@ -191,7 +191,7 @@ def test_sightings_the_database_never_took_are_reported_with_their_own_status(tm
 def test_an_internal_error_has_its_own_exit_status(tmp_path: Path, demo_clip: Path, monkeypatch,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     from reid_desktop import cli as cli_module
-    from reid_desktop.core import runner
+    from reid_desktop.core.engine import runner
 
     def broken(session, spec):  # type: ignore[no-untyped-def]
         raise RuntimeError("injected bug")

@@ -1,4 +1,4 @@
-"""The store's contract: every member of ``HistoryStore`` (core/store.py) exercised through the interface, on both
+"""The store's contract: every member of ``HistoryStore`` (store/interface.py) exercised through the interface, on both
 backends (a SQLite file, a database on a real PostgreSQL server), with the same expectations unless the interface
 says a backend differs. Operator edits, the timeline, retention by age and the exports are in test_store_edits.py
 (same fixtures, both backends); ``CONTRACT`` says where every member is, and a member added to the interface
@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import HistoryStore, SightingRecord, TrackKey
+from reid_desktop.core.store.interface import HistoryStore, SightingRecord, TrackKey
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import CameraMean
 from tests.core import test_store_edits as edits
 from tests.core.test_store_edits import DIM, MODEL, Builder, backend_store, direction, jpeg

@@ -16,12 +16,12 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_desktop.core import storage
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.report import write_html_report
-from reid_desktop.core.storage import KEPT_TRACKS, SightingStore
-from reid_desktop.core.store import SightingRecord, TrackKey
+from reid_desktop.core.store import storage
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.interface import SightingRecord, TrackKey
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.report import write_html_report
+from reid_desktop.core.store.storage import KEPT_TRACKS, SightingStore
 from tests.pg_server import PASSWORD
 
 MODEL = "test-model"

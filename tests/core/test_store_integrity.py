@@ -19,11 +19,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from reid_desktop.core.migrations import APPLICATION_ID, SCHEMA_VERSION
 from reid_desktop.core.paths import data_dir
-from reid_desktop.core.report import write_html_report
-from reid_desktop.core.storage import SightingStore, csv_text
-from reid_desktop.core.store import SightingRecord, StoreError, TrackKey
+from reid_desktop.core.store.interface import SightingRecord, StoreError, TrackKey
+from reid_desktop.core.store.migrations import APPLICATION_ID, SCHEMA_VERSION
+from reid_desktop.core.store.report import write_html_report
+from reid_desktop.core.store.storage import SightingStore, csv_text
 from tests.conftest import ROOT
 
 V1_FIXTURE = ROOT / "tests" / "data" / "store_v1.sqlite"
@@ -114,7 +114,7 @@ def test_a_second_writer_is_refused_with_the_holder_named(tmp_path: Path) -> Non
             SightingStore(db)
         with SightingStore(db, readonly=True):  # readers need no lock
             pass
-        script = f"from reid_desktop.core.storage import SightingStore; SightingStore({str(db)!r})"
+        script = f"from reid_desktop.core.store.storage import SightingStore; SightingStore({str(db)!r})"
         other = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert other.returncode != 0 and f"in use by process {os.getpid()}" in other.stderr
     with SightingStore(db):  # released on close
@@ -137,7 +137,7 @@ def test_identity_ids_come_from_the_database_and_never_repeat(tmp_path: Path) ->
 
 def test_runs_left_running_by_a_killed_process_are_marked_crashed(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
-    script = (f"import os, signal\nfrom reid_desktop.core.storage import SightingStore\n"
+    script = (f"import os, signal\nfrom reid_desktop.core.store.storage import SightingStore\n"
               f"s = SightingStore({str(db)!r})\n"
               "s.begin_run(detector='d', embedder='e', embedder_is_fallback=False, provider='cpu', model_key='m', "
               "warnings=[], config={})\nos.kill(os.getpid(), signal.SIGKILL)\n")

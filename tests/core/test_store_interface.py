@@ -1,4 +1,4 @@
-"""The store's interface (core.store) is what the engine, the views and the trainer rely on; both backends
+"""The store's interface (core.store.interface) is what the engine, the views and the trainer rely on; both backends
 (SQLite, PostgreSQL) must provide all of it, with the same parameters."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ import inspect
 
 import pytest
 
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import HistoryReader, HistoryStore
+from reid_desktop.core.store.interface import HistoryReader, HistoryStore
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.storage import SightingStore
 
 
 def protocol_members(protocol: type) -> list[str]:

@@ -8,14 +8,14 @@ from pathlib import Path
 
 import numpy as np
 
-from reid_desktop.core.detection import YoloDetector
-from reid_desktop.core.detector_runtimes import box_iou
-from reid_desktop.core.embedding import ColorTextureEmbedder
-from reid_desktop.core.motion import MAX_REGION_SHARE, MotionGate, MotionSettings, merge_region, region_size
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.runner import run
-from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.capture.sources import SourceSpec
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.engine.runner import run
 from reid_desktop.core.types import Detections, Frame, FrameResult
+from reid_desktop.core.vision.detection import YoloDetector
+from reid_desktop.core.vision.detector_runtimes import box_iou
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
+from reid_desktop.core.vision.motion import MAX_REGION_SHARE, MotionGate, MotionSettings, merge_region, region_size
 from tests.core.test_pipeline import fast_config
 
 

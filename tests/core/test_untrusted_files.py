@@ -15,10 +15,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reid_desktop.core.config import DetectorConfig
-from reid_desktop.core.detection import YoloDetector
-from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.model_info import PREFIX, ReidModelInfo
+from reid_desktop.core.vision.detection import YoloDetector
+from reid_desktop.core.vision.embedding import OnnxEmbedder
+from reid_desktop.core.vision.model_info import PREFIX, ReidModelInfo
 from tests.conftest import ROOT
 
 

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from reid_desktop.core import vector_index
-from reid_desktop.core.vector_index import VectorIndex
+from reid_desktop.core.store import vector_index
+from reid_desktop.core.store.vector_index import VectorIndex
 
 
 def unit(rng: np.random.Generator, n: int, dim: int) -> np.ndarray:

@@ -26,8 +26,8 @@ from pathlib import Path
 import pytest
 
 from reid_desktop.core.config import DetectorConfig
-from reid_desktop.core.detection import bundled_detector_path
-from reid_desktop.core.detector_runtimes import DetectorCache
+from reid_desktop.core.vision.detection import bundled_detector_path
+from reid_desktop.core.vision.detector_runtimes import DetectorCache
 from tests.conftest import ROOT, SHARED
 from tests.tools.screens import read_window_with_video
 from tests.trainer.conftest import mars_slice

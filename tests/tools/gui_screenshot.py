@@ -19,7 +19,7 @@ sanitize_qt_environment()
 from PySide6.QtCore import QPoint, QTimer  # noqa: E402
 from PySide6.QtWidgets import QApplication  # noqa: E402
 
-from reid_desktop.core.sources import DEMO_LINKS, demo_sources  # noqa: E402
+from reid_desktop.core.capture.sources import DEMO_LINKS, demo_sources  # noqa: E402
 from reid_desktop.ui.main_window import MainWindow  # noqa: E402
 from reid_desktop.ui.settings import AppSettings  # noqa: E402
 

@@ -285,8 +285,8 @@ class TrackSpec:
 
 
 def _make_store(path: Path, tracks: list[TrackSpec], labels: dict[int, str], targets: set[int]) -> None:
-    from reid_desktop.core.storage import SightingStore
-    from reid_desktop.core.store import SightingRecord, TrackKey
+    from reid_desktop.core.store.interface import SightingRecord, TrackKey
+    from reid_desktop.core.store.storage import SightingStore
 
     with SightingStore(path) as store:
         run = store.begin_run(detector="test", embedder="test", embedder_is_fallback=False, provider="cpu",

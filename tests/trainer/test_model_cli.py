@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from reid_desktop import cli
-from reid_desktop.core import model_catalogue as catalogue
 from reid_desktop.core.config import ReidConfig
-from reid_desktop.core.downloads import part_path
-from reid_desktop.core.embedding import OnnxEmbedder
-from reid_desktop.core.models import chosen_reid_model, load_embedder
 from reid_desktop.core.paths import models_dir
+from reid_desktop.core.vision import model_catalogue as catalogue
+from reid_desktop.core.vision.downloads import part_path
+from reid_desktop.core.vision.embedding import OnnxEmbedder
+from reid_desktop.core.vision.models import chosen_reid_model, load_embedder
 from tests.tools.file_server import serve
 from tests.trainer.test_zoo import fastreid_network, randomised
 

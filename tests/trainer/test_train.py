@@ -75,7 +75,7 @@ def test_stop_keeps_the_last_epoch_and_resume_continues_the_same_run(trained: di
 
 
 def test_export_with_metadata_parity_and_quantised_variants(trained: dict, tmp_path: Path) -> None:
-    from reid_desktop.core.embedding import OnnxEmbedder
+    from reid_desktop.core.vision.embedding import OnnxEmbedder
 
     run_dir = trained["second"].run_dir
     results = export_checkpoint(run_dir / "best.pt", tmp_path / "reid.onnx", fp16=True, int8=True,

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from reid_desktop.core.embedding import OnnxEmbedder
 from reid_desktop.core.errors import ModelError
+from reid_desktop.core.vision.embedding import OnnxEmbedder
 from tests.conftest import shared_path
 from trainer import zoo
 from trainer.model_import import MIN_PARITY_COSINE, import_checkpoint

@@ -72,7 +72,7 @@ def test_pause_state_and_session_only_cameras(memory_keyring) -> None:
 
 
 def test_a_session_camera_keeps_what_its_spec_says(memory_keyring) -> None:
-    from reid_desktop.core.sources import demo_sources
+    from reid_desktop.core.capture.sources import demo_sources
 
     cameras = CameraList()
     for spec in demo_sources():

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtWidgets import QApplication
 
-from reid_desktop.core import runner
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.engine import runner
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import FrameResult
 
 pytestmark = pytest.mark.slow

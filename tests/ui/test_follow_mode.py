@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import Alert
+from reid_desktop.core.store.interface import Alert
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import TargetSighted
 from reid_desktop.ui.alerts_panel import path_text
 from reid_desktop.ui.settings import load_settings

@@ -20,8 +20,8 @@ from urllib.parse import quote
 import pytest
 
 from reid_desktop.core import logs
-from reid_desktop.core.report import write_html_report
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store.report import write_html_report
+from reid_desktop.core.store.storage import SightingStore
 from tests.conftest import ROOT
 from tests.tools.rtsp import RtspServer, free_port, needs_rtsp
 

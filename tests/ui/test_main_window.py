@@ -11,7 +11,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QThreadPool, QTimer, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QApplication, QDialogButtonBox, QLabel, QLineEdit, QMessageBox
 
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import SourceState, TrackedPerson
 from reid_desktop.ui.dialogs import SettingsDialog, StreamDialog
 from reid_desktop.ui.feeds import MAX_DISPLAY_DELAY_S, FeedView
@@ -405,7 +405,7 @@ def test_the_window_reopens_where_the_operator_left_it(qtbot, make_window, app_s
 
 def test_the_demo_plays_at_the_clips_rate_while_analysis_takes_the_newest_frame(qtbot, make_window,
                                                                                app_settings) -> None:
-    from reid_desktop.core.sources import demo_sources
+    from reid_desktop.core.capture.sources import demo_sources
 
     window = make_window(app_settings, demo_sources())
     feeds = [window.grid.feeds["demo-left"], window.grid.feeds["demo-right"]]
@@ -467,8 +467,8 @@ def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_w
 def test_the_first_start_prepares_the_faster_detector_in_the_background_and_switches_to_it(
         qtbot, make_window, app_settings, demo_clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No menu, no restart: the status bar shows the preparation, then the detector label the faster runtime."""
-    from reid_desktop.core import detector_runtimes as runtimes
-    from reid_desktop.core.detector_preparation import SWITCH_VARIABLE
+    from reid_desktop.core.vision import detector_runtimes as runtimes
+    from reid_desktop.core.vision.detector_preparation import SWITCH_VARIABLE
 
     monkeypatch.setenv(SWITCH_VARIABLE, "1")
     monkeypatch.setattr(runtimes, "candidates", lambda: [runtimes.Variant("onnxruntime", "fp32")])  # one: quick

@@ -7,8 +7,8 @@ import pytest
 import torch
 from PySide6.QtCore import QPoint, Qt
 
-from reid_desktop.core import model_catalogue as catalogue
-from reid_desktop.core.models import chosen_reid_model
+from reid_desktop.core.vision import model_catalogue as catalogue
+from reid_desktop.core.vision.models import chosen_reid_model
 from reid_desktop.ui.model_dialog import GetReidModelDialog
 from reid_desktop.ui.settings import load_settings
 from tests.tools.file_server import serve
@@ -94,7 +94,7 @@ def test_an_imagenet_network_is_flagged_and_a_re_id_model_offered(qtbot, make_wi
                                                                   tmp_path) -> None:
     from torch import nn
 
-    from reid_desktop.core.model_info import ReidModelInfo
+    from reid_desktop.core.vision.model_info import ReidModelInfo
     from trainer.export import export_onnx
 
     tiny = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4), nn.AdaptiveAvgPool2d(1), nn.Flatten())

@@ -15,11 +15,11 @@ import pytest
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
-from reid_desktop.core.database_url import parse_postgres_url
-from reid_desktop.core.live_boxes import LivePublisher
-from reid_desktop.core.node import NodeHealth
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.sources import SourceSpec
+from reid_desktop.core.capture.sources import SourceSpec
+from reid_desktop.core.engine.node import NodeHealth
+from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.live_boxes import LivePublisher
+from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.types import FrameResult, SourceState, TrackedPerson
 from reid_desktop.ui.dialogs import StreamDialog
 from reid_desktop.ui.settings import load_settings
@@ -163,8 +163,8 @@ def test_a_flapping_region_does_not_reopen_the_cameras_stream(qtbot, pg_url: str
                                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """Payloads that alternate a camera's region (a bug or anyone who can NOTIFY) would reopen its stream on every
     tick and use up the camera's sessions: a new region is followed at most every REOPEN_MIN_S."""
-    from reid_desktop.core.live_boxes import LiveBoxes
-    from reid_desktop.core.store import CameraHealth
+    from reid_desktop.core.store.interface import CameraHealth
+    from reid_desktop.core.store.live_boxes import LiveBoxes
     from reid_desktop.ui import remote_feeds
     from reid_desktop.ui.feeds import FeedView
 

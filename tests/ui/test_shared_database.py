@@ -9,7 +9,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QDialogButtonBox
 
-from reid_desktop.core.database_url import PostgresLocation
+from reid_desktop.core.store.database_url import PostgresLocation
 from reid_desktop.ui.dialogs import SettingsDialog
 from reid_desktop.ui.search_panel import SearchQuery
 from tests.pg_server import PASSWORD
@@ -73,9 +73,9 @@ def test_a_saved_database_url_with_a_password_is_not_used(tmp_path: Path) -> Non
 
 def test_sources_panel_lists_every_nodes_cameras_with_their_health(qtbot, make_window, app_settings, pg_url: str,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
-    from reid_desktop.core.database_url import parse_postgres_url
-    from reid_desktop.core.node import NodeHealth
-    from reid_desktop.core.sources import SourceSpec
+    from reid_desktop.core.capture.sources import SourceSpec
+    from reid_desktop.core.engine.node import NodeHealth
+    from reid_desktop.core.store.database_url import parse_postgres_url
 
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     node = NodeHealth(parse_postgres_url(pg_url), "node-east")
@@ -107,8 +107,8 @@ def test_a_one_machine_history_shows_no_node_cameras(qtbot, make_window, app_set
 
 def test_the_windows_engine_hears_a_target_set_on_another_station(qtbot, make_window, app_settings, demo_clip: Path,
                                                                   pg_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from reid_desktop.core.database_url import parse_postgres_url
-    from reid_desktop.core.pg_store import PgSightingStore
+    from reid_desktop.core.store.database_url import parse_postgres_url
+    from reid_desktop.core.store.pg_store import PgSightingStore
 
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     app_settings.database = pg_url

@@ -6,7 +6,7 @@ import pytest
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QCheckBox, QComboBox, QDialogButtonBox, QDoubleSpinBox, QLabel, QPushButton
 
-from reid_desktop.core.camera_transitions import LinkSuggestion
+from reid_desktop.core.identity.camera_transitions import LinkSuggestion
 from reid_desktop.core.topology import parse
 from reid_desktop.ui.settings import load_settings
 from reid_desktop.ui.topology_dialog import NOT_RUNNING, NOTHING_LEARNED, TopologyDialog

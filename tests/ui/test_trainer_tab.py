@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from PySide6.QtCore import Qt
 
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.store.storage import SightingStore
 from tests.trainer.conftest import mini_mars  # noqa: F401 - fixture
 from trainer.events import Step
 

@@ -1,6 +1,6 @@
 """The shared PostgreSQL database's schema, as versioned forward migrations (plain SQL).
 
-The tables are the SQLite store's (core/migrations.py, schema 6) in PostgreSQL's types, plus what several
+The tables are the SQLite store's (core/store/migrations.py, schema 6) in PostgreSQL's types, plus what several
 machines share: ``nodes`` and ``cameras`` (which processing node runs which camera, its state, its rate,
 the last heartbeat) and a real sequence for identity ids, so every node draws from one numbering.
 
@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from reid_desktop.core.database_url import PostgresLocation
+from reid_desktop.core.store.database_url import PostgresLocation
 
 APPLICATION = "reid-desktop"
 MIGRATION_LOCK = 0x52454944  # "REID": the advisory lock that serialises migrations across nodes
-CHANGES_CHANNEL = "reid_changes"  # NOTIFY payloads: core/shared_changes.py
+CHANGES_CHANNEL = "reid_changes"  # NOTIFY payloads: core/store/shared_changes.py
 EDIT_LOCK = 0x52454945  # identity edits hold it alone, sighting writes together: a merge never races a write
 SERVER_NOW = "extract(epoch FROM clock_timestamp())::float8"  # the one clock every machine on the database shares
-HEARTBEAT_S = 2.0  # how often a processing node says it is alive (core/node.py)
+HEARTBEAT_S = 2.0  # how often a processing node says it is alive (core/engine/node.py)
 DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this (by the server's clock) is down
 
 _V1 = """
@@ -114,7 +114,7 @@ CREATE INDEX identity_splits_seq ON identity_splits (seq);
 """
 
 # Schema 5: the transaction that wrote each embedding, so a listener back from a lost connection reads exactly the
-# rows of the transactions that had not ended when it last knew it had heard everything (core/node.py): ids are
+# rows of the transactions that had not ended when it last knew it had heard everything (core/engine/node.py): ids are
 # drawn when a row is written, not when it is committed, so "ids above the newest heard" misses a writer whose
 # ids were drawn before the outage and committed during it. Rows written before this schema count as old (0).
 _V5 = """
@@ -123,7 +123,7 @@ ALTER TABLE embeddings ALTER COLUMN tx SET DEFAULT pg_current_xact_id();
 CREATE INDEX embeddings_tx ON embeddings (tx);
 """
 
-# Schema 6: each camera's mean embedding per re-id model (core/camera_norm.py), as the SQLite store's schema 6.
+# Schema 6: each camera's mean embedding per re-id model (core/identity/camera_norm.py), as the SQLite store's schema 6.
 _V6 = """
 CREATE TABLE camera_means (
     source TEXT NOT NULL, model_key TEXT NOT NULL, vector BYTEA NOT NULL, count INTEGER NOT NULL,

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_desktop.core.embedding import Embedder
+from reid_desktop.core.vision.embedding import Embedder
 
 MAX_ENTRIES = 100  # a watch list is for a few people the operator looks for, not a database
 MAX_PICTURES = 20  # per entry

@@ -18,17 +18,17 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from reid_desktop.core.capture.sources import read_frames
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.model_info import ReidModelInfo
-from reid_desktop.core.ort_runner import (
+from reid_desktop.core.paths import demo_clip, models_dir
+from reid_desktop.core.vision.model_info import ReidModelInfo
+from reid_desktop.core.vision.ort_runner import (
     OrtRunner,
     candidate_providers,
     preload_gpu_libraries,
     provider_options,
     save_half_precision,
 )
-from reid_desktop.core.paths import demo_clip, models_dir
-from reid_desktop.core.sources import read_frames
 
 log = logging.getLogger(__name__)
 

@@ -1,8 +1,8 @@
 """Hearing PostgreSQL notifications (LISTEN) from a thread and a connection of one's own, through server restarts.
 
 What one process tells the others on a shared database travels as NOTIFY on a channel: identity changes
-(core/shared_changes.py, :data:`~reid_desktop.core.pg_schema.CHANGES_CHANNEL`) and the boxes a node's
-cameras show now (core/live_boxes.py). A :class:`NotificationListener` keeps one connection listening,
+(core/store/shared_changes.py, :data:`~reid_desktop.core.store.pg_schema.CHANGES_CHANNEL`) and the boxes a node's
+cameras show now (core/store/live_boxes.py). A :class:`NotificationListener` keeps one connection listening,
 reconnects with back-off when the server or the network goes away, and hands every notification to
 :meth:`~NotificationListener.heard` on its thread (psycopg keeps the ones that arrive while ``heard`` queries).
 """
@@ -14,8 +14,8 @@ import logging
 import threading
 from typing import Any
 
-from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.pg_schema import PgSchemaError, connect
+from reid_desktop.core.store.database_url import PostgresLocation
+from reid_desktop.core.store.pg_schema import PgSchemaError, connect
 
 log = logging.getLogger(__name__)
 

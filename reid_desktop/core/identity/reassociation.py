@@ -5,7 +5,7 @@ The engine decides a track's identity when it begins, from its first crops; the 
 its mean appearance over all its crops, where and when it began and ended. A track is joined to an earlier one
 (its predecessor) when
 
-- the learned camera links (core/camera_transitions.py) support the gap between them: the earlier track was last
+- the learned camera links (identity/camera_transitions.py) support the gap between them: the earlier track was last
   seen as long before the later one began as people take for that walk, or the cameras overlap and the earlier
   one is visible when the later one begins;
 - their appearances are alike: cosine at least the pass's threshold, the median of the best score each track
@@ -37,10 +37,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_desktop.core.camera_transitions import SUPPORT, CameraTransitions, LinkEvidence, LinkSuggestion
-from reid_desktop.core.store import TrackKey
+from reid_desktop.core.identity.camera_transitions import SUPPORT, CameraTransitions, LinkEvidence, LinkSuggestion
+from reid_desktop.core.identity.tracklets import TrackletView
+from reid_desktop.core.store.interface import TrackKey
 from reid_desktop.core.topology import CameraLinks
-from reid_desktop.core.tracklets import TrackletView
 
 log = logging.getLogger(__name__)
 

@@ -16,10 +16,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from reid_desktop.core.downloads import SHA256_PATTERN
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.model_info import IMAGENET_MEAN, IMAGENET_STD
 from reid_desktop.core.paths import models_dir
+from reid_desktop.core.vision.downloads import SHA256_PATTERN
+from reid_desktop.core.vision.model_info import IMAGENET_MEAN, IMAGENET_STD
 
 LICENCE_NOTE = (
     "These weights were trained by the FastReID authors (Apache-2.0 code) on a research data set "

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from reid_desktop.core.store import TrackKey
+from reid_desktop.core.store.interface import TrackKey
 
 PATH_POINTS = 64  # positions kept per tracklet (where it was when another camera's track began)
 PATH_STEP_S = 0.5  # at most one kept position per this many seconds

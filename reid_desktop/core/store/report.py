@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 
 from reid_desktop.core.paths import open_private
-from reid_desktop.core.store import HistoryReader, TrackSegment
+from reid_desktop.core.store.interface import HistoryReader, TrackSegment
 
 _CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #222; }

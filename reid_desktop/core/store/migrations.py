@@ -109,7 +109,7 @@ CREATE TABLE alerts (
 """
 
 
-# Schema 6: each camera's mean embedding per re-id model (core/camera_norm.py), kept with the camera so a restart
+# Schema 6: each camera's mean embedding per re-id model (identity/camera_norm.py), kept with the camera so a restart
 # goes on normalising where it stopped. One row per camera name and model: bounded by the cameras.
 _V6 = """
 CREATE TABLE camera_means (

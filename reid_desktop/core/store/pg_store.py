@@ -1,24 +1,24 @@
-"""The history in a shared PostgreSQL database: the SQLite store's logic and SQL (core/storage.py) over psycopg.
+"""The history in a shared PostgreSQL database: the SQLite store's logic and SQL (core/store/storage.py) over psycopg.
 
 Several processing nodes and operator stations use one database at once, so what SQLite does with its
 one-writer file lock is PostgreSQL's here: transactions isolate the writers, identity ids come from the
-database's sequence, and the schema is migrated once under an advisory lock (core/pg_schema.py).
+database's sequence, and the schema is migrated once under an advisory lock (core/store/pg_schema.py).
 
 The connection is re-opened when the server went away (restart, network): a write that fails keeps its
 sightings waiting in the store's bounded buffer and is retried with back-off, exactly as a full disk is for
 SQLite, so a server restart costs no committed or waiting sighting.
 
 Every change the other processes must take on (a target, a name, a merge or split, new embeddings: see
-core/shared_changes.py) is announced by NOTIFY on :data:`~reid_desktop.core.pg_schema.CHANGES_CHANNEL` in the
-transaction that makes it, so it is heard exactly when it commits; nodes listen (core/node.py). The vector index
-is node-local: rebuilt or caught up from the database when attached, kept in step with this store's own writes
-and with the embeddings other nodes announce.
+core/store/shared_changes.py) is announced by NOTIFY on :data:`~reid_desktop.core.store.pg_schema.CHANGES_CHANNEL`
+in the transaction that makes it, so it is heard exactly when it commits; nodes listen (core/engine/node.py). The
+vector index is node-local: rebuilt or caught up from the database when attached, kept in step with this store's own
+writes and with the embeddings other nodes announce.
 
 An identity merged away is remembered (``identity_merges``) and a sighting that still names it is written to
 the identity that holds it now: a node that has not yet heard of a merge cannot bring the merged identity
 back; a track split off an identity is remembered likewise (``identity_splits``), so a node still writing it
 under the old identity writes it under the new one. Identity edits take
-:data:`~reid_desktop.core.pg_schema.EDIT_LOCK` alone and sighting writes take it shared, so a write either
+:data:`~reid_desktop.core.store.pg_schema.EDIT_LOCK` alone and sighting writes take it shared, so a write either
 commits before an edit starts or sees the merge or split it made.
 
 Retention is one policy for the whole database (``retention_policy``, set by its owner), run by one process per
@@ -41,9 +41,10 @@ from typing import Any
 
 import numpy as np
 
-from reid_desktop.core.database_url import CONNECT_TIMEOUT_S, PostgresLocation
 from reid_desktop.core.paths import data_dir
-from reid_desktop.core.pg_schema import (
+from reid_desktop.core.store.database_url import CONNECT_TIMEOUT_S, PostgresLocation
+from reid_desktop.core.store.interface import CameraHealth, SightingRecord, StorageUnavailable, StoreError
+from reid_desktop.core.store.pg_schema import (
     CHANGES_CHANNEL,
     DOWN_AFTER_S,
     EDIT_LOCK,
@@ -55,16 +56,15 @@ from reid_desktop.core.pg_schema import (
     open_database,
     schema_version,
 )
-from reid_desktop.core.shared_changes import Merged, Purged, SharedChange, Split, format_change
-from reid_desktop.core.storage import (
+from reid_desktop.core.store.shared_changes import Merged, Purged, SharedChange, Split, format_change
+from reid_desktop.core.store.storage import (
     ID_BLOCK,
     MAX_PENDING_BYTES,
     MAX_PENDING_RECORDS,
     SightingStore,
     describe_failure,
 )
-from reid_desktop.core.store import CameraHealth, SightingRecord, StorageUnavailable, StoreError
-from reid_desktop.core.vector_index import VectorIndex, manifest_path
+from reid_desktop.core.store.vector_index import VectorIndex, manifest_path
 
 
 def _driver_errors() -> tuple[tuple[type[BaseException], ...], ...]:
@@ -197,7 +197,7 @@ class _Connection:
 
 
 class PgSightingStore(SightingStore):
-    """:class:`~reid_desktop.core.storage.SightingStore` on a PostgreSQL database (see the module's docstring)."""
+    """:class:`~reid_desktop.core.store.storage.SightingStore` on a PostgreSQL database (see the module's docstring)."""
 
     _LEAST, _GREATEST = "LEAST", "GREATEST"
     _ALL_ROWS = "LIMIT ALL"
@@ -227,7 +227,7 @@ class PgSightingStore(SightingStore):
 
     def attach_index(self, model_key: str, dim: int) -> VectorIndex:
         """Also notes :attr:`index_horizon`, the oldest transaction running before the index reads the database:
-        a change listener started later catches up on what that one and newer ones wrote (core/node.py)."""
+        a change listener started later catches up on what that one and newer ones wrote (core/engine/node.py)."""
         if self.index is None or self.index_model != model_key:
             self.index_horizon = oldest_running(self._db)
         return super().attach_index(model_key, dim)
@@ -263,7 +263,7 @@ class PgSightingStore(SightingStore):
 
     def _clock_offset(self) -> float:
         """This machine's clock less the server's (at the middle of one round trip): written with each open run and
-        kept current, so other machines read this one's sighting times on the server's clock (core/node.py)."""
+        kept current, so other machines read this one's sighting times on the server's clock (core/engine/node.py)."""
         sent = time.time()
         server = float(self._db.execute(f"SELECT {SERVER_NOW}").fetchone()[0])
         return (sent + time.time()) / 2 - server

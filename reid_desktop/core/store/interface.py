@@ -1,12 +1,13 @@
 """The history store's interface: what the engine writes and reads while it runs, and what the
 operator's views, reports and the training export read.
 
-Everything outside the storage backends speaks to a store through these two protocols and the
-records below, never through SQL: :class:`~reid_desktop.core.storage.SightingStore` (one SQLite
-file per machine) is today's backend, and a shared PostgreSQL one follows (issue 11) behind the same
-calls. The vector index (:class:`~reid_desktop.core.vector_index.VectorIndex`) is part of a store: it
-is kept in step with what the store holds, and :class:`StoreDirectory` turns it into the matcher's
-look-up of people who left the working set.
+Everything outside the storage backends speaks to a store through these two protocols and the records below,
+never through SQL: :class:`~reid_desktop.core.store.storage.SightingStore` (one SQLite file per machine) and
+:class:`~reid_desktop.core.store.pg_store.PgSightingStore` (a PostgreSQL database shared by several machines)
+answer the same calls (tests/core/test_store_contract.py holds both to them). The vector index
+(:class:`~reid_desktop.core.store.vector_index.VectorIndex`) is part of a store: it is kept in step with what
+the store holds, and :class:`StoreDirectory` turns it into the matcher's look-up of people who left the
+working set.
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from reid_desktop.core.store.vector_index import VectorIndex, search_with_one_core
 from reid_desktop.core.types import CameraMean
-from reid_desktop.core.vector_index import VectorIndex, search_with_one_core
 
 
 class StoreError(RuntimeError):
@@ -388,7 +389,7 @@ class HistoryStore(HistoryReader, Protocol):
         ...
 
     def camera_means(self, model_key: str) -> dict[str, CameraMean]:
-        """Every camera's mean embedding of ``model_key`` as last kept (core/camera_norm.py)."""
+        """Every camera's mean embedding of ``model_key`` as last kept (core/identity/camera_norm.py)."""
         ...
 
     def save_camera_means(self, model_key: str, means: Mapping[str, CameraMean]) -> None:

@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import StorageConfig
-from reid_desktop.core.crops import thumbnail
-from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.store import HistoryStore, SightingRecord, StorageUnavailable, TrackKey
+from reid_desktop.core.store.interface import HistoryStore, SightingRecord, StorageUnavailable, TrackKey
 from reid_desktop.core.types import Frame, TrackedPerson
+from reid_desktop.core.vision.crops import thumbnail
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from typing import Protocol
 import numpy as np
 
 from reid_desktop.core.config import TrackerConfig
-from reid_desktop.core.detection import prepare_ultralytics
 from reid_desktop.core.types import Detections
+from reid_desktop.core.vision.detection import prepare_ultralytics
 
 MAX_BUFFER = 1.0  # boxes three times their size at most: wider, and neighbours' boxes take each other's people
 CLOSE_FRAMES_S = 0.1  # frames this close (10 analysed a second or more) match well without a buffer, better

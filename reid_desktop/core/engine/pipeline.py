@@ -2,8 +2,8 @@
 
 Embeddings are computed when a track is new, then every ``embed_every`` frames or as soon as the crop
 is clearly better than the best one so far. A track's identity is tentative until it has enough crops
-(see :class:`_TrackState`). What is kept of all this is :mod:`~reid_desktop.core.persistence`'s job, and
-:mod:`~reid_desktop.core.runner` feeds the frames in.
+(see :class:`_TrackState`). What is kept of all this is :mod:`~reid_desktop.core.engine.persistence`'s job, and
+:mod:`~reid_desktop.core.engine.runner` feeds the frames in.
 
 Faults stay local: a failing detector batch, tracker, crop or embedding is logged (rate-limited)
 and skipped, the other cameras and frames go on; database faults are the store's to buffer and
@@ -22,22 +22,33 @@ from typing import cast
 
 import numpy as np
 
-from reid_desktop.core.calibration import ThresholdCalibration
-from reid_desktop.core.camera_norm import CameraNormaliser
-from reid_desktop.core.camera_transitions import LinkSuggestion
+from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.crops import covered_share, crop, crop_quality, thumbnail
-from reid_desktop.core.detection import Detector, PreparingDetector, SizedDetector
-from reid_desktop.core.detector_runtimes import make_detector
-from reid_desktop.core.embedding import Embedder
+from reid_desktop.core.engine.persistence import FreshEmbedding, SightingWriter
 from reid_desktop.core.faults import FaultLog
-from reid_desktop.core.matching import IdAllocator, IdentityDirectory, IdentityMatcher, MatchDecision, MatchRequest
-from reid_desktop.core.models import load_embedder
-from reid_desktop.core.motion import MotionGate, MotionSettings, Region, merge_region, region_size
-from reid_desktop.core.persistence import FreshEmbedding, SightingWriter
-from reid_desktop.core.reassociation import ReassociationResult, ReassociationSettings, Reassociator
-from reid_desktop.core.search import Searcher
-from reid_desktop.core.shared_changes import (
+from reid_desktop.core.identity.calibration import ThresholdCalibration
+from reid_desktop.core.identity.camera_norm import CameraNormaliser
+from reid_desktop.core.identity.camera_transitions import LinkSuggestion
+from reid_desktop.core.identity.matching import (
+    IdAllocator,
+    IdentityDirectory,
+    IdentityMatcher,
+    MatchDecision,
+    MatchRequest,
+)
+from reid_desktop.core.identity.reassociation import ReassociationResult, ReassociationSettings, Reassociator
+from reid_desktop.core.identity.search import Searcher
+from reid_desktop.core.identity.tracklets import TrackletView, TrackletWindow, foot_point
+from reid_desktop.core.identity.watchlist import WatchList, WatchMatch, WatchPictures
+from reid_desktop.core.store.interface import (
+    HistoryStore,
+    SearchHit,
+    StorageHealth,
+    StorageUnavailable,
+    StoreDirectory,
+    TrackKey,
+)
+from reid_desktop.core.store.shared_changes import (
     EmbeddingsPurged,
     Heard,
     Labelled,
@@ -48,20 +59,15 @@ from reid_desktop.core.shared_changes import (
     TargetChanged,
     TargetsNow,
 )
-from reid_desktop.core.sources import SourceSpec
-from reid_desktop.core.store import (
-    HistoryStore,
-    SearchHit,
-    StorageHealth,
-    StorageUnavailable,
-    StoreDirectory,
-    TrackKey,
-)
 from reid_desktop.core.topology import parse as parse_camera_links
-from reid_desktop.core.tracking import Tracker, TrackOutput, UltralyticsTracker
-from reid_desktop.core.tracklets import TrackletView, TrackletWindow, foot_point
 from reid_desktop.core.types import Detections, Frame, FrameResult, PreparedPicture, TargetSighted, TrackedPerson
-from reid_desktop.core.watchlist import WatchList, WatchMatch, WatchPictures
+from reid_desktop.core.vision.crops import covered_share, crop, crop_quality, thumbnail
+from reid_desktop.core.vision.detection import Detector, PreparingDetector, SizedDetector
+from reid_desktop.core.vision.detector_runtimes import make_detector
+from reid_desktop.core.vision.embedding import Embedder
+from reid_desktop.core.vision.models import load_embedder
+from reid_desktop.core.vision.motion import MotionGate, MotionSettings, Region, merge_region, region_size
+from reid_desktop.core.vision.tracking import Tracker, TrackOutput, UltralyticsTracker
 
 log = logging.getLogger(__name__)
 

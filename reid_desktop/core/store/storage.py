@@ -18,7 +18,7 @@ fault lasts, the records still waiting), never the database. Operator edits comm
 Readers (the GUI's thread pool, the CLI summary) open their own read-only connections.
 
 Appearance search and the matcher's look-up of people not seen for a while go through a
-:class:`~reid_desktop.core.vector_index.VectorIndex` of one model's embeddings
+:class:`~reid_desktop.core.store.vector_index.VectorIndex` of one model's embeddings
 (:meth:`SightingStore.attach_index`): kept in step with every commit and deletion, saved beside the
 database (``<db>.<model>.faiss``) on close, caught up from the database when it is behind and rebuilt
 when it is missing, damaged, or rows were deleted after it was saved.
@@ -46,19 +46,8 @@ from typing import Any
 
 import numpy as np
 
-from reid_desktop.core.locking import DatabaseInUse, WriterLock
-from reid_desktop.core.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.paths import make_private, open_private
-from reid_desktop.core.shared_changes import (
-    EmbeddingsAdded,
-    Labelled,
-    Merged,
-    Regrouped,
-    SharedChange,
-    Split,
-    TargetChanged,
-)
-from reid_desktop.core.store import (
+from reid_desktop.core.store.interface import (
     Alert,
     CameraHealth,
     ConfirmedTrack,
@@ -74,9 +63,20 @@ from reid_desktop.core.store import (
     TrackSample,
     TrackSegment,
 )
+from reid_desktop.core.store.locking import DatabaseInUse, WriterLock
+from reid_desktop.core.store.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
+from reid_desktop.core.store.shared_changes import (
+    EmbeddingsAdded,
+    Labelled,
+    Merged,
+    Regrouped,
+    SharedChange,
+    Split,
+    TargetChanged,
+)
+from reid_desktop.core.store.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf
+from reid_desktop.core.store.vector_index import load as load_index
 from reid_desktop.core.types import CameraMean
-from reid_desktop.core.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf
-from reid_desktop.core.vector_index import load as load_index
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +202,7 @@ class SightingStore:
     ``running`` by a dead process as ``crashed`` and makes the files private to the user (0600).
     ``readonly`` opens never write and need no lock.
 
-    The SQL is written once for SQLite and PostgreSQL (core/pg_store.py); what differs is named below.
+    The SQL is written once for SQLite and PostgreSQL (core/store/pg_store.py); what differs is named below.
     """
 
     _LEAST, _GREATEST = "MIN", "MAX"  # the smaller / larger of two values
@@ -1029,7 +1029,7 @@ class SightingStore:
                 yield int(identity_id), bool(is_target), bool(named), gallery
 
     def camera_means(self, model_key: str) -> dict[str, CameraMean]:
-        """Every camera's mean embedding of ``model_key`` as last kept (core/camera_norm.py)."""
+        """Every camera's mean embedding of ``model_key`` as last kept (core/identity/camera_norm.py)."""
         rows = self._db.execute("SELECT source, vector, count FROM camera_means WHERE model_key = ?", (model_key,))
         return {source: CameraMean(np.frombuffer(bytes(vector), dtype=np.float32).copy(), int(count))
                 for source, vector, count in rows}

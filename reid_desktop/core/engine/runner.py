@@ -3,7 +3,7 @@
 :func:`run` is a plain generator so the headless CLI iterates it directly and the GUI wraps it in a
 worker thread. Models are created inside the generator, i.e. in the thread that consumes it. Sources
 are read by their own threads; the loop takes the newest frames of all of them, hands them to the
-:class:`~reid_desktop.core.pipeline.Pipeline` and yields what comes out, with every change of a
+:class:`~reid_desktop.core.engine.pipeline.Pipeline` and yields what comes out, with every change of a
 source's state and of whether sightings are being saved.
 """
 
@@ -16,13 +16,13 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 
+from reid_desktop.core.capture.sources import SourceSpec, VideoSource
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.detector_preparation import BackgroundPreparation, DetectorPreparation, start_if_needed
-from reid_desktop.core.pipeline import Pipeline, PipelineInfo
-from reid_desktop.core.sources import SourceSpec, VideoSource
-from reid_desktop.core.store import HistoryStore, StorageHealth
+from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.identity.watchlist import WatchMatch
+from reid_desktop.core.store.interface import HistoryStore, StorageHealth
 from reid_desktop.core.types import Frame, FrameResult, SourceHealth, SourceStatus, TargetSighted
-from reid_desktop.core.watchlist import WatchMatch
+from reid_desktop.core.vision.detector_preparation import BackgroundPreparation, DetectorPreparation, start_if_needed
 
 T = TypeVar("T")
 
@@ -273,7 +273,7 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
     raise :class:`ModelError` before the first event; source problems arrive as :class:`SourceStatus`
     events and never stop the others; a change in whether sightings are being saved arrives as a
     :class:`StorageHealth` event. With detector runtime ``auto``, the faster runtimes this machine lacks are
-    prepared in the background (:mod:`~reid_desktop.core.detector_preparation`): its progress arrives as
+    prepared in the background (:mod:`~reid_desktop.core.vision.detector_preparation`): its progress arrives as
     :class:`DetectorPreparation` events, and a switch to a faster detector as a new :class:`PipelineInfo`.
     """
     control = control or PipelineControl()

@@ -12,10 +12,10 @@ import logging
 from pathlib import Path
 
 from reid_desktop.core.config import ReidConfig
-from reid_desktop.core.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder
 from reid_desktop.core.errors import ModelError
-from reid_desktop.core.model_catalogue import RECOMMENDED
 from reid_desktop.core.paths import models_dir
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder, Embedder, OnnxEmbedder
+from reid_desktop.core.vision.model_catalogue import RECOMMENDED
 
 log = logging.getLogger(__name__)
 

@@ -42,7 +42,7 @@ from typing import Protocol
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from reid_desktop.core.camera_transitions import LinkEvidence
+from reid_desktop.core.identity.camera_transitions import LinkEvidence
 from reid_desktop.core.topology import CameraLinks
 
 log = logging.getLogger(__name__)
@@ -183,7 +183,7 @@ class IdentityMatcher:
         self.threshold = threshold
         self.links = links or CameraLinks()
         self.link_prior = link_prior
-        self.evidence: LinkEvidence | None = None  # learned camera links (core/camera_transitions.py), when known
+        self.evidence: LinkEvidence | None = None  # learned camera links (identity/camera_transitions.py), if known
         self.gallery_size = gallery_size
         self.active_limit = active_limit
         self.directory = directory

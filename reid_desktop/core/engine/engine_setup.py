@@ -11,13 +11,13 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.embedding import Embedder
-from reid_desktop.core.node import follow_shared_changes
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.runner import PipelineControl
-from reid_desktop.core.shared_changes import Heard
-from reid_desktop.core.storage import SightingStore
+from reid_desktop.core.engine.node import follow_shared_changes
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.engine.runner import PipelineControl
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.shared_changes import Heard
+from reid_desktop.core.store.storage import SightingStore
+from reid_desktop.core.vision.embedding import Embedder
 
 
 @contextmanager

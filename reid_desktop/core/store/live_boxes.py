@@ -26,11 +26,11 @@ from typing import Any
 
 import numpy as np
 
-from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.notifications import NotificationListener
-from reid_desktop.core.pg_schema import PgSchemaError, connect
+from reid_desktop.core.capture.sources import SourceKind, SourceSpec
 from reid_desktop.core.redaction import MASK, redact
-from reid_desktop.core.sources import SourceKind, SourceSpec
+from reid_desktop.core.store.database_url import PostgresLocation
+from reid_desktop.core.store.notifications import NotificationListener
+from reid_desktop.core.store.pg_schema import PgSchemaError, connect
 from reid_desktop.core.types import FrameResult, TrackedPerson
 
 log = logging.getLogger(__name__)

@@ -24,8 +24,9 @@ import threading
 from dataclasses import dataclass
 
 from reid_desktop.core.config import DetectorConfig
-from reid_desktop.core.detection import Detector
-from reid_desktop.core.detector_runtimes import (
+from reid_desktop.core.paths import app_command
+from reid_desktop.core.vision.detection import Detector
+from reid_desktop.core.vision.detector_runtimes import (
     REFERENCE,
     DetectorCache,
     Variant,
@@ -33,7 +34,6 @@ from reid_desktop.core.detector_runtimes import (
     fastest_first,
     load_variant,
 )
-from reid_desktop.core.paths import app_command
 
 log = logging.getLogger(__name__)
 

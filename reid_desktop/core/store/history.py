@@ -4,18 +4,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from reid_desktop.core.database_url import DatabaseUrlError, PostgresLocation, parse_database
 from reid_desktop.core.paths import default_database
-from reid_desktop.core.pg_store import PgSightingStore
-from reid_desktop.core.storage import SightingStore
-from reid_desktop.core.store import StoreError
+from reid_desktop.core.store.database_url import DatabaseUrlError, PostgresLocation, parse_database
+from reid_desktop.core.store.interface import StoreError
+from reid_desktop.core.store.pg_store import PgSightingStore
+from reid_desktop.core.store.storage import SightingStore
 
 History = Path | PostgresLocation  # a SQLite file, or a shared PostgreSQL database
 
 
 def history_of(value: str | Path | None) -> History:
     """What a ``--db`` value or the Settings' database field names (empty: the per-user SQLite file);
-    :class:`~reid_desktop.core.database_url.DatabaseUrlError` with one line for a value that names nothing usable."""
+    :class:`~reid_desktop.core.store.database_url.DatabaseUrlError` with one line for a value that names nothing
+    usable."""
     return parse_database(value) if value else default_database()
 
 

@@ -25,9 +25,13 @@ from typing import Any
 import numpy as np
 
 from reid_desktop.core import config as config_mod
-from reid_desktop.core.database_url import PostgresLocation
-from reid_desktop.core.notifications import NotificationListener
-from reid_desktop.core.pg_schema import (
+from reid_desktop.core.capture.sources import SourceSpec
+from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.engine.runner import PipelineControl
+from reid_desktop.core.redaction import redact
+from reid_desktop.core.store.database_url import PostgresLocation
+from reid_desktop.core.store.notifications import NotificationListener
+from reid_desktop.core.store.pg_schema import (
     CHANGES_CHANNEL,
     DOWN_AFTER_S,
     HEARTBEAT_S,
@@ -35,10 +39,7 @@ from reid_desktop.core.pg_schema import (
     PgSchemaError,
     open_database,
 )
-from reid_desktop.core.pipeline import Pipeline
-from reid_desktop.core.redaction import redact
-from reid_desktop.core.runner import PipelineControl
-from reid_desktop.core.shared_changes import (
+from reid_desktop.core.store.shared_changes import (
     EmbeddingsAdded,
     EmbeddingsPurged,
     Heard,
@@ -53,7 +54,6 @@ from reid_desktop.core.shared_changes import (
     TargetsNow,
     parse_change,
 )
-from reid_desktop.core.sources import SourceSpec
 
 log = logging.getLogger(__name__)
 
@@ -234,7 +234,7 @@ class NodeHealth:
 
 class ChangeListener(NotificationListener):
     """Hears what other processes change on the shared database (NOTIFY on
-    :data:`~reid_desktop.core.pg_schema.CHANGES_CHANNEL`) and hands each change to ``apply`` at once.
+    :data:`~reid_desktop.core.store.pg_schema.CHANGES_CHANNEL`) and hands each change to ``apply`` at once.
 
     Announced embeddings are read here, so the pipeline only has to add them; the changes ``own_backend``
     (the server process of this node's store) announced are left out: they are in effect already. On every

@@ -28,19 +28,19 @@ from typing import Any
 import cv2
 import numpy as np
 
+from reid_desktop.core.capture.sources import read_frames
 from reid_desktop.core.config import DetectorConfig
-from reid_desktop.core.detection import (
+from reid_desktop.core.errors import ModelError
+from reid_desktop.core.paths import demo_clip, models_dir, shipped_detectors_dir
+from reid_desktop.core.types import Detections, PreparedPicture
+from reid_desktop.core.vision.detection import (
     Detector,
     YoloDetector,
     bundled_detector_path,
     group_positions,
     prepare_ultralytics,
 )
-from reid_desktop.core.errors import ModelError
-from reid_desktop.core.ort_runner import OrtRunner, candidate_providers, provider_options, save_half_precision
-from reid_desktop.core.paths import demo_clip, models_dir, shipped_detectors_dir
-from reid_desktop.core.sources import read_frames
-from reid_desktop.core.types import Detections, PreparedPicture
+from reid_desktop.core.vision.ort_runner import OrtRunner, candidate_providers, provider_options, save_half_precision
 
 log = logging.getLogger(__name__)
 

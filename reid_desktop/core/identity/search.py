@@ -1,7 +1,7 @@
 """Appearance search: a person's picture against the stored history, from any thread.
 
 The search embeds the picture, takes the vector index's best candidates and re-orders them
-(core/reranking.py). It runs on the GUI's reader threads with their own read-only store, never on the
+(core/identity/reranking.py). It runs on the GUI's reader threads with their own read-only store, never on the
 engine thread.
 """
 
@@ -12,10 +12,10 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from reid_desktop.core.embedding import Embedder
-from reid_desktop.core.reranking import expanded_query, rerank
-from reid_desktop.core.store import HistoryReader, SearchHit
-from reid_desktop.core.vector_index import VectorIndex
+from reid_desktop.core.identity.reranking import expanded_query, rerank
+from reid_desktop.core.store.interface import HistoryReader, SearchHit
+from reid_desktop.core.store.vector_index import VectorIndex
+from reid_desktop.core.vision.embedding import Embedder
 
 SEARCH_CANDIDATES = 100  # what an appearance search takes from the vector index to re-rank
 
@@ -27,7 +27,7 @@ class Searcher:
 
     The query is normalised as the stored embeddings were (the cameras' mean taken out, as known when the search
     began); with ``rerank`` the index's best :data:`SEARCH_CANDIDATES` are re-ordered by query expansion (with the
-    identity's gallery when the query is a known person) and k-reciprocal re-ranking (core/reranking.py), and each
+    identity's gallery when the query is a known person) and k-reciprocal re-ranking (identity/reranking.py), and each
     hit's score is its similarity after re-ranking (1 - its re-ranked distance), so scores fall down the list.
     """
 

@@ -1,0 +1,1 @@
+"""Capture: every camera, file and stream decoded on its own reader thread."""
