@@ -20,7 +20,6 @@ from reid_desktop.core.paths import build_description, data_dir, models_dir
 from reid_desktop.core.store.history import open_store
 from reid_desktop.core.store.interface import StoreError
 from reid_desktop.core.store.locking import DatabaseInUse, WriterLock
-from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.vision import detector_runtimes as runtimes
 from reid_desktop.core.vision import model_catalogue as catalogue
 from reid_desktop.core.vision.detection import bundled_detector_path
@@ -238,8 +237,7 @@ def _print_database(database: str) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     with store:
-        kind = "PostgreSQL" if isinstance(store, PgSightingStore) else "SQLite"
-        print(f"database: {kind}, {_where(store)}; vector search: {store.vector_search()}")
+        print(f"database: {store.backend}, {_where(store)}; vector search: {store.vector_search()}")
     return EXIT_OK
 
 

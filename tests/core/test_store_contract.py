@@ -60,6 +60,17 @@ def test_a_run_is_opened_committed_and_closed(store: SightingStore, build: Build
     assert store.flush() and store.health.ok
 
 
+def test_a_store_says_what_keeps_it_and_whether_other_processes_write_it(store: SightingStore) -> None:
+    """What the command line prints and what the engine's assembly asks, without asking which class it has."""
+    if isinstance(store, PgSightingStore):
+        assert (store.backend, store.address) == ("PostgreSQL", str(store.postgres))
+        shared = store.shared
+        assert shared is not None and shared.postgres == store.postgres and shared.backend_pid > 0
+    else:
+        assert (store.backend, store.address, store.shared) == ("SQLite", str(store.path), None)
+        assert store.location == store.path.name  # the window's short name; the full path is the address
+
+
 def test_identity_ids_are_never_handed_out_twice(store: SightingStore) -> None:
     drawn = [store.allocate_identity_id() for _ in range(300)]  # more than one block of ids
     assert None not in drawn and len(set(drawn)) == 300
@@ -209,6 +220,7 @@ def test_a_closed_store_has_committed_everything(store: SightingStore, build: Bu
 CONTRACT = {
     test_a_run_is_opened_committed_and_closed: {"begin_run", "end_run", "runs", "record", "flush", "maybe_flush",
                                                 "pending", "health", "location"},
+    test_a_store_says_what_keeps_it_and_whether_other_processes_write_it: {"address", "backend", "shared"},
     test_identity_ids_are_never_handed_out_twice: {"allocate_identity_id"},
     test_sightings_read_back_through_every_view: {"identities", "identity", "sightings", "sighting_track_row",
                                                    "track_identity", "track_key", "track_thumbnail", "thumbnail",

@@ -14,7 +14,6 @@ from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.engine.node import follow_shared_changes
 from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.engine.runner import PipelineControl
-from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.shared_changes import Heard
 from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.vision.embedding import Embedder
@@ -29,9 +28,10 @@ def assembled_pipeline(config: PipelineConfig, store: SightingStore, control: Pi
     each one the pipeline has taken on."""
     pipeline = Pipeline(config, store, embedder=embedder, embedder_warnings=embedder_warnings)
     listener = None
-    if isinstance(store, PgSightingStore):
-        listener = follow_shared_changes(store.postgres, control, pipeline, lambda: store.backend_pid,
-                                         lambda: store.index_horizon, heard)
+    shared = store.shared
+    if shared is not None:
+        listener = follow_shared_changes(shared.postgres, control, pipeline, lambda: shared.backend_pid,
+                                         lambda: shared.index_horizon, heard)
     try:
         yield pipeline
     finally:

@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from reid_desktop.core.store.database_url import PostgresLocation
 from reid_desktop.core.store.vector_index import VectorIndex, search_with_one_core
 from reid_desktop.core.types import CameraMean
 
@@ -210,12 +211,46 @@ class Alert:
     source_uri: str = ""
 
 
+class SharedHistory(Protocol):
+    """A history other processes write too (a PostgreSQL database): what a process needs to hear their changes."""
+
+    @property
+    def postgres(self) -> PostgresLocation:
+        ...
+
+    @property
+    def backend_pid(self) -> int:
+        """This store's connection on the server: the changes it announced itself are not news to it."""
+        ...
+
+    @property
+    def index_horizon(self) -> int | None:
+        """The oldest transaction running when the vector index last read the database (catching up starts there)."""
+        ...
+
+
 class HistoryReader(Protocol):
     """What the operator's views, the reports and the training export read. Times are UNIX seconds."""
 
     @property
     def location(self) -> str:
         """Where this history is kept, as an operator would name it (a file name, a server)."""
+        ...
+
+    @property
+    def address(self) -> str:
+        """Where this history is kept, in full (a SQLite file's path; a database and its server)."""
+        ...
+
+    @property
+    def backend(self) -> str:
+        """The database that keeps it, in the operator's words: ``SQLite`` or ``PostgreSQL``."""
+        ...
+
+    @property
+    def shared(self) -> SharedHistory | None:
+        """What hearing the other processes' changes takes, when other processes write this history too; None for
+        one machine's file."""
         ...
 
     def identities(self, run_id: int | None = None) -> list[IdentitySummary]:

@@ -43,7 +43,13 @@ import numpy as np
 
 from reid_desktop.core.paths import data_dir
 from reid_desktop.core.store.database_url import CONNECT_TIMEOUT_S, PostgresLocation
-from reid_desktop.core.store.interface import CameraHealth, SightingRecord, StorageUnavailable, StoreError
+from reid_desktop.core.store.interface import (
+    CameraHealth,
+    SharedHistory,
+    SightingRecord,
+    StorageUnavailable,
+    StoreError,
+)
 from reid_desktop.core.store.pg_schema import (
     CHANGES_CHANNEL,
     DOWN_AFTER_S,
@@ -494,6 +500,18 @@ class PgSightingStore(SightingStore):
     @property
     def location(self) -> str:
         return str(self.postgres)
+
+    @property
+    def address(self) -> str:
+        return str(self.postgres)
+
+    @property
+    def backend(self) -> str:
+        return "PostgreSQL"
+
+    @property
+    def shared(self) -> SharedHistory | None:
+        return self
 
     @property
     def backend_pid(self) -> int:

@@ -54,6 +54,7 @@ from reid_desktop.core.store.interface import (
     Correction,
     IdentitySummary,
     SearchHit,
+    SharedHistory,
     Sighting,
     SightingRecord,
     StorageHealth,
@@ -432,6 +433,18 @@ class SightingStore:
     @property
     def location(self) -> str:
         return self.path.name
+
+    @property
+    def address(self) -> str:
+        return str(self.path)
+
+    @property
+    def backend(self) -> str:
+        return "SQLite"
+
+    @property
+    def shared(self) -> SharedHistory | None:
+        return None  # one machine's file: nobody else writes it (the writer lock sees to that)
 
     @property
     def pending(self) -> int:
