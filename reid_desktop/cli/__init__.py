@@ -56,6 +56,7 @@ from reid_desktop.core.store.database_url import (
     is_postgres_url,
     parse_postgres_url,
 )
+from reid_desktop.core.store.exports import export_csv, export_json
 from reid_desktop.core.store.history import open_store
 from reid_desktop.core.store.interface import StorageHealth, StoreError
 from reid_desktop.core.store.live_boxes import LivePublisher
@@ -233,9 +234,9 @@ def cmd_process(args: argparse.Namespace) -> int:
     finally:
         progress.bar.close()
     _print_summary(store, progress, len(specs))
-    for path, writer in ((args.export_csv, store.export_csv), (args.export_json, store.export_json)):
+    for path, writer in ((args.export_csv, export_csv), (args.export_json, export_json)):
         if path:
-            print(f"Exported {count(writer(Path(path)), 'sighting')} to {path}")
+            print(f"Exported {count(writer(store, Path(path)), 'sighting')} to {path}")
     unsaved, health = store.pending, store.health
     store.close()
     if unsaved or health.dropped:

@@ -10,6 +10,7 @@ from pathlib import Path
 from PySide6.QtCore import QObject, Signal
 from PySide6.QtWidgets import QFileDialog, QWidget
 
+from reid_desktop.core.store.exports import export_csv, export_json
 from reid_desktop.core.store.interface import HistoryReader
 from reid_desktop.core.store.report import write_html_report
 from reid_desktop.ui.engine import EngineClient
@@ -48,9 +49,9 @@ class ExportController(QObject):
     def export(self, identity_id: int, path: Path, kind: str) -> None:
         def write(store: HistoryReader) -> int:
             if kind == "csv":
-                return store.export_csv(path, identity_id)
+                return export_csv(store, path, identity_id)
             if kind == "json":
-                return store.export_json(path, identity_id)
+                return export_json(store, path, identity_id)
             return write_html_report(store, identity_id, path)
 
         self.client.read(write, lambda n: self.status_message.emit(f"Exported {n or 0} rows to {path}", 6000),

@@ -13,6 +13,7 @@ from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig, load
 from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo
 from reid_desktop.core.engine.runner import PipelineControl, run
+from reid_desktop.core.store.exports import export_json
 from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
 from reid_desktop.core.vision.embedding import OnnxEmbedder
@@ -229,7 +230,7 @@ def test_a_followed_person_raises_one_alert_per_camera_that_is_stored_and_expire
         assert [a.timestamp for a in stored] == sorted((a.timestamp for a in alerts), reverse=True)
         assert store.alerts(followed + 1000) == []
         exported = tmp_path / "target.json"
-        store.export_json(exported, followed)
+        export_json(store, exported, followed)
         assert len(json.loads(exported.read_text())["alerts"]) == len(alerts)
         # alerts go with their sightings: once the person is no longer followed, retention leaves none behind
         store.set_target(followed, False)

@@ -18,6 +18,7 @@ import pytest
 
 from reid_desktop.core.store import storage
 from reid_desktop.core.store.database_url import parse_postgres_url
+from reid_desktop.core.store.exports import export_csv, export_json
 from reid_desktop.core.store.interface import SightingRecord, TrackKey
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.report import write_html_report
@@ -315,11 +316,11 @@ def test_sightings_carry_their_track_row_and_exports_still_work(store: SightingS
     track = build.track("gate", 1, [100, 101], person=1)
     assert [s.track_row for s in store.sightings(1)] == [track.track_row] * 2
     assert store.sighting_track_row(12345) is None and store.track_thumbnail(12345) is None
-    assert store.export_csv(tmp_path / "s.csv") == 2
+    assert export_csv(store, tmp_path / "s.csv") == 2
     header = (tmp_path / "s.csv").read_text().splitlines()[0]
     assert header == ("sighting_id,source,identity_id,label,track_id,frame_index,timestamp,media_time,x1,y1,x2,y2,"
                       "confidence,match_score,run_id")
-    assert store.export_json(tmp_path / "s.json") == 2
+    assert export_json(store, tmp_path / "s.json") == 2
     payload = json.loads((tmp_path / "s.json").read_text())
     assert [s["track_row"] for s in payload["sightings"]] == [track.track_row] * 2
 

@@ -20,10 +20,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from reid_desktop.core.paths import data_dir
+from reid_desktop.core.store.exports import csv_text, export_csv, export_json
 from reid_desktop.core.store.interface import SightingRecord, StoreError, TrackKey
 from reid_desktop.core.store.migrations import APPLICATION_ID, SCHEMA_VERSION
 from reid_desktop.core.store.report import write_html_report
-from reid_desktop.core.store.storage import SightingStore, csv_text
+from reid_desktop.core.store.storage import SightingStore
 from tests.conftest import ROOT
 
 V1_FIXTURE = ROOT / "tests" / "data" / "store_v1.sqlite"
@@ -212,8 +213,8 @@ def test_biometric_data_is_private_to_the_user(tmp_path: Path) -> None:
             store.record(record(run, "gate", "/a.mp4", 1, 1, 1.0))
             store.flush()
             exported = [tmp_path / "s.csv", tmp_path / "s.json"]
-            store.export_csv(exported[0])
-            store.export_json(exported[1])
+            export_csv(store, exported[0])
+            export_json(store, exported[1])
             exported.append(tmp_path / "s.html")  # the report holds face crops
             write_html_report(store, 1, exported[-1])
             files = [db, Path(f"{db}-wal"), Path(f"{db}-shm"), Path(f"{db}.lock"), *exported]
@@ -239,7 +240,7 @@ def test_csv_export_neutralises_operator_text(tmp_path: Path) -> None:
         store.record(record(run, "=HYPERLINK(\"http://x\")", "/a.mp4", 1, 1, 1.0))
         store.flush()
         store.set_label(1, "@SUM(A1:A9)")
-        store.export_csv(tmp_path / "s.csv")
+        export_csv(store, tmp_path / "s.csv")
     with (tmp_path / "s.csv").open(newline="", encoding="utf-8") as fh:
         row = next(iter(csv.DictReader(fh)))
     assert row["source"] == "'=HYPERLINK(\"http://x\")" and row["label"] == "'@SUM(A1:A9)"

@@ -15,7 +15,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -307,12 +306,6 @@ class HistoryReader(Protocol):
 
     def identity_gallery(self, identity_id: int, model_key: str, per_identity: int) -> np.ndarray:
         """An identity's best stored embeddings of ``model_key`` (n x D)."""
-        ...
-
-    def export_csv(self, path: Path, identity_id: int | None = None) -> int:
-        ...
-
-    def export_json(self, path: Path, identity_id: int | None = None) -> int:
         ...
 
     def close(self) -> None:

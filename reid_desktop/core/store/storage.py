@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import collections
 import contextlib
-import csv
 import hashlib
 import json
 import logging
@@ -40,13 +39,12 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from reid_desktop.core.paths import make_private, open_private
+from reid_desktop.core.paths import make_private
 from reid_desktop.core.store.interface import (
     Alert,
     CameraHealth,
@@ -1210,43 +1208,3 @@ class SightingStore:
         return {int(r[0]): int(r[1]) for r in self._db.execute(
             f"SELECT id, identity_id FROM embeddings WHERE id IN ({placeholders}) AND identity_id IS NOT NULL",
             [int(i) for i in embedding_ids])}
-
-    # -- export ----------------------------------------------------------------------------------
-
-    def export_csv(self, path: Path, identity_id: int | None = None) -> int:
-        """Sightings as CSV (private file). Text typed by operators cannot become a spreadsheet formula."""
-        sightings = self.sightings(identity_id)
-        labels = {r[0]: r[1] for r in self._db.execute("SELECT id, label FROM identities WHERE label != ''")}
-        with open_private(Path(path), newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(["sighting_id", "source", "identity_id", "label", "track_id", "frame_index", "timestamp",
-                             "media_time", "x1", "y1", "x2", "y2", "confidence", "match_score", "run_id"])
-            for s in sightings:
-                writer.writerow([s.id, csv_text(s.source), s.identity_id, csv_text(labels.get(s.identity_id, "")),
-                                 s.track_id, s.frame_index, f"{s.timestamp:.3f}",
-                                 "" if s.media_time is None else f"{s.media_time:.3f}",
-                                 *(f"{v:.1f}" for v in s.box), f"{s.confidence:.3f}",
-                                 "" if s.match_score is None else f"{s.match_score:.3f}", s.run_id])
-        return len(sightings)
-
-    def export_json(self, path: Path, identity_id: int | None = None) -> int:
-        sightings = self.sightings(identity_id)
-        payload = {
-            "identities": [asdict(i) for i in self.identities()
-                           if identity_id is None or i.identity_id == identity_id],
-            "sightings": [asdict(s) for s in sightings],
-            "alerts": [{k: v for k, v in asdict(a).items() if k != "thumbnail"}
-                       for a in self.alerts(identity_id, limit=-1)],
-            "runs": self.runs(),
-        }
-        with open_private(Path(path)) as fh:
-            fh.write(json.dumps(payload, indent=1))
-        return len(sightings)
-
-
-_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-
-
-def csv_text(value: str) -> str:
-    """Text for a CSV cell that spreadsheets will not run: a leading ``= + - @`` (or tab, CR) gets a ``'``."""
-    return "'" + value if value.startswith(_FORMULA_STARTS) else value
