@@ -104,7 +104,7 @@ def test_only_the_changed_corner_is_detected_and_its_people_are_found(pose_detec
     pipeline = Pipeline(cfg, detector=counting, embedder=ColorTextureEmbedder())
     frames = [Frame("cam", i, 100.0 + i / 25, _composed(demo_frames, i), i / 25) for i in range(0, 40, 2)]
     results = [r for frame in frames for r in pipeline.process([frame])]
-    assert pipeline._gates["cam"].regions >= 10 and sum(size < 1280 for size in counting.sizes) >= 10
+    assert pipeline._cameras["cam"].gate.regions >= 10 and sum(size < 1280 for size in counting.sizes) >= 10
     whole = pose_detector.detect([frames[-1].image])[0]
     in_region = whole.boxes[(whole.boxes[:, 4] >= 0.3) & (whole.boxes[:, 0] >= REGION[0])
                             & (whole.boxes[:, 1] >= REGION[1]) & (whole.boxes[:, 3] <= REGION[3])]

@@ -98,6 +98,18 @@ class PipelineInfo:
 
 
 @dataclass
+class _Camera:
+    """What the pipeline keeps of one camera between its frames. Forgetting the camera (removed, restarted,
+    seeked, or a stage failed on it) drops the record whole."""
+
+    gate: MotionGate
+    tracker: Tracker | None = None  # made on the camera's first analysed frame
+    last_persons: tuple[TrackedPerson, ...] = ()  # shown on frames the motion gate skips
+    last_detections: Detections | None = None  # kept outside a changed region
+    media_time: float | None = None  # a file's last position: going back is a restart or a seek
+
+
+@dataclass
 class _TrackState:
     """What the pipeline remembers about one per-camera track.
 
@@ -168,15 +180,11 @@ class Pipeline:
         self.reassociator = self._new_reassociator()
         self._means_saved_at = time.monotonic()
         self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
-        self._trackers: dict[str, Tracker] = {}
+        self._cameras: dict[str, _Camera] = {}
         self._tracks: dict[tuple[str, int], _TrackState] = {}
-        # tracker restarts per source: a restarted tracker counts its ids from 1 again, so stored tracks
-        # are told apart by (source, segment, track id)
+        # tracker restarts per source (kept when its record is dropped): a restarted tracker counts its ids from
+        # 1 again, so stored tracks are told apart by (source, segment, track id)
         self._segments: dict[str, int] = {}
-        self._gates: dict[str, MotionGate] = {}
-        self._last_persons: dict[str, tuple[TrackedPerson, ...]] = {}  # shown on frames the motion gate skips
-        self._last_detections: dict[str, Detections] = {}  # kept outside a changed region
-        self._media_times: dict[str, float] = {}  # a file's last position: going back is a restart or a seek
         self.faults = FaultLog(log)
         self.alerts: collections.deque[TargetSighted | WatchMatch] = collections.deque(maxlen=ALERTS_KEPT)
         self.watch_list = WatchList()
@@ -468,11 +476,7 @@ class Pipeline:
 
     def forget_source(self, source_id: str) -> None:
         """Drop a camera's tracker and tracks (it was removed, or jumped in time); its next tracks are new rows."""
-        self._trackers.pop(source_id, None)
-        self._gates.pop(source_id, None)
-        self._last_persons.pop(source_id, None)
-        self._last_detections.pop(source_id, None)
-        self._media_times.pop(source_id, None)
+        self._cameras.pop(source_id, None)
         for key in [k for k in self._tracks if k[0] == source_id]:
             self._drop_track(key)
         self._segments[source_id] = self._segments.get(source_id, 0) + 1
@@ -484,8 +488,9 @@ class Pipeline:
         camera's last people."""
         for frame in frames:
             self._follow_media_time(frame)
-        verdicts = [self._gate(f.source_id).decide(f.image, f.moment, bool(self._last_persons.get(f.source_id)))
-                    for f in frames]
+        cameras = [self._camera(f.source_id) for f in frames]
+        verdicts = [camera.gate.decide(f.image, f.moment, bool(camera.last_persons))
+                    for f, camera in zip(frames, cameras, strict=True)]
         analysed = [(f, v.region) for f, v in zip(frames, verdicts, strict=True) if v.detect]
         results = dict(zip([id(f) for f, _ in analysed], self._analyse(analysed), strict=True))
         if frames:
@@ -495,7 +500,7 @@ class Pipeline:
         if time.monotonic() - self._means_saved_at >= CAMERA_MEANS_SAVED_EVERY_S:
             self._save_camera_means()
         return [results.get(id(frame)) or replace(self._bare_result(frame),
-                                                  persons=self._last_persons.get(frame.source_id, ()))
+                                                  persons=self._camera(frame.source_id).last_persons)
                 for frame in frames]
 
     def _follow_media_time(self, frame: Frame) -> None:
@@ -503,17 +508,18 @@ class Pipeline:
         so its tracks end there (as on a seek) instead of being matched to whoever stands where they stood."""
         if frame.media_time is None:
             return
-        last = self._media_times.get(frame.source_id)
+        last = self._camera(frame.source_id).media_time
         if last is not None and frame.media_time < last:
             self.forget_source(frame.source_id)
-        self._media_times[frame.source_id] = frame.media_time
+        self._camera(frame.source_id).media_time = frame.media_time
 
-    def _gate(self, source_id: str) -> MotionGate:
-        gate = self._gates.get(source_id)
-        if gate is None:
+    def _camera(self, source_id: str) -> _Camera:
+        camera = self._cameras.get(source_id)
+        if camera is None:
             cfg = self.config.detector
-            gate = self._gates[source_id] = MotionGate(MotionSettings(cfg.motion_share, cfg.motion_keepalive_s))
-        return gate
+            camera = self._cameras[source_id] = _Camera(MotionGate(MotionSettings(cfg.motion_share,
+                                                                                   cfg.motion_keepalive_s)))
+        return camera
 
     def prepare_picture(self, image: np.ndarray) -> PreparedPicture | None:
         """The detector's input of a whole picture, made by the reader thread that decoded it, so that this per
@@ -547,7 +553,7 @@ class Pipeline:
                 pictures.append(frame.image[region[1]:region[3], region[0]:region[2]])
                 sizes.append(region_size(region, frame.image.shape, imgsz))
         found = self.detector.detect_sized(pictures, sizes)
-        return [dets if region is None else merge_region(self._last_detections.get(frame.source_id), dets, region)
+        return [dets if region is None else merge_region(self._camera(frame.source_id).last_detections, dets, region)
                 for (frame, region), dets in zip(work, found, strict=True)]
 
     def _analyse(self, work: Sequence[tuple[Frame, Region | None]]) -> list[FrameResult]:
@@ -566,7 +572,7 @@ class Pipeline:
                                          f"{type(exc).__name__}: {exc}", exc)
             return [self._bare_result(frame) for frame in frames]
         for frame, dets in zip(frames, detections, strict=True):
-            self._last_detections[frame.source_id] = dets
+            self._camera(frame.source_id).last_detections = dets
         tracked: list[TrackOutput | None] = []
         for frame, dets in zip(frames, detections, strict=True):
             tracked.append(self._track(frame, dets))
@@ -588,7 +594,7 @@ class Pipeline:
                 self.forget_source(frame.source_id)
                 results.append(self._bare_result(frame))
         for result in results:
-            self._last_persons[result.source_id] = result.persons
+            self._camera(result.source_id).last_persons = result.persons
         self._forget_stale_tracks()
         return results
 
@@ -599,10 +605,10 @@ class Pipeline:
     def _track(self, frame: Frame, dets: Detections) -> TrackOutput | None:
         """One camera's tracker step; a tracker that fails is replaced by a fresh one (a new segment)."""
         try:
-            tracker = self._trackers.get(frame.source_id)
-            if tracker is None:
-                tracker = self._trackers[frame.source_id] = self._tracker_factory()
-            return tracker.update(dets, frame.image, frame.moment)
+            camera = self._camera(frame.source_id)
+            if camera.tracker is None:
+                camera.tracker = self._tracker_factory()
+            return camera.tracker.update(dets, frame.image, frame.moment)
         except Exception as exc:
             self.faults.report(f"track:{frame.source_id}", f"source {frame.source_id}: tracker failed; it restarts: "
                                f"{type(exc).__name__}: {exc}", exc)

@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from reid_desktop.core.capture.sources import SourceSpec, VideoSource
@@ -124,6 +125,18 @@ class PipelineControl:
             future.cancel()
 
 
+@dataclass
+class _Source:
+    """A source of one :func:`run` and what the run loop knows of it; removing the source drops it whole."""
+
+    reader: VideoSource
+    rate: float  # most frames analysed a second (0: no limit)
+    taken: int = 0
+    latency: float | None = None  # capture to the end of analysis, of the last analysed frame
+    next_due: float = 0.0  # monotonic time it may be analysed again
+    paused: bool = False
+
+
 class _Session:
     """The sources of one :func:`run` and what the run loop knows about them."""
 
@@ -134,82 +147,66 @@ class _Session:
         self.config = config
         self.control = control
         self.statuses = statuses
-        self.sources: dict[str, VideoSource] = {}
-        self.taken: dict[str, int] = {}
-        self.latency: dict[str, float] = {}  # capture to the end of analysis, of the last analysed frame
-        self.rates: dict[str, float] = {}  # most frames analysed a second per camera (0: no limit)
-        self.next_due: dict[str, float] = {}  # monotonic time a camera may be analysed again
-        self.paused: set[str] = set()
+        self.sources: dict[str, _Source] = {}
         self._retired: list[VideoSource] = []
 
     def add(self, spec: SourceSpec) -> None:
         if spec.source_id in self.sources:
             raise ValueError(f"there is already a source named {spec.source_id!r}")
         self.pipeline.register_source(spec)
-        source = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup, self.on_picture,
+        reader = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup, self.on_picture,
                              self.pipeline.prepare_picture)
-        self.sources[spec.source_id] = source.start()
-        self.taken[spec.source_id] = 0
-        self.rates[spec.source_id] = (spec.analysis_fps if spec.analysis_fps is not None
-                                      else self.config.sources.analysis_fps)
+        self.sources[spec.source_id] = _Source(reader.start(), spec.analysis_fps if spec.analysis_fps is not None
+                                               else self.config.sources.analysis_fps)
 
-    def _source(self, source_id: str) -> VideoSource:
+    def _source(self, source_id: str) -> _Source:
         try:
             return self.sources[source_id]
         except KeyError:
             raise ValueError(f"no source named {source_id!r}") from None
 
     def remove(self, source_id: str) -> None:
-        source = self._source(source_id)
-        del self.sources[source_id]
-        self.paused.discard(source_id)
-        self.taken.pop(source_id, None)  # cameras come and go for weeks: nothing of a removed one stays
-        self.latency.pop(source_id, None)
-        self.next_due.pop(source_id, None)
-        self.rates.pop(source_id, None)
-        source.stop(timeout=0.0)
-        self._retired.append(source)
+        reader = self._source(source_id).reader
+        del self.sources[source_id]  # cameras come and go for weeks: nothing of a removed one stays
+        reader.stop(timeout=0.0)
+        self._retired.append(reader)
         self.pipeline.forget_source(source_id)
 
     def pause(self, source_id: str, paused: bool) -> None:
-        self._source(source_id)
-        if paused:
-            self.paused.add(source_id)
-        else:
-            self.paused.discard(source_id)
+        self._source(source_id).paused = paused
 
     def seek(self, source_id: str, media_time: float) -> None:
-        self._source(source_id).seek(media_time)
+        self._source(source_id).reader.seek(media_time)
         self.pipeline.forget_source(source_id)  # a jump in time: the tracker must start afresh
 
     def next_frames(self, max_frames: int | None) -> list[Frame]:
         self._retired = [s for s in self._retired if s.is_alive()]  # a stopped reader freed its frames on exit
         frames = []
         now = time.monotonic()
-        for source_id, source in self.sources.items():
-            if source_id in self.paused or (max_frames is not None and self.taken[source_id] >= max_frames):
+        for source in self.sources.values():
+            if source.paused or (max_frames is not None and source.taken >= max_frames):
                 continue
-            if now < self.next_due.get(source_id, 0.0):  # its analysis rate is reached: the newest frame waits
+            if now < source.next_due:  # its analysis rate is reached: the newest frame waits
                 continue
-            frame = source.get()
+            frame = source.reader.get()
             if frame is not None:
                 frames.append(frame)
-                self.taken[source_id] += 1
-                if self.rates[source_id] > 0:
-                    self.next_due[source_id] = now + 1.0 / self.rates[source_id]
+                source.taken += 1
+                if source.rate > 0:
+                    source.next_due = now + 1.0 / source.rate
         return frames
 
     def wait_s(self) -> float:
         """How long the loop may sleep before a camera's next frame is due (a command or frame wakes it sooner)."""
         now = time.monotonic()
-        return min([0.2, *[due - now for due in self.next_due.values() if due > now]])
+        return min([0.2, *[s.next_due - now for s in self.sources.values() if s.next_due > now]])
 
     def all_done(self, max_frames: int | None) -> bool:
-        return all(s.exhausted or (max_frames is not None and self.taken[i] >= max_frames)
-                   for i, s in self.sources.items())
+        return all(s.reader.exhausted or (max_frames is not None and s.taken >= max_frames)
+                   for s in self.sources.values())
 
     def stop_all(self) -> None:
-        everything = [*self.sources.values(), *self._retired]
+        everything = [*(s.reader for s in self.sources.values()), *self._retired]
         for source in everything:
             source.stop(timeout=0.0)
         deadline = time.monotonic() + 2.0
@@ -234,12 +231,13 @@ class _StreamWatch:
         self._at = now
         counts = {}
         for source_id, source in self._session.sources.items():
-            decoded, analysed = source.frames_decoded, self._session.taken[source_id]
+            reader = source.reader
+            decoded, analysed = reader.frames_decoded, source.taken
             before = self._counts.get(source_id, (decoded, analysed))
             counts[source_id] = (decoded, analysed)
-            yield SourceHealth(source_id, source.state, source.paced, (decoded - before[0]) / elapsed,
-                               (analysed - before[1]) / elapsed, source.frames_dropped, source.reconnects,
-                               source.last_error, self._session.latency.get(source_id))
+            yield SourceHealth(source_id, reader.state, reader.paced, (decoded - before[0]) / elapsed,
+                               (analysed - before[1]) / elapsed, reader.frames_dropped, reader.reconnects,
+                               reader.last_error, source.latency)
         self._counts = counts
 
 
@@ -307,8 +305,8 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
                                            f"skipped: {type(exc).__name__}: {exc}", exc)
                     continue
                 done = time.time()
-                for frame in frames:
-                    session.latency[frame.source_id] = done - frame.timestamp
+                for frame in frames:  # commands run between steps: the frames' sources are all still there
+                    session.sources[frame.source_id].latency = done - frame.timestamp
                 yield from results
                 yield from pipeline.take_alerts()
                 continue
