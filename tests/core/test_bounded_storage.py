@@ -14,7 +14,8 @@ import pytest
 from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
 from reid_desktop.core.store.interface import SightingRecord, StoreDirectory, TrackKey
-from reid_desktop.core.store.storage import SightingStore, _PendingRecords
+from reid_desktop.core.store.storage import SightingStore
+from reid_desktop.core.store.write_buffer import PendingRecords
 from reid_desktop.core.types import Detections, Frame
 from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 from tests.core.test_identity_engine import decided
@@ -198,7 +199,7 @@ def test_an_embedding_id_freed_over_a_tracks_cap_is_not_reused_and_the_index_kee
 
 def test_a_commit_forgets_what_it_wrote_not_what_came_or_went_meanwhile() -> None:
     """The engine adds while the commit thread writes a snapshot; the bound may drop the oldest meanwhile."""
-    pending = _PendingRecords(max_records=4, max_bytes=10**9)
+    pending = PendingRecords(max_records=4, max_bytes=10**9)
     for t in range(3):
         pending.append(record(1, 1, float(t), 1))
     written, newest = pending.snapshot()  # the commit thread takes three

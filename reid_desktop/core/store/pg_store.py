@@ -63,14 +63,9 @@ from reid_desktop.core.store.pg_schema import (
     schema_version,
 )
 from reid_desktop.core.store.shared_changes import Merged, Purged, SharedChange, Split, format_change
-from reid_desktop.core.store.storage import (
-    ID_BLOCK,
-    MAX_PENDING_BYTES,
-    MAX_PENDING_RECORDS,
-    SightingStore,
-    describe_failure,
-)
+from reid_desktop.core.store.storage import SightingStore, describe_failure
 from reid_desktop.core.store.vector_index import VectorIndex, manifest_path
+from reid_desktop.core.store.write_buffer import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS
 
 
 def _driver_errors() -> tuple[tuple[type[BaseException], ...], ...]:
@@ -526,10 +521,10 @@ class PgSightingStore(SightingStore):
                 "SELECT drawn.id FROM (SELECT nextval('identity_ids') AS id FROM generate_series(1, ?)) AS drawn "
                 "WHERE NOT EXISTS (SELECT 1 FROM identities WHERE identities.id = drawn.id) ORDER BY drawn.id",
                 (ID_BLOCK,))]
-        self._ids = [*self._ids, *fetched]
+        self._buffer.ids = [*self._buffer.ids, *fetched]
 
     def _give_back_ids(self) -> None:
-        self._ids = []  # a sequence does not take values back: a gap in the numbering, nothing more
+        self._buffer.ids = []  # a sequence does not take values back: a gap in the numbering, nothing more
 
     @property
     def live_bytes(self) -> int:

@@ -26,7 +26,6 @@ when it is missing, damaged, or rows were deleted after it was saved.
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import hashlib
 import json
@@ -75,19 +74,13 @@ from reid_desktop.core.store.shared_changes import (
 )
 from reid_desktop.core.store.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf
 from reid_desktop.core.store.vector_index import load as load_index
+from reid_desktop.core.store.write_buffer import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, WriteBuffer
 from reid_desktop.core.types import CameraMean
 
 log = logging.getLogger(__name__)
 
 # Identity ids are reserved from the database in blocks, so new people still get an id while a
 # write fault lasts; unused ids of the last block are given back on close.
-ID_BLOCK = 64
-ID_LOW_WATER = 16
-# While a fault lasts, at most this much waits in memory; beyond it the oldest records are given up.
-MAX_PENDING_RECORDS = 50_000
-MAX_PENDING_BYTES = 256 * 1024**2
-RETRY_INITIAL_S = 0.5
-RETRY_MAX_S = 30.0
 BUSY_TIMEOUT_S = 0.25  # the writer never waits long for another program's lock: it buffers and retries
 COMMIT_WAIT_S = 5.0  # the longest the engine waits for a commit under way in the commit thread (an edit, a run)
 AUDIT_ROWS = 100_000  # identity changes kept in the audit (the newest); retention also ages them out
@@ -128,47 +121,6 @@ def describe_failure(exc: BaseException) -> str:
                                        "connection failed", "connection is lost", "connection timeout")):
         return "database server unreachable"
     return f"database error ({exc})"
-
-
-class _PendingRecords:
-    """Records not yet committed, oldest first, bounded in count and bytes (the oldest go first). The engine adds
-    while the commit thread writes a snapshot: each record has a number, and a commit discards what it wrote by
-    number, never a record added (or one dropped over the bound) meanwhile."""
-
-    def __init__(self, max_records: int, max_bytes: int) -> None:
-        self._records: collections.deque[tuple[int, SightingRecord]] = collections.deque()
-        self._bytes = 0
-        self._added = 0
-        self._guard = threading.Lock()
-        self.max_records, self.max_bytes = max_records, max_bytes
-        self.dropped = 0
-
-    def append(self, record: SightingRecord) -> None:
-        with self._guard:
-            self._added += 1
-            self._records.append((self._added, record))
-            self._bytes += record.nbytes
-            while len(self._records) > self.max_records or (self._bytes > self.max_bytes and len(self._records) > 1):
-                self._bytes -= self._records.popleft()[1].nbytes
-                self.dropped += 1
-
-    def snapshot(self) -> tuple[list[SightingRecord], int]:
-        """What waits now, and the number of the newest (for :meth:`discard_through`)."""
-        with self._guard:
-            return [record for _, record in self._records], self._added
-
-    def discard_through(self, newest: int) -> None:
-        """Forget the records numbered up to ``newest`` (written)."""
-        with self._guard:
-            while self._records and self._records[0][0] <= newest:
-                self._bytes -= self._records.popleft()[1].nbytes
-
-    @property
-    def nbytes(self) -> int:
-        return self._bytes
-
-    def __len__(self) -> int:
-        return len(self._records)
 
 
 _SIGHTING_COLUMNS = """s.id, src.name, s.identity_id, t.track_id, s.frame_index, s.timestamp, s.media_time,
@@ -229,14 +181,9 @@ class SightingStore:
         self._commit: Future[None] | None = None  # the commit thread's job under way (or done)
         self._commit_started = 0.0
         self._answered = 0.0  # when a transaction last ended (either thread)
+        self._buffer = WriteBuffer(self.location, max_pending_records, max_pending_bytes)
         self._main_db: Any = self._open_readonly() if readonly else self._open_writer()
-        self._pending = _PendingRecords(max_pending_records, max_pending_bytes)
-        self._last_commit = time.monotonic()
-        self._retry_at = 0.0
-        self._retry_delay = RETRY_INITIAL_S
-        self._failure = ""
         self._source_rows: dict[tuple[str, str], int] = {}
-        self._ids: list[int] = []  # identity ids reserved in the database and not handed out yet
         self.index: VectorIndex | None = None
         self.index_model = ""
         self._index_adds: list[tuple[int, np.ndarray]] = []  # embeddings of the transaction being written
@@ -321,7 +268,8 @@ class SightingStore:
         """The right to write (see :meth:`_take_writing`), or :class:`StorageUnavailable` saying why not."""
         self._writable()
         if not self._take_writing():
-            raise StorageUnavailable(f"{self._failure or 'database not answering'}: the last commit has not ended")
+            failure = self._buffer.failure or "database not answering"
+            raise StorageUnavailable(f"{failure}: the last commit has not ended")
         try:
             yield
         finally:
@@ -392,27 +340,25 @@ class SightingStore:
     def allocate_identity_id(self) -> int | None:
         """A new identity id from the database; None while the database cannot be written and none are left."""
         committing = self._commit is not None and not self._commit.done()
-        if (len(self._ids) < ID_LOW_WATER and (not self._failure or time.monotonic() >= self._retry_at)
-                and not (self._ids and committing)):  # ids left: a refill waits until the commit under way ends
+        buffer = self._buffer
+        if (buffer.needs_ids() and buffer.may_try(time.monotonic())
+                and not (buffer.ids and committing)):  # ids left: a refill waits until the commit under way ends
             try:
                 self._reserve_ids()
-                self._succeeded(0)
+                buffer.committed(0)
             except StorageUnavailable as exc:
-                self._failed(exc)
-        if not self._ids:
-            return None
-        identity_id, self._ids = self._ids[0], self._ids[1:]
-        return identity_id
+                buffer.failed(exc)
+        return buffer.take_id()
 
     def _reserve_ids(self) -> None:
         with self._transaction():
             start = self._db.execute(
                 "UPDATE sequences SET next = MAX(next, (SELECT COALESCE(MAX(id), 0) + 1 FROM identities)) + ? "
                 "WHERE name = 'identity' RETURNING next - ?", (ID_BLOCK, ID_BLOCK)).fetchone()[0]
-        self._ids = [*self._ids, *range(start, start + ID_BLOCK)]
+        self._buffer.ids = [*self._buffer.ids, *range(start, start + ID_BLOCK)]
 
     def _give_back_ids(self) -> None:
-        ids = self._ids
+        ids = self._buffer.ids
         # under the writer lock nobody else reserves: a contiguous rest that ends where the sequence stands goes back
         if ids and ids[-1] - ids[0] + 1 == len(ids):
             try:
@@ -421,12 +367,12 @@ class SightingStore:
                                      (ids[0], ids[-1] + 1))
             except StorageUnavailable:
                 pass  # the ids stay unused: a gap in the numbering, nothing more
-        self._ids = []
+        self._buffer.ids = []
 
     def record(self, record: SightingRecord) -> None:
         """Queue one sighting for the next commit (bounded: see :class:`StorageHealth`)."""
         self._writable()
-        self._pending.append(record)
+        self._buffer.records.append(record)
 
     @property
     def location(self) -> str:
@@ -446,24 +392,16 @@ class SightingStore:
 
     @property
     def pending(self) -> int:
-        return len(self._pending)
+        return len(self._buffer.records)
 
     @property
     def health(self) -> StorageHealth:
-        waited = self._commit_waiting()
-        failure = self._failure or (f"database not answering (a commit has waited {waited:.0f} s)"
-                                    if waited > COMMIT_WAIT_S else "")
-        if not failure:
-            return StorageHealth(True, "", len(self._pending), self._pending.dropped)
-        lost = f"; {self._pending.dropped} given up" if self._pending.dropped else ""
-        return StorageHealth(False, f"{failure}: sightings are not being saved ({len(self._pending)} waiting"
-                                    f"{lost}); saving resumes by itself", len(self._pending), self._pending.dropped)
+        return self._buffer.health(self._commit_waiting(), COMMIT_WAIT_S)
 
     def maybe_flush(self) -> None:
         """When the commit interval has passed (or a retry is due), commit what waits in the store's commit thread,
         on a connection of its own: the caller (the engine) never waits for the database, however slow it is."""
-        now = time.monotonic()
-        due = now >= self._retry_at if self._failure else now - self._last_commit >= self.commit_interval_s
+        due = self._buffer.commit_due(time.monotonic(), self.commit_interval_s)
         if due and (self._commit is None or self._commit.done()):
             self.in_commit_thread(self.flush)
 
@@ -481,7 +419,7 @@ class SightingStore:
             try:
                 self._committer_db = self._open_committer()
             except (StoreError, *self._ERRORS) as exc:  # type: ignore[misc]  # the server is away: tried next round
-                self._failed(StorageUnavailable(describe_failure(exc)))
+                self._buffer.failed(StorageUnavailable(describe_failure(exc)))
                 return
         self._here.db = self._committer_db
         job()
@@ -512,11 +450,11 @@ class SightingStore:
             self._writing.release()
 
     def _flush(self, force: bool) -> bool:
-        if not force and self._failure and time.monotonic() < self._retry_at:
+        if not force and not self._buffer.may_try(time.monotonic()):
             return False
-        records, newest = self._pending.snapshot()
+        records, newest = self._buffer.records.snapshot()
         if not records:
-            return not self._failure
+            return not self._buffer.failure
         try:
             try:
                 self._index_adds, self._index_removes = [], []
@@ -527,18 +465,12 @@ class SightingStore:
                 self._index_adds, self._index_removes = [], []
                 self._write_each(records)
         except StorageUnavailable as exc:
-            self._failed(exc)
+            self._buffer.failed(exc)
             return False
         self._index_committed()
-        self._pending.discard_through(newest)
-        self._last_commit = time.monotonic()
-        self._succeeded(len(records))
+        self._buffer.records.discard_through(newest)
+        self._buffer.committed(len(records))
         return True
-
-    def _succeeded(self, saved: int) -> None:
-        if self._failure:
-            log.warning("%s: writing again (%d sightings saved)", self.location, saved)
-        self._failure, self._retry_delay = "", RETRY_INITIAL_S
 
     def _write_each(self, records: Sequence[SightingRecord]) -> None:
         """Write records one savepoint each; those the database refuses are logged and given up."""
@@ -559,20 +491,13 @@ class SightingStore:
                                   record.track.source, record.frame_index, type(exc).__name__, exc)
                 self._db.execute("RELEASE record")
             self._announce_embeddings(records)
-        self._pending.dropped += refused
+        self._buffer.records.dropped += refused
 
     def _announce_embeddings(self, records: Sequence[SightingRecord]) -> None:
         """The embeddings of the index's model this transaction wrote, for the other processes on the history."""
         if self._index_adds:
             ids = [embedding_id for embedding_id, _ in self._index_adds]
             self._announce(EmbeddingsAdded(min(ids), max(ids), tuple(sorted({r.run_id for r in records}))))
-
-    def _failed(self, exc: StorageUnavailable) -> None:
-        if str(exc) != self._failure:
-            log.error("%s: %s; %d sightings wait in memory, retrying", self.location, exc, len(self._pending))
-        self._failure = str(exc)
-        self._retry_at = time.monotonic() + self._retry_delay
-        self._retry_delay = min(self._retry_delay * 2, RETRY_MAX_S)
 
     def _write_batch(self, records: Sequence[SightingRecord]) -> None:
         """Every record of a flush, inside its transaction (a local file's statements cost no round trip)."""
@@ -661,8 +586,8 @@ class SightingStore:
                 self._committer.shutdown(wait=True)  # a commit under way ends first
             if not self.readonly:
                 if not self.flush(force=True):
-                    log.error("%s: %d sightings could not be saved (%s)", self.location, len(self._pending),
-                              self._failure)
+                    log.error("%s: %d sightings could not be saved (%s)", self.location, len(self._buffer.records),
+                              self._buffer.failure)
                 self._give_back_ids()
                 self._save_index()
         finally:
@@ -689,8 +614,8 @@ class SightingStore:
         names; when the database refuses them the edit is refused too, with the reason.
         """
         if not self.flush(force=True):
-            raise StorageUnavailable(f"{self._failure or 'database busy: the last commit has not ended'}: the change "
-                                     "was not saved")
+            failure = self._buffer.failure or "database busy: the last commit has not ended"
+            raise StorageUnavailable(f"{failure}: the change was not saved")
         with self._transaction():
             yield
 
@@ -784,7 +709,7 @@ class SightingStore:
         """
         new_id = self.allocate_identity_id() if new_id is None else new_id
         if new_id is None:
-            raise StorageUnavailable(f"{self._failure}: the change was not saved")
+            raise StorageUnavailable(f"{self._buffer.failure}: the change was not saved")
         with self._edit():
             row = self._db.execute("SELECT identity_id, best_quality, thumbnail FROM tracks WHERE id = ?",
                                    (track_row,)).fetchone()
