@@ -86,7 +86,7 @@ def test_index_is_saved_on_close_caught_up_after_a_crash_and_rebuilt_when_damage
 
     # rows deleted by a program that did not keep the index (an older version's retention): rebuilt
     with SightingStore(path) as store:
-        store.index_model = "another-model"  # this store does not hold the index while it deletes
+        store.indexed.model = "another-model"  # this store does not hold the index while it deletes
         store.purge_older_than(1005.0)
     with SightingStore(path) as store:
         assert len(store.attach_index(MODEL, DIM)) == store.embedding_stamp(MODEL)["count"] == 50

@@ -229,7 +229,7 @@ class PgSightingStore(SightingStore):
     def attach_index(self, model_key: str, dim: int) -> VectorIndex:
         """Also notes :attr:`index_horizon`, the oldest transaction running before the index reads the database:
         a change listener started later catches up on what that one and newer ones wrote (core/engine/node.py)."""
-        if self.index is None or self.index_model != model_key:
+        if not self.indexed.holds(model_key):
             self.index_horizon = oldest_running(self._db)
         return super().attach_index(model_key, dim)
 
@@ -427,10 +427,10 @@ class PgSightingStore(SightingStore):
             _columns(ids, [row for _, row, _, _ in written], [r.identity_id for r, _, _, _ in written],
                      [sighting for _, _, sighting, _ in written], [r.model_key for r, _, _, _ in written],
                      [float(r.quality) for r, _, _, _ in written], [v.tobytes() for v in vectors]))
-        self._index_adds.extend((i, v) for i, v, (r, _, _, _) in zip(ids, vectors, written, strict=True)
-                                if r.model_key == self.index_model)
+        for embedding_id, vector, (r, _, _, _) in zip(ids, vectors, written, strict=True):
+            self.indexed.added(embedding_id, vector, r.model_key)
         if self.embeddings_per_track:
-            self._index_removes.extend(int(i) for (i,) in self._db.execute(
+            self.indexed.deleted(int(i) for (i,) in self._db.execute(
                 "DELETE FROM embeddings WHERE id IN (SELECT id FROM (SELECT id, row_number() OVER (PARTITION BY "
                 "track_row ORDER BY quality DESC, id DESC) AS place FROM embeddings "
                 "WHERE track_row = ANY(?::bigint[])) AS ranked WHERE place > ?) RETURNING id",

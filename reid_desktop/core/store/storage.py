@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from reid_desktop.core.paths import make_private
+from reid_desktop.core.store.index_keeper import IndexKeeper
 from reid_desktop.core.store.interface import (
     Alert,
     CameraHealth,
@@ -72,8 +73,7 @@ from reid_desktop.core.store.shared_changes import (
     Split,
     TargetChanged,
 )
-from reid_desktop.core.store.vector_index import EXACT_LIMIT, NLIST, VectorIndex, lists_for, trained_ivf
-from reid_desktop.core.store.vector_index import load as load_index
+from reid_desktop.core.store.vector_index import VectorIndex
 from reid_desktop.core.store.write_buffer import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, WriteBuffer
 from reid_desktop.core.types import CameraMean
 
@@ -184,10 +184,7 @@ class SightingStore:
         self._buffer = WriteBuffer(self.location, max_pending_records, max_pending_bytes)
         self._main_db: Any = self._open_readonly() if readonly else self._open_writer()
         self._source_rows: dict[tuple[str, str], int] = {}
-        self.index: VectorIndex | None = None
-        self.index_model = ""
-        self._index_adds: list[tuple[int, np.ndarray]] = []  # embeddings of the transaction being written
-        self._index_removes: list[int] = []  # and those it deleted (over a track's cap)
+        self.indexed = IndexKeeper(self.location)
 
     def _open_readonly(self) -> sqlite3.Connection:
         if not self.path.is_file():
@@ -457,17 +454,17 @@ class SightingStore:
             return not self._buffer.failure
         try:
             try:
-                self._index_adds, self._index_removes = [], []
+                self.indexed.discard()
                 with self._transaction():
                     self._write_batch(records)
                     self._announce_embeddings(records)
             except self._REFUSED_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
-                self._index_adds, self._index_removes = [], []
+                self.indexed.discard()
                 self._write_each(records)
         except StorageUnavailable as exc:
             self._buffer.failed(exc)
             return False
-        self._index_committed()
+        self.indexed.committed()
         self._buffer.records.discard_through(newest)
         self._buffer.committed(len(records))
         return True
@@ -478,12 +475,12 @@ class SightingStore:
         with self._transaction():
             for record in records:
                 self._db.execute("SAVEPOINT record")
-                adds, removes = len(self._index_adds), len(self._index_removes)
+                staged = self.indexed.mark()
                 try:
                     self._write(record)
                 except self._REFUSED_DATA as exc:
                     self._db.execute("ROLLBACK TO record")
-                    del self._index_adds[adds:], self._index_removes[removes:]
+                    self.indexed.back_to(staged)
                     self._source_rows.clear()  # a source row made by this record is gone with it
                     refused += 1
                     if refused == 1:
@@ -495,8 +492,8 @@ class SightingStore:
 
     def _announce_embeddings(self, records: Sequence[SightingRecord]) -> None:
         """The embeddings of the index's model this transaction wrote, for the other processes on the history."""
-        if self._index_adds:
-            ids = [embedding_id for embedding_id, _ in self._index_adds]
+        ids = self.indexed.staged_ids()
+        if ids:
             self._announce(EmbeddingsAdded(min(ids), max(ids), tuple(sorted({r.run_id for r in records}))))
 
     def _write_batch(self, records: Sequence[SightingRecord]) -> None:
@@ -533,8 +530,7 @@ class SightingStore:
                 "INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
                 "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (track_row, r.identity_id, sighting_id, r.model_key,
                                                          float(r.quality), vector.tobytes())).fetchone()[0]
-            if r.model_key == self.index_model:
-                self._index_adds.append((int(embedding_id or 0), vector))
+            self.indexed.added(int(embedding_id or 0), vector, r.model_key)
             if self.embeddings_per_track:
                 weakest = [row[0] for row in db.execute(
                     f"SELECT id FROM embeddings WHERE track_row = ? ORDER BY quality DESC, id DESC {self._ALL_ROWS} "
@@ -542,7 +538,7 @@ class SightingStore:
                     (track_row, self.embeddings_per_track))]
                 if weakest:
                     db.execute(f"DELETE FROM embeddings WHERE id IN ({','.join('?' * len(weakest))})", weakest)
-                    self._index_removes.extend(weakest)
+                    self.indexed.deleted(weakest)
         if r.thumbnail:  # the best crop per track and per identity
             db.execute("UPDATE tracks SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
                        (r.thumbnail, r.quality, track_row, r.quality))
@@ -747,8 +743,7 @@ class SightingStore:
             with self._edit():
                 count, gone = self._purge_block(cutoff)
             deleted += count
-            if self.index is not None:
-                self.index.remove(gone)
+            self.indexed.leave(gone)
             if count < PURGE_BLOCK:
                 return deleted
 
@@ -871,69 +866,38 @@ class SightingStore:
                    np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
             after_id = rows[-1][0]
 
+    @property
+    def index(self) -> VectorIndex | None:
+        """The vector index attached last (None before the first :meth:`attach_index`)."""
+        return self.indexed.index
+
+    @property
+    def index_model(self) -> str:
+        return self.indexed.model
+
     def attach_index(self, model_key: str, dim: int) -> VectorIndex:
         """The vector index of ``model_key``'s embeddings, loaded and caught up, or rebuilt from the database.
 
         A writing store keeps it in step from now on and saves it on close (the previous model's first).
         """
-        if self.index is not None and self.index_model == model_key:
-            return self.index
+        if self.indexed.index is not None and self.indexed.holds(model_key):
+            return self.indexed.index
         self._save_index()
         self.flush(force=True)
-        stamp = self.embedding_stamp(model_key)
-        loaded = load_index(self.index_path(model_key), dim)
-        index: VectorIndex | None = None
-        if loaded is not None:
-            index, saved = loaded
-            if saved.get("max_id", 0) > stamp["max_id"] or saved.get("count", 0) > stamp["count"]:
-                index = None  # from another database, or rows were deleted after it was saved
-            else:
-                for ids, vectors in self.iter_embeddings(model_key, after_id=int(saved.get("max_id", 0))):
-                    index.add(ids, vectors)
-                if len(index) != stamp["count"]:
-                    index = None  # rows were deleted after it was saved
-        if index is None:
-            started = time.monotonic()
-            index = self._build_index(model_key, dim, stamp["count"])
-            log.info("%s: vector index of %d embeddings built in %.1f s", self.location, len(index),
-                     time.monotonic() - started)
-        self.index, self.index_model = index, model_key
+        index = self.indexed.attach(model_key, dim, self.index_path(model_key), self.embedding_stamp(model_key),
+                                    self.iter_embeddings)
         if not self.readonly:
             self._save_index()
         return index
 
-    def _build_index(self, model_key: str, dim: int, count: int) -> VectorIndex:
-        if count <= EXACT_LIMIT:
-            index = VectorIndex(dim)
-        else:  # train on the first vectors, then stream the rest: the whole table never sits in memory
-            _, sample = next(iter(self.iter_embeddings(model_key, chunk=64 * NLIST)))
-            index = VectorIndex(dim, index=trained_ivf(dim, sample, lists_for(count)))
-        for ids, vectors in self.iter_embeddings(model_key):
-            index.add(ids, vectors)
-        return index
-
-    def _index_committed(self) -> None:
-        if self.index is not None:
-            removed = set(self._index_removes)
-            adds = [(i, v) for i, v in self._index_adds if i not in removed]  # in and out within one commit
-            if adds:
-                ids, vectors = zip(*adds, strict=True)
-                self.index.add(ids, np.stack(vectors))
-            self.index.remove(removed)
-        self._index_adds, self._index_removes = [], []
-
     def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray, known: bool = False) -> None:
         """Embeddings another process committed to this history join this process's vector index; ``known``: the
         index may hold some of them already (read again after a lost connection), and they are not doubled."""
-        if self.index is not None and self.index_model == model_key and len(ids):
-            if known:
-                self.index.remove(ids)
-            self.index.add(ids, vectors)
+        self.indexed.join(model_key, ids, vectors, known)
 
     def unindex_embeddings(self, ids: np.ndarray) -> None:
         """Embeddings another process's retention deleted leave this process's vector index."""
-        if self.index is not None:
-            self.index.remove(ids)
+        self.indexed.leave(ids)
 
     def _save_index(self) -> None:
         """Save the index when everything it holds is committed (otherwise the next open catches up)."""
