@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -21,18 +20,8 @@ from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import CameraMean
 from tests.core import test_store_edits as edits
-from tests.core.test_store_edits import DIM, MODEL, Builder, backend_store, direction, jpeg
+from tests.core.test_store_edits import DIM, MODEL, Builder, direction, jpeg
 from tests.core.test_store_interface import protocol_members
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingStore]:
-    yield from backend_store(request, tmp_path)
-
-
-@pytest.fixture
-def build(store: SightingStore) -> Builder:
-    return Builder(store)
 
 
 def _record(build: Builder, source: str, track_id: int, identity: int | None, t: float, *, person: int = 0,

@@ -91,16 +91,6 @@ def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Si
         yield s
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingStore]:
-    """The same suite on both backends."""
-    yield from backend_store(request, tmp_path)
-
-
-@pytest.fixture
-def build(store: SightingStore) -> Builder:
-    return Builder(store)
-
 
 def rows(store: SightingStore, sql: str, *args: object) -> list[tuple]:
     """A second connection's answer: it sees only what was committed."""
