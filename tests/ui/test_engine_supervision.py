@@ -87,7 +87,7 @@ def test_a_crashed_engine_restarts_with_the_same_cameras_and_pauses(qtbot, make_
     original = runner._Session.next_frames
 
     def failing_once(session, max_frames):  # type: ignore[no-untyped-def]
-        if faults["left"] and "yard" in session.sources and sum(session.taken.values()) >= 5:
+        if faults["left"] and "yard" in session.sources and sum(s.taken for s in session.sources.values()) >= 5:
             faults["left"] = 0
             raise RuntimeError("injected engine fault")
         return original(session, max_frames)
