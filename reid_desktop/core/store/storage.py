@@ -79,8 +79,6 @@ from reid_desktop.core.types import CameraMean
 
 log = logging.getLogger(__name__)
 
-# Identity ids are reserved from the database in blocks, so new people still get an id while a
-# write fault lasts; unused ids of the last block are given back on close.
 BUSY_TIMEOUT_S = 0.25  # the writer never waits long for another program's lock: it buffers and retries
 COMMIT_WAIT_S = 5.0  # the longest the engine waits for a commit under way in the commit thread (an edit, a run)
 AUDIT_ROWS = 100_000  # identity changes kept in the audit (the newest); retention also ages them out

@@ -17,6 +17,8 @@ from reid_desktop.core.store.interface import SightingRecord, StorageHealth, Sto
 
 log = logging.getLogger(__name__)
 
+# identity ids are reserved in blocks, so new people still get an id while a write fault lasts (a SQLite store gives
+# the unused rest of its last block back on close)
 ID_BLOCK = 64
 ID_LOW_WATER = 16
 # While a fault lasts, at most this much waits in memory; beyond it the oldest records are given up.
