@@ -15,7 +15,6 @@ from reid_desktop.core.types import CameraMean, Frame
 from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 from tests.core.test_pipeline_faults import config
 from tests.core.test_revisable_identities import SIZE, Scripted, person_patch
-from tests.core.test_store_edits import store  # noqa: F401  (the fixture: both backends)
 
 DIM = 32
 
@@ -97,7 +96,7 @@ def test_a_picture_from_a_file_is_normalised_with_the_cameras_average() -> None:
     assert np.allclose(normaliser.apply(None, query), expected / np.linalg.norm(expected), atol=1e-6)
 
 
-def test_camera_means_are_kept_with_the_camera_per_model(store: SightingStore) -> None:  # noqa: F811
+def test_camera_means_are_kept_with_the_camera_per_model(store: SightingStore) -> None:
     means = {"gate": CameraMean(np.arange(4, dtype=np.float32), 120),
              "yard": CameraMean(-np.ones(4, np.float32), 7)}
     store.save_camera_means("osnet", means)
