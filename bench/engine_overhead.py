@@ -49,7 +49,7 @@ from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.engine.runner import PipelineControl, run
 from reid_desktop.core.store.history import open_store
 from reid_desktop.core.types import Detections, FrameResult, PreparedPicture
-from reid_desktop.core.vision.detector_runtimes import letterbox_batches, letterbox_bytes
+from reid_desktop.core.vision.letterbox import letterbox_batches, letterbox_bytes
 from reid_desktop.core.vision.tracking import UltralyticsTracker
 
 P = ParamSpec("P")

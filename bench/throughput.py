@@ -30,6 +30,7 @@ from reid_desktop.core.types import Detections, FrameResult  # noqa: E402
 from reid_desktop.core.vision import detector_runtimes as runtimes  # noqa: E402
 from reid_desktop.core.vision.detection import Detector  # noqa: E402
 from reid_desktop.core.vision.embedding import Embedder, OnnxEmbedder  # noqa: E402
+from reid_desktop.core.vision.letterbox import letterbox_bytes, model_input  # noqa: E402
 from reid_desktop.core.vision.tracking import UltralyticsTracker  # noqa: E402
 from tests.core.test_detection_tracking import EYE_COUNTED, _covered  # noqa: E402  (the eye-counted frames)
 
@@ -220,7 +221,7 @@ def throughput_bench(frames: int, sizes: list[int], stream_counts: list[int], im
     reid_table(r50, demo)
     gpu_export = cache.model_path(runtimes.Variant("onnxruntime", "fp16"))
     if torch_cuda() and gpu_export.exists():
-        transfer_table(gpu_export, [runtimes.letterbox_bytes(f, imgsz) for f in demo[:4]])
+        transfer_table(gpu_export, [letterbox_bytes(f, imgsz) for f in demo[:4]])
     embedder = OnnxEmbedder(r50)
     print(f"\nend to end, {video.name} in every stream read as fast as analysis goes, imgsz {imgsz}, ResNet-50 "
           f"re-id in ONNX Runtime ({embedder.provider}, {embedder.precision.upper()}), no database; "
@@ -310,7 +311,7 @@ def transfer_table(detector_model: Path, pictures: list[np.ndarray]) -> None:
     print(f"\nGPU transfers, detector export {detector_model.parent.name}, batch {len(batch)} of "
           f"{tuple(batch.shape[1:])} 8-bit pictures")
     print(f"{'route':<48} {'pictures/s':>10}")
-    routes = (("float32 made on the CPU, numpy in and out", lambda: runner(runtimes.model_input(batch))),
+    routes = (("float32 made on the CPU, numpy in and out", lambda: runner(model_input(batch))),
               ("8-bit upload, normalised on the GPU, IO binding", lambda: runner.run_images(
                   batch, (0.0, 0.0, 0.0), (255.0, 255.0, 255.0), rgb=True)))
     for label, call in routes:

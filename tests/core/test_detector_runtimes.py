@@ -22,6 +22,7 @@ from reid_desktop.core.engine.runner import run
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.types import Detections, FrameResult, PreparedPicture
 from reid_desktop.core.vision import detector_runtimes as runtimes
+from reid_desktop.core.vision import letterbox as letterboxing
 from reid_desktop.core.vision import ort_runner
 from reid_desktop.core.vision.detection import PreparingDetector, YoloDetector
 from reid_desktop.core.vision.detector_runtimes import DetectorCache, Variant
@@ -210,11 +211,11 @@ def test_letterbox_batches_are_ultralytics_letterbox_byte_for_byte(height: int, 
 
     image = np.random.default_rng(seed).integers(0, 256, (height, width, 3), dtype=np.uint8)
     other = np.random.default_rng(seed + 1).integers(0, 256, (height, width, 3), dtype=np.uint8)
-    batches = runtimes.letterbox_batches([image, other], [size, size])
+    batches = letterboxing.letterbox_batches([image, other], [size, size])
     assert [positions for positions, _ in batches] == [[0, 1]]  # one shape: one batch
     expected = LetterBox(new_shape=(size, size), auto=True, stride=32)(image=image)
     assert np.array_equal(batches[0][1][0], expected)
-    assert np.array_equal(runtimes.letterbox_bytes(other, size), batches[0][1][1])
+    assert np.array_equal(letterboxing.letterbox_bytes(other, size), batches[0][1][1])
 
 
 @given(height=st.integers(1, 900), width=st.integers(1, 900), seed=st.integers(0, 2**16))
@@ -223,13 +224,13 @@ def test_a_prepared_picture_is_taken_as_it_is_and_one_of_another_size_is_made_ag
                                                                                        seed: int) -> None:
     rng = np.random.default_rng(seed)
     first, second, third = (rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(3))
-    expected = runtimes.letterbox_batches([first, second, third], [640, 640, 640])
-    ready = PreparedPicture(640, runtimes.letterbox_bytes(first, 640))
-    stale = PreparedPicture(320, runtimes.letterbox_bytes(third, 320))  # made before the size changed
-    got = runtimes.letterbox_batches([first, second, third], [640, 640, 640], [ready, None, stale])
+    expected = letterboxing.letterbox_batches([first, second, third], [640, 640, 640])
+    ready = PreparedPicture(640, letterboxing.letterbox_bytes(first, 640))
+    stale = PreparedPicture(320, letterboxing.letterbox_bytes(third, 320))  # made before the size changed
+    got = letterboxing.letterbox_batches([first, second, third], [640, 640, 640], [ready, None, stale])
     assert [positions for positions, _ in got] == [[0, 1, 2]]
     assert np.array_equal(got[0][1], expected[0][1])
-    ((positions, alone),) = runtimes.letterbox_batches([first], [640], [ready])
+    ((positions, alone),) = letterboxing.letterbox_batches([first], [640], [ready])
     assert positions == [0] and np.shares_memory(alone, ready.picture)  # alone in its batch: not even copied
 
 
@@ -249,7 +250,7 @@ def test_the_readers_prepare_the_exported_detectors_input_and_the_engine_takes_i
         assert len(plain) > 3 and np.array_equal(plain.boxes, ahead.boxes)
 
     letterboxed_on: list[str] = []
-    place = runtimes._place
+    place = letterboxing._place
 
     def recording_place(*args: object) -> None:
         letterboxed_on.append(threading.current_thread().name)
@@ -257,7 +258,7 @@ def test_the_readers_prepare_the_exported_detectors_input_and_the_engine_takes_i
 
     cfg = fast_config(**{"detector.imgsz": 1280})
     pipeline = Pipeline(cfg, detector=detector, embedder=ColorTextureEmbedder())
-    with mock.patch.object(runtimes, "_place", recording_place):
+    with mock.patch.object(letterboxing, "_place", recording_place):
         results = [e for e in run([SourceSpec(str(demo_clip), "cam")], cfg, pipeline=pipeline, max_frames=6)
                    if isinstance(e, FrameResult)]
     assert len(results) == 6 and any(r.persons for r in results)
