@@ -46,7 +46,7 @@ from reid_desktop.core import logs
 from reid_desktop.core.capture.sources import DEMO_LINKS, SourceKind, SourceSpec, demo_sources, frame_count
 from reid_desktop.core.credentials import complete_url
 from reid_desktop.core.engine.engine_setup import assembled_pipeline
-from reid_desktop.core.engine.node import NodeHealth, load_node_file
+from reid_desktop.core.engine.node import load_node_file
 from reid_desktop.core.engine.pipeline import PipelineInfo
 from reid_desktop.core.engine.runner import PipelineControl, run
 from reid_desktop.core.errors import ModelError
@@ -60,6 +60,7 @@ from reid_desktop.core.store.exports import export_csv, export_json
 from reid_desktop.core.store.history import open_store
 from reid_desktop.core.store.interface import StorageHealth, StoreError
 from reid_desktop.core.store.live_boxes import LivePublisher
+from reid_desktop.core.store.node_health import NodeHealth
 from reid_desktop.core.store.pg_schema import PgSchemaError
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.shared_changes import Heard, TargetChanged, TargetsNow

@@ -231,7 +231,7 @@ def test_machines_compare_the_servers_clock_not_their_own(pg_url: str, monkeypat
     import psycopg
 
     from reid_desktop.core.capture.sources import SourceSpec
-    from reid_desktop.core.engine import node as node_mod
+    from reid_desktop.core.store import node_health as node_mod
     from reid_desktop.core.store.pg_schema import PgSchemaError
 
     monkeypatch.setenv("PGPASSWORD", PASSWORD)

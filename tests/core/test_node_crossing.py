@@ -32,8 +32,8 @@ import pytest
 
 from reid_desktop.core.capture.sources import SourceSpec, read_frames
 from reid_desktop.core.config import PipelineConfig, load
-from reid_desktop.core.engine.node import ChangeListener
 from reid_desktop.core.engine.pipeline import Pipeline
+from reid_desktop.core.store.change_feed import ChangeListener
 from reid_desktop.core.store.database_url import parse_postgres_url
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.shared_changes import SharedChange, SharedEmbeddings

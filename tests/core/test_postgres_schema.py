@@ -89,7 +89,7 @@ def test_a_new_database_gets_the_schema_and_a_second_open_finds_it_done(pg_url: 
 
 
 def test_embeddings_stored_before_schema_5_count_as_written_long_ago(pg_url: str, password_in_environment) -> None:
-    """Schema 5 notes the transaction that writes each embedding (core/engine/node.py catches up by it)."""
+    """Schema 5 notes the transaction that writes each embedding (core/store/change_feed.py catches up by it)."""
     location = parse_postgres_url(pg_url)
     with connect(location) as conn:
         for migration in MIGRATIONS[:4]:

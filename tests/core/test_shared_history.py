@@ -9,8 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from reid_desktop.core.engine import node as node_mod
-from reid_desktop.core.engine.node import ChangeListener
+from reid_desktop.core.store import change_feed
+from reid_desktop.core.store.change_feed import ChangeListener
 from reid_desktop.core.store.database_url import parse_postgres_url
 from reid_desktop.core.store.interface import SightingRecord, TrackKey
 from reid_desktop.core.store.pg_schema import CHANGES_CHANNEL
@@ -223,7 +223,7 @@ def test_a_listener_catches_up_on_a_writer_that_drew_its_ids_before_the_outage_a
     """Ids are drawn when a row is written: a slow writer's older id commits after newer ones were heard."""
     import psycopg
 
-    monkeypatch.setattr(node_mod, "MARK_EVERY_S", 0.1)
+    monkeypatch.setattr(change_feed, "MARK_EVERY_S", 0.1)
     location = parse_postgres_url(pg_url)
     node, other = PgSightingStore(location, commit_interval_s=60), PgSightingStore(location, commit_interval_s=60)
     heard: list = []
@@ -301,7 +301,7 @@ def test_a_listener_started_after_the_index_read_the_database_catches_up_on_what
 
 def test_what_a_listener_remembers_having_heard_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     """A transaction left open on the server holds the horizon back: the newest heard are kept, the rest forgotten."""
-    monkeypatch.setattr(node_mod, "HEARD_KEPT", 3)
+    monkeypatch.setattr(change_feed, "HEARD_KEPT", 3)
     listener = ChangeListener(parse_postgres_url("postgresql://reid@127.0.0.1/reid"), lambda change: None,
                               lambda: "m", lambda: 0, list)
     for first in range(0, 10, 2):

@@ -13,8 +13,8 @@ import psycopg
 import pytest
 
 from reid_desktop import cli
-from reid_desktop.core.engine.node import ChangeListener
 from reid_desktop.core.store import pg_store
+from reid_desktop.core.store.change_feed import ChangeListener
 from reid_desktop.core.store.database_url import parse_postgres_url
 from reid_desktop.core.store.interface import SightingRecord, TrackKey
 from reid_desktop.core.store.pg_store import PgSightingStore

@@ -16,9 +16,9 @@ from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import QApplication, QDialogButtonBox
 
 from reid_desktop.core.capture.sources import SourceSpec
-from reid_desktop.core.engine.node import NodeHealth
 from reid_desktop.core.store.database_url import parse_postgres_url
 from reid_desktop.core.store.live_boxes import LivePublisher
+from reid_desktop.core.store.node_health import NodeHealth
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.types import FrameResult, SourceState, TrackedPerson
 from reid_desktop.ui.dialogs import StreamDialog

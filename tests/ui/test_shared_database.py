@@ -74,8 +74,8 @@ def test_a_saved_database_url_with_a_password_is_not_used(tmp_path: Path) -> Non
 def test_sources_panel_lists_every_nodes_cameras_with_their_health(qtbot, make_window, app_settings, pg_url: str,
                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     from reid_desktop.core.capture.sources import SourceSpec
-    from reid_desktop.core.engine.node import NodeHealth
     from reid_desktop.core.store.database_url import parse_postgres_url
+    from reid_desktop.core.store.node_health import NodeHealth
 
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     node = NodeHealth(parse_postgres_url(pg_url), "node-east")

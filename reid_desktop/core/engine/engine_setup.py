@@ -8,12 +8,14 @@ each on their own, and ``process`` did not at all. Here it is done once, for eve
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future
 from contextlib import contextmanager
 
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.engine.node import follow_shared_changes
 from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.engine.runner import PipelineControl
+from reid_desktop.core.store.change_feed import ChangeListener
+from reid_desktop.core.store.database_url import PostgresLocation
 from reid_desktop.core.store.shared_changes import Heard
 from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.vision.embedding import Embedder
@@ -37,3 +39,22 @@ def assembled_pipeline(config: PipelineConfig, store: SightingStore, control: Pi
     finally:
         if listener is not None:
             listener.stop()
+
+
+def follow_shared_changes(location: PostgresLocation, control: PipelineControl, pipeline: Pipeline,
+                          own_backend: Callable[[], int], since: Callable[[], int | None],
+                          applied: Callable[[Heard], None] | None = None) -> ChangeListener:
+    """Start listening for other processes' changes and apply each to the running ``pipeline`` between frames
+    (through ``control``); ``applied`` hears each one the pipeline has taken on. ``own_backend`` and ``since``:
+    see :class:`~reid_desktop.core.store.change_feed.ChangeListener`."""
+    def apply(change: Heard) -> None:
+        def taken_on(done: Future[None]) -> None:
+            if applied is not None and not done.cancelled() and done.exception() is None:
+                applied(change)
+
+        control.submit(lambda p: p.apply_change(change)).add_done_callback(taken_on)
+
+    listener = ChangeListener(location, apply, lambda: pipeline.embedder.key, own_backend,
+                              lambda: [run for run in (pipeline.run_id,) if run is not None], since)
+    listener.start()
+    return listener

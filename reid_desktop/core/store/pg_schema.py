@@ -21,7 +21,7 @@ MIGRATION_LOCK = 0x52454944  # "REID": the advisory lock that serialises migrati
 CHANGES_CHANNEL = "reid_changes"  # NOTIFY payloads: core/store/shared_changes.py
 EDIT_LOCK = 0x52454945  # identity edits hold it alone, sighting writes together: a merge never races a write
 SERVER_NOW = "extract(epoch FROM clock_timestamp())::float8"  # the one clock every machine on the database shares
-HEARTBEAT_S = 2.0  # how often a processing node says it is alive (core/engine/node.py)
+HEARTBEAT_S = 2.0  # how often a processing node says it is alive (core/store/node_health.py)
 DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this (by the server's clock) is down
 
 _V1 = """
@@ -114,8 +114,8 @@ CREATE INDEX identity_splits_seq ON identity_splits (seq);
 """
 
 # Schema 5: the transaction that wrote each embedding, so a listener back from a lost connection reads exactly the
-# rows of the transactions that had not ended when it last knew it had heard everything (core/engine/node.py): ids are
-# drawn when a row is written, not when it is committed, so "ids above the newest heard" misses a writer whose
+# rows of the transactions that had not ended when it last knew it had heard everything (core/store/change_feed.py):
+# ids are drawn when a row is written, not when it is committed, so "ids above the newest heard" misses a writer whose
 # ids were drawn before the outage and committed during it. Rows written before this schema count as old (0).
 _V5 = """
 ALTER TABLE embeddings ADD COLUMN tx xid8 NOT NULL DEFAULT '0';

@@ -10,7 +10,7 @@ SQLite, so a server restart costs no committed or waiting sighting.
 
 Every change the other processes must take on (a target, a name, a merge or split, new embeddings: see
 core/store/shared_changes.py) is announced by NOTIFY on :data:`~reid_desktop.core.store.pg_schema.CHANGES_CHANNEL`
-in the transaction that makes it, so it is heard exactly when it commits; nodes listen (core/engine/node.py). The
+in the transaction that makes it, so it is heard exactly when it commits; nodes listen (core/store/change_feed.py). The
 vector index is node-local: rebuilt or caught up from the database when attached, kept in step with this store's own
 writes and with the embeddings other nodes announce.
 
@@ -228,7 +228,7 @@ class PgSightingStore(SightingStore):
 
     def attach_index(self, model_key: str, dim: int) -> VectorIndex:
         """Also notes :attr:`index_horizon`, the oldest transaction running before the index reads the database:
-        a change listener started later catches up on what that one and newer ones wrote (core/engine/node.py)."""
+        a change listener started later catches up on what that one and newer ones wrote (core/store/change_feed.py)."""
         if not self.indexed.holds(model_key):
             self.index_horizon = oldest_running(self._db)
         return super().attach_index(model_key, dim)
@@ -264,7 +264,7 @@ class PgSightingStore(SightingStore):
 
     def _clock_offset(self) -> float:
         """This machine's clock less the server's (at the middle of one round trip): written with each open run and
-        kept current, so other machines read this one's sighting times on the server's clock (core/engine/node.py)."""
+        kept current, so other machines read this one's sighting times on the server's clock (store/change_feed.py)."""
         sent = time.time()
         server = float(self._db.execute(f"SELECT {SERVER_NOW}").fetchone()[0])
         return (sent + time.time()) / 2 - server

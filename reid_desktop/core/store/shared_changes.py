@@ -3,7 +3,7 @@
 On a shared PostgreSQL database every processing node keeps its own working set of identities and its own
 vector index. What another process does reaches them as these changes: the writer announces them in the
 transaction that makes them (PostgreSQL's NOTIFY, delivered when it commits), a listener on each node hears
-them (core/engine/node.py) and the node's pipeline applies them between frames. One line of text each, so that
+them (core/store/change_feed.py) and the node's pipeline applies them between frames. One line of text each, so that
 they fit a notification's payload and read well in a log.
 """
 
