@@ -378,7 +378,8 @@ def _instrument(patches: ExitStack, pipeline: Pipeline, stages: Stages) -> list[
     assert pipeline.writer is not None and store is not None
     missing = _wrap_methods(patches, pipeline, stages, {
         "process": PIPELINE, "_track": TRACKER, "_embed": CROPS, "_link_and_store": LINKING, "_calibrate": MATCHER,
-        "_decide": MATCHER, "_follow_tracklet": TRACKLETS, "_reassociate": TRACKLETS})
+        "_decide": MATCHER, "_follow_tracklet": TRACKLETS, "_regroup": TRACKLETS})
+    missing += _wrap_methods(patches, pipeline.regrouping, stages, {"step": TRACKLETS})
     missing += _wrap_methods(patches, pipeline.matcher, stages, {
         "assign": MATCHER, "add": MATCHER, "seen": MATCHER, "withdraw": MATCHER})
     missing += _wrap_methods(patches, pipeline.writer, stages, {
@@ -386,8 +387,8 @@ def _instrument(patches: ExitStack, pipeline: Pipeline, stages: Stages) -> list[
     missing += _wrap_methods(patches, store, stages, {"flush": COMMIT})  # run in the store's commit thread
     if pipeline.matcher.directory is not None:
         missing += _wrap_methods(patches, pipeline.matcher.directory, stages, {"nearest": LOOKUP})
-    if pipeline.reassociator is not None:
-        missing += _wrap_methods(patches, pipeline.reassociator, stages, {"_pass": REASSOCIATE})
+    if pipeline.regrouping.reassociator is not None:
+        missing += _wrap_methods(patches, pipeline.regrouping.reassociator, stages, {"_pass": REASSOCIATE})
     missing += _wrap_methods(patches, runner._Session, stages, {"next_frames": TAKE})
     original_open = sources.open_capture
     patches.enter_context(mock.patch.object(

@@ -66,7 +66,7 @@ def engine_rate(paths: dict[str, Path], embedder: Embedder, detector: Detector, 
                          max_frames=frames, pipeline=pipeline):
             count += isinstance(event, FrameResult)
         seconds = time.perf_counter() - started
-        passes = pipeline.reassociator.passes if pipeline.reassociator is not None else 0
+        passes = pipeline.regrouping.reassociator.passes if pipeline.regrouping.reassociator is not None else 0
     return count / seconds, passes
 
 

@@ -263,5 +263,5 @@ def test_re_association_is_a_setting(tmp_path: Path, enabled: bool) -> None:
     cfg = config(**{"matcher.reassociation": enabled})
     with SightingStore(tmp_path / "s.sqlite") as store:
         pipeline = Pipeline(cfg, store, detector=Painted(), embedder=ColorTextureEmbedder())
-        assert (pipeline.reassociator is not None) == enabled
+        assert pipeline.regrouping.active == enabled
         pipeline.close()

@@ -91,7 +91,7 @@ def test_the_window_offers_what_the_running_cameras_learned(qtbot, make_window, 
     done: list[bool] = []
 
     def remember(pipeline) -> bool:
-        pipeline.reassociator.suggestions = (learned,)  # as a re-association pass leaves them
+        pipeline.regrouping.reassociator.suggestions = (learned,)  # as a re-association pass leaves them
         return True
     window.client.submit(remember, done.append)
     qtbot.waitUntil(lambda: bool(done), timeout=WAIT_MS)

@@ -2,8 +2,8 @@
 
 Embeddings are computed when a track is new, then every ``embed_every`` frames or as soon as the crop
 is clearly better than the best one so far. A track's identity is tentative until it has enough crops
-(see :class:`_TrackState`). What is kept of all this is :mod:`~reid_desktop.core.engine.persistence`'s job, and
-:mod:`~reid_desktop.core.engine.runner` feeds the frames in.
+(see :mod:`~reid_desktop.core.engine.track_state`). What is kept of all this is
+:mod:`~reid_desktop.core.engine.persistence`'s job, and :mod:`~reid_desktop.core.engine.runner` feeds the frames in.
 
 Faults stay local: a failing detector batch, tracker, crop or embedding is logged (rate-limited)
 and skipped, the other cameras and frames go on; database faults are the store's to buffer and
@@ -17,14 +17,16 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from typing import cast
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.engine.alerts import Alerts
 from reid_desktop.core.engine.persistence import FreshEmbedding, SightingWriter
+from reid_desktop.core.engine.regrouping import PassChange, Regrouping
+from reid_desktop.core.engine.track_state import TrackState
 from reid_desktop.core.faults import FaultLog
 from reid_desktop.core.identity.calibration import ThresholdCalibration
 from reid_desktop.core.identity.camera_norm import CameraNormaliser
@@ -36,9 +38,8 @@ from reid_desktop.core.identity.matching import (
     MatchDecision,
     MatchRequest,
 )
-from reid_desktop.core.identity.reassociation import ReassociationResult, ReassociationSettings, Reassociator
 from reid_desktop.core.identity.search import Searcher
-from reid_desktop.core.identity.tracklets import TrackletView, TrackletWindow, foot_point
+from reid_desktop.core.identity.tracklets import Normalise
 from reid_desktop.core.identity.watchlist import WatchList, WatchMatch, WatchPictures
 from reid_desktop.core.store.interface import (
     HistoryStore,
@@ -61,7 +62,7 @@ from reid_desktop.core.store.shared_changes import (
 )
 from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.types import Detections, Frame, FrameResult, PreparedPicture, TargetSighted, TrackedPerson
-from reid_desktop.core.vision.crops import covered_share, crop, crop_quality, thumbnail
+from reid_desktop.core.vision.crops import covered_share, crop, crop_quality
 from reid_desktop.core.vision.detection import Detector, PreparingDetector, SizedDetector
 from reid_desktop.core.vision.detector_runtimes import make_detector
 from reid_desktop.core.vision.embedding import Embedder
@@ -71,8 +72,6 @@ from reid_desktop.core.vision.tracking import Tracker, TrackOutput, UltralyticsT
 
 log = logging.getLogger(__name__)
 
-ALERT_THUMBNAIL_HEIGHT = 96
-ALERTS_KEPT = 256  # alerts waiting for the run loop (or nobody, when the pipeline is driven directly)
 CAMERA_MEANS_SAVED_EVERY_S = 60.0
 
 # what the embedding step gave each track (source, track id) in this batch of frames
@@ -109,55 +108,6 @@ class _Camera:
     media_time: float | None = None  # a file's last position: going back is a restart or a seek
 
 
-@dataclass
-class _TrackState:
-    """What the pipeline remembers about one per-camera track.
-
-    A track's identity is *tentative* until it has ``matcher.commit_crops`` embeddings (or ends, or the
-    operator acts on it): until then it is decided again with every new crop. A tentative match adds
-    nothing to the identity's gallery, so a wrong first guess neither sticks nor spreads; an identity
-    created for the track (``owns_identity``) holds the track's crops from the start, so the same person
-    in another camera can be linked to it at once.
-    """
-
-    identity_id: int | None = None
-    match_score: float | None = None
-    embeddings: list[tuple[float, np.ndarray]] = field(default_factory=list)  # (quality, vector), best first
-    best_raw: list[tuple[float, np.ndarray]] = field(default_factory=list)  # the same crops before normalisation
-    appearance: np.ndarray | None = None  # the sum of every crop's (camera-normalised) embedding
-    raw_appearance: np.ndarray | None = None  # the same before camera normalisation (the watch list's scale)
-    newest_raw: np.ndarray | None = None  # the newest crop's embedding before camera normalisation
-    crops: int = 0  # embeddings taken so far
-    entry: tuple[float, float] | None = None  # where the track began (normalised foot point)
-    committed: bool = False
-    locked: bool = False  # the operator decided its identity (followed, merged, split): re-association keeps it
-    owns_identity: bool = False  # its identity was created for it (and is kept if nothing else matches)
-    best_quality: float = 0.0
-    last_embedded: int = -(10**9)
-    last_seen: int = 0
-    alerted: int | None = None  # the target identity an alert was raised for on this track
-    watched: set[str] = field(default_factory=set)  # watch-list entries this track already matched
-
-    def descriptor(self, of_all: bool = True) -> np.ndarray:
-        """The track's appearance: the mean of all its crops (``of_all``) or of its best ones."""
-        mean = self.appearance if of_all and self.appearance is not None else np.mean(
-            [v for _, v in self.embeddings], axis=0)
-        return _unit(mean)
-
-    def raw_descriptor(self) -> np.ndarray:
-        """The mean of all its crops before camera normalisation."""
-        return _unit(self.raw_appearance if self.raw_appearance is not None else self.descriptor())
-
-    def took(self, vector: np.ndarray, raw: np.ndarray) -> None:
-        self.newest_raw = raw
-        self.appearance = vector.astype(np.float64) if self.appearance is None else self.appearance + vector
-        self.raw_appearance = raw.astype(np.float64) if self.raw_appearance is None else self.raw_appearance + raw
-
-
-def _unit(vector: np.ndarray) -> np.ndarray:
-    return (vector / max(float(np.linalg.norm(vector)), 1e-12)).astype(np.float32)
-
-
 class Pipeline:
     """Per-frame processing for any number of cameras. Use from one thread only."""
 
@@ -176,18 +126,16 @@ class Pipeline:
         self.matcher = self._new_matcher()
         self.calibration = self._new_calibration()
         self.normaliser = self._new_normaliser()
-        self.tracklets = TrackletWindow(config.matcher.reassociation_window_s)
-        self.reassociator = self._new_reassociator()
+        self.regrouping = Regrouping(config.matcher, self.matcher.links)
         self._means_saved_at = time.monotonic()
         self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
         self._cameras: dict[str, _Camera] = {}
-        self._tracks: dict[tuple[str, int], _TrackState] = {}
+        self._tracks: dict[tuple[str, int], TrackState] = {}
         # tracker restarts per source (kept when its record is dropped): a restarted tracker counts its ids from
         # 1 again, so stored tracks are told apart by (source, segment, track id)
         self._segments: dict[str, int] = {}
         self.faults = FaultLog(log)
-        self.alerts: collections.deque[TargetSighted | WatchMatch] = collections.deque(maxlen=ALERTS_KEPT)
-        self.watch_list = WatchList()
+        self.alerts = Alerts()
         self.corrections = 0  # tentative identities changed by better crops (each one also audited in the store)
         self.writer = SightingWriter(store, config.storage) if store is not None else None
         if self.writer is not None:
@@ -227,14 +175,6 @@ class Pipeline:
                 self.store.save_camera_means(self.embedder.key, self.normaliser.means)
             except Exception as exc:
                 log.warning("camera means not saved: %s", exc)
-
-    def _new_reassociator(self) -> Reassociator | None:
-        matcher = self.config.matcher
-        if not matcher.reassociation:
-            return None
-        return Reassociator(ReassociationSettings(window_s=matcher.reassociation_window_s,
-                                                  interval_s=matcher.reassociation_interval_s,
-                                                  horizon_s=matcher.link_horizon_s), self.matcher.links)
 
     def _new_calibration(self) -> ThresholdCalibration | None:
         """Calibrates the threshold for this model, unless the operator set one."""
@@ -298,9 +238,7 @@ class Pipeline:
         state = self._tracks.get(key)
         if state is not None:
             state.locked = True
-        tracklet = self.tracklets.get(self._tracklet_key(key))
-        if tracklet is not None:
-            tracklet.identity_id, tracklet.locked = identity_id, True
+        self.regrouping.lock(self._tracklet_key(key), identity_id)
 
     def set_target(self, identity_id: int, is_target: bool = True) -> None:
         if self.store is not None:
@@ -319,20 +257,19 @@ class Pipeline:
 
     def set_watch_list(self, entries: Sequence[WatchPictures]) -> int:
         """The people to watch for, embedded with the running model (ValueError naming a bad entry)."""
-        self.watch_list = WatchList(entries, self.embedder)
-        return len(self.watch_list)
+        self.alerts.watch_list = WatchList(entries, self.embedder)
+        return len(self.alerts.watch_list)
 
     def set_camera_links(self, text: str) -> None:
         """New camera topology (``matcher.camera_links``), used from the next frame on; ValueError if wrong."""
         links = parse_camera_links(text, self.config.matcher.same_moment_s)
         self.config = replace(self.config, matcher=replace(self.config.matcher, camera_links=text))
         self.matcher.links = links
-        if self.reassociator is not None:
-            self.reassociator.links = links
+        self.regrouping.set_links(links)
 
     def link_suggestions(self) -> tuple[LinkSuggestion, ...]:
         """Camera links learned from the footage that the topology does not state yet (for the topology editor)."""
-        return self.reassociator.suggestions if self.reassociator is not None else ()
+        return self.regrouping.suggestions
 
     def merge_identities(self, keep: int, drop: int) -> None:
         """Two identities are one person: everything of ``drop``, stored and live, becomes ``keep``."""
@@ -351,9 +288,7 @@ class Pipeline:
         for state in self._tracks.values():
             if state.identity_id == drop:
                 state.identity_id, state.owns_identity = keep, False
-        for tracklet in self.tracklets.tracklets():  # the operator's merge: its tracks stay together from now on
-            if tracklet.identity_id in (keep, drop):
-                tracklet.identity_id, tracklet.locked = keep, True
+        self.regrouping.merged(keep, drop)
 
     def _stored_gallery(self, identity_id: int) -> np.ndarray:
         assert self.store is not None
@@ -382,9 +317,8 @@ class Pipeline:
             if live is not None and run_id == self.run_id and segment == self._segments.get(source, 0):
                 live.identity_id, live.match_score, live.owns_identity, live.committed = new, 1.0, False, True
                 live.locked = True
-            tracklet = self.tracklets.get((source, segment, track_id)) if run_id == self.run_id else None
-            if tracklet is not None:
-                tracklet.identity_id, tracklet.locked = new, True
+            if run_id == self.run_id:
+                self.regrouping.lock((source, segment, track_id), new)
         self._regallery(old, new)
 
     def _regallery(self, *identity_ids: int | None) -> None:
@@ -446,17 +380,15 @@ class Pipeline:
             self._drop_track(key)
         self.embedder = embedder
         self.warnings = tuple(warnings)
-        self.watch_list = self.watch_list.rebuilt(embedder)
+        self.alerts.watch_list = self.alerts.watch_list.rebuilt(embedder)
         targets = self.matcher.targets
         self.matcher.close()
         self._save_camera_means()
         self.matcher = self._new_matcher()
         self.calibration = self._new_calibration()
         self.normaliser = self._new_normaliser()
-        self.tracklets.clear()  # the new model's embeddings do not compare with the old ones
-        if self.reassociator is not None:
-            self.reassociator.close()
-        self.reassociator = self._new_reassociator()
+        self.regrouping.close()  # the new model's embeddings do not compare with the old ones: a new window
+        self.regrouping = Regrouping(self.config.matcher, self.matcher.links)
         if self.writer is not None:
             self._restore_identities(targets)
             self.writer.end_run("model changed")
@@ -494,7 +426,7 @@ class Pipeline:
         analysed = [(f, v.region) for f, v in zip(frames, verdicts, strict=True) if v.detect]
         results = dict(zip([id(f) for f, _ in analysed], self._analyse(analysed), strict=True))
         if frames:
-            self._reassociate(max(f.moment for f in frames))
+            self._regroup(self.regrouping.step(max(f.moment for f in frames), self.matcher, self._normalise))
         if self.writer is not None:
             self.writer.after_frames()
         if time.monotonic() - self._means_saved_at >= CAMERA_MEANS_SAVED_EVERY_S:
@@ -627,7 +559,7 @@ class Pipeline:
             covered = covered_share(dets.boxes) if reid.occlusion_aware else np.zeros(len(dets), np.float32)
             for row in range(len(tracks)):
                 key = (frame.source_id, int(tracks.track_ids[row]))
-                state = self._tracks.setdefault(key, _TrackState())
+                state = self._tracks.setdefault(key, TrackState())
                 state.last_seen = frame.index
                 det_index = int(tracks.det_index[row])
                 kpts = self._keypoints(dets, det_index)
@@ -739,9 +671,9 @@ class Pipeline:
                 keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets)
             persons.append(person)
             self._follow_tracklet(frame, key, person, state if key in fresh else None)
-            alert = self._alert(frame, state, person) if person.is_target else None
-            if key in fresh and self.watch_list:
-                self._watch(frame, state, person)
+            alert = self.alerts.target_sighted(frame, state, person) if person.is_target else None
+            if key in fresh:
+                self.alerts.watch(frame, state, person)
             if self.writer is not None:
                 self.writer.write(frame, self._track_key(key), person, fresh.get(key), self.embedder.key,
                                   alert.thumbnail if alert is not None else None)
@@ -753,62 +685,34 @@ class Pipeline:
                                                         strict=True)]
         return FrameResult(source, frame.index, frame.timestamp, frame.image, tuple(persons), frame.media_time)
 
-    def _reassociate(self, moment: float) -> None:
-        """Take the background pass's answer when it is ready; start the next one when due. Never waits."""
-        if self.reassociator is None:
-            return
-        result = self.reassociator.take()
-        if result is not None:
-            self.matcher.evidence = result.evidence
-            self._apply_reassociation(result)
-        if self.reassociator.due(moment):
-            self.reassociator.submit(self._window(), self.matcher.threshold, moment)
-
     def _settle(self) -> None:
-        """At the end of a run: one last pass over the window, waited for, so the stored identities of its last
-        minutes are re-associated too (the tracks that ended last are in no earlier pass)."""
-        if self.reassociator is None:
-            return
+        """At the end of a run: the last pass, waited for (see :meth:`Regrouping.settle`)."""
         try:
-            result = self.reassociator.settle(self._window(), self.matcher.threshold)
-            if result is not None:
-                self._apply_reassociation(result)
+            self._regroup(self.regrouping.settle(self.matcher, self._normalise))
         except Exception:
             log.exception("the last re-association pass failed; the run's identities stay as they were")
-        finally:
-            self.reassociator.close()
 
-    def _window(self) -> list[TrackletView]:
-        """The window for a pass: each track's appearance with its camera's mean, as known now, taken out."""
-        normaliser = self.normaliser
-        return self.tracklets.snapshot(None if normaliser is None else normaliser.apply)
+    @property
+    def _normalise(self) -> Normalise | None:
+        """How a pass takes each camera's mean, as known now, out of its tracks' appearance."""
+        return self.normaliser.apply if self.normaliser is not None else None
 
-    def _apply_reassociation(self, result: ReassociationResult) -> None:
-        """Correct the identities a pass regrouped (the operator's decisions are never in its answer), through the
-        store's correction path; live tracks take the new identity at once."""
-        made: dict[int, int] = {}  # chain -> the new identity made for it
+    def _regroup(self, changes: Sequence[PassChange]) -> None:
+        """Correct the identities a pass regrouped, through the store's correction path; live tracks take the new
+        identity at once."""
         touched: set[int] = set()
-        for change in result.reassignments:
-            tracklet = self.tracklets.get(change.key)
-            if tracklet is None or tracklet.locked or tracklet.identity_id != change.previous:
-                continue  # it changed since the pass saw it: the next pass decides again
-            identity = change.identity_id if change.identity_id is not None else made.get(change.group)
-            if identity is None:
-                identity = self.matcher.create(tracklet.end)
-                if identity is None:
-                    continue
-                made[change.group] = identity
-            source, segment, track_id = cast(tuple[str, int, int], tracklet.key)
+        for change in changes:
+            source, segment, track_id = change.key
             live = self._tracks.get((source, track_id)) if segment == self._segments.get(source, 0) else None
             if live is not None:
-                live.identity_id, live.match_score = identity, change.score
+                live.identity_id, live.match_score = change.identity_id, change.score
                 live.committed, live.owns_identity = True, False
-            tracklet.identity_id = identity
             if self.writer is not None:
-                self.writer.correct(change.track, identity, change.previous, change.score)
+                self.writer.correct(change.track, change.identity_id, change.previous, change.score)
             self.corrections += 1
-            touched |= {identity, change.previous}
-            log.info("%s track %d: identity %d -> %d (re-association)", source, track_id, change.previous, identity)
+            touched |= {change.identity_id, change.previous}
+            log.info("%s track %d: identity %d -> %d (re-association)", source, track_id, change.previous,
+                     change.identity_id)
         if touched and self.store is not None:
             self._regallery(*sorted(touched))
 
@@ -817,53 +721,20 @@ class Pipeline:
         return key[0], self._segments.get(key[0], 0), key[1]
 
     def _follow_tracklet(self, frame: Frame, key: tuple[str, int], person: TrackedPerson,
-                         embedded: _TrackState | None) -> None:
-        """Keep the track's summary for the background re-association up to date (cheap: positions and a sum)."""
-        if self.reassociator is None:
+                         embedded: TrackState | None) -> None:
+        """Keep the track's summary for the background re-association up to date."""
+        if not self.regrouping.active:
             return
         track = self._track_key(key) if self.writer is not None else TrackKey(key[0], key[0], "file",
                                                                               self._segments.get(key[0], 0), key[1])
-        tracklet = self.tracklets.saw(self._tracklet_key(key), track, frame.source_id, frame.moment,
-                                      foot_point(person.box, frame.image.shape), person.identity_id)
-        if embedded is None:
-            return
-        # as embedded: each pass takes out the camera's mean as it knows it then
-        if self.config.reid.track_descriptor == "all":
-            assert embedded.newest_raw is not None
-            tracklet.add_appearance(embedded.newest_raw)
-        else:
-            tracklet.replace_appearance(np.sum([v for _, v in embedded.best_raw], axis=0), len(embedded.best_raw))
-
-    def _alert(self, frame: Frame, state: _TrackState, person: TrackedPerson) -> TargetSighted | None:
-        """The alert for a followed person on this track, the first time it carries that identity."""
-        if person.identity_id is None or state.alerted == person.identity_id:
-            return None
-        state.alerted = person.identity_id
-        patch = crop(frame.image, person.box)
-        alert = TargetSighted(person.identity_id, frame.source_id, person.track_id, frame.timestamp,
-                              frame.media_time, person.match_score,
-                              thumbnail(patch, ALERT_THUMBNAIL_HEIGHT) if patch is not None else b"")
-        self.alerts.append(alert)
-        return alert
-
-    def _watch(self, frame: Frame, state: _TrackState, person: TrackedPerson) -> None:
-        """A track's new embedding against the watch list: an alert per entry it reaches, once per track."""
-        for entry, score in self.watch_list.match(state.raw_descriptor()):
-            if entry.name in state.watched:
-                continue
-            state.watched.add(entry.name)
-            patch = crop(frame.image, person.box)
-            self.alerts.append(WatchMatch(entry.name, frame.source_id, person.track_id, person.identity_id,
-                                          frame.timestamp, frame.media_time, score, entry.threshold,
-                                          thumbnail(patch, ALERT_THUMBNAIL_HEIGHT) if patch is not None else b""))
+        self.regrouping.follow(self._tracklet_key(key), track, frame, person, embedded,
+                               self.config.reid.track_descriptor == "all")
 
     def take_alerts(self) -> list[TargetSighted | WatchMatch]:
         """The alerts raised since the last call (the run loop passes them on after each step)."""
-        taken = list(self.alerts)
-        self.alerts.clear()
-        return taken
+        return self.alerts.take()
 
-    def _calibrate(self, together: list[_TrackState]) -> None:
+    def _calibrate(self, together: list[TrackState]) -> None:
         """People seen together are different people: their scores move the threshold (see calibration)."""
         assert self.calibration is not None
         of_all = self.config.reid.track_descriptor == "all"
@@ -898,12 +769,12 @@ class Pipeline:
             elif not others:
                 self.matcher.forget(previous)
 
-    def _add_crops(self, state: _TrackState) -> None:
+    def _add_crops(self, state: TrackState) -> None:
         assert state.identity_id is not None
         qualities, vectors = zip(*state.embeddings, strict=True)
         self.matcher.add(state.identity_id, np.stack(vectors), np.asarray(qualities, np.float32))
 
-    def _commit(self, state: _TrackState) -> None:
+    def _commit(self, state: TrackState) -> None:
         """The track's identity is final; a matched one takes the track's crops into its gallery now."""
         if state.committed or state.identity_id is None:
             return
@@ -927,7 +798,7 @@ class Pipeline:
         """The track has ended: a tentative identity becomes final, and its last sighting, if held back by
         sampling, is written now."""
         self._commit(self._tracks.pop(key))
-        self.tracklets.end(self._tracklet_key(key))
+        self.regrouping.ended(self._tracklet_key(key))
         self.matcher.withdraw(key)  # a later track with the same number must not take its look-up's answer
         if self.writer is not None:
             self.writer.track_ended(self._track_key(key))
@@ -959,8 +830,7 @@ class Pipeline:
         self.matcher.close()
         self._save_camera_means()
         if self.writer is None or self.run_id is None:
-            if self.reassociator is not None:
-                self.reassociator.close()
+            self.regrouping.close()
             return True
         try:
             for key in list(self._tracks):
