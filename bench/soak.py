@@ -93,7 +93,7 @@ def main() -> None:
                 print(f"{(now - started) / 60:5.1f} {frames:7d} {frames / args.every:5.1f} {p50:7.2f}s {p95:7.2f}s "
                       f"{rss_mb():7.0f} {threading.active_count():7d} {len(os.listdir('/proc/self/fd')):4d} "
                       f"{size_mb(database):6.1f} {size_mb(Path(f'{database}-wal')):6.1f} "
-                      f"{len(pipeline.matcher.identities):6d} {len(pipeline._tracks):6d} {store.pending:7d}",
+                      f"{len(pipeline.matcher.identities):6d} {len(pipeline.tracks):6d} {store.pending:7d}",
                       flush=True)
                 latencies, frames, next_report = [], 0, next_report + args.every
             if now - started >= args.minutes * 60:

@@ -947,7 +947,7 @@ class MainWindow(QMainWindow):
             return entries
 
         def load(entries: list[WatchPictures]) -> None:
-            self.client.submit(lambda p: p.set_watch_list(entries),
+            self.client.submit(lambda p: p.commands.set_watch_list(entries),
                                lambda count: self.statusBar().showMessage(f"Watching for {count} people", 4000),
                                what="load the watch list")
 
@@ -972,7 +972,7 @@ class MainWindow(QMainWindow):
         if self.engine.control is None:
             dialog.set_suggestions(None)
         else:
-            self.client.submit(lambda p: p.link_suggestions(), learned, what="read the learned links")
+            self.client.submit(lambda p: p.commands.link_suggestions(), learned, what="read the learned links")
         dialog.open()
         return dialog
 
@@ -984,7 +984,7 @@ class MainWindow(QMainWindow):
         self.save_settings()
         if self.engine.control is not None:
             running = self._links_with_session(links)
-            self.client.submit(lambda p: p.set_camera_links(running), what="change the camera topology")
+            self.client.submit(lambda p: p.commands.set_camera_links(running), what="change the camera topology")
 
     def use_reid_model(self, path: str) -> None:
         """Hot-swap the running pipeline's re-id model (the cameras keep running) and remember it."""

@@ -75,7 +75,7 @@ class TargetsController(QObject):
     def rename_identity(self, identity_id: int, label: str) -> None:
         self.labels = {**self.labels, identity_id: label}  # the feeds show the name at once
         self.labels_changed.emit(self.labels)
-        self.client.submit(lambda p: p.set_label(identity_id, label), lambda _: self.refresh(),
+        self.client.submit(lambda p: p.commands.set_label(identity_id, label), lambda _: self.refresh(),
                            what=f"rename #{identity_id}")
 
     def confirm_merge(self, keep: int, drop: int) -> None:
@@ -86,11 +86,12 @@ class TargetsController(QObject):
             self.merge_identities(keep, drop)
 
     def merge_identities(self, keep: int, drop: int) -> None:
-        self.client.submit(lambda p: p.merge_identities(keep, drop), lambda _: self.after_edit(keep),
+        self.client.submit(lambda p: p.commands.merge_identities(keep, drop), lambda _: self.after_edit(keep),
                            what=f"merge #{drop} into #{keep}")
 
     def split_track(self, track_row: int, identity_id: int | None, what: str = "split that match off") -> None:
-        self.client.submit(lambda p: p.split_track(track_row), lambda _: self.after_edit(identity_id), what=what)
+        self.client.submit(lambda p: p.commands.split_track(track_row), lambda _: self.after_edit(identity_id),
+                           what=what)
 
     def after_edit(self, identity_id: int | None) -> None:
         """An identity changed: the targets and, when it is the one shown, its timeline are read again."""
@@ -175,7 +176,8 @@ class TargetsController(QObject):
             self.status_message.emit(f"That sighting in {segment.source} is now #{new_id}", 5000)
             self.after_edit(segment.identity_id)
 
-        self.client.submit(lambda p: p.split_track(segment.track_row), split_off, what="split that sighting off")
+        self.client.submit(lambda p: p.commands.split_track(segment.track_row), split_off,
+                           what="split that sighting off")
 
     def stop(self) -> None:
         self.timer.stop()

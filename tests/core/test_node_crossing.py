@@ -143,7 +143,7 @@ class Node:
         with self._lock:
             heard, self.heard = self.heard, []
         for change in heard:
-            self.pipeline.apply_change(change)
+            self.pipeline.commands.apply_change(change)
 
     def newest_written(self, url: str) -> int:
         rows = query(url, "SELECT COALESCE(MAX(e.id), 0) FROM embeddings e JOIN tracks t ON t.id = e.track_row "

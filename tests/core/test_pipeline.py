@@ -340,7 +340,7 @@ def test_the_watch_list_finds_a_person_from_a_picture_of_them(tmp_path: Path, de
     noise = np.random.default_rng(0).integers(0, 255, (256, 128, 3), dtype=np.uint8)
 
     pipeline = Pipeline(cfg, detector=detector, embedder=embedder)
-    count = pipeline.set_watch_list([WatchPictures("dark coat", (picture,), 0.75),
+    count = pipeline.commands.set_watch_list([WatchPictures("dark coat", (picture,), 0.75),
                                      WatchPictures("nobody", (noise,), 0.75)])
     assert count == 2
     matches = [e for e in run([SourceSpec(str(demo_clip), "cam")], cfg, max_frames=20, pipeline=pipeline)
@@ -349,4 +349,4 @@ def test_the_watch_list_finds_a_person_from_a_picture_of_them(tmp_path: Path, de
     assert all(m.score >= 0.75 and m.source_id == "cam" and m.thumbnail for m in matches)
     assert len(matches) == len({m.track_id for m in matches}) <= 2  # once per track, and only that person
     with pytest.raises(ValueError, match="threshold must be in"):
-        pipeline.set_watch_list([WatchPictures("x", (picture,), 1.5)])
+        pipeline.commands.set_watch_list([WatchPictures("x", (picture,), 1.5)])

@@ -71,8 +71,9 @@ def test_a_camera_of_another_node_sharing_only_a_name_with_ours_is_another_place
         pipeline = Pipeline(PipelineConfig(), store, detector=pose_detector, embedder=ColorTextureEmbedder())
         pipeline.register_source(SourceSpec("rtsp://10.0.0.1/gate", "gate"))
         now = time.time()
-        pipeline.apply_change(shared_at("gate", "rtsp://10.0.0.2/gate", 41, now))  # another building's "gate"
-        pipeline.apply_change(shared_at("gate", "rtsp://10.0.0.1/gate", 42, now))  # our gate, seen by a station
+        commands = pipeline.commands
+        commands.apply_change(shared_at("gate", "rtsp://10.0.0.2/gate", 41, now))  # another building's "gate"
+        commands.apply_change(shared_at("gate", "rtsp://10.0.0.1/gate", 42, now))  # our gate, seen by a station
         assert set(pipeline.matcher._members[41].seen_at) == {"gate@rtsp://10.0.0.2/gate"}
         assert set(pipeline.matcher._members[42].seen_at) == {"gate"}
         # someone in our gate at that moment cannot be the person in the other gate; can be the one in ours

@@ -396,5 +396,5 @@ def test_a_target_dropped_while_a_node_was_away_is_dropped_when_it_is_back(pg_ur
     gallery = np.eye(1, ColorTextureEmbedder().dim, dtype=np.float32)
     for person in (kept, dropped):
         pipeline.matcher.restore(person, gallery, is_target=True)
-    pipeline.apply_change(TargetsNow(frozenset({kept})))
+    pipeline.commands.apply_change(TargetsNow(frozenset({kept})))
     assert pipeline.matcher.targets == {kept}

@@ -52,7 +52,7 @@ def follow_shared_changes(location: PostgresLocation, control: PipelineControl, 
             if applied is not None and not done.cancelled() and done.exception() is None:
                 applied(change)
 
-        control.submit(lambda p: p.apply_change(change)).add_done_callback(taken_on)
+        control.submit(lambda p: p.commands.apply_change(change)).add_done_callback(taken_on)
 
     listener = ChangeListener(location, apply, lambda: pipeline.embedder.key, own_backend,
                               lambda: [run for run in (pipeline.run_id,) if run is not None], since)

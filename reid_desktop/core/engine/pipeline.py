@@ -24,13 +24,13 @@ import numpy as np
 from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.engine.alerts import Alerts
+from reid_desktop.core.engine.commands import Commands
 from reid_desktop.core.engine.persistence import FreshEmbedding, SightingWriter
 from reid_desktop.core.engine.regrouping import PassChange, Regrouping
 from reid_desktop.core.engine.track_state import TrackState
 from reid_desktop.core.faults import FaultLog
 from reid_desktop.core.identity.calibration import ThresholdCalibration
 from reid_desktop.core.identity.camera_norm import CameraNormaliser
-from reid_desktop.core.identity.camera_transitions import LinkSuggestion
 from reid_desktop.core.identity.matching import (
     IdAllocator,
     IdentityDirectory,
@@ -40,7 +40,7 @@ from reid_desktop.core.identity.matching import (
 )
 from reid_desktop.core.identity.search import Searcher
 from reid_desktop.core.identity.tracklets import Normalise
-from reid_desktop.core.identity.watchlist import WatchList, WatchMatch, WatchPictures
+from reid_desktop.core.identity.watchlist import WatchMatch
 from reid_desktop.core.store.interface import (
     HistoryStore,
     SearchHit,
@@ -48,17 +48,6 @@ from reid_desktop.core.store.interface import (
     StorageUnavailable,
     StoreDirectory,
     TrackKey,
-)
-from reid_desktop.core.store.shared_changes import (
-    EmbeddingsPurged,
-    Heard,
-    Labelled,
-    Merged,
-    Regrouped,
-    SharedEmbeddings,
-    Split,
-    TargetChanged,
-    TargetsNow,
 )
 from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.types import Detections, Frame, FrameResult, PreparedPicture, TargetSighted, TrackedPerson
@@ -130,12 +119,13 @@ class Pipeline:
         self._means_saved_at = time.monotonic()
         self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
         self._cameras: dict[str, _Camera] = {}
-        self._tracks: dict[tuple[str, int], TrackState] = {}
+        self.tracks: dict[tuple[str, int], TrackState] = {}
         # tracker restarts per source (kept when its record is dropped): a restarted tracker counts its ids from
         # 1 again, so stored tracks are told apart by (source, segment, track id)
-        self._segments: dict[str, int] = {}
+        self.segments: dict[str, int] = {}
         self.faults = FaultLog(log)
         self.alerts = Alerts()
+        self.commands = Commands(self)
         self.corrections = 0  # tentative identities changed by better crops (each one also audited in the store)
         self.writer = SightingWriter(store, config.storage) if store is not None else None
         if self.writer is not None:
@@ -216,158 +206,15 @@ class Pipeline:
             embedder_description=info.describe() if (info := getattr(self.embedder, "info", None)) else "",
             embedder_imagenet_only=bool(info and info.imagenet_only))
 
-    # -- targets ---------------------------------------------------------------------------------
-
-    def identity_of(self, source_id: str, track_id: int) -> int | None:
-        state = self._tracks.get((source_id, track_id))
-        return state.identity_id if state else None
-
-    def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> int | None:
-        """Mark the identity behind a camera's track (what an operator clicked); returns that identity.
-        The operator has decided for this track: its identity is final from now on."""
-        state = self._tracks.get((source_id, track_id))
-        if state is None or state.identity_id is None:
-            return None
-        self._commit(state)
-        self._lock((source_id, track_id), state.identity_id)
-        self.set_target(state.identity_id, is_target)
-        return state.identity_id
-
-    def _lock(self, key: tuple[str, int], identity_id: int) -> None:
-        """The operator decided this live track's identity: re-association never changes it."""
-        state = self._tracks.get(key)
-        if state is not None:
-            state.locked = True
-        self.regrouping.lock(self._tracklet_key(key), identity_id)
-
-    def set_target(self, identity_id: int, is_target: bool = True) -> None:
-        if self.store is not None:
-            self.store.set_target(identity_id, is_target)
-        self.follow_target(identity_id, is_target)
-
-    def follow_target(self, identity_id: int, is_target: bool = True) -> None:
-        """A target set by another process on a shared history: only the matcher needs telling."""
-        self.matcher.set_target(identity_id, is_target)
-
-    def set_label(self, identity_id: int, label: str) -> None:
-        if self.store is not None:
-            self.store.set_label(identity_id, label)
-        if label:
-            self.matcher.pin(identity_id)
-
-    def set_watch_list(self, entries: Sequence[WatchPictures]) -> int:
-        """The people to watch for, embedded with the running model (ValueError naming a bad entry)."""
-        self.alerts.watch_list = WatchList(entries, self.embedder)
-        return len(self.alerts.watch_list)
-
-    def set_camera_links(self, text: str) -> None:
-        """New camera topology (``matcher.camera_links``), used from the next frame on; ValueError if wrong."""
-        links = parse_camera_links(text, self.config.matcher.same_moment_s)
-        self.config = replace(self.config, matcher=replace(self.config.matcher, camera_links=text))
-        self.matcher.links = links
-        self.regrouping.set_links(links)
-
-    def link_suggestions(self) -> tuple[LinkSuggestion, ...]:
-        """Camera links learned from the footage that the topology does not state yet (for the topology editor)."""
-        return self.regrouping.suggestions
-
-    def merge_identities(self, keep: int, drop: int) -> None:
-        """Two identities are one person: everything of ``drop``, stored and live, becomes ``keep``."""
-        if self.store is not None:
-            self.store.merge_identities(keep, drop)
-        self._merged(keep, drop)
-
-    def _merged(self, keep: int, drop: int) -> None:
-        """The stored identities are merged: the working set and the live tracks follow."""
-        self.matcher.merge(keep, drop)
-        if self.store is not None:
-            # the store now holds both galleries under ``keep``, also when neither was in the working set
-            gallery = self._stored_gallery(keep)
-            if len(gallery):
-                self.matcher.replace_gallery(keep, gallery)
-        for state in self._tracks.values():
-            if state.identity_id == drop:
-                state.identity_id, state.owns_identity = keep, False
-        self.regrouping.merged(keep, drop)
-
-    def _stored_gallery(self, identity_id: int) -> np.ndarray:
+    def stored_gallery(self, identity_id: int) -> np.ndarray:
         assert self.store is not None
         return self.store.identity_gallery(identity_id, self.embedder.key, self.config.matcher.identity_gallery_size)
 
-    def split_track(self, track_row: int) -> int:
-        """"Not this person": the stored track ``track_row`` (and its live continuation) gets a new identity."""
-        if self.store is None:
-            raise ValueError("splitting needs the sightings database")
-        old = self.store.track_identity(track_row)
-        new_id = self.matcher.create()
-        if new_id is None:
-            raise StorageUnavailable(f"{self.store.health.message or 'the database is failing'}: not split")
-        new = self.store.split_track(track_row, new_id)
-        self._split(track_row, old, new)
-        return new
-
-    def _split(self, track_row: int, old: int | None, new: int) -> None:
-        """A stored track was split off ``old`` into ``new``: its live continuation (if this pipeline runs it)
-        and both galleries follow."""
-        assert self.store is not None
-        where = self.store.track_key(track_row)
-        if where is not None:
-            run_id, source, segment, track_id = where
-            live = self._tracks.get((source, track_id))
-            if live is not None and run_id == self.run_id and segment == self._segments.get(source, 0):
-                live.identity_id, live.match_score, live.owns_identity, live.committed = new, 1.0, False, True
-                live.locked = True
-            if run_id == self.run_id:
-                self.regrouping.lock((source, segment, track_id), new)
-        self._regallery(old, new)
-
-    def _regallery(self, *identity_ids: int | None) -> None:
+    def regallery(self, *identity_ids: int | None) -> None:
         """Rebuild these identities' galleries from the store (an identity left without embeddings goes)."""
         for identity_id in identity_ids:
             if identity_id is not None:
-                self.matcher.replace_gallery(identity_id, self._stored_gallery(identity_id))
-
-    def apply_change(self, change: Heard) -> None:
-        """What another process did to the shared history (heard by the node's listener, which leaves out this
-        process's own changes: they are in effect already), taken on between frames."""
-        match change:
-            case TargetChanged(identity_id, is_target):
-                self.follow_target(identity_id, is_target)
-            case TargetsNow(identity_ids):
-                for identity_id in self.matcher.targets ^ identity_ids:  # dropped meanwhile, or set meanwhile
-                    self.follow_target(identity_id, identity_id in identity_ids)
-            case Labelled(identity_id):
-                self.matcher.pin(identity_id)
-            case Merged(keep, drop):
-                self._merged(keep, drop)
-            case Split(track_row, old, new) if self.store is not None:
-                self._split(track_row, old, new)
-            case Regrouped(old, new) if self.store is not None:
-                self._regallery(*(i for i in (old, new) if i in self.matcher))
-            case SharedEmbeddings() if change.model_key == self.embedder.key:
-                self._learn(change)
-            case EmbeddingsPurged(embedding_ids) if self.store is not None:
-                self.store.unindex_embeddings(embedding_ids)
-
-    def _learn(self, shared: SharedEmbeddings) -> None:
-        """Another node's new embeddings: into the vector index, and their identities into the working set with
-        where and when they were seen, so a person walking from its cameras into ours keeps their identity."""
-        if self.store is not None:
-            self.store.index_embeddings(shared.model_key, shared.embedding_ids, shared.vectors, shared.caught_up)
-        for identity_id in np.unique(shared.identity_ids):
-            rows = np.flatnonzero(shared.identity_ids == identity_id)
-            seen: dict[str, float] = {}
-            for row in rows:
-                camera = self._remote_camera(shared.cameras[row], shared.uris[row] if shared.uris else None)
-                seen[camera] = max(float(shared.timestamps[row]), seen.get(camera, -np.inf))
-            self.matcher.learn(int(identity_id), shared.vectors[rows], shared.qualities[rows],
-                               shared.created.get(int(identity_id)), seen)
-
-    def _remote_camera(self, name: str, uri: str | None) -> str:
-        """Another process's camera as this matcher knows it: a camera of another node that has the name of one of
-        ours but not its URI is another place (``name@uri``), never "the same camera" where two people cannot be."""
-        ours = self.writer.uri(name) if self.writer is not None else None
-        return f"{name}@{uri}" if ours is not None and uri is not None and uri != ours else name
+                self.matcher.replace_gallery(identity_id, self.stored_gallery(identity_id))
 
     def set_embedder(self, embedder: Embedder, warnings: Sequence[str] = ()) -> PipelineInfo:
         """Hot-swap the re-id model (e.g. one just trained) without stopping the cameras.
@@ -376,7 +223,7 @@ class Pipeline:
         is rebuilt from what the store holds for the new model, and a new run records the change.
         Identity numbers go on from where they were, so nothing an operator named is lost.
         """
-        for key in list(self._tracks):  # the next sightings are the new run's tracks
+        for key in list(self.tracks):  # the next sightings are the new run's tracks
             self._drop_track(key)
         self.embedder = embedder
         self.warnings = tuple(warnings)
@@ -409,9 +256,9 @@ class Pipeline:
     def forget_source(self, source_id: str) -> None:
         """Drop a camera's tracker and tracks (it was removed, or jumped in time); its next tracks are new rows."""
         self._cameras.pop(source_id, None)
-        for key in [k for k in self._tracks if k[0] == source_id]:
+        for key in [k for k in self.tracks if k[0] == source_id]:
             self._drop_track(key)
-        self._segments[source_id] = self._segments.get(source_id, 0) + 1
+        self.segments[source_id] = self.segments.get(source_id, 0) + 1
 
     # -- processing ------------------------------------------------------------------------------
 
@@ -559,7 +406,7 @@ class Pipeline:
             covered = covered_share(dets.boxes) if reid.occlusion_aware else np.zeros(len(dets), np.float32)
             for row in range(len(tracks)):
                 key = (frame.source_id, int(tracks.track_ids[row]))
-                state = self._tracks.setdefault(key, TrackState())
+                state = self.tracks.setdefault(key, TrackState())
                 state.last_seen = frame.index
                 det_index = int(tracks.det_index[row])
                 kpts = self._keypoints(dets, det_index)
@@ -594,7 +441,7 @@ class Pipeline:
             frame, tracks = frames[pos], tracked[pos]
             assert tracks is not None
             key = (frame.source_id, int(tracks.track_ids[row]))
-            state = self._tracks[key]
+            state = self.tracks[key]
             state.embeddings.append((quality, vector))
             state.best_raw.append((quality, raw_vector))
             state.took(vector, raw_vector)
@@ -629,25 +476,25 @@ class Pipeline:
                         fresh: FreshEmbeddings) -> FrameResult:
         source = frame.source_id
         keys = [(source, int(t)) for t in tracks.track_ids]
-        asking = [k for k in keys if self._tracks[k].embeddings and (
-            self._tracks[k].identity_id is None or (not self._tracks[k].committed and k in fresh))]
-        busy = {self._tracks[k].identity_id for k in keys if k not in asking} - {None}
+        asking = [k for k in keys if self.tracks[k].embeddings and (
+            self.tracks[k].identity_id is None or (not self.tracks[k].committed and k in fresh))]
+        busy = {self.tracks[k].identity_id for k in keys if k not in asking} - {None}
         if self.calibration is not None and any(k in fresh for k in keys):
-            self._calibrate([self._tracks[k] for k in keys if self._tracks[k].embeddings])
-        holders = collections.Counter(s.identity_id for s in self._tracks.values()) if asking else {}
+            self._calibrate([self.tracks[k] for k in keys if self.tracks[k].embeddings])
+        holders = collections.Counter(s.identity_id for s in self.tracks.values()) if asking else {}
         # an identity made for a track alone is that track's own crops: it asks past it (see MatchRequest.holds);
         # once other tracks matched it too, it is theirs as much, and competes like any other
         of_all = self.config.reid.track_descriptor == "all"
         requests = [MatchRequest(k, s.descriptor(of_all),
                                  s.identity_id if s.owns_identity and holders[s.identity_id] == 1 else None)
-                    for k, s in ((k, self._tracks[k]) for k in asking)]
+                    for k, s in ((k, self.tracks[k]) for k in asking)]
         created = set()
         for decision in self.matcher.assign(requests, busy, source, frame.moment):  # type: ignore[arg-type]
             self._decide(decision.key, decision)  # type: ignore[arg-type]
             if decision.is_new:
                 created.add(decision.key)
         for key in keys:
-            state = self._tracks[key]
+            state = self.tracks[key]
             if state.identity_id is None:
                 continue
             if key in created:  # the new identity starts with the track's crops
@@ -656,14 +503,14 @@ class Pipeline:
                 vector, quality, _ = fresh[key]
                 self.matcher.add(state.identity_id, vector[None, :], np.array([quality]))
             if not state.committed and state.crops >= self.config.matcher.commit_crops:
-                self._commit(state)
+                self.commit(state)
             if state.committed or state.owns_identity:  # surely this person: nobody else can be them elsewhere now
                 self.matcher.seen(state.identity_id, source, frame.moment)
 
         persons = []
         targets = self.matcher.targets
         for row, key in enumerate(keys):
-            state = self._tracks[key]
+            state = self.tracks[key]
             det_index = int(tracks.det_index[row])
             person = TrackedPerson(
                 track_id=key[1], box=tracks.boxes[row].copy(), confidence=float(tracks.scores[row]),
@@ -703,7 +550,7 @@ class Pipeline:
         touched: set[int] = set()
         for change in changes:
             source, segment, track_id = change.key
-            live = self._tracks.get((source, track_id)) if segment == self._segments.get(source, 0) else None
+            live = self.tracks.get((source, track_id)) if segment == self.segments.get(source, 0) else None
             if live is not None:
                 live.identity_id, live.match_score = change.identity_id, change.score
                 live.committed, live.owns_identity = True, False
@@ -714,11 +561,11 @@ class Pipeline:
             log.info("%s track %d: identity %d -> %d (re-association)", source, track_id, change.previous,
                      change.identity_id)
         if touched and self.store is not None:
-            self._regallery(*sorted(touched))
+            self.regallery(*sorted(touched))
 
-    def _tracklet_key(self, key: tuple[str, int]) -> tuple[str, int, int]:
+    def tracklet_key(self, key: tuple[str, int]) -> tuple[str, int, int]:
         """A track in the re-association window: a restarted tracker counts its ids from 1 again."""
-        return key[0], self._segments.get(key[0], 0), key[1]
+        return key[0], self.segments.get(key[0], 0), key[1]
 
     def _follow_tracklet(self, frame: Frame, key: tuple[str, int], person: TrackedPerson,
                          embedded: TrackState | None) -> None:
@@ -726,8 +573,8 @@ class Pipeline:
         if not self.regrouping.active:
             return
         track = self._track_key(key) if self.writer is not None else TrackKey(key[0], key[0], "file",
-                                                                              self._segments.get(key[0], 0), key[1])
-        self.regrouping.follow(self._tracklet_key(key), track, frame, person, embedded,
+                                                                              self.segments.get(key[0], 0), key[1])
+        self.regrouping.follow(self.tracklet_key(key), track, frame, person, embedded,
                                self.config.reid.track_descriptor == "all")
 
     def take_alerts(self) -> list[TargetSighted | WatchMatch]:
@@ -748,7 +595,7 @@ class Pipeline:
 
     def _decide(self, key: tuple[str, int], decision: MatchDecision) -> None:
         """Take the matcher's decision for a track; when it changes a tentative identity, correct what was stored."""
-        state = self._tracks[key]
+        state = self.tracks[key]
         previous, owned = state.identity_id, state.owns_identity
         state.identity_id, state.match_score = decision.identity_id, decision.score
         state.owns_identity = decision.is_new or (owned and decision.identity_id == previous)
@@ -762,7 +609,7 @@ class Pipeline:
         if self.writer is not None:
             self.writer.correct(self._track_key(key), decision.identity_id, previous, decision.score)
         if owned:  # the identity made for this track held its crops: they go with it
-            others = any(s.identity_id == previous for s in self._tracks.values())
+            others = any(s.identity_id == previous for s in self.tracks.values())
             if others and self.store is not None:
                 self.matcher.replace_gallery(previous, self.store.identity_gallery(
                     previous, self.embedder.key, self.config.matcher.identity_gallery_size))
@@ -774,7 +621,7 @@ class Pipeline:
         qualities, vectors = zip(*state.embeddings, strict=True)
         self.matcher.add(state.identity_id, np.stack(vectors), np.asarray(qualities, np.float32))
 
-    def _commit(self, state: TrackState) -> None:
+    def commit(self, state: TrackState) -> None:
         """The track's identity is final; a matched one takes the track's crops into its gallery now."""
         if state.committed or state.identity_id is None:
             return
@@ -784,21 +631,21 @@ class Pipeline:
 
     def _track_key(self, key: tuple[str, int]) -> TrackKey:
         assert self.writer is not None
-        return self.writer.track_key(key[0], self._segments.get(key[0], 0), key[1])
+        return self.writer.track_key(key[0], self.segments.get(key[0], 0), key[1])
 
     def _forget_stale_tracks(self) -> None:
         horizon = 4 * self.config.tracker.track_buffer
         newest: dict[str, int] = {}
-        for (source, _), state in self._tracks.items():
+        for (source, _), state in self.tracks.items():
             newest[source] = max(newest.get(source, 0), state.last_seen)
-        for key in [k for k, s in self._tracks.items() if newest[k[0]] - s.last_seen > horizon]:
+        for key in [k for k, s in self.tracks.items() if newest[k[0]] - s.last_seen > horizon]:
             self._drop_track(key)
 
     def _drop_track(self, key: tuple[str, int]) -> None:
         """The track has ended: a tentative identity becomes final, and its last sighting, if held back by
         sampling, is written now."""
-        self._commit(self._tracks.pop(key))
-        self.regrouping.ended(self._tracklet_key(key))
+        self.commit(self.tracks.pop(key))
+        self.regrouping.ended(self.tracklet_key(key))
         self.matcher.withdraw(key)  # a later track with the same number must not take its look-up's answer
         if self.writer is not None:
             self.writer.track_ended(self._track_key(key))
@@ -833,7 +680,7 @@ class Pipeline:
             self.regrouping.close()
             return True
         try:
-            for key in list(self._tracks):
+            for key in list(self.tracks):
                 self._drop_track(key)
             self._settle()
             return self.writer.end_run(status)

@@ -69,10 +69,10 @@ class PipelineControl:
         return self._post(lambda session: fn(session.pipeline))
 
     def set_target(self, identity_id: int, is_target: bool = True) -> Future[None]:
-        return self.submit(lambda p: p.set_target(identity_id, is_target))
+        return self.submit(lambda p: p.commands.set_target(identity_id, is_target))
 
     def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> Future[int | None]:
-        return self.submit(lambda p: p.target_track(source_id, track_id, is_target))
+        return self.submit(lambda p: p.commands.target_track(source_id, track_id, is_target))
 
     def add_source(self, spec: SourceSpec) -> Future[None]:
         return self._post(lambda session: session.add(spec))
