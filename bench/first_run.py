@@ -26,10 +26,10 @@ sys.path.insert(0, str(ROOT))
 from reid_desktop.core import config as config_mod  # noqa: E402
 from reid_desktop.core.capture.sources import DEMO_LINKS, demo_sources, read_frames  # noqa: E402
 from reid_desktop.core.config import DetectorConfig  # noqa: E402
-from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo  # noqa: E402
+from reid_desktop.core.engine.pipeline import Pipeline  # noqa: E402
 from reid_desktop.core.engine.runner import PipelineControl, run  # noqa: E402
 from reid_desktop.core.store.history import open_store  # noqa: E402
-from reid_desktop.core.types import FrameResult  # noqa: E402
+from reid_desktop.core.types import FrameResult, PipelineInfo  # noqa: E402
 from reid_desktop.core.vision.detection import YoloDetector, bundled_detector_path  # noqa: E402
 from reid_desktop.core.vision.detector_preparation import SWITCH_VARIABLE, DetectorPreparation  # noqa: E402
 from reid_desktop.core.vision.detector_runtimes import box_iou  # noqa: E402

@@ -47,7 +47,6 @@ from reid_desktop.core.capture.sources import DEMO_LINKS, SourceKind, SourceSpec
 from reid_desktop.core.credentials import complete_url
 from reid_desktop.core.engine.engine_setup import assembled_pipeline
 from reid_desktop.core.engine.node import load_node_file
-from reid_desktop.core.engine.pipeline import PipelineInfo
 from reid_desktop.core.engine.runner import PipelineControl, run
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.redaction import redact_text
@@ -65,7 +64,7 @@ from reid_desktop.core.store.pg_schema import PgSchemaError
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.shared_changes import Heard, TargetChanged, TargetsNow
 from reid_desktop.core.store.storage import SightingStore
-from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
+from reid_desktop.core.types import FrameResult, PipelineInfo, SourceState, SourceStatus, TargetSighted
 from reid_desktop.core.vision.detector_preparation import DetectorPreparation
 from reid_desktop.core.vision.models import load_embedder
 from reid_desktop.core.wording import count

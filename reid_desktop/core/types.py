@@ -161,3 +161,21 @@ class TargetSighted:
     media_time: float | None
     score: float | None
     thumbnail: bytes  # JPEG of the person at that moment
+
+
+@dataclass(frozen=True)
+class PipelineInfo:
+    """What the pipeline runs on; the first event of every run."""
+
+    detector: str
+    detector_device: str
+    embedder: str
+    embedder_key: str
+    provider: str
+    embedder_precision: str
+    embedder_is_fallback: bool
+    match_threshold: float
+    warnings: tuple[str, ...]
+    run_id: int | None
+    embedder_description: str = ""  # what the re-id model is and was trained on (its metadata), for the status bar
+    embedder_imagenet_only: bool = False  # a network never trained for re-id: the window offers a re-id model

@@ -28,14 +28,14 @@ from PySide6.QtCore import QObject, Qt, QThread, QTimer, Signal, Slot
 from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.engine.engine_setup import assembled_pipeline
-from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.engine.runner import PipelineControl, run
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.identity.watchlist import WatchMatch
 from reid_desktop.core.store.history import History, open_store
 from reid_desktop.core.store.interface import HistoryReader, StorageHealth, StoreError
 from reid_desktop.core.store.storage import SightingStore
-from reid_desktop.core.types import Frame, FrameResult, SourceHealth, SourceStatus, TargetSighted
+from reid_desktop.core.types import Frame, FrameResult, PipelineInfo, SourceHealth, SourceStatus, TargetSighted
 from reid_desktop.core.vision.detector_preparation import DetectorPreparation
 from reid_desktop.ui.tasks import Dispatcher
 from trainer.default_model import default_embedder

@@ -38,14 +38,14 @@ from PySide6.QtWidgets import (
 
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.capture.sources import SourceKind, SourceSpec
-from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.identity.camera_transitions import LinkSuggestion
 from reid_desktop.core.identity.watchlist import WatchPictures
 from reid_desktop.core.redaction import join_credentials, redact, strip_secrets
 from reid_desktop.core.store.database_url import PostgresLocation
 from reid_desktop.core.store.interface import CameraHealth, StorageHealth
 from reid_desktop.core.store.live_boxes import hides_credentials, remote_source_id
-from reid_desktop.core.types import FrameResult, SourceHealth, SourceState, SourceStatus, TrackedPerson
+from reid_desktop.core.types import FrameResult, PipelineInfo, SourceHealth, SourceState, SourceStatus, TrackedPerson
 from reid_desktop.core.vision.detector_preparation import DetectorPreparation
 from reid_desktop.core.vision.models import load_embedder
 from reid_desktop.ui.alerts_panel import AlertsPanel

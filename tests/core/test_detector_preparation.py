@@ -14,10 +14,9 @@ import pytest
 
 from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import DetectorConfig, PipelineConfig, apply
-from reid_desktop.core.engine.pipeline import PipelineInfo
 from reid_desktop.core.engine.runner import PipelineControl, run
 from reid_desktop.core.store.locking import WriterLock
-from reid_desktop.core.types import FrameResult
+from reid_desktop.core.types import FrameResult, PipelineInfo
 from reid_desktop.core.vision import detector_runtimes as runtimes
 from reid_desktop.core.vision.detection import bundled_detector_path
 from reid_desktop.core.vision.detector_preparation import SWITCH_VARIABLE, DetectorPreparation, start_if_needed

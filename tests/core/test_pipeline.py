@@ -11,11 +11,11 @@ import pytest
 
 from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig, load
-from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.engine.runner import PipelineControl, run
 from reid_desktop.core.store.exports import export_json
 from reid_desktop.core.store.storage import SightingStore
-from reid_desktop.core.types import FrameResult, SourceState, SourceStatus, TargetSighted
+from reid_desktop.core.types import FrameResult, PipelineInfo, SourceState, SourceStatus, TargetSighted
 from reid_desktop.core.vision.embedding import OnnxEmbedder
 
 

@@ -25,7 +25,8 @@ from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.engine.alerts import Alerts
 from reid_desktop.core.engine.commands import Commands
-from reid_desktop.core.engine.persistence import FreshEmbedding, SightingWriter
+from reid_desktop.core.engine.crop_embedding import CropEmbedding, FreshEmbeddings, keypoints_of
+from reid_desktop.core.engine.persistence import SightingWriter
 from reid_desktop.core.engine.regrouping import PassChange, Regrouping
 from reid_desktop.core.engine.track_state import TrackState
 from reid_desktop.core.faults import FaultLog
@@ -50,8 +51,15 @@ from reid_desktop.core.store.interface import (
     TrackKey,
 )
 from reid_desktop.core.topology import parse as parse_camera_links
-from reid_desktop.core.types import Detections, Frame, FrameResult, PreparedPicture, TargetSighted, TrackedPerson
-from reid_desktop.core.vision.crops import covered_share, crop, crop_quality
+from reid_desktop.core.types import (
+    Detections,
+    Frame,
+    FrameResult,
+    PipelineInfo,
+    PreparedPicture,
+    TargetSighted,
+    TrackedPerson,
+)
 from reid_desktop.core.vision.detection import Detector, PreparingDetector, SizedDetector
 from reid_desktop.core.vision.detector_runtimes import make_detector
 from reid_desktop.core.vision.embedding import Embedder
@@ -63,26 +71,6 @@ log = logging.getLogger(__name__)
 
 CAMERA_MEANS_SAVED_EVERY_S = 60.0
 
-# what the embedding step gave each track (source, track id) in this batch of frames
-FreshEmbeddings = dict[tuple[str, int], FreshEmbedding]
-
-
-@dataclass(frozen=True)
-class PipelineInfo:
-    """What the pipeline runs on; the first event of every run."""
-
-    detector: str
-    detector_device: str
-    embedder: str
-    embedder_key: str
-    provider: str
-    embedder_precision: str
-    embedder_is_fallback: bool
-    match_threshold: float
-    warnings: tuple[str, ...]
-    run_id: int | None
-    embedder_description: str = ""  # what the re-id model is and was trained on (its metadata), for the status bar
-    embedder_imagenet_only: bool = False  # a network never trained for re-id: the window offers a re-id model
 
 
 @dataclass
@@ -125,6 +113,7 @@ class Pipeline:
         self.segments: dict[str, int] = {}
         self.faults = FaultLog(log)
         self.alerts = Alerts()
+        self.embedding = CropEmbedding(config.reid, self.faults)
         self.commands = Commands(self)
         self.corrections = 0  # tentative identities changed by better crops (each one also audited in the store)
         self.writer = SightingWriter(store, config.storage) if store is not None else None
@@ -355,7 +344,7 @@ class Pipeline:
         tracked: list[TrackOutput | None] = []
         for frame, dets in zip(frames, detections, strict=True):
             tracked.append(self._track(frame, dets))
-        fresh = self._embed(frames, detections, tracked)
+        fresh = self.embedding.embed(frames, detections, tracked, self.tracks, self.embedder, self.normaliser)
         results = []
         for frame, dets, tracks in zip(frames, detections, tracked, strict=True):
             if tracks is None:
@@ -393,84 +382,6 @@ class Pipeline:
                                f"{type(exc).__name__}: {exc}", exc)
             self.forget_source(frame.source_id)
             return None
-
-    def _embed(self, frames: Sequence[Frame], detections: Sequence[Detections],
-               tracked: Sequence[TrackOutput | None]) -> FreshEmbeddings:
-        """One embedding batch for every crop that needs one, across all cameras; bad crops are skipped."""
-        jobs: list[tuple[int, int, float]] = []  # (frame position, row in tracks, quality)
-        crops: list[np.ndarray] = []
-        reid = self.config.reid
-        for pos, (frame, dets, tracks) in enumerate(zip(frames, detections, tracked, strict=True)):
-            if tracks is None:
-                continue
-            covered = covered_share(dets.boxes) if reid.occlusion_aware else np.zeros(len(dets), np.float32)
-            for row in range(len(tracks)):
-                key = (frame.source_id, int(tracks.track_ids[row]))
-                state = self.tracks.setdefault(key, TrackState())
-                state.last_seen = frame.index
-                det_index = int(tracks.det_index[row])
-                kpts = self._keypoints(dets, det_index)
-                quality = crop_quality(tracks.boxes[row], float(tracks.scores[row]), kpts, frame.image.shape,
-                                       float(covered[det_index]) if 0 <= det_index < len(covered) else 0.0)
-                due = (not state.embeddings
-                       or frame.index - state.last_embedded >= reid.embed_every
-                       or quality > state.best_quality * reid.quality_gain)
-                if not due or not np.isfinite(quality):
-                    continue
-                patch = crop(frame.image, tracks.boxes[row])
-                if patch is not None:
-                    jobs.append((pos, row, quality))
-                    crops.append(patch)
-        if not crops:
-            return {}
-        try:
-            raw = self.embedder.embed(crops)
-        except Exception as exc:
-            self.faults.report("embed", f"re-id model failed on {len(crops)} crops; they are skipped: "
-                                        f"{type(exc).__name__}: {exc}", exc)
-            return {}
-        usable = np.isfinite(raw).all(axis=1) & (np.linalg.norm(raw, axis=1) > 0)
-        if not usable.all():
-            self.faults.report("embed-nan", f"skipped {int((~usable).sum())} crops whose re-id embedding is not a "
-                                            "finite, non-zero vector")
-        vectors = self._normalised(raw, [frames[pos].source_id for pos, _, _ in jobs], usable)
-        fresh: FreshEmbeddings = {}
-        for (pos, row, quality), vector, raw_vector, patch, ok in zip(jobs, vectors, raw, crops, usable, strict=True):
-            if not ok:
-                continue
-            frame, tracks = frames[pos], tracked[pos]
-            assert tracks is not None
-            key = (frame.source_id, int(tracks.track_ids[row]))
-            state = self.tracks[key]
-            state.embeddings.append((quality, vector))
-            state.best_raw.append((quality, raw_vector))
-            state.took(vector, raw_vector)
-            state.crops += 1
-            for kept in (state.embeddings, state.best_raw):
-                kept.sort(key=lambda item: -item[0])
-                del kept[reid.track_gallery_size:]
-            state.last_embedded = frame.index
-            improved = quality >= state.best_quality
-            state.best_quality = max(state.best_quality, quality)
-            fresh[key] = (vector, quality, patch if improved else None)  # the patch only when it is the best crop
-        return fresh
-
-    def _normalised(self, vectors: np.ndarray, cameras: Sequence[str], usable: np.ndarray) -> np.ndarray:
-        """Each camera's mean taken out of its crops' embeddings (learned from them first); as they are when off."""
-        if self.normaliser is None:
-            return vectors
-        out = np.array(vectors, np.float32, copy=True)
-        for camera in dict.fromkeys(cameras):
-            rows = np.flatnonzero((np.asarray(cameras) == camera) & usable)
-            if len(rows):
-                out[rows] = self.normaliser.learn_and_apply(camera, vectors[rows])
-        return out
-
-    @staticmethod
-    def _keypoints(dets: Detections, index: int) -> np.ndarray | None:
-        if dets.keypoints is None or not 0 <= index < len(dets.keypoints):
-            return None
-        return dets.keypoints[index]
 
     def _link_and_store(self, frame: Frame, dets: Detections, tracks: TrackOutput,
                         fresh: FreshEmbeddings) -> FrameResult:
@@ -515,7 +426,7 @@ class Pipeline:
             person = TrackedPerson(
                 track_id=key[1], box=tracks.boxes[row].copy(), confidence=float(tracks.scores[row]),
                 identity_id=state.identity_id, match_score=state.match_score,
-                keypoints=self._keypoints(dets, det_index), is_target=state.identity_id in targets)
+                keypoints=keypoints_of(dets, det_index), is_target=state.identity_id in targets)
             persons.append(person)
             self._follow_tracklet(frame, key, person, state if key in fresh else None)
             alert = self.alerts.target_sighted(frame, state, person) if person.is_target else None
@@ -526,7 +437,7 @@ class Pipeline:
                                   alert.thumbnail if alert is not None else None)
         if tracks.tentative is not None:  # drawn from the first frame; matched and stored once confirmed
             persons += [TrackedPerson(track_id=int(t), box=box.copy(), confidence=float(score), identity_id=None,
-                                      match_score=None, keypoints=self._keypoints(dets, int(index)), tentative=True)
+                                      match_score=None, keypoints=keypoints_of(dets, int(index)), tentative=True)
                         for t, box, score, index in zip(tracks.tentative.track_ids, tracks.tentative.boxes,
                                                         tracks.tentative.scores, tracks.tentative.det_index,
                                                         strict=True)]

@@ -19,10 +19,10 @@ from typing import Any, TypeVar
 
 from reid_desktop.core.capture.sources import SourceSpec, VideoSource
 from reid_desktop.core.config import PipelineConfig
-from reid_desktop.core.engine.pipeline import Pipeline, PipelineInfo
+from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.identity.watchlist import WatchMatch
 from reid_desktop.core.store.interface import HistoryStore, StorageHealth
-from reid_desktop.core.types import Frame, FrameResult, SourceHealth, SourceStatus, TargetSighted
+from reid_desktop.core.types import Frame, FrameResult, PipelineInfo, SourceHealth, SourceStatus, TargetSighted
 from reid_desktop.core.vision.detector_preparation import BackgroundPreparation, DetectorPreparation, start_if_needed
 
 T = TypeVar("T")
