@@ -1,15 +1,16 @@
 """The window's cameras: one record per camera, kept without Qt so it is tested on its own.
 
-A camera's name, full address (with its secrets, in memory only), paused and session-only state,
-last known state and reason, and its saved form (what the settings file holds) live in one
-:class:`Camera`, so adding, renaming, pausing and removing change them together. Secrets go to
-the OS keyring through :mod:`reid_desktop.core.credentials`; the saved form never holds one.
+What the engine opens is the camera's :class:`SourceSpec`, the record the CLI and a node file make too (its name,
+full address with its secrets, in memory only, region, pace and analysis rate). Beside it, one :class:`Camera`
+holds what only the window knows (paused, last known state and reason) and the camera's saved form (what the
+settings file holds), so adding, renaming, pausing and removing change them together. Secrets go to the OS keyring
+through :mod:`reid_desktop.core.credentials`; the saved form never holds one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from reid_desktop.core import credentials
 from reid_desktop.core.capture.sources import SourceSpec
@@ -24,20 +25,19 @@ class CameraError(ValueError):
 
 @dataclass
 class Camera:
-    name: str
-    uri: str  # the full address, with credentials: never written anywhere but the keyring
+    spec: SourceSpec  # its uri is the full address, with credentials: never written anywhere but the keyring
     paused: bool = False
     saved: SavedSource | None = None  # its entry in the settings; None: this session only (--demo, command line)
     state: SourceState = SourceState.CONNECTING
     reason: str = ""  # why it is in that state (the last error of a failed camera)
-    region: tuple[float, float, float, float] | None = None  # of this session only, like the demo's halves
-    loop: bool = False
-    realtime: bool = True  # a video file plays at its own pace, analysis takes the newest frame it can
-    analysis_fps: float | None = None  # most frames analysed a second (None: the setting for all cameras)
 
     @property
-    def spec(self) -> SourceSpec:
-        return SourceSpec(self.uri, self.name, self.region, self.loop, self.realtime, self.analysis_fps)
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def uri(self) -> str:
+        return self.spec.uri
 
     @property
     def transient(self) -> bool:
@@ -88,7 +88,7 @@ class CameraList:
         """
         full = join_credentials(uri, username, password)
         name = self.unique_name(redact(name) or SourceSpec(full).source_id)
-        camera = Camera(name, full, paused)
+        camera = Camera(SourceSpec(full, name, realtime=not every_frame), paused)  # a video file plays at its pace
         warning = ""
         if persist:
             secret = has_secrets(full)
@@ -96,18 +96,14 @@ class CameraList:
             if secret and not kept:
                 warning = (f"No system keyring: the credentials of {name} are used now but not saved; you will be "
                            "asked to add the camera again next time.")
-            camera.saved = SavedSource(name, strip_secrets(full), "", kept, paused)
-        camera.realtime = not every_frame
-        if camera.saved is not None:
-            camera.saved.analyse_every_frame = every_frame
+            camera.saved = SavedSource(name, strip_secrets(full), "", kept, paused, analyse_every_frame=every_frame)
         self._cameras[name] = camera
         return Added(camera, warning)
 
     def add_session(self, spec: SourceSpec) -> Added:
         """A camera for this session only (``--demo``, files on the command line), as the spec says."""
         added = self.add(spec.uri, spec.name, persist=False)
-        camera = added.camera
-        camera.region, camera.loop, camera.realtime = spec.region, spec.loop, spec.realtime
+        added.camera.spec = replace(spec, name=added.camera.name)
         return added
 
     def restore(self, saved: SavedSource) -> Added:
@@ -119,8 +115,8 @@ class CameraList:
             if full == saved.uri:
                 warning = (f"The credentials of {saved.name} are not in the system keyring: remove the camera and "
                            "add it again.")
-        camera = Camera(saved.name, full, saved.paused, saved, realtime=not saved.analyse_every_frame,
-                        analysis_fps=saved.analysis_fps)
+        camera = Camera(SourceSpec(full, saved.name, realtime=not saved.analyse_every_frame,
+                                   analysis_fps=saved.analysis_fps), saved.paused, saved)
         self._cameras[saved.name] = camera
         return Added(camera, warning)
 
@@ -135,7 +131,7 @@ class CameraList:
         if new in self._cameras:
             raise CameraError(f"There is already a camera named {new}")
         camera = self._cameras[old]
-        camera.name = new
+        camera.spec = replace(camera.spec, name=new)
         self._cameras = {(new if key == old else key): value for key, value in self._cameras.items()}
         if camera.saved is not None:
             camera.saved.name = new
@@ -147,7 +143,7 @@ class CameraList:
     def set_every_frame(self, name: str, every_frame: bool) -> Camera:
         """A video file analysed frame by frame (slower than its pace), or played in real time."""
         camera = self._cameras[name]
-        camera.realtime = not every_frame
+        camera.spec = replace(camera.spec, realtime=not every_frame)
         if camera.saved is not None:
             camera.saved.analyse_every_frame = every_frame
         return camera
@@ -156,7 +152,7 @@ class CameraList:
         """At most this many frames analysed a second (0: as many as the machine manages; None: the setting
         for all cameras)."""
         camera = self._cameras[name]
-        camera.analysis_fps = frames_per_s
+        camera.spec = replace(camera.spec, analysis_fps=frames_per_s)
         if camera.saved is not None:
             camera.saved.analysis_fps = frames_per_s
         return camera

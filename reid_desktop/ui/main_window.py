@@ -764,7 +764,7 @@ class MainWindow(QMainWindow):
         camera = self.cameras.get(self.sources_panel.current() or "")
         is_file = camera is not None and camera.spec.kind is SourceKind.FILE
         self.act_every_frame.setEnabled(is_file)
-        self.act_every_frame.setChecked(is_file and camera is not None and not camera.realtime)
+        self.act_every_frame.setChecked(is_file and camera is not None and not camera.spec.realtime)
 
     def set_every_frame(self, name: str, every_frame: bool) -> None:
         """Analyse all of a video file's frames, or play it in real time; the camera restarts with it."""
@@ -781,7 +781,7 @@ class MainWindow(QMainWindow):
             return
         everyone = self.settings.pipeline_config().sources.analysis_fps
         choices = rate_choices(everyone)
-        current = choices[0] if camera.analysis_fps is None else rate_text(camera.analysis_fps)
+        current = choices[0] if camera.spec.analysis_fps is None else rate_text(camera.spec.analysis_fps)
         if current not in choices:
             choices.append(current)
         text, ok = QInputDialog.getItem(self, "Analysis rate", f"Frames of {name} analysed a second:", choices,

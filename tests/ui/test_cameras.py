@@ -80,6 +80,16 @@ def test_a_session_camera_keeps_what_its_spec_says(memory_keyring) -> None:
     assert cameras.specs() == demo_sources() and cameras.saved() == []  # region, loop, real time: not saved
 
 
+def test_the_window_opens_the_very_record_the_core_is_given(memory_keyring) -> None:
+    """A camera in the window is its core ``SourceSpec`` plus what only the window knows: nothing of the spec is
+    copied field by field (and so nothing, such as the analysis rate, is left behind)."""
+    from reid_desktop.core.capture.sources import SourceSpec
+
+    spec = SourceSpec("clip.mp4", "door", (0.0, 0.0, 0.5, 1.0), loop=True, realtime=True, analysis_fps=2.0)
+    camera = CameraList().add_session(spec).camera
+    assert camera.spec == spec and (camera.name, camera.uri) == ("door", "clip.mp4")
+
+
 def test_video_files_play_in_real_time_unless_every_frame_is_asked_for(memory_keyring) -> None:
     cameras = CameraList()
     door = cameras.add("/clips/door.mp4").camera
