@@ -8,13 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
+from reid_desktop.core.config import PipelineConfig
+from reid_desktop.core.engine.alerts import Alerts
+from reid_desktop.core.engine.persistence import SightingWriter
+from reid_desktop.core.engine.regrouping import Regrouping
+from reid_desktop.core.engine.track_state import TrackState
 from reid_desktop.core.identity.camera_transitions import LinkSuggestion
+from reid_desktop.core.identity.matching import IdentityMatcher
 from reid_desktop.core.identity.watchlist import WatchList, WatchPictures
-from reid_desktop.core.store.interface import StorageUnavailable
+from reid_desktop.core.store.interface import HistoryStore, StorageUnavailable
 from reid_desktop.core.store.shared_changes import (
     EmbeddingsPurged,
     Heard,
@@ -27,15 +33,38 @@ from reid_desktop.core.store.shared_changes import (
     TargetsNow,
 )
 from reid_desktop.core.topology import parse as parse_camera_links
+from reid_desktop.core.vision.embedding import Embedder
 
-if TYPE_CHECKING:
-    from reid_desktop.core.engine.pipeline import Pipeline
+
+class Commanded(Protocol):
+    """What the handler needs of the pipeline it stands beside (named here, not imported: the pipeline makes it)."""
+
+    store: HistoryStore | None
+    config: PipelineConfig
+    embedder: Embedder
+    matcher: IdentityMatcher
+    tracks: dict[tuple[str, int], TrackState]
+    segments: dict[str, int]
+    regrouping: Regrouping
+    alerts: Alerts
+    writer: SightingWriter | None
+
+    @property
+    def run_id(self) -> int | None: ...
+
+    def commit(self, state: TrackState) -> None: ...
+
+    def tracklet_key(self, key: tuple[str, int]) -> tuple[str, int, int]: ...
+
+    def regallery(self, *identity_ids: int | None) -> None: ...
+
+    def stored_gallery(self, identity_id: int) -> np.ndarray: ...
 
 
 class Commands:
     """The command handler beside a pipeline (``pipeline.commands``); use from the pipeline's thread only."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: Commanded) -> None:
         self.pipeline = pipeline
 
     def target_track(self, source_id: str, track_id: int, is_target: bool = True) -> int | None:
