@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Hashable
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 
@@ -131,6 +132,6 @@ class Regrouping:
                     continue
                 made[change.group] = identity
             tracklet.identity_id = identity
-            changes.append(PassChange(tracklet.key, change.track, identity, change.previous,  # type: ignore[arg-type]
-                                     change.score))
+            key = cast(tuple[str, int, int], tracklet.key)  # the pipeline's key: source, segment, track id
+            changes.append(PassChange(key, change.track, identity, change.previous, change.score))
         return changes
