@@ -27,7 +27,7 @@ def fast_settings(app_settings):
 
 def test_a_stalled_window_costs_one_frame_per_camera(qtbot, make_window, fast_settings, demo_clip: Path) -> None:
     window = make_window(fast_settings)
-    window.add_files([str(demo_clip), str(demo_clip)])
+    window.sources.add_files([str(demo_clip), str(demo_clip)])
     feeds = list(window.grid.feeds.values())
     qtbot.waitUntil(lambda: all(f.result is not None for f in feeds), timeout=WAIT_MS)
     before = {f.source_id: f.result.frame_index for f in feeds}  # type: ignore[union-attr]
@@ -63,7 +63,7 @@ def test_target_refreshes_never_pile_up(qtbot, make_window, fast_settings, monke
 def test_a_locked_database_shows_a_banner_and_the_video_goes_on(qtbot, make_window, fast_settings,
                                                                 demo_clip: Path) -> None:
     window = make_window(fast_settings)
-    window.add_files([str(demo_clip)])
+    window.sources.add_files([str(demo_clip)])
     feed = next(iter(window.grid.feeds.values()))
     qtbot.waitUntil(lambda: feed.result is not None, timeout=WAIT_MS)
     other = sqlite3.connect(window.settings.history, isolation_level=None)
@@ -94,11 +94,11 @@ def test_a_crashed_engine_restarts_with_the_same_cameras_and_pauses(qtbot, make_
 
     monkeypatch.setattr(runner._Session, "next_frames", failing_once)
     window = make_window(fast_settings)
-    window.add_files([str(demo_clip)])
+    window.sources.add_files([str(demo_clip)])
     lobby = window.grid.feeds["vtest_excerpt"]
     qtbot.waitUntil(lambda: lobby.result is not None, timeout=WAIT_MS)
-    window.add_source(str(demo_clip), "yard", persist=False)  # added while the first worker runs
-    window.set_paused("yard", True)
+    window.sources.add_source(str(demo_clip), "yard", persist=False)  # added while the first worker runs
+    window.sources.set_paused("yard", True)
     with qtbot.waitSignal(window.engine.restarting, timeout=WAIT_MS) as restarting:
         pass
     assert "injected engine fault" in restarting.args[0]
@@ -109,13 +109,13 @@ def test_a_crashed_engine_restarts_with_the_same_cameras_and_pauses(qtbot, make_
     qtbot.waitUntil(lambda: seen.count("vtest_excerpt") >= 3, timeout=WAIT_MS)
     assert "yard" not in seen  # still paused after the restart
     assert "injected engine fault" not in window.banner.label.text()
-    window.set_paused("yard", False)
+    window.sources.set_paused("yard", False)
     qtbot.waitUntil(lambda: "yard" in seen, timeout=WAIT_MS)  # and part of the new run
 
 
 def test_a_new_start_waits_for_the_old_worker_to_let_go(qtbot, make_window, fast_settings, demo_clip: Path) -> None:
     window = make_window(fast_settings)
-    window.add_files([str(demo_clip)])
+    window.sources.add_files([str(demo_clip)])
     assert not window.engine.stop(timeout_s=0.01)  # still loading models: it outlives the stop
     window.start_engine()  # e.g. settings applied at once
     assert window.engine.control is None  # waiting, not writing beside the old worker

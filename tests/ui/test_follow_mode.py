@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 def test_following_someone_raises_alerts_brings_the_camera_forward_and_a_click_goes_there(
         qtbot, make_window, app_settings, demo_clip: Path) -> None:
     window = make_window(app_settings)
-    north_name, south_name = window.add_files([str(demo_clip), str(demo_clip)])
+    north_name, south_name = window.sources.add_files([str(demo_clip), str(demo_clip)])
     north = window.grid.feeds[north_name]
     panel = window.alerts_panel
     assert panel.follow_mode.currentData() == "maximise" and window.grid.maximised is None

@@ -137,7 +137,7 @@ def test_a_camera_password_leaves_no_trace(qtbot, make_window, app_settings, mem
 
     # -- window: the password typed in the stream dialog, the camera left unnamed --------------------------------
     window = make_window(app_settings)
-    name = window.add_source(f"rtsp://127.0.0.1:{camera}/cam", "", username="operator", password=MARKER)
+    name = window.sources.add_source(f"rtsp://127.0.0.1:{camera}/cam", "", username="operator", password=MARKER)
     assert name == f"127.0.0.1:{camera}"  # named after its host, never its URL
     feed = window.grid.feeds[name]
     qtbot.waitUntil(lambda: feed.result is not None and any(p.identity_id for p in feed.result.persons),
@@ -168,7 +168,7 @@ def test_a_camera_password_leaves_no_trace(qtbot, make_window, app_settings, mem
         window.exports.export(identity, path, kind)
     qtbot.waitUntil(lambda: all(p.exists() and p.stat().st_size for p in files.values()), timeout=WAIT_MS)
     evidence.add("window banner and status", window.banner.label.text() + window.statusBar().currentMessage()
-                 + feed.reason + window.sources_panel.list.item(0).toolTip())
+                 + feed.reason + window.sources.panel.list.item(0).toolTip())
     window.close()
     for path in files.values():
         evidence.add_file(path.name, path)

@@ -43,14 +43,14 @@ def source_threads() -> list[threading.Thread]:
 def test_click_follow_rename_search_timeline_untarget_close(qtbot, make_window, app_settings, demo_clip: Path) -> None:
     window = make_window(app_settings)
     # every frame analysed: the same tracks and identities on every run (search ranks are compared below)
-    assert window.add_files([str(demo_clip), str(demo_clip)], every_frame=True) == ["vtest_excerpt",
+    assert window.sources.add_files([str(demo_clip), str(demo_clip)], every_frame=True) == ["vtest_excerpt",
                                                                                      "vtest_excerpt-2"]
     north, south = (window.grid.feeds[n] for n in ("vtest_excerpt", "vtest_excerpt-2"))
     seen: list[tuple[str, float | None]] = []
     window.engine.frame_processed.connect(lambda r: seen.append((r.source_id, r.media_time)))
 
     qtbot.waitUntil(lambda: clearest_person(north) is not None, timeout=WAIT_MS)
-    assert "osnet" in window.model_label.text() and window.warning_label.text() == ""
+    assert "osnet" in window.engine_status.model_label.text() and window.engine_status.warning_label.text() == ""
     person = clearest_person(north)
     assert person is not None and person.identity_id is not None
     identity = person.identity_id
@@ -123,7 +123,7 @@ def test_bad_sources_show_an_error_and_the_others_keep_running(qtbot, make_windo
     garbage = tmp_path / "garbage.mp4"
     garbage.write_bytes(b"\x00not a video" * 500)
     window = make_window(app_settings)
-    window.add_files([str(demo_clip), str(tmp_path / "missing.mp4"), str(garbage)])
+    window.sources.add_files([str(demo_clip), str(tmp_path / "missing.mp4"), str(garbage)])
     good, missing, broken = (window.grid.feeds[n] for n in ("vtest_excerpt", "missing", "garbage"))
     qtbot.waitUntil(lambda: missing.state is SourceState.FAILED and broken.state is SourceState.FAILED,
                     timeout=WAIT_MS)
@@ -133,8 +133,8 @@ def test_bad_sources_show_an_error_and_the_others_keep_running(qtbot, make_windo
     qtbot.waitUntil(lambda: good.result is not None, timeout=WAIT_MS)
     index = good.result.frame_index
     qtbot.waitUntil(lambda: good.result.frame_index > index + 3, timeout=WAIT_MS)  # still running
-    window.remove_source("missing")
-    assert "missing" not in window.grid.feeds and "missing" not in window.sources_panel.names()
+    window.sources.remove_source("missing")
+    assert "missing" not in window.grid.feeds and "missing" not in window.sources.panel.names()
     saved = json.loads(window.settings_file.read_text())
     assert [s["name"] for s in saved["sources"]] == ["vtest_excerpt", "garbage"]
 
@@ -158,7 +158,7 @@ def test_settings_round_trip_and_restart_the_engine(qtbot, make_window, app_sett
         window.apply_settings(dialog.result_settings)
     assert info.args[0].match_threshold == pytest.approx(0.55)
     # the re-id model (OSNet) runs in the precision asked for, and the status bar says so
-    assert info.args[0].embedder_precision == "fp16" and "[CPU FP16]" in window.model_label.text()
+    assert info.args[0].embedder_precision == "fp16" and "[CPU FP16]" in window.engine_status.model_label.text()
 
     reloaded, warning = load_settings(window.settings_file)
     assert warning == ""
@@ -195,21 +195,21 @@ def test_stream_password_is_masked_kept_in_the_keyring_and_never_saved(qtbot, ma
                          Qt.MouseButton.LeftButton)
 
     QTimer.singleShot(100, fill_dialog)
-    window.add_stream_dialog()
-    assert window.sources_panel.names() == ["gate"]
+    window.sources.add_stream_dialog()
+    assert window.sources.panel.names() == ["gate"]
     feed = window.grid.feeds["gate"]
     qtbot.waitUntil(lambda: "refused" in feed.reason or "cannot connect" in feed.reason, timeout=WAIT_MS)
     text = window.settings_file.read_text()
     assert "s3cret" not in text and "rtsp://127.0.0.1:9/cam" in text and "admin" not in text
     assert memory_keyring.secrets[("reid-desktop", "source:gate")] == "rtsp://admin:s3cret%21pw@127.0.0.1:9/cam"
-    assert "s3cret" not in feed.reason and "s3cret" not in window.sources_panel.list.item(0).toolTip()
+    assert "s3cret" not in feed.reason and "s3cret" not in window.sources.panel.list.item(0).toolTip()
     window.close()
 
     # the next start gets the whole URL back from the keyring
     settings = load_settings(window.settings_file)[0]
     reopened = make_window(settings)
     assert reopened.cameras["gate"].uri == "rtsp://admin:s3cret%21pw@127.0.0.1:9/cam"
-    reopened.remove_source("gate")
+    reopened.sources.remove_source("gate")
     assert ("reid-desktop", "source:gate") not in memory_keyring.secrets
     reopened.close()
 
@@ -227,7 +227,7 @@ def test_without_a_keyring_the_password_is_used_but_not_kept(qtbot, make_window,
     keyring.set_keyring(fail.Keyring())
     try:
         window = make_window(app_settings)
-        window.add_source("rtsp://127.0.0.1:9/cam", "gate", username="admin", password="s3cret")
+        window.sources.add_source("rtsp://127.0.0.1:9/cam", "gate", username="admin", password="s3cret")
         assert "not saved" in window.banner.label.text()
         assert window.cameras["gate"].uri == "rtsp://admin:s3cret@127.0.0.1:9/cam"
         assert "s3cret" not in window.settings_file.read_text()
@@ -238,17 +238,17 @@ def test_without_a_keyring_the_password_is_used_but_not_kept(qtbot, make_window,
 def test_pause_rename_layout_and_persisted_sources(qtbot, make_window, app_settings, demo_clip: Path) -> None:
     app_settings.pipeline["detector.imgsz"] = 320
     window = make_window(app_settings)
-    window.add_files([str(demo_clip)])
+    window.sources.add_files([str(demo_clip)])
     feed = window.grid.feeds["vtest_excerpt"]
     qtbot.waitUntil(lambda: feed.result is not None, timeout=WAIT_MS)
-    window.sources_panel.list.setCurrentRow(0)
-    window.act_pause.trigger()
-    assert feed.paused and "paused" in window.sources_panel.list.item(0).text()
+    window.sources.panel.list.setCurrentRow(0)
+    window.sources.act_pause.trigger()
+    assert feed.paused and "paused" in window.sources.panel.list.item(0).text()
     qtbot.wait(1500)  # let a frame already in flight arrive
     index = feed.result.frame_index
     qtbot.wait(2000)
     assert feed.result.frame_index == index  # nothing new while paused
-    window.act_pause.trigger()
+    window.sources.act_pause.trigger()
     qtbot.waitUntil(lambda: feed.result.frame_index > index, timeout=WAIT_MS)
 
     # a file dropped on the window becomes a camera
@@ -257,11 +257,11 @@ def test_pause_rename_layout_and_persisted_sources(qtbot, make_window, app_setti
     drop = QDropEvent(QPointF(50, 50), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                       Qt.KeyboardModifier.NoModifier)
     window.dropEvent(drop)
-    assert window.sources_panel.names() == ["vtest_excerpt", "vtest_excerpt-2"]
-    window.remove_source("vtest_excerpt-2")
+    assert window.sources.panel.names() == ["vtest_excerpt", "vtest_excerpt-2"]
+    window.sources.remove_source("vtest_excerpt-2")
 
-    window.rename_source("vtest_excerpt", "lobby")
-    assert list(window.grid.feeds) == ["lobby"] and window.sources_panel.names() == ["lobby"]
+    window.sources.rename_source("vtest_excerpt", "lobby")
+    assert list(window.grid.feeds) == ["lobby"] and window.sources.panel.names() == ["lobby"]
     qtbot.waitUntil(lambda: window.grid.feeds["lobby"].result is not None
                     and window.grid.feeds["lobby"].result.source_id == "lobby", timeout=WAIT_MS)
     view = next(a.menu() for a in window.menuBar().actions() if a.text() == "&View")
@@ -276,7 +276,7 @@ def test_pause_rename_layout_and_persisted_sources(qtbot, make_window, app_setti
 def test_merge_two_targets_split_a_wrong_sighting_off_and_export(qtbot, make_window, app_settings, demo_clip: Path,
                                                                   tmp_path: Path) -> None:
     window = make_window(app_settings)
-    window.add_files([str(demo_clip)], every_frame=True)  # every frame: the same tracks on every run
+    window.sources.add_files([str(demo_clip)], every_frame=True)  # every frame: the same tracks on every run
     feed = window.grid.feeds["vtest_excerpt"]
     qtbot.waitUntil(lambda: feed.result is not None and len({p.identity_id for p in feed.result.persons
                                                              if p.identity_id is not None}) >= 2, timeout=WAIT_MS)
@@ -340,8 +340,8 @@ def test_a_real_rtsp_camera_goes_live_drops_and_comes_back_while_the_window_stay
     server.start()
     try:
         window = make_window(app_settings)
-        window.add_source(f"rtsp://127.0.0.1:{port}/cam", "street", username="viewer", password="secret")
-        window.add_files([str(demo_clip)])
+        window.sources.add_source(f"rtsp://127.0.0.1:{port}/cam", "street", username="viewer", password="secret")
+        window.sources.add_files([str(demo_clip)])
         street, lobby = window.grid.feeds["street"], window.grid.feeds["vtest_excerpt"]
         health = window.health_panel
         qtbot.waitUntil(lambda: street.state is SourceState.LIVE and street.result is not None, timeout=WAIT_MS)
@@ -427,12 +427,12 @@ def test_the_demo_plays_at_the_clips_rate_while_analysis_takes_the_newest_frame(
 def test_the_every_frame_option_is_offered_for_files_and_restarts_the_camera(qtbot, make_window, app_settings,
                                                                              demo_clip: Path) -> None:
     window = make_window(app_settings)
-    (name,) = window.add_files([str(demo_clip)])
+    (name,) = window.sources.add_files([str(demo_clip)])
     qtbot.waitUntil(lambda: window.grid.feeds[name].result is not None, timeout=WAIT_MS)
-    window.sources_panel.list.setCurrentRow(0)
-    assert window.act_every_frame.isEnabled() and not window.act_every_frame.isChecked()
-    window.act_every_frame.trigger()
-    assert window.act_every_frame.isChecked() and not window.cameras[name].spec.realtime
+    window.sources.panel.list.setCurrentRow(0)
+    assert window.sources.act_every_frame.isEnabled() and not window.sources.act_every_frame.isChecked()
+    window.sources.act_every_frame.trigger()
+    assert window.sources.act_every_frame.isChecked() and not window.cameras[name].spec.realtime
     assert load_settings(window.settings_file)[0].sources[0].analyse_every_frame
     frames = window.grid.feeds[name].result.frame_index
     qtbot.waitUntil(lambda: window.grid.feeds[name].result.frame_index < frames  # restarted from the start
@@ -445,8 +445,8 @@ def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_w
     app_settings.pipeline["detector.imgsz"] = 320  # small: the preparation exports every runtime
     window = make_window(app_settings)
     qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
-    assert "PyTorch FP32" in window.model_label.text()  # auto, nothing prepared yet: the checkpoint
-    assert "Prepare faster detector" in window.model_label.toolTip()
+    assert "PyTorch FP32" in window.engine_status.model_label.text()  # auto, nothing prepared yet: the checkpoint
+    assert "Prepare faster detector" in window.engine_status.model_label.toolTip()
     models_menu = next(a.menu() for a in window.menuBar().actions() if a.text() == "&Models")
     action = next(a for a in models_menu.actions() if a.text() == "Prepare faster detector…")
     action.trigger()
@@ -459,8 +459,8 @@ def test_prepare_faster_detector_from_the_menu_switches_auto_to_it(qtbot, make_w
     assert dialog.progress.value() == dialog.progress.maximum() and "now runs" in dialog.status.text()
     assert "agrees" in dialog.output.toPlainText()
     if not chosen.startswith("PyTorch"):  # the fastest is an export: processing restarts on it
-        qtbot.waitUntil(lambda: chosen in window.model_label.text(), timeout=WAIT_MS)
-        assert "Prepare faster detector" not in window.model_label.toolTip()
+        qtbot.waitUntil(lambda: chosen in window.engine_status.model_label.text(), timeout=WAIT_MS)
+        assert "Prepare faster detector" not in window.engine_status.model_label.toolTip()
     dialog.close()
 
 
@@ -474,16 +474,17 @@ def test_the_first_start_prepares_the_faster_detector_in_the_background_and_swit
     monkeypatch.setattr(runtimes, "candidates", lambda: [runtimes.Variant("onnxruntime", "fp32")])  # one: quick
     app_settings.pipeline["detector.imgsz"] = 320
     window = make_window(app_settings)
-    window.add_files([str(demo_clip)])
-    qtbot.waitUntil(lambda: window.preparation_label.isVisible(), timeout=WAIT_MS)
-    assert window.preparation_label.text() == "Preparing faster detector 1/1…"
-    assert "without stopping" in window.preparation_label.toolTip()
-    assert "PyTorch FP32" in window.model_label.text()
-    assert "Prepare faster detector" not in window.model_label.toolTip()  # it is being done: no advice to do it
+    window.sources.add_files([str(demo_clip)])
+    qtbot.waitUntil(lambda: window.engine_status.preparation_label.isVisible(), timeout=WAIT_MS)
+    assert window.engine_status.preparation_label.text() == "Preparing faster detector 1/1…"
+    assert "without stopping" in window.engine_status.preparation_label.toolTip()
+    status = window.engine_status
+    assert "PyTorch FP32" in status.model_label.text()
+    assert "Prepare faster detector" not in status.model_label.toolTip()  # it is being done: no advice to do it
     thread = window.engine._thread
-    qtbot.waitUntil(lambda: "ONNX Runtime FP32" in window.model_label.text(), timeout=300_000)
+    qtbot.waitUntil(lambda: "ONNX Runtime FP32" in window.engine_status.model_label.text(), timeout=300_000)
     assert window.engine._thread is thread  # the same run: the cameras did not stop
-    qtbot.waitUntil(lambda: not window.preparation_label.isVisible(), timeout=WAIT_MS)
+    qtbot.waitUntil(lambda: not window.engine_status.preparation_label.isVisible(), timeout=WAIT_MS)
     assert "Faster detector prepared ('auto' runs ONNX Runtime FP32)" in window.statusBar().currentMessage()
 
 
@@ -492,9 +493,9 @@ def test_a_cameras_analysis_rate_is_chosen_in_its_menu_and_holds(qtbot, make_win
     from PySide6.QtWidgets import QInputDialog
 
     window = make_window(app_settings)
-    (name,) = window.add_files([str(demo_clip)])
+    (name,) = window.sources.add_files([str(demo_clip)])
     qtbot.waitUntil(lambda: window.grid.feeds[name].result is not None, timeout=WAIT_MS)
-    window.sources_panel.list.setCurrentRow(0)
+    window.sources.panel.list.setCurrentRow(0)
 
     def choose_two_a_second() -> None:
         dialog = next(w for w in QApplication.topLevelWidgets() if isinstance(w, QInputDialog) and w.isVisible())
@@ -503,7 +504,7 @@ def test_a_cameras_analysis_rate_is_chosen_in_its_menu_and_holds(qtbot, make_win
         dialog.accept()
 
     QTimer.singleShot(100, choose_two_a_second)
-    window.act_analysis_rate.trigger()
+    window.sources.act_analysis_rate.trigger()
     assert window.cameras[name].spec.analysis_fps == 2.0
     assert load_settings(window.settings_file)[0].sources[0].analysis_fps == 2.0
     rates: list[float] = []

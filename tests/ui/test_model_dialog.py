@@ -36,7 +36,7 @@ def test_a_first_start_without_a_model_offers_one_once(qtbot, make_window, witho
     qtbot.waitUntil(lambda: window.findChild(GetReidModelDialog) is not None, timeout=WAIT_MS)
     dialog = window.findChild(GetReidModelDialog)
     assert dialog.isVisible() and not dialog.isModal()  # the cameras stay usable behind it
-    assert "Get a re-id model" in window.warning_label.text()
+    assert "Get a re-id model" in window.engine_status.warning_label.text()
     assert dialog.chosen().name == catalogue.RECOMMENDED
     assert not dialog.download_button.isEnabled()  # not before the terms are accepted
     assert "research use" in dialog.licence.text()
@@ -76,13 +76,14 @@ def test_download_cut_then_resumed_and_the_cameras_switch_to_it(qtbot, make_wind
         assert not dialog.download_button.isEnabled()  # one download at a time
         qtbot.waitUntil(lambda: "Nothing was installed" in dialog.status.text(), timeout=WAIT_MS)
         assert "resume" in dialog.status.text() and chosen_reid_model() is None
-        assert "OSNet" in window.model_label.text() or "osnet" in window.model_label.text()
+        assert "OSNet" in window.engine_status.model_label.text() or "osnet" in window.engine_status.model_label.text()
         with qtbot.waitSignal(dialog.installed, timeout=WAIT_MS):
             qtbot.mouseClick(dialog.download_button, Qt.MouseButton.LeftButton)
     assert server.requests[-1] == f"bytes={len(checkpoint) // 2}-"
-    qtbot.waitUntil(lambda: "fastreid-msmt-bot-r50-ibn.onnx" in window.model_label.text(), timeout=WAIT_MS)
-    assert "trained on MSMT17; Rank-1 77.0%, mAP 54.4%" in window.model_label.text()  # the status bar says it
-    assert "trained on MSMT17" in window.model_label.toolTip()
+    label = window.engine_status.model_label
+    qtbot.waitUntil(lambda: "fastreid-msmt-bot-r50-ibn.onnx" in label.text(), timeout=WAIT_MS)
+    assert "trained on MSMT17; Rank-1 77.0%, mAP 54.4%" in label.text()  # the status bar says it
+    assert "trained on MSMT17" in label.toolTip()
     row = [e.name for e in catalogue.CATALOGUE].index("fastreid-msmt-bot-r50-ibn")
     assert dialog.table.item(row, 5).text() == "installed" and dialog.table.item(row - 1, 5).text() == ""
     assert "now use" in dialog.status.text()
@@ -103,6 +104,7 @@ def test_an_imagenet_network_is_flagged_and_a_re_id_model_offered(qtbot, make_wi
     without_model.pipeline["reid.model"] = str(export_onnx(tiny, info, tmp_path / "imagenet.onnx"))
     window = make_window(without_model)
     qtbot.waitUntil(lambda: window.findChild(GetReidModelDialog) is not None, timeout=WAIT_MS)
-    assert "never trained" in window.warning_label.text()
-    assert "ImageNet features, not trained for re-id" in window.model_label.text()
-    assert "ImageNet features" in window.findChild(GetReidModelDialog).findChildren(type(window.model_label))[0].text()
+    assert "never trained" in window.engine_status.warning_label.text()
+    label = window.engine_status.model_label
+    assert "ImageNet features, not trained for re-id" in label.text()
+    assert "ImageNet features" in window.findChild(GetReidModelDialog).findChildren(type(label))[0].text()

@@ -99,12 +99,12 @@ def test_a_station_shows_a_node_camera_live_with_the_nodes_boxes_and_follows_a_c
     try:
         app_settings.database = pg_url
         window = make_window(app_settings)
-        panel = window.sources_panel
+        panel = window.sources.panel
         qtbot.waitUntil(lambda: any("street — live" in t for t in panel.node_camera_texts()), timeout=WAIT_MS)
 
         # the webcam of the node: its history only, said in one line
         desk = panel.node_camera("node-east", "desk")
-        assert desk is not None and window.watch_node_camera(desk) is None
+        assert desk is not None and window.node_cameras.watch(desk) is None
         assert any("Only the history of desk (node node-east)" in m and "webcam" in m for m in window.banner.messages)
 
         # the stream needs the node's password: asked once (the keyring keeps it), then the feed opens it
@@ -149,9 +149,10 @@ def test_a_station_shows_a_node_camera_live_with_the_nodes_boxes_and_follows_a_c
         qtbot.waitUntil(lambda: feed.result is None, timeout=10_000)
         assert feed.state is SourceState.LIVE
 
-        window.stop_watching("node-east/street")
-        assert "node-east/street" not in window.grid.feeds and not window.remote.watched
-        assert window.settings.watched_node_cameras == [] and window.remote._listener is None  # its connection went
+        window.node_cameras.stop_watching("node-east/street")
+        remote = window.node_cameras.remote
+        assert "node-east/street" not in window.grid.feeds and not remote.watched
+        assert window.settings.watched_node_cameras == [] and remote._listener is None  # its connection went
         qtbot.waitUntil(lambda: not any(t.name == "source:node-east/street" and t.is_alive()
                                         for t in threading.enumerate()), timeout=10_000)
     finally:

@@ -24,7 +24,7 @@ def test_follow_timeline_and_search_on_a_shared_database(qtbot, make_window, app
     app_settings.database = pg_url
     window = make_window(app_settings)
     assert isinstance(window.settings.history, PostgresLocation)
-    window.add_files([str(demo_clip)], every_frame=True)
+    window.sources.add_files([str(demo_clip)], every_frame=True)
     feed = window.grid.feeds["vtest_excerpt"]
     qtbot.waitUntil(lambda: clearest_person(feed) is not None, timeout=WAIT_MS)
     person = clearest_person(feed)
@@ -86,7 +86,7 @@ def test_sources_panel_lists_every_nodes_cameras_with_their_health(qtbot, make_w
         node.camera_state("gate", "live")
         app_settings.database = pg_url
         window = make_window(app_settings)
-        panel = window.sources_panel
+        panel = window.sources.panel
         qtbot.waitUntil(lambda: any("gate — live" in t for t in panel.node_camera_texts()), timeout=WAIT_MS)
         assert panel.nodes.isVisibleTo(window) and panel.nodes_title.isVisibleTo(window)
         texts = panel.node_camera_texts()
@@ -101,8 +101,8 @@ def test_sources_panel_lists_every_nodes_cameras_with_their_health(qtbot, make_w
 
 def test_a_one_machine_history_shows_no_node_cameras(qtbot, make_window, app_settings) -> None:
     window = make_window(app_settings)
-    window._read_node_cameras()
-    assert not window.sources_panel.nodes.isVisibleTo(window) and window.sources_panel.node_camera_texts() == []
+    window.node_cameras.read()
+    assert not window.sources.panel.nodes.isVisibleTo(window) and window.sources.panel.node_camera_texts() == []
 
 
 def test_the_windows_engine_hears_a_target_set_on_another_station(qtbot, make_window, app_settings, demo_clip: Path,
@@ -113,7 +113,7 @@ def test_the_windows_engine_hears_a_target_set_on_another_station(qtbot, make_wi
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
     app_settings.database = pg_url
     window = make_window(app_settings)
-    window.add_files([str(demo_clip)], every_frame=True)
+    window.sources.add_files([str(demo_clip)], every_frame=True)
     feed = window.grid.feeds["vtest_excerpt"]
     qtbot.waitUntil(lambda: clearest_person(feed) is not None, timeout=WAIT_MS)
     with PgSightingStore(parse_postgres_url(pg_url)) as elsewhere:

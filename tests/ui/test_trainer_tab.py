@@ -54,7 +54,7 @@ def test_a_finished_run_is_listed_and_its_model_replaces_the_live_one(qtbot, mak
                                                                       mini_mars) -> None:  # noqa: F811
     app_settings.pipeline["sources.loop"] = True  # the camera must still be running when the new model arrives
     window = make_window(app_settings)
-    window.add_files([str(demo_clip)])
+    window.sources.add_files([str(demo_clip)])
     qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
     before = window.engine.info
     tab = window.trainer_tab
@@ -70,7 +70,7 @@ def test_a_finished_run_is_listed_and_its_model_replaces_the_live_one(qtbot, mak
         qtbot.mouseClick(tab.use_button, Qt.MouseButton.LeftButton)
     info = swapped.args[0]
     assert info.embedder_key != before.embedder_key and info.embedder.startswith("reid-")
-    assert "reid-" in window.model_label.text()
+    assert "reid-" in window.engine_status.model_label.text()
     assert window.settings.pipeline["reid.model"].endswith(".onnx")
     # the cameras kept running and now produce embeddings of the new model (2048-d instead of OSNet's 512)
     database = window.settings.history

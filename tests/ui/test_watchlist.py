@@ -45,7 +45,7 @@ def test_a_broken_watch_list_in_the_settings_is_refused_with_one_line(tmp_path: 
 def test_a_picture_of_someone_in_the_demo_raises_a_watch_list_alert(qtbot, make_window, app_settings,
                                                                      demo_clip: Path, tmp_path: Path) -> None:
     window = make_window(app_settings)
-    (name,) = window.add_files([str(demo_clip)])
+    (name,) = window.sources.add_files([str(demo_clip)])
     feed = window.grid.feeds[name]
     qtbot.waitUntil(lambda: clearest_person(feed) is not None, timeout=WAIT_MS)
     person = clearest_person(feed)
@@ -53,7 +53,7 @@ def test_a_picture_of_someone_in_the_demo_raises_a_watch_list_alert(qtbot, make_
     assert picture is not None
     cv2.imwrite(str(tmp_path / "them.png"), picture)
     window.set_watch_list([WatchedPerson("them", [str(tmp_path / "them.png")], 0.75)])
-    window.set_every_frame(name, True)  # the clip from the start, every frame: they walk in again
+    window.sources.set_every_frame(name, True)  # the clip from the start, every frame: they walk in again
     panel = window.alerts_panel
     qtbot.waitUntil(lambda: any("watch list: them" in panel.list.item(i).text() for i in range(panel.list.count())),
                     timeout=WAIT_MS)
