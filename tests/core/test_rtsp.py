@@ -92,8 +92,8 @@ def test_a_camera_flapping_a_hundred_times_always_comes_back(long_clip: Path) ->
     port = free_port()
     server = RtspServer(long_clip, port)
     statuses: list[SourceStatus] = []
-    options = SourceOptions(read_timeout_s=2.0, open_timeout_s=2.0, reconnect_initial_delay_s=0.2,
-                            reconnect_max_delay_s=1.0, stable_after_s=1.0)
+    options = SourceOptions(read_timeout_s=1.0, open_timeout_s=2.0, reconnect_initial_delay_s=0.2,
+                            reconnect_max_delay_s=1.0, stable_after_s=0.5)
     source = VideoSource(SourceSpec(f"rtsp://127.0.0.1:{port}/cam", "street"), options, statuses.append)
     latencies: list[float] = []
     threads: list[int] = []
@@ -114,7 +114,7 @@ def test_a_camera_flapping_a_hundred_times_always_comes_back(long_clip: Path) ->
             server.start()
             back = time.time()
             latencies.append(wait_for(SourceState.LIVE, back, 10.0) - back)
-            time.sleep(1.2)  # live long enough to count as a working connection
+            time.sleep(0.6)  # live long enough to count as a working connection (stable_after_s)
             server.stop()
             wait_for(SourceState.RECONNECTING, time.time(), 10.0)
             threads.append(threading.active_count())
