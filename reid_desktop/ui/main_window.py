@@ -3,8 +3,9 @@
 The window owns the :class:`Engine` (the pipeline thread), lays out the panels and wires them to
 small controllers: this machine's cameras (:class:`SourcesController` over :class:`CameraList`, which has no Qt),
 the nodes' cameras on a shared database (:class:`NodeCameras`), what the engine says in the status bar
-(:class:`EngineStatus`), targets and timeline (:class:`TargetsController`), follow mode
-(:class:`FollowController`), appearance search (:class:`SearchController`) and exports
+(:class:`EngineStatus`), the models (:class:`ModelsController`), the watch list and the camera topology
+(:class:`WatchListController`, :class:`TopologyController`), targets and timeline (:class:`TargetsController`),
+follow mode (:class:`FollowController`), appearance search (:class:`SearchController`) and exports
 (:class:`ExportController`). All of them reach the engine and the database through one
 :class:`EngineClient`; database reads run on Qt's thread pool, and the GUI thread only builds
 widgets and paints.
@@ -12,17 +13,14 @@ widgets and paints.
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
-import shiboken6
-from PySide6.QtCore import QByteArray, QPoint, Qt, QThreadPool, QTimer, Signal
+from PySide6.QtCore import QByteArray, QPoint, Qt, QThreadPool, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QDragEnterEvent, QDropEvent, QKeySequence
 from PySide6.QtWidgets import (
     QDockWidget,
@@ -36,15 +34,10 @@ from PySide6.QtWidgets import (
 
 from reid_desktop.core import config as config_mod
 from reid_desktop.core.capture.sources import SourceSpec
-from reid_desktop.core.engine.pipeline import Pipeline
-from reid_desktop.core.identity.camera_transitions import LinkSuggestion
-from reid_desktop.core.identity.watchlist import WatchPictures
 from reid_desktop.core.types import FrameResult, PipelineInfo, TrackedPerson
-from reid_desktop.core.vision.models import load_embedder
 from reid_desktop.ui.alerts_panel import AlertsPanel
 from reid_desktop.ui.banner import MessageBanner
 from reid_desktop.ui.cameras import CameraList
-from reid_desktop.ui.detector_dialog import PrepareDetectorDialog
 from reid_desktop.ui.dialogs import AboutDialog, SettingsDialog
 from reid_desktop.ui.engine import Engine, EngineClient
 from reid_desktop.ui.engine_status import EngineStatus
@@ -52,18 +45,18 @@ from reid_desktop.ui.exports import ExportController
 from reid_desktop.ui.feeds import FeedGrid, FeedView
 from reid_desktop.ui.follow_controller import FollowController
 from reid_desktop.ui.health_panel import HealthPanel
-from reid_desktop.ui.model_dialog import GetReidModelDialog
+from reid_desktop.ui.models_controller import ModelsController
 from reid_desktop.ui.node_cameras import NodeCameras
 from reid_desktop.ui.search_controller import SearchController
 from reid_desktop.ui.search_panel import SearchPanel, SearchQuery
-from reid_desktop.ui.settings import AppSettings, WatchedPerson, save_settings
+from reid_desktop.ui.settings import AppSettings, save_settings
 from reid_desktop.ui.sources_controller import SourcesController
 from reid_desktop.ui.targets_controller import TargetsController
 from reid_desktop.ui.targets_panel import TargetsPanel, TimelinePanel
 from reid_desktop.ui.tasks import Dispatcher
-from reid_desktop.ui.topology_dialog import TopologyDialog
+from reid_desktop.ui.topology_controller import TopologyController
 from reid_desktop.ui.trainer_tab import TrainerTab
-from reid_desktop.ui.watchlist_dialog import WatchListDialog
+from reid_desktop.ui.watchlist_controller import WatchListController
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +64,6 @@ DISPLAY_INTERVAL_MS = 33  # pictures at most 30 times a second, fewer on a slowe
 
 
 class MainWindow(QMainWindow):
-    reid_model_swapped = Signal(object)  # PipelineInfo of the pipeline after a hot swap
-
     def __init__(self, settings: AppSettings, settings_file: Path | None = None,
                  extra_sources: list[SourceSpec] | None = None, settings_warning: str = "",
                  session_links: str = "") -> None:
@@ -84,7 +75,6 @@ class MainWindow(QMainWindow):
         self.dispatcher = Dispatcher(self)
         self.engine = Engine(self)
         self.cameras = CameraList()
-        self._session_links = session_links  # camera links of this session's cameras (the demo's), not saved
         self._live_dock_state: QByteArray | None = None
         self._closing = False
 
@@ -92,7 +82,7 @@ class MainWindow(QMainWindow):
         self.client = EngineClient(self.engine, self.dispatcher, lambda: self.settings.history,
                                    self.banner.show_message)
         self._build_docks()
-        self._build_controllers()
+        self._build_controllers(session_links)
         self._build_actions()
         self.engine_status = EngineStatus(self.engine, self.statusBar(), self.banner, self.health_panel, self.grid,
                                           self.cameras, lambda: self.settings)
@@ -130,7 +120,6 @@ class MainWindow(QMainWindow):
         layout.addWidget(self.empty_hint)
         self.tabs.addTab(live, "Live")
         self.trainer_tab = TrainerTab(self.dispatcher)
-        self.trainer_tab.model_ready.connect(self.use_reid_model)
         self.tabs.addTab(self.trainer_tab, "Trainer")
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self.setCentralWidget(self.tabs)
@@ -169,7 +158,7 @@ class MainWindow(QMainWindow):
         self.health_dock = self._dock("Stream health", self.health_panel, Qt.DockWidgetArea.BottomDockWidgetArea)
         self.resizeDocks([self.health_dock], [130], Qt.Orientation.Vertical)
 
-    def _build_controllers(self) -> None:
+    def _build_controllers(self, session_links: str) -> None:
         self.targets = TargetsController(self.client, self.targets_panel, self.timeline_panel, self.cameras, self,
                                          parent=self)
         self.targets.status_message.connect(self.statusBar().showMessage)
@@ -192,6 +181,15 @@ class MainWindow(QMainWindow):
         self.node_cameras = NodeCameras(self.client, self.sources.panel, self.grid, self.banner, self._add_feed,
                                         self._remove_feed, lambda: self.settings, self.save_settings, self)
         self.node_cameras.status_message.connect(self.statusBar().showMessage)
+        self.models = ModelsController(self.client, self, lambda: self.settings, self.save_settings)
+        self.models.status_message.connect(self.statusBar().showMessage)
+        self.models.swapped.connect(self._on_info_ready)
+        self.models.restart_requested.connect(self.start_engine)
+        self.trainer_tab.model_ready.connect(self.models.use_reid_model)
+        self.watch_list = WatchListController(self.client, self, lambda: self.settings, self.save_settings)
+        self.watch_list.status_message.connect(self.statusBar().showMessage)
+        self.topology = TopologyController(self.client, self, self.cameras, session_links, lambda: self.settings,
+                                           self.save_settings)
 
     def _action(self, menu: QMenu, text: str, slot: Callable[[], Any], shortcut: str | QKeySequence.StandardKey = "",
                 ) -> QAction:
@@ -217,15 +215,15 @@ class MainWindow(QMainWindow):
         self._action(file_menu, "Quit", self.close, QKeySequence.StandardKey.Quit)
 
         models_menu = bar.addMenu("&Models")
-        self._action(models_menu, "Get a re-id model…", self.get_reid_model_dialog, "Ctrl+Shift+M")
-        self._action(models_menu, "Prepare faster detector…", self.prepare_detector_dialog)
+        self._action(models_menu, "Get a re-id model…", self.models.get_reid_model_dialog, "Ctrl+Shift+M")
+        self._action(models_menu, "Prepare faster detector…", self.models.prepare_detector_dialog)
 
         sources_menu = bar.addMenu("&Sources")
         sources_menu.addActions(self.sources.camera_actions())
         self._action(sources_menu, "Pause all", lambda: self.sources.pause_all(True))
         self._action(sources_menu, "Resume all", lambda: self.sources.pause_all(False))
         sources_menu.addSeparator()
-        self._action(sources_menu, "Camera topology…", self.topology_dialog, "Ctrl+T")
+        self._action(sources_menu, "Camera topology…", self.topology.dialog, "Ctrl+T")
 
         view_menu = bar.addMenu("&View")
         for label, mode, key in (("Automatic grid", "auto", "Ctrl+0"), ("Single feed", "1", "Ctrl+1"),
@@ -249,7 +247,7 @@ class MainWindow(QMainWindow):
         self._action(targets_menu, "Merge the two selected", self.targets_panel._merge_selected, "Ctrl+M")
         self._action(targets_menu, "Search with an image…", self.searches.search_with_image_file,
                      QKeySequence.StandardKey.Find)
-        self._action(targets_menu, "Watch list…", self.watch_list_dialog, "Ctrl+L")
+        self._action(targets_menu, "Watch list…", self.watch_list.dialog, "Ctrl+L")
 
         help_menu = bar.addMenu("&Help")
         self._action(help_menu, "About reid-desktop", self.about_dialog, "F1")
@@ -288,16 +286,12 @@ class MainWindow(QMainWindow):
             self.banner.show_message(f"Settings: {exc}")
             config = config_mod.PipelineConfig()
         try:
-            config = config_mod.apply(config, {"matcher.camera_links": self._links_with_session(
+            config = config_mod.apply(config, {"matcher.camera_links": self.topology.running(
                 config.matcher.camera_links)})
         except config_mod.ConfigError as exc:  # the saved links contradict the demo's
             self.banner.show_message(f"Camera topology: {exc}")
         self.engine_status.loading()
         self.engine.start(config, self.settings.history, self._engine_sources)
-
-    def _links_with_session(self, saved: str) -> str:
-        """The saved camera links and those of this session's cameras (the demo's halves overlap)."""
-        return "; ".join(filter(None, (saved, self._session_links)))
 
     def _engine_sources(self) -> tuple[list[SourceSpec], set[str]]:
         """What the engine runs, read at every (re)start: the cameras in the list now and which are paused."""
@@ -305,16 +299,11 @@ class MainWindow(QMainWindow):
 
     def _on_info_ready(self, info: PipelineInfo) -> None:
         self.engine_status.show_info(info)
-        if info.embedder_is_fallback:
-            self._offer_reid_model("No re-id model is installed: the colour-texture descriptor runs, and people keep "
-                                   "their identity across cameras much less often.")
-        elif info.embedder_imagenet_only:
-            self._offer_reid_model("The re-id model runs ImageNet features, which were never trained to tell people "
-                                   "apart.")
+        self.models.offer_reid_model(info)
         self.targets.refresh()
         self.follow.load()
         if self.settings.watch_list:
-            self._push_watch_list()
+            self.watch_list.push()
 
     def _toggle_in_step(self) -> None:
         self.settings.pictures_in_step = self.act_in_step.isChecked()
@@ -415,33 +404,6 @@ class MainWindow(QMainWindow):
         if dialog.exec() and dialog.result_settings is not None:
             self.apply_settings(dialog.result_settings)
 
-    def prepare_detector_dialog(self) -> None:
-        detector = self.settings.pipeline_config().detector
-        dialog = PrepareDetectorDialog(detector.imgsz, detector.model, self)
-        dialog.prepared.connect(self._detector_prepared)
-        dialog.start()
-        dialog.open()
-
-    def get_reid_model_dialog(self, reason: str = "") -> GetReidModelDialog:
-        """The catalogue; a model downloaded there replaces the running one (no restart)."""
-        dialog = GetReidModelDialog(self, reason)
-        dialog.installed.connect(self.use_reid_model)
-        dialog.show()
-        return dialog
-
-    def _offer_reid_model(self, reason: str) -> None:
-        """On the first start without a re-id-trained model, offer one once (not for sites that stay offline)."""
-        if self.settings.reid_model_offered or not self.settings.pipeline_config().reid.allow_download:
-            return
-        self.settings.reid_model_offered = True
-        self.save_settings()
-        self.get_reid_model_dialog(reason)
-
-    def _detector_prepared(self, label: str) -> None:
-        if self.settings.pipeline_config().detector.runtime == "auto":
-            self.statusBar().showMessage(f"Detector prepared: restarting processing with {label}", 6000)
-            self.start_engine()
-
     def apply_settings(self, updated: AppSettings) -> None:
         restart = (updated.pipeline != self.settings.pipeline or updated.history != self.settings.history)
         if updated.history != self.settings.history:  # another database: its nodes' cameras, not these
@@ -452,90 +414,6 @@ class MainWindow(QMainWindow):
         if restart:
             self.statusBar().showMessage("Settings changed: restarting processing", 4000)
             self.start_engine()
-
-    def watch_list_dialog(self) -> None:
-        threshold = self.engine.info.match_threshold if self.engine.info is not None else 0.6
-        dialog = WatchListDialog(self.settings.watch_list, threshold, self)
-        if dialog.exec():
-            self.set_watch_list(dialog.people)
-
-    def set_watch_list(self, people: list[WatchedPerson]) -> None:
-        """Keep the watch list in the settings and hand it to the running pipeline."""
-        self.settings.watch_list = people
-        self.save_settings()
-        self._push_watch_list()
-
-    def _push_watch_list(self) -> None:
-        """Read the pictures on the thread pool, then embed them in the engine (with its model)."""
-        people = list(self.settings.watch_list)
-
-        def read() -> list[WatchPictures]:
-            entries = []
-            for person in people:
-                pictures = []
-                for path in person.pictures:
-                    image = cv2.imread(path)
-                    if image is None:
-                        raise ValueError(f"{person.name}: cannot read {path} as an image")
-                    pictures.append(image)
-                entries.append(WatchPictures(person.name, tuple(pictures), person.threshold))
-            return entries
-
-        def load(entries: list[WatchPictures]) -> None:
-            self.client.submit(lambda p: p.commands.set_watch_list(entries),
-                               lambda count: self.statusBar().showMessage(f"Watching for {count} people", 4000),
-                               what="load the watch list")
-
-        self.client.in_background(read, load, "read the watch list's pictures")
-
-    def topology_dialog(self) -> TopologyDialog:
-        """The topology editor (window-modal, not blocking): the links in the settings, and what the running
-        cameras learned as suggestions when the engine answers."""
-        matcher = self.settings.pipeline_config().matcher
-        dialog = TopologyDialog(matcher.camera_links, self.cameras.names(), matcher.same_moment_s, self)
-
-        def accepted() -> None:
-            if dialog.result_links is not None:
-                self.set_camera_links(dialog.result_links)
-
-        def learned(suggestions: tuple[LinkSuggestion, ...]) -> None:
-            if shiboken6.isValid(dialog):  # the answer may come after the dialog was closed
-                dialog.set_suggestions(suggestions)
-
-        dialog.accepted.connect(accepted)
-        dialog.finished.connect(dialog.deleteLater)
-        if self.engine.control is None:
-            dialog.set_suggestions(None)
-        else:
-            self.client.submit(lambda p: p.commands.link_suggestions(), learned, what="read the learned links")
-        dialog.open()
-        return dialog
-
-    def set_camera_links(self, links: str) -> None:
-        """Keep the topology in the settings and hand it to the running matcher (no restart)."""
-        self.settings.pipeline = {k: v for k, v in self.settings.pipeline.items() if k != "matcher.camera_links"}
-        if links:
-            self.settings.pipeline["matcher.camera_links"] = links
-        self.save_settings()
-        if self.engine.control is not None:
-            running = self._links_with_session(links)
-            self.client.submit(lambda p: p.commands.set_camera_links(running), what="change the camera topology")
-
-    def use_reid_model(self, path: str) -> None:
-        """Hot-swap the running pipeline's re-id model (the cameras keep running) and remember it."""
-
-        def swap(pipeline: Pipeline) -> PipelineInfo:
-            embedder, warnings = load_embedder(dataclasses.replace(pipeline.config.reid, model=path))
-            return pipeline.set_embedder(embedder, warnings)
-
-        def swapped(info: PipelineInfo) -> None:
-            self.settings.pipeline["reid.model"] = path
-            self.save_settings()
-            self._on_info_ready(info)
-            self.statusBar().showMessage(f"Re-id model switched to {Path(path).name}", 6000)
-            self.reid_model_swapped.emit(info)
-
-        self.client.submit(swap, swapped, what=f"switch to {Path(path).name}")
 
     def about_dialog(self) -> None:
         AboutDialog(self, self.engine_status.model_label.text()).exec()

@@ -38,10 +38,12 @@ def main() -> int:
     tried: set[int] = set()
 
     def on_both_highlighted() -> bool:
+        """Drawn as followed on both feeds: on the pictures they show, which may be older than their newest
+        analysis (a person found only on the newer analysis is drawn from halfway between the two)."""
         followed = status.get("followed")
-        results = [f.result for f in window.grid.feeds.values()]
-        return bool(followed) and len(results) == 2 and all(
-            r is not None and any(p.is_target and p.identity_id == followed for p in r.persons) for r in results)
+        feeds = list(window.grid.feeds.values())
+        return bool(followed) and len(feeds) == 2 and all(
+            any(feed.is_target(p) and p.identity_id == followed for p, _ in feed.shown_persons()) for feed in feeds)
 
     def check() -> None:
         results = [f.result for f in window.grid.feeds.values()]

@@ -95,7 +95,7 @@ def test_the_window_offers_what_the_running_cameras_learned(qtbot, make_window, 
         return True
     window.client.submit(remember, done.append)
     qtbot.waitUntil(lambda: bool(done), timeout=WAIT_MS)
-    dialog = window.topology_dialog()
+    dialog = window.topology.dialog()
     qtbot.waitUntil(lambda: bool(dialog.suggestion_buttons), timeout=WAIT_MS)
     qtbot.mouseClick(dialog.suggestion_buttons[0], Qt.MouseButton.LeftButton)
     ok(qtbot, dialog)
@@ -110,12 +110,12 @@ def test_the_window_offers_what_the_running_cameras_learned(qtbot, make_window, 
 def test_the_window_keeps_the_topology_and_the_running_matcher_uses_it(qtbot, make_window, app_settings) -> None:
     window = make_window(app_settings)
     qtbot.waitUntil(lambda: window.engine.info is not None, timeout=WAIT_MS)
-    window.set_camera_links("gate ~ yard : 12")
+    window.topology.set_links("gate ~ yard : 12")
     seen: list[str] = []
     window.client.submit(lambda p: p.matcher.links.describe(), seen.append)
     qtbot.waitUntil(lambda: bool(seen), timeout=WAIT_MS)
     assert seen == ["gate ~ yard : 12"]  # no restart: the matcher has it from its next frame
     settings, _ = load_settings(window.settings_file)
     assert settings.pipeline["matcher.camera_links"] == "gate ~ yard : 12"
-    window.set_camera_links("")
+    window.topology.set_links("")
     assert "matcher.camera_links" not in load_settings(window.settings_file)[0].pipeline

@@ -66,7 +66,7 @@ def test_a_finished_run_is_listed_and_its_model_replaces_the_live_one(qtbot, mak
                     timeout=WAIT_MS)
     assert tab.runs_table.item(0, 7).text().endswith("%")  # best mAP of the run
     tab.runs_table.selectRow(0)
-    with qtbot.waitSignal(window.reid_model_swapped, timeout=WAIT_MS) as swapped:
+    with qtbot.waitSignal(window.models.swapped, timeout=WAIT_MS) as swapped:
         qtbot.mouseClick(tab.use_button, Qt.MouseButton.LeftButton)
     info = swapped.args[0]
     assert info.embedder_key != before.embedder_key and info.embedder.startswith("reid-")

@@ -52,7 +52,7 @@ def test_a_picture_of_someone_in_the_demo_raises_a_watch_list_alert(qtbot, make_
     picture = feed.crop_of(person)
     assert picture is not None
     cv2.imwrite(str(tmp_path / "them.png"), picture)
-    window.set_watch_list([WatchedPerson("them", [str(tmp_path / "them.png")], 0.75)])
+    window.watch_list.set([WatchedPerson("them", [str(tmp_path / "them.png")], 0.75)])
     window.sources.set_every_frame(name, True)  # the clip from the start, every frame: they walk in again
     panel = window.alerts_panel
     qtbot.waitUntil(lambda: any("watch list: them" in panel.list.item(i).text() for i in range(panel.list.count())),
