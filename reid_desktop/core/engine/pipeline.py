@@ -17,17 +17,20 @@ import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import numpy as np
 
 from reid_desktop.core.capture.sources import SourceSpec
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.engine.alerts import Alerts
+from reid_desktop.core.engine.camera_state import CameraState
 from reid_desktop.core.engine.commands import Commands
 from reid_desktop.core.engine.crop_embedding import CropEmbedding, FreshEmbeddings, keypoints_of
+from reid_desktop.core.engine.detect_stage import DetectStage
 from reid_desktop.core.engine.persistence import SightingWriter
 from reid_desktop.core.engine.regrouping import PassChange, Regrouping
+from reid_desktop.core.engine.track_stage import TrackStage
 from reid_desktop.core.engine.track_state import TrackState
 from reid_desktop.core.faults import FaultLog
 from reid_desktop.core.identity.calibration import ThresholdCalibration
@@ -56,33 +59,20 @@ from reid_desktop.core.types import (
     Frame,
     FrameResult,
     PipelineInfo,
-    PreparedPicture,
     TargetSighted,
     TrackedPerson,
 )
-from reid_desktop.core.vision.detection import Detector, PreparingDetector, SizedDetector
+from reid_desktop.core.vision.detection import Detector
 from reid_desktop.core.vision.detector_runtimes import make_detector
 from reid_desktop.core.vision.embedding import Embedder
 from reid_desktop.core.vision.models import load_embedder
-from reid_desktop.core.vision.motion import MotionGate, MotionSettings, Region, merge_region, region_size
+from reid_desktop.core.vision.motion import Region
 from reid_desktop.core.vision.tracking import Tracker, TrackOutput, UltralyticsTracker
 
 log = logging.getLogger(__name__)
 
 CAMERA_MEANS_SAVED_EVERY_S = 60.0
 
-
-
-@dataclass
-class _Camera:
-    """What the pipeline keeps of one camera between its frames. Forgetting the camera (removed, restarted,
-    seeked, or a stage failed on it) drops the record whole."""
-
-    gate: MotionGate
-    tracker: Tracker | None = None  # made on the camera's first analysed frame
-    last_persons: tuple[TrackedPerson, ...] = ()  # shown on frames the motion gate skips
-    last_detections: Detections | None = None  # kept outside a changed region
-    media_time: float | None = None  # a file's last position: going back is a restart or a seek
 
 
 class Pipeline:
@@ -92,7 +82,7 @@ class Pipeline:
                  detector: Detector | None = None, embedder: Embedder | None = None,
                  embedder_warnings: Sequence[str] = (), tracker_factory: Callable[[], Tracker] | None = None) -> None:
         self.config = config
-        self.detector = detector or make_detector(config.detector)
+        self.detection = DetectStage(detector or make_detector(config.detector), config.detector)
         if embedder is None:
             embedder, embedder_warnings = load_embedder(config.reid)
         self.embedder = embedder
@@ -105,13 +95,13 @@ class Pipeline:
         self.normaliser = self._new_normaliser()
         self.regrouping = Regrouping(config.matcher, self.matcher.links)
         self._means_saved_at = time.monotonic()
-        self._tracker_factory = tracker_factory or (lambda: UltralyticsTracker(config.tracker))
-        self._cameras: dict[str, _Camera] = {}
+        self._cameras: dict[str, CameraState] = {}
         self.tracks: dict[tuple[str, int], TrackState] = {}
         # tracker restarts per source (kept when its record is dropped): a restarted tracker counts its ids from
         # 1 again, so stored tracks are told apart by (source, segment, track id)
         self.segments: dict[str, int] = {}
         self.faults = FaultLog(log)
+        self.tracking = TrackStage(tracker_factory or (lambda: UltralyticsTracker(config.tracker)), self.faults)
         self.alerts = Alerts()
         self.embedding = CropEmbedding(config.reid, self.faults)
         self.commands = Commands(self)
@@ -159,10 +149,6 @@ class Pipeline:
         """Calibrates the threshold for this model, unless the operator set one."""
         return None if self.config.matcher.threshold else ThresholdCalibration(self.config.matcher.false_accept)
 
-    @property
-    def detector_name(self) -> str:
-        return str(getattr(self.detector, "name", type(self.detector).__name__))
-
     def _restore_identities(self, also_targets: set[int] | None = None) -> None:
         """Bring back the working set: targets, named people and those seen last (with the current model's
         embeddings); everyone else is found through the index when they come back."""
@@ -175,7 +161,7 @@ class Pipeline:
     def _begin_run(self) -> None:
         assert self.writer is not None
         embedder = self.embedder
-        self.writer.begin_run(detector=self.detector_name, embedder=embedder.name,
+        self.writer.begin_run(detector=self.detection.name, embedder=embedder.name,
                               embedder_is_fallback=embedder.is_fallback, provider=embedder.provider,
                               model_key=embedder.key, warnings=self.warnings, config=self.config.to_dict())
 
@@ -186,8 +172,7 @@ class Pipeline:
     @property
     def info(self) -> PipelineInfo:
         return PipelineInfo(
-            detector=self.detector_name,
-            detector_device=str(getattr(self.detector, "device", "")),
+            detector=self.detection.name, detector_device=self.detection.device,
             embedder=self.embedder.name, embedder_key=self.embedder.key, provider=self.embedder.provider,
             embedder_precision=self.embedder.precision, embedder_is_fallback=self.embedder.is_fallback,
             match_threshold=self.matcher.threshold,
@@ -238,8 +223,8 @@ class Pipeline:
         Its boxes agree with the running one's (every export is checked against the checkpoint before it is
         offered), so trackers, tracks and the run go on as they were.
         """
-        before, self.detector = self.detector_name, detector
-        log.info("detector switched from %s to %s", before, self.detector_name)
+        before, self.detection.detector = self.detection.name, detector
+        log.info("detector switched from %s to %s", before, self.detection.name)
         return self.info
 
     def forget_source(self, source_id: str) -> None:
@@ -281,48 +266,11 @@ class Pipeline:
             self.forget_source(frame.source_id)
         self._camera(frame.source_id).media_time = frame.media_time
 
-    def _camera(self, source_id: str) -> _Camera:
+    def _camera(self, source_id: str) -> CameraState:
         camera = self._cameras.get(source_id)
         if camera is None:
-            cfg = self.config.detector
-            camera = self._cameras[source_id] = _Camera(MotionGate(MotionSettings(cfg.motion_share,
-                                                                                   cfg.motion_keepalive_s)))
+            camera = self._cameras[source_id] = CameraState.new(self.config.detector)
         return camera
-
-    def prepare_picture(self, image: np.ndarray) -> PreparedPicture | None:
-        """The detector's input of a whole picture, made by the reader thread that decoded it, so that this per
-        camera work grows with the cores as decoding does (``None``: the detector takes no prepared input, or the
-        motion gate may ask for a region instead). Called from reader threads."""
-        detector = self.detector
-        if self.config.detector.motion_share > 0 or not isinstance(detector, PreparingDetector):
-            return None
-        try:
-            return detector.prepare(image)
-        except Exception:  # the engine thread prepares this picture again, and reports what fails there
-            log.debug("a picture could not be prepared on its reader thread", exc_info=True)
-            return None
-
-    def _detect(self, work: Sequence[tuple[Frame, Region | None]]) -> list[Detections]:
-        """One detector call for all cameras: whole pictures (prepared by their readers where they could), and
-        crops of changed regions at their own size (merged with the camera's previous detections outside the
-        region)."""
-        if not any(region for _, region in work) or not isinstance(self.detector, SizedDetector):
-            images = [frame.image for frame, _ in work]
-            if isinstance(self.detector, PreparingDetector):
-                return self.detector.detect_prepared(images, [frame.prepared for frame, _ in work])
-            return self.detector.detect(images)
-        imgsz = self.config.detector.imgsz
-        pictures, sizes = [], []
-        for frame, region in work:
-            if region is None:
-                pictures.append(frame.image)
-                sizes.append(imgsz)
-            else:
-                pictures.append(frame.image[region[1]:region[3], region[0]:region[2]])
-                sizes.append(region_size(region, frame.image.shape, imgsz))
-        found = self.detector.detect_sized(pictures, sizes)
-        return [dets if region is None else merge_region(self._camera(frame.source_id).last_detections, dets, region)
-                for (frame, region), dets in zip(work, found, strict=True)]
 
     def _analyse(self, work: Sequence[tuple[Frame, Region | None]]) -> list[FrameResult]:
         """Detect in all frames at once, then track, embed and match camera by camera.
@@ -334,7 +282,8 @@ class Pipeline:
             return []
         frames = [frame for frame, _ in work]
         try:
-            detections = self._detect(work)
+            detections = self.detection.detect([(frame, region, self._camera(frame.source_id))
+                                                for frame, region in work])
         except Exception as exc:
             self.faults.report("detect", f"detector failed on {len(frames)} frames; they are shown unprocessed: "
                                          f"{type(exc).__name__}: {exc}", exc)
@@ -343,7 +292,9 @@ class Pipeline:
             self._camera(frame.source_id).last_detections = dets
         tracked: list[TrackOutput | None] = []
         for frame, dets in zip(frames, detections, strict=True):
-            tracked.append(self._track(frame, dets))
+            tracked.append(self.tracking.step(frame, dets, self._camera(frame.source_id)))
+            if tracked[-1] is None:  # the tracker failed: the camera's next one starts a new segment
+                self.forget_source(frame.source_id)
         fresh = self.embedding.embed(frames, detections, tracked, self.tracks, self.embedder, self.normaliser)
         results = []
         for frame, dets, tracks in zip(frames, detections, tracked, strict=True):
@@ -369,19 +320,6 @@ class Pipeline:
     @staticmethod
     def _bare_result(frame: Frame) -> FrameResult:
         return FrameResult(frame.source_id, frame.index, frame.timestamp, frame.image, (), frame.media_time)
-
-    def _track(self, frame: Frame, dets: Detections) -> TrackOutput | None:
-        """One camera's tracker step; a tracker that fails is replaced by a fresh one (a new segment)."""
-        try:
-            camera = self._camera(frame.source_id)
-            if camera.tracker is None:
-                camera.tracker = self._tracker_factory()
-            return camera.tracker.update(dets, frame.image, frame.moment)
-        except Exception as exc:
-            self.faults.report(f"track:{frame.source_id}", f"source {frame.source_id}: tracker failed; it restarts: "
-                               f"{type(exc).__name__}: {exc}", exc)
-            self.forget_source(frame.source_id)
-            return None
 
     def _link_and_store(self, frame: Frame, dets: Detections, tracks: TrackOutput,
                         fresh: FreshEmbeddings) -> FrameResult:

@@ -155,7 +155,7 @@ class _Session:
             raise ValueError(f"there is already a source named {spec.source_id!r}")
         self.pipeline.register_source(spec)
         reader = VideoSource(spec, self.config.sources, self.statuses.put, self.control.wakeup, self.on_picture,
-                             self.pipeline.prepare_picture)
+                             self.pipeline.detection.prepare)
         self.sources[spec.source_id] = _Source(reader.start(), spec.analysis_fps if spec.analysis_fps is not None
                                                else self.config.sources.analysis_fps)
 
@@ -286,7 +286,7 @@ def run(specs: Sequence[SourceSpec], config: PipelineConfig, store: HistoryStore
     try:
         for spec in specs:
             session.add(spec)
-        preparation = start_if_needed(config.detector, pipeline.detector)
+        preparation = start_if_needed(config.detector, pipeline.detection.detector)
         while not control.cancelled:
             control._apply(session)
             control.wakeup.clear()
