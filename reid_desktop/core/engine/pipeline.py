@@ -28,17 +28,20 @@ from reid_desktop.core.engine.camera_state import CameraState
 from reid_desktop.core.engine.commands import Commands
 from reid_desktop.core.engine.crop_embedding import CropEmbedding, FreshEmbeddings, keypoints_of
 from reid_desktop.core.engine.detect_stage import DetectStage
+from reid_desktop.core.engine.identity_setup import (
+    new_calibration,
+    new_matcher,
+    restore_identities,
+    restored_normaliser,
+    save_camera_means,
+)
 from reid_desktop.core.engine.persistence import SightingWriter
 from reid_desktop.core.engine.regrouping import PassChange, Regrouping
 from reid_desktop.core.engine.track_stage import TrackStage
 from reid_desktop.core.engine.track_state import TrackState
 from reid_desktop.core.faults import FaultLog
-from reid_desktop.core.identity.calibration import ThresholdCalibration
-from reid_desktop.core.identity.camera_norm import CameraNormaliser
 from reid_desktop.core.identity.matching import (
     IdAllocator,
-    IdentityDirectory,
-    IdentityMatcher,
     MatchDecision,
     MatchRequest,
 )
@@ -50,10 +53,8 @@ from reid_desktop.core.store.interface import (
     SearchHit,
     StorageHealth,
     StorageUnavailable,
-    StoreDirectory,
     TrackKey,
 )
-from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.types import (
     Detections,
     Frame,
@@ -90,11 +91,7 @@ class Pipeline:
         self.store = store
         self._allocate_id: IdAllocator = (store.allocate_identity_id if store is not None
                                           else itertools.count(1).__next__)
-        self.matcher = self._new_matcher()
-        self.calibration = self._new_calibration()
-        self.normaliser = self._new_normaliser()
-        self.regrouping = Regrouping(config.matcher, self.matcher.links)
-        self._means_saved_at = time.monotonic()
+        self._model_identities()
         self._cameras: dict[str, CameraState] = {}
         self.tracks: dict[tuple[str, int], TrackState] = {}
         # tracker restarts per source (kept when its record is dropped): a restarted tracker counts its ids from
@@ -112,51 +109,22 @@ class Pipeline:
             self._restore_identities()
             self._begin_run()
 
-    def _new_matcher(self) -> IdentityMatcher:
-        """A matcher for the current model; with a store, identities beyond its working set are looked up
-        through the store's vector index of this model's embeddings."""
-        directory: IdentityDirectory | None = None
-        if self.store is not None:
-            directory = StoreDirectory(self.store, self.embedder.key, self.embedder.dim,
-                                       self.config.matcher.identity_gallery_size)
-        matcher = self.config.matcher
-        return IdentityMatcher(matcher.threshold or self.embedder.match_threshold, matcher.identity_gallery_size,
-                               self._allocate_id, matcher.active_identities, directory,
-                               parse_camera_links(matcher.camera_links, matcher.same_moment_s), matcher.link_prior)
+    def _model_identities(self) -> None:
+        """The matcher, calibration, camera means and re-association window of the current model."""
+        config = self.config.matcher
+        self.matcher = new_matcher(config, self.store, self.embedder, self._allocate_id)
+        self.calibration = new_calibration(config)
+        self.normaliser = restored_normaliser(config, self.store, self.embedder)
+        self.regrouping = Regrouping(config, self.matcher.links)
+        self._means_saved_at = time.monotonic()
 
-    def _new_normaliser(self) -> CameraNormaliser | None:
-        """Per-camera mean embeddings of the current model, as the store kept them (None: normalisation is off)."""
-        if not self.config.matcher.camera_normalisation:
-            return None
-        normaliser = CameraNormaliser()
+    def _restore_identities(self, also_targets: set[int] | None = None) -> None:
         if self.store is not None:
-            try:
-                for camera, mean in self.store.camera_means(self.embedder.key).items():
-                    normaliser.restore(camera, mean)
-            except Exception as exc:  # a damaged row must not stop the cameras: they start neutral
-                log.warning("camera means could not be read (%s); the cameras start neutral", exc)
-        return normaliser
+            restore_identities(self.config.matcher, self.store, self.embedder, self.matcher, also_targets)
 
     def _save_camera_means(self) -> None:
         self._means_saved_at = time.monotonic()
-        if self.store is not None and self.normaliser is not None:
-            try:
-                self.store.save_camera_means(self.embedder.key, self.normaliser.means)
-            except Exception as exc:
-                log.warning("camera means not saved: %s", exc)
-
-    def _new_calibration(self) -> ThresholdCalibration | None:
-        """Calibrates the threshold for this model, unless the operator set one."""
-        return None if self.config.matcher.threshold else ThresholdCalibration(self.config.matcher.false_accept)
-
-    def _restore_identities(self, also_targets: set[int] | None = None) -> None:
-        """Bring back the working set: targets, named people and those seen last (with the current model's
-        embeddings); everyone else is found through the index when they come back."""
-        assert self.store is not None
-        matcher = self.config.matcher
-        for identity_id, is_target, named, gallery in self.store.identity_galleries(
-                self.embedder.key, matcher.identity_gallery_size, matcher.active_identities):
-            self.matcher.restore(identity_id, gallery, is_target or identity_id in (also_targets or set()), named)
+        save_camera_means(self.store, self.embedder, self.normaliser)
 
     def _begin_run(self) -> None:
         assert self.writer is not None
@@ -205,11 +173,8 @@ class Pipeline:
         targets = self.matcher.targets
         self.matcher.close()
         self._save_camera_means()
-        self.matcher = self._new_matcher()
-        self.calibration = self._new_calibration()
-        self.normaliser = self._new_normaliser()
         self.regrouping.close()  # the new model's embeddings do not compare with the old ones: a new window
-        self.regrouping = Regrouping(self.config.matcher, self.matcher.links)
+        self._model_identities()
         if self.writer is not None:
             self._restore_identities(targets)
             self.writer.end_run("model changed")
