@@ -2,7 +2,8 @@
 
 Embeddings of different models do not compare, so the matcher, the threshold calibration and each camera's mean
 embedding belong to one model. What the store kept for that model comes back: the working set of identities, with
-the store's vector index behind it for everyone else, and the cameras' means.
+the store's vector index behind it for everyone else, and the cameras' means. Appearance search asks with the same
+model and means.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from reid_desktop.core.config import MatcherConfig
 from reid_desktop.core.identity.calibration import ThresholdCalibration
 from reid_desktop.core.identity.camera_norm import CameraNormaliser
 from reid_desktop.core.identity.matching import IdAllocator, IdentityDirectory, IdentityMatcher
+from reid_desktop.core.identity.search import Searcher
 from reid_desktop.core.store.interface import HistoryStore, StoreDirectory
 from reid_desktop.core.topology import parse as parse_camera_links
 from reid_desktop.core.vision.embedding import Embedder
@@ -67,3 +69,11 @@ def restore_identities(config: MatcherConfig, store: HistoryStore, embedder: Emb
     for identity_id, is_target, named, gallery in store.identity_galleries(
             embedder.key, config.identity_gallery_size, config.active_identities):
         matcher.restore(identity_id, gallery, is_target or identity_id in (also_targets or set()), named)
+
+
+def model_searcher(config: MatcherConfig, store: HistoryStore | None, embedder: Embedder,
+                   normaliser: CameraNormaliser | None) -> Searcher:
+    """Appearance search with the model, its cameras' means and the store's live index of its embeddings."""
+    index = store.attach_index(embedder.key, embedder.dim) if store is not None else None
+    normalise = normaliser.for_queries() if normaliser is not None else None
+    return Searcher(embedder, index, normalise, config.search_reranking, config.identity_gallery_size)

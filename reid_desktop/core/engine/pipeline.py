@@ -29,6 +29,7 @@ from reid_desktop.core.engine.commands import Commands
 from reid_desktop.core.engine.crop_embedding import CropEmbedding, FreshEmbeddings, keypoints_of
 from reid_desktop.core.engine.detect_stage import DetectStage
 from reid_desktop.core.engine.identity_setup import (
+    model_searcher,
     new_calibration,
     new_matcher,
     restore_identities,
@@ -50,7 +51,6 @@ from reid_desktop.core.identity.tracklets import Normalise
 from reid_desktop.core.identity.watchlist import WatchMatch
 from reid_desktop.core.store.interface import (
     HistoryStore,
-    SearchHit,
     StorageHealth,
     StorageUnavailable,
     TrackKey,
@@ -469,18 +469,9 @@ class Pipeline:
         if self.writer is not None:
             self.writer.register_source(spec)
 
-    def search(self, crop_bgr: np.ndarray, k: int = 10) -> list[SearchHit]:
-        """Appearance search: the stored sightings that look most like this person crop."""
-        if self.store is None:
-            return []
-        return self.searcher().search(self.store, crop_bgr, k)
-
     def searcher(self) -> Searcher:
         """Appearance search for other threads (the GUI's readers): this model and the store's live index."""
-        index = self.store.attach_index(self.embedder.key, self.embedder.dim) if self.store is not None else None
-        normalise = self.normaliser.for_queries() if self.normaliser is not None else None
-        matcher = self.config.matcher
-        return Searcher(self.embedder, index, normalise, matcher.search_reranking, matcher.identity_gallery_size)
+        return model_searcher(self.config.matcher, self.store, self.embedder, self.normaliser)
 
     @property
     def storage_health(self) -> StorageHealth | None:
