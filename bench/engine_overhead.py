@@ -377,8 +377,9 @@ def _instrument(patches: ExitStack, pipeline: Pipeline, stages: Stages) -> list[
     store = pipeline.store
     assert pipeline.writer is not None and store is not None
     missing = _wrap_methods(patches, pipeline, stages, {
-        "process": PIPELINE, "_track": TRACKER, "_link_and_store": LINKING, "_calibrate": MATCHER,
-        "_decide": MATCHER, "_follow_tracklet": TRACKLETS, "_regroup": TRACKLETS})
+        "process": PIPELINE, "_link_and_store": LINKING, "_follow_tracklet": TRACKLETS, "_regroup": TRACKLETS})
+    missing += _wrap_methods(patches, pipeline.tracking, stages, {"step": TRACKER})
+    missing += _wrap_methods(patches, pipeline.linking, stages, {"_calibrate": MATCHER, "_decide": MATCHER})
     missing += _wrap_methods(patches, pipeline.regrouping, stages, {"step": TRACKLETS})
     missing += _wrap_methods(patches, pipeline.embedding, stages, {"embed": CROPS})
     missing += _wrap_methods(patches, pipeline.matcher, stages, {

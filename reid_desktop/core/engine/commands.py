@@ -14,6 +14,7 @@ import numpy as np
 
 from reid_desktop.core.config import PipelineConfig
 from reid_desktop.core.engine.alerts import Alerts
+from reid_desktop.core.engine.link_stage import LinkStage
 from reid_desktop.core.engine.persistence import SightingWriter
 from reid_desktop.core.engine.regrouping import Regrouping
 from reid_desktop.core.engine.track_state import TrackState
@@ -48,11 +49,10 @@ class Commanded(Protocol):
     regrouping: Regrouping
     alerts: Alerts
     writer: SightingWriter | None
+    linking: LinkStage
 
     @property
     def run_id(self) -> int | None: ...
-
-    def commit(self, state: TrackState) -> None: ...
 
     def tracklet_key(self, key: tuple[str, int]) -> tuple[str, int, int]: ...
 
@@ -73,7 +73,7 @@ class Commands:
         state = self.pipeline.tracks.get((source_id, track_id))
         if state is None or state.identity_id is None:
             return None
-        self.pipeline.commit(state)
+        self.pipeline.linking.commit(state)
         self._lock((source_id, track_id), state.identity_id)
         self.set_target(state.identity_id, is_target)
         return state.identity_id

@@ -12,7 +12,6 @@ retry, and arrive as :class:`StorageHealth` events for the operator.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import logging
 import time
@@ -36,6 +35,7 @@ from reid_desktop.core.engine.identity_setup import (
     restored_normaliser,
     save_camera_means,
 )
+from reid_desktop.core.engine.link_stage import LinkStage, LiveTrack
 from reid_desktop.core.engine.persistence import SightingWriter
 from reid_desktop.core.engine.regrouping import PassChange, Regrouping
 from reid_desktop.core.engine.track_stage import TrackStage
@@ -43,8 +43,6 @@ from reid_desktop.core.engine.track_state import TrackState
 from reid_desktop.core.faults import FaultLog
 from reid_desktop.core.identity.matching import (
     IdAllocator,
-    MatchDecision,
-    MatchRequest,
 )
 from reid_desktop.core.identity.search import Searcher
 from reid_desktop.core.identity.tracklets import Normalise
@@ -91,19 +89,21 @@ class Pipeline:
         self.store = store
         self._allocate_id: IdAllocator = (store.allocate_identity_id if store is not None
                                           else itertools.count(1).__next__)
-        self._model_identities()
         self._cameras: dict[str, CameraState] = {}
-        self.tracks: dict[tuple[str, int], TrackState] = {}
+        self.tracks: dict[LiveTrack, TrackState] = {}
         # tracker restarts per source (kept when its record is dropped): a restarted tracker counts its ids from
         # 1 again, so stored tracks are told apart by (source, segment, track id)
         self.segments: dict[str, int] = {}
+        self.writer = SightingWriter(store, config.storage) if store is not None else None
         self.faults = FaultLog(log)
         self.tracking = TrackStage(tracker_factory or (lambda: UltralyticsTracker(config.tracker)), self.faults)
-        self.alerts = Alerts()
         self.embedding = CropEmbedding(config.reid, self.faults)
+        self.linking = LinkStage(config, self.tracks, self.writer, self._track_key,
+                                 self.stored_gallery if store is not None else None)
+        self._model_identities()
+        self.alerts = Alerts()
         self.commands = Commands(self)
-        self.corrections = 0  # tentative identities changed by better crops (each one also audited in the store)
-        self.writer = SightingWriter(store, config.storage) if store is not None else None
+        self.regrouped = 0  # identities corrected by the background re-association
         if self.writer is not None:
             self.writer.apply_retention()
             self._restore_identities()
@@ -113,7 +113,7 @@ class Pipeline:
         """The matcher, calibration, camera means and re-association window of the current model."""
         config = self.config.matcher
         self.matcher = new_matcher(config, self.store, self.embedder, self._allocate_id)
-        self.calibration = new_calibration(config)
+        self.linking.use(self.matcher, new_calibration(config))
         self.normaliser = restored_normaliser(config, self.store, self.embedder)
         self.regrouping = Regrouping(config, self.matcher.links)
         self._means_saved_at = time.monotonic()
@@ -132,6 +132,11 @@ class Pipeline:
         self.writer.begin_run(detector=self.detection.name, embedder=embedder.name,
                               embedder_is_fallback=embedder.is_fallback, provider=embedder.provider,
                               model_key=embedder.key, warnings=self.warnings, config=self.config.to_dict())
+
+    @property
+    def corrections(self) -> int:
+        """Identities corrected automatically: tentative ones by better crops, and by the re-association."""
+        return self.linking.corrections + self.regrouped
 
     @property
     def run_id(self) -> int | None:
@@ -290,37 +295,7 @@ class Pipeline:
                         fresh: FreshEmbeddings) -> FrameResult:
         source = frame.source_id
         keys = [(source, int(t)) for t in tracks.track_ids]
-        asking = [k for k in keys if self.tracks[k].embeddings and (
-            self.tracks[k].identity_id is None or (not self.tracks[k].committed and k in fresh))]
-        busy = {self.tracks[k].identity_id for k in keys if k not in asking} - {None}
-        if self.calibration is not None and any(k in fresh for k in keys):
-            self._calibrate([self.tracks[k] for k in keys if self.tracks[k].embeddings])
-        holders = collections.Counter(s.identity_id for s in self.tracks.values()) if asking else {}
-        # an identity made for a track alone is that track's own crops: it asks past it (see MatchRequest.holds);
-        # once other tracks matched it too, it is theirs as much, and competes like any other
-        of_all = self.config.reid.track_descriptor == "all"
-        requests = [MatchRequest(k, s.descriptor(of_all),
-                                 s.identity_id if s.owns_identity and holders[s.identity_id] == 1 else None)
-                    for k, s in ((k, self.tracks[k]) for k in asking)]
-        created = set()
-        for decision in self.matcher.assign(requests, busy, source, frame.moment):  # type: ignore[arg-type]
-            self._decide(decision.key, decision)  # type: ignore[arg-type]
-            if decision.is_new:
-                created.add(decision.key)
-        for key in keys:
-            state = self.tracks[key]
-            if state.identity_id is None:
-                continue
-            if key in created:  # the new identity starts with the track's crops
-                self._add_crops(state)
-            elif key in fresh and (state.committed or state.owns_identity):
-                vector, quality, _ = fresh[key]
-                self.matcher.add(state.identity_id, vector[None, :], np.array([quality]))
-            if not state.committed and state.crops >= self.config.matcher.commit_crops:
-                self.commit(state)
-            if state.committed or state.owns_identity:  # surely this person: nobody else can be them elsewhere now
-                self.matcher.seen(state.identity_id, source, frame.moment)
-
+        self.linking.link(source, keys, fresh, frame.moment)
         persons = []
         targets = self.matcher.targets
         for row, key in enumerate(keys):
@@ -370,18 +345,18 @@ class Pipeline:
                 live.committed, live.owns_identity = True, False
             if self.writer is not None:
                 self.writer.correct(change.track, change.identity_id, change.previous, change.score)
-            self.corrections += 1
+            self.regrouped += 1
             touched |= {change.identity_id, change.previous}
             log.info("%s track %d: identity %d -> %d (re-association)", source, track_id, change.previous,
                      change.identity_id)
         if touched and self.store is not None:
             self.regallery(*sorted(touched))
 
-    def tracklet_key(self, key: tuple[str, int]) -> tuple[str, int, int]:
+    def tracklet_key(self, key: LiveTrack) -> tuple[str, int, int]:
         """A track in the re-association window: a restarted tracker counts its ids from 1 again."""
         return key[0], self.segments.get(key[0], 0), key[1]
 
-    def _follow_tracklet(self, frame: Frame, key: tuple[str, int], person: TrackedPerson,
+    def _follow_tracklet(self, frame: Frame, key: LiveTrack, person: TrackedPerson,
                          embedded: TrackState | None) -> None:
         """Keep the track's summary for the background re-association up to date."""
         if not self.regrouping.active:
@@ -395,55 +370,7 @@ class Pipeline:
         """The alerts raised since the last call (the run loop passes them on after each step)."""
         return self.alerts.take()
 
-    def _calibrate(self, together: list[TrackState]) -> None:
-        """People seen together are different people: their scores move the threshold (see calibration)."""
-        assert self.calibration is not None
-        of_all = self.config.reid.track_descriptor == "all"
-        self.calibration.observe(np.stack([s.descriptor(of_all) for s in together]),
-                                 [np.stack([v for _, v in s.embeddings]) for s in together])
-        threshold = self.calibration.threshold
-        if threshold is not None and abs(threshold - self.matcher.threshold) >= 0.01:
-            log.info("match threshold calibrated on this footage: %.2f (was %.2f; %d people seen with others)",
-                     threshold, self.matcher.threshold, self.calibration.observed)
-            self.matcher.threshold = threshold
-
-    def _decide(self, key: tuple[str, int], decision: MatchDecision) -> None:
-        """Take the matcher's decision for a track; when it changes a tentative identity, correct what was stored."""
-        state = self.tracks[key]
-        previous, owned = state.identity_id, state.owns_identity
-        state.identity_id, state.match_score = decision.identity_id, decision.score
-        state.owns_identity = decision.is_new or (owned and decision.identity_id == previous)
-        if previous is None or previous == decision.identity_id:
-            log.debug("%s track %d -> identity %d (%s, %.2f)", key[0], key[1], decision.identity_id,
-                      "new" if decision.is_new else "matched", decision.score)
-            return
-        self.corrections += 1
-        log.info("%s track %d: identity %d -> %d with better crops (%.2f)", key[0], key[1], previous,
-                 decision.identity_id, decision.score)
-        if self.writer is not None:
-            self.writer.correct(self._track_key(key), decision.identity_id, previous, decision.score)
-        if owned:  # the identity made for this track held its crops: they go with it
-            others = any(s.identity_id == previous for s in self.tracks.values())
-            if others and self.store is not None:
-                self.matcher.replace_gallery(previous, self.store.identity_gallery(
-                    previous, self.embedder.key, self.config.matcher.identity_gallery_size))
-            elif not others:
-                self.matcher.forget(previous)
-
-    def _add_crops(self, state: TrackState) -> None:
-        assert state.identity_id is not None
-        qualities, vectors = zip(*state.embeddings, strict=True)
-        self.matcher.add(state.identity_id, np.stack(vectors), np.asarray(qualities, np.float32))
-
-    def commit(self, state: TrackState) -> None:
-        """The track's identity is final; a matched one takes the track's crops into its gallery now."""
-        if state.committed or state.identity_id is None:
-            return
-        state.committed = True
-        if not state.owns_identity and state.embeddings:
-            self._add_crops(state)
-
-    def _track_key(self, key: tuple[str, int]) -> TrackKey:
+    def _track_key(self, key: LiveTrack) -> TrackKey:
         assert self.writer is not None
         return self.writer.track_key(key[0], self.segments.get(key[0], 0), key[1])
 
@@ -455,10 +382,10 @@ class Pipeline:
         for key in [k for k, s in self.tracks.items() if newest[k[0]] - s.last_seen > horizon]:
             self._drop_track(key)
 
-    def _drop_track(self, key: tuple[str, int]) -> None:
+    def _drop_track(self, key: LiveTrack) -> None:
         """The track has ended: a tentative identity becomes final, and its last sighting, if held back by
         sampling, is written now."""
-        self.commit(self.tracks.pop(key))
+        self.linking.commit(self.tracks.pop(key))
         self.regrouping.ended(self.tracklet_key(key))
         self.matcher.withdraw(key)  # a later track with the same number must not take its look-up's answer
         if self.writer is not None:
