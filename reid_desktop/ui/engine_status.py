@@ -24,6 +24,7 @@ from reid_desktop.ui.settings import AppSettings
 
 ALERT_STYLE = "color: #d33; font-weight: bold;"
 FPS_INTERVAL_MS = 1000
+GPU_PROVIDERS = ("cuda", "tensorrt")  # the re-id providers an operator asks for to run on a GPU
 
 
 class EngineStatus(QObject):
@@ -80,7 +81,7 @@ class EngineStatus(QObject):
             warnings.append("⚠ The re-id model was never trained for re-id (ImageNet features); "
                             "Models > Get a re-id model…")
         requested = self._settings().pipeline_config().reid.providers
-        if not info.embedder_is_fallback and info.provider.startswith("CPU") and requested in ("cuda", "tensorrt"):
+        if _reid_on_cpu(info) and requested in GPU_PROVIDERS:
             warnings.append(f"⚠ {requested.upper()} not usable: re-id fell back to CPU")
         self.warning_label.setText("   ".join(warnings))
         self.warning_label.setToolTip("\n".join(info.warnings))
@@ -94,7 +95,7 @@ class EngineStatus(QObject):
             notes.append("The detector runs in PyTorch: Models > Prepare faster detector… makes it several times "
                          "faster on most machines")
         requested = config.reid.providers
-        if not info.embedder_is_fallback and info.provider.startswith("CPU") and requested not in ("cuda", "tensorrt"):
+        if _reid_on_cpu(info) and requested not in GPU_PROVIDERS:
             notes.append("No usable GPU found: ONNX Runtime runs on the CPU")
         return "\n".join(notes)
 
@@ -150,3 +151,8 @@ class EngineStatus(QObject):
 
     def stop(self) -> None:
         self._fps_timer.stop()
+
+
+def _reid_on_cpu(info: PipelineInfo) -> bool:
+    """A re-id model (not the fallback) that ONNX Runtime runs on the CPU."""
+    return not info.embedder_is_fallback and info.provider.startswith("CPU")

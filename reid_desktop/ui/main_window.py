@@ -136,7 +136,7 @@ class MainWindow(QMainWindow):
                 self.health_dock)
 
     def _build_docks(self) -> None:
-        self.sources = SourcesController(self, self.cameras, self.grid, self.engine, self.client, self.banner,
+        self.sources = SourcesController(self, self.cameras, self.grid, self.client, self.banner,
                                          self._add_feed, self._remove_feed, lambda: self.settings, self.save_settings)
         self.sources.status_message.connect(self.statusBar().showMessage)
         self.sources_dock = self._dock("Sources", self.sources.panel, Qt.DockWidgetArea.LeftDockWidgetArea)
@@ -349,7 +349,7 @@ class MainWindow(QMainWindow):
 
     def _remove_feed(self, source_id: str) -> None:
         self.grid.remove_feed(source_id)
-        self.empty_hint.setVisible(bool(not self.grid.feeds))
+        self.empty_hint.setVisible(not self.grid.feeds)
 
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):

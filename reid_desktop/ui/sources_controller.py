@@ -20,7 +20,7 @@ from reid_desktop.core.types import SourceState, SourceStatus
 from reid_desktop.ui.banner import MessageBanner
 from reid_desktop.ui.cameras import Added, CameraError, CameraList, parse_rate, rate_choices, rate_text
 from reid_desktop.ui.dialogs import StreamDialog
-from reid_desktop.ui.engine import Engine, EngineClient
+from reid_desktop.ui.engine import EngineClient
 from reid_desktop.ui.feeds import FeedGrid, FeedView
 from reid_desktop.ui.settings import AppSettings, SavedSource
 from reid_desktop.ui.sources_panel import SourcesPanel
@@ -35,11 +35,11 @@ class SourcesController(QObject):
     status_message = Signal(str, int)
     camera_gone = Signal(str)  # removed or renamed: what was known under this name no longer applies
 
-    def __init__(self, window: QWidget, cameras: CameraList, grid: FeedGrid, engine: Engine, client: EngineClient,
+    def __init__(self, window: QWidget, cameras: CameraList, grid: FeedGrid, client: EngineClient,
                  banner: MessageBanner, add_feed: Callable[[str, str], FeedView], remove_feed: Callable[[str], None],
                  settings: Callable[[], AppSettings], save: Callable[[], None]) -> None:
         super().__init__(window)
-        self.window, self.cameras, self.grid, self.engine, self.client = window, cameras, grid, engine, client
+        self.window, self.cameras, self.grid, self.client = window, cameras, grid, client
         self.banner, self._add_feed, self._remove_feed = banner, add_feed, remove_feed
         self._settings, self._save = settings, save
         self._build_actions()
@@ -47,7 +47,7 @@ class SourcesController(QObject):
         self.panel.list.setContextMenuPolicy(Qt.ContextMenuPolicy.ActionsContextMenu)
         self.panel.list.addActions(self.camera_actions())
         self.panel.list.currentItemChanged.connect(lambda *_: self._show_camera_options())
-        engine.source_changed.connect(self._on_source_changed)
+        client.engine.source_changed.connect(self._on_source_changed)
 
     def _build_actions(self) -> None:
         window = self.window
@@ -107,7 +107,7 @@ class SourcesController(QObject):
         name = added.camera.name
         if persist:
             self._save_cameras()
-        if self.engine.control is not None:
+        if self.client.engine.control is not None:
             spec = added.camera.spec
             self.client.control(lambda c: c.add_source(spec), what=f"add {name}")
             if paused:
@@ -165,7 +165,7 @@ class SourcesController(QObject):
         self.panel.remove(name)
         self.camera_gone.emit(name)
         self._save_cameras()
-        if self.engine.control is not None:
+        if self.client.engine.control is not None:
             self.client.control(lambda c: c.remove_source(name), what=f"remove {name}")
 
     def toggle_pause(self, name: str) -> None:
