@@ -57,13 +57,12 @@ from reid_desktop.core.store.database_url import (
 )
 from reid_desktop.core.store.exports import export_csv, export_json
 from reid_desktop.core.store.history import open_store
-from reid_desktop.core.store.interface import StorageHealth, StoreError
+from reid_desktop.core.store.interface import HistoryStore, StorageHealth, StoreError
 from reid_desktop.core.store.live_boxes import LivePublisher
 from reid_desktop.core.store.node_health import NodeHealth
 from reid_desktop.core.store.pg_schema import PgSchemaError
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.shared_changes import Heard, TargetChanged, TargetsNow
-from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.types import FrameResult, PipelineInfo, SourceState, SourceStatus, TargetSighted
 from reid_desktop.core.vision.detector_preparation import DetectorPreparation
 from reid_desktop.core.vision.models import load_embedder
@@ -174,7 +173,7 @@ def _frames_to_process(specs: Sequence[SourceSpec], cfg: config_mod.PipelineConf
     return total
 
 
-def _print_summary(store: SightingStore, progress: _Progress, sources: int) -> None:
+def _print_summary(store: HistoryStore, progress: _Progress, sources: int) -> None:
     elapsed = time.monotonic() - progress.started
     info = progress.info
     identities = store.identities(info.run_id if info else None)

@@ -33,8 +33,7 @@ from reid_desktop.core.engine.runner import PipelineControl, run
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.identity.watchlist import WatchMatch
 from reid_desktop.core.store.history import History, open_store
-from reid_desktop.core.store.interface import HistoryReader, StorageHealth, StoreError
-from reid_desktop.core.store.storage import SightingStore
+from reid_desktop.core.store.interface import HistoryReader, HistoryStore, StorageHealth, StoreError
 from reid_desktop.core.types import Frame, FrameResult, PipelineInfo, SourceHealth, SourceStatus, TargetSighted
 from reid_desktop.core.vision.detector_preparation import DetectorPreparation
 from reid_desktop.ui.tasks import Dispatcher
@@ -115,7 +114,7 @@ class _Worker(QObject):
 
     @Slot()
     def run(self) -> None:
-        store: SightingStore | None = None
+        store: HistoryStore | None = None
         try:
             store = open_store(self._database, self._config.storage.commit_interval_s,
                                embeddings_per_track=self._config.storage.embeddings_per_track)

@@ -17,7 +17,7 @@ import pytest
 from reid_desktop.core.store.exports import export_csv, export_json
 from reid_desktop.core.store.interface import HistoryStore, SightingRecord, TrackKey
 from reid_desktop.core.store.pg_store import PgSightingStore
-from reid_desktop.core.store.storage import SightingStore
+from reid_desktop.core.store.sql_history import SqlHistory
 from reid_desktop.core.types import CameraMean
 from tests.core import test_store_edits as edits
 from tests.core.test_store_edits import DIM, MODEL, Builder, direction, jpeg
@@ -32,7 +32,7 @@ def _record(build: Builder, source: str, track_id: int, identity: int | None, t:
                           model_key=MODEL, quality=0.5, thumbnail=jpeg(track_id), alert=alert)
 
 
-def test_a_run_is_opened_committed_and_closed(store: SightingStore, build: Builder) -> None:
+def test_a_run_is_opened_committed_and_closed(store: SqlHistory, build: Builder) -> None:
     assert store.health.ok and store.pending == 0 and store.location
     store.record(_record(build, "door", 1, None, 1000.0))
     assert store.pending == 1
@@ -50,23 +50,25 @@ def test_a_run_is_opened_committed_and_closed(store: SightingStore, build: Build
     assert store.flush() and store.health.ok
 
 
-def test_a_store_says_what_keeps_it_and_whether_other_processes_write_it(store: SightingStore) -> None:
+def test_a_store_says_what_keeps_it_and_whether_other_processes_write_it(store: SqlHistory) -> None:
     """What the command line prints and what the engine's assembly asks, without asking which class it has."""
     if isinstance(store, PgSightingStore):
         assert (store.backend, store.address) == ("PostgreSQL", str(store.postgres))
+        assert "FAISS index" in store.vector_search() and "pgvector" in store.vector_search()
         shared = store.shared
         assert shared is not None and shared.postgres == store.postgres and shared.backend_pid > 0
     else:
         assert (store.backend, store.address, store.shared) == ("SQLite", str(store.path), None)
+        assert store.vector_search() == "a FAISS index saved beside the database file"
         assert store.location == store.path.name  # the window's short name; the full path is the address
 
 
-def test_identity_ids_are_never_handed_out_twice(store: SightingStore) -> None:
+def test_identity_ids_are_never_handed_out_twice(store: SqlHistory) -> None:
     drawn = [store.allocate_identity_id() for _ in range(300)]  # more than one block of ids
     assert None not in drawn and len(set(drawn)) == 300
 
 
-def test_sightings_read_back_through_every_view(store: SightingStore, build: Builder) -> None:
+def test_sightings_read_back_through_every_view(store: SqlHistory, build: Builder) -> None:
     person = store.allocate_identity_id()
     assert person is not None
     added = build.track("door", person, [1000.0, 1001.0, 1002.0], person=1)
@@ -87,7 +89,7 @@ def test_sightings_read_back_through_every_view(store: SightingStore, build: Bui
     assert store.node_cameras() == [] or isinstance(store, PgSightingStore)  # nodes exist on a shared database only
 
 
-def test_a_label_and_a_target_are_kept_and_listed(store: SightingStore, build: Builder) -> None:
+def test_a_label_and_a_target_are_kept_and_listed(store: SqlHistory, build: Builder) -> None:
     person = store.allocate_identity_id()
     assert person is not None
     build.track("door", person, [1000.0, 1001.0], person=1)
@@ -100,7 +102,7 @@ def test_a_label_and_a_target_are_kept_and_listed(store: SightingStore, build: B
     assert store.targets() == []
 
 
-def test_an_automatic_correction_moves_the_track_and_is_audited(store: SightingStore, build: Builder) -> None:
+def test_an_automatic_correction_moves_the_track_and_is_audited(store: SqlHistory, build: Builder) -> None:
     first, second = store.allocate_identity_id(), store.allocate_identity_id()
     assert first is not None and second is not None
     added = build.track("door", first, [1000.0, 1001.0], person=1)
@@ -114,7 +116,7 @@ def test_an_automatic_correction_moves_the_track_and_is_audited(store: SightingS
     assert not store.correct_track(build.run, TrackKey("door", "/videos/door.mp4", "file", 0, 99), second, first, 0.5)
 
 
-def test_an_alert_is_the_sighting_it_was_raised_on(store: SightingStore, build: Builder) -> None:
+def test_an_alert_is_the_sighting_it_was_raised_on(store: SqlHistory, build: Builder) -> None:
     person = store.allocate_identity_id()
     assert person is not None
     store.record(_record(build, "door", 1, person, 1000.0, alert=b"picture of the moment"))
@@ -125,7 +127,7 @@ def test_an_alert_is_the_sighting_it_was_raised_on(store: SightingStore, build: 
     assert store.alerts() == [alert] and store.alerts(person + 10_000) == []
 
 
-def test_the_vector_index_galleries_and_search_agree_with_the_rows(store: SightingStore, build: Builder) -> None:
+def test_the_vector_index_galleries_and_search_agree_with_the_rows(store: SqlHistory, build: Builder) -> None:
     one, two = store.allocate_identity_id(), store.allocate_identity_id()
     assert one is not None and two is not None
     build.track("door", one, [1000.0, 1001.0, 1002.0], person=1)
@@ -149,7 +151,7 @@ def test_the_vector_index_galleries_and_search_agree_with_the_rows(store: Sighti
     assert len(index) == 5
 
 
-def test_camera_means_are_kept_per_camera_and_model(store: SightingStore) -> None:
+def test_camera_means_are_kept_per_camera_and_model(store: SqlHistory) -> None:
     assert store.camera_means(MODEL) == {}
     store.save_camera_means(MODEL, {"door": CameraMean(direction(1), 40), "hall": CameraMean(direction(2), 7)})
     store.save_camera_means(MODEL, {"door": CameraMean(direction(3), 41)})  # a newer mean replaces the old
@@ -158,7 +160,7 @@ def test_camera_means_are_kept_per_camera_and_model(store: SightingStore) -> Non
     assert np.allclose(kept["door"].vector, direction(3)) and store.camera_means("another model") == {}
 
 
-def test_confirmed_tracks_are_those_the_operator_vouched_for(store: SightingStore, build: Builder) -> None:
+def test_confirmed_tracks_are_those_the_operator_vouched_for(store: SqlHistory, build: Builder) -> None:
     named, unknown = store.allocate_identity_id(), store.allocate_identity_id()
     assert named is not None and unknown is not None
     build.track("door", named, [1000.0 + i for i in range(10)], person=1)
@@ -170,7 +172,7 @@ def test_confirmed_tracks_are_those_the_operator_vouched_for(store: SightingStor
     assert track.identity == named and track.source == "door" and len(track.samples) == 4
 
 
-def test_retention_rounds_run_where_the_store_commits(store: SightingStore, build: Builder) -> None:
+def test_retention_rounds_run_where_the_store_commits(store: SqlHistory, build: Builder) -> None:
     person = store.allocate_identity_id()
     assert person is not None
     old = time.time() - 40 * 86400
@@ -189,7 +191,7 @@ def test_retention_rounds_run_where_the_store_commits(store: SightingStore, buil
     assert store.health.ok
 
 
-def test_exports_over_either_history_hold_every_sighting(store: SightingStore, build: Builder, tmp_path: Path) -> None:
+def test_exports_over_either_history_hold_every_sighting(store: SqlHistory, build: Builder, tmp_path: Path) -> None:
     person = store.allocate_identity_id()
     assert person is not None
     build.track("door", person, [1000.0, 1001.0], person=1)
@@ -200,7 +202,7 @@ def test_exports_over_either_history_hold_every_sighting(store: SightingStore, b
     assert len(json.loads((tmp_path / "one.json").read_text())["sightings"]) == 2
 
 
-def test_a_closed_store_has_committed_everything(store: SightingStore, build: Builder) -> None:
+def test_a_closed_store_has_committed_everything(store: SqlHistory, build: Builder) -> None:
     store.record(_record(build, "door", 1, None, 1000.0))
     store.close()
     assert len(edits.rows(store, "SELECT id FROM sightings")) == 1
@@ -210,7 +212,8 @@ def test_a_closed_store_has_committed_everything(store: SightingStore, build: Bu
 CONTRACT = {
     test_a_run_is_opened_committed_and_closed: {"begin_run", "end_run", "runs", "record", "flush", "maybe_flush",
                                                 "pending", "health", "location"},
-    test_a_store_says_what_keeps_it_and_whether_other_processes_write_it: {"address", "backend", "shared"},
+    test_a_store_says_what_keeps_it_and_whether_other_processes_write_it: {"address", "backend", "shared",
+                                                                           "vector_search"},
     test_identity_ids_are_never_handed_out_twice: {"allocate_identity_id"},
     test_sightings_read_back_through_every_view: {"identities", "identity", "sightings", "sighting_track_row",
                                                    "track_identity", "track_key", "track_thumbnail", "thumbnail",

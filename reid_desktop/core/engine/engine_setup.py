@@ -16,13 +16,13 @@ from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.engine.runner import PipelineControl
 from reid_desktop.core.store.change_feed import ChangeListener
 from reid_desktop.core.store.database_url import PostgresLocation
+from reid_desktop.core.store.interface import HistoryStore
 from reid_desktop.core.store.shared_changes import Heard
-from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.vision.embedding import Embedder
 
 
 @contextmanager
-def assembled_pipeline(config: PipelineConfig, store: SightingStore, control: PipelineControl,
+def assembled_pipeline(config: PipelineConfig, store: HistoryStore, control: PipelineControl,
                        embedder: Embedder, embedder_warnings: Sequence[str] = (),
                        heard: Callable[[Heard], None] | None = None) -> Iterator[Pipeline]:
     """The pipeline over the open ``store``, run through ``control`` (give both to :func:`runner.run`). On a shared

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from reid_desktop.core.paths import default_database
 from reid_desktop.core.store.database_url import DatabaseUrlError, PostgresLocation, parse_database
-from reid_desktop.core.store.interface import StoreError
+from reid_desktop.core.store.interface import HistoryStore, StoreError
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.storage import SightingStore
 
@@ -21,7 +21,7 @@ def history_of(value: str | Path | None) -> History:
 
 
 def open_store(database: str | History | None, commit_interval_s: float = 1.0, readonly: bool = False,
-               embeddings_per_track: int = 0) -> SightingStore:
+               embeddings_per_track: int = 0) -> HistoryStore:
     """The store behind ``--db`` (None: the per-user SQLite file); :class:`StoreError` with one line when it
     cannot be opened or the value names nothing usable."""
     try:

@@ -15,7 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, Self
 
 import numpy as np
 
@@ -310,6 +310,14 @@ class HistoryReader(Protocol):
 
     def close(self) -> None:
         ...
+
+    def vector_search(self) -> str:
+        """How this history is searched by appearance, in the operator's words (``models list --db``)."""
+        ...
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(self, *exc: object) -> None: ...
 
 
 class HistoryStore(HistoryReader, Protocol):

@@ -90,7 +90,7 @@ CREATE INDEX sightings_time ON sightings (timestamp);
 
 
 # Schema 4: identities are revised while tracks are young; every change of a track's identity, automatic or
-# by the operator, leaves an audit row (bounded: storage.AUDIT_ROWS, and retention). ``track_row`` is
+# by the operator, leaves an audit row (bounded: sql_history.AUDIT_ROWS, and retention). ``track_row`` is
 # no reference: the audit outlives the rows retention deletes.
 _V4 = """
 CREATE TABLE identity_corrections (

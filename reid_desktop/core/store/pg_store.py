@@ -1,4 +1,5 @@
-"""The history in a shared PostgreSQL database: the SQLite store's logic and SQL (core/store/storage.py) over psycopg.
+"""The history in a shared PostgreSQL database: the stores' shared logic and SQL (core/store/sql_history.py) over
+psycopg.
 
 Several processing nodes and operator stations use one database at once, so what SQLite does with its
 one-writer file lock is PostgreSQL's here: transactions isolate the writers, identity ids come from the
@@ -63,7 +64,7 @@ from reid_desktop.core.store.pg_schema import (
     schema_version,
 )
 from reid_desktop.core.store.shared_changes import Merged, Purged, SharedChange, Split, format_change
-from reid_desktop.core.store.storage import SightingStore, describe_failure
+from reid_desktop.core.store.sql_history import SqlHistory, describe_failure
 from reid_desktop.core.store.vector_index import VectorIndex, manifest_path
 from reid_desktop.core.store.write_buffer import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS
 
@@ -197,8 +198,8 @@ class _Connection:
             self._conn = None
 
 
-class PgSightingStore(SightingStore):
-    """:class:`~reid_desktop.core.store.storage.SightingStore` on a PostgreSQL database (see the module's docstring)."""
+class PgSightingStore(SqlHistory):
+    """The history on a PostgreSQL database shared by several processes (see the module's docstring)."""
 
     _LEAST, _GREATEST = "LEAST", "GREATEST"
     _ALL_ROWS = "LIMIT ALL"
@@ -223,8 +224,7 @@ class PgSightingStore(SightingStore):
         self._drawn: dict[int, tuple[SightingRecord, int, int | None]] = {}
         self.index_horizon: int | None = None  # see attach_index
         self._ERRORS, self._REFUSED_DATA, self._DENIED = _driver_errors()
-        super().__init__(Path(location.database), commit_interval_s, readonly, max_pending_records,
-                         max_pending_bytes, embeddings_per_track)
+        super().__init__(commit_interval_s, readonly, max_pending_records, max_pending_bytes, embeddings_per_track)
 
     def attach_index(self, model_key: str, dim: int) -> VectorIndex:
         """Also notes :attr:`index_horizon`, the oldest transaction running before the index reads the database:

@@ -1,0 +1,958 @@
+"""What the SQLite and PostgreSQL stores share: the write buffer committed in a commit thread, operator edits with
+their audit, retention, the vector index's lifecycle and the reads (core/store/storage.py is the SQLite file,
+core/store/pg_store.py the shared PostgreSQL database).
+
+The engine never waits for the database: sightings wait in a bounded buffer and are written in one transaction every
+``commit_interval_s``, in the store's commit thread on a connection of its own (the engine's own writes wait for a
+commit under way at most :data:`COMMIT_WAIT_S`). A write that fails is rolled back whole and retried with back-off
+while the records keep waiting; :attr:`SqlHistory.health` says so, so the cameras keep running and the operator is
+told. Nothing committed is ever touched by a failed write. Operator edits commit at once.
+
+Appearance search and the matcher's look-up of people not seen for a while go through a
+:class:`~reid_desktop.core.store.vector_index.VectorIndex` of one model's embeddings (:meth:`SqlHistory.attach_index`):
+kept in step with every commit and deletion, saved on close (where the backend says: :meth:`SqlHistory.index_path`),
+caught up from the database when it is behind and rebuilt when it is missing, damaged, or rows were deleted after it
+was saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Self
+
+import numpy as np
+
+from reid_desktop.core.store.index_keeper import IndexKeeper
+from reid_desktop.core.store.interface import (
+    Alert,
+    ConfirmedTrack,
+    Correction,
+    IdentitySummary,
+    SearchHit,
+    Sighting,
+    SightingRecord,
+    StorageHealth,
+    StorageUnavailable,
+    StoreError,
+    TrackKey,
+    TrackSample,
+    TrackSegment,
+)
+from reid_desktop.core.store.shared_changes import (
+    EmbeddingsAdded,
+    Labelled,
+    Merged,
+    Regrouped,
+    SharedChange,
+    Split,
+    TargetChanged,
+)
+from reid_desktop.core.store.vector_index import VectorIndex
+from reid_desktop.core.store.write_buffer import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, WriteBuffer
+from reid_desktop.core.types import CameraMean
+
+log = logging.getLogger(__name__)
+
+COMMIT_WAIT_S = 5.0  # the longest the engine waits for a commit under way in the commit thread (an edit, a run)
+AUDIT_ROWS = 100_000  # identity changes kept in the audit (the newest); retention also ages them out
+PURGE_BLOCK = 2000  # sightings retention deletes per transaction (the edit lock is held for one block)
+KEPT_TRACKS = 5  # a followed or named person's newest tracks, kept by retention whatever their age
+# the tracks retention keeps: each followed or named identity's KEPT_TRACKS newest (one parameter: KEPT_TRACKS)
+_KEPT_TRACKS_SQL = ("SELECT id FROM (SELECT t.id, row_number() OVER (PARTITION BY t.identity_id ORDER BY "
+                    "t.last_seen DESC, t.id DESC) AS place FROM tracks t JOIN identities i ON i.id = t.identity_id "
+                    "WHERE i.is_target = 1 OR i.label <> '') AS ranked WHERE place <= ?")
+
+
+
+def describe_failure(exc: BaseException) -> str:
+    """What went wrong with a write, as an operator would put it."""
+    text = str(exc).lower()
+    if "full" in text:
+        return "database full (no space left on its disk)"
+    if "locked" in text or "busy" in text:
+        return "database locked by another program"
+    if "lock timeout" in text:
+        return "database busy: another process's edit held it too long"
+    if "statement timeout" in text:
+        return "database too slow: a write took too long"
+    if "malformed" in text or "not a database" in text or "corrupt" in text:
+        return "database damaged"
+    if "readonly" in text or "read-only" in text:
+        return "database is read-only"
+    if "i/o" in text:
+        return "disk error on the database"
+    if any(words in text for words in ("connection refused", "server closed the connection", "terminating connection",
+                                       "connection failed", "connection is lost", "connection timeout")):
+        return "database server unreachable"
+    return f"database error ({exc})"
+
+
+_SIGHTING_COLUMNS = """s.id, src.name, s.identity_id, t.track_id, s.frame_index, s.timestamp, s.media_time,
+    s.x1, s.y1, s.x2, s.y2, s.confidence, s.match_score, s.run_id, s.track_row"""
+
+_SUMMARY_COLUMNS = """i.id, i.label, i.is_target, MIN(s.timestamp), MAX(s.timestamp), {names},
+    COUNT(s.id), MIN(s.media_time), MAX(s.media_time)"""
+
+
+def _sighting(row: Sequence[Any]) -> Sighting:
+    return Sighting(row[0], row[1], row[2], row[3], row[4], row[5], row[6],
+                    (row[7], row[8], row[9], row[10]), row[11], row[12], row[13], row[14])
+
+
+def _summary(row: Sequence[Any]) -> IdentitySummary:
+    names = json.loads(row[5]) if isinstance(row[5], str) else row[5]  # SQLite: JSON text; PostgreSQL: a list
+    cameras = tuple(sorted(name for name in names or () if name is not None))  # None: no sighting (LEFT JOIN)
+    return IdentitySummary(row[0], row[1], bool(row[2]), row[3], row[4], cameras, row[6], row[7], row[8])
+
+
+class SqlHistory(ABC):
+    """The history's logic and SQL, written once for SQLite and PostgreSQL (each backend a subclass: what differs is
+    named below and in the abstract methods). Not thread-safe: one instance per thread.
+
+    A writing store keeps a bounded buffer of sightings and commits it in its commit thread, keeps the vector index
+    of one model in step with its commits and deletions, applies operator edits at once with an audit row, and runs
+    retention a block at a time; a store opened ``readonly`` only reads.
+    """
+
+    _LEAST: str  # the smaller of two values
+    _GREATEST: str  # the larger of two values
+    _ALL_ROWS: str  # no limit, before an OFFSET
+    _CAMERA_NAMES: str  # an identity's cameras, as one aggregate (a JSON array or a list: names hold commas)
+    _BEGIN: str  # the statement that opens a write transaction
+    _IN_LIST: str  # membership in one list parameter (see _id_list)
+    _ERRORS: tuple[type[BaseException], ...]  # what the database driver raises
+    _DENIED: tuple[type[BaseException], ...]  # a missing privilege
+    _REFUSED_DATA: tuple[type[BaseException], ...]  # one record's data refused: retrying the same batch cannot help
+
+    def __init__(self, commit_interval_s: float = 1.0, readonly: bool = False,
+                 max_pending_records: int = MAX_PENDING_RECORDS, max_pending_bytes: int = MAX_PENDING_BYTES,
+                 embeddings_per_track: int = 0) -> None:
+        """``embeddings_per_track``: the most embeddings a track keeps (its best; 0: all)."""
+        self.readonly = readonly
+        self.commit_interval_s = commit_interval_s
+        self.embeddings_per_track = embeddings_per_track
+        self._here = threading.local()  # the commit thread keeps its connection here (see maybe_flush)
+        self._writing = threading.RLock()  # one write transaction at a time, whichever thread and connection
+        self._committer: ThreadPoolExecutor | None = None
+        self._committer_db: Any = None
+        self._commit: Future[None] | None = None  # the commit thread's job under way (or done)
+        self._commit_started = 0.0
+        self._answered = 0.0  # when a transaction last ended (either thread)
+        self._buffer = WriteBuffer(self.location, max_pending_records, max_pending_bytes)
+        self._main_db: Any = self._open_readonly() if readonly else self._open_writer()
+        self._source_rows: dict[tuple[str, str], int] = {}
+        self.indexed = IndexKeeper(self.location)
+
+    # -- what each backend says for itself -------------------------------------------------------
+
+    @abstractmethod
+    def _open_readonly(self) -> Any:
+        """The connection of a store that only reads."""
+
+    @abstractmethod
+    def _open_writer(self) -> Any:
+        """The writing store's connection, the schema brought up to date."""
+
+    @abstractmethod
+    def _open_committer(self) -> Any:
+        """The commit thread's connection."""
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """The history in a few words, for log lines and messages."""
+
+    @abstractmethod
+    def _id_list(self, ids: Sequence[int]) -> Any:
+        """``ids`` as the one parameter of :attr:`_IN_LIST`."""
+
+    @abstractmethod
+    def index_path(self, model_key: str) -> Path:
+        """Where this process keeps its vector index of ``model_key``'s embeddings."""
+
+    @abstractmethod
+    def _announce(self, change: SharedChange) -> None:
+        """Tell the other processes on this history, inside the transaction making the change."""
+
+    @abstractmethod
+    def _purged(self, embedding_ids: list[int]) -> None:
+        """Embeddings retention deleted, in the transaction that deleted them (for the other processes)."""
+
+    # -- writing ---------------------------------------------------------------------------------
+
+    def _writable(self) -> None:
+        if self.readonly:
+            raise StoreError(f"{self.location} is open read-only")
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """One write transaction; any failure rolls all of it back and becomes :class:`StorageUnavailable`. Waits at
+        most :data:`COMMIT_WAIT_S` for a commit running in the commit thread."""
+        with self._writing_held(), self._transaction_held():
+            yield
+
+    @contextmanager
+    def _writing_held(self) -> Iterator[None]:
+        """The right to write (see :meth:`_take_writing`), or :class:`StorageUnavailable` saying why not."""
+        self._writable()
+        if not self._take_writing():
+            failure = self._buffer.failure or "database not answering"
+            raise StorageUnavailable(f"{failure}: the last commit has not ended")
+        try:
+            yield
+        finally:
+            self._writing.release()
+
+    def _take_writing(self) -> bool:
+        """The right to write, once a commit under way in the commit thread has ended: waited for until that commit
+        has run :data:`COMMIT_WAIT_S` in all, so a database that stopped answering holds the engine once, briefly,
+        and later calls fail at once (their callers keep what they wanted to write, or say it was not saved)."""
+        if self._writing.acquire(blocking=False):
+            return True
+        return self._writing.acquire(timeout=max(COMMIT_WAIT_S - self._commit_waiting(), 0.0))
+
+    def _commit_waiting(self) -> float:
+        """How long the commit thread's job has waited for the database: since it began or since its last
+        transaction ended (a retention round of many short transactions is answered all along); 0 when idle."""
+        if self._commit is None or self._commit.done():
+            return 0.0
+        return time.monotonic() - max(self._commit_started, self._answered)
+
+    @contextmanager
+    def _transaction_held(self) -> Iterator[None]:
+        try:
+            self._begin()
+        except self._ERRORS as exc:  # BEGIN may have gone through (a lock not had in time): end what it began
+            with contextlib.suppress(*self._ERRORS):
+                self._db.execute("ROLLBACK")
+            raise StorageUnavailable(describe_failure(exc)) from exc
+        try:
+            yield
+            self._db.execute("COMMIT")
+            self._answered = time.monotonic()
+        except BaseException as exc:
+            with contextlib.suppress(*self._ERRORS):  # the database may have rolled back by itself (disk full, I/O)
+                self._db.execute("ROLLBACK")
+            self._source_rows.clear()  # rows made in the rolled-back transaction are gone
+            if isinstance(exc, self._DENIED):  # the role may not write: wait for the grant, never drop the records
+                raise StorageUnavailable(f"{describe_failure(exc)}: this database role may not write here (the "
+                                         "database's owner grants it with 'reid-desktop db roles')") from exc
+            if isinstance(exc, self._ERRORS) and not isinstance(exc, self._REFUSED_DATA):
+                raise StorageUnavailable(describe_failure(exc)) from exc
+            raise
+
+    def _begin(self) -> None:
+        self._db.execute(self._BEGIN)
+
+    def begin_run(self, *, detector: str, embedder: str, embedder_is_fallback: bool, provider: str,
+                  model_key: str, warnings: Sequence[str], config: dict[str, Any]) -> int:
+        with self._transaction():
+            row = self._db.execute(
+                "INSERT INTO runs (started, detector, embedder, embedder_is_fallback, provider, model_key, warnings, "
+                "config) VALUES (?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (time.time(), detector, embedder, int(embedder_is_fallback), provider, model_key,
+                 json.dumps(list(warnings)), json.dumps(config))).fetchone()
+        return int(row[0])
+
+    def end_run(self, run_id: int, status: str) -> bool:
+        """Write what waits and close the run; False (and a log line) when the database refuses."""
+        saved = self.flush(force=True)
+        try:
+            with self._transaction():
+                self._db.execute("UPDATE runs SET finished = ?, status = ? WHERE id = ?", (time.time(), status, run_id))
+        except StorageUnavailable as exc:
+            log.error("could not close run %d in %s: %s", run_id, self.location, exc)
+            return False
+        return saved
+
+    def allocate_identity_id(self) -> int | None:
+        """A new identity id from the database; None while the database cannot be written and none are left."""
+        committing = self._commit is not None and not self._commit.done()
+        buffer = self._buffer
+        if (buffer.needs_ids() and buffer.may_try(time.monotonic())
+                and not (buffer.ids and committing)):  # ids left: a refill waits until the commit under way ends
+            try:
+                self._reserve_ids()
+                buffer.committed(0)
+            except StorageUnavailable as exc:
+                buffer.failed(exc)
+        return buffer.take_id()
+
+    def _reserve_ids(self) -> None:
+        with self._transaction():
+            start = self._db.execute(
+                "UPDATE sequences SET next = MAX(next, (SELECT COALESCE(MAX(id), 0) + 1 FROM identities)) + ? "
+                "WHERE name = 'identity' RETURNING next - ?", (ID_BLOCK, ID_BLOCK)).fetchone()[0]
+        self._buffer.ids = [*self._buffer.ids, *range(start, start + ID_BLOCK)]
+
+    def _give_back_ids(self) -> None:
+        ids = self._buffer.ids
+        # under the writer lock nobody else reserves: a contiguous rest that ends where the sequence stands goes back
+        if ids and ids[-1] - ids[0] + 1 == len(ids):
+            try:
+                with self._transaction():
+                    self._db.execute("UPDATE sequences SET next = ? WHERE name = 'identity' AND next = ?",
+                                     (ids[0], ids[-1] + 1))
+            except StorageUnavailable:
+                pass  # the ids stay unused: a gap in the numbering, nothing more
+        self._buffer.ids = []
+
+    def record(self, record: SightingRecord) -> None:
+        """Queue one sighting for the next commit (bounded: see :class:`StorageHealth`)."""
+        self._writable()
+        self._buffer.records.append(record)
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer.records)
+
+    @property
+    def health(self) -> StorageHealth:
+        return self._buffer.health(self._commit_waiting(), COMMIT_WAIT_S)
+
+    def maybe_flush(self) -> None:
+        """When the commit interval has passed (or a retry is due), commit what waits in the store's commit thread,
+        on a connection of its own: the caller (the engine) never waits for the database, however slow it is."""
+        due = self._buffer.commit_due(time.monotonic(), self.commit_interval_s)
+        if due and (self._commit is None or self._commit.done()):
+            self.in_commit_thread(self.flush)
+
+    def in_commit_thread(self, job: Callable[[], object]) -> Future[None]:
+        """Run ``job`` (a commit, a retention round) in the store's commit thread, on its connection: the caller
+        does not wait for it. Jobs run one at a time, in order."""
+        if self._committer is None:
+            self._committer = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
+        self._commit = self._committer.submit(self._on_commit_connection, job)
+        self._commit_started = time.monotonic()
+        return self._commit
+
+    def _on_commit_connection(self, job: Callable[[], object]) -> None:
+        if self._committer_db is None:
+            try:
+                self._committer_db = self._open_committer()
+            except (StoreError, *self._ERRORS) as exc:  # type: ignore[misc]  # the server is away: tried next round
+                self._buffer.failed(StorageUnavailable(describe_failure(exc)))
+                return
+        self._here.db = self._committer_db
+        job()
+
+    @property
+    def _db(self) -> Any:
+        """The connection of this thread: the commit thread's own, or the store's."""
+        return getattr(self._here, "db", None) or self._main_db
+
+    def flush(self, force: bool = False) -> bool:
+        """Write every waiting record in one transaction; False when the database refused (they keep waiting), or
+        when a commit still running in the commit thread did not end within :data:`COMMIT_WAIT_S`.
+
+        ``force`` tries even before the next retry is due (an operator edit, closing).
+        """
+        if not self._take_writing():
+            return False
+        try:
+            return self._flush(force)
+        finally:
+            self._writing.release()
+
+    def _flush(self, force: bool) -> bool:
+        if not force and not self._buffer.may_try(time.monotonic()):
+            return False
+        records, newest = self._buffer.records.snapshot()
+        if not records:
+            return not self._buffer.failure
+        try:
+            try:
+                self.indexed.discard()
+                with self._transaction():
+                    self._write_batch(records)
+                    self._announce_embeddings(records)
+            except self._REFUSED_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
+                self.indexed.discard()
+                self._write_each(records)
+        except StorageUnavailable as exc:
+            self._buffer.failed(exc)
+            return False
+        self.indexed.committed()
+        self._buffer.records.discard_through(newest)
+        self._buffer.committed(len(records))
+        return True
+
+    def _write_each(self, records: Sequence[SightingRecord]) -> None:
+        """Write records one savepoint each; those the database refuses are logged and given up."""
+        refused = 0
+        with self._transaction():
+            for record in records:
+                self._db.execute("SAVEPOINT record")
+                staged = self.indexed.mark()
+                try:
+                    self._write(record)
+                except self._REFUSED_DATA as exc:
+                    self._db.execute("ROLLBACK TO record")
+                    self.indexed.back_to(staged)
+                    self._source_rows.clear()  # a source row made by this record is gone with it
+                    refused += 1
+                    if refused == 1:
+                        log.error("%s: refused a sighting of %s frame %d (%s: %s)", self.location,
+                                  record.track.source, record.frame_index, type(exc).__name__, exc)
+                self._db.execute("RELEASE record")
+            self._announce_embeddings(records)
+        self._buffer.records.dropped += refused
+
+    def _announce_embeddings(self, records: Sequence[SightingRecord]) -> None:
+        """The embeddings of the index's model this transaction wrote, for the other processes on the history."""
+        ids = self.indexed.staged_ids()
+        if ids:
+            self._announce(EmbeddingsAdded(min(ids), max(ids), tuple(sorted({r.run_id for r in records}))))
+
+    def _write_batch(self, records: Sequence[SightingRecord]) -> None:
+        """Every record of a flush, inside its transaction (a local file's statements cost no round trip)."""
+        for record in records:
+            self._write(record)
+
+    def _write(self, r: SightingRecord) -> None:
+        track, db = r.track, self._db
+        source_row = self._source_row(track.source, track.uri, track.kind)
+        if r.identity_id is not None:
+            db.execute("INSERT INTO identities (id, created, first_seen, last_seen) VALUES (?, ?, ?, ?) "
+                       f"ON CONFLICT (id) DO UPDATE SET first_seen = {self._LEAST}(COALESCE(identities.first_seen, "
+                       f"excluded.first_seen), excluded.first_seen), last_seen = {self._GREATEST}(COALESCE("
+                       "identities.last_seen, excluded.last_seen), excluded.last_seen)",
+                       (r.identity_id, r.timestamp, r.timestamp, r.timestamp))
+        track_row = db.execute(
+            "INSERT INTO tracks (run_id, source_id, segment, track_id, identity_id, first_seen, last_seen) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id, segment, track_id) DO UPDATE SET "
+            f"last_seen = {self._GREATEST}(tracks.last_seen, excluded.last_seen), identity_id = excluded.identity_id "
+            "RETURNING id",
+            (r.run_id, source_row, track.segment, track.track_id, r.identity_id, r.timestamp, r.timestamp),
+        ).fetchone()[0]
+        sighting_id = db.execute(
+            "INSERT INTO sightings (run_id, source_id, track_row, identity_id, frame_index, timestamp, media_time, "
+            "x1, y1, x2, y2, confidence, match_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (r.run_id, source_row, track_row, r.identity_id, r.frame_index, r.timestamp, r.media_time,
+             *(float(v) for v in r.box[:4]), float(r.confidence), r.match_score)).fetchone()[0]
+        if r.alert is not None:
+            db.execute("INSERT INTO alerts (sighting_id, thumbnail) VALUES (?, ?)", (sighting_id, r.alert))
+        if r.embedding is not None:
+            vector = np.asarray(r.embedding, np.float32)
+            embedding_id = db.execute(
+                "INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
+                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (track_row, r.identity_id, sighting_id, r.model_key,
+                                                         float(r.quality), vector.tobytes())).fetchone()[0]
+            self.indexed.added(int(embedding_id or 0), vector, r.model_key)
+            if self.embeddings_per_track:
+                weakest = [row[0] for row in db.execute(
+                    f"SELECT id FROM embeddings WHERE track_row = ? ORDER BY quality DESC, id DESC {self._ALL_ROWS} "
+                    "OFFSET ?",
+                    (track_row, self.embeddings_per_track))]
+                if weakest:
+                    db.execute(f"DELETE FROM embeddings WHERE id IN ({','.join('?' * len(weakest))})", weakest)
+                    self.indexed.deleted(weakest)
+        if r.thumbnail:  # the best crop per track and per identity
+            db.execute("UPDATE tracks SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
+                       (r.thumbnail, r.quality, track_row, r.quality))
+            if r.identity_id is not None:
+                db.execute("UPDATE identities SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
+                           (r.thumbnail, r.quality, r.identity_id, r.quality))
+
+    def _source_row(self, name: str, uri: str, kind: str) -> int:
+        key = (name, uri)
+        if key not in self._source_rows:
+            self._source_rows[key] = int(self._db.execute(
+                "INSERT INTO sources (name, uri, kind) VALUES (?, ?, ?) ON CONFLICT (name, uri) DO UPDATE SET "
+                "kind = excluded.kind RETURNING id", (name, uri, kind)).fetchone()[0])
+        return self._source_rows[key]
+
+    def ensure_identity(self, identity_id: int, timestamp: float) -> None:
+        """An identity row without sightings yet (a target named before it was seen)."""
+        with self._edit():
+            self._db.execute("INSERT INTO identities (id, created) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                             (identity_id, timestamp))
+
+    def set_target(self, identity_id: int, is_target: bool = True) -> None:
+        with self._edit():
+            self._db.execute("UPDATE identities SET is_target = ? WHERE id = ?", (int(is_target), identity_id))
+            self._announce(TargetChanged(identity_id, is_target))
+
+    def set_label(self, identity_id: int, label: str) -> None:
+        with self._edit():
+            self._db.execute("UPDATE identities SET label = ? WHERE id = ?", (label, identity_id))
+            if label:
+                self._announce(Labelled(identity_id))
+
+    def close(self) -> None:
+        """Write what waits, give back unused ids, save the vector index, close the connections. Never raises."""
+        try:
+            if self._committer is not None:
+                self._committer.shutdown(wait=True)  # a commit under way ends first
+            if not self.readonly:
+                if not self.flush(force=True):
+                    log.error("%s: %d sightings could not be saved (%s)", self.location, len(self._buffer.records),
+                              self._buffer.failure)
+                self._give_back_ids()
+                self._save_index()
+        finally:
+            for db in (self._main_db, self._committer_db):
+                if db is not None:
+                    with contextlib.suppress(*self._ERRORS):
+                        db.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- operator edits and retention ------------------------------------------------------------
+
+    @contextmanager
+    def _edit(self) -> Iterator[None]:
+        """Apply an operator edit all or nothing, committed at once.
+
+        The sightings waiting to be written go first, so an edit always sees (and changes) every row it
+        names; when the database refuses them the edit is refused too, with the reason.
+        """
+        if not self.flush(force=True):
+            failure = self._buffer.failure or "database busy: the last commit has not ended"
+            raise StorageUnavailable(f"{failure}: the change was not saved")
+        with self._transaction():
+            yield
+
+    def merge_identities(self, keep: int, drop: int) -> None:
+        """The operator says ``drop`` is the same person as ``keep``: ``keep`` takes all of ``drop``'s rows."""
+        if keep == drop:
+            raise ValueError(f"cannot merge identity {keep} with itself")
+        with self._edit():  # read inside: the sightings waiting to be written are in by then
+            rows = {r[0]: r for r in self._db.execute(
+                "SELECT id, label, is_target, first_seen, last_seen, best_quality, thumbnail FROM identities "
+                "WHERE id IN (?, ?)", (keep, drop))}
+            for identity_id in (keep, drop):
+                if identity_id not in rows:
+                    raise ValueError(f"unknown identity {identity_id}")
+            k, d = rows[keep], rows[drop]
+            seen_first = [t for t in (k[3], d[3]) if t is not None]
+            seen_last = [t for t in (k[4], d[4]) if t is not None]
+            best = d if d[5] > k[5] else k
+            for table in ("tracks", "sightings", "embeddings"):
+                self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE identity_id = ?", (keep, drop))
+            self._db.execute(
+                "UPDATE identities SET label = ?, is_target = ?, first_seen = ?, last_seen = ?, best_quality = ?, "
+                "thumbnail = ? WHERE id = ?",
+                (k[1] or d[1], max(k[2], d[2]), min(seen_first, default=None), max(seen_last, default=None),
+                 best[5], best[6], keep))
+            self._db.execute("DELETE FROM identities WHERE id = ?", (drop,))
+            self._audit("operator", "merge", None, drop, keep)
+
+    def correct_track(self, run_id: int, track: TrackKey, identity_id: int, previous: int, score: float | None) -> bool:
+        """An automatic correction: the track's stored rows move from ``previous`` to ``identity_id``, with an
+        audit row. False when nothing of the track is stored. Raises :class:`StorageUnavailable` (not saved)."""
+        with self._edit():
+            track_row = self.track_row(run_id, track.source, track.segment, track.track_id)
+            if track_row is None:
+                return False
+            self._db.execute("INSERT INTO identities (id, created) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
+                             (identity_id, time.time()))
+            self._relabel_track(track_row, identity_id)
+            self._refresh_identities([identity_id, previous])
+            self._forget_if_unused([previous], keep_labelled=True)
+            self._audit("auto", "reassign", track_row, previous, identity_id, score)
+        return True
+
+    def _relabel_track(self, track_row: int, identity_id: int) -> None:
+        """Every row of one track (inside an edit) now belongs to ``identity_id``."""
+        self._db.execute("UPDATE tracks SET identity_id = ? WHERE id = ?", (identity_id, track_row))
+        for table in ("sightings", "embeddings"):
+            self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE track_row = ?", (identity_id, track_row))
+
+    def _audit(self, actor: str, action: str, track_row: int | None, before: int | None, after: int | None,
+               score: float | None = None) -> None:
+        """One row of the identity audit (inside the edit's transaction); the oldest go past AUDIT_ROWS."""
+        row = self._db.execute(
+            "INSERT INTO identity_corrections (timestamp, actor, action, track_row, from_identity, to_identity, "
+            "score) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
+            (time.time(), actor, action, track_row, before, after, score)).fetchone()
+        self._db.execute("DELETE FROM identity_corrections WHERE id <= ?", (row[0] - AUDIT_ROWS,))
+        if before is None or after is None:
+            return
+        if action == "split" and track_row is not None:
+            self._announce(Split(track_row, before, after))
+        elif action == "merge" or self._db.execute("SELECT 1 FROM identities WHERE id = ?", (before,)).fetchone() \
+                is None:  # a reassignment that left ``before`` without sightings: it is ``after`` now
+            self._announce(Merged(after, before))
+        else:
+            self._announce(Regrouped(before, after))
+
+    def corrections(self, limit: int = 100) -> list[Correction]:
+        """The newest changes of identity, automatic and by the operator, newest first."""
+        return [Correction(*row) for row in self._db.execute(
+            "SELECT timestamp, actor, action, track_row, from_identity, to_identity, score "
+            "FROM identity_corrections ORDER BY id DESC LIMIT ?", (limit,))]
+
+    def alerts(self, identity_id: int | None = None, limit: int = 200) -> list[Alert]:
+        """The newest alerts (of one identity), newest first; all of them when ``limit`` is negative."""
+        where = "WHERE s.identity_id = ?" if identity_id is not None else ""
+        limit_clause = "LIMIT ?" if limit >= 0 else self._ALL_ROWS
+        return [Alert(*row) for row in self._db.execute(
+            "SELECT a.id, s.identity_id, src.name, s.timestamp, s.media_time, s.match_score, a.thumbnail, "
+            f"s.track_row, src.uri FROM alerts a JOIN sightings s ON s.id = a.sighting_id JOIN sources src "
+            f"ON src.id = s.source_id {where} ORDER BY s.timestamp DESC, a.id DESC {limit_clause}",
+            (*([identity_id] if identity_id is not None else []), *([limit] if limit >= 0 else [])))]
+
+    def split_track(self, track_row: int, new_id: int | None = None) -> int:
+        """The operator says a track is not this person: the track becomes a new identity, whose id is returned.
+
+        A running pipeline passes ``new_id`` (an id its matcher took from :meth:`allocate_identity_id`).
+
+        The identities it leaves get their first/last seen and thumbnail from what remains; one left without
+        sightings is deleted unless it is a target.
+        """
+        new_id = self.allocate_identity_id() if new_id is None else new_id
+        if new_id is None:
+            raise StorageUnavailable(f"{self._buffer.failure}: the change was not saved")
+        with self._edit():
+            row = self._db.execute("SELECT identity_id, best_quality, thumbnail FROM tracks WHERE id = ?",
+                                   (track_row,)).fetchone()
+            if row is None:
+                raise ValueError(f"unknown track row {track_row}")
+            # sightings recorded before the track was identified may carry another identity (or none)
+            left = {row[0], *(r[0] for r in self._db.execute(
+                "SELECT DISTINCT identity_id FROM sightings WHERE track_row = ?", (track_row,)))} - {None}
+            first, last = self._db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM sightings WHERE track_row = ?",
+                                           (track_row,)).fetchone()
+            self._db.execute("INSERT INTO identities (id, created, first_seen, last_seen, best_quality, thumbnail) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (new_id, time.time(), first, last, row[1], row[2]))
+            self._relabel_track(track_row, new_id)
+            self._refresh_identities(sorted(left))
+            self._forget_if_unused(sorted(left), keep_labelled=False)
+            self._audit("operator", "split", track_row, row[0], new_id)
+        return new_id
+
+    def purge_expired(self, days: int) -> int:
+        """Retention's round: sightings older than ``days`` (0: all kept) go, as :meth:`purge_older_than` says."""
+        return self.purge_older_than(time.time() - days * 86400.0) if days else 0
+
+    def purge_older_than(self, cutoff: float) -> int:
+        """Data retention: delete sightings before ``cutoff`` (epoch seconds) and what only they kept alive.
+
+        Tracks left without sightings go; identities left without sightings go unless they are targets or
+        labelled. A followed or named person keeps the sightings of their :data:`KEPT_TRACKS` newest tracks
+        whatever their age, so their gallery is never emptied without the operator's say (stop following them
+        and clear their name, and retention takes those too). Set-based, :data:`PURGE_BLOCK` sightings per
+        transaction: the edit lock is held for one block at a time, never for the whole purge. Returns the
+        number of sightings deleted.
+        """
+        deleted = 0
+        while True:
+            with self._edit():
+                count, gone = self._purge_block(cutoff)
+            deleted += count
+            self.indexed.leave(gone)
+            if count < PURGE_BLOCK:
+                return deleted
+
+    def _purge_block(self, cutoff: float) -> tuple[int, list[int]]:
+        """One block of :meth:`purge_older_than`, inside its transaction: (sightings deleted, embedding ids gone)."""
+        ids = [int(r[0]) for r in self._db.execute(
+            f"SELECT id FROM sightings WHERE timestamp < ? AND track_row NOT IN ({_KEPT_TRACKS_SQL}) "
+            "ORDER BY timestamp LIMIT ?", (cutoff, KEPT_TRACKS, PURGE_BLOCK))]
+        self._db.execute("DELETE FROM identity_corrections WHERE timestamp < ?", (cutoff,))
+        if not ids:
+            return 0, []
+        listed = self._id_list(ids)
+        tracks = [int(r[0]) for r in self._db.execute(
+            f"SELECT DISTINCT track_row FROM sightings WHERE id {self._IN_LIST}", (listed,))]
+        track_list = self._id_list(tracks)
+        identities = sorted({int(r[0]) for r in self._db.execute(
+            f"SELECT identity_id FROM sightings WHERE id {self._IN_LIST} AND identity_id IS NOT NULL UNION "
+            f"SELECT identity_id FROM tracks WHERE id {self._IN_LIST} AND identity_id IS NOT NULL",
+            (listed, track_list))})
+        gone = [int(r[0]) for r in self._db.execute(
+            f"DELETE FROM embeddings WHERE sighting_id {self._IN_LIST} RETURNING id", (listed,))]
+        self._db.execute(f"DELETE FROM sightings WHERE id {self._IN_LIST}", (listed,))
+        emptied = f"id {self._IN_LIST} AND NOT EXISTS (SELECT 1 FROM sightings WHERE track_row = tracks.id)"
+        gone += [int(r[0]) for r in self._db.execute(
+            f"DELETE FROM embeddings WHERE track_row IN (SELECT id FROM tracks WHERE {emptied}) RETURNING id",
+            (track_list,))]
+        self._db.execute(f"DELETE FROM tracks WHERE {emptied}", (track_list,))
+        self._db.execute(f"UPDATE tracks SET first_seen = (SELECT MIN(timestamp) FROM sightings "
+                         f"WHERE track_row = tracks.id) WHERE id {self._IN_LIST}", (track_list,))
+        self._refresh_identities(identities)
+        self._forget_if_unused(identities, keep_labelled=True)
+        self._purged(gone)
+        return len(ids), gone
+
+    def _refresh_identities(self, identity_ids: Sequence[int]) -> None:
+        """Recompute first/last seen and the best thumbnail from the rows these identities still have."""
+        self._db.execute(
+            "UPDATE identities SET "
+            "first_seen = (SELECT MIN(timestamp) FROM sightings WHERE identity_id = identities.id), "
+            "last_seen = (SELECT MAX(timestamp) FROM sightings WHERE identity_id = identities.id), "
+            "best_quality = COALESCE((SELECT MAX(best_quality) FROM tracks "
+            "WHERE identity_id = identities.id AND thumbnail IS NOT NULL), 0), "
+            "thumbnail = (SELECT thumbnail FROM tracks WHERE identity_id = identities.id AND thumbnail IS NOT NULL "
+            f"ORDER BY best_quality DESC, id LIMIT 1) WHERE id {self._IN_LIST}", (self._id_list(identity_ids),))
+
+    def _forget_if_unused(self, identity_ids: Sequence[int], *, keep_labelled: bool) -> None:
+        """Delete those of these identities that no row refers to any more; targets (and named ones, if asked) stay."""
+        self._db.execute(
+            f"DELETE FROM identities WHERE id {self._IN_LIST} AND is_target = 0 AND (? = 0 OR label = '') "
+            "AND NOT EXISTS (SELECT 1 FROM sightings WHERE identity_id = identities.id) "
+            "AND NOT EXISTS (SELECT 1 FROM tracks WHERE identity_id = identities.id) "
+            "AND NOT EXISTS (SELECT 1 FROM embeddings WHERE identity_id = identities.id)",
+            (self._id_list(identity_ids), int(keep_labelled)))
+
+    # -- the vector index --------------------------------------------------------------------------
+
+    def embedding_stamp(self, model_key: str) -> dict[str, int]:
+        """What an up-to-date index of this model holds: how many embeddings, and the newest one's id."""
+        count, newest = self._db.execute("SELECT COUNT(*), COALESCE(MAX(id), 0) FROM embeddings WHERE model_key = ?",
+                                         (model_key,)).fetchone()
+        return {"count": int(count), "max_id": int(newest)}
+
+    def iter_embeddings(self, model_key: str, after_id: int = 0,
+                        chunk: int = 20_000) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Stored embeddings of one model with id > ``after_id``, as (ids, vectors) chunks in id order."""
+        while True:
+            rows = self._db.execute("SELECT id, vector FROM embeddings WHERE model_key = ? AND id > ? ORDER BY id "
+                                    "LIMIT ?", (model_key, after_id, chunk)).fetchall()
+            if not rows:
+                return
+            yield (np.array([r[0] for r in rows], np.int64),
+                   np.stack([np.frombuffer(r[1], dtype=np.float32) for r in rows]))
+            after_id = rows[-1][0]
+
+    @property
+    def index(self) -> VectorIndex | None:
+        """The vector index attached last (None before the first :meth:`attach_index`)."""
+        return self.indexed.index
+
+    @property
+    def index_model(self) -> str:
+        return self.indexed.model
+
+    def attach_index(self, model_key: str, dim: int) -> VectorIndex:
+        """The vector index of ``model_key``'s embeddings, loaded and caught up, or rebuilt from the database.
+
+        A writing store keeps it in step from now on and saves it on close (the previous model's first).
+        """
+        if self.indexed.index is not None and self.indexed.holds(model_key):
+            return self.indexed.index
+        self._save_index()
+        self.flush(force=True)
+        index = self.indexed.attach(model_key, dim, self.index_path(model_key), self.embedding_stamp(model_key),
+                                    self.iter_embeddings)
+        if not self.readonly:
+            self._save_index()
+        return index
+
+    def index_embeddings(self, model_key: str, ids: np.ndarray, vectors: np.ndarray, known: bool = False) -> None:
+        """Embeddings another process committed to this history join this process's vector index; ``known``: the
+        index may hold some of them already (read again after a lost connection), and they are not doubled."""
+        self.indexed.join(model_key, ids, vectors, known)
+
+    def unindex_embeddings(self, ids: np.ndarray) -> None:
+        """Embeddings another process's retention deleted leave this process's vector index."""
+        self.indexed.leave(ids)
+
+    def _save_index(self) -> None:
+        """Save the index when everything it holds is committed (otherwise the next open catches up)."""
+        if self.index is None or self.readonly:
+            return
+        try:
+            self.index.save(self.index_path(self.index_model), self.embedding_stamp(self.index_model))
+        except (OSError, RuntimeError, *self._ERRORS) as exc:  # type: ignore[misc]  # a tuple of exception classes
+            log.warning("%s: could not save the vector index (%s); it is rebuilt next time", self.location, exc)
+
+    # -- reading ---------------------------------------------------------------------------------
+
+    @property
+    def _summary_columns(self) -> str:
+        return _SUMMARY_COLUMNS.format(names=self._CAMERA_NAMES)
+
+    def identity_galleries(self, model_key: str, per_identity: int,
+                           recent: int) -> Iterator[tuple[int, bool, bool, np.ndarray]]:
+        """The matcher's working set at start: every target and named identity, and the ``recent`` ones seen
+        last, as (id, is target, is named, best embeddings of ``model_key``); identities without any are left out."""
+        rows = self._db.execute(
+            "SELECT id, is_target, label != '' FROM identities WHERE is_target = 1 OR label != '' UNION "
+            "SELECT * FROM (SELECT id, is_target, label != '' FROM identities ORDER BY last_seen DESC NULLS LAST "
+            "LIMIT ?) AS recent",
+            (recent,)).fetchall()
+        for identity_id, is_target, named in rows:
+            gallery = self.identity_gallery(identity_id, model_key, per_identity)
+            if len(gallery):
+                yield int(identity_id), bool(is_target), bool(named), gallery
+
+    def camera_means(self, model_key: str) -> dict[str, CameraMean]:
+        """Every camera's mean embedding of ``model_key`` as last kept (core/identity/camera_norm.py)."""
+        rows = self._db.execute("SELECT source, vector, count FROM camera_means WHERE model_key = ?", (model_key,))
+        return {source: CameraMean(np.frombuffer(bytes(vector), dtype=np.float32).copy(), int(count))
+                for source, vector, count in rows}
+
+    def save_camera_means(self, model_key: str, means: Mapping[str, CameraMean]) -> None:
+        """Keep these cameras' mean embeddings of ``model_key`` (one row per camera and model: bounded)."""
+        if not means:
+            return
+        with self._transaction():
+            for source, mean in means.items():
+                self._db.execute(
+                    "INSERT INTO camera_means (source, model_key, vector, count, updated) VALUES (?, ?, ?, ?, ?) "
+                    "ON CONFLICT (source, model_key) DO UPDATE SET vector = excluded.vector, count = excluded.count, "
+                    "updated = excluded.updated",
+                    (source, model_key, np.asarray(mean.vector, np.float32).tobytes(), int(mean.count), time.time()))
+
+    def identity_gallery(self, identity_id: int, model_key: str, per_identity: int) -> np.ndarray:
+        """The best stored embeddings (n×d float32) of one identity, to rebuild its gallery after an edit."""
+        rows = self._db.execute("SELECT vector FROM embeddings WHERE identity_id = ? AND model_key = ? "
+                                "ORDER BY quality DESC, id DESC LIMIT ?", (identity_id, model_key, per_identity))
+        vectors = [np.frombuffer(r[0], dtype=np.float32) for r in rows]
+        return np.stack(vectors) if vectors else np.zeros((0, 0), np.float32)
+
+    def confirmed_tracks(self, max_per_track: int) -> tuple[dict[int, str], list[ConfirmedTrack]]:
+        """Identities the operator vouched for (named, or targets: id -> label) and their tracks, each with up
+        to ``max_per_track`` sightings spread over its length, its ends avoided (for training data)."""
+        try:
+            labels = {row[0]: row[1] for row in self._db.execute(
+                "SELECT id, label FROM identities WHERE label != '' OR is_target = 1 ORDER BY id")}
+            tracks = []
+            for row, identity, track_id, thumbnail, source, uri, kind in self._db.execute(
+                    "SELECT t.id, t.identity_id, t.track_id, t.thumbnail, src.name, src.uri, src.kind FROM tracks t "
+                    "JOIN sources src ON src.id = t.source_id JOIN identities i ON i.id = t.identity_id "
+                    "WHERE i.label != '' OR i.is_target = 1 ORDER BY t.id").fetchall():
+                rows = self._db.execute("SELECT frame_index, media_time, x1, y1, x2, y2 FROM sightings "
+                                        "WHERE track_row = ? ORDER BY timestamp, id", (row,)).fetchall()
+                count = min(len(rows), max_per_track)
+                chosen = [rows[int((k + 0.5) * len(rows) / count)] for k in range(count)]
+                tracks.append(ConfirmedTrack(identity, track_id, source, uri, kind, thumbnail,
+                                             tuple(TrackSample(r[0], r[1], (r[2], r[3], r[4], r[5])) for r in chosen)))
+        except self._ERRORS as exc:
+            raise StoreError(f"{self.location} is not a usable reid-desktop database ({exc})") from None
+        return labels, tracks
+
+    def track_identity(self, track_row: int) -> int | None:
+        row = self._db.execute("SELECT identity_id FROM tracks WHERE id = ?", (track_row,)).fetchone()
+        return row[0] if row else None
+
+    def track_row(self, run_id: int, source: str, segment: int, track_id: int) -> int | None:
+        """The stored row of a per-camera track (as committed), or None."""
+        row = self._db.execute(
+            "SELECT t.id FROM tracks t JOIN sources src ON src.id = t.source_id WHERE t.run_id = ? AND src.name = ? "
+            "AND t.segment = ? AND t.track_id = ?", (run_id, source, segment, track_id)).fetchone()
+        return int(row[0]) if row else None
+
+    def track_key(self, track_row: int) -> tuple[int, str, int, int] | None:
+        """``(run_id, source name, segment, track id)`` of a stored track: how the pipeline knows it live."""
+        row = self._db.execute("SELECT t.run_id, src.name, t.segment, t.track_id FROM tracks t "
+                               "JOIN sources src ON src.id = t.source_id WHERE t.id = ?", (track_row,)).fetchone()
+        return (int(row[0]), str(row[1]), int(row[2]), int(row[3])) if row else None
+
+    def identities(self, run_id: int | None = None) -> list[IdentitySummary]:
+        """Identities with at least one sighting (in run ``run_id`` when given), first seen first."""
+        run_filter = "WHERE s.run_id = ?" if run_id is not None else ""
+        rows = self._db.execute(
+            f"SELECT {self._summary_columns} FROM identities i JOIN sightings s ON s.identity_id = i.id "
+            f"JOIN sources src ON src.id = s.source_id {run_filter} GROUP BY i.id ORDER BY MIN(s.timestamp), i.id",
+            () if run_id is None else (run_id,)).fetchall()
+        return [_summary(r) for r in rows]
+
+    def targets(self) -> list[IdentitySummary]:
+        """Every target, also those not seen yet (listed last), first seen first."""
+        return [_summary(r) for r in self._db.execute(
+            f"SELECT {self._summary_columns} FROM identities i LEFT JOIN sightings s ON s.identity_id = i.id "
+            "LEFT JOIN sources src ON src.id = s.source_id WHERE i.is_target = 1 GROUP BY i.id "
+            "ORDER BY MIN(s.timestamp) IS NULL, MIN(s.timestamp), i.id")]
+
+    def identity(self, identity_id: int) -> IdentitySummary | None:
+        """One identity, with or without sightings; None when there is no such identity."""
+        row = self._db.execute(
+            f"SELECT {self._summary_columns} FROM identities i LEFT JOIN sightings s ON s.identity_id = i.id "
+            "LEFT JOIN sources src ON src.id = s.source_id WHERE i.id = ? GROUP BY i.id", (identity_id,)).fetchone()
+        return _summary(row) if row else None
+
+    def track_segments(self, identity_id: int) -> list[TrackSegment]:
+        """The target timeline: one segment per track of the identity, across cameras, in time order."""
+        return [TrackSegment(*r) for r in self._db.execute(
+            "SELECT t.id, t.run_id, src.name, t.track_id, t.identity_id, MIN(s.timestamp), MAX(s.timestamp), "
+            "MIN(s.media_time), MAX(s.media_time), COUNT(s.id), t.best_quality, t.thumbnail, src.uri "
+            "FROM tracks t JOIN sources src ON src.id = t.source_id JOIN sightings s ON s.track_row = t.id "
+            "WHERE t.identity_id = ? GROUP BY t.id, src.id ORDER BY MIN(s.timestamp), t.id", (identity_id,))]
+
+    def sightings(self, identity_id: int | None = None, source: str | None = None) -> list[Sighting]:
+        """Sightings in time order, optionally of one identity or one source."""
+        where: list[str] = []
+        args: list[int | str] = []
+        if identity_id is not None:
+            where.append("s.identity_id = ?")
+            args.append(identity_id)
+        if source is not None:
+            where.append("src.name = ?")
+            args.append(source)
+        sql = (f"SELECT {_SIGHTING_COLUMNS} FROM sightings s JOIN sources src ON src.id = s.source_id "
+               f"JOIN tracks t ON t.id = s.track_row {'WHERE ' + ' AND '.join(where) if where else ''} "
+               "ORDER BY s.timestamp, s.id")
+        return [_sighting(r) for r in self._db.execute(sql, args)]
+
+    def thumbnail(self, identity_id: int) -> bytes | None:
+        row = self._db.execute("SELECT thumbnail FROM identities WHERE id = ?", (identity_id,)).fetchone()
+        return row[0] if row else None
+
+    def track_thumbnail(self, track_row: int) -> bytes | None:
+        """The best crop of one track: a search hit shows the track it came from, not the whole identity."""
+        row = self._db.execute("SELECT thumbnail FROM tracks WHERE id = ?", (track_row,)).fetchone()
+        return row[0] if row else None
+
+    def sighting_track_row(self, sighting_id: int) -> int | None:
+        row = self._db.execute("SELECT track_row FROM sightings WHERE id = ?", (sighting_id,)).fetchone()
+        return int(row[0]) if row else None
+
+    def runs(self) -> list[dict[str, Any]]:
+        cols = ["id", "started", "finished", "status", "detector", "embedder", "embedder_is_fallback",
+                "provider", "model_key", "warnings"]
+        rows = self._db.execute(f"SELECT {', '.join(cols)} FROM runs ORDER BY id").fetchall()
+        out = []
+        for row in rows:
+            item = dict(zip(cols, row, strict=True))
+            item["warnings"] = json.loads(item["warnings"])
+            item["embedder_is_fallback"] = bool(item["embedder_is_fallback"])
+            out.append(item)
+        return out
+
+    def search(self, embedding: np.ndarray, model_key: str, k: int = 10,
+               index: VectorIndex | None = None, vectors: bool = False) -> list[SearchHit]:
+        """The ``k`` stored sightings whose embeddings are most similar (cosine) to ``embedding``.
+
+        ``index``: the writer's index of ``model_key`` (a reader thread searching while the cameras run);
+        without it this store's own, attached on first use. ``vectors``: each hit carries its embedding.
+        """
+        query = np.asarray(embedding, np.float32).reshape(1, -1)
+        index = index or self.attach_index(model_key, query.shape[1])
+        if query.shape[1] != index.dim:
+            raise ValueError(f"query has {query.shape[1]} dimensions, stored embeddings {index.dim}")
+        scores, ids = index.search(query, k)
+        ranked = [(int(i), float(score)) for i, score in zip(ids[0], scores[0], strict=True) if i >= 0]
+        if not ranked:
+            return []
+        placeholders = ",".join("?" * len(ranked))
+        found = {r[0]: (_sighting(r[2:]), np.frombuffer(bytes(r[1]), np.float32) if vectors else None)
+                 for r in self._db.execute(
+                     f"SELECT e.id, e.vector, {_SIGHTING_COLUMNS} FROM embeddings e JOIN sightings s ON s.id = "
+                     f"e.sighting_id JOIN sources src ON src.id = s.source_id JOIN tracks t ON t.id = s.track_row "
+                     f"WHERE e.id IN ({placeholders})", [i for i, _ in ranked])}
+        return [SearchHit(found[i][0], score, found[i][1]) for i, score in ranked if i in found]  # deleted: left out
+
+    def embedding_identities(self, embedding_ids: Sequence[int]) -> dict[int, int]:
+        """The identity each of these embeddings belongs to now (operator edits included)."""
+        if not embedding_ids:
+            return {}
+        placeholders = ",".join("?" * len(embedding_ids))
+        return {int(r[0]): int(r[1]) for r in self._db.execute(
+            f"SELECT id, identity_id FROM embeddings WHERE id IN ({placeholders}) AND identity_id IS NOT NULL",
+            [int(i) for i in embedding_ids])}
