@@ -61,7 +61,6 @@ from reid_desktop.core.store.interface import HistoryStore, StorageHealth, Store
 from reid_desktop.core.store.live_boxes import LivePublisher
 from reid_desktop.core.store.node_health import NodeHealth
 from reid_desktop.core.store.pg_schema import PgSchemaError
-from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.shared_changes import Heard, TargetChanged, TargetsNow
 from reid_desktop.core.types import FrameResult, PipelineInfo, SourceState, SourceStatus, TargetSighted
 from reid_desktop.core.vision.detector_preparation import DetectorPreparation
@@ -286,8 +285,8 @@ def cmd_node(args: argparse.Namespace) -> int:
         for spec in node.cameras:
             health.add_camera(spec)
         health.start()  # first: it refuses a name that is running elsewhere, and closes this node's crashed runs
-        store = PgSightingStore(location, cfg.storage.commit_interval_s,
-                                embeddings_per_track=cfg.storage.embeddings_per_track, node=name)
+        store = open_store(location, cfg.storage.commit_interval_s,
+                           embeddings_per_track=cfg.storage.embeddings_per_track, node=name)
     except (StoreError, PgSchemaError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import inspect
+from pathlib import Path
 
 import pytest
 
-from reid_desktop.core.store.interface import HistoryReader, HistoryStore
+from reid_desktop.core.store.history import open_store
+from reid_desktop.core.store.interface import HistoryReader, HistoryStore, StoreError
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.storage import SightingStore
 
@@ -38,3 +40,12 @@ def test_both_stores_provide_every_member_of_the_interface(name: str, store_clas
 def test_the_engines_interface_includes_everything_a_reader_has() -> None:
     assert set(protocol_members(HistoryReader)) < set(protocol_members(HistoryStore))
     assert {"record", "correct_track", "embedding_identities", "attach_index"} <= set(protocol_members(HistoryStore))
+
+
+def test_a_node_writes_to_a_shared_database_never_to_a_file(tmp_path: Path) -> None:
+    """``node`` names a processing node's runs on a shared history; a file opened for one is refused, untouched."""
+    with pytest.raises(StoreError, match="node north writes to a shared PostgreSQL database"):
+        open_store(tmp_path / "sightings.sqlite", node="north")
+    assert not (tmp_path / "sightings.sqlite").exists()
+    with open_store(tmp_path / "sightings.sqlite") as store:
+        assert store.shared is None

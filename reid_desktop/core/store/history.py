@@ -21,13 +21,17 @@ def history_of(value: str | Path | None) -> History:
 
 
 def open_store(database: str | History | None, commit_interval_s: float = 1.0, readonly: bool = False,
-               embeddings_per_track: int = 0) -> HistoryStore:
+               embeddings_per_track: int = 0, node: str = "") -> HistoryStore:
     """The store behind ``--db`` (None: the per-user SQLite file); :class:`StoreError` with one line when it
-    cannot be opened or the value names nothing usable."""
+    cannot be opened or the value names nothing usable. ``node``: the processing node whose runs these are, on a
+    shared database (where else would a node's history go?)."""
     try:
         where = database if isinstance(database, PostgresLocation) else history_of(database)
     except DatabaseUrlError as exc:
         raise StoreError(str(exc)) from None
     if isinstance(where, PostgresLocation):
-        return PgSightingStore(where, commit_interval_s, readonly, embeddings_per_track=embeddings_per_track)
+        return PgSightingStore(where, commit_interval_s, readonly, embeddings_per_track=embeddings_per_track,
+                               node=node)
+    if node:
+        raise StoreError(f"node {node} writes to a shared PostgreSQL database, not to the file {where}")
     return SightingStore(where, commit_interval_s, readonly, embeddings_per_track=embeddings_per_track)
