@@ -7,17 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from reid_desktop.core.store.storage import SightingStore
+from reid_desktop.core.store.sql_history import SqlHistory
 from tests.core.test_store_edits import Builder, backend_store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingStore]:
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlHistory]:
     """A fresh store on each backend: a SQLite file, and a database on a real PostgreSQL server."""
     yield from backend_store(request, tmp_path)
 
 
 @pytest.fixture
-def build(store: SightingStore) -> Builder:
+def build(store: SqlHistory) -> Builder:
     """Tracks written into ``store`` the way the pipeline writes them."""
     return Builder(store)

@@ -22,7 +22,7 @@ from reid_desktop.core.store.exports import export_csv, export_json
 from reid_desktop.core.store.interface import SightingRecord, TrackKey
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.report import write_html_report
-from reid_desktop.core.store.sql_history import KEPT_TRACKS
+from reid_desktop.core.store.sql_history import KEPT_TRACKS, SqlHistory
 from reid_desktop.core.store.storage import SightingStore
 from tests.pg_server import PASSWORD
 
@@ -52,7 +52,7 @@ class Added:
 class Builder:
     """Writes tracks the way the pipeline does: sighting records (identity, track, embedding, best crop), flushed."""
 
-    def __init__(self, store: SightingStore) -> None:
+    def __init__(self, store: SqlHistory) -> None:
         self.store = store
         self.run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu",
                                    model_key=MODEL, warnings=[], config={})
@@ -79,7 +79,7 @@ class Builder:
         return Added(track_row, sighting_ids, thumbnail)
 
 
-def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SightingStore]:
+def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[SqlHistory]:
     """A fresh store of the backend ``request.param`` names: a SQLite file, or a database on a real PostgreSQL
     server (for the suites that run on both)."""
     if request.param == "sqlite":
@@ -93,7 +93,7 @@ def backend_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Si
 
 
 
-def rows(store: SightingStore, sql: str, *args: object) -> list[tuple]:
+def rows(store: SqlHistory, sql: str, *args: object) -> list[tuple]:
     """A second connection's answer: it sees only what was committed."""
     if isinstance(store, PgSightingStore):
         import psycopg
@@ -107,7 +107,7 @@ def rows(store: SightingStore, sql: str, *args: object) -> list[tuple]:
         con.close()
 
 
-def assert_consistent(store: SightingStore) -> None:
+def assert_consistent(store: SqlHistory) -> None:
     """No row refers to a row that is gone (PostgreSQL checks its references on every statement)."""
     if isinstance(store, PgSightingStore):
         for orphans in ("SELECT COUNT(*) FROM sightings s LEFT JOIN tracks t ON t.id = s.track_row WHERE t.id IS NULL",
@@ -123,7 +123,7 @@ def assert_consistent(store: SightingStore) -> None:
         con.close()
 
 
-def test_merge_moves_every_row_and_search_finds_the_kept_identity(store: SightingStore, build: Builder) -> None:
+def test_merge_moves_every_row_and_search_finds_the_kept_identity(store: SqlHistory, build: Builder) -> None:
     gate = build.track("gate", 1, [100, 101, 102], person=1, quality=0.4)
     yard = build.track("yard", 2, [200, 201], person=2, quality=0.8)
     store.merge_identities(keep=1, drop=2)
@@ -144,7 +144,7 @@ def test_merge_moves_every_row_and_search_finds_the_kept_identity(store: Sightin
     assert_consistent(store)
 
 
-def test_merge_keeps_the_target_flag_and_a_label(store: SightingStore, build: Builder) -> None:
+def test_merge_keeps_the_target_flag_and_a_label(store: SqlHistory, build: Builder) -> None:
     build.track("gate", 1, [100], person=1)
     build.track("yard", 2, [200], person=2)
     build.track("dock", 3, [300], person=3)
@@ -161,7 +161,7 @@ def test_merge_keeps_the_target_flag_and_a_label(store: SightingStore, build: Bu
     assert store.identity(3) is None
 
 
-def test_merge_refuses_itself_and_unknown_identities(store: SightingStore, build: Builder) -> None:
+def test_merge_refuses_itself_and_unknown_identities(store: SqlHistory, build: Builder) -> None:
     build.track("gate", 1, [100], person=1)
     with pytest.raises(ValueError, match="itself"):
         store.merge_identities(1, 1)
@@ -172,7 +172,7 @@ def test_merge_refuses_itself_and_unknown_identities(store: SightingStore, build
     assert [i.identity_id for i in store.identities()] == [1]
 
 
-def test_split_gives_one_track_a_new_identity(store: SightingStore, build: Builder) -> None:
+def test_split_gives_one_track_a_new_identity(store: SqlHistory, build: Builder) -> None:
     gate = build.track("gate", 1, [100, 101, 102], person=1, quality=0.3)
     yard = build.track("yard", 1, [200, 201, 205], person=2, quality=0.9, media_start=12.0)
     build.track("dock", 2, [150], person=3)
@@ -191,7 +191,7 @@ def test_split_gives_one_track_a_new_identity(store: SightingStore, build: Build
     assert_consistent(store)
 
 
-def test_split_of_the_last_track_deletes_the_identity_unless_it_is_a_target(store: SightingStore,
+def test_split_of_the_last_track_deletes_the_identity_unless_it_is_a_target(store: SqlHistory,
                                                                             build: Builder) -> None:
     only = build.track("gate", 1, [100], person=1)
     kept = build.track("yard", 2, [200], person=2)
@@ -207,7 +207,7 @@ def test_split_of_the_last_track_deletes_the_identity_unless_it_is_a_target(stor
     assert_consistent(store)
 
 
-def test_track_segments_are_the_timeline_across_cameras(store: SightingStore, build: Builder) -> None:
+def test_track_segments_are_the_timeline_across_cameras(store: SqlHistory, build: Builder) -> None:
     late = build.track("yard", 5, [300, 301, 302, 303], person=1, media_start=61.5)
     early = build.track("gate", 5, [100, 102], person=1, media_start=3.0)
     live = build.track("webcam", 5, [200], person=1, media_start=None, quality=None, kind="webcam")
@@ -223,7 +223,7 @@ def test_track_segments_are_the_timeline_across_cameras(store: SightingStore, bu
     assert store.track_segments(42) == []
 
 
-def test_targets_include_those_not_seen_yet(store: SightingStore, build: Builder) -> None:
+def test_targets_include_those_not_seen_yet(store: SqlHistory, build: Builder) -> None:
     build.track("gate", 1, [100], person=1)
     build.track("gate", 2, [50], person=2)
     store.ensure_identity(3, 10)
@@ -236,7 +236,7 @@ def test_targets_include_those_not_seen_yet(store: SightingStore, build: Builder
     assert [i.identity_id for i in store.identities()] == [2, 1]  # unchanged: only identities with sightings
 
 
-def test_purge_deletes_old_rows_and_keeps_the_galleries_of_named_and_followed_people(store: SightingStore,
+def test_purge_deletes_old_rows_and_keeps_the_galleries_of_named_and_followed_people(store: SqlHistory,
                                                                                     build: Builder) -> None:
     build.track("gate", 1, [10, 11], person=1)  # old, anonymous: goes entirely
     named = build.track("gate", 2, [20], person=2)  # old but named: their newest tracks stay
@@ -270,7 +270,7 @@ def test_purge_deletes_old_rows_and_keeps_the_galleries_of_named_and_followed_pe
     assert_consistent(store)
 
 
-def test_purge_goes_a_block_at_a_time(store: SightingStore, build: Builder, monkeypatch) -> None:
+def test_purge_goes_a_block_at_a_time(store: SqlHistory, build: Builder, monkeypatch) -> None:
     monkeypatch.setattr(sql_history, "PURGE_BLOCK", 4)
     tracks = [build.track("gate", 10 + i, [float(i), i + 0.5], person=10 + i) for i in range(5)]
     build.track("gate", 99, [500], person=99)
@@ -284,7 +284,7 @@ def test_purge_goes_a_block_at_a_time(store: SightingStore, build: Builder, monk
     assert_consistent(store)
 
 
-def test_html_report_escapes_text_and_inlines_thumbnails(store: SightingStore, build: Builder,
+def test_html_report_escapes_text_and_inlines_thumbnails(store: SqlHistory, build: Builder,
                                                         tmp_path: Path) -> None:
     build.track("gate <north>", 7, [100, 101], person=1, media_start=59.96)
     build.track("yard", 7, [200], person=1, quality=None)
@@ -302,7 +302,7 @@ def test_html_report_escapes_text_and_inlines_thumbnails(store: SightingStore, b
         write_html_report(store, 8, tmp_path / "none.html")
 
 
-def test_sightings_carry_their_track_row_and_exports_still_work(store: SightingStore, build: Builder,
+def test_sightings_carry_their_track_row_and_exports_still_work(store: SqlHistory, build: Builder,
                                                                 tmp_path: Path) -> None:
     track = build.track("gate", 1, [100, 101], person=1)
     assert [s.track_row for s in store.sightings(1)] == [track.track_row] * 2
@@ -316,7 +316,7 @@ def test_sightings_carry_their_track_row_and_exports_still_work(store: SightingS
     assert [s["track_row"] for s in payload["sightings"]] == [track.track_row] * 2
 
 
-def test_galleries_follow_a_split(store: SightingStore, build: Builder) -> None:
+def test_galleries_follow_a_split(store: SqlHistory, build: Builder) -> None:
     gate = build.track("gate", 1, [100, 101], person=1)
     yard = build.track("yard", 1, [200, 201, 202], person=2)
     assert store.identity_gallery(1, MODEL, 10).shape == (5, DIM)
