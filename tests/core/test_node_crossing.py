@@ -10,13 +10,13 @@ at the seam and the one that enters the other half there have one identity.
 
 Both set-ups run without the background re-association: it joins the tracks of one pipeline's own cameras, so on
 one machine it would see both halves and on two nodes only one each. What is compared here is what the nodes share
-through the database. The detector runs once per picture and both set-ups get its boxes (the same boxes as running
-it twice, and half the time).
+through the database. The detector runs once per picture, at the halves' own size, and both set-ups get its boxes
+(the same boxes as running it twice, and half the time).
 
 The two set-ups decide a borderline link in a different order (a node's new identity reaches the other through the
 database, between frames), so either may keep one crossing more: each is the same on every run. Measured on
-2026-12-07: one machine 11 of 18 crossings, two nodes 12 of 18, the same with the detector run in each set-up.
-Nodes that did not share identities would keep none.
+2026-12-07 with the detector at 640 px: one machine 8 of 11 crossings, two nodes 8 of 11 (at 1280 px, four times
+the detector's time: 11 and 12 of 18). Nodes that did not share identities would keep none.
 """
 
 from __future__ import annotations
@@ -32,18 +32,20 @@ import pytest
 
 from bench.identity_eval import ReplayDetector
 from reid_desktop.core.capture.sources import SourceSpec, read_frames
-from reid_desktop.core.config import PipelineConfig, load
+from reid_desktop.core.config import DetectorConfig, PipelineConfig, load
 from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.store.change_feed import ChangeListener
 from reid_desktop.core.store.database_url import parse_postgres_url
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.shared_changes import SharedChange, SharedEmbeddings
 from reid_desktop.core.types import Frame
+from reid_desktop.core.vision.detection import YoloDetector
 from reid_desktop.core.vision.embedding import OnnxEmbedder
 from tests.conftest import shared_path
 from tests.core.test_node import query
 from tests.pg_server import PASSWORD
 
+DETECTOR_PX = 640  # a half is 576 x 384 pixels: its own size (1280 would upscale it, for four times the time)
 FRAMES = range(0, 600, 2)  # the first minute of vtest.avi (the demo clip is an excerpt of it), 5 frames a second
 HEARING_S = 5.0  # the longest a node waits to hear what the other committed
 
@@ -164,10 +166,11 @@ def video() -> list[np.ndarray]:
 
 
 @pytest.fixture
-def parts(pose_detector, osnet_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:
+def parts(osnet_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple]:
     """The real detector, run once per picture: both set-ups see the same boxes (and the test takes half as long)."""
     monkeypatch.setenv("PGPASSWORD", PASSWORD)
-    yield ReplayDetector(pose_detector), OnnxEmbedder(osnet_path)
+    detector = YoloDetector(DetectorConfig(imgsz=DETECTOR_PX, device="cpu"))
+    yield ReplayDetector(detector), OnnxEmbedder(osnet_path)
 
 
 def one_machine(url: str, parts: tuple, video: list[np.ndarray]) -> tuple[int, int]:
