@@ -93,7 +93,7 @@ def test_a_camera_flapping_a_hundred_times_always_comes_back(long_clip: Path) ->
     server = RtspServer(long_clip, port)
     statuses: list[SourceStatus] = []
     options = SourceOptions(read_timeout_s=1.0, open_timeout_s=2.0, reconnect_initial_delay_s=0.2,
-                            reconnect_max_delay_s=1.0, stable_after_s=0.5)
+                            reconnect_max_delay_s=0.5, stable_after_s=0.5)
     source = VideoSource(SourceSpec(f"rtsp://127.0.0.1:{port}/cam", "street"), options, statuses.append)
     latencies: list[float] = []
     threads: list[int] = []

@@ -34,13 +34,17 @@ from reid_desktop.core.types import Frame, PreparedPicture, SourceState, SourceS
 log = logging.getLogger(__name__)
 
 # FFmpeg prints stream URLs (with credentials) in its own messages; keep it quiet and prefer TCP
-# for RTSP, which survives NAT and packet loss far better than UDP. A user's own values win.
-_FFMPEG_ENVIRONMENT = {"OPENCV_FFMPEG_LOGLEVEL": "-8", "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp",
+# for RTSP, which survives NAT and packet loss far better than UDP. FFmpeg studies a new stream for up to
+# 5 s before it opens it (2.8 s for an H.264 camera here); 1 s finds the picture size of any camera that
+# sends its parameter sets at least once a second, and a camera comes back that much sooner after each
+# drop. A user's own values win (OPENCV_FFMPEG_CAPTURE_OPTIONS="rtsp_transport;tcp" restores FFmpeg's).
+_FFMPEG_ENVIRONMENT = {"OPENCV_FFMPEG_LOGLEVEL": "-8",
+                       "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp|analyzeduration;1000000",
                        "OPENCV_LOG_LEVEL": "ERROR"}
 
 
 def open_capture(uri: str | int, *args: Any) -> cv2.VideoCapture:
-    """``cv2.VideoCapture`` with FFmpeg quiet and RTSP over TCP.
+    """``cv2.VideoCapture`` with FFmpeg quiet, RTSP over TCP and a short look at a new stream.
 
     OpenCV reads these variables when a capture opens, so they are set here, on first use, rather than
     when this module is imported (importing a library must not change the process's environment).
