@@ -34,7 +34,7 @@ run: $(STAMP)
 	$(BIN)/reid-desktop --demo
 
 test: $(STAMP) system-deps
-	QT_QPA_PLATFORM=offscreen YOLO_OFFLINE=1 $(BIN)/python -m pytest
+	QT_QPA_PLATFORM=offscreen YOLO_OFFLINE=1 $(BIN)/python -m pytest --durations=30
 
 # The daily lane: everything but the slow soaks, the GUI sessions and the packaging build (a few minutes).
 test-fast: $(STAMP)
