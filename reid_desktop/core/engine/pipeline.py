@@ -41,9 +41,7 @@ from reid_desktop.core.engine.regrouping import PassChange, Regrouping
 from reid_desktop.core.engine.track_stage import TrackStage
 from reid_desktop.core.engine.track_state import TrackState
 from reid_desktop.core.faults import FaultLog
-from reid_desktop.core.identity.matching import (
-    IdAllocator,
-)
+from reid_desktop.core.identity.matching import IdAllocator
 from reid_desktop.core.identity.search import Searcher
 from reid_desktop.core.identity.tracklets import Normalise
 from reid_desktop.core.identity.watchlist import WatchMatch
