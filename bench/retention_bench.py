@@ -5,7 +5,7 @@
 A station's purge deletes ``--sightings`` old sightings (with their embeddings and tracks) while a node records a
 sighting every 20 ms and commits every 100 ms; printed: the purge's time and the node's longest commit during it
 (a commit waits while the purge holds the edit lock). Each round runs the purge a block of
-``sql_history.PURGE_BLOCK`` sightings per transaction (the app) and in one transaction (the baseline: every
+``retention.PURGE_BLOCK`` sightings per transaction (the app) and in one transaction (the baseline: every
 sighting under the lock at once), alternated in one process. A PostgreSQL 15 server is started for the run
 in a temporary directory (tests/pg_server.py).
 """
@@ -26,7 +26,7 @@ os.environ.setdefault("REID_DESKTOP_DATA_DIR", tempfile.mkdtemp(prefix="reid-ben
 
 import numpy as np  # noqa: E402
 
-from reid_desktop.core.store import sql_history  # noqa: E402
+from reid_desktop.core.store import retention  # noqa: E402
 from reid_desktop.core.store.database_url import parse_postgres_url  # noqa: E402
 from reid_desktop.core.store.interface import SightingRecord, TrackKey  # noqa: E402
 from reid_desktop.core.store.pg_store import PgSightingStore  # noqa: E402
@@ -89,7 +89,7 @@ def purge_beside_a_node(url: str, count: int, per_track: int, block: int) -> tup
         node = Node(writer)
         time.sleep(0.5)
         node.longest = 0.0
-        sql_history.PURGE_BLOCK = block
+        retention.PURGE_BLOCK = block
         started = time.perf_counter()
         purged = station.purge_older_than(OLD + count)
         took = time.perf_counter() - started
@@ -106,7 +106,7 @@ def main() -> None:
     args = parser.parse_args()
     server = start_server(Path(tempfile.mkdtemp(prefix="reid-bench-pg-")))
     os.environ["PGPASSWORD"] = PASSWORD
-    app_block = sql_history.PURGE_BLOCK
+    app_block = retention.PURGE_BLOCK
     try:
         print(f"{args.sightings} old sightings ({args.per_track} per track) purged while a node commits every 0.1 s")
         print("| purge | round | purge time (s) | node's longest commit during it (s) | sightings purged |")
@@ -118,7 +118,7 @@ def main() -> None:
                 took, longest, purged = purge_beside_a_node(url, args.sightings, args.per_track, block)
                 print(f"| {label} | {round_} | {took:.2f} | {longest:.2f} | {purged} |", flush=True)
     finally:
-        sql_history.PURGE_BLOCK = app_block
+        retention.PURGE_BLOCK = app_block
         server.stop("immediate")
 
 

@@ -17,7 +17,7 @@ from reid_desktop.core.config import ConfigError
 from reid_desktop.core.engine.pipeline import Pipeline
 from reid_desktop.core.identity.calibration import ThresholdCalibration
 from reid_desktop.core.identity.matching import IdentityMatcher, MatchRequest
-from reid_desktop.core.store import sql_history
+from reid_desktop.core.store import identity_edits
 from reid_desktop.core.store.storage import SightingStore
 from reid_desktop.core.topology import CameraLinks, parse
 from reid_desktop.core.types import Detections, Frame
@@ -196,7 +196,7 @@ def test_a_wrong_first_guess_is_corrected_in_the_store_with_an_audit_row(tmp_pat
 
 
 def test_operator_edits_are_audited_and_the_audit_stays_bounded(tmp_path: Path, monkeypatch) -> None:
-    monkeypatch.setattr(sql_history, "AUDIT_ROWS", 3)
+    monkeypatch.setattr(identity_edits, "AUDIT_ROWS", 3)
     with SightingStore(tmp_path / "s.sqlite") as store:
         build = Builder(store)
         build.track("a", 1, [100.0, 101.0], person=1)

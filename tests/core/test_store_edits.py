@@ -16,13 +16,14 @@ import cv2
 import numpy as np
 import pytest
 
-from reid_desktop.core.store import sql_history
+from reid_desktop.core.store import retention
 from reid_desktop.core.store.database_url import parse_postgres_url
 from reid_desktop.core.store.exports import export_csv, export_json
 from reid_desktop.core.store.interface import SightingRecord, TrackKey
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.report import write_html_report
-from reid_desktop.core.store.sql_history import KEPT_TRACKS, SqlHistory
+from reid_desktop.core.store.retention import KEPT_TRACKS
+from reid_desktop.core.store.sql_history import SqlHistory
 from reid_desktop.core.store.storage import SightingStore
 from tests.pg_server import PASSWORD
 
@@ -271,7 +272,7 @@ def test_purge_deletes_old_rows_and_keeps_the_galleries_of_named_and_followed_pe
 
 
 def test_purge_goes_a_block_at_a_time(store: SqlHistory, build: Builder, monkeypatch) -> None:
-    monkeypatch.setattr(sql_history, "PURGE_BLOCK", 4)
+    monkeypatch.setattr(retention, "PURGE_BLOCK", 4)
     tracks = [build.track("gate", 10 + i, [float(i), i + 0.5], person=10 + i) for i in range(5)]
     build.track("gate", 99, [500], person=99)
     transactions = []

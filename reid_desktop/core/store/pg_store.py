@@ -44,6 +44,7 @@ import numpy as np
 
 from reid_desktop.core.paths import data_dir
 from reid_desktop.core.store.database_url import CONNECT_TIMEOUT_S, PostgresLocation
+from reid_desktop.core.store.identity_edits import IdList
 from reid_desktop.core.store.interface import (
     CameraHealth,
     SharedHistory,
@@ -205,7 +206,7 @@ class PgSightingStore(SqlHistory):
     _ALL_ROWS = "LIMIT ALL"
     _CAMERA_NAMES = "json_agg(DISTINCT src.name)"
     _BEGIN = "BEGIN"
-    _IN_LIST = "= ANY(?::bigint[])"
+    _IDS = IdList("= ANY(?::bigint[])", lambda ids: [int(i) for i in ids])
 
     def __init__(self, location: PostgresLocation, commit_interval_s: float = 1.0, readonly: bool = False,
                  max_pending_records: int = MAX_PENDING_RECORDS, max_pending_bytes: int = MAX_PENDING_BYTES,
@@ -454,9 +455,6 @@ class PgSightingStore(SqlHistory):
                     f"{_unnest('bigint', 'bytea', 'float8')} AS v(id, thumbnail, quality) "
                     "WHERE t.id = v.id AND t.best_quality < v.quality",
                     (keys, [best[k][1] for k in keys], [best[k][0] for k in keys]))
-
-    def _id_list(self, ids: Sequence[int]) -> Any:
-        return [int(i) for i in ids]
 
     def _purged(self, embedding_ids: list[int]) -> None:
         """Listed and announced in the purge's transaction: every other process drops them from its vector index."""

@@ -1,6 +1,7 @@
-"""What the SQLite and PostgreSQL stores share: the write buffer committed in a commit thread, operator edits with
-their audit, retention and the vector index's lifecycle, over the reads of core/store/history_reads.py
-(core/store/storage.py is the SQLite file, core/store/pg_store.py the shared PostgreSQL database).
+"""What the SQLite and PostgreSQL stores share: the write buffer committed in a commit thread, operator edits
+(their SQL and audit in core/store/identity_edits.py) and retention (core/store/retention.py) committed at once, and
+the vector index's lifecycle, over the reads of core/store/history_reads.py (core/store/storage.py is the SQLite
+file, core/store/pg_store.py the shared PostgreSQL database).
 
 The engine never waits for the database: sightings wait in a bounded buffer and are written in one transaction every
 ``commit_interval_s``, in the store's commit thread on a connection of its own (the engine's own writes wait for a
@@ -32,6 +33,7 @@ from typing import Any, Self
 import numpy as np
 
 from reid_desktop.core.store.history_reads import HistoryReads
+from reid_desktop.core.store.identity_edits import IdentityEdits, IdList
 from reid_desktop.core.store.index_keeper import IndexKeeper
 from reid_desktop.core.store.interface import (
     SightingRecord,
@@ -40,15 +42,8 @@ from reid_desktop.core.store.interface import (
     StoreError,
     TrackKey,
 )
-from reid_desktop.core.store.shared_changes import (
-    EmbeddingsAdded,
-    Labelled,
-    Merged,
-    Regrouped,
-    SharedChange,
-    Split,
-    TargetChanged,
-)
+from reid_desktop.core.store.retention import Retention
+from reid_desktop.core.store.shared_changes import EmbeddingsAdded, SharedChange
 from reid_desktop.core.store.vector_index import VectorIndex
 from reid_desktop.core.store.write_buffer import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, WriteBuffer
 from reid_desktop.core.types import CameraMean
@@ -56,14 +51,6 @@ from reid_desktop.core.types import CameraMean
 log = logging.getLogger(__name__)
 
 COMMIT_WAIT_S = 5.0  # the longest the engine waits for a commit under way in the commit thread (an edit, a run)
-AUDIT_ROWS = 100_000  # identity changes kept in the audit (the newest); retention also ages them out
-PURGE_BLOCK = 2000  # sightings retention deletes per transaction (the edit lock is held for one block)
-KEPT_TRACKS = 5  # a followed or named person's newest tracks, kept by retention whatever their age
-# the tracks retention keeps: each followed or named identity's KEPT_TRACKS newest (one parameter: KEPT_TRACKS)
-_KEPT_TRACKS_SQL = ("SELECT id FROM (SELECT t.id, row_number() OVER (PARTITION BY t.identity_id ORDER BY "
-                    "t.last_seen DESC, t.id DESC) AS place FROM tracks t JOIN identities i ON i.id = t.identity_id "
-                    "WHERE i.is_target = 1 OR i.label <> '') AS ranked WHERE place <= ?")
-
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -101,7 +88,7 @@ class SqlHistory(HistoryReads):
     _LEAST: str  # the smaller of two values
     _GREATEST: str  # the larger of two values
     _BEGIN: str  # the statement that opens a write transaction
-    _IN_LIST: str  # membership in one list parameter (see _id_list)
+    _IDS: IdList  # a list of ids as one parameter
     _DENIED: tuple[type[BaseException], ...]  # a missing privilege
     _REFUSED_DATA: tuple[type[BaseException], ...]  # one record's data refused: retrying the same batch cannot help
 
@@ -123,6 +110,8 @@ class SqlHistory(HistoryReads):
         self._main_db: Any = self._open_readonly() if readonly else self._open_writer()
         self._source_rows: dict[tuple[str, str], int] = {}
         self.indexed = IndexKeeper(self.location)
+        self._edits = IdentityEdits(lambda: self._db, self._IDS, self._announce)
+        self._retention = Retention(lambda: self._db, self._IDS, self._edits, self._purged)
 
     # -- what each backend says for itself -------------------------------------------------------
 
@@ -137,10 +126,6 @@ class SqlHistory(HistoryReads):
     @abstractmethod
     def _open_committer(self) -> Any:
         """The commit thread's connection."""
-
-    @abstractmethod
-    def _id_list(self, ids: Sequence[int]) -> Any:
-        """``ids`` as the one parameter of :attr:`_IN_LIST`."""
 
     @abstractmethod
     def index_path(self, model_key: str) -> Path:
@@ -438,23 +423,6 @@ class SqlHistory(HistoryReads):
                 "kind = excluded.kind RETURNING id", (name, uri, kind)).fetchone()[0])
         return self._source_rows[key]
 
-    def ensure_identity(self, identity_id: int, timestamp: float) -> None:
-        """An identity row without sightings yet (a target named before it was seen)."""
-        with self._edit():
-            self._db.execute("INSERT INTO identities (id, created) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-                             (identity_id, timestamp))
-
-    def set_target(self, identity_id: int, is_target: bool = True) -> None:
-        with self._edit():
-            self._db.execute("UPDATE identities SET is_target = ? WHERE id = ?", (int(is_target), identity_id))
-            self._announce(TargetChanged(identity_id, is_target))
-
-    def set_label(self, identity_id: int, label: str) -> None:
-        with self._edit():
-            self._db.execute("UPDATE identities SET label = ? WHERE id = ?", (label, identity_id))
-            if label:
-                self._announce(Labelled(identity_id))
-
     def close(self) -> None:
         """Write what waits, give back unused ids, save the vector index, close the connections. Never raises."""
         try:
@@ -495,28 +463,8 @@ class SqlHistory(HistoryReads):
 
     def merge_identities(self, keep: int, drop: int) -> None:
         """The operator says ``drop`` is the same person as ``keep``: ``keep`` takes all of ``drop``'s rows."""
-        if keep == drop:
-            raise ValueError(f"cannot merge identity {keep} with itself")
         with self._edit():  # read inside: the sightings waiting to be written are in by then
-            rows = {r[0]: r for r in self._db.execute(
-                "SELECT id, label, is_target, first_seen, last_seen, best_quality, thumbnail FROM identities "
-                "WHERE id IN (?, ?)", (keep, drop))}
-            for identity_id in (keep, drop):
-                if identity_id not in rows:
-                    raise ValueError(f"unknown identity {identity_id}")
-            k, d = rows[keep], rows[drop]
-            seen_first = [t for t in (k[3], d[3]) if t is not None]
-            seen_last = [t for t in (k[4], d[4]) if t is not None]
-            best = d if d[5] > k[5] else k
-            for table in ("tracks", "sightings", "embeddings"):
-                self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE identity_id = ?", (keep, drop))
-            self._db.execute(
-                "UPDATE identities SET label = ?, is_target = ?, first_seen = ?, last_seen = ?, best_quality = ?, "
-                "thumbnail = ? WHERE id = ?",
-                (k[1] or d[1], max(k[2], d[2]), min(seen_first, default=None), max(seen_last, default=None),
-                 best[5], best[6], keep))
-            self._db.execute("DELETE FROM identities WHERE id = ?", (drop,))
-            self._audit("operator", "merge", None, drop, keep)
+            self._edits.merge(keep, drop)
 
     def correct_track(self, run_id: int, track: TrackKey, identity_id: int, previous: int, score: float | None) -> bool:
         """An automatic correction: the track's stored rows move from ``previous`` to ``identity_id``, with an
@@ -525,140 +473,50 @@ class SqlHistory(HistoryReads):
             track_row = self.track_row(run_id, track.source, track.segment, track.track_id)
             if track_row is None:
                 return False
-            self._db.execute("INSERT INTO identities (id, created) VALUES (?, ?) ON CONFLICT (id) DO NOTHING",
-                             (identity_id, time.time()))
-            self._relabel_track(track_row, identity_id)
-            self._refresh_identities([identity_id, previous])
-            self._forget_if_unused([previous], keep_labelled=True)
-            self._audit("auto", "reassign", track_row, previous, identity_id, score)
+            self._edits.reassign(track_row, identity_id, previous, score)
         return True
-
-    def _relabel_track(self, track_row: int, identity_id: int) -> None:
-        """Every row of one track (inside an edit) now belongs to ``identity_id``."""
-        self._db.execute("UPDATE tracks SET identity_id = ? WHERE id = ?", (identity_id, track_row))
-        for table in ("sightings", "embeddings"):
-            self._db.execute(f"UPDATE {table} SET identity_id = ? WHERE track_row = ?", (identity_id, track_row))
-
-    def _audit(self, actor: str, action: str, track_row: int | None, before: int | None, after: int | None,
-               score: float | None = None) -> None:
-        """One row of the identity audit (inside the edit's transaction); the oldest go past AUDIT_ROWS."""
-        row = self._db.execute(
-            "INSERT INTO identity_corrections (timestamp, actor, action, track_row, from_identity, to_identity, "
-            "score) VALUES (?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (time.time(), actor, action, track_row, before, after, score)).fetchone()
-        self._db.execute("DELETE FROM identity_corrections WHERE id <= ?", (row[0] - AUDIT_ROWS,))
-        if before is None or after is None:
-            return
-        if action == "split" and track_row is not None:
-            self._announce(Split(track_row, before, after))
-        elif action == "merge" or self._db.execute("SELECT 1 FROM identities WHERE id = ?", (before,)).fetchone() \
-                is None:  # a reassignment that left ``before`` without sightings: it is ``after`` now
-            self._announce(Merged(after, before))
-        else:
-            self._announce(Regrouped(before, after))
 
     def split_track(self, track_row: int, new_id: int | None = None) -> int:
         """The operator says a track is not this person: the track becomes a new identity, whose id is returned.
 
         A running pipeline passes ``new_id`` (an id its matcher took from :meth:`allocate_identity_id`).
-
-        The identities it leaves get their first/last seen and thumbnail from what remains; one left without
-        sightings is deleted unless it is a target.
         """
         new_id = self.allocate_identity_id() if new_id is None else new_id
         if new_id is None:
             raise StorageUnavailable(f"{self._buffer.failure}: the change was not saved")
         with self._edit():
-            row = self._db.execute("SELECT identity_id, best_quality, thumbnail FROM tracks WHERE id = ?",
-                                   (track_row,)).fetchone()
-            if row is None:
-                raise ValueError(f"unknown track row {track_row}")
-            # sightings recorded before the track was identified may carry another identity (or none)
-            left = {row[0], *(r[0] for r in self._db.execute(
-                "SELECT DISTINCT identity_id FROM sightings WHERE track_row = ?", (track_row,)))} - {None}
-            first, last = self._db.execute("SELECT MIN(timestamp), MAX(timestamp) FROM sightings WHERE track_row = ?",
-                                           (track_row,)).fetchone()
-            self._db.execute("INSERT INTO identities (id, created, first_seen, last_seen, best_quality, thumbnail) "
-                             "VALUES (?, ?, ?, ?, ?, ?)", (new_id, time.time(), first, last, row[1], row[2]))
-            self._relabel_track(track_row, new_id)
-            self._refresh_identities(sorted(left))
-            self._forget_if_unused(sorted(left), keep_labelled=False)
-            self._audit("operator", "split", track_row, row[0], new_id)
+            self._edits.split(track_row, new_id)
         return new_id
+
+    def ensure_identity(self, identity_id: int, timestamp: float) -> None:
+        """An identity row without sightings yet (a target named before it was seen)."""
+        with self._edit():
+            self._edits.ensure(identity_id, timestamp)
+
+    def set_target(self, identity_id: int, is_target: bool = True) -> None:
+        with self._edit():
+            self._edits.set_target(identity_id, is_target)
+
+    def set_label(self, identity_id: int, label: str) -> None:
+        with self._edit():
+            self._edits.set_label(identity_id, label)
 
     def purge_expired(self, days: int) -> int:
         """Retention's round: sightings older than ``days`` (0: all kept) go, as :meth:`purge_older_than` says."""
         return self.purge_older_than(time.time() - days * 86400.0) if days else 0
 
     def purge_older_than(self, cutoff: float) -> int:
-        """Data retention: delete sightings before ``cutoff`` (epoch seconds) and what only they kept alive.
-
-        Tracks left without sightings go; identities left without sightings go unless they are targets or
-        labelled. A followed or named person keeps the sightings of their :data:`KEPT_TRACKS` newest tracks
-        whatever their age, so their gallery is never emptied without the operator's say (stop following them
-        and clear their name, and retention takes those too). Set-based, :data:`PURGE_BLOCK` sightings per
-        transaction: the edit lock is held for one block at a time, never for the whole purge. Returns the
-        number of sightings deleted.
-        """
+        """Data retention: delete sightings before ``cutoff`` (epoch seconds) and what only they kept alive, except
+        a followed or named person's newest tracks (core/store/retention.py). A block of sightings per transaction:
+        the edit lock is held for one block at a time, never for the whole purge. Returns the sightings deleted."""
         deleted = 0
         while True:
             with self._edit():
-                count, gone = self._purge_block(cutoff)
+                count, gone, finished = self._retention.purge_block(cutoff)
             deleted += count
             self.indexed.leave(gone)
-            if count < PURGE_BLOCK:
+            if finished:
                 return deleted
-
-    def _purge_block(self, cutoff: float) -> tuple[int, list[int]]:
-        """One block of :meth:`purge_older_than`, inside its transaction: (sightings deleted, embedding ids gone)."""
-        ids = [int(r[0]) for r in self._db.execute(
-            f"SELECT id FROM sightings WHERE timestamp < ? AND track_row NOT IN ({_KEPT_TRACKS_SQL}) "
-            "ORDER BY timestamp LIMIT ?", (cutoff, KEPT_TRACKS, PURGE_BLOCK))]
-        self._db.execute("DELETE FROM identity_corrections WHERE timestamp < ?", (cutoff,))
-        if not ids:
-            return 0, []
-        listed = self._id_list(ids)
-        tracks = [int(r[0]) for r in self._db.execute(
-            f"SELECT DISTINCT track_row FROM sightings WHERE id {self._IN_LIST}", (listed,))]
-        track_list = self._id_list(tracks)
-        identities = sorted({int(r[0]) for r in self._db.execute(
-            f"SELECT identity_id FROM sightings WHERE id {self._IN_LIST} AND identity_id IS NOT NULL UNION "
-            f"SELECT identity_id FROM tracks WHERE id {self._IN_LIST} AND identity_id IS NOT NULL",
-            (listed, track_list))})
-        gone = [int(r[0]) for r in self._db.execute(
-            f"DELETE FROM embeddings WHERE sighting_id {self._IN_LIST} RETURNING id", (listed,))]
-        self._db.execute(f"DELETE FROM sightings WHERE id {self._IN_LIST}", (listed,))
-        emptied = f"id {self._IN_LIST} AND NOT EXISTS (SELECT 1 FROM sightings WHERE track_row = tracks.id)"
-        gone += [int(r[0]) for r in self._db.execute(
-            f"DELETE FROM embeddings WHERE track_row IN (SELECT id FROM tracks WHERE {emptied}) RETURNING id",
-            (track_list,))]
-        self._db.execute(f"DELETE FROM tracks WHERE {emptied}", (track_list,))
-        self._db.execute(f"UPDATE tracks SET first_seen = (SELECT MIN(timestamp) FROM sightings "
-                         f"WHERE track_row = tracks.id) WHERE id {self._IN_LIST}", (track_list,))
-        self._refresh_identities(identities)
-        self._forget_if_unused(identities, keep_labelled=True)
-        self._purged(gone)
-        return len(ids), gone
-
-    def _refresh_identities(self, identity_ids: Sequence[int]) -> None:
-        """Recompute first/last seen and the best thumbnail from the rows these identities still have."""
-        self._db.execute(
-            "UPDATE identities SET "
-            "first_seen = (SELECT MIN(timestamp) FROM sightings WHERE identity_id = identities.id), "
-            "last_seen = (SELECT MAX(timestamp) FROM sightings WHERE identity_id = identities.id), "
-            "best_quality = COALESCE((SELECT MAX(best_quality) FROM tracks "
-            "WHERE identity_id = identities.id AND thumbnail IS NOT NULL), 0), "
-            "thumbnail = (SELECT thumbnail FROM tracks WHERE identity_id = identities.id AND thumbnail IS NOT NULL "
-            f"ORDER BY best_quality DESC, id LIMIT 1) WHERE id {self._IN_LIST}", (self._id_list(identity_ids),))
-
-    def _forget_if_unused(self, identity_ids: Sequence[int], *, keep_labelled: bool) -> None:
-        """Delete those of these identities that no row refers to any more; targets (and named ones, if asked) stay."""
-        self._db.execute(
-            f"DELETE FROM identities WHERE id {self._IN_LIST} AND is_target = 0 AND (? = 0 OR label = '') "
-            "AND NOT EXISTS (SELECT 1 FROM sightings WHERE identity_id = identities.id) "
-            "AND NOT EXISTS (SELECT 1 FROM tracks WHERE identity_id = identities.id) "
-            "AND NOT EXISTS (SELECT 1 FROM embeddings WHERE identity_id = identities.id)",
-            (self._id_list(identity_ids), int(keep_labelled)))
 
     # -- the vector index --------------------------------------------------------------------------
 

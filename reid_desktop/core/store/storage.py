@@ -22,11 +22,11 @@ import logging
 import math
 import os
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from reid_desktop.core.paths import make_private
+from reid_desktop.core.store.identity_edits import IdList
 from reid_desktop.core.store.interface import CameraHealth, SharedHistory, StorageUnavailable, StoreError
 from reid_desktop.core.store.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.store.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
@@ -59,7 +59,7 @@ class SightingStore(SqlHistory):
     _ALL_ROWS = "LIMIT -1"
     _CAMERA_NAMES = "json_group_array(DISTINCT src.name)"
     _BEGIN = "BEGIN IMMEDIATE"  # take the write lock now, not at the first write
-    _IN_LIST = "IN (SELECT value FROM json_each(?))"
+    _IDS = IdList("IN (SELECT value FROM json_each(?))", lambda ids: json.dumps([int(i) for i in ids]))
     _ERRORS: tuple[type[BaseException], ...] = (sqlite3.Error,)
     _DENIED: tuple[type[BaseException], ...] = ()  # a file has no roles
     _REFUSED_DATA: tuple[type[BaseException], ...] = _BAD_DATA
@@ -173,10 +173,6 @@ class SightingStore(SqlHistory):
         finally:
             if self._lock is not None:
                 self._lock.release()
-
-    def _id_list(self, ids: Sequence[int]) -> Any:
-        """``ids`` as the one parameter of :attr:`_IN_LIST` (SQLite: a JSON array)."""
-        return json.dumps([int(i) for i in ids])
 
     @property
     def live_bytes(self) -> int:
