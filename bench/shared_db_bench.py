@@ -9,7 +9,7 @@
   search latency (``store.search``: the index, then the hits' rows from the database).
 - network: the same writing on PostgreSQL through a TCP relay that holds every packet 0.5 ms each way (a
   1 ms round trip, as across a site's network), record by record (before batching) and batched (a flush's
-  records in a few statements over arrays, ``PgSightingStore._write_batch``).
+  records in a few statements over arrays, ``PgBatchWrites.batch``).
 - nodes: 1, 2 and 3 ``reid-desktop node`` processes on this machine, each running the demo clip as one
   camera as fast as it can, into one PostgreSQL database: total frames/s from the nodes' heartbeats.
   On one 2-core machine the total cannot grow much (the detector is CPU-bound); the figure shows that
@@ -43,6 +43,8 @@ from reid_desktop.core.store.database_url import parse_postgres_url  # noqa: E40
 from reid_desktop.core.store.interface import SightingRecord, TrackKey  # noqa: E402
 from reid_desktop.core.store.pg_schema import open_database  # noqa: E402
 from reid_desktop.core.store.pg_store import PgSightingStore  # noqa: E402
+from reid_desktop.core.store.sighting_writes import SightingWrites  # noqa: E402
+from reid_desktop.core.store.sql_history import SqlHistory  # noqa: E402
 from reid_desktop.core.store.storage import SightingStore  # noqa: E402
 from tests.pg_server import PASSWORD, start_server  # noqa: E402
 
@@ -55,7 +57,7 @@ def vectors(count: int, dim: int, seed: int) -> np.ndarray:
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
-def fill(store: SightingStore, count: int, dim: int) -> float:
+def fill(store: SqlHistory, count: int, dim: int) -> float:
     """``count`` sightings with an embedding each, one identity per 10, in bulk; returns seconds."""
     started = time.perf_counter()
     run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu", model_key=MODEL,
@@ -103,7 +105,7 @@ def fill(store: SightingStore, count: int, dim: int) -> float:
     return time.perf_counter() - started
 
 
-def writes_per_second(store: SightingStore, dim: int, count: int = 4000) -> float:
+def writes_per_second(store: SqlHistory, dim: int, count: int = 4000) -> float:
     """The engine's writing: sightings of 20 tracks, every 10th with an embedding, a commit per 200."""
     run = store.begin_run(detector="d", embedder="e", embedder_is_fallback=False, provider="cpu", model_key=MODEL,
                           warnings=[], config={})
@@ -119,7 +121,7 @@ def writes_per_second(store: SightingStore, dim: int, count: int = 4000) -> floa
     return count / (time.perf_counter() - started)
 
 
-def bench_store(name: str, store: SightingStore, count: int, dim: int) -> None:
+def bench_store(name: str, store: SqlHistory, count: int, dim: int) -> None:
     filled = fill(store, count, dim)
     rate = writes_per_second(store, dim)
     started = time.perf_counter()
@@ -167,7 +169,7 @@ class DelayingRelay:
 
 def record_by_record(store: PgSightingStore) -> PgSightingStore:
     """The write path before batching: each record's statements in turn."""
-    store._write_batch = functools.partial(SightingStore._write_batch, store)  # type: ignore[method-assign]
+    store._writes.batch = functools.partial(SightingWrites.batch, store._writes)  # type: ignore[method-assign]
     return store
 
 

@@ -187,12 +187,12 @@ def table_rows(store: PgSightingStore) -> dict[str, list[tuple]]:
 def test_a_flush_is_a_few_statements_whatever_its_size_and_writes_what_record_by_record_writes(pg_server) -> None:
     import functools
 
-    from reid_desktop.core.store.storage import SightingStore
+    from reid_desktop.core.store.sighting_writes import SightingWrites
 
     stores = [PgSightingStore(parse_postgres_url(pg_server.create_database(name)), commit_interval_s=60,
                               embeddings_per_track=3) for name in ("batched", "one_by_one")]
     batched, one_by_one = stores
-    one_by_one._write_batch = functools.partial(SightingStore._write_batch, one_by_one)  # the per-record path
+    one_by_one._writes.batch = functools.partial(SightingWrites.batch, one_by_one._writes)  # the per-record path
     statements = {id(store): 0 for store in stores}
 
     def counted_statements(store: PgSightingStore) -> None:

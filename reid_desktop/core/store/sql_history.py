@@ -44,6 +44,7 @@ from reid_desktop.core.store.interface import (
 )
 from reid_desktop.core.store.retention import Retention
 from reid_desktop.core.store.shared_changes import EmbeddingsAdded, SharedChange
+from reid_desktop.core.store.sighting_writes import SightingWrites
 from reid_desktop.core.store.vector_index import VectorIndex
 from reid_desktop.core.store.write_buffer import ID_BLOCK, MAX_PENDING_BYTES, MAX_PENDING_RECORDS, WriteBuffer
 from reid_desktop.core.types import CameraMean
@@ -85,8 +86,6 @@ class SqlHistory(HistoryReads):
     retention a block at a time; a store opened ``readonly`` only reads.
     """
 
-    _LEAST: str  # the smaller of two values
-    _GREATEST: str  # the larger of two values
     _BEGIN: str  # the statement that opens a write transaction
     _IDS: IdList  # a list of ids as one parameter
     _DENIED: tuple[type[BaseException], ...]  # a missing privilege
@@ -108,8 +107,8 @@ class SqlHistory(HistoryReads):
         self._answered = 0.0  # when a transaction last ended (either thread)
         self._buffer = WriteBuffer(self.location, max_pending_records, max_pending_bytes)
         self._main_db: Any = self._open_readonly() if readonly else self._open_writer()
-        self._source_rows: dict[tuple[str, str], int] = {}
         self.indexed = IndexKeeper(self.location)
+        self._writes = self._sighting_writes()
         self._edits = IdentityEdits(lambda: self._db, self._IDS, self._announce)
         self._retention = Retention(lambda: self._db, self._IDS, self._edits, self._purged)
 
@@ -126,6 +125,10 @@ class SqlHistory(HistoryReads):
     @abstractmethod
     def _open_committer(self) -> Any:
         """The commit thread's connection."""
+
+    @abstractmethod
+    def _sighting_writes(self) -> SightingWrites:
+        """How this dialect writes a flush's records."""
 
     @abstractmethod
     def index_path(self, model_key: str) -> Path:
@@ -194,7 +197,7 @@ class SqlHistory(HistoryReads):
         except BaseException as exc:
             with contextlib.suppress(*self._ERRORS):  # the database may have rolled back by itself (disk full, I/O)
                 self._db.execute("ROLLBACK")
-            self._source_rows.clear()  # rows made in the rolled-back transaction are gone
+            self._writes.forget_sources()  # rows made in the rolled-back transaction are gone
             if isinstance(exc, self._DENIED):  # the role may not write: wait for the grant, never drop the records
                 raise StorageUnavailable(f"{describe_failure(exc)}: this database role may not write here (the "
                                          "database's owner grants it with 'reid-desktop db roles')") from exc
@@ -325,7 +328,7 @@ class SqlHistory(HistoryReads):
             try:
                 self.indexed.discard()
                 with self._transaction():
-                    self._write_batch(records)
+                    self._writes.batch(records)
                     self._announce_embeddings(records)
             except self._REFUSED_DATA:  # a record the database refuses (NaN in a NOT NULL column...): find it, skip it
                 self.indexed.discard()
@@ -346,11 +349,11 @@ class SqlHistory(HistoryReads):
                 self._db.execute("SAVEPOINT record")
                 staged = self.indexed.mark()
                 try:
-                    self._write(record)
+                    self._writes.one(record)
                 except self._REFUSED_DATA as exc:
                     self._db.execute("ROLLBACK TO record")
                     self.indexed.back_to(staged)
-                    self._source_rows.clear()  # a source row made by this record is gone with it
+                    self._writes.forget_sources()  # a source row made by this record is gone with it
                     refused += 1
                     if refused == 1:
                         log.error("%s: refused a sighting of %s frame %d (%s: %s)", self.location,
@@ -364,64 +367,6 @@ class SqlHistory(HistoryReads):
         ids = self.indexed.staged_ids()
         if ids:
             self._announce(EmbeddingsAdded(min(ids), max(ids), tuple(sorted({r.run_id for r in records}))))
-
-    def _write_batch(self, records: Sequence[SightingRecord]) -> None:
-        """Every record of a flush, inside its transaction (a local file's statements cost no round trip)."""
-        for record in records:
-            self._write(record)
-
-    def _write(self, r: SightingRecord) -> None:
-        track, db = r.track, self._db
-        source_row = self._source_row(track.source, track.uri, track.kind)
-        if r.identity_id is not None:
-            db.execute("INSERT INTO identities (id, created, first_seen, last_seen) VALUES (?, ?, ?, ?) "
-                       f"ON CONFLICT (id) DO UPDATE SET first_seen = {self._LEAST}(COALESCE(identities.first_seen, "
-                       f"excluded.first_seen), excluded.first_seen), last_seen = {self._GREATEST}(COALESCE("
-                       "identities.last_seen, excluded.last_seen), excluded.last_seen)",
-                       (r.identity_id, r.timestamp, r.timestamp, r.timestamp))
-        track_row = db.execute(
-            "INSERT INTO tracks (run_id, source_id, segment, track_id, identity_id, first_seen, last_seen) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (run_id, source_id, segment, track_id) DO UPDATE SET "
-            f"last_seen = {self._GREATEST}(tracks.last_seen, excluded.last_seen), identity_id = excluded.identity_id "
-            "RETURNING id",
-            (r.run_id, source_row, track.segment, track.track_id, r.identity_id, r.timestamp, r.timestamp),
-        ).fetchone()[0]
-        sighting_id = db.execute(
-            "INSERT INTO sightings (run_id, source_id, track_row, identity_id, frame_index, timestamp, media_time, "
-            "x1, y1, x2, y2, confidence, match_score) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-            (r.run_id, source_row, track_row, r.identity_id, r.frame_index, r.timestamp, r.media_time,
-             *(float(v) for v in r.box[:4]), float(r.confidence), r.match_score)).fetchone()[0]
-        if r.alert is not None:
-            db.execute("INSERT INTO alerts (sighting_id, thumbnail) VALUES (?, ?)", (sighting_id, r.alert))
-        if r.embedding is not None:
-            vector = np.asarray(r.embedding, np.float32)
-            embedding_id = db.execute(
-                "INSERT INTO embeddings (track_row, identity_id, sighting_id, model_key, quality, vector) "
-                "VALUES (?, ?, ?, ?, ?, ?) RETURNING id", (track_row, r.identity_id, sighting_id, r.model_key,
-                                                         float(r.quality), vector.tobytes())).fetchone()[0]
-            self.indexed.added(int(embedding_id or 0), vector, r.model_key)
-            if self.embeddings_per_track:
-                weakest = [row[0] for row in db.execute(
-                    f"SELECT id FROM embeddings WHERE track_row = ? ORDER BY quality DESC, id DESC {self._ALL_ROWS} "
-                    "OFFSET ?",
-                    (track_row, self.embeddings_per_track))]
-                if weakest:
-                    db.execute(f"DELETE FROM embeddings WHERE id IN ({','.join('?' * len(weakest))})", weakest)
-                    self.indexed.deleted(weakest)
-        if r.thumbnail:  # the best crop per track and per identity
-            db.execute("UPDATE tracks SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
-                       (r.thumbnail, r.quality, track_row, r.quality))
-            if r.identity_id is not None:
-                db.execute("UPDATE identities SET thumbnail = ?, best_quality = ? WHERE id = ? AND best_quality < ?",
-                           (r.thumbnail, r.quality, r.identity_id, r.quality))
-
-    def _source_row(self, name: str, uri: str, kind: str) -> int:
-        key = (name, uri)
-        if key not in self._source_rows:
-            self._source_rows[key] = int(self._db.execute(
-                "INSERT INTO sources (name, uri, kind) VALUES (?, ?, ?) ON CONFLICT (name, uri) DO UPDATE SET "
-                "kind = excluded.kind RETURNING id", (name, uri, kind)).fetchone()[0])
-        return self._source_rows[key]
 
     def close(self) -> None:
         """Write what waits, give back unused ids, save the vector index, close the connections. Never raises."""

@@ -31,6 +31,7 @@ from reid_desktop.core.store.interface import CameraHealth, SharedHistory, Stora
 from reid_desktop.core.store.locking import DatabaseInUse, WriterLock
 from reid_desktop.core.store.migrations import SCHEMA_VERSION, SchemaError, migrate, schema_version
 from reid_desktop.core.store.shared_changes import SharedChange
+from reid_desktop.core.store.sighting_writes import SightingWrites
 from reid_desktop.core.store.sql_history import SqlHistory, describe_failure
 from reid_desktop.core.store.write_buffer import MAX_PENDING_BYTES, MAX_PENDING_RECORDS
 
@@ -55,7 +56,6 @@ class SightingStore(SqlHistory):
     left ``running`` by a dead process as ``crashed`` and makes the files private to the user (0600). ``readonly``
     opens never write and need no lock."""
 
-    _LEAST, _GREATEST = "MIN", "MAX"
     _ALL_ROWS = "LIMIT -1"
     _CAMERA_NAMES = "json_group_array(DISTINCT src.name)"
     _BEGIN = "BEGIN IMMEDIATE"  # take the write lock now, not at the first write
@@ -132,6 +132,10 @@ class SightingStore(SqlHistory):
         for suffix in ("", "-wal", "-shm"):  # also files made world-readable by older versions
             make_private(Path(f"{self.path}{suffix}"))
         return db
+
+    def _sighting_writes(self) -> SightingWrites:
+        return SightingWrites(lambda: self._db, self.indexed, self.embeddings_per_track, least="MIN",
+                              greatest="MAX", all_rows=self._ALL_ROWS)
 
     def _open_committer(self) -> Any:
         """The commit thread's connection (the writer lock is this process's already)."""
