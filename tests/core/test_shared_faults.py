@@ -11,10 +11,10 @@ import numpy as np
 import psycopg
 import pytest
 
+from reid_desktop.core.store.commit_thread import COMMIT_WAIT_S
 from reid_desktop.core.store.database_url import parse_postgres_url
 from reid_desktop.core.store.interface import SightingRecord, StorageUnavailable, TrackKey
 from reid_desktop.core.store.pg_store import PgSightingStore
-from reid_desktop.core.store.sql_history import COMMIT_WAIT_S
 from tests.core.test_shared_history import begin
 from tests.pg_server import PASSWORD
 from tests.tools.pg_relay import PgRelay

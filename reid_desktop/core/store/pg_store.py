@@ -291,7 +291,7 @@ class PgSightingStore(SqlHistory):
         # memory, the cameras go on) instead of holding the engine
         self._db.execute(f"SET LOCAL lock_timeout = '{LOCK_WAIT_S * 1000:.0f}ms'")
         self._db.execute(f"SET LOCAL statement_timeout = '{STATEMENT_LIMIT_S * 1000:.0f}ms'")
-        exclusive = getattr(self._here, "exclusive", False)  # this thread is inside an identity edit
+        exclusive = getattr(self._commits.here, "exclusive", False)  # this thread is inside an identity edit
         self._db.execute(f"SELECT pg_advisory_xact_lock{'' if exclusive else '_shared'}(?)", (EDIT_LOCK,))
         for old, new, run, source, segment, track, at, seq in self._db.execute(
                 "SELECT dropped, kept, NULL, NULL, NULL, NULL, at, seq FROM identity_merges WHERE seq > ? UNION ALL "
@@ -307,12 +307,12 @@ class PgSightingStore(SqlHistory):
     def _edit(self) -> Iterator[None]:
         """An edit's transactions hold EDIT_LOCK alone; the flag is the editing thread's (a retention round in the
         commit thread and an operator's edit on the engine's do not change each other's lock)."""
-        self._here.exclusive = True
+        self._commits.here.exclusive = True
         try:
             with super()._edit():
                 yield
         finally:
-            self._here.exclusive = False
+            self._commits.here.exclusive = False
 
     def _redirected(self, r: SightingRecord, key: TrackRowKey) -> SightingRecord:
         """``r`` (of track ``key``) under the identity that holds its person now: its track split off, its identity
@@ -383,7 +383,7 @@ class PgSightingStore(SqlHistory):
     @property
     def backend_pid(self) -> int:
         """The server process this store writes through (a listener leaves out the changes it announced)."""
-        return self._main_db.backend_pid
+        return self._commits.main_db.backend_pid
 
     def _reserve_ids(self) -> None:
         """A block of ids from the database's sequence: every node draws from the same numbering. Ids that rows

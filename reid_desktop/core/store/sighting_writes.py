@@ -34,6 +34,24 @@ class SightingWrites:
         for record in records:
             self.one(record)
 
+    def each(self, records: Sequence[SightingRecord], refused_data: tuple[type[BaseException], ...],
+             ) -> list[tuple[SightingRecord, BaseException]]:
+        """Every record in a savepoint of its own: those whose data the database refuses (``refused_data``) are left
+        out, and returned with the reason; the others are written."""
+        db, refused = self._connection(), []
+        for record in records:
+            db.execute("SAVEPOINT record")
+            staged = self.indexed.mark()
+            try:
+                self.one(record)
+            except refused_data as exc:
+                db.execute("ROLLBACK TO record")
+                self.indexed.back_to(staged)
+                self.forget_sources()  # a camera row made by this record is gone with it
+                refused.append((record, exc))
+            db.execute("RELEASE record")
+        return refused
+
     def one(self, r: SightingRecord) -> None:
         """One record's rows."""
         track, db = r.track, self._connection()

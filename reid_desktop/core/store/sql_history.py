@@ -21,17 +21,17 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import threading
 import time
 from abc import abstractmethod
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Self
 
 import numpy as np
 
+from reid_desktop.core.store.commit_thread import COMMIT_WAIT_S, CommitThread
 from reid_desktop.core.store.history_reads import HistoryReads
 from reid_desktop.core.store.identity_edits import IdentityEdits, IdList
 from reid_desktop.core.store.index_keeper import IndexKeeper
@@ -51,7 +51,6 @@ from reid_desktop.core.types import CameraMean
 
 log = logging.getLogger(__name__)
 
-COMMIT_WAIT_S = 5.0  # the longest the engine waits for a commit under way in the commit thread (an edit, a run)
 
 
 def describe_failure(exc: BaseException) -> str:
@@ -98,15 +97,9 @@ class SqlHistory(HistoryReads):
         self.readonly = readonly
         self.commit_interval_s = commit_interval_s
         self.embeddings_per_track = embeddings_per_track
-        self._here = threading.local()  # the commit thread keeps its connection here (see maybe_flush)
-        self._writing = threading.RLock()  # one write transaction at a time, whichever thread and connection
-        self._committer: ThreadPoolExecutor | None = None
-        self._committer_db: Any = None
-        self._commit: Future[None] | None = None  # the commit thread's job under way (or done)
-        self._commit_started = 0.0
-        self._answered = 0.0  # when a transaction last ended (either thread)
         self._buffer = WriteBuffer(self.location, max_pending_records, max_pending_bytes)
-        self._main_db: Any = self._open_readonly() if readonly else self._open_writer()
+        self._commits = CommitThread(self._open_readonly() if readonly else self._open_writer(),
+                                     self._open_committer, self._unreachable, self._ERRORS)
         self.indexed = IndexKeeper(self.location)
         self._writes = self._sighting_writes()
         self._edits = IdentityEdits(lambda: self._db, self._IDS, self._announce)
@@ -157,30 +150,15 @@ class SqlHistory(HistoryReads):
 
     @contextmanager
     def _writing_held(self) -> Iterator[None]:
-        """The right to write (see :meth:`_take_writing`), or :class:`StorageUnavailable` saying why not."""
+        """The right to write (core/store/commit_thread.py), or :class:`StorageUnavailable` saying why not."""
         self._writable()
-        if not self._take_writing():
+        if not self._commits.take():  # the caller keeps what it wanted to write, or says it was not saved
             failure = self._buffer.failure or "database not answering"
             raise StorageUnavailable(f"{failure}: the last commit has not ended")
         try:
             yield
         finally:
-            self._writing.release()
-
-    def _take_writing(self) -> bool:
-        """The right to write, once a commit under way in the commit thread has ended: waited for until that commit
-        has run :data:`COMMIT_WAIT_S` in all, so a database that stopped answering holds the engine once, briefly,
-        and later calls fail at once (their callers keep what they wanted to write, or say it was not saved)."""
-        if self._writing.acquire(blocking=False):
-            return True
-        return self._writing.acquire(timeout=max(COMMIT_WAIT_S - self._commit_waiting(), 0.0))
-
-    def _commit_waiting(self) -> float:
-        """How long the commit thread's job has waited for the database: since it began or since its last
-        transaction ended (a retention round of many short transactions is answered all along); 0 when idle."""
-        if self._commit is None or self._commit.done():
-            return 0.0
-        return time.monotonic() - max(self._commit_started, self._answered)
+            self._commits.release()
 
     @contextmanager
     def _transaction_held(self) -> Iterator[None]:
@@ -193,7 +171,7 @@ class SqlHistory(HistoryReads):
         try:
             yield
             self._db.execute("COMMIT")
-            self._answered = time.monotonic()
+            self._commits.answered()
         except BaseException as exc:
             with contextlib.suppress(*self._ERRORS):  # the database may have rolled back by itself (disk full, I/O)
                 self._db.execute("ROLLBACK")
@@ -231,7 +209,7 @@ class SqlHistory(HistoryReads):
 
     def allocate_identity_id(self) -> int | None:
         """A new identity id from the database; None while the database cannot be written and none are left."""
-        committing = self._commit is not None and not self._commit.done()
+        committing = self._commits.busy
         buffer = self._buffer
         if (buffer.needs_ids() and buffer.may_try(time.monotonic())
                 and not (buffer.ids and committing)):  # ids left: a refill waits until the commit under way ends
@@ -272,38 +250,28 @@ class SqlHistory(HistoryReads):
 
     @property
     def health(self) -> StorageHealth:
-        return self._buffer.health(self._commit_waiting(), COMMIT_WAIT_S)
+        return self._buffer.health(self._commits.waiting(), COMMIT_WAIT_S)
 
     def maybe_flush(self) -> None:
         """When the commit interval has passed (or a retry is due), commit what waits in the store's commit thread,
         on a connection of its own: the caller (the engine) never waits for the database, however slow it is."""
         due = self._buffer.commit_due(time.monotonic(), self.commit_interval_s)
-        if due and (self._commit is None or self._commit.done()):
+        if due and not self._commits.busy:
             self.in_commit_thread(self.flush)
 
     def in_commit_thread(self, job: Callable[[], object]) -> Future[None]:
         """Run ``job`` (a commit, a retention round) in the store's commit thread, on its connection: the caller
         does not wait for it. Jobs run one at a time, in order."""
-        if self._committer is None:
-            self._committer = ThreadPoolExecutor(1, thread_name_prefix="store-commit")
-        self._commit = self._committer.submit(self._on_commit_connection, job)
-        self._commit_started = time.monotonic()
-        return self._commit
+        return self._commits.submit(job)
 
-    def _on_commit_connection(self, job: Callable[[], object]) -> None:
-        if self._committer_db is None:
-            try:
-                self._committer_db = self._open_committer()
-            except (StoreError, *self._ERRORS) as exc:  # type: ignore[misc]  # the server is away: tried next round
-                self._buffer.failed(StorageUnavailable(describe_failure(exc)))
-                return
-        self._here.db = self._committer_db
-        job()
+    def _unreachable(self, exc: BaseException) -> None:
+        """The commit thread could not open its connection: the commit waits for the next round."""
+        self._buffer.failed(StorageUnavailable(describe_failure(exc)))
 
     @property
     def _db(self) -> Any:
         """The connection of this thread: the commit thread's own, or the store's."""
-        return getattr(self._here, "db", None) or self._main_db
+        return self._commits.db
 
     def flush(self, force: bool = False) -> bool:
         """Write every waiting record in one transaction; False when the database refused (they keep waiting), or
@@ -311,12 +279,12 @@ class SqlHistory(HistoryReads):
 
         ``force`` tries even before the next retry is due (an operator edit, closing).
         """
-        if not self._take_writing():
+        if not self._commits.take():
             return False
         try:
             return self._flush(force)
         finally:
-            self._writing.release()
+            self._commits.release()
 
     def _flush(self, force: bool) -> bool:
         if not force and not self._buffer.may_try(time.monotonic()):
@@ -343,24 +311,14 @@ class SqlHistory(HistoryReads):
 
     def _write_each(self, records: Sequence[SightingRecord]) -> None:
         """Write records one savepoint each; those the database refuses are logged and given up."""
-        refused = 0
         with self._transaction():
-            for record in records:
-                self._db.execute("SAVEPOINT record")
-                staged = self.indexed.mark()
-                try:
-                    self._writes.one(record)
-                except self._REFUSED_DATA as exc:
-                    self._db.execute("ROLLBACK TO record")
-                    self.indexed.back_to(staged)
-                    self._writes.forget_sources()  # a source row made by this record is gone with it
-                    refused += 1
-                    if refused == 1:
-                        log.error("%s: refused a sighting of %s frame %d (%s: %s)", self.location,
-                                  record.track.source, record.frame_index, type(exc).__name__, exc)
-                self._db.execute("RELEASE record")
+            refused = self._writes.each(records, self._REFUSED_DATA)
             self._announce_embeddings(records)
-        self._buffer.records.dropped += refused
+        if refused:
+            record, exc = refused[0]
+            log.error("%s: refused %d sightings, the first of %s frame %d (%s: %s)", self.location, len(refused),
+                      record.track.source, record.frame_index, type(exc).__name__, exc)
+        self._buffer.records.dropped += len(refused)
 
     def _announce_embeddings(self, records: Sequence[SightingRecord]) -> None:
         """The embeddings of the index's model this transaction wrote, for the other processes on the history."""
@@ -371,8 +329,7 @@ class SqlHistory(HistoryReads):
     def close(self) -> None:
         """Write what waits, give back unused ids, save the vector index, close the connections. Never raises."""
         try:
-            if self._committer is not None:
-                self._committer.shutdown(wait=True)  # a commit under way ends first
+            self._commits.finish()  # a commit under way ends first
             if not self.readonly:
                 if not self.flush(force=True):
                     log.error("%s: %d sightings could not be saved (%s)", self.location, len(self._buffer.records),
@@ -380,10 +337,7 @@ class SqlHistory(HistoryReads):
                 self._give_back_ids()
                 self._save_index()
         finally:
-            for db in (self._main_db, self._committer_db):
-                if db is not None:
-                    with contextlib.suppress(*self._ERRORS):
-                        db.close()
+            self._commits.close()
 
     def __enter__(self) -> Self:
         return self
