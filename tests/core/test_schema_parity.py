@@ -1,7 +1,11 @@
-"""The history's tables are declared twice, for SQLite (store/migrations.py) and for PostgreSQL (store/pg_schema.py).
-Both must hold the same history: read back from two fresh databases, every shared table has the same columns (name,
-kind of value, whether it may be empty, default), primary key, unique constraints, references and indexes. What
-only a shared database has is listed here by name, with the reason."""
+"""The history's tables are declared once (store/tables.py) and made in two databases, each in its own types; older
+databases reach them by each dialect's migrations (store/migrations.py, store/pg_schema.py).
+
+- Both databases hold the same history: read back from two fresh databases, every shared table has the same columns
+  (name, kind of value, whether it may be empty, default), primary key, unique constraints, references and indexes.
+  What only a shared database has is listed here by name, with the reason.
+- A database made by every migration from empty is the one the declaration makes, in each dialect: an old database
+  and a new one are the same database."""
 
 from __future__ import annotations
 
@@ -14,6 +18,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
+from reid_desktop.core.store import migrations, pg_schema
 from reid_desktop.core.store.database_url import parse_postgres_url
 from reid_desktop.core.store.pg_store import PgSightingStore
 from reid_desktop.core.store.storage import SightingStore
@@ -167,3 +172,58 @@ def test_the_inspection_sees_a_difference(tmp_path: Path) -> None:
     assert before["alerts"].columns["sighting_id"].not_null and not after["alerts"].columns["sighting_id"].not_null
     assert before["alerts"].references and not after["alerts"].references
     assert before["alerts"].unique == {("sighting_id",)} and not after["alerts"].unique
+
+
+def _sqlite_autoincrement(path: Path) -> set[str]:
+    con = sqlite3.connect(path)
+    try:
+        return {name for name, sql in con.execute("SELECT name, sql FROM sqlite_master WHERE type = 'table'")
+                if "AUTOINCREMENT" in sql.upper()}
+    finally:
+        con.close()
+
+
+def test_every_sqlite_migration_ends_where_a_new_file_starts(tmp_path: Path) -> None:
+    with SightingStore(tmp_path / "new.sqlite"):
+        pass
+    con = sqlite3.connect(tmp_path / "migrated.sqlite", isolation_level=None)
+    for migration in migrations.MIGRATIONS:
+        migration(con)
+    con.close()
+    new, migrated = sqlite_tables(tmp_path / "new.sqlite"), sqlite_tables(tmp_path / "migrated.sqlite")
+    assert set(new) == set(migrated)
+    for name, table in new.items():
+        assert table == migrated[name], f"{name}: made {table}, migrated {migrated[name]}"
+    assert _sqlite_autoincrement(tmp_path / "new.sqlite") == _sqlite_autoincrement(tmp_path / "migrated.sqlite") \
+        == {"embeddings"}  # embedding ids are never reused: the vector index keeps them
+
+
+def _postgres_extras(url: str) -> tuple[set[str], set[tuple[str, str]], list[tuple[str, str]]]:
+    """What the table reader leaves out: sequences of our own, check constraints, and the rows a new database has."""
+    with psycopg.connect(url) as con:
+        sequences = {name for (name,) in con.execute(
+            "SELECT c.relname FROM pg_class c WHERE c.relkind = 'S' AND NOT EXISTS "
+            "(SELECT 1 FROM pg_depend d WHERE d.objid = c.oid AND d.deptype IN ('a', 'i'))")}  # not a column's own
+        checks = {(table, definition) for table, definition in con.execute(
+            "SELECT conrelid::regclass::text, pg_get_constraintdef(oid) FROM pg_constraint WHERE contype = 'c' "
+            "AND conrelid <> 0")}
+        rows = [(str(days), str(last_run)) for days, last_run in con.execute(
+            "SELECT days, last_run FROM retention_policy")]
+    return sequences, checks, rows
+
+
+def test_every_postgres_migration_ends_where_a_new_database_starts(pg_server, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PGPASSWORD", PASSWORD)
+    new_url, migrated_url = (pg_server.create_database(name) for name in ("parity_new", "parity_migrated"))
+    with PgSightingStore(parse_postgres_url(new_url)):
+        pass
+    with psycopg.connect(migrated_url, autocommit=True) as con:
+        for migration in pg_schema.MIGRATIONS:
+            con.execute(migration)
+    new, migrated = postgres_tables(new_url), postgres_tables(migrated_url)
+    assert set(new) == set(migrated)
+    for name, table in new.items():
+        assert table == migrated[name], f"{name}: made {table}, migrated {migrated[name]}"
+    assert _postgres_extras(new_url) == _postgres_extras(migrated_url)
+    sequences, checks, rows = _postgres_extras(new_url)
+    assert sequences == {"identity_ids", "identity_merge_seq"} and len(checks) == 2 and rows == [("0", "0.0")]

@@ -1,8 +1,7 @@
-"""The sightings database schema as a list of forward migrations.
-
-A new database is made by running every migration from an empty file, so the path an old
-database takes is the path every test database takes too. Each migration runs in one
-transaction with the schema version bump: it happens completely or not at all.
+"""The SQLite file's schema versions: a new file is made from the tables' declaration (core/store/tables.py), and
+an older file is brought up to it by forward migrations, each in one transaction with its schema version bump: it
+happens completely or not at all. A test (tests/core/test_schema_parity.py) checks that every migration from an
+empty file ends where the declaration starts.
 
 Files that are not ours are refused before anything is written: a reid-desktop database has our
 ``application_id`` (schema 2 on) or, for schema 1 files, a ``meta`` table with a
@@ -14,6 +13,8 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
+
+from reid_desktop.core.store.tables import create_statements
 
 APPLICATION_ID = 0x52454944  # "REID" in the SQLite header, so `file` and other tools can tell what this is
 
@@ -179,6 +180,9 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
                           f"({SCHEMA_VERSION}): update reid-desktop")
     if found == SCHEMA_VERSION:
         return found, found
+    if found == 0:
+        _create(db)
+        return found, SCHEMA_VERSION
     db.execute("PRAGMA foreign_keys = OFF")
     try:
         for version in range(found, SCHEMA_VERSION):
@@ -198,3 +202,18 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
     finally:
         db.execute("PRAGMA foreign_keys = ON")
     return found, SCHEMA_VERSION
+
+
+def _create(db: sqlite3.Connection) -> None:
+    """A new file's tables, at :data:`SCHEMA_VERSION`, in one transaction."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in create_statements("sqlite"):
+            db.execute(statement)
+        db.execute("INSERT INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        db.execute("INSERT INTO sequences VALUES ('identity', 1)")
+        db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+        db.execute("COMMIT")
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise

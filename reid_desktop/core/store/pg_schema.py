@@ -1,8 +1,7 @@
-"""The shared PostgreSQL database's schema, as versioned forward migrations (plain SQL).
-
-The tables are the SQLite store's (core/store/migrations.py, schema 6) in PostgreSQL's types, plus what several
-machines share: ``nodes`` and ``cameras`` (which processing node runs which camera, its state, its rate,
-the last heartbeat) and a real sequence for identity ids, so every node draws from one numbering.
+"""The shared PostgreSQL database's schema versions: a new database is made from the tables' declaration
+(core/store/tables.py: the SQLite file's tables in PostgreSQL's types, plus what several machines share, among them
+``nodes`` and ``cameras`` and a real sequence for identity ids, so every node draws from one numbering), and an
+older one is brought up to it by forward migrations (plain SQL).
 
 Several nodes may start at once against a new database: each migration runs in one transaction under a
 transaction-level advisory lock, so exactly one of them applies it and the others find it done. A database
@@ -15,6 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from reid_desktop.core.store.database_url import PostgresLocation
+from reid_desktop.core.store.tables import create_statements
 
 APPLICATION = "reid-desktop"
 MIGRATION_LOCK = 0x52454944  # "REID": the advisory lock that serialises migrations across nodes
@@ -23,6 +23,16 @@ EDIT_LOCK = 0x52454945  # identity edits hold it alone, sighting writes together
 SERVER_NOW = "extract(epoch FROM clock_timestamp())::float8"  # the one clock every machine on the database shares
 HEARTBEAT_S = 2.0  # how often a processing node says it is alive (core/store/node_health.py)
 DOWN_AFTER_S = 3 * HEARTBEAT_S  # a node whose heartbeat is older than this (by the server's clock) is down
+
+# a role made for another database on this server (roles are the server's) may run the policy but not set it
+_WRITERS_RUN_RETENTION = """
+DO $$ BEGIN
+    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reid_writer') THEN  -- see grant_roles
+        REVOKE INSERT, UPDATE, DELETE ON retention_policy FROM reid_writer;
+        GRANT UPDATE (last_run) ON retention_policy TO reid_writer;
+    END IF;
+END $$;
+"""
 
 _V1 = """
 CREATE TABLE reid_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -144,13 +154,7 @@ ALTER TABLE runs ADD COLUMN clock_offset DOUBLE PRECISION NOT NULL DEFAULT 0;
 CREATE TABLE purges (
     seq BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY, at DOUBLE PRECISION NOT NULL,
     embedding_ids BIGINT[] NOT NULL);
-DO $$ BEGIN
-    IF EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'reid_writer') THEN  -- see grant_roles
-        REVOKE INSERT, UPDATE, DELETE ON retention_policy FROM reid_writer;
-        GRANT UPDATE (last_run) ON retention_policy TO reid_writer;
-    END IF;
-END $$;
-"""
+""" + _WRITERS_RUN_RETENTION
 
 # MIGRATIONS[n] takes the database from schema n to n + 1 (schema 0: no tables of ours).
 MIGRATIONS: tuple[str, ...] = (_V1, _V2, _V3, _V4, _V5, _V6, _V7)
@@ -191,8 +195,21 @@ def migrate(conn: Any, where: str) -> tuple[int, int]:
                                     f"({SCHEMA_VERSION}): update reid-desktop")
             if version == SCHEMA_VERSION:
                 return found, version
+            if version == 0:
+                _create(conn)
+                continue
             conn.execute(MIGRATIONS[version])
             conn.execute("UPDATE reid_meta SET value = %s WHERE key = 'schema_version'", (str(version + 1),))
+
+
+def _create(conn: Any) -> None:
+    """A new database's tables at :data:`SCHEMA_VERSION` (inside the migration's transaction and lock)."""
+    for statement in create_statements("postgresql"):
+        conn.execute(statement)
+    conn.execute("INSERT INTO reid_meta VALUES ('application', %s), ('schema_version', %s)",
+                 (APPLICATION, str(SCHEMA_VERSION)))
+    conn.execute("INSERT INTO retention_policy DEFAULT VALUES")
+    conn.execute(_WRITERS_RUN_RETENTION)
 
 
 def oldest_running(conn: Any) -> int:
