@@ -53,7 +53,7 @@ def main() -> None:
     os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")
     timeout_s = SourceOptions().open_timeout_s
     variants = {"FFmpeg's own look (baseline)": "rtsp_transport;tcp",
-                "the app's options": sources._FFMPEG_ENVIRONMENT[OPTIONS]}
+                "the app's options": sources.FFMPEG_ENVIRONMENT[OPTIONS]}
     with tempfile.TemporaryDirectory() as folder:
         clip = Path(folder) / "long.mp4"  # long enough never to end during a round
         subprocess.run(["ffmpeg", "-loglevel", "error", "-stream_loop", "9", "-i", str(DEMO_CLIP), "-c", "copy",

@@ -38,9 +38,9 @@ log = logging.getLogger(__name__)
 # 5 s before it opens it (2.8 s for an H.264 camera here); 1 s finds the picture size of any camera that
 # sends its parameter sets at least once a second, and a camera comes back that much sooner after each
 # drop. A user's own values win (OPENCV_FFMPEG_CAPTURE_OPTIONS="rtsp_transport;tcp" restores FFmpeg's).
-_FFMPEG_ENVIRONMENT = {"OPENCV_FFMPEG_LOGLEVEL": "-8",
-                       "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp|analyzeduration;1000000",
-                       "OPENCV_LOG_LEVEL": "ERROR"}
+FFMPEG_ENVIRONMENT = {"OPENCV_FFMPEG_LOGLEVEL": "-8",
+                      "OPENCV_FFMPEG_CAPTURE_OPTIONS": "rtsp_transport;tcp|analyzeduration;1000000",
+                      "OPENCV_LOG_LEVEL": "ERROR"}
 
 
 def open_capture(uri: str | int, *args: Any) -> cv2.VideoCapture:
@@ -49,7 +49,7 @@ def open_capture(uri: str | int, *args: Any) -> cv2.VideoCapture:
     OpenCV reads these variables when a capture opens, so they are set here, on first use, rather than
     when this module is imported (importing a library must not change the process's environment).
     """
-    for name, value in _FFMPEG_ENVIRONMENT.items():
+    for name, value in FFMPEG_ENVIRONMENT.items():
         os.environ.setdefault(name, value)
     return cv2.VideoCapture(uri, *args)
 

@@ -77,8 +77,9 @@ def describe_failure(exc: BaseException) -> str:
 
 
 class SqlHistory(HistoryReads):
-    """The history's logic and SQL, written once for SQLite and PostgreSQL (each backend a subclass: what differs is
-    named below and in the abstract methods). Not thread-safe: one instance per thread.
+    """The history's logic, written once for SQLite and PostgreSQL and composed of parts: the commit thread, the write
+    buffer, the vector index's keeper, the writes, the identity edits and retention. Each backend is a subclass: what
+    differs is named below and in the abstract methods. Not thread-safe: one instance per thread.
 
     A writing store keeps a bounded buffer of sightings and commits it in its commit thread, keeps the vector index
     of one model in step with its commits and deletions, applies operator edits at once with an audit row, and runs

@@ -38,8 +38,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.schema import CreateIndex, CreateSequence, CreateTable
 from sqlalchemy.types import TypeEngine, UserDefinedType
 
-KEY: TypeEngine[Any] = BigInteger().with_variant(Integer(), "sqlite")  # ids and references (SQLite: INTEGER, the row id itself)
-TIME: TypeEngine[Any] = Double().with_variant(REAL(), "sqlite")  # seconds since the epoch, and other values that need 15 digits
+# ids and references (SQLite: INTEGER, the row id itself)
+KEY: TypeEngine[Any] = BigInteger().with_variant(Integer(), "sqlite")
+# seconds since the epoch, and other values that need 15 digits
+TIME: TypeEngine[Any] = Double().with_variant(REAL(), "sqlite")
 ZERO = text("0")
 DIALECTS = {"sqlite": sqlite.dialect(), "postgresql": postgresql.dialect()}
 
@@ -67,12 +69,23 @@ def _sequence(tables: MetaData, name: str) -> Sequence:
 def history_tables(shared: bool) -> MetaData:
     """The tables of a history: one machine's SQLite file, or (``shared``) a PostgreSQL database several use."""
     tables = MetaData(info={"sequences": []})
-
-    def shared_only(*columns: Column[Any]) -> list[Column[Any]]:
-        return list(columns) if shared else []
-
     Table("reid_meta" if shared else "meta", tables,  # a shared database may hold other applications' tables
           Column("key", Text, primary_key=True), Column("value", Text, nullable=False))
+    _seen_tables(tables, shared)
+    _learned_tables(tables, shared)
+    if shared:
+        _shared_tables(tables)
+    else:
+        Table("sequences", tables, Column("name", Text, primary_key=True), Column("next", Integer, nullable=False))
+    return tables
+
+
+def _shared_only(shared: bool, *columns: Column[Any]) -> list[Column[Any]]:
+    return list(columns) if shared else []
+
+
+def _seen_tables(tables: MetaData, shared: bool) -> None:
+    """What was seen: the runs, cameras, people, their tracks and every sighting."""
     runs = Table(
         "runs", tables, _row_id(),
         Column("started", TIME, nullable=False), Column("finished", TIME),
@@ -82,8 +95,9 @@ def history_tables(shared: bool) -> MetaData:
         Column("provider", Text), Column("model_key", Text),
         Column("warnings", Text, nullable=False, server_default="[]"),
         Column("config", Text, nullable=False, server_default="{}"),
-        *shared_only(Column("node", Text, nullable=False, server_default=""),  # the processing node that ran it
-                     Column("clock_offset", TIME, nullable=False, server_default=ZERO)))  # its clock less the server's
+        # the processing node that ran it, and its clock less the server's
+        *_shared_only(shared, Column("node", Text, nullable=False, server_default=""),
+                      Column("clock_offset", TIME, nullable=False, server_default=ZERO)))
     Index("runs_status", runs.c.status)
     Table("sources", tables, _row_id(), Column("name", Text, nullable=False), Column("uri", Text, nullable=False),
           Column("kind", Text, nullable=False), UniqueConstraint("name", "uri"))
@@ -120,6 +134,10 @@ def history_tables(shared: bool) -> MetaData:
     Index("sightings_source", sightings.c.source_id, sightings.c.frame_index)
     Index("sightings_track", sightings.c.track_row)
     Index("sightings_time", sightings.c.timestamp)  # retention finds old sightings by time
+
+
+def _learned_tables(tables: MetaData, shared: bool) -> None:
+    """What was made of it: embeddings, the audit of identity changes, alerts, each camera's mean embedding."""
     embeddings = Table(
         "embeddings", tables, _row_id(),  # SQLite: AUTOINCREMENT, ids never reused (the vector index keeps them)
         Column("track_row", KEY, ForeignKey("tracks.id"), nullable=False),
@@ -128,7 +146,8 @@ def history_tables(shared: bool) -> MetaData:
         Column("model_key", Text, nullable=False), Column("quality", REAL, nullable=False),
         Column("vector", LargeBinary, nullable=False),
         # the writing transaction: how another process catches up with its vector index (store/change_feed.py)
-        *shared_only(Column("tx", _TransactionId(), nullable=False, server_default=text("pg_current_xact_id()"))),
+        *_shared_only(shared, Column("tx", _TransactionId(), nullable=False,
+                                     server_default=text("pg_current_xact_id()"))),
         sqlite_autoincrement=True)
     Index("embeddings_model", embeddings.c.model_key, embeddings.c.identity_id)
     Index("embeddings_track", embeddings.c.track_row)
@@ -148,11 +167,6 @@ def history_tables(shared: bool) -> MetaData:
           Column("source", Text, primary_key=True), Column("model_key", Text, primary_key=True),
           Column("vector", LargeBinary, nullable=False), Column("count", Integer, nullable=False),
           Column("updated", TIME, nullable=False))
-    if shared:
-        _shared_tables(tables)
-    else:
-        Table("sequences", tables, Column("name", Text, primary_key=True), Column("next", Integer, nullable=False))
-    return tables
 
 
 def _shared_tables(tables: MetaData) -> None:
