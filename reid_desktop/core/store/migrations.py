@@ -169,20 +169,22 @@ def schema_version(db: sqlite3.Connection, path: Path) -> int:
 
 
 def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
-    """Bring the database up to :data:`SCHEMA_VERSION`; returns (version found, version now).
-
-    ``db`` must be in autocommit mode (``isolation_level=None``). Foreign keys are off while tables are
-    rebuilt (SQLite's documented procedure) and checked before each migration commits.
-    """
+    """Make a new file's tables, or bring an older file's up to :data:`SCHEMA_VERSION`; returns (version found,
+    version now). ``db`` must be in autocommit mode (``isolation_level=None``)."""
     found = schema_version(db, path)
     if found > SCHEMA_VERSION:
         raise SchemaError(f"{path} has database schema {found}, newer than this version understands "
                           f"({SCHEMA_VERSION}): update reid-desktop")
-    if found == SCHEMA_VERSION:
-        return found, found
-    if found == 0:
+    if not found:
         _create(db)
-        return found, SCHEMA_VERSION
+    elif found < SCHEMA_VERSION:
+        _upgrade(db, path, found)
+    return found, SCHEMA_VERSION
+
+
+def _upgrade(db: sqlite3.Connection, path: Path, found: int) -> None:
+    """Every migration from schema ``found``, each in its transaction. Foreign keys are off while tables are
+    rebuilt (SQLite's documented procedure) and checked before each migration commits."""
     db.execute("PRAGMA foreign_keys = OFF")
     try:
         for version in range(found, SCHEMA_VERSION):
@@ -201,7 +203,6 @@ def migrate(db: sqlite3.Connection, path: Path) -> tuple[int, int]:
                 raise
     finally:
         db.execute("PRAGMA foreign_keys = ON")
-    return found, SCHEMA_VERSION
 
 
 def _create(db: sqlite3.Connection) -> None:
