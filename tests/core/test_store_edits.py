@@ -173,6 +173,16 @@ def test_merge_refuses_itself_and_unknown_identities(store: SqlHistory, build: B
     assert [i.identity_id for i in store.identities()] == [1]
 
 
+def test_merging_a_person_with_themselves_is_refused_before_the_database_is_asked(store: SqlHistory,
+                                                                                 build: Builder) -> None:
+    """Bad input is said as what it is, also where the database could not have taken the change (a reader)."""
+    build.track("gate", 1, [100], person=1)
+    reader = (SightingStore(store.path, readonly=True) if isinstance(store, SightingStore)
+              else PgSightingStore(store.postgres, readonly=True))
+    with reader, pytest.raises(ValueError, match="cannot merge identity 1 with itself"):
+        reader.merge_identities(1, 1)
+
+
 def test_split_gives_one_track_a_new_identity(store: SqlHistory, build: Builder) -> None:
     gate = build.track("gate", 1, [100, 101, 102], person=1, quality=0.3)
     yard = build.track("yard", 1, [200, 201, 205], person=2, quality=0.9, media_start=12.0)

@@ -38,9 +38,7 @@ class IdentityEdits:
 
     def merge(self, keep: int, drop: int) -> None:
         """``drop`` is the same person as ``keep``: ``keep`` takes all of ``drop``'s rows, its name and its best
-        thumbnail where it has none better; ``drop`` is deleted."""
-        if keep == drop:
-            raise ValueError(f"cannot merge identity {keep} with itself")
+        thumbnail where it has none better; ``drop`` is deleted. ``keep`` and ``drop`` differ (the store checks)."""
         db = self._connection()
         rows = {r[0]: r for r in db.execute(
             "SELECT id, label, is_target, first_seen, last_seen, best_quality, thumbnail FROM identities "

@@ -363,6 +363,8 @@ class SqlHistory(HistoryReads):
 
     def merge_identities(self, keep: int, drop: int) -> None:
         """The operator says ``drop`` is the same person as ``keep``: ``keep`` takes all of ``drop``'s rows."""
+        if keep == drop:  # bad input, said as such before the database is asked
+            raise ValueError(f"cannot merge identity {keep} with itself")
         with self._edit():  # read inside: the sightings waiting to be written are in by then
             self._edits.merge(keep, drop)
 
