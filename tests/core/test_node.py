@@ -110,6 +110,17 @@ def sightings(url: str, camera: str) -> int:
                           "WHERE src.name = %s", camera)[0][0])  # the cameras are live: the tables exist
 
 
+def person_in_view(url: str, heard: list[LiveBoxes], node: str, camera: str) -> int | None:
+    """The identity in ``node``'s newest live boxes with the most stored sightings on ``camera``."""
+    newest = [boxes for boxes in list(heard) if boxes.node == node][-1:]
+    in_view = {p.identity_id for boxes in newest for p in boxes.persons
+               if p.identity_id is not None and not p.tentative}
+    stored = dict(query(url, "SELECT s.identity_id, COUNT(*) FROM sightings s JOIN sources src ON src.id = s.source_id "
+                             "WHERE src.name = %s AND s.identity_id IS NOT NULL GROUP BY s.identity_id", camera))
+    candidates = [identity for identity in in_view if identity in stored]
+    return max(candidates, key=lambda identity: stored[identity]) if candidates else None
+
+
 def cameras_by_name(url: str) -> dict[str, tuple[str, float]]:
     """What a station shows of every node's cameras (nothing before the first node made the tables)."""
     import psycopg
@@ -142,10 +153,16 @@ def test_two_nodes_share_one_history_follow_a_target_and_a_killed_one_shows_down
     wait_for(lambda: {b.source_id for b in heard} == {"node-a/node-a-left", "node-b/node-b-right"},
              "live boxes from both nodes", [left, right])
     assert {b.region for b in heard} == {(0.0, 0.0, 0.5, 1.0), (0.5, 0.0, 1.0, 1.0)}
-    # a target set on a station: every node follows it, and the node that sees the person highlights it
-    target = query(pg_url, "SELECT s.identity_id FROM sightings s JOIN sources src ON src.id = s.source_id "
-                           "WHERE src.name = 'node-a-left' AND s.identity_id IS NOT NULL "
-                           "ORDER BY s.timestamp DESC LIMIT 1")[0][0]
+    # a target set on a station: every node follows it, and the node that sees the person highlights it. The target
+    # is a person node-a has in view now and has stored longest (not one who may just have left the picture)
+    chosen: list[int | None] = [None]
+
+    def in_view() -> bool:
+        chosen[0] = person_in_view(pg_url, heard, "node-a", "node-a-left")
+        return chosen[0] is not None
+
+    wait_for(in_view, "a stored person in node-a's view", [left, right])
+    target = chosen[0]
     with PgSightingStore(parse_postgres_url(pg_url)) as station:
         station.set_target(target)
     following = "SELECT name FROM nodes WHERE %s = ANY(string_to_array(following, ',')::bigint[]) ORDER BY name"
