@@ -1,7 +1,8 @@
 """Packaging smoke test: build the Linux bundle and .deb, install it into a temporary root, use it.
 
-Builds with ``packaging/build.py linux --variant cpu --formats deb`` (a few minutes), or takes a
-finished build from ``--prebuilt DIR`` (the folder build.py wrote, e.g. ``dist/packaging``). The
+Builds with ``packaging/build.py linux --variant cpu --formats deb --deb-level 3`` (a few minutes; the release
+level compresses 4.5 % smaller in four times the time), or takes a finished build from ``--prebuilt DIR`` (the
+folder build.py wrote, e.g. ``dist/packaging``). The
 installed app is run as an operator would: ``--version``, ``models list``, the headless ``process``
 on the bundled demo clip (and with a real re-id ONNX through ONNX Runtime), the trainer's hidden
 sub-command (a short training), the window offscreen and on an X screen; then the package is
@@ -80,8 +81,8 @@ def linux_build(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPat
     out = Path(prebuilt) if prebuilt else tmp_path_factory.mktemp("packaging")
     if not prebuilt:
         result = subprocess.run([sys.executable, str(ROOT / "packaging" / "build.py"), "linux", "--variant", variant,
-                                 "--formats", "deb", "--out", str(out)], capture_output=True, text=True,
-                                timeout=3000, check=False)
+                                 "--formats", "deb", "--deb-level", "3", "--out", str(out)],
+                                capture_output=True, text=True, timeout=3000, check=False)
         assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
         print(result.stdout[-1500:])  # the build report: sizes and times (shown with -s / in CI logs)
     report = json.loads((out / f"linux-{variant}" / "build-report.json").read_text())
