@@ -13,7 +13,7 @@ from reid_desktop.core.config import DetectorConfig, TrackerConfig
 from reid_desktop.core.errors import ModelError
 from reid_desktop.core.types import Detections
 from reid_desktop.core.vision.detection import YoloDetector
-from reid_desktop.core.vision.detector_runtimes import box_iou
+from reid_desktop.core.vision.detector_runtimes import box_iou, make_detector
 from reid_desktop.core.vision.tracking import UltralyticsTracker
 from tests.conftest import shared_path
 
@@ -198,3 +198,45 @@ def test_every_person_found_carries_a_box_at_a_low_analysis_rate(pose_detector, 
     assert with_box >= 0.95
     _, confirmed_plain = _people_with_a_box(pose_detector, demo_frames, every=6, buffer_per_s=0.0)
     assert confirmed > confirmed_plain + 0.2, (confirmed, confirmed_plain)
+
+
+def _track_at(out, box: tuple[float, float, float, float]) -> int | None:
+    """The id of the track whose box is this one (IoU over a half), if any."""
+    overlaps = box_iou(np.asarray([box], np.float32), out.boxes)[0] if len(out) else np.zeros(0)
+    return int(out.track_ids[int(np.argmax(overlaps))]) if len(overlaps) and overlaps.max() > 0.5 else None
+
+
+@pytest.fixture(scope="module")
+def right_part_at_a_hand_off() -> list[tuple[int, np.ndarray, Detections]]:
+    """Frames 290-371 of the real clip's right part (x 416-768, the halves cut of bench/identity_eval.py) with
+    their detections: a man in jeans walks out behind the sign at its left edge (his last box at frame 343) and a
+    man in a black coat comes in there 16 frames later."""
+    detector = make_detector(DetectorConfig(model=str(shared_path("models/yolov8n_int8.onnx")), imgsz=640))
+    capture = cv2.VideoCapture(str(shared_path("data/vtest.avi")))
+    frames = []
+    for index in range(372):
+        ok, frame = capture.read()
+        assert ok
+        if index >= 290:  # the tracker starts a few seconds before, as a camera that has been running
+            picture = np.ascontiguousarray(frame[:, 416:768])
+            frames.append((index, picture, detector.detect([picture])[0]))
+    return frames
+
+
+@pytest.mark.parametrize("relink_similarity, taken_over", [(0.0, True), (TrackerConfig.relink_similarity, False)])
+def test_someone_coming_in_where_another_left_gets_a_track_of_their_own(
+        right_part_at_a_hand_off: list[tuple[int, np.ndarray, Detections]], relink_similarity: float,
+        taken_over: bool) -> None:
+    """On motion alone the newcomer takes the first man's track, so the two become one person for every later
+    stage; with the look checked, he gets his own track and keeps it."""
+    tracker = UltralyticsTracker(TrackerConfig(relink_similarity=relink_similarity))
+    leaving, coming = {343: (48, 165, 76, 239)}, {362: (38, 178, 64, 254), 370: (74, 173, 103, 245)}
+    ids: dict[int, int | None] = {}
+    for index, picture, detections in right_part_at_a_hand_off:
+        out = tracker.update(detections, picture, index / 10)
+        for reference in (leaving, coming):
+            if index in reference:
+                ids[index] = _track_at(out, reference[index])
+    assert None not in ids.values(), ids  # each man is tracked where he is
+    assert ids[362] == ids[370]  # the newcomer keeps his track
+    assert (ids[343] == ids[362]) is taken_over, ids

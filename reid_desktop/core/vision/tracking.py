@@ -8,16 +8,20 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from reid_desktop.core.config import TrackerConfig
 from reid_desktop.core.types import Detections
 from reid_desktop.core.vision.detection import prepare_ultralytics
+from reid_desktop.core.vision.embedding import ColorTextureEmbedder
 
 MAX_BUFFER = 1.0  # boxes three times their size at most: wider, and neighbours' boxes take each other's people
 CLOSE_FRAMES_S = 0.1  # frames this close (10 analysed a second or more) match well without a buffer, better
+LOOK_REFRESH = 5  # a tracked person's look is described again every this many of their frames
+LOOK_MEMORY = 0.7  # weight of the look so far against a new description of it
+CROWDED = 0.3  # a box overlapping another track's this much (IoU) shows two people: its look is not taken
 
 
 @dataclass(frozen=True)
@@ -74,6 +78,7 @@ class UltralyticsTracker:
             device="cpu",
         )
         self._tracker = _buffered(BOTSORT if config.kind == "botsort" else BYTETracker)(args)
+        self._tracker.relink_similarity = config.relink_similarity
         self._buffer_per_s = config.buffer_per_s
         self._last: float | None = None  # the moment of the last update
 
@@ -103,22 +108,79 @@ class UltralyticsTracker:
 
 @functools.cache  # one class per tracker kind, not one per camera and restart
 def _buffered(tracker_cls: type) -> type:
-    """``tracker_cls`` whose association compares tracks and detections widened by the same buffer (C-BIoU). Only
-    the comparison is widened: the motion filter keeps true boxes, so the buffer may change from one frame to the
-    next (a first frame, a camera analysed faster or slower) without every track's size jumping out of reach."""
+    """``tracker_cls`` whose association compares tracks and detections widened by the same buffer (C-BIoU), and
+    takes a lost track up again only with a detection that looks like it. Only the comparison is widened: the
+    motion filter keeps true boxes, so the buffer may change from one frame to the next (a first frame, a camera
+    analysed faster or slower) without every track's size jumping out of reach."""
+    from ultralytics.trackers.basetrack import TrackState
     from ultralytics.trackers.utils import matching
+    from ultralytics.utils.metrics import bbox_ioa
+
+    describer = ColorTextureEmbedder()
 
     class Buffered(tracker_cls):
         buffer = 0.0  # share of a box's size added on every side, set before each update
+        relink_similarity = 0.0  # 0: a lost track is taken up again on motion alone
+        image = np.zeros((0, 0, 3), np.uint8)  # the frame being tracked
+
+        def update(self, results: Any, img: np.ndarray, **kwargs: Any) -> np.ndarray:
+            self.image = img
+            out = super().update(results, img, **kwargs)
+            if self.relink_similarity > 0:
+                self._remember_looks()
+            return out
 
         def get_dists(self, tracks: list, detections: list) -> np.ndarray:
             if self.buffer <= 0:
-                return super().get_dists(tracks, detections)
-            factor = 1 + 2 * self.buffer
-            widened = [list(_scaled(np.array([t.xyxy for t in group], np.float32).reshape(-1, 4), factor))
-                       for group in (tracks, detections)]
-            dists = matching.iou_distance(*widened)
-            return matching.fuse_score(dists, detections) if self.args.fuse_score else dists
+                dists = super().get_dists(tracks, detections)
+            else:
+                factor = 1 + 2 * self.buffer
+                widened = [list(_scaled(np.array([t.xyxy for t in group], np.float32).reshape(-1, 4), factor))
+                           for group in (tracks, detections)]
+                dists = matching.iou_distance(*widened)
+                dists = matching.fuse_score(dists, detections) if self.args.fuse_score else dists
+            if self.relink_similarity > 0:
+                self._refuse_unlike(dists, tracks, detections)
+            return dists
+
+        def _refuse_unlike(self, dists: np.ndarray, tracks: list, detections: list) -> None:
+            """A lost track is taken up only by a detection that looks like it. Otherwise whoever appears where a
+            person was last seen takes their track: someone coming in at the picture's edge where another left,
+            or walking out from behind the sign someone else went behind."""
+            for i, track in enumerate(tracks):
+                look = getattr(track, "look", None)
+                if track.state != TrackState.Lost or look is None:
+                    continue
+                for j in np.flatnonzero(dists[i] < 1):
+                    if float(look @ self._look(detections[j])) < self.relink_similarity:
+                        dists[i, j] = 1.0
+
+        def _look(self, detection: Any) -> np.ndarray:
+            if getattr(detection, "look", None) is None:  # a detection is described once, however often compared
+                detection.look = _describe(self.image, detection.xyxy)
+            return detection.look
+
+        def _remember_looks(self) -> None:
+            """Describe the people tracked on this frame now and then, unless another track's box covers theirs."""
+            seen = [t for t in self.tracked_stracks if t.frame_id == self.frame_id]
+            boxes = np.array([t.xyxy for t in seen], np.float32).reshape(-1, 4)
+            overlap = bbox_ioa(boxes, boxes, iou=True) if len(seen) > 1 else np.zeros((len(seen),) * 2)
+            np.fill_diagonal(overlap, 0)
+            for track, crowded in zip(seen, overlap.max(axis=1, initial=0) > CROWDED, strict=True):
+                previous = getattr(track, "look", None)
+                if crowded or (previous is not None and track.tracklet_len % LOOK_REFRESH):
+                    continue
+                look = _describe(self.image, track.xyxy)
+                if previous is not None:
+                    look = LOOK_MEMORY * previous + (1 - LOOK_MEMORY) * look
+                track.look = look / (float(np.linalg.norm(look)) or 1.0)
+
+    def _describe(image: np.ndarray, box: np.ndarray) -> np.ndarray:
+        height, width = image.shape[:2]
+        x1, y1, x2, y2 = (int(v) for v in np.round(box[:4]))
+        x1, y1 = min(max(x1, 0), width - 2), min(max(y1, 0), height - 2)
+        crop = image[y1:max(min(y2, height), y1 + 2), x1:max(min(x2, width), x1 + 2)]
+        return describer.embed([crop])[0]
 
     Buffered.__name__ = f"Buffered{tracker_cls.__name__}"
     return Buffered
