@@ -98,10 +98,11 @@ class TrackerConfig:
                                       "side by this share of their size per second the camera's analysed frames are "
                                       "more than 0.1 s apart (at most 1.0), so people keep their track at low "
                                       "analysis rates (0: off)", min=0.0, max=20.0, zero_means="plain IoU matching")
-    relink_similarity: float = option(0.78, "A person's track lost for a moment is taken up again only by a detection "
-                                            "that looks at least this alike (colour-texture similarity), so someone "
-                                            "coming in where another left does not take their track (0: motion "
-                                            "alone)", min=0.0, max=1.0, zero_means="motion alone")
+    relink_similarity: float = option(0.78, "A person's track lost for a moment, or at the picture's side, is "
+                                            "continued only by a detection that looks at least this alike (colour-"
+                                            "texture similarity), so someone coming in where another left does not "
+                                            "take their track (0: motion alone)", min=0.0, max=1.0,
+                                      zero_means="motion alone")
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -206,37 +207,65 @@ def _track_at(out, box: tuple[float, float, float, float]) -> int | None:
     return int(out.track_ids[int(np.argmax(overlaps))]) if len(overlaps) and overlaps.max() > 0.5 else None
 
 
+@dataclass(frozen=True)
+class HandOff:
+    """A camera cut from the real clip where one person leaves and another comes in at the same place: boxes (in
+    the camera's picture) of the one leaving and of the newcomer, by frame."""
+
+    columns: tuple[int, int]
+    scale: float
+    frames: range
+    leaving: dict[int, tuple[int, int, int, int]]
+    coming: dict[int, tuple[int, int, int, int]]
+
+
+HAND_OFFS = {
+    # halves cut of bench/identity_eval.py, right camera: a man in jeans walks out behind the sign at its left edge
+    # (last box at frame 343) and a man in a black coat comes in there 16 frames later
+    "behind the sign": HandOff((416, 768), 1.0, range(290, 372), {343: (48, 165, 76, 239)},
+                               {362: (38, 178, 64, 254), 370: (74, 173, 103, 245)}),
+    # scaled cut, right camera at 0.7 of the size: a man walks out over the left side as a woman comes in over it,
+    # on the very next frame (692 to 693)
+    "over the side": HandOff((448, 768), 0.7, range(640, 722), {689: (7, 108, 27, 157)},
+                             {709: (45, 91, 59, 133), 719: (74, 88, 90, 131)}),
+}
+
+
 @pytest.fixture(scope="module")
-def right_part_at_a_hand_off() -> list[tuple[int, np.ndarray, Detections]]:
-    """Frames 290-371 of the real clip's right part (x 416-768, the halves cut of bench/identity_eval.py) with
-    their detections: a man in jeans walks out behind the sign at its left edge (his last box at frame 343) and a
-    man in a black coat comes in there 16 frames later."""
+def hand_off_footage(request: pytest.FixtureRequest) -> tuple[HandOff, list[tuple[int, np.ndarray, Detections]]]:
+    """The hand-off's frames with their detections (the tracker starts a few seconds before, as a camera that has
+    been running)."""
+    hand_off = HAND_OFFS[request.param]
     detector = make_detector(DetectorConfig(model=str(shared_path("models/yolov8n_int8.onnx")), imgsz=640))
     capture = cv2.VideoCapture(str(shared_path("data/vtest.avi")))
     frames = []
-    for index in range(372):
+    for index in range(hand_off.frames.stop):
         ok, frame = capture.read()
         assert ok
-        if index >= 290:  # the tracker starts a few seconds before, as a camera that has been running
-            picture = np.ascontiguousarray(frame[:, 416:768])
+        if index in hand_off.frames:
+            picture = np.ascontiguousarray(frame[:, hand_off.columns[0]:hand_off.columns[1]])
+            if hand_off.scale != 1.0:
+                picture = cv2.resize(picture, None, fx=hand_off.scale, fy=hand_off.scale, interpolation=cv2.INTER_AREA)
             frames.append((index, picture, detector.detect([picture])[0]))
-    return frames
+    return hand_off, frames
 
 
+@pytest.mark.parametrize("hand_off_footage", sorted(HAND_OFFS), indirect=True)
 @pytest.mark.parametrize("relink_similarity, taken_over", [(0.0, True), (TrackerConfig.relink_similarity, False)])
 def test_someone_coming_in_where_another_left_gets_a_track_of_their_own(
-        right_part_at_a_hand_off: list[tuple[int, np.ndarray, Detections]], relink_similarity: float,
+        hand_off_footage: tuple[HandOff, list[tuple[int, np.ndarray, Detections]]], relink_similarity: float,
         taken_over: bool) -> None:
-    """On motion alone the newcomer takes the first man's track, so the two become one person for every later
-    stage; with the look checked, he gets his own track and keeps it."""
+    """On motion alone the newcomer takes the track of the person who left, so the two become one person for every
+    later stage; with the look checked, the newcomer gets a track of their own and keeps it."""
+    hand_off, frames = hand_off_footage
     tracker = UltralyticsTracker(TrackerConfig(relink_similarity=relink_similarity))
-    leaving, coming = {343: (48, 165, 76, 239)}, {362: (38, 178, 64, 254), 370: (74, 173, 103, 245)}
     ids: dict[int, int | None] = {}
-    for index, picture, detections in right_part_at_a_hand_off:
+    for index, picture, detections in frames:
         out = tracker.update(detections, picture, index / 10)
-        for reference in (leaving, coming):
+        for reference in (hand_off.leaving, hand_off.coming):
             if index in reference:
                 ids[index] = _track_at(out, reference[index])
-    assert None not in ids.values(), ids  # each man is tracked where he is
-    assert ids[362] == ids[370]  # the newcomer keeps his track
-    assert (ids[343] == ids[362]) is taken_over, ids
+    assert None not in ids.values(), ids  # each of them is tracked where they are
+    leaving, first, last = min(hand_off.leaving), min(hand_off.coming), max(hand_off.coming)
+    assert ids[first] == ids[last]  # the newcomer keeps their track
+    assert (ids[leaving] == ids[first]) is taken_over, ids

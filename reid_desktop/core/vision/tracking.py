@@ -22,6 +22,7 @@ CLOSE_FRAMES_S = 0.1  # frames this close (10 analysed a second or more) match w
 LOOK_REFRESH = 5  # a tracked person's look is described again every this many of their frames
 LOOK_MEMORY = 0.7  # weight of the look so far against a new description of it
 CROWDED = 0.3  # a box overlapping another track's this much (IoU) shows two people: its look is not taken
+EDGE = 0.01  # a box this close to the picture's side (share of its width) touches it: people leave and come in there
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,9 @@ class UltralyticsTracker:
 @functools.cache  # one class per tracker kind, not one per camera and restart
 def _buffered(tracker_cls: type) -> type:
     """``tracker_cls`` whose association compares tracks and detections widened by the same buffer (C-BIoU), and
-    takes a lost track up again only with a detection that looks like it. Only the comparison is widened: the
-    motion filter keeps true boxes, so the buffer may change from one frame to the next (a first frame, a camera
-    analysed faster or slower) without every track's size jumping out of reach."""
+    continues a lost track, or one at the picture's side, only with a detection that looks like it. Only the
+    comparison is widened: the motion filter keeps true boxes, so the buffer may change from one frame to the next
+    (a first frame, a camera analysed faster or slower) without every track's size jumping out of reach."""
     from ultralytics.trackers.basetrack import TrackState
     from ultralytics.trackers.utils import matching
     from ultralytics.utils.metrics import bbox_ioa
@@ -144,12 +145,16 @@ def _buffered(tracker_cls: type) -> type:
             return dists
 
         def _refuse_unlike(self, dists: np.ndarray, tracks: list, detections: list) -> None:
-            """A lost track is taken up only by a detection that looks like it. Otherwise whoever appears where a
-            person was last seen takes their track: someone coming in at the picture's edge where another left,
-            or walking out from behind the sign someone else went behind."""
+            """A lost track, or one touching the picture's side, is taken up only by a detection that looks like it.
+            Otherwise whoever appears where a person was last seen takes their track: someone coming in at the side
+            where another is leaving (on the same frame, or a moment later), or walking out from behind the sign
+            someone else went behind. Elsewhere motion decides alone: a look taken from a moving, turning person is
+            too unsteady to refuse a track its next box."""
+            width = self.image.shape[1]
             for i, track in enumerate(tracks):
                 look = getattr(track, "look", None)
-                if track.state != TrackState.Lost or look is None:
+                at_side = track.xyxy[0] <= EDGE * width or track.xyxy[2] >= (1 - EDGE) * width
+                if look is None or not (track.state == TrackState.Lost or at_side):
                     continue
                 for j in np.flatnonzero(dists[i] < 1):
                     if float(look @ self._look(detections[j])) < self.relink_similarity:
