@@ -5,7 +5,7 @@ stays bounded; through the real pipeline the corrections reach the store (audite
 from __future__ import annotations
 
 import time
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -138,6 +138,41 @@ def test_overlapping_cameras_link_a_person_seen_in_both_at_once() -> None:
     assert {c.key: c.identity_id for c in result.reassignments} == {("south", p): p + 1 for p in range(6)}
     apart = settle(views)  # not declared: one person cannot be in both at once
     assert apart is not None and apart.reassignments == ()
+
+
+def walking(key: Hashable, camera: str, start: float, end: float, place: Callable[[float], tuple[float, float]],
+            look: np.ndarray, identity: int) -> TrackletView:
+    """A track whose foot point is ``place(moment)``, kept every half second as the engine keeps it."""
+    moments = np.arange(start, end + 1e-9, 0.5)
+    path = np.array([[m, *place(float(m))] for m in moments])
+    return TrackletView(key, TrackKey(camera, f"{camera}.mp4", "file", 0, hash(key) % 10_000), camera, start, end,
+                        place(start), place(end), path, (look / np.linalg.norm(look)).astype(np.float32), 5, 20,
+                        identity, False, True)
+
+
+def test_overlapping_cameras_learn_where_one_picture_lies_in_the_other_and_link_unlike_looks_by_it() -> None:
+    """North sees the ground at x 0-1, south the same ground from x 0.7 on (north's 0.7 is south's 0): people walk
+    from north into south, and through the two cameras they look nothing alike (as a colour cast can make them).
+    Someone stands in north meanwhile, so most pairs seen together are two people. The pass learns the map and
+    joins each walker's two tracks; a south track that walks where nobody in north is stays apart."""
+    rng = np.random.default_rng(7)
+    views, lane = [], {}
+    for p in range(12):
+        t, lane[p] = 20.0 * p, 0.5 + 0.02 * (p % 5)
+        walk = (lambda start, y: lambda m: (0.2 + 0.08 * (m - start), y))(t, lane[p])
+        views.append(walking(("north", p), "north", t, t + 10, walk, looks(rng, 1)[0], identity=p + 1))
+        views.append(walking(("stands", p), "north", t, t + 10, lambda m: (0.35, 0.8), looks(rng, 1)[0], 40 + p))
+        mapped = (lambda w: lambda m: (w(m)[0] - 0.7, w(m)[1]))(walk)
+        views.append(walking(("south", p), "south", t + 6.5, t + 16, mapped, looks(rng, 1)[0], identity=70 + p))
+    stray = views[-1]  # the last south track walks a lane nobody in north walks
+    views[-1] = walking(stray.key, "south", stray.start, stray.end, lambda m: (0.5, 0.95), stray.descriptor, 81)
+    result = settle(views, parse("north = south"))
+    assert result is not None
+    assert ("north", "south") in result.evidence.ground
+    moved = {c.key: c.identity_id for c in result.reassignments}
+    assert moved == {("south", p): p + 1 for p in range(11)}
+    without_map = settle(views[:6], parse("north = south"))  # two walkers: too few pairs to learn a map from
+    assert without_map is not None and without_map.reassignments == ()
 
 
 def test_a_pass_runs_beside_the_engine_which_never_waits() -> None:

@@ -19,7 +19,12 @@ exits and entries added nothing the gap did not already say, so they are shown (
 but do not score.
 
 Cameras the operator declared overlapping (core/topology.py) see one person at the same moment: a track that
-begins while a like-looking one is visible in the other camera is a hand-off by the operator's word.
+begins while a like-looking one is visible in the other camera is a hand-off by the operator's word. Where such
+cameras see the same ground, one person stands at matching places in both pictures: the pairs of tracks seen at
+the same moment, most of them two different people, hold the few that are one, and those lie on one mapping from
+one picture's foot points to the other's. A robust fit (RANSAC over an affine map, as multi-view trackers fit
+their ground-plane maps) finds it without the operator's help; a track whose path runs through the places the
+map gives for another track's path is that person, whatever their colours look like through two cameras.
 """
 
 from __future__ import annotations
@@ -27,8 +32,9 @@ from __future__ import annotations
 import collections
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+import cv2
 import numpy as np
 
 from reid_desktop.core.topology import CameraLinks
@@ -39,6 +45,9 @@ BANDWIDTH = 0.3  # kernel width relative to the gap (walks vary in proportion to
 GRID_POINTS = 96  # gaps at which the evidence is tabulated (log-spaced), looked up by interpolation
 SUPPORT = 0.5  # evidence from which a gap counts as a learned hand-off
 ALIKE_SHARE = 0.2  # at most this share of a camera pair's candidate pairs count as alike
+PLACE_TOLERANCE = 0.04  # share of the picture: a foot point mapped from the other camera this close is one place
+PLACES_PER_PAIR = 4  # moments of a pair seen together noted for the ground map (spread over the time they share)
+MIN_PLACED = 24  # places on the map (about 6 people's) an overlapping camera pair needs before places count
 
 
 @dataclass(frozen=True)
@@ -87,12 +96,14 @@ def where(x: float, y: float) -> str:
 
 
 class _Reservoir:
-    """The newest candidate pairs of one camera pair: gap, likeness, exit and entry positions; and the likeness of
-    pairs seen at the same moment in both cameras (for the overlap suggestion)."""
+    """The newest candidate pairs of one camera pair: gap, likeness, exit and entry positions; the likeness of
+    pairs seen at the same moment in both cameras (for the overlap suggestion); and where such pairs stood at the
+    same moments (for the ground map)."""
 
     def __init__(self, size: int) -> None:
         self.rows: collections.deque[tuple[float, float, float, float, float, float]] = collections.deque(maxlen=size)
         self.together: collections.deque[tuple[float, float, float, float, float]] = collections.deque(maxlen=size)
+        self.places: collections.deque[tuple[float, float, float, float]] = collections.deque(maxlen=size)
 
     def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         data = np.asarray(self.rows, np.float64).reshape(-1, 6)
@@ -107,6 +118,17 @@ class LinkEvidence:
     tables: Mapping[tuple[str, str], np.ndarray]  # (earlier camera, later camera) -> evidence at each grid gap
     links: CameraLinks  # the operator's topology (overlapping cameras)
     horizon_s: float
+    ground: Mapping[tuple[str, str], np.ndarray] = field(default_factory=dict)  # overlapping (first, second) -> 2x3
+
+    def distance(self, here: tuple[str, tuple[float, float]], there: tuple[str, tuple[float, float]]) -> float | None:
+        """How far apart (share of the picture) two foot points of two overlapping cameras are, one mapped into the
+        other's picture; None while the cameras' map is not learned."""
+        (first, point), (second, other) = sorted([here, there])
+        matrix = self.ground.get((first, second))
+        if matrix is None:
+            return None
+        mapped = matrix @ np.array([point[0], point[1], 1.0])
+        return float(np.hypot(mapped[0] - other[0], mapped[1] - other[1]))
 
     def evidence(self, earlier: str, later: str, gap: float) -> float:
         """How much a gap of ``gap`` seconds between a track last seen in ``earlier`` and one beginning in ``later``
@@ -145,6 +167,11 @@ class CameraTransitions:
         """Two tracks of different cameras seen at the same moment (``here`` in ``first``, ``there`` in ``second``)."""
         self._reservoir(first, second).together.append((likeness, *here, *there))
 
+    def note_places(self, first: str, second: str, places: Iterable[tuple[tuple[float, float], tuple[float, float]]]
+                    ) -> None:
+        """Where two tracks seen together stood at the same moments (in ``first``'s picture, in ``second``'s)."""
+        self._reservoir(first, second).places.extend((*here, *there) for here, there in places)
+
     def _reservoir(self, earlier: str, later: str) -> _Reservoir:
         key = (earlier, later)
         reservoir = self._pairs.get(key)
@@ -160,13 +187,15 @@ class CameraTransitions:
 
     def evidence(self, threshold: float, links: CameraLinks) -> LinkEvidence:
         """The evidence tables for pairs that look alike at ``threshold`` (see the module's docstring)."""
-        tables = {}
+        tables, ground = {}, {}
         for key, reservoir in self._pairs.items():
             gaps, likeness, _ = reservoir.arrays()
             alike = gaps[_alike(likeness, threshold)]
             if len(alike) >= MIN_ALIKE:
                 tables[key] = self._lift(gaps, alike)
-        return LinkEvidence(self.grid, tables, links, self.horizon_s)
+            if frozenset(key) in links.overlapping and (matrix := _ground_map(reservoir.places)) is not None:
+                ground[key] = matrix
+        return LinkEvidence(self.grid, tables, links, self.horizon_s, ground)
 
     def _lift(self, gaps: np.ndarray, alike: np.ndarray) -> np.ndarray:
         every = _density(gaps, self.grid)
@@ -212,6 +241,22 @@ def _alike(likeness: np.ndarray, threshold: float) -> np.ndarray:
     if not len(likeness):
         return np.zeros(0, bool)
     return likeness >= max(threshold, float(np.quantile(likeness, 1.0 - ALIKE_SHARE)))
+
+
+def _ground_map(places: Iterable[tuple[float, float, float, float]]) -> np.ndarray | None:
+    """The affine map from the first camera's foot points to the second's that most places of pairs seen together
+    fit (most pairs are two people, so a robust fit), or None while too few fit it."""
+    rows = np.asarray(places, np.float32).reshape(-1, 4)
+    if len(rows) < 2 * MIN_PLACED:
+        return None
+    here, there = np.ascontiguousarray(rows[:, :2]), np.ascontiguousarray(rows[:, 2:])
+    matrix, inliers = cv2.estimateAffine2D(here, there, method=cv2.RANSAC,
+                                           ransacReprojThreshold=PLACE_TOLERANCE, maxIters=5000, confidence=0.999)
+    if matrix is None or inliers is None or int(inliers.sum()) < MIN_PLACED:
+        return None
+    if not 0.04 <= float(np.linalg.det(matrix[:, :2])) <= 25.0:  # no mirror, no collapse: one ground, two views
+        return None
+    return matrix.astype(np.float64)
 
 
 def _density(samples: np.ndarray, at: np.ndarray) -> np.ndarray:

@@ -10,7 +10,8 @@ its mean appearance over all its crops, where and when it began and ended. A tra
   one is visible when the later one begins;
 - their appearances are alike: cosine at least the pass's threshold, the median of the best score each track
   reaches with another track seen at the same time in its camera (two people, certainly): "more alike than the
-  person beside them usually is";
+  person beside them usually is"; or, in cameras that overlap, the later track walks where the learned ground map
+  puts the earlier one at the same moments, however unlike two cameras make them look;
 - nothing forbids it: two tracks seen at the same moment in one camera, or in two cameras that do not overlap,
   are two people; so are tracks the operator gave different identities.
 
@@ -37,7 +38,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from reid_desktop.core.identity.camera_transitions import SUPPORT, CameraTransitions, LinkEvidence, LinkSuggestion
+from reid_desktop.core.identity.camera_transitions import (
+    PLACE_TOLERANCE,
+    PLACES_PER_PAIR,
+    SUPPORT,
+    CameraTransitions,
+    LinkEvidence,
+    LinkSuggestion,
+)
 from reid_desktop.core.identity.tracklets import TrackletView
 from reid_desktop.core.store.interface import TrackKey
 from reid_desktop.core.topology import CameraLinks
@@ -46,6 +54,7 @@ log = logging.getLogger(__name__)
 
 MIN_SIGHTINGS = 3  # shorter tracks are left as the engine decided (too little to go on)
 MIN_TOGETHER = 10  # scores of people seen together a pass needs to set its own threshold
+MIN_SHARED_POINTS = 2  # moments two overlapping cameras' tracks must share before their places are compared
 LEARNED_KEPT = 20_000  # tracks already noted for the camera links (so each is noted once)
 
 
@@ -163,11 +172,29 @@ def associate(views: Sequence[TrackletView], evidence: LinkEvidence, threshold: 
     rows, cols = np.nonzero(pairs.follows & (pairs.likeness >= threshold))
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         supported[i, j] = evidence.evidence(views[i].camera, views[j].camera, float(pairs.gap[i, j])) >= SUPPORT
+    placed = np.zeros_like(pairs.follows)
+    if evidence.ground:
+        rows, cols = np.nonzero(pairs.follows & pairs.together)
+        for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
+            placed[i, j] = same_place(views[i], views[j], evidence)
     chains = _Chains(len(views), pairs.forbidden)
-    rows, cols = np.nonzero(supported)
-    for order in np.argsort(-pairs.likeness[rows, cols], kind="stable"):
+    rows, cols = np.nonzero(supported | placed)
+    for order in np.lexsort((-pairs.likeness[rows, cols], ~placed[rows, cols])):  # placed first, then most alike
         chains.join(int(rows[order]), int(cols[order]), float(pairs.likeness[rows[order], cols[order]]))
     return _identities(views, chains, evidence), len(chains.members)
+
+
+def same_place(earlier: TrackletView, later: TrackletView, evidence: LinkEvidence) -> bool:
+    """Does ``later`` walk where the ground map of two overlapping cameras puts ``earlier`` at the same moments
+    (its median distance within :data:`PLACE_TOLERANCE`, over at least :data:`MIN_SHARED_POINTS` moments)?"""
+    shared = later.path[later.path[:, 0] <= earlier.end + evidence.links.same_moment_s]
+    if len(shared) < MIN_SHARED_POINTS:
+        return False
+    distances = [evidence.distance((earlier.camera, earlier.position_at(moment)), (later.camera, (x, y)))
+                 for moment, x, y in shared]
+    if None in distances:
+        return False
+    return float(np.median(np.asarray(distances, np.float64))) <= PLACE_TOLERANCE
 
 
 def _unknowable(earlier: Sequence[TrackletView], later: Sequence[TrackletView], evidence: LinkEvidence) -> bool:
@@ -333,6 +360,11 @@ class Reassociator:
                 other = views[int(i)]
                 here, there = sorted([(view.camera, view.entry), (other.camera, other.position_at(view.start))])
                 self._transitions.note_together(here[0], there[0], float(pairs.likeness[i, j]), here[1], there[1])
+                if frozenset((view.camera, other.camera)) in self.links.overlapping:
+                    shared = view.path[view.path[:, 0] <= other.end]
+                    places = [sorted([(view.camera, (x, y)), (other.camera, other.position_at(m))])
+                              for m, x, y in shared[:: max(1, len(shared) // PLACES_PER_PAIR)][:PLACES_PER_PAIR]]
+                    self._transitions.note_places(here[0], there[0], ((a[1], b[1]) for a, b in places))
             for i in np.flatnonzero(pairs.follows[:, j] & ~pairs.together[:, j]):
                 earlier = views[int(i)]
                 self._transitions.note(earlier.camera, view.camera, float(pairs.gap[i, j]),

@@ -42,10 +42,12 @@ class TrackletView:
     ended: bool
 
     def position_at(self, moment: float) -> tuple[float, float]:
-        """Where the track was at ``moment`` (its last known position before it, else its first)."""
-        before = np.flatnonzero(self.path[:, 0] <= moment)
-        row = self.path[before[-1]] if len(before) else self.path[0]
-        return float(row[1]), float(row[2])
+        """Where the track was at ``moment``: between two kept positions, on the line between them; before its
+        first or after its last, there."""
+        times, xs, ys = self.path[:, 0], self.path[:, 1], self.path[:, 2]
+        if self.end > times[-1]:  # the last kept position may be up to PATH_STEP_S older than the last seen
+            times, xs, ys = (np.append(a, b) for a, b in ((times, self.end), (xs, self.exit[0]), (ys, self.exit[1])))
+        return float(np.interp(moment, times, xs)), float(np.interp(moment, times, ys))
 
 
 @dataclass
