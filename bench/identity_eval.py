@@ -425,6 +425,8 @@ OFF = {
     "occlusion-aware quality": {"reid": {"occlusion_aware": False}},
     "background re-association": {"matcher": {"reassociation": False}},
     "learned links as prior": {"matcher": {"link_prior": 0.0}},
+    "look checked where a track is taken up": {"tracker": {"relink_similarity": 0.0}},
+    "places in overlapping cameras": {"matcher": {"place_links": False}},
 }
 
 

@@ -156,6 +156,10 @@ class MatcherConfig:
     reassociation_window_s: float = option(600.0, "Tracks that ended longer ago than this are no longer re-associated",
                                            min=10.0, max=86400.0)
     reassociation_interval_s: float = option(5.0, "Seconds between re-association passes", min=0.5, max=3600.0)
+    place_links: bool = option(True, "Overlapping cameras: learn where one picture lies in the other, and link a "
+                                     "person walking at the matching places in both however unlike the two "
+                                     "cameras make them look (part of the background re-association)",
+                               label="Link overlapping cameras by place")
     link_horizon_s: float = option(60.0, "Longest walk between cameras (or gap within one) the learned camera links "
                                          "consider", min=1.0, max=3600.0)
     search_reranking: bool = option(True, "Appearance search re-orders its best 100 candidates by query expansion "

@@ -173,6 +173,14 @@ def test_overlapping_cameras_learn_where_one_picture_lies_in_the_other_and_link_
     assert moved == {("south", p): p + 1 for p in range(11)}
     without_map = settle(views[:6], parse("north = south"))  # two walkers: too few pairs to learn a map from
     assert without_map is not None and without_map.reassignments == ()
+    setting_off = Reassociator(ReassociationSettings(horizon_s=60.0, place_links=False), parse("north = south"))
+    try:
+        off = setting_off.settle(views, 0.8)
+    finally:
+        setting_off.close()
+    assert off is not None and not off.evidence.ground
+    found = [c for c in off.reassignments if c.key[0] == "south" and c.identity_id == c.key[1] + 1]
+    assert len(found) < 6, found  # appearance alone finds few of the 11 (their looks are unrelated)
 
 
 def test_a_pass_runs_beside_the_engine_which_never_waits() -> None:

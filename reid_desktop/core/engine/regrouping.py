@@ -43,7 +43,8 @@ class Regrouping:
         self.tracklets = TrackletWindow(matcher.reassociation_window_s)
         self.reassociator = Reassociator(ReassociationSettings(window_s=matcher.reassociation_window_s,
                                                                interval_s=matcher.reassociation_interval_s,
-                                                               horizon_s=matcher.link_horizon_s),
+                                                               horizon_s=matcher.link_horizon_s,
+                                                               place_links=matcher.place_links),
                                          links) if matcher.reassociation else None
 
     @property

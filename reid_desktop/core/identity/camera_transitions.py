@@ -185,15 +185,16 @@ class CameraTransitions:
     def pairs_noted(self) -> int:
         return sum(len(r.rows) for r in self._pairs.values())
 
-    def evidence(self, threshold: float, links: CameraLinks) -> LinkEvidence:
-        """The evidence tables for pairs that look alike at ``threshold`` (see the module's docstring)."""
+    def evidence(self, threshold: float, links: CameraLinks, places: bool = True) -> LinkEvidence:
+        """The evidence tables for pairs that look alike at ``threshold``, and (``places``) the ground maps of the
+        overlapping cameras (see the module's docstring)."""
         tables, ground = {}, {}
         for key, reservoir in self._pairs.items():
             gaps, likeness, _ = reservoir.arrays()
             alike = gaps[_alike(likeness, threshold)]
             if len(alike) >= MIN_ALIKE:
                 tables[key] = self._lift(gaps, alike)
-            if frozenset(key) in links.overlapping and (matrix := _ground_map(reservoir.places)) is not None:
+            if places and frozenset(key) in links.overlapping and (matrix := _ground_map(reservoir.places)) is not None:
                 ground[key] = matrix
         return LinkEvidence(self.grid, tables, links, self.horizon_s, ground)
 

@@ -65,6 +65,7 @@ class ReassociationSettings:
     horizon_s: float = 60.0  # longest walk between cameras the links learn
     quantile: float = 0.5  # of the best scores of people seen together: the pass's appearance threshold
     max_tracklets: int = 2000
+    place_links: bool = True  # overlapping cameras: learn a ground map and link by place
 
 
 @dataclass(frozen=True)
@@ -342,7 +343,7 @@ class Reassociator:
         threshold = own_threshold(views, pairs, self.settings.quantile)
         threshold = fallback_threshold if threshold is None else threshold
         self._note(views, pairs)
-        evidence = self._transitions.evidence(threshold, links)
+        evidence = self._transitions.evidence(threshold, links, self.settings.place_links)
         reassignments, chains = associate(views, evidence, threshold, pairs)
         suggestions = tuple(self._transitions.suggestions(threshold, links))
         return ReassociationResult(tuple(reassignments), threshold, evidence, suggestions, len(views), chains)
