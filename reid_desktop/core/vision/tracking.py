@@ -78,7 +78,7 @@ class UltralyticsTracker:
             model="auto",
             device="cpu",
         )
-        self._tracker = _buffered(BOTSORT if config.kind == "botsort" else BYTETracker)(args)
+        self._tracker = _associating(BOTSORT if config.kind == "botsort" else BYTETracker)(args)
         self._tracker.relink_similarity = config.relink_similarity
         self._buffer_per_s = config.buffer_per_s
         self._last: float | None = None  # the moment of the last update
@@ -108,7 +108,7 @@ class UltralyticsTracker:
 
 
 @functools.cache  # one class per tracker kind, not one per camera and restart
-def _buffered(tracker_cls: type) -> type:
+def _associating(tracker_cls: type) -> type:
     """``tracker_cls`` whose association compares tracks and detections widened by the same buffer (C-BIoU), and
     continues a lost track, or one at the picture's side, only with a detection that looks like it. Only the
     comparison is widened: the motion filter keeps true boxes, so the buffer may change from one frame to the next
@@ -119,7 +119,7 @@ def _buffered(tracker_cls: type) -> type:
 
     describer = ColorTextureEmbedder()
 
-    class Buffered(tracker_cls):
+    class Associating(tracker_cls):
         buffer = 0.0  # share of a box's size added on every side, set before each update
         relink_similarity = 0.0  # 0: a lost track is taken up again on motion alone
         image = np.zeros((0, 0, 3), np.uint8)  # the frame being tracked
@@ -187,8 +187,8 @@ def _buffered(tracker_cls: type) -> type:
         crop = image[y1:max(min(y2, height), y1 + 2), x1:max(min(x2, width), x1 + 2)]
         return describer.embed([crop])[0]
 
-    Buffered.__name__ = f"Buffered{tracker_cls.__name__}"
-    return Buffered
+    Associating.__name__ = f"Associating{tracker_cls.__name__}"
+    return Associating
 
 
 def _output(out: np.ndarray, detections: Detections) -> TrackOutput:
