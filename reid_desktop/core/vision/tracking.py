@@ -150,11 +150,9 @@ def _associating(tracker_cls: type) -> type:
             where another is leaving (on the same frame, or a moment later), or walking out from behind the sign
             someone else went behind. Elsewhere motion decides alone: a look taken from a moving, turning person is
             too unsteady to refuse a track its next box."""
-            width = self.image.shape[1]
             for i, track in enumerate(tracks):
                 look = getattr(track, "look", None)
-                at_side = track.xyxy[0] <= EDGE * width or track.xyxy[2] >= (1 - EDGE) * width
-                if look is None or not (track.state == TrackState.Lost or at_side):
+                if look is None or not (track.state == TrackState.Lost or self._at_side(track.xyxy)):
                     continue
                 for j in np.flatnonzero(dists[i] < 1):
                     if float(look @ self._look(detections[j])) < self.relink_similarity:
@@ -165,9 +163,15 @@ def _associating(tracker_cls: type) -> type:
                 detection.look = _describe(self.image, detection.xyxy)
             return detection.look
 
+        def _at_side(self, box: np.ndarray) -> bool:
+            width = self.image.shape[1]
+            return bool(box[0] <= EDGE * width or box[2] >= (1 - EDGE) * width)
+
         def _remember_looks(self) -> None:
-            """Describe the people tracked on this frame now and then, unless another track's box covers theirs."""
-            seen = [t for t in self.tracked_stracks if t.frame_id == self.frame_id]
+            """Describe the people tracked on this frame now and then: whole, so not while another track's box
+            covers theirs or the picture's side cuts them (a look half out of the picture would refuse the same
+            person coming wholly in)."""
+            seen = [t for t in self.tracked_stracks if t.frame_id == self.frame_id and not self._at_side(t.xyxy)]
             boxes = np.array([t.xyxy for t in seen], np.float32).reshape(-1, 4)
             overlap = bbox_ioa(boxes, boxes, iou=True) if len(seen) > 1 else np.zeros((len(seen),) * 2)
             np.fill_diagonal(overlap, 0)
