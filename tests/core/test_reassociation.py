@@ -166,11 +166,13 @@ def test_overlapping_cameras_learn_where_one_picture_lies_in_the_other_and_link_
         views.append(walking(("south", p), "south", t + 6.5, t + 16, mapped, looks(rng, 1)[0], identity=70 + p))
     stray = views[-1]  # the last south track walks a lane nobody in north walks
     views[-1] = walking(stray.key, "south", stray.start, stray.end, lambda m: (0.5, 0.95), stray.descriptor, 81)
+    # someone in south who looks just like walker 3 while walker 3 is in north, far from where the map puts them
+    views.append(walking("double", "south", 62.0, 69.0, lambda m: (0.6, 0.2), views[9].descriptor, identity=90))
     result = settle(views, parse("north = south"))
     assert result is not None
     assert ("north", "south") in result.evidence.ground
     moved = {c.key: c.identity_id for c in result.reassignments}
-    assert moved == {("south", p): p + 1 for p in range(11)}
+    assert moved == {("south", p): p + 1 for p in range(11)}  # and the double keeps their own identity
     without_map = settle(views[:6], parse("north = south"))  # two walkers: too few pairs to learn a map from
     assert without_map is not None and without_map.reassignments == ()
     setting_off = Reassociator(ReassociationSettings(horizon_s=60.0, place_links=False), parse("north = south"))

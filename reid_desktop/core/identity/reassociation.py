@@ -13,7 +13,8 @@ its mean appearance over all its crops, where and when it began and ended. A tra
   person beside them usually is"; or, in cameras that overlap, the later track walks where the learned ground map
   puts the earlier one at the same moments, however unlike two cameras make them look;
 - nothing forbids it: two tracks seen at the same moment in one camera, or in two cameras that do not overlap,
-  are two people; so are tracks the operator gave different identities.
+  are two people; so are two tracks of overlapping cameras that the ground map puts far apart while both are
+  seen, and tracks the operator gave different identities.
 
 Joins are made best first, each track with at most one predecessor and one successor, into chains: one chain, one
 person. Joins that only appearance would support are not made: on the demo clip's cuts every rule tried for them
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 MIN_SIGHTINGS = 3  # shorter tracks are left as the engine decided (too little to go on)
 MIN_TOGETHER = 10  # scores of people seen together a pass needs to set its own threshold
 MIN_SHARED_POINTS = 2  # moments two overlapping cameras' tracks must share before their places are compared
+APART = 3  # tracks of overlapping cameras this many place tolerances apart while both are seen are two people
 LEARNED_KEPT = 20_000  # tracks already noted for the camera links (so each is noted once)
 
 
@@ -174,28 +176,39 @@ def associate(views: Sequence[TrackletView], evidence: LinkEvidence, threshold: 
     for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
         supported[i, j] = evidence.evidence(views[i].camera, views[j].camera, float(pairs.gap[i, j])) >= SUPPORT
     placed = np.zeros_like(pairs.follows)
+    forbidden = pairs.forbidden
     if evidence.ground:
-        rows, cols = np.nonzero(pairs.follows & pairs.together)
+        forbidden = forbidden.copy()
+        rows, cols = np.nonzero(np.triu(pairs.together & ~forbidden))
         for i, j in zip(rows.tolist(), cols.tolist(), strict=True):
-            placed[i, j] = same_place(views[i], views[j], evidence)
-    chains = _Chains(len(views), pairs.forbidden)
-    rows, cols = np.nonzero(supported | placed)
+            distance = place_distance(views[i], views[j], evidence)
+            if distance is None:
+                continue
+            placed[i, j] = pairs.follows[i, j] and distance <= PLACE_TOLERANCE
+            placed[j, i] = pairs.follows[j, i] and distance <= PLACE_TOLERANCE
+            if distance > APART * PLACE_TOLERANCE:  # at one moment in two places: two people
+                forbidden[i, j] = forbidden[j, i] = True
+    chains = _Chains(len(views), forbidden)
+    rows, cols = np.nonzero((supported | placed) & ~forbidden)
     for order in np.lexsort((-pairs.likeness[rows, cols], ~placed[rows, cols])):  # placed first, then most alike
         chains.join(int(rows[order]), int(cols[order]), float(pairs.likeness[rows[order], cols[order]]))
     return _identities(views, chains, evidence), len(chains.members)
 
 
-def same_place(earlier: TrackletView, later: TrackletView, evidence: LinkEvidence) -> bool:
-    """Does ``later`` walk where the ground map of two overlapping cameras puts ``earlier`` at the same moments
-    (its median distance within :data:`PLACE_TOLERANCE`, over at least :data:`MIN_SHARED_POINTS` moments)?"""
+def place_distance(one: TrackletView, other: TrackletView, evidence: LinkEvidence) -> float | None:
+    """How far apart two tracks of overlapping cameras walk while both are seen: the median, over the moments the
+    later one kept while the earlier one was seen, of the distance between its place and the place the ground map
+    gives for the earlier one (share of the picture); None without a map or without :data:`MIN_SHARED_POINTS`
+    such moments."""
+    earlier, later = sorted((one, other), key=lambda v: v.start)
     shared = later.path[later.path[:, 0] <= earlier.end + evidence.links.same_moment_s]
     if len(shared) < MIN_SHARED_POINTS:
-        return False
+        return None
     distances = [evidence.distance((earlier.camera, earlier.position_at(moment)), (later.camera, (x, y)))
                  for moment, x, y in shared]
     if None in distances:
-        return False
-    return float(np.median(np.asarray(distances, np.float64))) <= PLACE_TOLERANCE
+        return None
+    return float(np.median(np.asarray(distances, np.float64)))
 
 
 def _unknowable(earlier: Sequence[TrackletView], later: Sequence[TrackletView], evidence: LinkEvidence) -> bool:
